@@ -1,0 +1,104 @@
+"""The one node interface every simulator backend implements (no sockets here).
+
+A *signal* is a block of values for one window: a float64 array of shape
+``(steps_per_window, len(regions))``, one row per TVB step, one column per region.
+Signals are named ``"<kind>/<variable>"``:
+
+- ``state/S_e``, ``state/S_i``, ``state/R_e``, ``state/R_i``: the node's own regions'
+  values at the *end* of each TVB step of the window it just simulated
+  (window k covers TVB steps ``k*W+1 .. k*W+W``; step 0 is the initial state).
+- ``coupling/S_e``, ``coupling/R_e``: for each target region p and each step n of the
+  *coming* window, ``sum_j w[p, j] * X_j(n - 1 - idelay[p, j])`` over the regions j the
+  producing node owns (self-connections and other spiking regions excluded), without the
+  coupling's ``a`` factor. Known one window ahead because every crossing delay >= W.
+
+Inputs for window k are the other nodes' outputs of window k-1. For k = 0 they are the
+``initial_outputs()`` of the other nodes; a signal missing at k = 0 means "keep your own
+initial history" (both sides build identical initial history from the shared config).
+
+The lockstep runtime (``cosim.node_runtime``) calls, in order (see proto/PROTOCOL.md §7)::
+
+    requires(ctx) -> [SignalSpec]        on CONFIGURE (ctx.config, ctx.regions, dts known)
+    connectome() -> dict                 on CONFIGURE, TVB role only (sent in CONFIGURED)
+    configure(ctx) -> None               on PREPARE (W, K, outputs, inputs, connectome known)
+    initial_outputs() -> Signals         sent in READY
+    step(k, inputs) -> Signals           k = 0 .. K-1
+    finish(aborted_reason | None) -> dict
+MPI backends: rank 0 runs the above; other ranks call ``follow()`` (which returns at the end).
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Signals = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """A named signal over an explicit, ordered list of region indices."""
+    name: str
+    regions: tuple[int, ...]
+
+    def as_wire(self) -> dict:
+        return {"name": self.name, "regions": list(self.regions)}
+
+    @classmethod
+    def from_wire(cls, d: dict) -> "SignalSpec":
+        return cls(str(d["name"]), tuple(int(r) for r in d["regions"]))
+
+
+@dataclass
+class RunContext:
+    """What every node knows about the run once configured (the CONFIGURE message)."""
+    config: dict                      # the validated run config, as plain data
+    node_name: str
+    regions: tuple[int, ...]          # regions this node simulates (spiking) / proxies it keeps (tvb: the spiking ones)
+    tvb_dt_ms: float
+    tick_ms: float                    # the run clock's unit; every dt and the window are whole ticks
+    steps_per_window: int = 0         # W, in TVB steps (known from PREPARE on)
+    n_windows: int = 0                # K (known from PREPARE on)
+    outputs: list[SignalSpec] = field(default_factory=list)  # what this node must produce each window
+    inputs: list[SignalSpec] = field(default_factory=list)   # what it will receive each window
+    results_dir: str | None = None
+    # From PREPARE on: {"weights": (N,N) f8, "idelays": (N,N) i8, "tract_lengths": (N,N) f8,
+    #  "region_labels": [str], "speed_mm_per_ms": float} as the TVB node built it (TVB's idelays).
+    connectome: dict[str, Any] | None = None
+
+
+class NodeAdapter(abc.ABC):
+    """A simulator behind the protocol. Library code: raises, never exits."""
+
+    #: role announced on REGISTER: "tvb" or "spiking"
+    role: str = "spiking"
+
+    @abc.abstractmethod
+    def requires(self, ctx: RunContext) -> list[SignalSpec]:
+        """Signals this node consumes each window (called before configure, region lists resolved)."""
+
+    @abc.abstractmethod
+    def configure(self, ctx: RunContext) -> None:
+        """Build the simulator. ``ctx.outputs`` says exactly which signals ``step`` must return."""
+
+    @abc.abstractmethod
+    def initial_outputs(self) -> Signals:
+        """Outputs standing in for window -1 (may be a subset of ``ctx.outputs``)."""
+
+    @abc.abstractmethod
+    def step(self, window: int, inputs: Signals) -> Signals:
+        """Advance exactly one window. ``inputs`` keyed by signal name, arrays (W, n_regions)."""
+
+    def connectome(self) -> dict[str, Any]:
+        """TVB role only: the connectome as built (see RunContext.connectome)."""
+        raise NotImplementedError
+
+    def finish(self, aborted: str | None = None) -> dict:
+        """Flush results; ``aborted`` is the reason when the run did not complete. Returns a summary."""
+        return {}
+
+    def follow(self) -> None:
+        """MPI ranks > 0: serve rank 0's collective calls until the run ends."""
+        raise NotImplementedError(f"{type(self).__name__} does not run under MPI")

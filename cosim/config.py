@@ -1,0 +1,185 @@
+"""Run configuration: one YAML/TOML file, validated on load (pydantic).
+
+Every error names the field and the reason (``ConfigError``). Backend-specific blocks
+(``spiking_nodes[i].params``) are validated by the backend's own model, looked up in
+``cosim.backends``; this module checks only what the whole run shares.
+"""
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the field and the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class RunSection(_Strict):
+    name: str = "default"
+    duration_ms: float = Field(500.0, gt=0, description="simulated time")
+    window_ms: float | None = Field(None, gt=0, description="synchronization window; default: the largest causal one")
+    results_dir: str = "results"
+    seed: int = Field(42, ge=0, description="seeds TVB's initial history, noise and every Poisson train")
+    progress: bool = True
+
+
+class IntegratorSection(_Strict):
+    kind: Literal["heun_deterministic", "heun_stochastic"] = "heun_deterministic"
+    noise_sigma: float = Field(1e-3, ge=0, description="additive noise on S_e and S_i (stochastic only)")
+
+
+class MonitorSection(_Strict):
+    raw: bool = True
+    temporal_average_ms: float | None = Field(1.0, gt=0)
+    bold_period_ms: float | None = Field(None, gt=0, description="BOLD sampling period, e.g. 2000; off if null")
+
+
+class TVBSection(_Strict):
+    connectivity: str = Field("default", description="'default' (tvb-data 76 regions) or a path to a TVB connectivity zip")
+    dt_ms: float = Field(0.1, gt=0)
+    conduction_speed_mm_per_ms: float = Field(3.0, gt=0)
+    remove_self_connections: bool = False
+    coupling_a: float = Field(0.00390625, description="Linear coupling slope (TVB's default)")
+    model: dict[str, float] = Field(default_factory=dict, description="ReducedWongWangExcInh parameters, e.g. {G: 2.0}")
+    integrator: IntegratorSection = Field(default_factory=IntegratorSection)
+    monitors: MonitorSection = Field(default_factory=MonitorSection)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model_params(cls, v: dict[str, float]) -> dict[str, float]:
+        known = {"a_e", "b_e", "d_e", "gamma_e", "tau_e", "w_p", "J_N", "W_e", "a_i", "b_i", "d_i",
+                 "gamma_i", "tau_i", "J_i", "W_i", "I_o", "I_ext", "G", "lamda"}
+        bad = sorted(set(v) - known)
+        if bad:
+            raise ValueError(f"unknown ReducedWongWangExcInh parameter(s) {bad}; known: {sorted(known)}")
+        return v
+
+
+class NodeEntry(_Strict):
+    """One spiking service and the TVB regions it simulates."""
+    name: str = Field("spiking", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    backend: str = "netpyne"
+    regions: list[int] = Field(default_factory=lambda: [33, 71], min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict, description="backend-specific, validated by the backend")
+
+    @field_validator("regions")
+    @classmethod
+    def _unique(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate region(s) {sorted({r for r in v if v.count(r) > 1})}")
+        if any(r < 0 for r in v):
+            raise ValueError("region indices must be >= 0")
+        return v
+
+
+class CoordinatorSection(_Strict):
+    router: str = Field("tcp://127.0.0.1:5555", description="ROUTER address nodes connect to")
+    pub: str = Field("tcp://127.0.0.1:5556", description="PUB address for run events and progress")
+    heartbeat_interval_ms: int = Field(500, gt=0)
+    heartbeat_timeout_ms: int = Field(5000, gt=0)
+    setup_timeout_ms: int = Field(120_000, gt=0, description="registration + configuration of every node")
+    max_message_bytes: int = Field(64 * 2**20, gt=1024)
+    curve: bool = Field(False, description="CURVE encryption + authentication (see `cosim keys`)")
+    keys_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> "CoordinatorSection":
+        if self.heartbeat_timeout_ms < 2 * self.heartbeat_interval_ms:
+            raise ValueError("heartbeat_timeout_ms must be at least twice heartbeat_interval_ms")
+        return self
+
+
+class RunConfig(_Strict):
+    run: RunSection = Field(default_factory=RunSection)
+    tvb: TVBSection = Field(default_factory=TVBSection)
+    spiking_nodes: list[NodeEntry] = Field(default_factory=lambda: [NodeEntry()], min_length=1)
+    coordinator: CoordinatorSection = Field(default_factory=CoordinatorSection)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "RunConfig":
+        names = [n.name for n in self.spiking_nodes]
+        if len(set(names)) != len(names) or "tvb" in names or "coordinator" in names:
+            raise ValueError(f"spiking node names must be unique and not 'tvb'/'coordinator': {names}")
+        seen: dict[int, str] = {}
+        for n in self.spiking_nodes:
+            for r in n.regions:
+                if r in seen:
+                    raise ValueError(f"region {r} is claimed by both {seen[r]!r} and {n.name!r}")
+                seen[r] = n.name
+        return self
+
+    # ---- derived quantities -------------------------------------------------------------
+    def spiking_regions(self) -> list[int]:
+        return sorted(r for n in self.spiking_nodes for r in n.regions)
+
+    def node(self, name: str) -> NodeEntry:
+        for n in self.spiking_nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+
+def _fmt_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def parse_config(data: dict | None, source: str = "<config>") -> RunConfig:
+    """Validate plain data; raise ConfigError naming the first bad field."""
+    try:
+        cfg = RunConfig.model_validate(data or {})
+    except ValidationError as e:
+        err = e.errors()[0]
+        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {_fmt_loc(err['loc'])}: {msg}{more}") from None
+    from cosim import backends  # late: backends import simulators lazily
+    for i, n in enumerate(cfg.spiking_nodes):
+        try:
+            backends.validate_params(n.backend, n.params)
+        except backends.UnknownBackend as e:
+            raise ConfigError(f"{source}: spiking_nodes[{i}].backend: {e}") from None
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise ConfigError(f"{source}: spiking_nodes[{i}].params.{_fmt_loc(err['loc'])}: "
+                              f"{err['msg'].removeprefix('Value error, ')}") from None
+        except ValueError as e:
+            raise ConfigError(f"{source}: spiking_nodes[{i}].params: {e}") from None
+    return cfg
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Load YAML (.yaml/.yml) or TOML (.toml); None gives the documented default example."""
+    if path is None:
+        return parse_config({}, "<default>")
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        text = p.read_text()
+        data = tomllib.loads(text) if p.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{p}: not valid {'TOML' if p.suffix == '.toml' else 'YAML'}: {first}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    return parse_config(data, str(p))
+
+
+def ticks_of(ms: float, tick_ms: float, what: str) -> int:
+    """``ms`` as a whole number of ticks, or ConfigError naming ``what``."""
+    n = round(ms / tick_ms)
+    if n < 1 or not math.isclose(n * tick_ms, ms, rel_tol=1e-9, abs_tol=1e-12):
+        raise ConfigError(f"{what}: {ms} ms is not a whole multiple of {tick_ms} ms")
+    return n
