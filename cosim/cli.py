@@ -1,0 +1,253 @@
+"""`cosim`: the command line. The only place that configures logging and turns errors into exit codes.
+
+  cosim run [CONFIG]          the embedded default: every service as a local process
+  cosim coordinator CONFIG    the coordinator alone (nodes connect to it)
+  cosim tvb-node              the TVB node alone, pointed at a coordinator
+  cosim spiking-node          a spiking node alone (backend from the config, or --backend)
+  cosim validate CONFIG       check a config and exit
+  cosim keys DIR              CURVE key pairs for the coordinator and nodes
+
+Exit codes: 0 completed, 1 run failed (a node or the coordinator), 2 bad configuration or
+usage, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+log = logging.getLogger("cosim")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def setup_logging(level: str, who: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format=f"%(asctime)s {who} %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("tvb", "numba", "matplotlib", "h5py", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cosim", description="TVB ⇄ NetPyNE/NEURON co-simulation over ZeroMQ")
+    p.add_argument("--log-level", default=_env("COSIM_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run coordinator and nodes as local processes (the embedded default)")
+    r.add_argument("config", nargs="?", help="YAML/TOML run config; default: the documented example")
+    r.add_argument("--out", help="results directory for this run (default: <run.results_dir>/<name>_<time>)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set run.duration_ms=200 (YAML value)")
+    r.add_argument("--no-plots", action="store_true")
+
+    c = sub.add_parser("coordinator", help="run the coordinator alone")
+    c.add_argument("config", nargs="?", default=_env("COSIM_CONFIG"))
+    c.add_argument("--router", default=_env("COSIM_ROUTER"), help="bind address, e.g. tcp://*:5555")
+    c.add_argument("--pub", default=_env("COSIM_PUB"), help="bind address, e.g. tcp://*:5556")
+    c.add_argument("--out", default=_env("COSIM_RESULTS"), help="results directory")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--no-plots", action="store_true")
+
+    for name, role in (("tvb-node", "tvb"), ("spiking-node", "spiking")):
+        n = sub.add_parser(name, help=f"run a {role} node alone")
+        n.add_argument("--coordinator", default=_env("COSIM_COORDINATOR", "tcp://127.0.0.1:5555"),
+                       help="the coordinator's ROUTER address")
+        n.add_argument("--name", default=_env("COSIM_NODE_NAME", "tvb" if role == "tvb" else "spiking"))
+        n.add_argument("--out", default=_env("COSIM_RESULTS"), help="results directory (default: the coordinator's)")
+        n.add_argument("--keys", default=_env("COSIM_KEYS"), help="CURVE keys folder (enables encryption)")
+        if role == "tvb":
+            n.add_argument("--backend", default=_env("COSIM_TVB_BACKEND", "tvb"), choices=["tvb", "noop"],
+                           help="'noop' serves a synthetic connectome and simulates nothing (protocol benchmarks)")
+        if role == "spiking":
+            n.add_argument("--backend", default=_env("COSIM_BACKEND", ""),
+                           help="refuse to run any other backend (default: whatever the config says)")
+
+    v = sub.add_parser("validate", help="validate a config file")
+    v.add_argument("config")
+
+    k = sub.add_parser("keys", help="generate CURVE key pairs")
+    k.add_argument("dir")
+    k.add_argument("names", nargs="*", default=["coordinator", "tvb", "spiking"])
+    return p
+
+
+def _overrides(cfg_path: str | None, sets: list[str]):
+    from cosim.config import ConfigError, load_config, parse_config
+    import yaml
+    cfg = load_config(cfg_path)
+    if not sets:
+        return cfg
+    data = cfg.model_dump(mode="json")
+    for s in sets:
+        if "=" not in s:
+            raise ConfigError(f"--set {s!r}: expected KEY=VALUE")
+        key, val = s.split("=", 1)
+        node, parts = data, key.split(".")
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        last = parts[-1]
+        if isinstance(node, list):
+            node[int(last)] = yaml.safe_load(val)
+        else:
+            node[last] = yaml.safe_load(val)
+    return parse_config(data, cfg_path or "<default>")
+
+
+def cmd_coordinator(a) -> int:
+    from pathlib import Path
+    from cosim.results import write_status
+    from services.coordinator.coordinator import Coordinator, RunFailed
+    from services.coordinator.progress import ProgressBar
+    from cosim.report import write_run_outputs
+    cfg = _overrides(a.config, a.set)
+    updates = {k: v for k, v in (("router", a.router), ("pub", a.pub)) if v}
+    if updates:
+        cfg.coordinator = cfg.coordinator.model_copy(update=updates)
+    out = Path(a.out or Path(cfg.run.results_dir) / cfg.run.name)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(_dump_yaml(cfg))
+    curve = None
+    if cfg.coordinator.curve:
+        from cosim import security
+        curve = security.server_from_dir(cfg.coordinator.keys_dir or _env("COSIM_KEYS"))
+    bar = ProgressBar(cfg.run.progress)
+    coord = Coordinator(cfg, out, curve=curve, progress=bar.update)
+    try:
+        summary = coord.run()
+    except RunFailed as e:
+        bar.close()
+        print(f"cosim: run failed: {e}", file=sys.stderr)
+        print(f"cosim: results up to the last completed window are in {out}", file=sys.stderr)
+        return EXIT_CONFIG if e.exit_code == 2 else (EXIT_INTERRUPTED if e.exit_code == 130 else EXIT_FAILED)
+    bar.close()
+    write_run_outputs(out, summary, plots=not a.no_plots)
+    return EXIT_OK
+
+
+def _dump_yaml(cfg) -> str:
+    import yaml
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def cmd_node(a, role: str) -> int:
+    from cosim.node_runtime import NodeFailed, NodeRuntime, RunAborted
+    from cosim.transport import CoordinatorLost, PeerTimeout, RemoteError
+    curve = None
+    if a.keys:
+        from cosim import security
+        curve = security.client_from_dir(a.keys, a.name)
+    backend = getattr(a, "backend", "") or ""
+    mpi = _mpi_world()
+    if role == "spiking" and mpi is not None and mpi.Get_rank() > 0:
+        from cosim import backends
+        backends.adapter_class(backend or "netpyne")().follow()
+        return EXIT_OK
+
+    def make_adapter(config: dict):
+        from cosim import backends
+        if role == "tvb":
+            if backend == "noop":
+                from services.noop_node.adapter import NullTVB
+                return NullTVB()
+            from services.tvb_node.adapter import TVBAdapter
+            return TVBAdapter()
+        entry = next(n for n in config["spiking_nodes"] if n["name"] == a.name)
+        return backends.adapter_class(entry["backend"])()
+
+    rt = NodeRuntime(a.name, role, a.coordinator, make_adapter, backend=backend if role == "spiking" else "", results_dir=a.out, curve=curve)
+    try:
+        rt.run()
+    except RunAborted as e:
+        print(f"cosim {a.name}: run aborted by the coordinator: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except NodeFailed as e:
+        print(f"cosim {a.name}: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except (CoordinatorLost, PeerTimeout) as e:
+        print(f"cosim {a.name}: {e}; partial results kept", file=sys.stderr)
+        return EXIT_FAILED
+    except RemoteError as e:
+        print(f"cosim {a.name}: refused by the coordinator: {e}", file=sys.stderr)
+        return EXIT_CONFIG if e.kind in ("ConfigRejected", "UnknownNode", "NameInUse", "VersionMismatch") else EXIT_FAILED
+    finally:
+        if mpi is not None:
+            _mpi_release(a)
+    return EXIT_OK
+
+
+def _mpi_world():
+    """mpi4py's COMM_WORLD when started under mpiexec with >1 rank (imported before NEURON)."""
+    size = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
+    if size <= 1:
+        return None
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+def _mpi_release(a) -> None:
+    """Rank 0 left the run (ended or failed): make sure followers are released."""
+    try:
+        from cosim import backends
+        cls = backends.adapter_class(getattr(a, "backend", "") or "netpyne")
+        release = getattr(cls, "release_followers", None)
+        if release:
+            release()
+    except Exception:
+        pass
+
+
+def cmd_validate(a) -> int:
+    cfg = _overrides(a.config, [])
+    print(f"{a.config}: ok ({len(cfg.spiking_nodes)} spiking node(s), regions {cfg.spiking_regions()})")
+    return EXIT_OK
+
+
+def cmd_keys(a) -> int:
+    from cosim import security
+    for path in security.generate(a.dir, a.names):
+        print(path)
+    return EXIT_OK
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cosim.config import ConfigError
+    a = build_parser().parse_args(argv)
+    who = {"tvb-node": getattr(a, "name", "tvb"), "spiking-node": getattr(a, "name", "spiking")}.get(a.cmd, a.cmd)
+    setup_logging(a.log_level, who)
+    # SIGTERM ends a service the way Ctrl-C does: abort the run, keep the results
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if a.cmd == "run":
+            from cosim.launcher import run_embedded
+            return run_embedded(a)
+        if a.cmd == "coordinator":
+            return cmd_coordinator(a)
+        if a.cmd == "tvb-node":
+            return cmd_node(a, "tvb")
+        if a.cmd == "spiking-node":
+            return cmd_node(a, "spiking")
+        if a.cmd == "validate":
+            return cmd_validate(a)
+        if a.cmd == "keys":
+            return cmd_keys(a)
+    except ConfigError as e:
+        print(f"cosim: configuration error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        print("cosim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The node side of the lockstep dialog (PROTOCOL.md §7), shared by every node service.
+
+`NodeRuntime.run()` registers with the coordinator, builds the adapter from the config it is
+handed, answers PREPARE with READY, then STEP after STEP until END or ABORT. The adapter does
+the simulation; this module does only the dialog, timing and failure handling.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import zmq
+
+from cosim.adapter import NodeAdapter, RunContext, SignalSpec
+from cosim.transport import Channel, CoordinatorLost, Heartbeat, PeerTimeout, RemoteError, new_token, routing_id
+from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
+
+log = logging.getLogger(__name__)
+
+
+class NodeFailed(RuntimeError):
+    """This node's own simulation failed; the coordinator was told."""
+
+
+class RunAborted(RuntimeError):
+    """The coordinator aborted the run (another node failed, or a config error)."""
+
+
+class NodeRuntime:
+    """One node process's dialog with the coordinator.
+
+    `make_adapter(config_dict)` builds the adapter once the run config arrives, so a spiking
+    node can learn its backend from the coordinator.
+    """
+
+    def __init__(self, name: str, role: str, address: str, make_adapter: Callable[[dict], NodeAdapter],
+                 backend: str = "", results_dir: str | None = None, curve=None,
+                 register_timeout_ms: int = 30_000, setup_timeout_ms: int = 600_000):
+        self.name, self.role, self.address, self.backend = name, role, address, backend
+        self.make_adapter, self.results_override = make_adapter, results_dir
+        self.curve = curve
+        self.register_timeout_ms, self.setup_timeout_ms = register_timeout_ms, setup_timeout_ms
+        self.token = new_token()
+        self.zctx = zmq.Context.instance()
+        ident = routing_id(name, self.token)
+        self.ch = Channel(self.zctx, address, ident, curve)
+        self.hb = Heartbeat(self.zctx, address, ident, name, curve)
+        self.adapter: NodeAdapter | None = None
+        self.ctx: RunContext | None = None
+        self.window = -1
+
+    # ------------------------------------------------------------------ dialog helpers
+    def _send(self, type_: T, content: dict, window: int | None = None) -> None:
+        self.ch.send(Message(type_, content, node=self.name, window=window))
+
+    def _wait(self, wanted: set[T], timeout_ms: int, what: str) -> Message:
+        """Next message of a wanted type; ABORT/ERROR raise; heartbeat loss raises."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            if self.hb.lost.is_set():
+                raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise PeerTimeout(f"no {what} from the coordinator at {self.address} within {timeout_ms} ms")
+            msg = self.ch.recv(int(min(left, 0.2) * 1000))
+            if msg is None:
+                continue
+            if msg.type in wanted:
+                return msg
+            if msg.type == T.ABORT:
+                raise RunAborted(msg.content["reason"])
+            if msg.type == T.ERROR:
+                raise RemoteError(msg.content["error"], msg.content["message"])
+            log.warning("%s: ignoring unexpected %s while waiting for %s", self.name, msg.type.value, what)
+
+    # ------------------------------------------------------------------ phases
+    def register(self) -> Message:
+        self._send(T.REGISTER, {"name": self.name, "role": self.role, "backend": self.backend,
+                                "protocol": PROTOCOL_VERSION, "pid": _pid(), "host": _host(),
+                                "token": self.token})
+        self.hb.start()
+        log.info("%s: registering with %s", self.name, self.address)
+        return self._wait({T.CONFIGURE}, self.register_timeout_ms, "CONFIGURE (is the coordinator running?)")
+
+    def configure(self, msg: Message) -> None:
+        c = msg.content
+        self.hb.set_timing(c["heartbeat_interval_ms"], c["heartbeat_timeout_ms"])
+        self.ctx = RunContext(config=c["config"], node_name=self.name, regions=tuple(c["regions"]),
+                              tvb_dt_ms=float(c["tvb_dt_ms"]), tick_ms=float(c["tick_ms"]),
+                              results_dir=self.results_override or c.get("results_dir"))
+        try:
+            self.adapter = self.make_adapter(c["config"])
+            requires = self.adapter.requires(self.ctx)
+            content = {"requires": [s.as_wire() for s in requires]}
+            if self.role == "tvb":
+                content["connectome"] = self.adapter.connectome()
+        except Exception as e:
+            self._fail(msg, e, "configuring")
+        self._send(T.CONFIGURED, content)
+
+    def prepare(self, msg: Message) -> None:
+        c = msg.content
+        ctx = self.ctx
+        ctx.outputs = [SignalSpec.from_wire(s) for s in c["outputs"]]
+        ctx.inputs = [SignalSpec.from_wire(s) for s in c["inputs"]]
+        ctx.steps_per_window, ctx.n_windows = c["steps_per_window"], c["n_windows"]
+        ctx.connectome = c["connectome"]
+        t0 = time.perf_counter()
+        try:
+            self.adapter.configure(ctx)
+            initial = self.adapter.initial_outputs()
+        except Exception as e:
+            self._fail(msg, e, "building the simulator")
+        log.info("%s: ready (%d windows of %d steps; built in %.2f s)", self.name, ctx.n_windows,
+                 ctx.steps_per_window, time.perf_counter() - t0)
+        self._send(T.READY, {"initial": initial, "info": {"build_s": time.perf_counter() - t0}})
+
+    def windows(self) -> dict:
+        wait_s = 0.0
+        t_wait = time.perf_counter()
+        while True:
+            msg = self._wait({T.STEP, T.END}, 10**9, "STEP")
+            if msg.type == T.END:
+                return self.adapter.finish(None)
+            wait_s = time.perf_counter() - t_wait
+            self.window = msg.window
+            t0 = time.perf_counter()
+            try:
+                outputs = self.adapter.step(msg.window, msg.content["inputs"])
+            except Exception as e:
+                self._fail(msg, e, f"window {msg.window}")
+            compute_s = time.perf_counter() - t0
+            self.ch.send(Message(T.STEP_DONE, {"outputs": outputs,
+                                              "timing": {"compute_s": compute_s, "wait_s": wait_s}},
+                                 node=self.name, window=msg.window, parent_id=msg.msg_id))
+            t_wait = time.perf_counter()
+
+    def _fail(self, parent: Message, exc: Exception, doing: str):
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        log.debug("%s: failure while %s", self.name, doing, exc_info=True)
+        self.ch.send(Message(T.ERROR, {"error": "NodeFailure", "message": f"{doing}: {reason}"},
+                             node=self.name, window=parent.window, parent_id=parent.msg_id))
+        raise NodeFailed(f"node {self.name!r} failed while {doing}: {reason}") from exc
+
+    # ------------------------------------------------------------------ whole run
+    def run(self) -> dict:
+        """Run the node to the end. Returns the adapter's summary; raises on failure."""
+        aborted: str | None = None
+        try:
+            self.configure(self.register())
+            self.prepare(self._wait({T.PREPARE}, self.setup_timeout_ms, "PREPARE"))
+            summary = self.windows()
+            self._send(T.FINISHED, {"summary": _plain(summary)})
+            log.info("%s: finished", self.name)
+            return summary
+        except BaseException as e:
+            aborted = f"{type(e).__name__}: {e}".splitlines()[0]
+            raise
+        finally:
+            if aborted is not None and self.adapter is not None:
+                try:
+                    self.adapter.finish(aborted)
+                except Exception:  # keep the original error; results are flushed per window anyway
+                    log.exception("%s: could not finish results after: %s", self.name, aborted)
+            self.hb.stop()
+            self.ch.close()
+
+
+def _plain(d: dict) -> dict:
+    """Summaries travel as plain msgpack data."""
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, (int, float, str, bool)) or v is None:
+            out[str(k)] = v
+        elif hasattr(v, "item") and getattr(v, "size", 2) == 1:
+            out[str(k)] = v.item()
+        elif isinstance(v, dict):
+            out[str(k)] = _plain(v)
+        else:
+            out[str(k)] = str(v)
+    return out
+
+
+def _pid() -> int:
+    import os
+    return os.getpid()
+
+
+def _host() -> str:
+    import socket
+    return socket.gethostname()

@@ -1,0 +1,148 @@
+"""Sockets, framing and heartbeats shared by every service (PROTOCOL.md §2, §5, §8).
+
+- `Channel`: a node's DEALER to the coordinator's ROUTER, sending/receiving `proto.Message`.
+- `Heartbeat`: a thread with its own DEALER (`<identity>/hb`) that keeps the node visibly
+  alive while the main thread is busy simulating, and notices a vanished coordinator.
+- `RejectCounter`: counts rejected messages and logs each kind once (then every 1000th).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+
+import zmq
+
+from proto import codec
+from proto.messages import Message, MessageType
+
+log = logging.getLogger(__name__)
+
+
+class PeerTimeout(RuntimeError):
+    """A peer did not answer in time."""
+
+
+class CoordinatorLost(RuntimeError):
+    """The coordinator stopped answering heartbeats."""
+
+
+class RemoteError(RuntimeError):
+    """The peer answered with ERROR; `kind` is its error name."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}")
+        self.kind, self.remote_message = kind, message
+
+
+class RejectCounter:
+    """Counts rejections per kind; logs the first of each kind and then every 1000th."""
+
+    def __init__(self, where: str):
+        self.where, self.counts = where, Counter()
+
+    def reject(self, kind: str, detail: str, peer: str = "?") -> None:
+        self.counts[kind] += 1
+        n = self.counts[kind]
+        if n == 1 or n % 1000 == 0:
+            log.warning("%s: rejected %s message from %s (%d so far): %s", self.where, kind, peer, n, detail)
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def routing_id(name: str, token: str) -> bytes:
+    """Unique per process, so two processes claiming one name are told apart (§7)."""
+    return f"{name}#{token[:12]}".encode()
+
+
+class Channel:
+    """A DEALER with a fixed identity; one per thread."""
+
+    def __init__(self, ctx: zmq.Context, address: str, identity: bytes, curve=None,
+                 max_bytes: int = codec.DEFAULT_MAX_BYTES):
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.IDENTITY, identity)
+        self.sock.setsockopt(zmq.LINGER, 1000)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        if curve is not None:
+            curve.apply_client(self.sock)
+        self.sock.connect(address)
+        self.max_bytes = max_bytes
+        self.rejects = RejectCounter(identity.decode(errors="replace"))
+        self._next_id = 0
+
+    def send(self, msg: Message) -> None:
+        self._next_id += 1
+        msg.msg_id = self._next_id
+        self.sock.send_multipart(codec.encode(msg), copy=False)
+
+    def recv(self, timeout_ms: int) -> Message | None:
+        """Next valid message, or None after timeout_ms. Malformed messages are counted and dropped."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            left = int(max(0.0, deadline - time.monotonic()) * 1000)
+            if not self.sock.poll(left):
+                return None
+            frames = self.sock.recv_multipart(copy=False)
+            try:
+                return codec.decode(frames, self.max_bytes)
+            except codec.ProtocolError as e:
+                self.rejects.reject(type(e).__name__, str(e), "coordinator")
+
+    def close(self) -> None:
+        self.sock.close(linger=200)
+
+
+class Heartbeat(threading.Thread):
+    """Sends HEARTBEAT every interval on its own socket; sets `lost` when replies stop."""
+
+    def __init__(self, ctx: zmq.Context, address: str, identity: bytes, node: str, curve=None,
+                 interval_ms: int = 500, timeout_ms: int = 5000):
+        super().__init__(name=f"heartbeat-{node}", daemon=True)
+        self.ctx, self.address, self.identity, self.node, self.curve = ctx, address, identity, node, curve
+        self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self.last_reply = time.monotonic()
+
+    def set_timing(self, interval_ms: int, timeout_ms: int) -> None:
+        self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
+
+    def run(self) -> None:
+        ch = Channel(self.ctx, self.address, self.identity + b"/hb", self.curve)
+        try:
+            next_send = 0.0
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_send:
+                    ch.send(Message(MessageType.HEARTBEAT, {}, node=self.node))
+                    next_send = now + self.interval_ms / 1000
+                msg = ch.recv(min(self.interval_ms, 100))
+                if msg is not None and msg.type == MessageType.HEARTBEAT:
+                    self.last_reply = time.monotonic()
+                if time.monotonic() - self.last_reply > self.timeout_ms / 1000:
+                    log.error("%s: no heartbeat from the coordinator for %d ms", self.node, self.timeout_ms)
+                    self.lost.set()
+                    return
+        finally:
+            ch.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def pid() -> int:
+    return os.getpid()

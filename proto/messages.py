@@ -1,0 +1,96 @@
+"""Message types and their content schemas (PROTOCOL.md §5–6).
+
+A schema maps a field name to the Python types it may have; `None` in the tuple means the
+field may be absent. Unknown fields are tolerated (§5).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+SIGNATURE = b"COSIM%d" % PROTOCOL_VERSION
+
+
+class MessageType(str, enum.Enum):
+    REGISTER = "REGISTER"
+    CONFIGURE = "CONFIGURE"
+    CONFIGURED = "CONFIGURED"
+    PREPARE = "PREPARE"
+    READY = "READY"
+    STEP = "STEP"
+    STEP_DONE = "STEP_DONE"
+    END = "END"
+    FINISHED = "FINISHED"
+    ABORT = "ABORT"
+    ERROR = "ERROR"
+    HEARTBEAT = "HEARTBEAT"
+
+
+_num = (int, float)
+_arrays = (dict,)  # map name -> ndarray, checked by _check_signals
+
+# field -> allowed types; a trailing None marks the field optional
+SCHEMAS: dict[MessageType, dict[str, tuple]] = {
+    MessageType.REGISTER: {"name": (str,), "role": (str,), "backend": (str,), "protocol": (int,),
+                           "pid": (int, None), "host": (str, None), "token": (str,)},
+    MessageType.CONFIGURE: {"config": (dict,), "regions": (list,), "tvb_dt_ms": _num, "tick_ms": _num,
+                            "results_dir": (str, None), "heartbeat_interval_ms": (int,),
+                            "heartbeat_timeout_ms": (int,)},
+    MessageType.CONFIGURED: {"requires": (list,), "connectome": (dict, None)},
+    MessageType.PREPARE: {"outputs": (list,), "inputs": (list,), "steps_per_window": (int,),
+                          "n_windows": (int,), "connectome": (dict,)},
+    MessageType.READY: {"initial": _arrays, "info": (dict, None)},
+    MessageType.STEP: {"start_tick": (int,), "n_ticks": (int,), "inputs": _arrays},
+    MessageType.STEP_DONE: {"outputs": _arrays, "timing": (dict, None)},
+    MessageType.END: {"reason": (str, None)},
+    MessageType.FINISHED: {"summary": (dict, None)},
+    MessageType.ABORT: {"reason": (str,)},
+    MessageType.ERROR: {"error": (str,), "message": (str,)},
+    MessageType.HEARTBEAT: {},
+}
+# messages whose header must carry the window number
+WINDOWED = {MessageType.STEP, MessageType.STEP_DONE}
+# fields that hold a map of signal name -> 2-D float array
+SIGNAL_FIELDS = {MessageType.READY: "initial", MessageType.STEP: "inputs", MessageType.STEP_DONE: "outputs"}
+
+
+@dataclass
+class Message:
+    """What a message is (header fields + content); how it travels is codec.py's business."""
+    type: MessageType
+    content: dict[str, Any] = field(default_factory=dict)
+    node: str = ""                 # sender's node name ("coordinator" for the coordinator)
+    window: int | None = None
+    msg_id: int = 0
+    parent_id: int | None = None
+    sent_ns: int = 0
+
+    def reply(self, type: MessageType, content: dict | None = None, node: str = "coordinator") -> "Message":
+        return Message(type, content or {}, node=node, window=self.window, parent_id=self.msg_id)
+
+    def __repr__(self) -> str:  # never arrays in logs
+        w = f" w={self.window}" if self.window is not None else ""
+        return f"<{self.type.value} from {self.node!r}{w} #{self.msg_id}>"
+
+
+def error(parent: Message | None, name: str, message: str, node: str = "coordinator") -> Message:
+    m = Message(MessageType.ERROR, {"error": name, "message": message}, node=node)
+    if parent is not None:
+        m.parent_id, m.window = parent.msg_id, parent.window
+    return m
+
+
+def signals_ok(sig: Any) -> str | None:
+    """None if `sig` is a map of str -> finite 2-D float64 arrays, else the reason."""
+    if not isinstance(sig, dict):
+        return "signals must be a map"
+    for k, v in sig.items():
+        if not isinstance(k, str):
+            return "signal names must be strings"
+        if not isinstance(v, np.ndarray) or v.ndim != 2 or v.dtype != np.float64:
+            return f"signal {k!r} must be a 2-D float64 array"
+    return None

@@ -1,0 +1,410 @@
+"""The coordinator: registers nodes, hands out the configuration, clocks the lockstep windows,
+routes and records what nodes exchange, and ends the run for everyone (PROTOCOL.md §2–§8).
+
+One poll loop handles messages and timers (heartbeat expiry, setup timeout) together; each
+message type has one handler in `self.handlers`. State: SETUP → RUNNING → FINISHING → DONE.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+
+from cosim.adapter import SignalSpec
+from cosim.config import ConfigError, RunConfig, ticks_of
+from cosim.transport import RejectCounter
+from proto import codec
+from proto.messages import PROTOCOL_VERSION, Message, MessageType as T, error
+from services.coordinator import routing
+from services.coordinator.record import RunRecord
+
+log = logging.getLogger(__name__)
+
+
+class RunFailed(RuntimeError):
+    """The run ended early; the message is the one-line reason (names node, window, time)."""
+
+    def __init__(self, reason: str, exit_code: int = 1):
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Peer:
+    name: str
+    role: str
+    routing_id: bytes | None = None
+    token: str = ""
+    last_seen: float = field(default_factory=time.monotonic)
+    state: str = "expected"         # expected → registered → configured → ready → finished
+    requires: list[SignalSpec] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+class Coordinator:
+    def __init__(self, cfg: RunConfig, results_dir: str | Path, curve=None, progress=None):
+        self.cfg = cfg
+        self.cc = cfg.coordinator
+        self.results_dir = Path(results_dir)
+        self.curve, self.progress = curve, progress
+        self.peers: dict[str, Peer] = {"tvb": Peer("tvb", "tvb")}
+        for n in cfg.spiking_nodes:
+            self.peers[n.name] = Peer(n.name, "spiking")
+        self.by_rid: dict[bytes, str] = {}
+        self.rejects = RejectCounter("coordinator")
+        self.state = "SETUP"
+        self.window = -1
+        self.produced: dict[str, dict[str, np.ndarray]] = {}
+        self.pending: set[str] = set()
+        self.timing: dict[str, dict] = {}
+        self.record: RunRecord | None = None
+        self.failure: RunFailed | None = None
+        self.tvb_dt_ms = cfg.tvb.dt_ms
+        self.tick_ms = min([cfg.tvb.dt_ms] + [d for d in self._spiking_dts() if d])
+        self.dt_ticks = ticks_of(cfg.tvb.dt_ms, self.tick_ms, "tvb.dt_ms")
+        self.handlers = {T.REGISTER: self.on_register, T.CONFIGURED: self.on_configured,
+                         T.READY: self.on_ready, T.STEP_DONE: self.on_step_done,
+                         T.FINISHED: self.on_finished, T.ERROR: self.on_error, T.ABORT: self.on_error}
+        self._next_id = 0
+
+    def _spiking_dts(self) -> list[float]:
+        from cosim import backends
+        out = []
+        for i, n in enumerate(self.cfg.spiking_nodes):
+            dt = getattr(backends.validate_params(n.backend, n.params), "dt_ms", None)
+            if dt:
+                ticks_of(self.cfg.tvb.dt_ms, dt, f"spiking_nodes[{i}].params.dt_ms (must divide tvb.dt_ms)")
+            out.append(dt)
+        return out
+
+    # ------------------------------------------------------------------ sockets
+    def bind(self) -> None:
+        self.zctx = zmq.Context.instance()
+        self.router = self.zctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.LINGER, 500)
+        self.router.setsockopt(zmq.MAXMSGSIZE, self.cc.max_message_bytes)
+        self.pub = self.zctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.apply_server(self.zctx, self.router)
+            self.curve.apply_server(self.zctx, self.pub)
+        for sock, addr, what in ((self.router, self.cc.router, "coordinator.router"), (self.pub, self.cc.pub, "coordinator.pub")):
+            try:
+                sock.bind(addr)
+            except zmq.ZMQError as e:
+                raise ConfigError(f"{what}: cannot bind {addr}: {e}") from None
+        self.router_addr = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        log.info("coordinator: ROUTER on %s, PUB on %s", self.router_addr,
+                 self.pub.getsockopt(zmq.LAST_ENDPOINT).decode())
+
+    def send(self, peer: Peer, type_: T, content: dict | None = None, window: int | None = None,
+             parent: Message | None = None) -> None:
+        self._next_id += 1
+        msg = Message(type_, content or {}, node="coordinator", window=window, msg_id=self._next_id,
+                      parent_id=parent.msg_id if parent else None)
+        self._send_to(peer.routing_id, msg)
+
+    def _send_to(self, rid: bytes | None, msg: Message) -> None:
+        if rid is None:
+            return
+        try:
+            self.router.send_multipart([rid, *codec.encode(msg)], copy=False)
+        except zmq.ZMQError as e:  # ROUTER_MANDATORY: the peer is gone
+            log.debug("coordinator: cannot reach %r: %s", rid, e)
+
+    def publish(self, topic: str, data: dict) -> None:
+        try:
+            self.pub.send_multipart([topic.encode(), msgpack.packb(data)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> dict:
+        """Run to the end; returns the summary or raises RunFailed."""
+        self.bind()
+        self.t_setup = time.monotonic()
+        self.t_start = None
+        try:
+            while self.state != "DONE":
+                if self.router.poll(min(100, self.cc.heartbeat_interval_ms)):
+                    self.handle(self.router.recv_multipart(copy=False))
+                    while self.router.poll(0):
+                        self.handle(self.router.recv_multipart(copy=False))
+                self.check_timers()
+        except RunFailed as e:
+            self.failure = e
+            self.abort_all(str(e))
+            raise
+        except KeyboardInterrupt:
+            self.failure = RunFailed(f"coordinator interrupted in window {self.window}", 130)
+            self.abort_all(str(self.failure))
+            raise self.failure from None
+        finally:
+            self.close_record()
+            self.router.close(linger=500)
+            self.pub.close(linger=0)
+        return self.summary()
+
+    def handle(self, frames) -> None:
+        rid = bytes(frames[0])
+        is_hb = rid.endswith(b"/hb")
+        name = self.by_rid.get(rid[:-3] if is_hb else rid)
+        try:
+            msg = codec.decode(frames[1:], self.cc.max_message_bytes)
+        except codec.ProtocolError as e:
+            self.rejects.reject(type(e).__name__, str(e), name or repr(rid[:40]))
+            if name is not None and not is_hb:
+                self._send_to(rid, error(None, e.kind, str(e)))
+            return
+        if is_hb:
+            if name is not None:
+                self.peers[name].last_seen = time.monotonic()
+            if msg.type == T.HEARTBEAT:   # answer even unknown peers: they may be registering
+                self._send_to(rid, Message(T.HEARTBEAT, {}, node="coordinator"))
+            return
+        if msg.type == T.REGISTER:
+            self.on_register(rid, msg)
+            return
+        if name is None or msg.node != name:
+            self.rejects.reject("UnknownNode", f"{msg!r} from an unregistered identity", repr(rid[:40]))
+            return
+        peer = self.peers[name]
+        peer.last_seen = time.monotonic()
+        handler = self.handlers.get(msg.type)
+        if handler is None or msg.type == T.REGISTER:
+            self.rejects.reject("UnexpectedMessage", f"{msg!r} is not sent by nodes", name)
+            self.send(peer, T.ERROR, {"error": "UnexpectedMessage", "message": f"{msg.type.value} is not accepted"}, parent=msg)
+            return
+        handler(peer, msg)
+
+    def check_timers(self) -> None:
+        now = time.monotonic()
+        timeout = self.cc.heartbeat_timeout_ms / 1000
+        for p in self.peers.values():
+            if p.routing_id is not None and p.state != "finished" and now - p.last_seen > timeout:
+                raise RunFailed(self.where(p.name, f"no heartbeat for {now - p.last_seen:.1f} s "
+                                                   f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung"))
+        if self.state == "SETUP" and now - self.t_setup > self.cc.setup_timeout_ms / 1000:
+            missing = [f"{p.name} ({p.state})" for p in self.peers.values() if p.state != "ready"]
+            raise RunFailed(f"setup timed out after {self.cc.setup_timeout_ms} ms; not ready: {', '.join(missing)} "
+                            f"(are they started and pointed at {self.router_addr}?)")
+
+    def where(self, name: str, why: str) -> str:
+        if self.state == "SETUP":
+            return f"node '{name}' failed during setup: {why}"
+        done = self.window - 1 if self.state == "RUNNING" else self.window
+        t = (done + 1) * self.W * self.tvb_dt_ms
+        return (f"node '{name}' failed in window {self.window} (last completed window {done}, "
+                f"t = {t:.1f} ms): {why}")
+
+    # ------------------------------------------------------------------ setup handlers
+    def on_register(self, rid: bytes, msg: Message) -> None:
+        c = msg.content
+        reply = lambda kind, text: self._send_to(rid, error(msg, kind, text))  # noqa: E731
+        if c["protocol"] != PROTOCOL_VERSION:
+            return reply("VersionMismatch", f"coordinator speaks protocol {PROTOCOL_VERSION}, node {c['protocol']}")
+        name = c["name"]
+        peer = self.peers.get(name)
+        if peer is None:
+            log.warning("coordinator: refused REGISTER from unknown node %r", name)
+            return reply("UnknownNode", f"no node named {name!r} in this run; expected {sorted(self.peers)}")
+        if peer.role != c["role"]:
+            return reply("ConfigRejected", f"node {name!r} must have role {peer.role!r}, not {c['role']!r}")
+        if peer.role == "spiking" and c["backend"] and c["backend"] != self.cfg.node(name).backend:
+            return reply("ConfigRejected", f"node {name!r} runs backend {c['backend']!r}, "
+                                           f"the config asks for {self.cfg.node(name).backend!r}")
+        if peer.routing_id is not None:
+            if peer.token == c["token"]:
+                return  # duplicate
+            stale = time.monotonic() - peer.last_seen > 2 * self.cc.heartbeat_interval_ms / 1000
+            if self.state != "SETUP" or not stale:
+                log.warning("coordinator: refused second process claiming name %r (pid %s on %s)",
+                            name, c.get("pid"), c.get("host"))
+                return reply("NameInUse", f"node name {name!r} is already in use by a live process")
+            log.warning("coordinator: node %r re-registered (restarted); replacing its registration", name)
+            self.by_rid.pop(peer.routing_id, None)
+        peer.routing_id, peer.token, peer.last_seen, peer.state = rid, c["token"], time.monotonic(), "registered"
+        self.by_rid[rid] = name
+        log.info("coordinator: registered %s (%s, pid %s on %s)", name, c["role"], c.get("pid"), c.get("host"))
+        self.publish("event", {"event": "registered", "node": name})
+        regions = self.cfg.spiking_regions() if peer.role == "tvb" else self.cfg.node(name).regions
+        self.send(peer, T.CONFIGURE, {
+            "config": self.cfg.model_dump(mode="json"), "regions": list(regions), "tvb_dt_ms": self.tvb_dt_ms,
+            "tick_ms": self.tick_ms, "results_dir": str(self.results_dir),
+            "heartbeat_interval_ms": self.cc.heartbeat_interval_ms,
+            "heartbeat_timeout_ms": self.cc.heartbeat_timeout_ms}, parent=msg)
+
+    def on_configured(self, peer: Peer, msg: Message) -> None:
+        if peer.state != "registered":
+            return self.unexpected(peer, msg)
+        try:
+            peer.requires = [SignalSpec.from_wire(s) for s in msg.content["requires"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunFailed(self.where(peer.name, f"malformed requires ({e})"))
+        if peer.role == "tvb":
+            if not isinstance(msg.content.get("connectome"), dict):
+                raise RunFailed(self.where(peer.name, "CONFIGURED without a connectome"))
+            self.connectome = msg.content["connectome"]
+        peer.state = "configured"
+        if all(p.state == "configured" for p in self.peers.values()):
+            self.prepare_all()
+
+    def prepare_all(self) -> None:
+        from services.tvb_node.timing import crossing_min_delay_steps
+        con = self.connectome
+        n = con["weights"].shape[0]
+        for i, node in enumerate(self.cfg.spiking_nodes):
+            bad = [r for r in node.regions if r >= n]
+            if bad:
+                raise RunFailed(f"spiking_nodes[{i}].regions: region(s) {bad} do not exist "
+                                f"(the connectivity has {n} regions, 0..{n - 1})", 2)
+        groups = [set(nd.regions) for nd in self.cfg.spiking_nodes]
+        groups.insert(0, set(range(n)) - set().union(*groups))
+        d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
+        steps = round(self.cfg.run.duration_ms / self.tvb_dt_ms)
+        max_w = max(int(d), 1) if d is not None else steps    # nothing crosses: any window is causal
+        if self.cfg.run.window_ms is None:
+            self.W = max_w
+        else:
+            self.W = ticks_of(self.cfg.run.window_ms, self.tvb_dt_ms, "run.window_ms (whole TVB steps)")
+            if self.W > max_w:
+                raise RunFailed(f"run.window_ms: {self.cfg.run.window_ms} ms is longer than the smallest delay "
+                                f"between differently simulated regions ({max_w} steps = {max_w * self.tvb_dt_ms:g} ms); "
+                                f"use at most {max_w * self.tvb_dt_ms:g}", 2)
+        self.K = max(1, math.ceil(steps / self.W))
+        owner = {r: "tvb" for r in range(n)}
+        for nd in self.cfg.spiking_nodes:
+            owner.update({r: nd.name for r in nd.regions})
+        try:
+            self.plan = routing.plan({p.name: p.requires for p in self.peers.values()}, owner)
+        except routing.PlanError as e:
+            raise RunFailed(f"cannot route signals: {e}", 2)
+        log.info("coordinator: window %d steps (%.3g ms; min crossing delay %d steps), %d windows",
+                 self.W, self.W * self.tvb_dt_ms, d, self.K)
+        for p in self.peers.values():
+            self.send(p, T.PREPARE, {"outputs": [s.as_wire() for s in self.plan.outputs[p.name]],
+                                     "inputs": [s.as_wire() for s in self.plan.inputs[p.name]],
+                                     "steps_per_window": self.W, "n_windows": self.K, "connectome": con})
+            p.state = "preparing"
+
+    def on_ready(self, peer: Peer, msg: Message) -> None:
+        if peer.state != "preparing":
+            return self.unexpected(peer, msg)
+        initial = msg.content["initial"]
+        why = routing.check_outputs(self.plan.outputs[peer.name], initial, self.W, allow_missing=True)
+        if why:
+            raise RunFailed(self.where(peer.name, f"bad initial outputs: {why}"))
+        self.produced[peer.name] = initial
+        peer.info = msg.content.get("info") or {}
+        peer.state = "ready"
+        if all(p.state == "ready" for p in self.peers.values()):
+            self.start_run()
+
+    # ------------------------------------------------------------------ windows
+    def start_run(self) -> None:
+        self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K,
+                                self.tvb_dt_ms, self.cfg, list(self.peers))
+        self.state, self.t_start = "RUNNING", time.monotonic()
+        self._last_progress = -1.0
+        self.publish("event", {"event": "started", "windows": self.K, "steps_per_window": self.W})
+        log.info("coordinator: all %d nodes ready; running %d windows", len(self.peers), self.K)
+        self.start_window(0)
+
+    def start_window(self, k: int) -> None:
+        self.window, self.pending = k, set(self.peers)
+        self.t_window = time.perf_counter()
+        n_ticks = self.W * self.dt_ticks
+        for p in self.peers.values():
+            inputs = routing.route(self.plan, p.name, self.produced, self.W)
+            self.send(p, T.STEP, {"start_tick": k * n_ticks, "n_ticks": n_ticks, "inputs": inputs}, window=k)
+
+    def on_step_done(self, peer: Peer, msg: Message) -> None:
+        if self.state != "RUNNING" or msg.window != self.window or peer.name not in self.pending:
+            self.rejects.reject("UnexpectedMessage", f"{msg!r} during window {self.window}", peer.name)
+            return self.unexpected(peer, msg)
+        outputs = msg.content["outputs"]
+        why = routing.check_outputs(self.plan.outputs[peer.name], outputs, self.W)
+        if why:
+            raise RunFailed(self.where(peer.name, f"bad outputs: {why}"))
+        self.produced[peer.name] = outputs
+        self.timing[peer.name] = msg.content.get("timing") or {}
+        self.pending.discard(peer.name)
+        if not self.pending:
+            self.finish_window()
+
+    def finish_window(self) -> None:
+        k = self.window
+        wall = time.perf_counter() - self.t_window
+        self.record.append(k, self.produced, self.timing, wall)
+        elapsed = time.monotonic() - self.t_start
+        sim_ms = (k + 1) * self.W * self.tvb_dt_ms
+        if elapsed - self._last_progress >= 0.1 or k + 1 == self.K:   # observers need ~10 updates/s, not one per window
+            self._last_progress = elapsed
+            if self.progress:
+                self.progress(k + 1, self.K, sim_ms, elapsed)
+            self.publish("progress", {"window": k, "windows": self.K, "t_ms": sim_ms, "wall_s": elapsed})
+        if k + 1 < self.K:
+            self.start_window(k + 1)
+        else:
+            self.window = k
+            self.state = "FINISHING"
+            self.t_end = time.monotonic()
+            for p in self.peers.values():
+                self.send(p, T.END, {"reason": "completed"})
+
+    def on_finished(self, peer: Peer, msg: Message) -> None:
+        if self.state != "FINISHING":
+            return self.unexpected(peer, msg)
+        peer.state = "finished"
+        peer.info["summary"] = msg.content.get("summary") or {}
+        if all(p.state == "finished" for p in self.peers.values()):
+            self.state = "DONE"
+
+    def on_error(self, peer: Peer, msg: Message) -> None:
+        c = msg.content
+        text = c.get("reason") or f"{c.get('error')}: {c.get('message')}"
+        raise RunFailed(self.where(peer.name, text))
+
+    def unexpected(self, peer: Peer, msg: Message) -> None:
+        self.send(peer, T.ERROR, {"error": "UnexpectedMessage",
+                                  "message": f"{msg.type.value} for window {msg.window} is not expected now "
+                                             f"(state {self.state}, window {self.window})"}, parent=msg)
+
+    # ------------------------------------------------------------------ ending
+    def abort_all(self, reason: str) -> None:
+        log.error("coordinator: aborting run: %s", reason)
+        self.publish("event", {"event": "aborted", "reason": reason})
+        for p in self.peers.values():
+            if p.routing_id is not None and p.state != "finished":
+                self.send(p, T.ABORT, {"reason": reason})
+
+    def close_record(self) -> None:
+        done = self.window if self.state in ("FINISHING", "DONE") else self.window - 1
+        status = {"completed": self.state == "DONE",
+                  "windows_completed": max(done + 1, 0),
+                  "windows_planned": getattr(self, "K", None),
+                  "simulated_ms": max(done + 1, 0) * getattr(self, "W", 0) * self.tvb_dt_ms,
+                  "reason": str(self.failure) if self.failure else "completed",
+                  "rejected_messages": dict(self.rejects.counts)}
+        if self.record is not None:
+            self.record.close(status)
+        else:
+            from cosim.results import write_status
+            write_status(self.results_dir, "coordinator", **status)
+
+    def summary(self) -> dict:
+        wall = self.t_end - self.t_start
+        sim_ms = self.K * self.W * self.tvb_dt_ms
+        s = {"windows": self.K, "steps_per_window": self.W, "window_ms": self.W * self.tvb_dt_ms,
+             "simulated_ms": sim_ms, "wall_s": wall, "windows_per_s": self.K / wall if wall else 0.0,
+             "real_time_factor": wall / (sim_ms / 1000), "results_dir": str(self.results_dir),
+             "nodes": {n: p.info for n, p in self.peers.items()},
+             "timing": self.record.timing_summary() if self.record else {}}
+        return s

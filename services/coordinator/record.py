@@ -1,0 +1,65 @@
+"""The coordinator's record of a run: every signal exchanged, per-window timings, status.
+
+`<results_dir>/coordinator.h5` (SWMR, see cosim.results):
+  time_ms                       (K·W, 1)  end time of each TVB step
+  signals/<producer>/<name>     (K·W, n)  what the producer sent each window; attrs: regions,
+                                          window_offset (1 for coupling/*: rows belong to the
+                                          window after the one that produced them)
+  timing/<node>                 (K, 2)    compute_s, wait_s as the node measured them
+  timing/window_wall_s          (K, 1)    the coordinator's wall time per window (STEP sent →
+                                          last STEP_DONE received)
+`<results_dir>/status_coordinator.json`: completed?, windows completed, reason.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cosim.results import Column, WindowRecorder, write_status
+
+TIMING_FIELDS = ("compute_s", "wait_s")
+
+
+class RunRecord:
+    def __init__(self, path: Path, plan, W: int, K: int, dt_ms: float, cfg, nodes: list[str]):
+        self.path, self.W, self.dt_ms, self.nodes = Path(path), W, dt_ms, nodes
+        layout = {"time_ms": Column(1, W, attrs={"units": "ms"})}
+        self.signals = []
+        for producer, specs in plan.outputs.items():
+            for s in specs:
+                key = f"signals/{producer}/{s.name}"
+                layout[key] = Column(len(s.regions), W, attrs={
+                    "regions": list(s.regions), "window_offset": 1 if s.name.startswith("coupling/") else 0})
+                self.signals.append((key, producer, s.name))
+        for n in nodes:
+            layout[f"timing/{n}"] = Column(len(TIMING_FIELDS), 1, attrs={"fields": list(TIMING_FIELDS), "units": "s"})
+        layout["timing/window_wall_s"] = Column(1, 1, attrs={"units": "s"})
+        self.rec = WindowRecorder(self.path, layout, file_attrs={
+            "steps_per_window": W, "n_windows": K, "tvb_dt_ms": dt_ms, "config": cfg.model_dump(mode="json")})
+        self.sums = {n: np.zeros(len(TIMING_FIELDS)) for n in nodes}
+        self.wall_sum = 0.0
+        self.k = 0
+
+    def append(self, k: int, produced: dict, timing: dict, wall_s: float) -> None:
+        rows = {"time_ms": ((k * self.W + 1 + np.arange(self.W)) * self.dt_ms)[:, None]}
+        for key, producer, name in self.signals:
+            rows[key] = produced[producer][name]
+        for n in self.nodes:
+            t = np.array([[float(timing.get(n, {}).get(f, np.nan)) for f in TIMING_FIELDS]])
+            rows[f"timing/{n}"] = t
+            self.sums[n] += np.nan_to_num(t[0])
+        rows["timing/window_wall_s"] = np.array([[wall_s]])
+        self.wall_sum += wall_s
+        self.rec.append(rows)
+        self.k = k + 1
+
+    def timing_summary(self) -> dict:
+        k = max(self.k, 1)
+        out = {n: {f: float(v) / k * 1e3 for f, v in zip(("compute_ms", "wait_ms"), s)} for n, s in self.sums.items()}
+        out["window_wall_ms"] = self.wall_sum / k * 1e3
+        return out
+
+    def close(self, status: dict) -> None:
+        self.rec.close()
+        write_status(self.path.parent, "coordinator", **status)

@@ -1,0 +1,109 @@
+"""Who produces what, and who receives what (PROTOCOL.md §4). Pure: no sockets.
+
+`plan()` turns every node's declared requirements into each node's `outputs` (what it must
+produce each window) and `inputs` (what it receives), and a routing table; `route()` applies
+the table to one window's outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cosim.adapter import SignalSpec
+
+
+class PlanError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Part:
+    """Columns `src_cols` of producer's signal go to columns `dst_cols` of a consumer's input."""
+    producer: str
+    name: str
+    src_cols: np.ndarray
+    dst_cols: np.ndarray
+
+
+@dataclass
+class Plan:
+    outputs: dict[str, list[SignalSpec]]
+    inputs: dict[str, list[SignalSpec]]
+    table: dict[str, dict[str, list[Part]]]      # consumer -> input name -> parts
+
+
+def provider(name: str, region: int, owner: dict[int, str], tvb: str) -> str:
+    """`state/*` comes from the region's owner; `coupling/*` is computed by the TVB node."""
+    kind = name.split("/", 1)[0]
+    if kind == "state":
+        return owner[region]
+    if kind == "coupling":
+        return tvb
+    raise PlanError(f"unknown signal kind in {name!r}; expected state/… or coupling/…")
+
+
+def plan(requires: dict[str, list[SignalSpec]], owner: dict[int, str], tvb: str = "tvb") -> Plan:
+    """`requires[node]` = what the node consumes; `owner[region]` = node that simulates it."""
+    wanted: dict[str, dict[str, set[int]]] = {}
+    for consumer, specs in requires.items():
+        for s in specs:
+            for r in s.regions:
+                if r not in owner:
+                    raise PlanError(f"node {consumer!r} requires {s.name} of region {r}, which does not exist")
+                p = provider(s.name, r, owner, tvb)
+                if p == consumer:
+                    raise PlanError(f"node {consumer!r} requires its own {s.name} of region {r}")
+                wanted.setdefault(p, {}).setdefault(s.name, set()).add(r)
+    outputs = {n: [SignalSpec(name, tuple(sorted(rs))) for name, rs in sorted(wanted.get(n, {}).items())]
+               for n in requires}
+    col = {(n, s.name): {r: i for i, r in enumerate(s.regions)} for n, ss in outputs.items() for s in ss}
+    table: dict[str, dict[str, list[Part]]] = {}
+    for consumer, specs in requires.items():
+        table[consumer] = {}
+        for s in specs:
+            by_prod: dict[str, tuple[list[int], list[int]]] = {}
+            for j, r in enumerate(s.regions):
+                p = provider(s.name, r, owner, tvb)
+                src, dst = by_prod.setdefault(p, ([], []))
+                src.append(col[(p, s.name)][r])
+                dst.append(j)
+            table[consumer][s.name] = [Part(p, s.name, np.array(src), np.array(dst))
+                                       for p, (src, dst) in by_prod.items()]
+    return Plan(outputs=outputs, inputs={n: list(ss) for n, ss in requires.items()}, table=table)
+
+
+def route(plan_: Plan, consumer: str, produced: dict[str, dict[str, np.ndarray]], steps: int) -> dict[str, np.ndarray]:
+    """Inputs for `consumer` from every producer's outputs of the previous window.
+
+    A signal whose producer did not send it (allowed only for initial outputs) is left out.
+    """
+    out: dict[str, np.ndarray] = {}
+    for spec in plan_.inputs[consumer]:
+        parts = plan_.table[consumer][spec.name]
+        blocks = [produced.get(p.producer, {}).get(p.name) for p in parts]
+        if any(b is None for b in blocks):
+            continue
+        if len(parts) == 1 and len(parts[0].src_cols) == blocks[0].shape[1] and \
+                np.array_equal(parts[0].src_cols, parts[0].dst_cols):
+            out[spec.name] = blocks[0]           # the whole block, same order: no copy
+            continue
+        arr = np.empty((steps, len(spec.regions)))
+        for p, b in zip(parts, blocks):
+            arr[:, p.dst_cols] = b[:, p.src_cols]
+        out[spec.name] = arr
+    return out
+
+
+def check_outputs(specs: list[SignalSpec], produced: dict[str, np.ndarray], steps: int,
+                  allow_missing: bool = False) -> str | None:
+    """None if `produced` holds every spec with shape (steps, n_regions), else the reason."""
+    for s in specs:
+        a = produced.get(s.name)
+        if a is None:
+            if allow_missing:
+                continue
+            return f"missing output {s.name!r}"
+        if a.shape != (steps, len(s.regions)):
+            return f"output {s.name!r} has shape {a.shape}, expected {(steps, len(s.regions))}"
+    return None

@@ -1,0 +1,81 @@
+"""Nodes that do no simulation: they speak the protocol and return well-formed zeros/echoes.
+
+Used to measure the protocol's own cost (bench/) and to test the coordinator and runtime
+without simulators. `NullTVB` serves a synthetic all-to-all connectome whose every delay is
+`delay_steps` TVB steps (so the window is `delay_steps`).
+"""
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+
+
+class NullParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_regions: int = Field(76, ge=2)
+    delay_steps: int = Field(16, ge=1)
+    step_sleep_ms: float = Field(0.0, ge=0, description="pretend to compute this long per window")
+    fail_at_window: int | None = Field(None, description="raise in this window (failure tests)")
+
+
+class _Null(NodeAdapter):
+    def __init__(self):
+        self.ctx: RunContext | None = None
+
+    def configure(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.params = NullParams.model_validate(self._params(ctx))
+
+    def _params(self, ctx: RunContext) -> dict:
+        return {}
+
+    def initial_outputs(self) -> Signals:
+        return {}
+
+    def step(self, window: int, inputs: Signals) -> Signals:
+        p = self.params
+        if p.fail_at_window is not None and window == p.fail_at_window:
+            raise RuntimeError(f"null node told to fail at window {window}")
+        if p.step_sleep_ms:
+            import time
+            time.sleep(p.step_sleep_ms / 1000)
+        W = self.ctx.steps_per_window
+        return {s.name: np.full((W, len(s.regions)), float(window)) for s in self.ctx.outputs}
+
+
+class NullTVB(_Null):
+    role = "tvb"
+
+    def requires(self, ctx: RunContext) -> list[SignalSpec]:
+        return [SignalSpec("state/S_e", tuple(ctx.regions))]
+
+    def _params(self, ctx: RunContext) -> dict:
+        nodes = ctx.config["spiking_nodes"]
+        return {k: v for k, v in nodes[0]["params"].items() if k in ("n_regions", "delay_steps")} if nodes else {}
+
+    def connectome(self) -> dict:
+        return null_connectome(NullParams())
+
+    def requires_params(self, ctx):  # pragma: no cover - not used
+        return None
+
+
+class NullSpiking(_Null):
+    role = "spiking"
+
+    def requires(self, ctx: RunContext) -> list[SignalSpec]:
+        return [SignalSpec("coupling/R_e", tuple(ctx.regions))]
+
+    def _params(self, ctx: RunContext) -> dict:
+        return next(n for n in ctx.config["spiking_nodes"] if n["name"] == ctx.node_name)["params"]
+
+
+def null_connectome(p: NullParams) -> dict:
+    n = p.n_regions
+    w = np.ones((n, n)) - np.eye(n)
+    d = np.full((n, n), p.delay_steps, dtype=np.int64)
+    np.fill_diagonal(d, 0)
+    return {"weights": w, "idelays": d, "tract_lengths": d * 0.3, "region_labels": [f"r{i}" for i in range(n)],
+            "speed_mm_per_ms": 3.0}
