@@ -1,0 +1,236 @@
+"""Builder of the spiking regions' network as ordinary NetPyNE ``netParams``/``simConfig``.
+
+In the spirit of the TVB-NetPyNE poster's ``NetpyneNetworkBuilder``: the builder holds plain
+Python descriptions that the ``set_*`` methods fill in, and :meth:`build` turns them into
+NetPyNE specs. Override any ``set_*`` method (or edit the lists after ``set_default()``) to
+change the network::
+
+    b = NetpyneNetworkBuilder(params, regions=[33, 71], connectome=ctx.connectome, G=2.0)
+    b.set_default()
+    b.populations.append({"label": "SOM", "cell_model": "PYR_I", "size": 10, "nodes": [33]})
+    b.connections.append({"source": "SOM", "target": "E", "prob": 0.1, "weight": 0.005,
+                          "delay": 2.0, "receptor": "inh", "nodes": None})
+    net = b.build()          # BuiltNetwork(netParams, simConfig, popmap, mod_dirs)
+
+``nodes: None`` means every spiking region of this node. Population labels in NetPyNE are
+``"<label>_<region>"`` (e.g. ``E_33``); inputs are NetStim relays ``in_<region>`` driven by
+the adapter event by event. No NEURON import happens here until :meth:`build`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import CellModel, NetpyneParams
+
+log = logging.getLogger(__name__)
+
+RXD_MOD_DIR = Path(__file__).parent / "examples" / "rxd_calcium"
+
+
+@dataclass
+class BuiltNetwork:
+    """What the adapter needs: NetPyNE specs plus the pop -> (region, role) map."""
+    netParams: object
+    simConfig: object
+    popmap: dict[str, tuple[int, str]]          # NetPyNE pop label -> (region, "input"|"exc"|"inh"|"other")
+    mod_dirs: list[Path] = field(default_factory=list)   # mechanisms to compile/load before creating cells
+    uses_rxd: bool = False
+
+
+def pop_label(label: str, region: int) -> str:
+    return f"{label}_{region}"
+
+
+class NetpyneNetworkBuilder:
+    """Default excitatory/inhibitory region network with TVB input (poster's DefaultExcIOInh)."""
+
+    def __init__(self, params: NetpyneParams, regions: list[int] | tuple[int, ...],
+                 connectome: dict | None = None, G: float = 2.0, tvb_dt_ms: float = 0.1, seed: int = 42):
+        self.p = params
+        self.regions = [int(r) for r in regions]
+        self.connectome = connectome
+        self.G = float(G)
+        self.tvb_dt_ms = float(tvb_dt_ms)
+        self.seed = int(seed)
+        self.cell_models: dict[str, CellModel] = {}
+        self.synapse_models: dict[str, dict] = {}
+        self.populations: list[dict] = []
+        self.connections: list[dict] = []
+        self.node_connections: list[dict] = []
+        self.output_devices: dict[str, list[str]] = {}
+        self.mod_dirs: list[Path] = []
+        self.rxd_params: dict | None = None
+
+    # ---- the poster's steps --------------------------------------------------------------
+    def set_default(self) -> "NetpyneNetworkBuilder":
+        self.set_cell_models()
+        self.set_synapse_models()
+        self.set_populations()
+        self.set_population_connections()
+        self.set_nodes_connections()
+        self.set_input_devices()
+        self.set_output_devices()
+        self.set_rxd()
+        return self
+
+    def set_cell_models(self) -> None:
+        self.cell_models = {"PYR_E": self.p.network.cell_E, "PYR_I": self.p.network.cell_I}
+
+    def set_synapse_models(self) -> None:
+        n = self.p.network
+        self.synapse_models = {
+            "exc": {"mod": "Exp2Syn", "tau1": n.syn_exc.tau1_ms, "tau2": n.syn_exc.tau2_ms, "e": n.syn_exc.e_mV},
+            "inh": {"mod": "Exp2Syn", "tau1": n.syn_inh.tau1_ms, "tau2": n.syn_inh.tau2_ms, "e": n.syn_inh.e_mV}}
+
+    def set_populations(self) -> None:
+        n_e, n_i = self.p.network.sizes()
+        self.populations = [{"label": "E", "cell_model": "PYR_E", "size": n_e, "nodes": None},
+                            {"label": "I", "cell_model": "PYR_I", "size": n_i, "nodes": None}]
+
+    def set_population_connections(self) -> None:
+        self.connections = []
+        for key, c in self.p.network.conns.items():
+            self.connections.append({"source": key[0], "target": key[1], "prob": c.prob, "weight": c.weight_uS,
+                                     "weight_sd_frac": c.weight_sd_frac, "delay": c.delay_ms,
+                                     "receptor": "exc" if key[0] == "E" else "inh", "nodes": None})
+
+    def set_nodes_connections(self) -> None:
+        """E->E between this node's regions: p, weight = factor*G*C[target, source], delay from idelays."""
+        ir = self.p.inter_region
+        self.node_connections = []
+        if not ir.enabled or self.connectome is None or len(self.regions) < 2:
+            return
+        w = np.asarray(self.connectome["weights"], dtype=float)
+        idel = np.asarray(self.connectome["idelays"])
+        for tgt in self.regions:
+            for src in self.regions:
+                if src == tgt or w[tgt, src] == 0:
+                    continue
+                self.node_connections.append({
+                    "source": "E", "target": "E", "source_node": src, "target_node": tgt, "prob": ir.prob,
+                    "weight": ir.weight_factor_uS * self.G * float(w[tgt, src]),
+                    "delay": max(float(idel[tgt, src]) * self.tvb_dt_ms, ir.min_delay_ms), "receptor": "exc"})
+
+    def set_input_devices(self) -> None:
+        """One NetStim relay per input neuron, one-to-one onto the E cells."""
+        self.input_devices = {"target": "E", "n": self.p.input.n_input, "weight": self.p.input.weight_uS,
+                              "delay": self.p.input.delay_ms, "receptor": "exc"}
+
+    def set_output_devices(self) -> None:
+        self.output_devices = {"exc": list(self.p.output.exc_pops), "inh": list(self.p.output.inh_pops)}
+
+    def set_rxd(self) -> None:
+        rx = self.p.rxd
+        if not rx.enabled:
+            return
+        region = self.regions[0] if rx.region is None else rx.region
+        if region not in self.regions:
+            raise ValueError(f"rxd.region {region} is not one of this node's regions {self.regions}")
+        self.mod_dirs.append(RXD_MOD_DIR)
+        from .examples.rxd_calcium import rxd_spec
+        self.rxd_region = region
+        self.rxd_params = rxd_spec.rxd_params([pop_label(p, region) for p in rx.pops], rx)
+
+    # ---- NetPyNE specs -------------------------------------------------------------------
+    def _nodes(self, nodes) -> list[int]:
+        if nodes is None:
+            return self.regions
+        bad = [r for r in nodes if r not in self.regions]
+        if bad:
+            raise ValueError(f"nodes {bad} are not spiking regions of this node {self.regions}")
+        return [int(r) for r in nodes]
+
+    @staticmethod
+    def _cell_spec(cm: CellModel, extra_mechs: dict | None = None) -> dict:
+        mechs = {k: dict(v) for k, v in cm.mechs.items()}
+        mechs.update(extra_mechs or {})
+        return {"secs": {"soma": {"geom": {"diam": cm.diam_um, "L": cm.length_um, "Ra": cm.Ra_ohm_cm,
+                                           "cm": cm.cm_uF_cm2}, "mechs": mechs}}}
+
+    @staticmethod
+    def _weight(w: float, sd_frac: float) -> float | str:
+        if sd_frac <= 0 or w == 0:
+            return float(w)
+        return f"max(0, normal({w!r}, {(sd_frac * w) ** 2!r}))"   # NEURON's normal(mean, variance)
+
+    def build(self) -> BuiltNetwork:
+        from netpyne import specs
+        netParams, cfg = specs.NetParams(), specs.SimConfig()
+        popmap: dict[str, tuple[int, str]] = {}
+        for name, cm in self.cell_models.items():
+            netParams.cellParams[name] = self._cell_spec(cm)
+        for name, syn in self.synapse_models.items():
+            netParams.synMechParams[name] = dict(syn)
+        sizes: dict[str, int] = {}
+        for pop in self.populations:
+            for r in self._nodes(pop.get("nodes")):
+                cell = pop["cell_model"]
+                if self.rxd_params is not None and r == self.rxd_region and pop["label"] in self.p.rxd.pops:
+                    cell = f"{cell}_rxd"
+                    if cell not in netParams.cellParams:
+                        rx = self.p.rxd
+                        netParams.cellParams[cell] = self._cell_spec(self.cell_models[pop["cell_model"]], {
+                            "cachan": {"gbar": rx.gcabar}, "kca": {"gbar": rx.gkcabar, "kd": rx.kd_mM}})
+                label = pop_label(pop["label"], r)
+                netParams.popParams[label] = {"cellType": cell, "numCells": int(pop["size"])}
+                sizes[label] = int(pop["size"])
+                role = ("exc" if pop["label"] in self.output_devices.get("exc", []) else
+                        "inh" if pop["label"] in self.output_devices.get("inh", []) else "other")
+                popmap[label] = (r, role)
+        for c in self.connections:
+            for r in self._nodes(c.get("nodes")):
+                src, tgt = pop_label(c["source"], r), pop_label(c["target"], r)
+                netParams.connParams[f"{src}->{tgt}"] = {
+                    "preConds": {"pop": src}, "postConds": {"pop": tgt}, "probability": c["prob"],
+                    "weight": self._weight(c["weight"], c.get("weight_sd_frac", 0.0)),
+                    "delay": c["delay"], "synMech": c["receptor"]}
+        for c in self.node_connections:
+            src, tgt = pop_label(c["source"], c["source_node"]), pop_label(c["target"], c["target_node"])
+            netParams.connParams[f"{src}->{tgt}"] = {
+                "preConds": {"pop": src}, "postConds": {"pop": tgt}, "probability": c["prob"],
+                "weight": c["weight"], "delay": c["delay"], "synMech": c["receptor"]}
+        inp = self.input_devices
+        for r in self.regions:
+            tgt = pop_label(inp["target"], r)
+            n_tgt = sizes[tgt]
+            n_in = inp["n"] or n_tgt
+            label = pop_label("in", r)
+            netParams.popParams[label] = {"cellModel": "NetStim", "numCells": n_in, "number": 1,
+                                          "start": -1, "noise": 0, "interval": 1e9}
+            popmap[label] = (r, "input")
+            netParams.connParams[f"{label}->{tgt}"] = {
+                "preConds": {"pop": label}, "postConds": {"pop": tgt},
+                "connList": [[i, i % n_tgt] for i in range(n_in)],
+                "weight": inp["weight"], "delay": inp["delay"], "synMech": inp["receptor"]}
+        if self.rxd_params is not None:
+            netParams.rxdParams = self.rxd_params
+        default_sim_config(cfg, self.p, self.seed, v_init=self.p.network.v_init_mV)
+        log.info("built default network: regions %s, pops %s", self.regions,
+                 {k: v for k, v in sizes.items()})
+        return BuiltNetwork(netParams, cfg, popmap, list(self.mod_dirs), self.rxd_params is not None)
+
+
+def default_sim_config(cfg, p: NetpyneParams, seed: int, v_init: float | None = None):
+    """Fill a NetPyNE SimConfig with what window stepping needs (no file output, quiet)."""
+    cfg.dt = p.dt_ms
+    cfg.duration = 0.0             # the adapter steps window by window
+    cfg.hParams = dict(getattr(cfg, "hParams", {}) or {})
+    cfg.hParams["celsius"] = p.celsius
+    if v_init is not None:
+        cfg.hParams["v_init"] = v_init
+    cfg.oneSynPerNetcon = False
+    cfg.verbose = False
+    cfg.printRunTime = False
+    cfg.printPopAvgRates = False
+    cfg.saveJson = cfg.savePickle = cfg.saveMat = cfg.saveHDF5 = cfg.saveDpk = False
+    cfg.analysis = {}
+    cfg.seeds = {"conn": seed + 1, "stim": seed + 2, "loc": seed + 3, "cell": seed + 4}
+    cfg.recordStep = p.record.trace_step_ms
+    cfg.recordTraces = dict(p.record.traces)
+    cfg.recordCells = list(p.record.trace_cells) if p.record.traces else []
+    cfg.recordStim = False
+    return cfg

@@ -1,0 +1,169 @@
+"""Parameters of the NetPyNE/NEURON spiking backend (``spiking_nodes[i].params``).
+
+Validated by the coordinator, so this module imports neither ``neuron`` nor ``netpyne``.
+Defaults reproduce DOMAIN.md's default region network (TVB-multiscale's NetPyNE example).
+
+Input transformer default scale -- how it was chosen: with tvb-data's 76-region connectome and
+TVB's default RWW (G = 2), the spiking regions 33/71 have ~39 units of incoming weight and TVB
+regions sit at R_e ~ 4-9 Hz, so ``coupling/R_e`` ~ 150-350 Hz*weight. ``scale = 0.1`` maps that
+to 15-35 Hz per input neuron (one input neuron per E cell, weight 0.01 uS, which with the
+default recurrence gives E rates in the few-Hz to ~15 Hz range; see
+tests/netpyne/test_network.py::test_default_drive_is_physiological and bench figures).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _S(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CellModel(_S):
+    """A single-compartment cell from geometry + mechanisms (poster's NetpyneCellModel)."""
+    diam_um: float = Field(18.8, gt=0)
+    length_um: float = Field(18.8, gt=0)
+    Ra_ohm_cm: float = Field(123.0, gt=0)
+    cm_uF_cm2: float = Field(1.0, gt=0)
+    mechs: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {"hh": {"gnabar": 0.12, "gkbar": 0.036, "gl": 0.003, "el": -70.0}})
+
+
+class SynapseModel(_S):
+    """An Exp2Syn receptor."""
+    tau1_ms: float = Field(gt=0)
+    tau2_ms: float = Field(gt=0)
+    e_mV: float
+
+    @model_validator(mode="after")
+    def _order(self) -> "SynapseModel":
+        if self.tau1_ms >= self.tau2_ms:
+            raise ValueError(f"Exp2Syn needs tau1_ms < tau2_ms (got {self.tau1_ms} >= {self.tau2_ms})")
+        return self
+
+
+class ConnSpec(_S):
+    """Random connection rule within a region: probability, weight ~ max(0, N(w, sd_frac*w))."""
+    prob: float = Field(ge=0, le=1)
+    weight_uS: float = Field(ge=0)
+    weight_sd_frac: float = Field(0.1, ge=0)
+    delay_ms: float = Field(5.0, gt=0)
+
+
+def _conns() -> dict[str, ConnSpec]:
+    return {"EE": ConnSpec(prob=0.01, weight_uS=0.02), "EI": ConnSpec(prob=0.01, weight_uS=0.01),
+            "IE": ConnSpec(prob=0.03, weight_uS=0.01), "II": ConnSpec(prob=0.03, weight_uS=0.01)}
+
+
+class RegionNetwork(_S):
+    """The default spiking network of one region (E and I populations)."""
+    n_exc: int = Field(120, ge=1)
+    n_inh: int = Field(40, ge=1)
+    scale: float = Field(1.0, gt=0, description="multiplies n_exc and n_inh (rounded, >= 1)")
+    cell_E: CellModel = Field(default_factory=CellModel)
+    cell_I: CellModel = Field(default_factory=CellModel)
+    syn_exc: SynapseModel = Field(default_factory=lambda: SynapseModel(tau1_ms=0.8, tau2_ms=5.3, e_mV=0.0))
+    syn_inh: SynapseModel = Field(default_factory=lambda: SynapseModel(tau1_ms=0.6, tau2_ms=8.5, e_mV=-75.0))
+    conns: dict[str, ConnSpec] = Field(default_factory=_conns, description="keys among EE, EI, IE, II")
+    v_init_mV: float = -65.0
+
+    @field_validator("conns")
+    @classmethod
+    def _keys(cls, v: dict[str, ConnSpec]) -> dict[str, ConnSpec]:
+        bad = sorted(set(v) - {"EE", "EI", "IE", "II"})
+        if bad:
+            raise ValueError(f"unknown connection(s) {bad}; use EE, EI, IE, II")
+        return v
+
+    def sizes(self) -> tuple[int, int]:
+        return max(1, round(self.n_exc * self.scale)), max(1, round(self.n_inh * self.scale))
+
+
+class InputTransformer(_S):
+    """TVB coupling -> Poisson trains: rate_hz = scale * signal + offset (clipped at 0)."""
+    n_input: int | None = Field(None, ge=1, description="input neurons per region; None = number of E cells")
+    scale: float = Field(0.1, ge=0, description="Hz per (Hz*weight) of coupling/R_e; see module docstring")
+    offset_hz: float = Field(0.0, description="baseline rate added to every input neuron")
+    weight_uS: float = Field(0.01, ge=0, description="input -> E synaptic weight (one-to-one, exc receptor)")
+    delay_ms: float = Field(1.0, gt=0, description="input -> E delay (also bounds the MPI exchange interval)")
+
+
+class OutputTransformer(_S):
+    """Spikes -> rates -> proxy state (R_e, S_e, R_i, S_i) sent to TVB."""
+    tau_r_ms: float = Field(10.0, gt=0)
+    exc_pops: list[str] = Field(default_factory=lambda: ["E"], description="default network roles reported as R_e")
+    inh_pops: list[str] = Field(default_factory=lambda: ["I"], description="reported as R_i")
+    R_e0_hz: float = Field(0.0, ge=0, description="initial proxy rate")
+    R_i0_hz: float = Field(0.0, ge=0)
+
+
+class InterRegion(_S):
+    """E->E connections between spiking regions of this node (weight = factor * G * C_kj)."""
+    enabled: bool = True
+    prob: float = Field(0.01, ge=0, le=1)
+    weight_factor_uS: float = Field(0.01, ge=0, description="uS per unit of G*C_kj")
+    min_delay_ms: float = Field(0.1, gt=0, description="floor for a zero connectome delay")
+
+
+class PopMap(_S):
+    """Where a user-model population sits in the brain and what it does."""
+    region: int = Field(ge=0)
+    role: Literal["input", "exc", "inh", "other"]
+
+
+class UserModel(_S):
+    """A user's own NetPyNE model instead of the default builder."""
+    path: str = Field(description=".py or .json defining netParams (and optionally simConfig)")
+    populations: dict[str, PopMap] = Field(min_length=1)
+    mod_dir: str | None = Field(None, description="folder of .mod files; default: the model's folder")
+    build_dir: str | None = Field(None, description="cache of compiled mechanisms; default ~/.cache/cosim/nrnmech")
+
+    @field_validator("path")
+    @classmethod
+    def _suffix(cls, v: str) -> str:
+        if not (v.endswith(".py") or v.endswith(".json")):
+            raise ValueError(f"model file must be .py or .json, got {v!r}")
+        return v
+
+
+class RxdExample(_S):
+    """Intracellular calcium via NetPyNE rxdParams gating a Ca-activated K current."""
+    enabled: bool = False
+    region: int | None = Field(None, description="spiking region carrying calcium; None = the first one")
+    pops: list[Literal["E", "I"]] = Field(default_factory=lambda: ["E"])
+    gcabar: float = Field(2e-4, ge=0, description="Ca channel conductance (S/cm2)")
+    gkcabar: float = Field(0.01, ge=0, description="Ca-activated K conductance (S/cm2)")
+    kd_mM: float = Field(1e-3, gt=0, description="KCa half-activation [Ca]i")
+    cai0_mM: float = Field(5e-5, gt=0, description="resting [Ca]i")
+    tau_ca_ms: float = Field(50.0, gt=0, description="extrusion time constant (the molecular parameter)")
+    diffusion_um2_ms: float = Field(0.25, ge=0)
+
+
+class RecordOptions(_S):
+    spikes: bool = True
+    input_spikes: bool = False
+    traces: dict[str, dict] = Field(default_factory=dict, description="NetPyNE recordTraces entries")
+    trace_cells: list[str | int] = Field(default_factory=lambda: [0], description="NetPyNE recordCells")
+    trace_step_ms: float = Field(0.1, gt=0)
+    flush_every: int = Field(20, ge=1, description="flush the HDF5 file every N windows")
+    plot: bool = True
+
+
+class NetpyneParams(_S):
+    dt_ms: float = Field(0.025, gt=0, description="NEURON dt; must divide the TVB dt")
+    network: RegionNetwork = Field(default_factory=RegionNetwork)
+    input: InputTransformer = Field(default_factory=InputTransformer)
+    output: OutputTransformer = Field(default_factory=OutputTransformer)
+    inter_region: InterRegion = Field(default_factory=InterRegion)
+    model_file: UserModel | None = None
+    rxd: RxdExample = Field(default_factory=RxdExample)
+    record: RecordOptions = Field(default_factory=RecordOptions)
+    celsius: float = 6.3
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> "NetpyneParams":
+        if self.model_file is not None and self.rxd.enabled:
+            raise ValueError("rxd example works on the default network; put rxdParams in your model_file instead")
+        return self

@@ -1,0 +1,1 @@
+"""Example spiking-region models for the NetPyNE backend."""

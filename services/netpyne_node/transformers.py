@@ -1,0 +1,126 @@
+"""Transformers between TVB signals and spikes (pure numpy, no NEURON).
+
+Three pieces, each stepping on the TVB dt (DOMAIN.md, "Transformers"):
+
+- :class:`PoissonInput` -- rates -> spikes. Each input neuron of a region fires its own Poisson
+  train at ``rate_hz = scale * signal + offset`` (clipped at 0), piecewise constant per TVB
+  step. Trains are generated window by window from one seeded ``numpy.random.Generator`` per
+  region (seed = (run seed, region)), so a run with the same seed and window length gives the
+  same trains (the draws are made per window block).
+- :func:`bin_rates` -- spikes -> rates: spikes of a population of N cells counted per TVB step
+  and divided by ``N * dt`` -> Hz per neuron.
+- :class:`RateProxy` -- the proxy state sent to TVB: ``dR/dt = (r - R) / tau_r`` (exact
+  exponential update for r constant over a step) and ``S_e`` from the reduced Wong-Wang
+  equation ``dS/dt = -S/tau_e + (1 - S) * gamma_e * R`` (Heun, clipped to [0, 1] like TVB).
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: reduced Wong-Wang defaults used by the proxy (DOMAIN.md); cfg.tvb.model overrides them
+RWW_DEFAULTS = {"gamma_e": 0.641e-3, "tau_e": 100.0, "gamma_i": 1e-3, "tau_i": 10.0}
+
+
+def rates_from_signal(signal: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    """The input transformer's linear map, clipped at 0 Hz."""
+    return np.maximum(scale * np.asarray(signal, dtype=np.float64) + offset, 0.0)
+
+
+class PoissonInput:
+    """Independent Poisson trains for ``n`` input neurons of one region.
+
+    ``window(rates_hz, t0_ms)`` takes the per-step rates (W,) of the coming window and returns
+    ``(times_ms, idx)`` sorted by time: spike times in ``[t0, t0 + W*dt)`` and the input
+    neuron index of each. A step's spikes are a Poisson count with mean ``rate*dt`` placed
+    uniformly in the step (exactly a Poisson process with a piecewise-constant rate).
+    """
+
+    def __init__(self, n: int, dt_ms: float, seed: int, region: int):
+        if n < 1:
+            raise ValueError(f"PoissonInput needs n >= 1 input neurons, got {n}")
+        if dt_ms <= 0:
+            raise ValueError(f"dt_ms must be > 0, got {dt_ms}")
+        self.n = int(n)
+        self.dt_ms = float(dt_ms)
+        self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(region), 0x5EED])))
+
+    def window(self, rates_hz: np.ndarray, t0_ms: float) -> tuple[np.ndarray, np.ndarray]:
+        rates_hz = np.asarray(rates_hz, dtype=np.float64)
+        if rates_hz.ndim != 1:
+            raise ValueError(f"rates must be 1-D (one per TVB step), got shape {rates_hz.shape}")
+        if np.any(~np.isfinite(rates_hz)) or np.any(rates_hz < 0):
+            raise ValueError("input rates must be finite and >= 0 Hz")
+        W = rates_hz.size
+        lam = rates_hz * (self.dt_ms * 1e-3)                       # expected spikes per neuron per step
+        counts = self.rng.poisson(np.broadcast_to(lam[:, None], (W, self.n)))  # (W, n)
+        total = int(counts.sum())
+        if total == 0:
+            return np.empty(0), np.empty(0, dtype=np.int64)
+        flat = counts.ravel()
+        nz = np.flatnonzero(flat)
+        rep = flat[nz]
+        step = np.repeat(nz // self.n, rep)
+        idx = np.repeat(nz % self.n, rep).astype(np.int64)
+        times = t0_ms + (step + self.rng.random(total)) * self.dt_ms
+        order = np.argsort(times, kind="stable")
+        return times[order], idx[order]
+
+
+def bin_rates(times_ms: np.ndarray, t0_ms: float, dt_ms: float, n_steps: int, n_cells: int) -> np.ndarray:
+    """Spikes -> Hz per neuron for each of ``n_steps`` TVB steps starting at ``t0_ms``.
+
+    Step i covers ``(t0 + i*dt, t0 + (i+1)*dt]`` (TVB step n ends at n*dt); a spike exactly at
+    ``t0`` belongs to the previous window and is counted in step 0 only if passed here.
+    """
+    if n_cells < 1:
+        raise ValueError(f"bin_rates needs n_cells >= 1, got {n_cells}")
+    t = np.asarray(times_ms, dtype=np.float64)
+    idx = np.ceil((t - t0_ms) / dt_ms - 1e-9).astype(np.int64) - 1
+    idx = np.clip(idx, 0, n_steps - 1)
+    counts = np.bincount(idx, minlength=n_steps)[:n_steps].astype(np.float64)
+    return counts / (n_cells * dt_ms * 1e-3)
+
+
+class RateProxy:
+    """Proxy state of spiking regions seen by TVB (R in Hz, S_e, optionally S_i)."""
+
+    def __init__(self, n_regions: int, dt_ms: float, tau_r_ms: float = 10.0,
+                 model: dict[str, float] | None = None, R_e0: float = 0.0, R_i0: float = 0.0,
+                 S_e0: float | None = None, S_i0: float | None = None):
+        if tau_r_ms <= 0 or dt_ms <= 0:
+            raise ValueError("tau_r_ms and dt_ms must be > 0")
+        p = dict(RWW_DEFAULTS)
+        p.update({k: float(v) for k, v in (model or {}).items() if k in RWW_DEFAULTS})
+        self.p = p
+        self.dt = float(dt_ms)
+        self.decay = math.exp(-self.dt / tau_r_ms)
+        self.R_e = np.full(n_regions, float(R_e0))
+        self.R_i = np.full(n_regions, float(R_i0))
+        ge, te, gi, ti = p["gamma_e"], p["tau_e"], p["gamma_i"], p["tau_i"]
+        # default S: the fixed point of the S equation for the initial R
+        self.S_e = np.full(n_regions, ge * R_e0 * te / (1 + ge * R_e0 * te) if S_e0 is None else float(S_e0))
+        self.S_i = np.full(n_regions, gi * R_i0 * ti if S_i0 is None else float(S_i0))
+
+    def _heun(self, S: np.ndarray, R: np.ndarray, tau: float, gamma: float, sat: bool) -> np.ndarray:
+        f = (lambda s: -s / tau + (1 - s) * gamma * R) if sat else (lambda s: -s / tau + gamma * R)
+        pred = np.clip(S + self.dt * f(S), 0.0, 1.0)
+        return np.clip(S + 0.5 * self.dt * (f(S) + f(pred)), 0.0, 1.0)
+
+    def advance(self, r_e: np.ndarray, r_i: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Feed measured rates (W, n_regions) Hz; return per-step R_e, S_e, R_i, S_i (W, n_regions)."""
+        r_e = np.asarray(r_e, dtype=np.float64)
+        W = r_e.shape[0]
+        out = {k: np.empty_like(r_e) for k in ("R_e", "S_e", "R_i", "S_i")}
+        for i in range(W):
+            self.R_e = r_e[i] + (self.R_e - r_e[i]) * self.decay
+            self.S_e = self._heun(self.S_e, self.R_e, self.p["tau_e"], self.p["gamma_e"], True)
+            if r_i is not None:
+                self.R_i = r_i[i] + (self.R_i - r_i[i]) * self.decay
+                self.S_i = self._heun(self.S_i, self.R_i, self.p["tau_i"], self.p["gamma_i"], False)
+            out["R_e"][i], out["S_e"][i], out["R_i"][i], out["S_i"][i] = self.R_e, self.S_e, self.R_i, self.S_i
+        return out
