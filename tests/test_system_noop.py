@@ -1,0 +1,128 @@
+"""The lockstep core as real processes, with nodes that do no simulation (noop backend).
+
+Scenarios: a clean run; a node failing in a window; a node SIGKILLed mid-run; a node that
+never comes; a second process claiming a name in use. Each must end with a one-line reason
+naming the node, a non-zero exit, the record up to the last completed window, and no process
+left behind.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import h5py
+import numpy as np
+
+from conftest import noop_config, run_cosim
+from psutil_free import cosim_processes
+
+
+def test_clean_run_records_every_window_and_routes_signals(cosim, tmp_path):
+    r = cosim(noop_config(duration_ms=64))
+    assert r.code == 0, r.stderr
+    assert "completed 40 windows" in r.stdout
+    status = json.loads((r.out / "status_coordinator.json").read_text())
+    assert status["completed"] and status["windows_completed"] == 40
+    with h5py.File(r.out / "coordinator.h5", "r") as f:
+        assert f.attrs["steps_per_window"] == 16
+        sent = f["signals/spiking/state/S_e"][:]
+        coupling = f["signals/tvb/coupling/R_e"][:]
+        assert sent.shape == (640, 2) and coupling.shape == (640, 2)
+        # noop nodes send their window number: every window's rows are present, in order
+        assert np.array_equal(sent[::16, 0], np.arange(40))
+        assert f["timing/window_wall_s"].shape == (40, 1)
+    assert (r.out / "exchange.png").stat().st_size > 1000
+    assert not cosim_processes(str(r.out))
+
+
+def test_node_failure_in_a_window_aborts_everyone_with_a_named_reason(cosim):
+    r = cosim(noop_config(duration_ms=64, fail_at_window=7))
+    assert r.code == 1
+    line = [l for l in r.stderr.splitlines() if "run failed" in l][0]
+    assert "node 'spiking' failed in window 7" in line and "told to fail" in line
+    status = json.loads((r.out / "status_coordinator.json").read_text())
+    assert not status["completed"] and status["windows_completed"] == 7
+    with h5py.File(r.out / "coordinator.h5", "r") as f:
+        assert f["signals/spiking/state/S_e"].shape[0] == 7 * 16
+    assert not cosim_processes(str(r.out))
+
+
+def test_killed_node_is_detected_by_heartbeat(cosim, tmp_path):
+    out = tmp_path / "out"
+    killed = {}
+
+    def killer():
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            for pid, cmd in cosim_processes("spiking-node"):
+                if str(tmp_path) in cmd or "--name spiking" in cmd:
+                    if (out / "coordinator.h5").exists():
+                        time.sleep(0.5)
+                        os.kill(pid, signal.SIGKILL)
+                        killed["t"] = time.time()
+                        return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    # slow windows so the run is still going when the node is killed
+    r = cosim(noop_config(duration_ms=4000, step_sleep_ms=2.0))
+    t.join()
+    assert killed, "the spiking node was never seen"
+    assert r.code == 1
+    line = [l for l in r.stderr.splitlines() if "run failed" in l][0]
+    assert "node 'spiking'" in line and "no heartbeat" in line and "last completed window" in line
+    status = json.loads((r.out / "status_coordinator.json").read_text())
+    n = status["windows_completed"]
+    assert 0 < n < 2500
+    with h5py.File(r.out / "coordinator.h5", "r") as f:
+        assert f["signals/tvb/coupling/R_e"].shape[0] == n * 16
+    assert not cosim_processes(str(r.out))
+
+
+def test_missing_node_is_named_after_the_setup_timeout(tmp_path):
+    cfg = noop_config()
+    cfg["coordinator"]["setup_timeout_ms"] = 1500
+    cfg["run"]["results_dir"] = str(tmp_path)
+    path = tmp_path / "c.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(cfg))
+    # the coordinator alone: nobody registers
+    p = subprocess.run([sys.executable, "-m", "cosim.cli", "coordinator", str(path), "--out", str(tmp_path / "o"),
+                        "--router", "tcp://127.0.0.1:0".replace(":0", f":{_port()}"), "--pub", f"tcp://127.0.0.1:{_port()}"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert "setup timed out" in p.stderr and "tvb (expected)" in p.stderr and "spiking (expected)" in p.stderr
+
+
+def test_second_process_with_a_name_in_use_is_refused(tmp_path):
+    import yaml
+    cfg = noop_config(duration_ms=3000, step_sleep_ms=1.0)
+    cfg["run"]["results_dir"] = str(tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    router, pub = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
+    py = [sys.executable, "-m", "cosim.cli"]
+    procs = [subprocess.Popen(py + ["coordinator", str(path), "--out", str(tmp_path / "o"), "--router", router,
+                                    "--pub", pub, "--no-plots"], stderr=subprocess.PIPE, text=True),
+             subprocess.Popen(py + ["tvb-node", "--coordinator", router, "--backend", "noop"], stderr=subprocess.DEVNULL),
+             subprocess.Popen(py + ["spiking-node", "--coordinator", router], stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(3)
+        dup = subprocess.run(py + ["spiking-node", "--coordinator", router], capture_output=True, text=True, timeout=60)
+        assert dup.returncode == 2
+        assert "NameInUse" in dup.stderr and "already in use" in dup.stderr
+        assert procs[0].wait(timeout=120) == 0   # the real run is unharmed
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def _port():
+    from cosim.launcher import free_port
+    return free_port()
