@@ -170,7 +170,10 @@ class Coordinator:
                 self._send_to(rid, Message(T.HEARTBEAT, {}, node="coordinator"))
             return
         if msg.type == T.REGISTER:
-            self.on_register(rid, msg)
+            try:
+                self.on_register(rid, msg)
+            except Exception as e:
+                self.rejects.reject("BadRegister", f"{type(e).__name__}: {e}", repr(rid[:40]))
             return
         if name is None or msg.node != name:
             self.rejects.reject("UnknownNode", f"{msg!r} from an unregistered identity", repr(rid[:40]))
@@ -182,7 +185,13 @@ class Coordinator:
             self.rejects.reject("UnexpectedMessage", f"{msg!r} is not sent by nodes", name)
             self.send(peer, T.ERROR, {"error": "UnexpectedMessage", "message": f"{msg.type.value} is not accepted"}, parent=msg)
             return
-        handler(peer, msg)
+        try:
+            handler(peer, msg)
+        except RunFailed:
+            raise
+        except Exception as e:  # a well-formed but nonsensical message must not kill the run
+            self.rejects.reject("BadContent", f"{msg!r}: {type(e).__name__}: {e}", name)
+            self.send(peer, T.ERROR, {"error": "MalformedMessage", "message": f"{type(e).__name__}: {e}"}, parent=msg)
 
     def check_timers(self) -> None:
         now = time.monotonic()
