@@ -1,0 +1,32 @@
+"""Config loading: the documented default equals the built-in one; errors name the field."""
+from pathlib import Path
+
+import pytest
+
+from cosim.config import ConfigError, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_documented_default_equals_builtin_default():
+    assert load_config(REPO / "examples" / "default.yaml") == load_config(None)
+
+
+def test_toml_is_accepted(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[run]\nduration_ms = 20\n[[spiking_nodes]]\nname = "s"\nbackend = "noop"\nregions = [1]\n')
+    cfg = load_config(p)
+    assert cfg.run.duration_ms == 20 and cfg.spiking_nodes[0].regions == [1]
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"run": {"duration_ms": 0}}, "run.duration_ms"),
+    ({"run": {"bogus": 1}}, "run.bogus"),
+    ({"tvb": {"model": {"G": 2, "Q": 1}}}, "tvb.model"),
+    ({"spiking_nodes": [{"regions": [1, 1]}]}, "spiking_nodes[0].regions"),
+    ({"spiking_nodes": [{"backend": "nest"}]}, "spiking_nodes[0].backend"),
+    ({"spiking_nodes": [{"name": "a", "regions": [1]}, {"name": "b", "regions": [1]}]}, "region 1 is claimed"),
+])
+def test_errors_name_the_field(data, field):
+    with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        parse_config(data)
