@@ -115,7 +115,7 @@ class Coordinator:
         if rid is None:
             return
         try:
-            self.router.send_multipart([rid, *codec.encode(msg)], copy=False)
+            self.router.send_multipart([rid, *codec.encode(msg)])  # copying beats zero-copy for small frames
         except zmq.ZMQError as e:  # ROUTER_MANDATORY: the peer is gone
             log.debug("coordinator: cannot reach %r: %s", rid, e)
 
@@ -134,9 +134,9 @@ class Coordinator:
         try:
             while self.state != "DONE":
                 if self.router.poll(min(100, self.cc.heartbeat_interval_ms)):
-                    self.handle(self.router.recv_multipart(copy=False))
+                    self.handle(self.router.recv_multipart())
                     while self.router.poll(0):
-                        self.handle(self.router.recv_multipart(copy=False))
+                        self.handle(self.router.recv_multipart())
                 self.check_timers()
         except RunFailed as e:
             self.failure = e
