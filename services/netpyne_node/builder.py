@@ -224,6 +224,8 @@ def default_sim_config(cfg, p: NetpyneParams, seed: int, v_init: float | None = 
         cfg.hParams["v_init"] = v_init
     cfg.oneSynPerNetcon = False
     cfg.verbose = False
+    cfg.progressBar = 0
+    cfg.timing = False
     cfg.printRunTime = False
     cfg.printPopAvgRates = False
     cfg.saveJson = cfg.savePickle = cfg.saveMat = cfg.saveHDF5 = cfg.saveDpk = False

@@ -3,12 +3,14 @@
 Validated by the coordinator, so this module imports neither ``neuron`` nor ``netpyne``.
 Defaults reproduce DOMAIN.md's default region network (TVB-multiscale's NetPyNE example).
 
-Input transformer default scale -- how it was chosen: with tvb-data's 76-region connectome and
-TVB's default RWW (G = 2), the spiking regions 33/71 have ~39 units of incoming weight and TVB
-regions sit at R_e ~ 4-9 Hz, so ``coupling/R_e`` ~ 150-350 Hz*weight. ``scale = 0.1`` maps that
-to 15-35 Hz per input neuron (one input neuron per E cell, weight 0.01 uS, which with the
-default recurrence gives E rates in the few-Hz to ~15 Hz range; see
-tests/netpyne/test_network.py::test_default_drive_is_physiological and bench figures).
+Input transformer default scale -- how it was chosen: ``coupling/R_e`` for region p is
+sum_j w[p, j] * R_e,j over TVB-simulated regions (Hz*weight). ``scale = "row_mean"`` divides by
+sum_j w[p, j], so each input neuron fires at the *weight-averaged rate of the region's TVB
+sources* (TVB's default RWW sits at R_e ~ 4-9 Hz; tvb-data's 76-region regions 33/71 have ~39
+units of incoming weight, so coupling ~ 150-350 Hz*weight -> 4-9 Hz per input neuron). With one
+input neuron per E cell at 0.006 uS, the default network then fires at ~5-12 Hz (measured with
+``python -m services.netpyne_node.drive``: input 5/10/20 Hz -> E ~7/11/13 Hz; 0 Hz -> 0 Hz).
+A number instead of "row_mean" is used as is: ``rate_hz = scale * signal + offset_hz``.
 """
 from __future__ import annotations
 
@@ -84,9 +86,18 @@ class RegionNetwork(_S):
 class InputTransformer(_S):
     """TVB coupling -> Poisson trains: rate_hz = scale * signal + offset (clipped at 0)."""
     n_input: int | None = Field(None, ge=1, description="input neurons per region; None = number of E cells")
-    scale: float = Field(0.1, ge=0, description="Hz per (Hz*weight) of coupling/R_e; see module docstring")
+    scale: float | Literal["row_mean"] = Field(
+        "row_mean", description="Hz per (Hz*weight) of coupling/R_e, or 'row_mean' = 1 / (region's total incoming "
+                                "weight from TVB-simulated regions); see module docstring")
     offset_hz: float = Field(0.0, description="baseline rate added to every input neuron")
-    weight_uS: float = Field(0.01, ge=0, description="input -> E synaptic weight (one-to-one, exc receptor)")
+    weight_uS: float = Field(0.006, ge=0, description="input -> E synaptic weight (one-to-one, exc receptor)")
+
+    @field_validator("scale")
+    @classmethod
+    def _nonneg(cls, v):
+        if not isinstance(v, str) and v < 0:
+            raise ValueError("scale must be >= 0 or 'row_mean'")
+        return v
     delay_ms: float = Field(1.0, gt=0, description="input -> E delay (also bounds the MPI exchange interval)")
 
 

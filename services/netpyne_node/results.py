@@ -41,6 +41,7 @@ class ResultsWriter:
         self.n_regions = n_regions
         self.flush_every = flush_every
         self._windows = 0
+        self._buf: dict[str, list[np.ndarray]] = {}
 
     def _append(self, name: str, arr: np.ndarray) -> None:
         arr = np.asarray(arr)
@@ -57,17 +58,26 @@ class ResultsWriter:
 
     def window(self, steps: np.ndarray, blocks: dict[str, np.ndarray], spikes: dict[str, np.ndarray] | None = None,
                input_spikes: dict[str, np.ndarray] | None = None) -> None:
-        """Append one window: ``blocks`` name -> (W, n_regions); spikes columns -> 1-D arrays."""
-        self._append("steps", np.asarray(steps, dtype=np.int64))
+        """Append one window: ``blocks`` name -> (W, n_regions); spikes columns -> 1-D arrays.
+        Buffered in memory and written every ``flush_every`` windows (and at close)."""
+        buf = self._buf
+        buf.setdefault("steps", []).append(np.asarray(steps, dtype=np.int64))
         for name, arr in blocks.items():
-            self._append(name, np.asarray(arr, dtype=np.float64))
+            buf.setdefault(name, []).append(np.array(arr, dtype=np.float64))
         for group, cols in (("spikes", spikes), ("input_spikes", input_spikes)):
             if cols is not None:
                 for col, arr in cols.items():
-                    self._append(f"{group}/{col}", arr)
+                    buf.setdefault(f"{group}/{col}", []).append(np.asarray(arr))
         self._windows += 1
         if self._windows % self.flush_every == 0:
-            self.f.flush()
+            self.flush()
+
+    def flush(self) -> None:
+        for name, parts in self._buf.items():
+            if parts:
+                self._append(name, np.concatenate(parts))
+        self._buf = {}
+        self.f.flush()
 
     def traces(self, traces: dict[str, dict[int, np.ndarray]], step_ms: float) -> None:
         g = self.f.require_group("traces")
@@ -80,6 +90,7 @@ class ResultsWriter:
     def close(self, aborted: str | None) -> None:
         if not self.f.id.valid:
             return
+        self.flush()
         self.f.attrs["status"] = "completed" if aborted is None else f"stopped: {aborted}"
         self.f.attrs["windows_written"] = self._windows
         self.f.close()

@@ -1,0 +1,329 @@
+"""``NetpyneAdapter``: NetPyNE/NEURON spiking regions behind the cosim node interface.
+
+Role "spiking". Consumes ``coupling/R_e`` of its regions (Hz*weight, one row per TVB step of
+the window); produces the proxy state ``state/R_e``, ``state/S_e`` (and ``state/R_i``,
+``state/S_i`` when asked) of the window just simulated. Per window::
+
+    coupling --(rate = scale*c + offset)--> Poisson trains --nc.event--> NetStim relays -> E cells
+    psolve to the window's end (integer NEURON step clock, see engine.py)
+    spikes of exc/inh pops --count per TVB step / (N dt)--> r --dR/dt=(r-R)/tau_r, RWW S eq.--> R, S
+
+MPI (``mpiexec -n N``): rank 0 is driven by the runtime and broadcasts each call; ranks > 0
+run :meth:`follow`. Every rank generates the same Poisson trains (same seeded generators) and
+delivers those of its own relays; spikes (or only counts, when spikes are not recorded) are
+gathered to rank 0, which computes rates, writes results and returns outputs.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+
+from .config import NetpyneParams
+from .mechanisms import ModelError, ensure_mechanisms
+from .parallel import world
+from .transformers import PoissonInput, RateProxy, rates_from_signal
+
+log = logging.getLogger(__name__)
+
+PRODUCIBLE = {"state/R_e": "R_e", "state/S_e": "S_e", "state/R_i": "R_i", "state/S_i": "S_i"}
+TIMERS = ("input_s", "integrate_s", "read_s", "rates_s", "write_s")
+
+
+def _ticks(ms: float, tick_ms: float, what: str) -> int:
+    n = round(ms / tick_ms)
+    if n < 1 or abs(n * tick_ms - ms) > 1e-9 * max(1.0, ms):
+        raise ModelError(f"{what} = {ms} ms is not a whole number of ticks of {tick_ms} ms")
+    return n
+
+
+class NetpyneAdapter(NodeAdapter):
+    role = "spiking"
+
+    def __init__(self, params: NetpyneParams | dict | None = None, comm=None):
+        self._params_override = params
+        self.comm = comm if comm is not None else world()   # imports mpi4py before neuron
+        self.rank = self.comm.Get_rank() if self.comm is not None else 0
+        self.engine = None
+        self.writer = None
+        self.timing = dict.fromkeys(TIMERS, 0.0)
+        self.windows_done = 0
+
+    # ---- configuration -------------------------------------------------------------------
+    def params_for(self, ctx: RunContext) -> NetpyneParams:
+        if isinstance(self._params_override, NetpyneParams):
+            return self._params_override
+        if self._params_override is not None:
+            return NetpyneParams.model_validate(self._params_override)
+        for n in ctx.config.get("spiking_nodes", []):
+            if n.get("name") == ctx.node_name:
+                return NetpyneParams.model_validate(n.get("params") or {})
+        return NetpyneParams()
+
+    def requires(self, ctx: RunContext) -> list[SignalSpec]:
+        return [SignalSpec("coupling/R_e", tuple(ctx.regions))]
+
+    def configure(self, ctx: RunContext) -> None:
+        if self.comm is not None:
+            try:
+                self._precheck(ctx)        # compile mechanisms once, validate the user model
+            except Exception as e:
+                self.comm.bcast(("abort", f"{type(e).__name__}: {e}"), root=0)
+                raise
+            self.comm.bcast(("configure", ctx, self._params_override), root=0)
+        self._configure_local(ctx)
+
+    def _precheck(self, ctx: RunContext) -> None:
+        p = self.params_for(ctx)
+        if p.model_file is not None:
+            from .usermodel import load_user_model
+            load_user_model(p, ctx.regions, 0, self._n_brain(ctx), compile_only=True)
+        elif p.rxd.enabled:
+            from .builder import RXD_MOD_DIR
+            from .mechanisms import compile_mods
+            compile_mods(RXD_MOD_DIR)
+
+    @staticmethod
+    def _n_brain(ctx: RunContext) -> int | None:
+        return None if ctx.connectome is None else int(np.asarray(ctx.connectome["weights"]).shape[0])
+
+    def _configure_local(self, ctx: RunContext) -> None:
+        self.ctx, p = ctx, self.params_for(ctx)
+        self.p = p
+        run = ctx.config.get("run", {})
+        tvb = ctx.config.get("tvb", {})
+        self.seed = int(run.get("seed", 42))
+        self.regions = [int(r) for r in ctx.regions]
+        self.col = {r: j for j, r in enumerate(self.regions)}
+        self.W = int(ctx.steps_per_window)
+        if self.W < 1:
+            raise ModelError("steps_per_window must be >= 1 (configure is called after PREPARE)")
+        dt_ticks = _ticks(p.dt_ms, ctx.tick_ms, "params.dt_ms")
+        tvb_ticks = _ticks(ctx.tvb_dt_ms, ctx.tick_ms, "tvb dt")
+        if tvb_ticks % dt_ticks:
+            raise ModelError(f"params.dt_ms = {p.dt_ms} does not divide the TVB dt {ctx.tvb_dt_ms}")
+        self.nrn_per_tvb = tvb_ticks // dt_ticks
+        self.tvb_dt = ctx.tvb_dt_ms
+        for spec in ctx.outputs:
+            if spec.name not in PRODUCIBLE:
+                raise ModelError(f"cannot produce {spec.name!r}; this node produces {sorted(PRODUCIBLE)}")
+            bad = [r for r in spec.regions if r not in self.col]
+            if bad:
+                raise ModelError(f"output {spec.name} asks for regions {bad} not simulated here ({self.regions})")
+        built = self._build(ctx, p, tvb)
+        results_dir = Path(ctx.results_dir).resolve() if ctx.results_dir else None
+        work = (results_dir or Path.cwd()) / f".{ctx.node_name}_rxd_build"
+        from .engine import SpikingEngine
+        self.engine = e = SpikingEngine(built, p.dt_ms, work_dir=work)
+        self._pop_kind = np.array([{"exc": 0, "inh": 1}.get(role, -1) for _, _, role, _, _ in e.pops], dtype=np.int64)
+        self._pop_col = np.array([self.col.get(reg, -1) for _, reg, _, _, _ in e.pops], dtype=np.int64)
+        self._pop_region = np.array([reg for _, reg, _, _, _ in e.pops], dtype=np.int32)
+        self.n_exc = np.array([e.n_cells(r, "exc") for r in self.regions])
+        self.n_inh = np.array([e.n_cells(r, "inh") for r in self.regions])
+        self.gens = {}
+        for r in self.regions:
+            n_in = len(e.inputs.get(r, []))
+            if n_in == 0:
+                raise ModelError(f"region {r} has no input population (role 'input')")
+            self.gens[r] = PoissonInput(n_in, self.tvb_dt, self.seed, r)
+        self.in_scale = self._input_scale(ctx, p)
+        o = p.output
+        self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz)
+        self.want_inh = any(s.name in ("state/R_i", "state/S_i") for s in ctx.outputs) or bool(self.n_inh.sum())
+        self.need_spikes = p.record.spikes and results_dir is not None
+        if self.rank == 0 and results_dir is not None:
+            from .results import ResultsWriter
+            pops = [(lab, reg, role, n) for lab, reg, role, _, n in e.pops]
+            attrs = {"node": ctx.node_name, "regions": np.array(self.regions), "tvb_dt_ms": self.tvb_dt,
+                     "neuron_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
+                     "params_json": p.model_dump_json()}
+            self.writer = ResultsWriter(results_dir / f"{ctx.node_name}.h5", attrs, pops, len(self.regions),
+                                        p.record.flush_every)
+        self.results_path = None if results_dir is None else results_dir / f"{ctx.node_name}.h5"
+        self.windows_done = 0
+        log.info("%s: configured %d region(s) %s, E=%s I=%s cells, W=%d steps, rank %d/%d", ctx.node_name,
+                 len(self.regions), self.regions, self.n_exc.tolist(), self.n_inh.tolist(), self.W,
+                 self.rank, e.nhost)
+
+    def _input_scale(self, ctx: RunContext, p: NetpyneParams) -> np.ndarray:
+        """Per-region input scale (Hz per Hz*weight); 'row_mean' = 1 / incoming TVB weight."""
+        if not isinstance(p.input.scale, str):
+            return np.full(len(self.regions), float(p.input.scale))
+        if ctx.connectome is None:
+            raise ModelError("input.scale 'row_mean' needs the connectome (give a number instead)")
+        w = np.asarray(ctx.connectome["weights"], dtype=float)
+        spiking = {int(r) for n in ctx.config.get("spiking_nodes", []) for r in n.get("regions", [])}
+        spiking |= set(self.regions)
+        tvb_cols = np.array([j for j in range(w.shape[0]) if j not in spiking], dtype=int)
+        rows = np.array([w[r, tvb_cols].sum() for r in self.regions])
+        return np.where(rows > 0, 1.0 / np.where(rows > 0, rows, 1.0), 0.0)
+
+    def _build(self, ctx: RunContext, p: NetpyneParams, tvb: dict):
+        if p.model_file is not None:
+            from .usermodel import load_user_model
+            built = load_user_model(p, self.regions, self.seed, self._n_brain(ctx))
+        else:
+            from .builder import NetpyneNetworkBuilder
+            b = NetpyneNetworkBuilder(p, self.regions, ctx.connectome, G=float((tvb.get("model") or {}).get("G", 2.0)),
+                                      tvb_dt_ms=ctx.tvb_dt_ms, seed=self.seed)
+            built = b.set_default().build()
+            if b.rxd_params is not None:
+                built.simConfig.recordTraces.setdefault("cai", {"sec": "soma", "loc": 0.5, "var": "cai"})
+                built.simConfig.recordCells = list(built.simConfig.recordCells) + [(f"E_{b.rxd_region}", [0, 1, 2])]
+        for d in built.mod_dirs:
+            ensure_mechanisms(d, p.model_file.build_dir if p.model_file else None)
+        return built
+
+    def initial_outputs(self) -> Signals:
+        return {}
+
+    # ---- stepping ------------------------------------------------------------------------
+    def step(self, window: int, inputs: Signals) -> Signals:
+        c = inputs.get("coupling/R_e") if inputs else None
+        if c is not None:
+            c = np.asarray(c, dtype=np.float64)
+            spec = next((s for s in self.ctx.inputs if s.name == "coupling/R_e"), None)
+            order = list(spec.regions) if spec is not None else self.regions
+            if c.shape != (self.W, len(order)):
+                raise ValueError(f"coupling/R_e has shape {c.shape}, expected {(self.W, len(order))}")
+            c = c[:, [order.index(r) for r in self.regions]]
+        if self.comm is not None:
+            self.comm.bcast(("step", window, c), root=0)
+        return self._step_local(window, c)
+
+    def _step_local(self, k: int, coupling: np.ndarray | None) -> Signals:
+        e, W, T = self.engine, self.W, self.timing
+        if k != self.windows_done:
+            raise RuntimeError(f"window {k} out of order: expected window {self.windows_done}")
+        t_a = time.perf_counter()
+        start = k * W * self.nrn_per_tvb
+        t0 = start * self.p.dt_ms
+        if coupling is None:
+            coupling = np.zeros((W, len(self.regions)))
+        rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
+        in_spk = []
+        for j, r in enumerate(self.regions):
+            times, idx = self.gens[r].window(rates[:, j], t0)
+            e.deliver(r, times, idx)
+            if self.p.record.input_spikes:
+                in_spk.append((times, np.full(times.size, r), idx))
+        t_b = time.perf_counter()
+        e.advance_to(start + W * self.nrn_per_tvb)
+        t_c = time.perf_counter()
+        t, g = e.read_spikes()
+        counts, spikes = self._collect(t, g, t0)
+        t_d = time.perf_counter()
+        T["input_s"] += t_b - t_a
+        T["integrate_s"] += t_c - t_b
+        T["read_s"] += t_d - t_c
+        self.windows_done += 1
+        if self.rank != 0:
+            return {}
+        r_e = counts[0] / (np.maximum(self.n_exc, 1) * self.tvb_dt * 1e-3)
+        r_i = counts[1] / (np.maximum(self.n_inh, 1) * self.tvb_dt * 1e-3)
+        prox = self.proxy.advance(r_e, r_i if self.want_inh else None)
+        out = {}
+        for spec in self.ctx.outputs:
+            out[spec.name] = np.ascontiguousarray(prox[PRODUCIBLE[spec.name]][:, [self.col[r] for r in spec.regions]])
+        t_e = time.perf_counter()
+        T["rates_s"] += t_e - t_d
+        if self.writer is not None:
+            blocks = {"rates/exc": r_e, "rates/inh": r_i, "input/coupling": coupling, "input/rate_hz": rates,
+                      **{f"output/{v}": prox[v] for v in ("R_e", "S_e", "R_i", "S_i")}}
+            isp = None
+            if in_spk:
+                isp = {"t_ms": np.concatenate([a[0] for a in in_spk]),
+                       "region": np.concatenate([a[1] for a in in_spk]).astype(np.int32),
+                       "index": np.concatenate([a[2] for a in in_spk]).astype(np.int32)}
+            self.writer.window(np.arange(k * W + 1, k * W + W + 1), blocks, spikes, isp)
+            T["write_s"] += time.perf_counter() - t_e
+        return out
+
+    def _collect(self, t: np.ndarray, g: np.ndarray, t0: float):
+        """Counts (2, W, n_regions) for exc/inh on rank 0, plus the spike table when recorded."""
+        e = self.engine
+        if self.need_spikes and self.comm is not None:
+            parts = self.comm.gather((t, g), root=0)
+            if self.rank != 0:
+                return None, None
+            t = np.concatenate([p[0] for p in parts])
+            g = np.concatenate([p[1] for p in parts])
+        order = np.lexsort((g, t))
+        t, g = t[order], g[order]
+        pop = e.pop_of_gid[g]
+        kind, col = self._pop_kind[pop], self._pop_col[pop]
+        ok = (kind >= 0) & (col >= 0)
+        step = np.clip(np.ceil((t - t0 - 0.5 * self.p.dt_ms) / self.tvb_dt).astype(np.int64) - 1, 0, self.W - 1)
+        n_reg = len(self.regions)
+        flat = (kind[ok] * self.W + step[ok]) * n_reg + col[ok]
+        counts = np.bincount(flat, minlength=2 * self.W * n_reg).astype(np.float64).reshape(2, self.W, n_reg)
+        if self.comm is not None and not self.need_spikes:
+            total = np.zeros_like(counts)
+            self.comm.Reduce(counts, total, root=0)
+            counts = total
+            if self.rank != 0:
+                return None, None
+        spikes = None
+        if self.need_spikes:
+            spikes = {"t_ms": t, "gid": g, "pop": pop.astype(np.int32), "region": self._pop_region[pop]}
+        return counts, spikes
+
+    # ---- end -----------------------------------------------------------------------------
+    def finish(self, aborted: str | None = None) -> dict:
+        if self.comm is not None and self.rank == 0:
+            self.comm.bcast(("finish", aborted), root=0)
+        return self._finish_local(aborted)
+
+    def _finish_local(self, aborted: str | None) -> dict:
+        if self.engine is None:
+            return {}
+        traces = self.engine.local_traces()
+        if self.comm is not None:
+            parts = self.comm.gather(traces, root=0)
+            if self.rank == 0:
+                traces = {}
+                for part in parts:
+                    for var, d in part.items():
+                        traces.setdefault(var, {}).update(d)
+        summary = {"windows": self.windows_done, "rank_count": self.engine.nhost,
+                   "timing": {k: round(v, 6) for k, v in self.timing.items()}}
+        if self.writer is not None:
+            if traces:
+                self.writer.traces(traces, self.p.record.trace_step_ms)
+            self.writer.close(aborted)
+            self.writer = None
+            if self.p.record.plot and self.results_path is not None:
+                try:
+                    from .plots import plot_results
+                    summary["plot"] = str(plot_results(self.results_path))
+                except Exception as exc:   # a plot must never fail a finished run
+                    log.warning("%s: plot failed: %s", self.ctx.node_name, exc)
+        self.traces = traces
+        self.engine.close()
+        self.engine = None
+        return summary
+
+    def follow(self) -> None:
+        """Ranks > 0: mirror rank 0's calls until it finishes (or aborts before configuring)."""
+        if self.comm is None:
+            raise RuntimeError("follow() needs MPI with more than one rank")
+        while True:
+            msg = self.comm.bcast(None, root=0)
+            kind = msg[0]
+            if kind == "configure":
+                self._params_override = msg[2]
+                self._configure_local(msg[1])
+            elif kind == "step":
+                self._step_local(msg[1], msg[2])
+            elif kind == "finish":
+                self._finish_local(msg[1])
+                return
+            elif kind == "abort":
+                log.error("rank %d: rank 0 aborted: %s", self.rank, msg[1])
+                return
+            else:
+                raise RuntimeError(f"unknown MPI command {kind!r}")
