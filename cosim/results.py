@@ -1,9 +1,12 @@
 """Window-by-window result files that survive a kill (HDF5 in SWMR mode + a status marker).
 
 Layout is declared up front (datasets, column counts, attributes); then each completed window
-appends rows. The file is flushed at most every `flush_s` seconds and at close, so after any
-kill it opens with h5py and holds every window up to the last flush. `status.json` (written
-atomically) says whether the run completed, or where it stopped and why.
+appends rows. The file is flushed at least every `flush_s` seconds (while windows arrive, and from
+`tick()` while they do not) and at close, so after any kill it opens with h5py (`open_h5`: an
+SWMR reader, since a killed writer leaves the 'open for write' flag set) and holds every window
+up to the last flush, never a partial window. `status_<who>.json` (written atomically, by the
+owner's `on_flush` callback after each flush and at close) says how many windows the file holds,
+whether the run completed, or where it stopped and why.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import numpy as np
@@ -29,7 +32,7 @@ class Column:
 
 class WindowRecorder:
     def __init__(self, path: str | Path, layout: dict[str, Column], file_attrs: dict[str, Any] | None = None,
-                 flush_s: float = 1.0):
+                 flush_s: float = 1.0, on_flush: Callable[[int], None] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.f = h5py.File(self.path, "w", libver="latest")
@@ -44,7 +47,9 @@ class WindowRecorder:
                 d.attrs[k] = _attr(v)
             self.ds[name] = d
         self.f.swmr_mode = True        # from here on readers always see a consistent file
-        self.windows = 0
+        self.windows = 0               # windows appended
+        self.flushed = 0               # windows durable in the file (a kill keeps exactly these)
+        self.on_flush = on_flush       # called with `flushed` after every flush (status markers)
         self._pending: dict[str, list[np.ndarray]] = {}
         self.flush_s = flush_s
         self._last_flush = time.monotonic()
@@ -72,12 +77,29 @@ class WindowRecorder:
         self._pending = {}
         self.f.flush()
         self._last_flush = time.monotonic()
+        self.flushed = self.windows
+        if self.on_flush is not None:
+            self.on_flush(self.flushed)
+
+    def tick(self) -> None:
+        """Flush if windows have waited `flush_s` (call it from an idle loop: slow windows stay durable)."""
+        if self.windows > self.flushed and time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
 
     def close(self) -> None:
         if self.f:
             self.flush()
             self.f.close()
             self.f = None
+
+
+def open_h5(path: str | Path) -> h5py.File:
+    """Open a results file for reading, also one whose writer was killed: an SWMR file not closed
+    by its writer keeps a 'file is open for write' flag that only an SWMR reader may ignore."""
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        return h5py.File(path, "r", swmr=True)
 
 
 def _attr(v: Any) -> Any:

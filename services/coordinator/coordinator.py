@@ -27,6 +27,13 @@ from services.coordinator.record import RunRecord
 log = logging.getLogger(__name__)
 
 
+# messages the run cannot go on without: failing to deliver one fails the run instead of hanging it
+_RUN_MESSAGES = {T.CONFIGURE, T.PREPARE, T.STEP, T.END}
+# at most this many queued messages are handled before timers are checked again (a flood of
+# messages must not delay the detection of a dead node)
+_MAX_BATCH = 500
+
+
 class RunFailed(RuntimeError):
     """The run ended early; the message is the one-line reason (names node, window, time)."""
 
@@ -109,15 +116,23 @@ class Coordinator:
         self._next_id += 1
         msg = Message(type_, content or {}, node="coordinator", window=window, msg_id=self._next_id,
                       parent_id=parent.msg_id if parent else None)
-        self._send_to(peer.routing_id, msg)
+        if self._send_to(peer.routing_id, msg) == "full" and type_ in _RUN_MESSAGES:
+            # the node has ~1000 unread messages: it is not a well-behaved node; waiting would hang the run
+            raise RunFailed(self.where(peer.name, f"cannot send {type_.value}: the node does not read its messages"))
 
-    def _send_to(self, rid: bytes | None, msg: Message) -> None:
+    def _send_to(self, rid: bytes | None, msg: Message) -> str:
+        """Never blocks (a peer that does not read must not stall the run): 'sent', 'full' or 'gone'."""
         if rid is None:
-            return
+            return "gone"
         try:
-            self.router.send_multipart([rid, *codec.encode(msg)])  # copying beats zero-copy for small frames
+            self.router.send_multipart([rid, *codec.encode(msg)], flags=zmq.NOBLOCK)  # copying beats zero-copy for small frames
+            return "sent"
+        except zmq.Again:  # the peer's queue is at its high-water mark
+            self.rejects.reject("ReplyDropped", f"{msg!r} to {rid[:40]!r}: the peer does not read", repr(rid[:40]))
+            return "full"
         except zmq.ZMQError as e:  # ROUTER_MANDATORY: the peer is gone
             log.debug("coordinator: cannot reach %r: %s", rid, e)
+            return "gone"
 
     def publish(self, topic: str, data: dict) -> None:
         try:
@@ -135,7 +150,9 @@ class Coordinator:
             while self.state != "DONE":
                 if self.router.poll(min(100, self.cc.heartbeat_interval_ms)):
                     self.handle(self.router.recv_multipart())
-                    while self.router.poll(0):
+                    for _ in range(_MAX_BATCH):
+                        if not self.router.poll(0):
+                            break
                         self.handle(self.router.recv_multipart())
                 self.check_timers()
         except RunFailed as e:
@@ -198,8 +215,16 @@ class Coordinator:
         timeout = self.cc.heartbeat_timeout_ms / 1000
         for p in self.peers.values():
             if p.routing_id is not None and p.state != "finished" and now - p.last_seen > timeout:
+                if self.state == "SETUP":   # §7: it may restart and register again before the setup timeout
+                    log.warning("coordinator: node %r stopped heartbeating during setup (%.1f s); waiting for it "
+                                "to register again", p.name, now - p.last_seen)
+                    self.by_rid.pop(p.routing_id, None)
+                    p.routing_id, p.token, p.state = None, "", "expected"
+                    continue
                 raise RunFailed(self.where(p.name, f"no heartbeat for {now - p.last_seen:.1f} s "
                                                    f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung"))
+        if self.record is not None:
+            self.record.tick()      # durable at least every flush_s, even while a window is slow
         if self.state == "SETUP" and now - self.t_setup > self.cc.setup_timeout_ms / 1000:
             missing = [f"{p.name} ({p.state})" for p in self.peers.values() if p.state != "ready"]
             raise RunFailed(f"setup timed out after {self.cc.setup_timeout_ms} ms; not ready: {', '.join(missing)} "
@@ -260,9 +285,15 @@ class Coordinator:
         if peer.role == "tvb":
             if not isinstance(msg.content.get("connectome"), dict):
                 raise RunFailed(self.where(peer.name, "CONFIGURED without a connectome"))
+            if getattr(self, "plan", None) is not None and not _same_connectome(self.connectome, msg.content["connectome"]):
+                raise RunFailed(self.where(peer.name, "restarted with a different connectome"))
             self.connectome = msg.content["connectome"]
         peer.state = "configured"
-        if all(p.state == "configured" for p in self.peers.values()):
+        if getattr(self, "plan", None) is not None:     # a restarted node joins a setup already prepared
+            if self._prepared_requires.get(peer.name) != peer.requires:
+                raise RunFailed(self.where(peer.name, "restarted with different signal requirements"))
+            self.send_prepare(peer)
+        elif all(p.state == "configured" for p in self.peers.values()):
             self.prepare_all()
 
     def prepare_all(self) -> None:
@@ -297,11 +328,15 @@ class Coordinator:
             raise RunFailed(f"cannot route signals: {e}", 2)
         log.info("coordinator: window %d steps (%.3g ms; min crossing delay %d steps), %d windows",
                  self.W, self.W * self.tvb_dt_ms, d, self.K)
+        self._prepared_requires = {p.name: p.requires for p in self.peers.values()}
         for p in self.peers.values():
-            self.send(p, T.PREPARE, {"outputs": [s.as_wire() for s in self.plan.outputs[p.name]],
-                                     "inputs": [s.as_wire() for s in self.plan.inputs[p.name]],
-                                     "steps_per_window": self.W, "n_windows": self.K, "connectome": con})
-            p.state = "preparing"
+            self.send_prepare(p)
+
+    def send_prepare(self, p: Peer) -> None:
+        self.send(p, T.PREPARE, {"outputs": [s.as_wire() for s in self.plan.outputs[p.name]],
+                                 "inputs": [s.as_wire() for s in self.plan.inputs[p.name]],
+                                 "steps_per_window": self.W, "n_windows": self.K, "connectome": self.connectome})
+        p.state = "preparing"
 
     def on_ready(self, peer: Peer, msg: Message) -> None:
         if peer.state != "preparing":
@@ -319,7 +354,7 @@ class Coordinator:
     # ------------------------------------------------------------------ windows
     def start_run(self) -> None:
         self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K,
-                                self.tvb_dt_ms, self.cfg, list(self.peers))
+                                self.tvb_dt_ms, self.cfg, list(self.peers), on_flush=self._flushed)
         self.state, self.t_start = "RUNNING", time.monotonic()
         self._last_progress = -1.0
         self.publish("event", {"event": "started", "windows": self.K, "steps_per_window": self.W})
@@ -394,6 +429,14 @@ class Coordinator:
             if p.routing_id is not None and p.state != "finished":
                 self.send(p, T.ABORT, {"reason": reason})
 
+    def _flushed(self, windows: int) -> None:
+        """Status marker after every flush of coordinator.h5: it says how many windows the file holds."""
+        from cosim.results import write_status
+        write_status(self.results_dir, "coordinator", completed=False, running=True, windows_completed=windows,
+                     windows_planned=self.K, simulated_ms=windows * self.W * self.tvb_dt_ms,
+                     reason="running (windows_completed = windows durable in coordinator.h5)",
+                     rejected_messages=dict(self.rejects.counts))
+
     def close_record(self) -> None:
         done = self.window if self.state in ("FINISHING", "DONE") else self.window - 1
         status = {"completed": self.state == "DONE",
@@ -417,3 +460,10 @@ class Coordinator:
              "nodes": {n: p.info for n, p in self.peers.items()},
              "timing": self.record.timing_summary() if self.record else {}}
         return s
+
+
+def _same_connectome(a: dict, b: dict) -> bool:
+    try:
+        return all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in ("weights", "idelays"))
+    except (KeyError, TypeError, ValueError):
+        return False

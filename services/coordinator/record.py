@@ -8,7 +8,8 @@
   timing/<node>                 (K, 2)    compute_s, wait_s as the node measured them
   timing/window_wall_s          (K, 1)    the coordinator's wall time per window (STEP sent →
                                           last STEP_DONE received)
-`<results_dir>/status_coordinator.json`: completed?, windows completed, reason.
+`<results_dir>/status_coordinator.json`: completed?, windows completed, reason; rewritten after
+every flush while running, so after a kill `windows_completed` is what coordinator.h5 holds.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ TIMING_FIELDS = ("compute_s", "wait_s")
 
 
 class RunRecord:
-    def __init__(self, path: Path, plan, W: int, K: int, dt_ms: float, cfg, nodes: list[str]):
+    def __init__(self, path: Path, plan, W: int, K: int, dt_ms: float, cfg, nodes: list[str], on_flush=None):
         self.path, self.W, self.dt_ms, self.nodes = Path(path), W, dt_ms, nodes
         layout = {"time_ms": Column(1, W, attrs={"units": "ms"})}
         self.signals = []
@@ -36,7 +37,8 @@ class RunRecord:
             layout[f"timing/{n}"] = Column(len(TIMING_FIELDS), 1, attrs={"fields": list(TIMING_FIELDS), "units": "s"})
         layout["timing/window_wall_s"] = Column(1, 1, attrs={"units": "s"})
         self.rec = WindowRecorder(self.path, layout, file_attrs={
-            "steps_per_window": W, "n_windows": K, "tvb_dt_ms": dt_ms, "config": cfg.model_dump(mode="json")})
+            "steps_per_window": W, "n_windows": K, "tvb_dt_ms": dt_ms, "config": cfg.model_dump(mode="json")},
+            on_flush=on_flush)
         self.sums = {n: np.zeros(len(TIMING_FIELDS)) for n in nodes}
         self.wall_sum = 0.0
         self.k = 0
@@ -53,6 +55,9 @@ class RunRecord:
         self.wall_sum += wall_s
         self.rec.append(rows)
         self.k = k + 1
+
+    def tick(self) -> None:
+        self.rec.tick()
 
     def timing_summary(self) -> dict:
         k = max(self.k, 1)
