@@ -193,6 +193,8 @@ def _reap(children: list[Child], grace_s: float) -> None:
             break
         for c in alive:
             c.signal(sig)
+            if sig == signal.SIGTERM:
+                c.signal(signal.SIGCONT)   # a stopped (SIGSTOP) child acts on SIGTERM only once continued
         end = time.monotonic() + wait_s
         while time.monotonic() < end and any(c.poll() is None for c in alive):
             time.sleep(0.05)
