@@ -16,6 +16,7 @@ Layout (all appended window by window; time in ms, rates in Hz)::
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import h5py
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 class ResultsWriter:
     def __init__(self, path: str | Path, attrs: dict, pops: list[tuple[str, int, str, int]],
-                 n_regions: int, flush_every: int = 20):
+                 n_regions: int, flush_every: int = 20, flush_s: float = 1.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.f = h5py.File(self.path, "w")
@@ -40,6 +41,8 @@ class ResultsWriter:
         g["n_cells"] = np.array([p[3] for p in pops], dtype=np.int64)
         self.n_regions = n_regions
         self.flush_every = flush_every
+        self.flush_s = flush_s        # and at least this often: a kill loses at most ~flush_s of windows
+        self._last_flush = time.monotonic()
         self._windows = 0
         self._buf: dict[str, list[np.ndarray]] = {}
 
@@ -59,7 +62,7 @@ class ResultsWriter:
     def window(self, steps: np.ndarray, blocks: dict[str, np.ndarray], spikes: dict[str, np.ndarray] | None = None,
                input_spikes: dict[str, np.ndarray] | None = None) -> None:
         """Append one window: ``blocks`` name -> (W, n_regions); spikes columns -> 1-D arrays.
-        Buffered in memory and written every ``flush_every`` windows (and at close)."""
+        Buffered in memory and written every ``flush_every`` windows or ``flush_s`` seconds (and at close)."""
         buf = self._buf
         buf.setdefault("steps", []).append(np.asarray(steps, dtype=np.int64))
         for name, arr in blocks.items():
@@ -69,7 +72,7 @@ class ResultsWriter:
                 for col, arr in cols.items():
                     buf.setdefault(f"{group}/{col}", []).append(np.asarray(arr))
         self._windows += 1
-        if self._windows % self.flush_every == 0:
+        if self._windows % self.flush_every == 0 or time.monotonic() - self._last_flush >= self.flush_s:
             self.flush()
 
     def flush(self) -> None:
@@ -78,6 +81,7 @@ class ResultsWriter:
                 self._append(name, np.concatenate(parts))
         self._buf = {}
         self.f.flush()
+        self._last_flush = time.monotonic()
 
     def traces(self, traces: dict[str, dict[int, np.ndarray]], step_ms: float) -> None:
         g = self.f.require_group("traces")

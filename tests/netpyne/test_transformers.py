@@ -1,0 +1,106 @@
+"""Transformers (pure numpy): statistics that can fail, exact estimator, proxy equations."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from services.netpyne_node.transformers import PoissonInput, RateProxy, bin_counts, bin_rates, rates_from_signal
+
+
+def _trains(rate_hz, n=200, dt=0.1, W=16, windows=500, seed=1):
+    g = PoissonInput(n, dt, seed, 33)
+    ts, ids = [], []
+    for k in range(windows):
+        t, i = g.window(np.full(W, rate_hz), k * W * dt)
+        assert np.all((t >= k * W * dt) & (t < (k + 1) * W * dt))
+        assert np.all(np.diff(t) >= 0)
+        ts.append(t)
+        ids.append(i)
+    return np.concatenate(ts), np.concatenate(ids), windows * W * dt
+
+
+def test_poisson_rate_within_confidence_bounds():
+    rate, n = 20.0, 200
+    t, i, T = _trains(rate, n)
+    expected = rate * n * T * 1e-3                   # 16,000 spikes
+    assert abs(t.size - expected) < 4 * math.sqrt(expected)
+    per_cell = np.bincount(i, minlength=n)
+    # every neuron gets its own train at the same rate: chi-square-like spread check
+    assert per_cell.min() > 0
+    assert abs(per_cell.var() / per_cell.mean() - 1) < 0.35
+
+
+def test_fano_factor_close_to_one_and_isi_exponential():
+    t, i, T = _trains(40.0, n=50, windows=1000)
+    counts = np.array([np.histogram(t[i == c], bins=np.arange(0, T + 1e-9, 50.0))[0] for c in range(50)]).ravel()
+    fano = counts.var() / counts.mean()
+    assert 0.85 < fano < 1.15, fano
+    isi = np.concatenate([np.diff(t[i == c]) for c in range(50)])
+    cv = isi.std() / isi.mean()
+    assert 0.9 < cv < 1.1, cv
+
+
+def test_piecewise_constant_rate_per_step():
+    g = PoissonInput(1000, 0.1, 3, 1)
+    rates = np.array([0, 100, 0, 400] * 4, dtype=float)
+    tot = np.zeros(16)
+    for k in range(200):
+        t, _ = g.window(rates, k * 1.6)
+        tot += bin_counts(t, k * 1.6, 0.1, 16)
+    expected = rates * 1e-4 * 1000 * 200
+    assert np.all(tot[rates == 0] == 0)
+    nz = rates > 0
+    assert np.all(np.abs(tot[nz] - expected[nz]) < 4 * np.sqrt(expected[nz]))
+
+
+def test_same_seed_same_trains_other_seed_or_region_differs():
+    a = PoissonInput(50, 0.1, 7, 33).window(np.full(16, 30.0), 0.0)
+    b = PoissonInput(50, 0.1, 7, 33).window(np.full(16, 30.0), 0.0)
+    c = PoissonInput(50, 0.1, 8, 33).window(np.full(16, 30.0), 0.0)
+    d = PoissonInput(50, 0.1, 7, 71).window(np.full(16, 30.0), 0.0)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0]) and not np.array_equal(a[0], d[0])
+
+
+def test_bad_rates_rejected():
+    g = PoissonInput(5, 0.1, 0, 0)
+    with pytest.raises(ValueError):
+        g.window(np.array([1.0, -1.0]), 0.0)
+    with pytest.raises(ValueError):
+        g.window(np.array([np.nan]), 0.0)
+    assert np.all(rates_from_signal(np.array([-100.0, 10.0]), 0.5, 1.0) == [0.0, 6.0])
+
+
+def test_estimator_recovers_known_rates_exactly():
+    dt, N, W = 0.1, 40, 16
+    want = np.arange(W) * 250.0                         # Hz; 250 Hz * 40 cells * 0.1 ms = 1 spike
+    counts = (want * N * dt * 1e-3).round().astype(int)
+    t0 = 3.2
+    # spikes on a 0.025 ms grid inside each step, including exactly at the step's end
+    times = np.concatenate([t0 + s * dt + dt * (np.arange(1, c + 1) % 4 + 1) / 4 for s, c in enumerate(counts)])
+    times += np.random.default_rng(0).normal(0, 1e-9, times.size)      # float drift of NEURON's clock
+    r = bin_rates(times, t0, dt, W, N, tol_ms=0.0125)
+    assert np.array_equal(r, want)
+
+
+def test_proxy_matches_stepwise_equations_and_steady_state():
+    p = RateProxy(2, 0.1, 10.0, R_e0=0.0)
+    r = np.full((16, 2), 8.0)
+    for _ in range(2000):                               # 3.2 s at constant 8 Hz
+        out = p.advance(r)
+    assert np.allclose(out["R_e"][-1], 8.0)
+    ge, te = 0.641e-3, 100.0
+    assert np.allclose(out["S_e"][-1], ge * 8 * te / (1 + ge * 8 * te), rtol=1e-6)
+    q = RateProxy(1, 0.1, 10.0, R_e0=5.0)
+    R, S = q.R_e.copy(), q.S_e.copy()
+    rr = np.random.default_rng(2).random((16, 1)) * 30
+    o = q.advance(rr)
+    d = math.exp(-0.01)
+    for i in range(16):
+        R = rr[i] + (R - rr[i]) * d
+        f = lambda s: -s / te + (1 - s) * ge * R   # noqa: E731
+        pred = S + 0.1 * f(S)
+        S = S + 0.05 * (f(S) + f(pred))
+        assert np.allclose(o["R_e"][i], R, rtol=1e-12) and np.allclose(o["S_e"][i], S, rtol=1e-10)
