@@ -37,12 +37,11 @@ def _hash(mods: list[Path]) -> str:
 
 
 def _first_error(text: str) -> str:
+    """The most telling line of nrnivmodl's output (nocmodl's 'Error: ... at line N' or gcc's 'error:')."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in lines:
-        low = ln.lower()
-        if "error" in low or "illegal" in low or "undefined" in low:
-            return ln
-    return lines[-1] if lines else "no output"
+    hits = [ln for ln in lines if ("error" in ln.lower() or "illegal" in ln.lower() or "undefined" in ln.lower())
+            and not ln.startswith(("make:", "NOTE", "subprocess.", "raise ")) and not ln.endswith(":")]
+    return hits[0] if hits else (lines[-1] if lines else "no output")
 
 
 def _lib_exists(build: Path) -> bool:
