@@ -1,0 +1,186 @@
+"""ReferenceAdapter: the mean-field oracle standing in for a spiking node (backend "reference").
+
+It builds its OWN full ``WindowedTVB`` from the same run config (same seed, hence the same
+random initial history and noise stream), simulates its regions ``ctx.regions`` with TVB's own
+numba dfun, sparse ``reduceat`` coupling and float32 history, and treats every other region as
+a proxy overwritten each window from the other nodes' ``state/S_e`` (+ ``state/S_i``) of the
+previous window (*per-source mode*, PROTOCOL.md §4). Under the timing rule its regions then
+reproduce TVB alone bit for bit, and so does the TVB node that couples to them.
+
+Outputs: ``state/{S_e,S_i,R_e,R_i}`` of its regions for the window just simulated.
+Results: ``<results_dir>/<node_name>.h5`` (raw values of its own regions only).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.config import TVBSection
+from services.tvb_node.adapter import STATE_VARS, UNITS, check_dt, parse_sections, validate_regions
+from services.tvb_node.h5out import H5Appender
+from services.tvb_node.timing import crossing_min_delay_steps
+from services.tvb_node.windowed import WindowedTVB, WindowRecord
+
+log = logging.getLogger(__name__)
+
+
+class ReferenceParams(BaseModel):
+    """``spiking_nodes[i].params`` for backend "reference"; nothing is required."""
+    model_config = ConfigDict(extra="forbid")
+    dt_ms: float | None = Field(None, gt=0, description="if set, must equal tvb.dt_ms (the oracle steps with TVB)")
+    record: bool = Field(True, description="write <results_dir>/<node>.h5")
+    model: dict[str, float] = Field(default_factory=dict, description=(
+        "ReducedWongWangExcInh parameter overrides for this node's own regions only (e.g. {I_ext: 0.05}); "
+        "the oracle then differs from TVB's stand-in for them, which exercises the proxy path"))
+
+    @field_validator("model")
+    @classmethod
+    def _known(cls, v: dict[str, float]) -> dict[str, float]:
+        return TVBSection._known_model_params(v)
+
+
+class ReferenceAdapter(NodeAdapter):
+    role = "spiking"
+
+    def __init__(self, params: ReferenceParams | dict | None = None, *, flush_every: int = 50):
+        self.params = params if isinstance(params, ReferenceParams) or params is None \
+            else ReferenceParams.model_validate(params)
+        self.flush_every = flush_every
+        self.tvb: WindowedTVB | None = None
+        self.ctx: RunContext | None = None
+        self.out: H5Appender | None = None
+        self._k_next = 0
+        self._compute_s = 0.0
+
+    def _params_from(self, ctx: RunContext) -> ReferenceParams:
+        if self.params is not None:
+            return self.params
+        for n in (ctx.config or {}).get("spiking_nodes") or []:
+            if n.get("name") == ctx.node_name:
+                return ReferenceParams.model_validate(n.get("params") or {})
+        return ReferenceParams()
+
+    def requires(self, ctx: RunContext) -> list[SignalSpec]:
+        self.params = self._params_from(ctx)
+        run, tvb = parse_sections(ctx.config)
+        check_dt(tvb, ctx.tvb_dt_ms, f"reference node {ctx.node_name!r}")
+        if self.params.dt_ms is not None and not math.isclose(self.params.dt_ms, tvb.dt_ms, rel_tol=1e-12):
+            raise ValueError(f"reference node {ctx.node_name!r}: params.dt_ms {self.params.dt_ms} must equal "
+                             f"tvb.dt_ms {tvb.dt_ms}")
+        if self.tvb is None:
+            self.run_cfg, self.tvb_cfg = run, tvb
+            self.tvb = WindowedTVB(tvb, run.seed, self._region_params(ctx.regions))
+        n = self.tvb.n_regions
+        own = validate_regions(ctx.regions, n, f"reference node {ctx.node_name!r} regions")
+        if own.size == 0:
+            raise ValueError(f"reference node {ctx.node_name!r} owns no region")
+        self.own = own
+        mask = np.ones(n, dtype=bool)
+        mask[own] = False
+        self.others = np.flatnonzero(mask)
+        return [SignalSpec("state/S_e", tuple(int(r) for r in self.others))]
+
+    def _region_params(self, regions) -> dict[str, dict[int, float]] | None:
+        if not self.params.model:
+            return None
+        return {k: {int(r): float(v) for r in regions} for k, v in self.params.model.items()}
+
+    def configure(self, ctx: RunContext) -> None:
+        if self.tvb is None:
+            self.requires(ctx)
+        self.ctx, w = ctx, self.tvb
+        W = self.W = int(ctx.steps_per_window)
+        if not 1 <= W <= w.n_time:
+            raise ValueError(f"steps_per_window {W} must be in 1..{w.n_time}")
+        D = crossing_min_delay_steps(w.weights, w.idelays, [set(self.own.tolist())])
+        if D is not None and W > D + 1:
+            raise ValueError(f"window of {W} steps is not causal for regions {self.own.tolist()}: "
+                             f"shortest delay to other regions is {D} steps")
+        self.in_cols: dict[str, np.ndarray] = {}
+        for s in ctx.inputs:
+            kind, _, var = s.name.partition("/")
+            if kind != "state" or var not in ("S_e", "S_i"):
+                raise ValueError(f"reference node cannot consume {s.name!r}")
+            r = validate_regions(s.regions, w.n_regions, s.name)
+            if np.isin(r, self.own).any():
+                raise ValueError(f"input {s.name} covers the node's own regions")
+            self.in_cols[var] = r
+        if "S_i" in self.in_cols and not np.array_equal(np.sort(self.in_cols["S_i"]), np.sort(self.in_cols["S_e"])):
+            raise ValueError("state/S_i input must cover the same regions as state/S_e")
+        self.out_specs = []
+        for s in ctx.outputs:
+            kind, _, var = s.name.partition("/")
+            r = validate_regions(s.regions, w.n_regions, s.name)
+            if kind != "state" or var not in STATE_VARS:
+                raise ValueError(f"reference node cannot produce {s.name!r}")
+            if not np.isin(r, self.own).all():
+                raise ValueError(f"output {s.name} asks for regions {r[~np.isin(r, self.own)].tolist()} "
+                                 f"not owned by {ctx.node_name!r}")
+            self.out_specs.append((s, var, r))
+        if ctx.results_dir and self.params.record:
+            self.out = H5Appender(Path(ctx.results_dir) / f"{ctx.node_name}.h5", flush_every=self.flush_every, attrs={
+                "node": ctx.node_name, "backend": "reference", "regions": self.own.tolist(),
+                "region_labels": [w.region_labels[r] for r in self.own], "dt_ms": w.dt,
+                "steps_per_window": W, "seed": self.run_cfg.seed, "units": json.dumps(UNITS)})
+            self.out.add_group("raw", {v: len(self.own) for v in STATE_VARS}, attrs={"units": json.dumps(UNITS)})
+        log.info("reference node %s: regions %s, W=%d, inputs %s", ctx.node_name, self.own.tolist(), W,
+                 sorted(self.in_cols))
+
+    def _outputs(self, rec: WindowRecord) -> Signals:
+        return {s.name: np.ascontiguousarray(getattr(rec, var)[:, r]) for s, var, r in self.out_specs}
+
+    def initial_outputs(self) -> Signals:
+        if self.ctx is None:
+            raise RuntimeError("initial_outputs() before configure()")
+        return self._outputs(self.tvb.initial.tail(self.W))
+
+    def step(self, window: int, inputs: Signals) -> Signals:
+        k = int(window)
+        if self.ctx is None:
+            raise RuntimeError("step() before configure()")
+        if k != self._k_next:
+            raise ValueError(f"step({k}) out of order; expected window {self._k_next}")
+        unknown = sorted(set(inputs) - {f"state/{v}" for v in self.in_cols})
+        if unknown:
+            raise ValueError(f"window {k}: unexpected input(s) {unknown}")
+        blocks = {}
+        for name, a in inputs.items():
+            var = name.partition("/")[2]
+            a = np.asarray(a, dtype=np.float64)
+            if a.shape != (self.W, len(self.in_cols[var])):
+                raise ValueError(f"window {k}: input {name} has shape {a.shape}, "
+                                 f"expected {(self.W, len(self.in_cols[var]))}")
+            blocks[var] = a
+        if k > 0 and "S_e" not in blocks:
+            raise ValueError(f"window {k}: missing state/S_e of the other regions (window {k - 1})")
+        t0 = time.perf_counter()
+        w = self.tvb
+        if "S_e" in blocks:
+            s_i = None
+            if "S_i" in blocks:
+                pos = {int(r): i for i, r in enumerate(self.in_cols["S_i"])}
+                s_i = blocks["S_i"][:, [pos[int(r)] for r in self.in_cols["S_e"]]]
+            w.overwrite(self.in_cols["S_e"], blocks["S_e"], s_i, k * self.W - self.W + 1)
+        rec = w.run_window(self.W)
+        if self.out is not None:
+            self.out.append("raw", rec.steps * w.dt, {v: getattr(rec, v)[:, self.own] for v in STATE_VARS})
+        self._compute_s += time.perf_counter() - t0
+        self._k_next = k + 1
+        return self._outputs(rec)
+
+    def finish(self, aborted: str | None = None) -> dict[str, Any]:
+        path = None
+        if self.out is not None:
+            path = str(self.out.path)
+            self.out.set_attrs("", {"windows_done": self._k_next})
+            self.out.close(aborted is None, aborted)
+            self.out = None
+        return {"windows": self._k_next, "results": path, "compute_s": round(self._compute_s, 6)}

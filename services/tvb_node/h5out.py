@@ -1,0 +1,135 @@
+"""Incremental HDF5 output for the TVB-based nodes: resizable datasets appended per window.
+
+Layout: groups (``raw``, ``tavg``, ``bold`` ...) holding a ``time_ms`` vector and (T, N)
+matrices that grow along the first axis. Appended rows are buffered in memory and written +
+flushed every ``flush_every`` appends per group or ``flush_s`` seconds, whichever comes first (each h5py resize/write costs ~0.5 ms per
+dataset, as much as integrating a few TVB steps) and on close, so a killed run leaves every
+window up to the last flush readable. ``close()`` records ``completed`` (bool) and
+``stopped_reason`` as file attributes.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def _attr(v: Any) -> Any:
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, str) for x in v):
+        return np.array(v, dtype=h5py.string_dtype())
+    if v is None:
+        return ""
+    return v
+
+
+class H5Appender:
+    """Append-only HDF5 file of time series groups."""
+
+    def __init__(self, path: str | Path, attrs: dict[str, Any] | None = None, flush_every: int = 20,
+                 flush_s: float = 1.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f: h5py.File | None = h5py.File(self.path, "w")
+        for k, v in (attrs or {}).items():
+            self.f.attrs[k] = _attr(v)
+        self.f.attrs["completed"] = False
+        self.f.attrs["stopped_reason"] = "running"
+        self.flush_every = max(1, int(flush_every))
+        self.flush_s = flush_s                 # and at least this often (a kill loses at most ~flush_s)
+        self._last_flush = time.monotonic()
+        self._buf: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {}
+        self._names: dict[str, set[str]] = {}
+
+    def add_group(self, name: str, columns: dict[str, int], attrs: dict[str, Any] | None = None,
+                  dtypes: dict[str, str] | None = None, chunk_rows: int = 1024) -> None:
+        """Group ``name`` with ``time_ms`` (T,) and one dataset per ``columns`` entry, (T, n) or (T,) if n == 0."""
+        if self.f is None:
+            raise RuntimeError(f"{self.path} is closed")
+        g = self.f.create_group(name)
+        g.create_dataset("time_ms", shape=(0,), maxshape=(None,), dtype="f8", chunks=(chunk_rows,))
+        g["time_ms"].attrs["units"] = "ms"
+        for ds, n in columns.items():
+            dt = (dtypes or {}).get(ds, "f8")
+            if n == 0:
+                g.create_dataset(ds, shape=(0,), maxshape=(None,), dtype=dt, chunks=(chunk_rows,))
+            else:
+                g.create_dataset(ds, shape=(0, n), maxshape=(None, n), dtype=dt,
+                                 chunks=(max(1, min(chunk_rows, 2 ** 18 // n)), n))
+        for k, v in (attrs or {}).items():
+            g.attrs[k] = _attr(v)
+        self._names[name] = set(columns)
+
+    def has_group(self, name: str) -> bool:
+        return name in self._names
+
+    def set_attrs(self, name: str, attrs: dict[str, Any]) -> None:
+        if self.f is not None:
+            obj = self.f[name] if name else self.f
+            for k, v in attrs.items():
+                obj.attrs[k] = _attr(v)
+
+    def append(self, group: str, time_ms: np.ndarray, data: dict[str, np.ndarray]) -> None:
+        """Rows for ``group`` (every dataset of the group; copied, so callers may reuse arrays)."""
+        if self.f is None:
+            raise RuntimeError(f"{self.path} is closed")
+        t = np.array(time_ms, dtype=np.float64).ravel()
+        if t.size == 0:
+            return
+        names = self._names.get(group)
+        if names is None:
+            raise KeyError(f"no group {group!r} in {self.path}")
+        if set(data) != names:
+            raise ValueError(f"{group}: append needs datasets {sorted(names)}, got {sorted(data)}")
+        rows = {}
+        for ds, arr in data.items():
+            a = np.array(arr)
+            if a.shape[0] != t.size:
+                raise ValueError(f"{group}/{ds}: {a.shape[0]} rows for {t.size} time points")
+            rows[ds] = a
+        buf = self._buf.setdefault(group, [])
+        buf.append((t, rows))
+        if len(buf) >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def _write(self, group: str) -> None:
+        buf = self._buf.pop(group, [])
+        if not buf:
+            return
+        g = self.f[group]
+        t = np.concatenate([b[0] for b in buf])
+        n0 = g["time_ms"].shape[0]
+        g["time_ms"].resize(n0 + t.size, axis=0)
+        g["time_ms"][n0:] = t
+        for ds in buf[0][1]:
+            d = g[ds]
+            d.resize(n0 + t.size, axis=0)
+            d[n0:] = np.concatenate([b[1][ds] for b in buf])
+
+    def flush(self) -> None:
+        """Write buffered rows and flush the file."""
+        if self.f is None:
+            return
+        for group in list(self._buf):
+            self._write(group)
+        self.f.flush()
+        self._last_flush = time.monotonic()
+
+    def close(self, completed: bool, reason: str | None) -> None:
+        if self.f is None:
+            return
+        try:
+            for group in list(self._buf):
+                self._write(group)
+            self.f.attrs["completed"] = bool(completed)
+            self.f.attrs["stopped_reason"] = "completed" if completed else (reason or "stopped")
+            self.f.flush()
+        finally:
+            self.f.close()
+            self.f = None
+            log.info("results written to %s", self.path)
