@@ -114,10 +114,14 @@ def main(argv=None) -> int:
     R = res.get("state/R_e")
     print(f"windows {ctx.n_windows}  wall {res['wall_s']:.3f}s  mean R_e {np.round(R.mean(0), 2).tolist()} Hz  "
           f"timing {res['summary'].get('timing')}")
-    if a.dump and a.out:
-        import h5py
-        with h5py.File(f"{a.out}/{ctx.node_name}.h5") as f:
-            np.savez(a.dump, t_ms=f["spikes/t_ms"][:], gid=f["spikes/gid"][:], R_e=R)
+    if a.dump:
+        cols = {"R_e": R, "n_ranks": res["summary"].get("rank_count", 1)}
+        if a.out:
+            import h5py
+            with h5py.File(f"{a.out}/{ctx.node_name}.h5") as f:
+                if "spikes/t_ms" in f:
+                    cols.update(t_ms=f["spikes/t_ms"][:], gid=f["spikes/gid"][:])
+        np.savez(a.dump, **cols)
     return 0
 
 
