@@ -87,14 +87,17 @@ class CouplingPlan:
                 j = c[np.argmin(idelays[p, c])]
                 raise ValueError(f"{what}: connection {j} -> {p} has delay {idelays[p, j]} steps, too short "
                                  f"to be known one window ({window} steps) ahead")
-            if len(c) < m:   # padding: weight 0, any valid delay
-                self.D[i, len(c):] = idelays[p, c].max() if len(c) else window
+        self.valid = np.zeros(self.J.shape, dtype=bool)
+        for i, c in enumerate(cols):
+            self.valid[i, :len(c)] = True
 
     def compute(self, first_step: int, n_steps: int, values) -> np.ndarray:
-        """(n_steps, n_targets); ``values(src_steps, src_regions)`` gathers X at (T, P, M) indices."""
+        """(n_steps, n_targets); ``values(src_steps, src_regions)`` gathers X at broadcast (T, n_terms) indices."""
         n = np.arange(first_step, first_step + n_steps)
-        src = n[:, None, None] - 1 - self.D[None]
-        x = values(src, self.J[None])
+        x = np.zeros((n_steps,) + self.J.shape)       # padding entries: weight 0, value 0
+        if self.valid.any():
+            src = n[:, None] - 1 - self.D[self.valid][None]
+            x[:, self.valid] = values(src, self.J[self.valid][None])
         acc = np.zeros((n_steps, len(self.targets)))
         for m in range(self.J.shape[1]):
             acc += self.W[:, m] * x[:, :, m]
@@ -168,8 +171,6 @@ class TVBAdapter(NodeAdapter):
         W = self.W = int(ctx.steps_per_window)
         if W < 1:
             raise ValueError(f"steps_per_window must be >= 1, got {W}")
-        if W > w.n_time:
-            raise ValueError(f"window of {W} steps is longer than TVB's history ({w.n_time} steps)")
         self.proxies = validate_regions(ctx.regions, n, "spiking regions")
         self.is_proxy = np.zeros(n, dtype=bool)
         self.is_proxy[self.proxies] = True
@@ -264,7 +265,10 @@ class TVBAdapter(NodeAdapter):
     def initial_outputs(self) -> Signals:
         if self.ctx is None:
             raise RuntimeError("initial_outputs() before configure()")
-        return self._outputs(self.tvb.initial.tail(self.W), 1)
+        out = self._outputs(self.tvb.initial.tail(min(self.W, self.tvb.n_time)), 1)
+        if self.W > self.tvb.n_time:   # initial history is shorter than a window: send no state
+            out = {k: v for k, v in out.items() if not k.startswith("state/")}
+        return out
 
     def _check_input(self, name: str, arr, k: int) -> np.ndarray:
         a = np.asarray(arr, dtype=np.float64)
@@ -302,7 +306,8 @@ class TVBAdapter(NodeAdapter):
         rec = w.run_window(W)
         t2 = time.perf_counter()
         if self._R_ring is not None:
-            self._R_ring[w.slot(rec.steps)] = rec.R_e
+            tail = rec.tail(min(W, w.n_time))
+            self._R_ring[w.slot(tail.steps)] = tail.R_e
         out = self._outputs(rec, rec.first_step + W)
         self._pending = rec
         self._k_next = k + 1

@@ -45,6 +45,7 @@ class H5Appender:
         self._last_flush = time.monotonic()
         self._buf: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {}
         self._names: dict[str, set[str]] = {}
+        self.f.flush()      # a file killed before its first data flush must still open
 
     def add_group(self, name: str, columns: dict[str, int], attrs: dict[str, Any] | None = None,
                   dtypes: dict[str, str] | None = None, chunk_rows: int = 1024) -> None:
@@ -64,6 +65,7 @@ class H5Appender:
         for k, v in (attrs or {}).items():
             g.attrs[k] = _attr(v)
         self._names[name] = set(columns)
+        self.f.flush()
 
     def has_group(self, name: str) -> bool:
         return name in self._names

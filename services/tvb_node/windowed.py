@@ -298,7 +298,8 @@ class WindowedTVB:
         """Write S_e (and S_i) of ``region_idx`` for steps ``first_step ..`` (one row per step).
 
         History gets S_e (float32, TVB's cast); if the block ends at the current step, the
-        current state gets S_e and S_i too. The coupling for the next step is recomputed, since
+        current state gets S_e and S_i too. Rows older than the history buffer are dropped (no
+        coupling can read them any more). The coupling for the next step is recomputed, since
         zero-delay (self) connections read the current step's history.
         """
         regions = np.asarray(region_idx, dtype=np.int64).ravel()
@@ -312,6 +313,12 @@ class WindowedTVB:
         if se.shape[0] == 0 or regions.size == 0:
             return
         last = first_step + se.shape[0] - 1
+        oldest = self.step - self.n_time + 1
+        if first_step < oldest <= last:
+            se = se[oldest - first_step:]
+            if S_i_block is not None:
+                S_i_block = np.asarray(S_i_block)[oldest - first_step:]
+            first_step = oldest
         self.check_in_history(first_step, last)
         slots = self.slot(np.arange(first_step, last + 1))
         self.sim.history.buffer[slots[:, None], 0, regions[None, :], 0] = se

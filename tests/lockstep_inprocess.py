@@ -1,0 +1,118 @@
+"""In-process lockstep driver for tests: plays the coordinator's routing with adapters directly.
+
+No sockets, one process: REGISTER/CONFIGURE → ``requires``/``connectome``; PREPARE →
+``configure``; READY → ``initial_outputs``; window k → ``step(k, inputs)`` for every node with
+the other nodes' outputs of window k-1 (PROTOCOL.md §3–4). ``state/*`` of a region comes from
+the node that owns it, ``coupling/*`` from the TVB node.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.config import parse_config
+from services.tvb_node.timing import crossing_min_delay_steps
+
+
+@dataclass
+class LockstepResult:
+    W: int
+    K: int
+    contexts: dict[str, RunContext]
+    initial: dict[str, Signals]
+    outputs: list[dict[str, Signals]] = field(default_factory=list)   # per window, per node
+    summaries: dict[str, dict] = field(default_factory=dict)
+
+
+def _producer(name: str, region: int, owner: dict[int, str], tvb: str) -> str:
+    return owner[region] if name.startswith("state/") else tvb
+
+
+def run_lockstep(config: dict, adapters: dict[str, NodeAdapter], *, tvb: str = "tvb",
+                 window_steps: int | None = None, results_dir: str | None = None,
+                 extra_outputs: dict[str, list[SignalSpec]] | None = None,
+                 keep_outputs: bool = True) -> LockstepResult:
+    cfg = parse_config(config)
+    n_regions = None
+    owner_spiking = {r: n.name for n in cfg.spiking_nodes for r in n.regions}
+    ctxs: dict[str, RunContext] = {}
+    for name in adapters:
+        regions = tuple(cfg.spiking_regions()) if name == tvb else tuple(cfg.node(name).regions)
+        ctxs[name] = RunContext(config=cfg.model_dump(), node_name=name, regions=regions,
+                                tvb_dt_ms=cfg.tvb.dt_ms, tick_ms=cfg.tvb.dt_ms, results_dir=results_dir)
+    requires = {name: a.requires(ctxs[name]) for name, a in adapters.items()}
+    connectome = adapters[tvb].connectome()
+    n_regions = connectome["weights"].shape[0]
+    owner = {r: owner_spiking.get(r, tvb) for r in range(n_regions)}
+    if window_steps is None:
+        D = crossing_min_delay_steps(connectome["weights"], connectome["idelays"],
+                                     [set(n.regions) for n in cfg.spiking_nodes])
+        window_steps = D if D is not None else 1
+    W = int(window_steps)
+    K = math.ceil(round(cfg.run.duration_ms / cfg.tvb.dt_ms) / W)
+    wanted: dict[str, dict[str, set[int]]] = {n: {} for n in adapters}
+    for consumer, specs in requires.items():
+        for s in specs:
+            for r in s.regions:
+                p = _producer(s.name, r, owner, tvb)
+                if p == consumer:
+                    raise ValueError(f"{consumer} requires its own {s.name} of region {r}")
+                wanted[p].setdefault(s.name, set()).update([r])
+    for p, specs in (extra_outputs or {}).items():
+        for s in specs:
+            wanted[p].setdefault(s.name, set()).update(s.regions)
+    outputs = {n: [SignalSpec(name, tuple(sorted(rs))) for name, rs in sorted(wanted[n].items())] for n in adapters}
+    for name, a in adapters.items():
+        c = ctxs[name]
+        c.steps_per_window, c.n_windows = W, K
+        c.outputs, c.inputs, c.connectome = outputs[name], list(requires[name]), connectome
+        a.configure(c)
+    col = {(n, s.name): {r: i for i, r in enumerate(s.regions)} for n, ss in outputs.items() for s in ss}
+
+    def route(consumer: str, produced: dict[str, Signals]) -> Signals:
+        out: Signals = {}
+        for s in requires[consumer]:
+            arr = np.empty((W, len(s.regions)))
+            complete = True
+            for j, r in enumerate(s.regions):
+                p = _producer(s.name, r, owner, tvb)
+                block = produced.get(p, {}).get(s.name)
+                if block is None:
+                    complete = False
+                    break
+                arr[:, j] = block[:, col[(p, s.name)][r]]
+            if complete:
+                out[s.name] = arr
+        return out
+
+    def check(name: str, produced: Signals, allow_missing: bool) -> None:
+        for s in outputs[name]:
+            a = produced.get(s.name)
+            if a is None:
+                if not allow_missing:
+                    raise AssertionError(f"{name} did not produce {s.name}")
+            elif a.shape != (W, len(s.regions)):
+                raise AssertionError(f"{name}: {s.name} has shape {a.shape}, expected {(W, len(s.regions))}")
+
+    initial = {name: a.initial_outputs() for name, a in adapters.items()}
+    for name, prod in initial.items():
+        check(name, prod, allow_missing=True)
+    res = LockstepResult(W=W, K=K, contexts=ctxs, initial=initial)
+    prev = initial
+    try:
+        for k in range(K):
+            cur = {name: a.step(k, route(name, prev)) for name, a in adapters.items()}
+            for name, prod in cur.items():
+                check(name, prod, allow_missing=False)
+            if keep_outputs:
+                res.outputs.append(cur)
+            prev = cur
+    except BaseException as e:
+        for a in adapters.values():
+            a.finish(f"{type(e).__name__}: {e}")
+        raise
+    res.summaries = {name: a.finish(None) for name, a in adapters.items()}
+    return res
