@@ -1,0 +1,38 @@
+"""RxD example: intracellular calcium (rxdParams) gates a KCa current; one molecular parameter
+(the extrusion time constant) measurably changes the region's rate. Runs in subprocesses (RxD
+state is process-global) with results, hence RxD's compiled reactions, in a temp folder."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytest.importorskip("neuron.rxd")
+
+
+def _run(tmp: Path, tau: float) -> tuple[float, float]:
+    out = tmp / f"tau{tau:g}"
+    cmd = [sys.executable, "-m", "services.netpyne_node.drive", "--regions", "33", "--duration", "200",
+           "--level", "300", "--seed", "3", "--out", str(out), "--set", "rxd.enabled=true",
+           "--set", f"rxd.tau_ca_ms={tau}", "--set", "record.plot=false"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), COSIM_NO_MPI="1")
+    p = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    with h5py.File(out / "spiking.h5") as f:
+        rate = float(f["rates/exc"][:].mean())
+        cai = float(np.mean([v[:].mean() for v in f["traces/cai"].values()]))
+    return rate, cai
+
+
+def test_calcium_extrusion_changes_region_rate(tmp_path):
+    fast_rate, fast_cai = _run(tmp_path, 20.0)
+    slow_rate, slow_cai = _run(tmp_path, 400.0)
+    print(fast_rate, slow_rate, fast_cai, slow_cai)
+    assert slow_cai > 1.5 * fast_cai                 # slower extrusion -> more [Ca]i (recorded, saved)
+    assert fast_rate > 1.3 * slow_rate + 0.5, (fast_rate, slow_rate)   # -> more KCa -> lower rate
