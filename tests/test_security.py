@@ -1,0 +1,128 @@
+"""CURVE (PROTOCOL.md §9): key files, an encrypted run, and a node with a foreign key refused.
+
+  rogue "spiking" (foreign key) ──✗ refused, logged with its key
+  tvb, spiking (authorized)     ──── coordinator (CURVE server) → run completes
+"""
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+import zmq
+
+from cosim import security
+from cosim.config import ConfigError
+from cosim.launcher import free_port
+
+PY = [sys.executable, "-m", "cosim.cli"]
+
+
+def _config(tmp: Path, keys: Path, duration_ms: float = 50) -> Path:
+    cfg = {"run": {"name": "curve", "duration_ms": duration_ms, "results_dir": str(tmp), "progress": False},
+           "spiking_nodes": [{"name": "spiking", "backend": "noop", "regions": [3, 5]}],
+           "coordinator": {"curve": True, "keys_dir": str(keys),
+                           "heartbeat_interval_ms": 200, "heartbeat_timeout_ms": 2000, "setup_timeout_ms": 30000}}
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def procs():
+    """Start processes in their own session; every one is killed (group-wide) at the end."""
+    started: list[subprocess.Popen] = []
+
+    def start(argv: list[str], log: Path) -> subprocess.Popen:
+        with open(log, "wb") as out:
+            p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        started.append(p)
+        return p
+    yield start
+    for p in started:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+
+
+def test_generate_writes_pairs_and_authorized(tmp_path):
+    paths = security.generate(tmp_path / "k", ["coordinator", "tvb", "spiking"])
+    k = tmp_path / "k"
+    assert {p.relative_to(k).as_posix() for p in paths} == {
+        "coordinator.key", "coordinator.key_secret", "tvb.key", "tvb.key_secret", "spiking.key",
+        "spiking.key_secret", "authorized/tvb.key", "authorized/spiking.key"}
+    assert sorted(p.name for p in (k / "authorized").iterdir()) == ["spiking.key", "tvb.key"]
+    for n in ("coordinator", "tvb", "spiking"):
+        assert stat.S_IMODE((k / f"{n}.key_secret").stat().st_mode) == 0o600
+        pub, sec = zmq.auth.load_certificate(k / f"{n}.key_secret")
+        assert zmq.auth.load_certificate(k / f"{n}.key")[0] == pub and sec
+    # a second call keeps existing pairs (a deployed key stays valid) and adds new names
+    before = (k / "tvb.key").read_bytes()
+    security.generate(k, ["extra"])
+    assert (k / "tvb.key").read_bytes() == before and (k / "authorized" / "extra.key").is_file()
+
+
+def test_missing_keys_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no keys folder"):
+        security.server_from_dir(None)
+    with pytest.raises(ConfigError, match="not found"):
+        security.server_from_dir(tmp_path)
+    security.generate(tmp_path, ["coordinator"])
+    with pytest.raises(ConfigError, match="secret key of 'tvb'"):
+        security.client_from_dir(tmp_path, "tvb")
+
+
+def test_curve_run_completes(tmp_path):
+    keys = tmp_path / "keys"
+    subprocess.run(PY + ["keys", str(keys)], check=True, timeout=60, capture_output=True)
+    cfg = _config(tmp_path, keys)
+    out = tmp_path / "out"
+    p = subprocess.run(PY + ["run", str(cfg), "--out", str(out), "--no-plots"], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    log = (out / "logs" / "coordinator.log").read_text()
+    assert "CURVE on; 2 authorized key(s)" in log and "refused" not in log
+    with h5py.File(out / "coordinator.h5") as f:
+        assert f["signals/spiking/state/S_e"].shape[0] > 0
+
+
+def test_foreign_key_is_refused_and_run_proceeds(tmp_path, procs):
+    keys, rogue = tmp_path / "keys", tmp_path / "rogue"
+    security.generate(keys, ["coordinator", "tvb", "spiking"])
+    security.generate(rogue, ["spiking"])                      # right name, foreign key pair …
+    (rogue / "coordinator.key").write_bytes((keys / "coordinator.key").read_bytes())  # … right server key
+    rogue_pub = zmq.auth.load_certificate(rogue / "spiking.key")[0].decode()
+    cfg, out = _config(tmp_path, keys, duration_ms=100), tmp_path / "out"
+    router = f"tcp://127.0.0.1:{free_port()}"
+    coord = procs(PY + ["coordinator", str(cfg), "--router", router, "--pub", f"tcp://127.0.0.1:{free_port()}",
+                        "--out", str(out), "--no-plots"], tmp_path / "coordinator.log")
+    intruder = procs(PY + ["spiking-node", "--coordinator", router, "--keys", str(rogue),
+                           "--register-timeout-ms", "5000"], tmp_path / "rogue.log")
+    # the real nodes join only once the coordinator has seen (and refused) the intruder
+    deadline = time.monotonic() + 30
+    while "refused CURVE client key" not in (tmp_path / "coordinator.log").read_text():
+        assert time.monotonic() < deadline, (tmp_path / "coordinator.log").read_text()
+        assert coord.poll() is None, (tmp_path / "coordinator.log").read_text()
+        time.sleep(0.1)
+    tvb = procs(PY + ["tvb-node", "--backend", "noop", "--coordinator", router, "--keys", str(keys)],
+                tmp_path / "tvb.log")
+    spiking = procs(PY + ["spiking-node", "--coordinator", router, "--keys", str(keys)], tmp_path / "spiking.log")
+    assert coord.wait(timeout=60) == 0, (tmp_path / "coordinator.log").read_text()[-3000:]
+    assert tvb.wait(timeout=30) == 0 and spiking.wait(timeout=30) == 0
+    log = (tmp_path / "coordinator.log").read_text()
+    refusals = [line for line in log.splitlines() if "refused CURVE client key" in line]
+    assert refusals and all(rogue_pub in line for line in refusals), log
+    assert "registered spiking" in log and log.count("registered spiking") == 1
+    # the intruder never got an answer: it gives up by itself, and fails
+    assert intruder.wait(timeout=30) != 0
+    assert "no CONFIGURE" in (tmp_path / "rogue.log").read_text()
+    with h5py.File(out / "coordinator.h5") as f:
+        assert f.attrs["n_windows"] > 0 and f["signals/spiking/state/S_e"].shape[0] > 0
