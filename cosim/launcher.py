@@ -136,6 +136,9 @@ def _supervise(children: list[Child], pub: str, cfg, out: Path) -> int:
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"progress")
+    if cfg.coordinator.curve:  # the PUB is a CURVE server too: observe with the tvb node's keys
+        from cosim import security
+        security.client_from_dir(cfg.coordinator.keys_dir or os.environ.get("COSIM_KEYS"), "tvb").apply_client(sub)
     sub.connect(pub)
     bar = None
     node_died_at: float | None = None
