@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         n.add_argument("--name", default=_env("COSIM_NODE_NAME", "tvb" if role == "tvb" else "spiking"))
         n.add_argument("--out", default=_env("COSIM_RESULTS"), help="results directory (default: the coordinator's)")
         n.add_argument("--keys", default=_env("COSIM_KEYS"), help="CURVE keys folder (enables encryption)")
+        n.add_argument("--register-timeout-ms", type=int, default=int(_env("COSIM_REGISTER_TIMEOUT_MS", "30000")),
+                       help="how long to wait for the coordinator to configure this node")
         if role == "tvb":
             n.add_argument("--backend", default=_env("COSIM_TVB_BACKEND", "tvb"), choices=["tvb", "noop"],
                            help="'noop' serves a synthetic connectome and simulates nothing (protocol benchmarks)")
@@ -160,7 +162,8 @@ def cmd_node(a, role: str) -> int:
         entry = next(n for n in config["spiking_nodes"] if n["name"] == a.name)
         return backends.adapter_class(entry["backend"])()
 
-    rt = NodeRuntime(a.name, role, a.coordinator, make_adapter, backend=backend if role == "spiking" else "", results_dir=a.out, curve=curve)
+    rt = NodeRuntime(a.name, role, a.coordinator, make_adapter, backend=backend if role == "spiking" else "", results_dir=a.out, curve=curve,
+                     register_timeout_ms=a.register_timeout_ms)
     try:
         rt.run()
     except RunAborted as e:
