@@ -66,6 +66,7 @@ class NodeRuntime:
             msg = self.ch.recv(int(min(left, 0.2) * 1000))
             if msg is None:
                 continue
+            self.hb.heard()
             if msg.type in wanted:
                 return msg
             if msg.type == T.ABORT:

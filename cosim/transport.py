@@ -116,13 +116,24 @@ class Heartbeat(threading.Thread):
 
     def set_timing(self, interval_ms: int, timeout_ms: int) -> None:
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
+        self.heard()      # called on CONFIGURE: the coordinator has just been heard
+
+    def heard(self) -> None:
+        """Any message from the coordinator proves it alive (not only heartbeat replies)."""
+        self.last_reply = time.monotonic()
 
     def run(self) -> None:
         ch = Channel(self.ctx, self.address, self.identity + b"/hb", self.curve)
         try:
             next_send = 0.0
+            last_loop = time.monotonic()
             while not self._stop.is_set():
                 now = time.monotonic()
+                if now - last_loop > max(2 * self.interval_ms / 1000, 0.5):
+                    # this thread itself did not run (the main thread held the GIL: imports, JIT, a long
+                    # C call): no evidence against the coordinator; give it a fresh timeout
+                    self.last_reply, next_send = now, 0.0
+                last_loop = now
                 if now >= next_send:
                     ch.send(Message(MessageType.HEARTBEAT, {}, node=self.node))
                     next_send = now + self.interval_ms / 1000

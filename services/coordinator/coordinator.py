@@ -52,6 +52,7 @@ class Peer:
     state: str = "expected"         # expected → registered → configured → ready → finished
     requires: list[SignalSpec] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    silent_warned: bool = False
 
 
 class Coordinator:
@@ -183,6 +184,7 @@ class Coordinator:
         if is_hb:
             if name is not None:
                 self.peers[name].last_seen = time.monotonic()
+                self.peers[name].silent_warned = False
             if msg.type == T.HEARTBEAT:   # answer even unknown peers: they may be registering
                 self._send_to(rid, Message(T.HEARTBEAT, {}, node="coordinator"))
             return
@@ -194,6 +196,8 @@ class Coordinator:
             return
         if name is None or msg.node != name:
             self.rejects.reject("UnknownNode", f"{msg!r} from an unregistered identity", repr(rid[:40]))
+            if msg.type not in (T.ERROR, T.ABORT):   # e.g. a process whose registration a restart replaced
+                self._send_to(rid, error(msg, "UnknownNode", "this connection is not registered with the coordinator"))
             return
         peer = self.peers[name]
         peer.last_seen = time.monotonic()
@@ -215,11 +219,15 @@ class Coordinator:
         timeout = self.cc.heartbeat_timeout_ms / 1000
         for p in self.peers.values():
             if p.routing_id is not None and p.state != "finished" and now - p.last_seen > timeout:
-                if self.state == "SETUP":   # §7: it may restart and register again before the setup timeout
-                    log.warning("coordinator: node %r stopped heartbeating during setup (%.1f s); waiting for it "
-                                "to register again", p.name, now - p.last_seen)
-                    self.by_rid.pop(p.routing_id, None)
-                    p.routing_id, p.token, p.state = None, "", "expected"
+                if self.state == "SETUP":
+                    # a node building its simulator may starve its heartbeat thread (GIL-bound imports and
+                    # JIT), or it died and is being restarted (§7: a restart replaces a stale registration):
+                    # neither fails the run before the setup timeout, which names whoever is missing
+                    if not p.silent_warned:
+                        log.warning("coordinator: node %r silent for %.1f s during setup; waiting for it or for "
+                                    "a restarted %r (setup timeout %d ms)", p.name, now - p.last_seen, p.name,
+                                    self.cc.setup_timeout_ms)
+                        p.silent_warned = True
                     continue
                 raise RunFailed(self.where(p.name, f"no heartbeat for {now - p.last_seen:.1f} s "
                                                    f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung"))
@@ -263,6 +271,7 @@ class Coordinator:
                             name, c.get("pid"), c.get("host"))
                 return reply("NameInUse", f"node name {name!r} is already in use by a live process")
             log.warning("coordinator: node %r re-registered (restarted); replacing its registration", name)
+            self._send_to(peer.routing_id, error(None, "NameInUse", "replaced by a restarted process with this name"))
             self.by_rid.pop(peer.routing_id, None)
         peer.routing_id, peer.token, peer.last_seen, peer.state = rid, c["token"], time.monotonic(), "registered"
         self.by_rid[rid] = name
@@ -355,6 +364,7 @@ class Coordinator:
     def start_run(self) -> None:
         self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K,
                                 self.tvb_dt_ms, self.cfg, list(self.peers), on_flush=self._flushed)
+        self._flushed(0)
         self.state, self.t_start = "RUNNING", time.monotonic()
         self._last_progress = -1.0
         self.publish("event", {"event": "started", "windows": self.K, "steps_per_window": self.W})

@@ -125,12 +125,12 @@ def make_monitors(tvb: TVBSection, n_regions: int):
 
 
 class TVBAdapter(NodeAdapter):
-    """The TVB node. ``record_proxy_vars`` (e.g. ``("S_i", "R_e", "R_i")``) are also required from
+    """The TVB node. ``record_proxy_vars`` (default R_e; e.g. ``("S_i", "R_e", "R_i")``) are also required from
     the spiking side for recording; whatever ``state/*`` of proxies arrives in inputs is used."""
 
     role = "tvb"
 
-    def __init__(self, config: dict | None = None, *, record_proxy_vars: Sequence[str] = (),
+    def __init__(self, config: dict | None = None, *, record_proxy_vars: Sequence[str] = ("R_e",),
                  flush_every: int = 20):
         bad = sorted(set(record_proxy_vars) - set(STATE_VARS) - {"S_e"})
         if bad:

@@ -1,0 +1,212 @@
+"""Fault-injection harness: the coordinator and nodes as separate processes we can kill, stop,
+delay or cut, plus the checks "results are a clean prefix of an uninterrupted run".
+
+`Services` starts `cosim coordinator`, `cosim tvb-node` and `cosim spiking-node` on loopback
+ports we choose (nodes may be pointed at a proxy instead of the ROUTER), logs each to
+`<out>/logs/<name>.log`, and in `close()` (always called: use it as a context manager)
+continues and kills every process it started, by pid, and waits for them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from cosim.launcher import free_port
+from cosim.results import open_h5
+
+PY = [sys.executable, "-m", "cosim.cli"]
+
+
+def ref_config(duration_ms: float = 200, hb_interval_ms: int = 100, hb_timeout_ms: int = 1000) -> dict:
+    """The mean-field reference node as the spiking side: deterministic and exact."""
+    return {"run": {"name": "ref", "duration_ms": duration_ms, "progress": False},
+            "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": [33, 71]}],
+            "coordinator": {"heartbeat_interval_ms": hb_interval_ms, "heartbeat_timeout_ms": hb_timeout_ms}}
+
+
+def noop_cfg(duration_ms: float = 50, hb_interval_ms: int = 100, hb_timeout_ms: int = 1000, **params) -> dict:
+    return {"run": {"name": "noop", "duration_ms": duration_ms, "progress": False},
+            "spiking_nodes": [{"name": "spiking", "backend": "noop", "regions": [3, 5], "params": params}],
+            "coordinator": {"heartbeat_interval_ms": hb_interval_ms, "heartbeat_timeout_ms": hb_timeout_ms}}
+
+
+class Services:
+    def __init__(self, cfg: dict, out: Path, node_address: str | None = None, router_port: int | None = None):
+        self.cfg, self.out = cfg, Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "logs").mkdir(exist_ok=True)
+        self.router_port = router_port or free_port()
+        self.router = f"tcp://127.0.0.1:{self.router_port}"
+        self.pub = f"tcp://127.0.0.1:{free_port()}"
+        self.node_address = node_address or self.router
+        self.cfg_path = self.out / "config.yaml"
+        self.cfg_path.write_text(yaml.safe_dump({**cfg, "run": {**cfg.get("run", {}), "results_dir": str(self.out)}}))
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._logs: list = []
+        self.noop = all(n["backend"] == "noop" for n in cfg["spiking_nodes"])
+
+    # ---- processes --------------------------------------------------------------------
+    def _start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.out / "logs" / f"{name}.log", "ab")
+        self._logs.append(log)
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=self.out)
+        self.procs[name] = p
+        return p
+
+    def start_coordinator(self) -> subprocess.Popen:
+        return self._start("coordinator", PY + ["coordinator", str(self.cfg_path), "--out", str(self.out),
+                                                "--router", self.router, "--pub", self.pub, "--no-plots"])
+
+    def start_node(self, name: str, address: str | None = None, log_name: str | None = None) -> subprocess.Popen:
+        addr = address or self.node_address
+        if name == "tvb":
+            argv = PY + ["tvb-node", "--coordinator", addr, "--name", "tvb"] + (["--backend", "noop"] if self.noop else [])
+        else:
+            argv = PY + ["spiking-node", "--coordinator", addr, "--name", name]
+        return self._start(log_name or name, argv)
+
+    def start_all(self) -> "Services":
+        self.start_coordinator()
+        self.start_node("tvb")
+        for n in self.cfg["spiking_nodes"]:
+            self.start_node(n["name"])
+        return self
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def wait_running(self, timeout: float = 120) -> None:
+        """Until the windows have started (the coordinator creates coordinator.h5 then)."""
+        wait_for(lambda: (self.out / "coordinator.h5").exists() or self.any_exited(), timeout, "the run to start")
+        assert (self.out / "coordinator.h5").exists(), self.logs_text()
+
+    def any_exited(self) -> bool:
+        return any(p.poll() is not None for p in self.procs.values())
+
+    def wait_exit(self, names: list[str] | None = None, timeout: float = 60) -> dict[str, int]:
+        names = names or list(self.procs)
+        deadline = time.monotonic() + timeout
+        for n in names:
+            left = max(0.1, deadline - time.monotonic())
+            try:
+                self.procs[n].wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"{n} did not exit within {timeout} s\n{self.logs_text()}") from None
+        return {n: self.procs[n].returncode for n in names}
+
+    def close(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                for sig in (signal.SIGCONT, signal.SIGKILL):
+                    try:
+                        os.kill(p.pid, sig)
+                    except ProcessLookupError:
+                        pass
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        for f in self._logs:
+            f.close()
+
+    def __enter__(self) -> "Services":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- logs -------------------------------------------------------------------------
+    def log(self, name: str) -> str:
+        p = self.out / "logs" / f"{name}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def logs_text(self) -> str:
+        return "\n".join(f"--- {n}\n{self.log(n)[-3000:]}" for n in self.procs)
+
+
+def wait_for(cond, timeout: float, what: str, step: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def log_time(text: str, needle: str) -> float | None:
+    """Wall-clock time (epoch s) of the first log line containing `needle`."""
+    for line in text.splitlines():
+        if needle in line:
+            m = _TS.match(line)
+            if m:
+                return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return None
+
+
+# ---- results checks ---------------------------------------------------------------------
+def read_results(out: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Every dataset of coordinator.h5, tvb.h5 and <spiking>.h5 that is deterministic."""
+    res = {}
+    for fname in ("coordinator.h5", "tvb.h5", "spiking.h5"):
+        p = Path(out) / fname
+        if not p.exists():
+            continue
+        d = {}
+        with open_h5(p) as f:
+            def visit(name, obj):
+                if hasattr(obj, "shape") and not name.startswith("timing/"):
+                    d[name] = obj[()]
+            f.visititems(visit)
+            d["__attrs__"] = dict(f.attrs)
+        res[fname] = d
+    return res
+
+
+def check_prefix(out: Path, clean: dict, W: int, proxies=(33, 71)) -> dict[str, int]:
+    """Results in `out` are whole windows and bit-for-bit the first windows of the clean run.
+
+    Returns the number of windows each file holds. For tvb.h5 rows flagged
+    proxy_from_spiking = 0 (the last window of an aborted node) are compared without the proxy
+    columns (they hold TVB's stand-in values, as documented).
+    """
+    got = read_results(out)
+    windows = {}
+    for fname, dsets in got.items():
+        ref = clean[fname]
+        counts = set()
+        for name, arr in dsets.items():
+            if name == "__attrs__":
+                continue
+            r = ref[name]
+            n = arr.shape[0]
+            assert n <= r.shape[0], f"{fname}:{name} has {n} rows, more than the clean run's {r.shape[0]}"
+            if fname == "coordinator.h5" or name.startswith("raw/"):
+                assert n % W == 0, f"{fname}:{name}: {n} rows is not a whole number of windows (torn row)"
+                counts.add(n // W)
+            a, b = arr, r[:n]
+            if fname == "tvb.h5" and name.startswith("raw/") and name != "raw/time_ms":
+                flag = dsets["raw/proxy_from_spiking"].astype(bool)
+                if arr.ndim == 2:
+                    keep = np.ones(arr.shape[1], bool)
+                    keep[list(proxies)] = False
+                    assert np.array_equal(a[:, keep], b[:, keep]), f"{fname}:{name} differs from the clean run"
+                a, b = a[flag], b[flag]
+            assert np.array_equal(a, b), f"{fname}:{name} differs from the clean run (rows {n})"
+        assert len(counts) <= 1, f"{fname}: datasets disagree on the number of windows: {counts}"
+        windows[fname] = counts.pop() if counts else -1
+    return windows

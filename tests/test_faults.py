@@ -1,0 +1,185 @@
+"""Peer failures and durability (issue "Reliability"): processes SIGKILLed or SIGSTOPped at random
+moments, a slow node, a node restarting during setup.
+
+Rules checked (PROTOCOL.md §7): the coordinator notices a dead or frozen node within the
+heartbeat timeout, aborts the others, keeps its record up to the last completed window and exits
+non-zero with one line naming the node, the last completed window and the simulated time; every
+other process exits by itself; a killed coordinator is noticed by every node, which keeps its
+partial results; whatever is on disk after a kill opens with h5py, holds whole windows only, and
+is bit for bit the first windows of an uninterrupted run (reference backend: deterministic).
+
+Detection times are appended as JSON lines to $COSIM_FAULT_LOG when it is set (docs/reliability.md).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from conftest import noop_config
+from harness import Services, check_prefix, log_time, read_results, ref_config, wait_for
+from psutil_free import cosim_processes
+
+HB_MS = 1000          # heartbeat timeout of these runs
+DURATION = 1000       # ms simulated: ~205 windows of 4.9 ms, a few seconds of wall time
+W = 49                # TVB steps per window for the reference config (min crossing delay)
+
+
+def _record(kind: str, **data) -> None:
+    path = os.environ.get("COSIM_FAULT_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"fault": kind, **data}) + "\n")
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """An uninterrupted reference run: what every interrupted run must be a prefix of."""
+    out = tmp_path_factory.mktemp("clean")
+    with Services(ref_config(DURATION, hb_timeout_ms=HB_MS), out).start_all() as s:
+        codes = s.wait_exit(timeout=180)
+        assert codes == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
+    res = read_results(out)
+    assert res["coordinator.h5"]["signals/spiking/state/S_e"].shape[0] % W == 0
+    return res
+
+
+@pytest.mark.parametrize("victim,seed", [("spiking", 1), ("spiking", 2), ("tvb", 3), ("tvb", 4),
+                                         ("coordinator", 5), ("coordinator", 6)])
+def test_kill_at_a_random_window_keeps_a_clean_prefix(tmp_path, clean, victim, seed):
+    rng = random.Random(seed)
+    with Services(ref_config(DURATION, hb_timeout_ms=HB_MS), tmp_path).start_all() as s:
+        s.wait_running()
+        time.sleep(rng.uniform(0.1, 2.0))
+        if s.any_exited():
+            pytest.fail(f"the run ended before the kill\n{s.logs_text()}")
+        os.kill(s.pid(victim), signal.SIGKILL)
+        t_kill = time.time()
+        others = [n for n in s.procs if n != victim]
+        codes = s.wait_exit(others, timeout=HB_MS / 1000 + 30)   # everyone else exits by itself
+        assert all(c == 1 for c in codes.values()), (codes, s.logs_text())
+        status = json.loads((tmp_path / "status_coordinator.json").read_text())
+        assert not status["completed"]
+        if victim == "coordinator":
+            for n in others:   # each node: a clear message, partial results kept
+                text = s.log(n)
+                assert "stopped answering heartbeats" in text and "partial results kept" in text, text
+                t_det = log_time(text, "no heartbeat from the coordinator")
+                _record("coordinator SIGKILL", noticed_by=n, detect_ms=round((t_det - t_kill) * 1000),
+                        timeout_ms=HB_MS)
+            # the status marker is rewritten at every flush: it says what coordinator.h5 holds
+            assert status.get("running") and "windows durable" in status["reason"]
+        else:
+            fails = [l for l in s.log("coordinator").splitlines() if l.startswith("cosim: run failed")]
+            assert len(fails) == 1, s.log("coordinator")
+            line = fails[0]
+            assert f"node '{victim}' failed in window" in line and "last completed window" in line \
+                and "t = " in line and "no heartbeat" in line, line
+            t_det = log_time(s.log("coordinator"), "aborting run")
+            _record("node SIGKILL", victim=victim, detect_ms=round((t_det - t_kill) * 1000), timeout_ms=HB_MS)
+            assert t_det - t_kill < HB_MS / 1000 + 1.0
+            survivor = next(n for n in others if n != "coordinator")
+            assert "run aborted by the coordinator" in s.log(survivor)
+    got = check_prefix(tmp_path, clean, W)
+    n = status["windows_completed"]
+    assert got["coordinator.h5"] == n, (got, status)          # the marker and the file agree
+    assert (0 if victim == "coordinator" else 1) <= n < clean["coordinator.h5"]["time_ms"].shape[0] // W
+    for f in ("tvb.h5", "spiking.h5"):
+        if victim != "coordinator":
+            assert got[f] <= n + 1, (got, status)            # a node is at most one window ahead
+    _record("kill windows", victim=victim, coordinator_windows=n, files=got)
+
+
+def _stop_when_running(out, marker: str, sig: int, got: dict, delay: float = 0.3) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and not got:
+        if (out / "coordinator.h5").exists():
+            for pid, cmd in cosim_processes(marker):
+                if str(out) in cmd or "--name spiking" in cmd:
+                    time.sleep(delay)
+                    os.kill(pid, sig)
+                    got.update(pid=pid, t=time.time())
+                    return
+        time.sleep(0.05)
+
+
+def test_frozen_node_is_detected_and_cosim_run_leaves_nothing(cosim, tmp_path):
+    """SIGSTOP: the node is alive for the kernel but silent; the launcher must still clean up."""
+    got: dict = {}
+    cfg = noop_config(duration_ms=4000, step_sleep_ms=2.0)
+    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": HB_MS}
+    t = threading.Thread(target=_stop_when_running, args=(tmp_path / "out", "spiking-node", signal.SIGSTOP, got))
+    t.start()
+    try:
+        t0 = time.monotonic()
+        r = cosim(cfg, "--no-plots", timeout=120)
+        wall = time.monotonic() - t0
+    finally:
+        t.join()
+        if got:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(got["pid"], sig)
+                except ProcessLookupError:
+                    pass
+    assert got, "the spiking node was never seen"
+    assert r.code == 1, r.stderr
+    line = [l for l in r.stderr.splitlines() if "run failed" in l][0]
+    assert "node 'spiking' failed in window" in line and "no heartbeat" in line and "t = " in line
+    t_det = log_time((r.out / "logs" / "coordinator.log").read_text(), "aborting run")
+    _record("node SIGSTOP", detect_ms=round((t_det - got["t"]) * 1000), timeout_ms=HB_MS, cosim_run_wall_s=round(wall, 1))
+    assert t_det - got["t"] < HB_MS / 1000 + 1.0
+    assert "run aborted by the coordinator" in (r.out / "logs" / "tvb.log").read_text()
+    assert not cosim_processes(str(r.out))
+    assert wall < 60
+
+
+def test_slow_node_is_not_killed(cosim):
+    """A window of 3 s with a 1 s heartbeat timeout: the heartbeat thread keeps the node alive."""
+    cfg = noop_config(duration_ms=3.2, step_sleep_ms=3000)     # 2 windows of 16 steps
+    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": HB_MS}
+    r = cosim(cfg, "--no-plots", timeout=120)
+    assert r.code == 0, r.stderr
+    assert "completed 2 windows" in r.stdout
+
+
+def test_node_restarted_during_setup_replaces_its_registration(tmp_path, clean):
+    """A node killed while it builds its simulator and started again under the same name takes
+    over its registration (§7: the old one is stale); the run then equals an uninterrupted one."""
+    with Services(ref_config(DURATION, hb_timeout_ms=HB_MS), tmp_path) as s:
+        s.start_coordinator()
+        s.start_node("spiking", log_name="spiking-first")
+        wait_for(lambda: "registered spiking" in s.log("coordinator"), 60, "the first spiking node to register")
+        os.kill(s.pid("spiking-first"), signal.SIGKILL)     # mid-setup: it is building its TVB copy
+        s.procs["spiking-first"].wait(timeout=10)
+        s.start_node("spiking")                            # restarts at once: replaces a stale registration
+        s.start_node("tvb")
+        codes = s.wait_exit(["coordinator", "tvb", "spiking"], timeout=180)
+        assert codes == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
+        coord = s.log("coordinator")
+        assert "re-registered (restarted)" in coord, coord
+    got = check_prefix(tmp_path, clean, W)
+    assert got["coordinator.h5"] == clean["coordinator.h5"]["time_ms"].shape[0] // W
+
+
+def test_node_restarted_after_the_heartbeat_timeout_during_setup(tmp_path):
+    """Silent for longer than the heartbeat timeout during setup: not a failed run;
+    the restarted node replaces the stale registration before the setup timeout."""
+    cfg = noop_config(duration_ms=16)
+    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 500, "setup_timeout_ms": 60000}
+    cfg["run"]["progress"] = False
+    with Services(cfg, tmp_path) as s:
+        s.start_coordinator()
+        s.start_node("spiking", log_name="spiking-first")
+        wait_for(lambda: "registered spiking" in s.log("coordinator"), 60, "the first spiking node to register")
+        os.kill(s.pid("spiking-first"), signal.SIGKILL)
+        wait_for(lambda: "during setup; waiting for it" in s.log("coordinator"), 10, "the coordinator to notice")
+        s.start_node("spiking")
+        s.start_node("tvb")
+        codes = s.wait_exit(["coordinator", "tvb", "spiking"], timeout=120)
+        assert codes == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
