@@ -124,7 +124,8 @@ class NodeRuntime:
             msg = self._wait({T.STEP, T.END}, 10**9, "STEP")
             if msg.type == T.END:
                 return self.adapter.finish(None)
-            wait_s = time.perf_counter() - t_wait
+            # before window 0 the node waits for the slowest node's setup: that is not lockstep waiting
+            wait_s = time.perf_counter() - t_wait if msg.window > 0 else 0.0
             self.window = msg.window
             t0 = time.perf_counter()
             try:
