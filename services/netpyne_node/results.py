@@ -45,6 +45,7 @@ class ResultsWriter:
         self._last_flush = time.monotonic()
         self._windows = 0
         self._buf: dict[str, list[np.ndarray]] = {}
+        self.f.flush()      # a file killed before its first data flush must still open
 
     def _append(self, name: str, arr: np.ndarray) -> None:
         arr = np.asarray(arr)

@@ -37,7 +37,9 @@ class PoissonInput:
     ``window(rates_hz, t0_ms)`` takes the per-step rates (W,) of the coming window and returns
     ``(times_ms, idx)`` sorted by time: spike times in ``[t0, t0 + W*dt)`` and the input
     neuron index of each. A step's spikes are a Poisson count with mean ``rate*dt`` placed
-    uniformly in the step (exactly a Poisson process with a piecewise-constant rate).
+    uniformly in the step (exactly a Poisson process with a piecewise-constant rate). Drawn as one
+    population count per step with each spike assigned to a uniformly chosen neuron, which is the
+    same distribution (splitting a Poisson process) at a fraction of the cost.
     """
 
     def __init__(self, n: int, dt_ms: float, seed: int, region: int):
@@ -53,20 +55,17 @@ class PoissonInput:
         rates_hz = np.asarray(rates_hz, dtype=np.float64)
         if rates_hz.ndim != 1:
             raise ValueError(f"rates must be 1-D (one per TVB step), got shape {rates_hz.shape}")
-        if np.any(~np.isfinite(rates_hz)) or np.any(rates_hz < 0):
+        if rates_hz.size and not rates_hz.min() >= 0 or not np.isfinite(rates_hz).all():
             raise ValueError("input rates must be finite and >= 0 Hz")
-        W = rates_hz.size
-        lam = rates_hz * (self.dt_ms * 1e-3)                       # expected spikes per neuron per step
-        counts = self.rng.poisson(np.broadcast_to(lam[:, None], (W, self.n)))  # (W, n)
+        # n independent Poisson trains at the same rate == one Poisson count per step for the
+        # whole population, each spike given to a uniformly drawn neuron (superposition)
+        counts = self.rng.poisson(rates_hz * (self.dt_ms * 1e-3 * self.n))
         total = int(counts.sum())
         if total == 0:
             return np.empty(0), np.empty(0, dtype=np.int64)
-        flat = counts.ravel()
-        nz = np.flatnonzero(flat)
-        rep = flat[nz]
-        step = np.repeat(nz // self.n, rep)
-        idx = np.repeat(nz % self.n, rep).astype(np.int64)
+        step = np.repeat(np.arange(rates_hz.size), counts)
         times = t0_ms + (step + self.rng.random(total)) * self.dt_ms
+        idx = self.rng.integers(0, self.n, total)
         order = np.argsort(times, kind="stable")
         return times[order], idx[order]
 
@@ -120,7 +119,9 @@ class RateProxy:
         B = h * a * (1.0 - 0.5 * hb)
         P = np.cumprod(A, axis=0)                       # P[i] = A[0]..A[i]
         S = P * (S0 + np.cumsum(B / P, axis=0))
-        return np.clip(S, 0.0, 1.0)
+        if S.min() < 0.0 or S.max() > 1.0:
+            S = np.clip(S, 0.0, 1.0)
+        return S
 
     def advance(self, r_e: np.ndarray, r_i: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Feed measured rates (W, n_regions) Hz; return per-step R_e, S_e, R_i, S_i (W, n_regions).
@@ -134,19 +135,17 @@ class RateProxy:
             self._W = W
             self._pow = self.decay ** (i + 1)[:, None]
             self._M = np.tril(self.decay ** np.maximum(i[:, None] - i[None, :], 0)) * (1 - self.decay)
-        p, h = self.p, self.dt
-        out = {}
-        R_e = self._M @ r_e + self._pow * self.R_e
-        ge = p["gamma_e"] * R_e
-        S_e = self._affine_heun(self.S_e, ge, 1.0 / p["tau_e"] + ge, h)
-        self.R_e, self.S_e = R_e[-1].copy(), S_e[-1].copy()
-        out["R_e"], out["S_e"] = R_e, S_e
-        if r_i is not None:
-            R_i = self._M @ np.asarray(r_i, dtype=np.float64) + self._pow * self.R_i
-            S_i = self._affine_heun(self.S_i, p["gamma_i"] * R_i, np.full_like(R_i, 1.0 / p["tau_i"]), h)
-            self.R_i, self.S_i = R_i[-1].copy(), S_i[-1].copy()
-        else:
-            R_i = np.repeat(self.R_i[None, :], W, axis=0)
-            S_i = np.repeat(self.S_i[None, :], W, axis=0)
-        out["R_i"], out["S_i"] = R_i, S_i
-        return out
+        p, h, n = self.p, self.dt, r_e.shape[1]
+        if r_i is None:
+            r_i = np.broadcast_to(self.R_i, r_e.shape)   # R_i held (not reported): stays constant
+        if getattr(self, "_n", None) != n:               # e and i stacked column-wise: one pass
+            self._n = n
+            self._gamma = np.repeat([p["gamma_e"], p["gamma_i"]], n)
+            self._inv_tau = np.repeat([1.0 / p["tau_e"], 1.0 / p["tau_i"]], n)
+            self._sat = np.repeat([1.0, 0.0], n)
+        R = self._M @ np.hstack((r_e, r_i)) + self._pow * np.concatenate((self.R_e, self.R_i))
+        gR = self._gamma * R
+        S = self._affine_heun(np.concatenate((self.S_e, self.S_i)), gR, self._inv_tau + self._sat * gR, h)
+        self.R_e, self.R_i = R[-1, :n].copy(), R[-1, n:].copy()
+        self.S_e, self.S_i = S[-1, :n].copy(), S[-1, n:].copy()
+        return {"R_e": R[:, :n], "S_e": S[:, :n], "R_i": R[:, n:], "S_i": S[:, n:]}
