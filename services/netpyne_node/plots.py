@@ -38,7 +38,7 @@ def plot_results(h5_path: str | Path, out: str | Path | None = None, max_spikes:
         if sp is not None:
             sel = sp["region"] == r
             colors = np.where(np.array([roles[p] == "inh" for p in sp["pop"][sel]], dtype=bool), "tab:blue", "tab:red")
-            ax.scatter(sp["t_ms"][sel], sp["gid"][sel], s=1.5, c=colors, marker="|", linewidths=0.6)
+            ax.scatter(sp["t_ms"][sel], sp["gid"][sel], s=8, c=colors, marker="|", linewidths=0.8)
         ax.set_title(f"region {r}: raster (E red, I blue)")
         ax.set_ylabel("gid")
         ax = axes[j, 1]
