@@ -3,7 +3,7 @@
 - `Channel`: a node's DEALER to the coordinator's ROUTER, sending/receiving `proto.Message`.
 - `Heartbeat`: a thread with its own DEALER (`<identity>/hb`) that keeps the node visibly
   alive while the main thread is busy simulating, and notices a vanished coordinator.
-- `RejectCounter`: counts rejected messages and logs each kind once (then every 1000th).
+- `RejectCounter`: counts rejected messages and logs each kind once (then at most once a minute).
 """
 from __future__ import annotations
 
@@ -40,15 +40,19 @@ class RemoteError(RuntimeError):
 
 
 class RejectCounter:
-    """Counts rejections per kind; logs the first of each kind and then every 1000th."""
+    """Counts rejections per kind; logs the first of each kind, then at most one line per kind
+    every `every_s` seconds (a flood of hostile input must not flood the log)."""
 
-    def __init__(self, where: str):
-        self.where, self.counts = where, Counter()
+    def __init__(self, where: str, every_s: float = 60.0):
+        self.where, self.counts, self.every_s = where, Counter(), every_s
+        self._logged: dict[str, float] = {}
 
     def reject(self, kind: str, detail: str, peer: str = "?") -> None:
         self.counts[kind] += 1
         n = self.counts[kind]
-        if n == 1 or n % 1000 == 0:
+        now = time.monotonic()
+        if n == 1 or now - self._logged.get(kind, now) >= self.every_s:
+            self._logged[kind] = now
             log.warning("%s: rejected %s message from %s (%d so far): %s", self.where, kind, peer, n, detail)
 
     def total(self) -> int:
@@ -79,11 +83,15 @@ class Channel:
         self.max_bytes = max_bytes
         self.rejects = RejectCounter(identity.decode(errors="replace"))
         self._next_id = 0
+        self.last_encode_s = self.last_decode_s = 0.0   # codec time of the last send / recv (timing breakdown)
 
     def send(self, msg: Message) -> None:
         self._next_id += 1
         msg.msg_id = self._next_id
-        self.sock.send_multipart(codec.encode(msg))  # copying is faster than zero-copy for frames < ~64 kB
+        t0 = time.perf_counter()
+        frames = codec.encode(msg)
+        self.last_encode_s = time.perf_counter() - t0
+        self.sock.send_multipart(frames)  # copying is faster than zero-copy for frames < ~64 kB
 
     def recv(self, timeout_ms: int) -> Message | None:
         """Next valid message, or None after timeout_ms. Malformed messages are counted and dropped."""
@@ -93,8 +101,11 @@ class Channel:
             if not self.sock.poll(left):
                 return None
             frames = self.sock.recv_multipart()
+            t0 = time.perf_counter()
             try:
-                return codec.decode(frames, self.max_bytes)
+                msg = codec.decode(frames, self.max_bytes)
+                self.last_decode_s = time.perf_counter() - t0
+                return msg
             except codec.ProtocolError as e:
                 self.rejects.reject(type(e).__name__, str(e), "coordinator")
 

@@ -186,7 +186,9 @@ class Coordinator:
                 self.peers[name].last_seen = time.monotonic()
                 self.peers[name].silent_warned = False
             if msg.type == T.HEARTBEAT:   # answer even unknown peers: they may be registering
-                self._send_to(rid, Message(T.HEARTBEAT, {}, node="coordinator"))
+                self._send_to(rid, Message(T.HEARTBEAT, {}, node="coordinator", parent_id=msg.msg_id))
+            else:
+                self.rejects.reject("UnexpectedMessage", f"{msg!r} on a heartbeat connection", name or repr(rid[:40]))
             return
         if msg.type == T.REGISTER:
             try:
@@ -249,13 +251,14 @@ class Coordinator:
     # ------------------------------------------------------------------ setup handlers
     def on_register(self, rid: bytes, msg: Message) -> None:
         c = msg.content
-        reply = lambda kind, text: self._send_to(rid, error(msg, kind, text))  # noqa: E731
+        def reply(kind: str, text: str) -> None:   # a refused registration is a rejected message too
+            self.rejects.reject(f"Register{kind}", text, repr(rid[:40]))
+            self._send_to(rid, error(msg, kind, text))
         if c["protocol"] != PROTOCOL_VERSION:
             return reply("VersionMismatch", f"coordinator speaks protocol {PROTOCOL_VERSION}, node {c['protocol']}")
         name = c["name"]
         peer = self.peers.get(name)
-        if peer is None:
-            log.warning("coordinator: refused REGISTER from unknown node %r", name)
+        if peer is None:     # refusals are logged by the reject counter: once per kind, not once per message
             return reply("UnknownNode", f"no node named {name!r} in this run; expected {sorted(self.peers)}")
         if peer.role != c["role"]:
             return reply("ConfigRejected", f"node {name!r} must have role {peer.role!r}, not {c['role']!r}")
@@ -267,9 +270,8 @@ class Coordinator:
                 return  # duplicate
             stale = time.monotonic() - peer.last_seen > 2 * self.cc.heartbeat_interval_ms / 1000
             if self.state != "SETUP" or not stale:
-                log.warning("coordinator: refused second process claiming name %r (pid %s on %s)",
-                            name, c.get("pid"), c.get("host"))
-                return reply("NameInUse", f"node name {name!r} is already in use by a live process")
+                return reply("NameInUse", f"node name {name!r} is already in use by a live process "
+                                          f"(refused pid {c.get('pid')} on {c.get('host')})")
             log.warning("coordinator: node %r re-registered (restarted); replacing its registration", name)
             self._send_to(peer.routing_id, error(None, "NameInUse", "replaced by a restarted process with this name"))
             self.by_rid.pop(peer.routing_id, None)
@@ -374,6 +376,8 @@ class Coordinator:
     def start_window(self, k: int) -> None:
         self.window, self.pending = k, set(self.peers)
         self.t_window = time.perf_counter()
+        # own work since the previous window's last STEP_DONE (recording it, progress)
+        self.coordinator_s = self.t_window - self.t_last_done if k else float("nan")
         n_ticks = self.W * self.dt_ticks
         for p in self.peers.values():
             inputs = routing.route(self.plan, p.name, self.produced, self.W)
@@ -381,7 +385,6 @@ class Coordinator:
 
     def on_step_done(self, peer: Peer, msg: Message) -> None:
         if self.state != "RUNNING" or msg.window != self.window or peer.name not in self.pending:
-            self.rejects.reject("UnexpectedMessage", f"{msg!r} during window {self.window}", peer.name)
             return self.unexpected(peer, msg)
         outputs = msg.content["outputs"]
         why = routing.check_outputs(self.plan.outputs[peer.name], outputs, self.W)
@@ -395,8 +398,9 @@ class Coordinator:
 
     def finish_window(self) -> None:
         k = self.window
-        wall = time.perf_counter() - self.t_window
-        self.record.append(k, self.produced, self.timing, wall)
+        self.t_last_done = time.perf_counter()
+        wall = self.t_last_done - self.t_window
+        self.record.append(k, self.produced, self.timing, wall, self.coordinator_s)
         elapsed = time.monotonic() - self.t_start
         sim_ms = (k + 1) * self.W * self.tvb_dt_ms
         if elapsed - self._last_progress >= 0.1 or k + 1 == self.K:   # observers need ~10 updates/s, not one per window
@@ -427,6 +431,7 @@ class Coordinator:
         raise RunFailed(self.where(peer.name, text))
 
     def unexpected(self, peer: Peer, msg: Message) -> None:
+        self.rejects.reject("UnexpectedMessage", f"{msg!r} in state {self.state}, window {self.window}", peer.name)
         self.send(peer, T.ERROR, {"error": "UnexpectedMessage",
                                   "message": f"{msg.type.value} for window {msg.window} is not expected now "
                                              f"(state {self.state}, window {self.window})"}, parent=msg)
@@ -448,6 +453,9 @@ class Coordinator:
                      rejected_messages=dict(self.rejects.counts))
 
     def close_record(self) -> None:
+        if self.rejects.total():
+            log.warning("coordinator: rejected %d message(s) in this run: %s", self.rejects.total(),
+                        dict(self.rejects.counts))
         done = self.window if self.state in ("FINISHING", "DONE") else self.window - 1
         status = {"completed": self.state == "DONE",
                   "windows_completed": max(done + 1, 0),
