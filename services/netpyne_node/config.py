@@ -172,6 +172,7 @@ class NetpyneParams(_S):
     rxd: RxdExample = Field(default_factory=RxdExample)
     record: RecordOptions = Field(default_factory=RecordOptions)
     celsius: float = 6.3
+    mpi_ranks: int = Field(1, ge=1, le=256, description="`cosim run` starts this node under mpiexec -n mpi_ranks")
 
     @model_validator(mode="after")
     def _exclusive(self) -> "NetpyneParams":
