@@ -206,7 +206,9 @@ def _mpi_release(a) -> None:
 
 
 def cmd_validate(a) -> int:
+    from cosim.config import check_files
     cfg = _overrides(a.config, [])
+    check_files(cfg, a.config)
     print(f"{a.config}: ok ({len(cfg.spiking_nodes)} spiking node(s), regions {cfg.spiking_regions()})")
     return EXIT_OK
 

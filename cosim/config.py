@@ -53,6 +53,14 @@ class TVBSection(_Strict):
     integrator: IntegratorSection = Field(default_factory=IntegratorSection)
     monitors: MonitorSection = Field(default_factory=MonitorSection)
 
+    @model_validator(mode="after")
+    def _monitor_periods(self) -> "TVBSection":
+        for name in ("temporal_average_ms", "bold_period_ms"):
+            period = getattr(self.monitors, name)
+            if period is not None:
+                _whole(period, self.dt_ms, f"monitors.{name}: {period} ms must be a whole multiple of tvb.dt_ms {self.dt_ms} ms")
+        return self
+
     @field_validator("model")
     @classmethod
     def _known_model_params(cls, v: dict[str, float]) -> dict[str, float]:
@@ -113,8 +121,11 @@ class RunConfig(_Strict):
         for n in self.spiking_nodes:
             for r in n.regions:
                 if r in seen:
-                    raise ValueError(f"region {r} is claimed by both {seen[r]!r} and {n.name!r}")
+                    raise ValueError(f"spiking_nodes: region {r} is claimed by both {seen[r]!r} and {n.name!r}")
                 seen[r] = n.name
+        if self.run.window_ms is not None:
+            _whole(self.run.window_ms, self.tvb.dt_ms, f"run.window_ms: {self.run.window_ms} ms must be a whole "
+                                                       f"number of TVB steps (tvb.dt_ms = {self.tvb.dt_ms} ms)")
         return self
 
     # ---- derived quantities -------------------------------------------------------------
@@ -143,7 +154,8 @@ def parse_config(data: dict | None, source: str = "<config>") -> RunConfig:
         err = e.errors()[0]
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
         msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{source}: {_fmt_loc(err['loc'])}: {msg}{more}") from None
+        loc = f"{_fmt_loc(err['loc'])}: " if err["loc"] else ""     # whole-config checks name their fields
+        raise ConfigError(f"{source}: {loc}{msg}{more}") from None
     from cosim import backends  # late: backends import simulators lazily
     for i, n in enumerate(cfg.spiking_nodes):
         try:
@@ -175,6 +187,20 @@ def load_config(path: str | Path | None) -> RunConfig:
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
     return parse_config(data, str(p))
+
+
+def check_files(cfg: RunConfig, source: str = "<config>") -> None:
+    """Files the run reads, checked where they will be read (`cosim validate`, `cosim run`): a
+    coordinator on another machine need not see the TVB node's connectivity."""
+    c = cfg.tvb.connectivity
+    if c != "default" and not Path(c).expanduser().is_file():
+        raise ConfigError(f"{source}: tvb.connectivity: file not found: {c!r} (use 'default' or a TVB connectivity zip)")
+
+
+def _whole(ms: float, unit_ms: float, why: str) -> None:
+    n = round(ms / unit_ms)
+    if n < 1 or not math.isclose(n * unit_ms, ms, rel_tol=1e-9, abs_tol=1e-12):
+        raise ValueError(why)
 
 
 def ticks_of(ms: float, tick_ms: float, what: str) -> int:

@@ -84,6 +84,8 @@ class Child:
 def run_embedded(a) -> int:
     from cosim.cli import _overrides
     cfg = _overrides(a.config, a.set)
+    from cosim.config import check_files
+    check_files(cfg, a.config or "<default>")
     out = Path(a.out) if a.out else Path(cfg.run.results_dir) / f"{cfg.run.name}_{datetime.now():%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)

@@ -141,7 +141,10 @@ class NodeRuntime:
     def _fail(self, parent: Message, exc: Exception, doing: str):
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         log.debug("%s: failure while %s", self.name, doing, exc_info=True)
-        self.ch.send(Message(T.ERROR, {"error": "NodeFailure", "message": f"{doing}: {reason}"},
+        # adapters raise ValueError for a configuration they cannot run (regions out of range, a
+        # missing file, a dt they cannot use): during setup that is the config's fault, not the node's
+        kind = "ConfigRejected" if self.window < 0 and isinstance(exc, ValueError) else "NodeFailure"
+        self.ch.send(Message(T.ERROR, {"error": kind, "message": f"{doing}: {reason}"},
                              node=self.name, window=parent.window, parent_id=parent.msg_id))
         raise NodeFailed(f"node {self.name!r} failed while {doing}: {reason}") from exc
 

@@ -11,7 +11,8 @@ A keys folder, written by `cosim keys DIR [names...]`:
 - `server_from_dir(DIR)` → `CurveServer`: the coordinator's side. `apply_server(ctx, sock)` makes
   `sock` a CURVE server and starts, once per ZeroMQ context, a ZAP authenticator thread that
   accepts only the keys in `DIR/authorized` and logs every refused key (WARNING, first time per
-  key and address, then every 100th).
+  key and address, then every 100th). Accepted connections carry the key's name as the ZeroMQ
+  "User-Id" property of every message they send.
 - `client_from_dir(DIR, name)` → `CurveClient`: a node's side. `apply_client(sock)` sets the
   node's key pair and the coordinator's public key.
 
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
+import zmq.utils.z85
 from zmq.auth.thread import ThreadAuthenticator
 
 from cosim.config import ConfigError
@@ -89,9 +91,18 @@ class _Authenticator(ThreadAuthenticator):
 
     address = ""
 
+    keys: "_AuthorizedKeys | None" = None
+
     async def handle_zap_message(self, msg: list[bytes]) -> None:
         self.address = msg[3].decode(errors="replace") if len(msg) > 3 else "?"
         await super().handle_zap_message(msg)
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        """The key's name (its file name in authorized/): every message of that connection carries
+        it as the frame property "User-Id" (`frame.get("User-Id")`), so a receiver can tell which
+        key sent it."""
+        z85 = zmq.utils.z85.encode(client_public_key)
+        return self.keys.names.get(z85, z85.decode()) if self.keys else z85.decode()
 
 
 class _AuthorizedKeys:
@@ -143,7 +154,7 @@ class CurveServer:
                 auth = _Authenticator(ctx, log=logging.getLogger("zmq.auth"))
                 auth.start()
                 auth.configure_curve_callback(domain="*", credentials_provider=self.keys)
-                self.keys.auth = auth
+                self.keys.auth, auth.keys = auth, self.keys
                 entry = self._auths[id(ctx)] = (ctx, auth)
                 log.info("coordinator: CURVE on; %d authorized key(s) in %s: %s", len(self.keys.names),
                          self.keys.folder, ", ".join(sorted(self.keys.names.values())))

@@ -126,3 +126,26 @@ def test_foreign_key_is_refused_and_run_proceeds(tmp_path, procs):
     assert "no CONFIGURE" in (tmp_path / "rogue.log").read_text()
     with h5py.File(out / "coordinator.h5") as f:
         assert f.attrs["n_windows"] > 0 and f["signals/spiking/state/S_e"].shape[0] > 0
+
+
+def test_accepted_messages_carry_the_key_name_as_user_id(tmp_path):
+    """The ZAP handler maps an authorized key to its name: a receiver can bind names to keys."""
+    security.generate(tmp_path, ["coordinator", "tvb"])
+    ctx, server = zmq.Context(), security.server_from_dir(tmp_path)
+    try:
+        router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+        for s in (router, dealer):
+            s.linger = 0
+        server.apply_server(ctx, router)
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        security.client_from_dir(tmp_path, "tvb").apply_client(dealer)
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer.send(b"hello")
+        assert router.poll(10_000)
+        frames = router.recv_multipart(copy=False)
+        assert frames[1].bytes == b"hello" and frames[1].get("User-Id") == "tvb"
+        router.close()
+        dealer.close()
+    finally:
+        server.stop()           # the ZAP thread's sockets live in ctx
+        ctx.term()

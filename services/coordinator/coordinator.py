@@ -212,6 +212,8 @@ class Coordinator:
             handler(peer, msg)
         except RunFailed:
             raise
+        except ConfigError as e:   # found only now that the nodes described themselves (e.g. the window)
+            raise RunFailed(str(e), 2) from None
         except Exception as e:  # a well-formed but nonsensical message must not kill the run
             self.rejects.reject("BadContent", f"{msg!r}: {type(e).__name__}: {e}", name)
             self.send(peer, T.ERROR, {"error": "MalformedMessage", "message": f"{type(e).__name__}: {e}"}, parent=msg)
@@ -428,7 +430,8 @@ class Coordinator:
     def on_error(self, peer: Peer, msg: Message) -> None:
         c = msg.content
         text = c.get("reason") or f"{c.get('error')}: {c.get('message')}"
-        raise RunFailed(self.where(peer.name, text))
+        # a node that cannot run this configuration: exit code 2 like any configuration error
+        raise RunFailed(self.where(peer.name, text), 2 if c.get("error") == "ConfigRejected" else 1)
 
     def unexpected(self, peer: Peer, msg: Message) -> None:
         self.rejects.reject("UnexpectedMessage", f"{msg!r} in state {self.state}, window {self.window}", peer.name)
