@@ -1,0 +1,76 @@
+"""TVB ⇄ NetPyNE through the real system (three processes over ZeroMQ), small networks.
+
+- a run completes and leaves spikes, rates, exchanged signals and plots;
+- the same seed gives identical spikes and identical exchanged signals twice;
+- the node under mpiexec with 2 ranks gives the same exchange as 1 rank;
+- silencing the spiking region's input lowers the proxy R_e that TVB receives.
+"""
+import h5py
+import numpy as np
+import pytest
+
+from psutil_free import cosim_processes
+
+
+def cfg(**params):
+    base = {"network": {"n_exc": 40, "n_inh": 12}}
+    for k, v in params.items():
+        base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
+    return {"run": {"name": "np", "duration_ms": 120.0, "seed": 11},
+            "spiking_nodes": [{"name": "spiking", "backend": "netpyne", "regions": [33, 71], "params": base}]}
+
+
+def exchanged(out):
+    with h5py.File(out / "coordinator.h5", "r") as f:
+        return {k: f[f"signals/spiking/state/{k}"][:] for k in ("S_e", "R_e")} | \
+               {"coupling": f["signals/tvb/coupling/R_e"][:]}
+
+
+def spikes(out):
+    with h5py.File(out / "spiking.h5", "r") as f:
+        grp = f["spikes"]
+        return {k: grp[k][:] for k in grp}
+
+
+def test_run_completes_with_results_and_plots_and_is_reproducible(tmp_path, cosim):
+    from conftest import run_cosim
+    a = cosim(cfg())
+    assert a.code == 0, a.stderr[-2000:]
+    for f in ("coordinator.h5", "tvb.h5", "spiking.h5", "tvb_activity.png", "spiking_spiking.png", "exchange.png"):
+        assert (a.out / f).exists(), f
+    ea = exchanged(a.out)
+    assert ea["R_e"].max() > 0, "the spiking regions never fired"
+    (tmp_path / "second").mkdir()
+    b = run_cosim(cfg(), tmp_path / "second", "--no-plots")
+    assert b.code == 0, b.stderr[-2000:]
+    eb = exchanged(b.out)
+    for k in ea:
+        assert np.array_equal(ea[k], eb[k]), k
+    sa, sb = spikes(a.out), spikes(b.out)
+    assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
+    assert not cosim_processes(str(a.out)) and not cosim_processes(str(b.out))
+
+
+@pytest.mark.mpi
+def test_two_mpi_ranks_exchange_the_same_as_one(tmp_path):
+    from conftest import run_cosim
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = run_cosim(cfg(), tmp_path / "one", "--no-plots")
+    two = run_cosim(cfg(mpi_ranks=2), tmp_path / "two", "--no-plots")
+    assert one.code == 0 and two.code == 0, (one.stderr[-1500:], two.stderr[-1500:])
+    assert "rank 1/2" in (two.out / "logs" / "spiking.log").read_text()
+    e1, e2 = exchanged(one.out), exchanged(two.out)
+    for k in e1:
+        assert np.array_equal(e1[k], e2[k]), k
+
+
+def test_silencing_the_input_lowers_the_proxy_rate(tmp_path):
+    from conftest import run_cosim
+    (tmp_path / "on").mkdir()
+    (tmp_path / "off").mkdir()
+    on = run_cosim(cfg(), tmp_path / "on", "--no-plots")
+    off = run_cosim(cfg(input={"weight_uS": 0.0}), tmp_path / "off", "--no-plots")
+    assert on.code == 0 and off.code == 0
+    r_on, r_off = exchanged(on.out)["R_e"], exchanged(off.out)["R_e"]
+    assert r_off.mean() < 0.5 * r_on.mean(), (r_on.mean(), r_off.mean())
