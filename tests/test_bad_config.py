@@ -1,0 +1,151 @@
+"""Bad configurations are refused before any simulation starts (issue "Reliability" §4).
+
+Table-driven: each case mutates a valid config. Static mistakes are refused by `cosim validate`
+(and would be by `cosim run`); mistakes only visible once the nodes describe themselves (the
+connectome: region ranges, the smallest delay) or that touch the machine (ports) are refused
+by `cosim run` during setup. Every refusal: exit code 2, one line naming the field, no
+traceback, and for `cosim run` no window simulated (no coordinator.h5, no process left).
+"""
+from __future__ import annotations
+
+import copy
+import socket
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from psutil_free import cosim_processes
+
+PY = [sys.executable, "-m", "cosim.cli"]
+
+
+def base() -> dict:
+    return {"run": {"name": "bad", "duration_ms": 20, "progress": False},
+            "spiking_nodes": [{"name": "spiking", "backend": "noop", "regions": [3, 5]}],
+            "coordinator": {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 2000, "setup_timeout_ms": 60000}}
+
+
+def _set(path: str, value):
+    def f(c: dict) -> None:
+        keys = path.split(".")
+        node = c
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
+        if isinstance(node, list):
+            node[int(keys[-1])] = value
+        else:
+            node[keys[-1]] = value
+    return f
+
+
+# (id, mutation or raw text, words the one-line message must contain)
+STATIC = [
+    ("unknown_top_key", _set("simulation", {"x": 1}), ["simulation", "Extra inputs"]),
+    ("unknown_nested_key", _set("run.durration_ms", 10), ["run.durration_ms"]),
+    ("duration_wrong_type", _set("run.duration_ms", "long"), ["run.duration_ms"]),
+    ("duration_zero", _set("run.duration_ms", 0), ["run.duration_ms", "greater than 0"]),
+    ("duration_negative", _set("run.duration_ms", -5), ["run.duration_ms"]),
+    ("window_negative", _set("run.window_ms", -1.0), ["run.window_ms"]),
+    ("window_not_whole_steps", _set("run.window_ms", 0.25), ["run.window_ms", "whole number of TVB steps"]),
+    ("dt_zero", _set("tvb.dt_ms", 0), ["tvb.dt_ms"]),
+    ("tavg_not_multiple_of_dt", _set("tvb.monitors.temporal_average_ms", 0.15), ["temporal_average_ms", "tvb.dt_ms"]),
+    ("seed_negative", _set("run.seed", -1), ["run.seed"]),
+    ("duplicate_regions_in_node", _set("spiking_nodes.0.regions", [3, 3]), ["spiking_nodes[0].regions", "duplicate"]),
+    ("negative_region", _set("spiking_nodes.0.regions", [-1]), ["spiking_nodes[0].regions"]),
+    ("region_claimed_twice", _set("spiking_nodes", [{"name": "a", "backend": "noop", "regions": [3]},
+                                                    {"name": "b", "backend": "noop", "regions": [3]}]),
+     ["spiking_nodes", "region 3", "claimed"]),
+    ("no_regions", _set("spiking_nodes.0.regions", []), ["spiking_nodes[0].regions"]),
+    ("no_spiking_nodes", _set("spiking_nodes", []), ["spiking_nodes"]),
+    ("spiking_nodes_not_a_list", _set("spiking_nodes", "spiking"), ["spiking_nodes"]),
+    ("bad_node_name", _set("spiking_nodes.0.name", "bad name!"), ["spiking_nodes[0].name"]),
+    ("node_named_tvb", _set("spiking_nodes.0.name", "tvb"), ["spiking node names", "tvb"]),
+    ("unknown_backend", _set("spiking_nodes.0.backend", "nest"), ["spiking_nodes[0].backend", "nest"]),
+    ("unknown_backend_param", _set("spiking_nodes.0.params", {"bogus": 1}), ["spiking_nodes[0].params", "bogus"]),
+    ("backend_param_wrong_type", _set("spiking_nodes.0.params", {"step_sleep_ms": "slow"}),
+     ["spiking_nodes[0].params", "step_sleep_ms"]),
+    ("unknown_integrator", _set("tvb.integrator.kind", "euler"), ["tvb.integrator.kind"]),
+    ("unknown_model_param", _set("tvb.model", {"Q": 1.0}), ["tvb.model", "Q"]),
+    ("heartbeat_timeout_too_short", _set("coordinator.heartbeat_timeout_ms", 150),
+     ["coordinator", "heartbeat_timeout_ms"]),
+    ("max_message_too_small", _set("coordinator.max_message_bytes", 100), ["coordinator.max_message_bytes"]),
+    ("missing_connectivity_file", _set("tvb.connectivity", "/nonexistent/connectivity_76.zip"),
+     ["tvb.connectivity", "not found"]),
+    ("not_yaml", "run: {duration_ms: [1, 2\n", ["not valid YAML"]),
+    ("not_a_mapping", "- a\n- b\n", ["top level must be a mapping"]),
+]
+
+
+def _write(tmp_path, case) -> str:
+    p = tmp_path / "bad.yaml"
+    if isinstance(case, str):
+        p.write_text(case)
+    else:
+        c = copy.deepcopy(base())
+        case(c)
+        p.write_text(yaml.safe_dump(c))
+    return str(p)
+
+
+def _check_refusal(p: subprocess.CompletedProcess, words: list[str]) -> str:
+    out = p.stdout + p.stderr
+    assert p.returncode == 2, out
+    assert "Traceback" not in out, out
+    lines = [l for l in p.stderr.splitlines() if l.startswith("cosim") and ("error" in l or "failed" in l)]
+    assert len(lines) == 1, p.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("name,case,words", STATIC, ids=[c[0] for c in STATIC])
+def test_static_mistakes_are_refused_by_validate(tmp_path, name, case, words):
+    p = subprocess.run(PY + ["validate", _write(tmp_path, case)], capture_output=True, text=True, timeout=60)
+    _check_refusal(p, words)
+
+
+def test_missing_config_file_is_refused(tmp_path):
+    p = subprocess.run(PY + ["validate", str(tmp_path / "nope.yaml")], capture_output=True, text=True, timeout=60)
+    _check_refusal(p, ["nope.yaml", "not found"])
+
+
+def test_the_base_config_is_valid(tmp_path):
+    p = subprocess.run(PY + ["validate", _write(tmp_path, lambda c: None)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
+def _busy_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    return s, s.getsockname()[1]
+
+
+RUNTIME = [
+    # the TVB node knows the connectome: regions out of its range are a configuration error
+    ("region_out_of_range", _set("spiking_nodes.0.regions", [3, 500]), ["regions", "500"]),
+    # the smallest crossing delay of the noop connectome is 16 steps = 1.6 ms
+    ("window_longer_than_min_delay", _set("run.window_ms", 3.2), ["run.window_ms", "longer than the smallest delay"]),
+    ("router_port_in_use", "router", ["coordinator.router", "already in use"]),
+    ("pub_port_in_use", "pub", ["coordinator.pub", "already in use"]),
+]
+
+
+@pytest.mark.parametrize("name,case,words", RUNTIME, ids=[c[0] for c in RUNTIME])
+def test_mistakes_found_at_setup_are_refused_by_run(tmp_path, name, case, words):
+    busy = None
+    if isinstance(case, str):               # a port held by someone else
+        busy, port = _busy_port()
+        case = _set(f"coordinator.{case}", f"tcp://127.0.0.1:{port}")
+    try:
+        out = tmp_path / "out"
+        p = subprocess.run(PY + ["run", _write(tmp_path, case), "--out", str(out), "--no-plots"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    finally:
+        if busy is not None:
+            busy.close()
+    _check_refusal(p, words)
+    assert not (out / "coordinator.h5").exists()      # no window was simulated
+    assert not cosim_processes(str(out))
