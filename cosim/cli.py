@@ -85,19 +85,29 @@ def _overrides(cfg_path: str | None, sets: list[str]):
     cfg = load_config(cfg_path)
     if not sets:
         return cfg
-    data = cfg.model_dump(mode="json")
+    data = cfg.model_dump(mode="json", exclude_unset=True)   # keep "unset" so defaults stay defaults
+    full = cfg.model_dump(mode="json")
     for s in sets:
         if "=" not in s:
             raise ConfigError(f"--set {s!r}: expected KEY=VALUE")
         key, val = s.split("=", 1)
-        node, parts = data, key.split(".")
-        for part in parts[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        last = parts[-1]
-        if isinstance(node, list):
-            node[int(last)] = yaml.safe_load(val)
-        else:
-            node[last] = yaml.safe_load(val)
+        node, ref, parts = data, full, key.split(".")
+        try:
+            for part in parts[:-1]:
+                if isinstance(node, list):
+                    node, ref = node[int(part)], ref[int(part)]
+                    continue
+                ref = ref.get(part) if isinstance(ref, dict) else None
+                if part not in node:   # lists come whole from the defaults; mappings start empty
+                    node[part] = list(ref) if isinstance(ref, list) else {}
+                node = node[part]
+            last = parts[-1]
+            if isinstance(node, list):
+                node[int(last)] = yaml.safe_load(val)
+            else:
+                node[last] = yaml.safe_load(val)
+        except (ValueError, IndexError, TypeError, KeyError, yaml.YAMLError):
+            raise ConfigError(f"--set {s!r}: no such place in the config") from None
     return parse_config(data, cfg_path or "<default>")
 
 

@@ -30,3 +30,13 @@ def test_toml_is_accepted(tmp_path):
 def test_errors_name_the_field(data, field):
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
         parse_config(data)
+
+
+def test_set_overrides_keep_unset_fields_unset(tmp_path):
+    from cosim.cli import _overrides
+    p = tmp_path / "c.yaml"
+    p.write_text("run: {duration_ms: 30}\n")
+    cfg = _overrides(str(p), ["spiking_nodes.0.backend=reference", "run.seed=5"])
+    assert cfg.spiking_nodes[0].backend == "reference" and cfg.run.seed == 5 and cfg.run.duration_ms == 30
+    # the launcher picks free ports only for addresses the user did not set
+    assert "router" not in cfg.coordinator.model_fields_set
