@@ -120,10 +120,18 @@ class NodeRuntime:
     def windows(self) -> dict:
         wait_s = 0.0
         t_wait = time.perf_counter()
+        done, last_done = -1, None      # last window answered, and the answer (resent if the coordinator asks)
         while True:
+            self.hb.status = {"done": done, "waiting": True}   # lets the coordinator see a lost message (§8)
             msg = self._wait({T.STEP, T.END}, 10**9, "STEP")
             if msg.type == T.END:
                 return self.adapter.finish(None)
+            if msg.window <= done:      # a repeated STEP: our STEP_DONE was lost (a reconnect); never recompute
+                if msg.window == done and last_done is not None:
+                    log.warning("%s: STEP %d repeated by the coordinator; resending its STEP_DONE", self.name, done)
+                    self.ch.send(last_done)
+                continue
+            self.hb.status = {"done": done, "waiting": False}
             # before window 0 the node waits for the slowest node's setup: that is not lockstep waiting
             wait_s = time.perf_counter() - t_wait if msg.window > 0 else 0.0
             self.window = msg.window
@@ -133,9 +141,11 @@ class NodeRuntime:
             except Exception as e:
                 self._fail(msg, e, f"window {msg.window}")
             compute_s = time.perf_counter() - t0
-            self.ch.send(Message(T.STEP_DONE, {"outputs": outputs,
+            last_done = Message(T.STEP_DONE, {"outputs": outputs,
                                               "timing": {"compute_s": compute_s, "wait_s": wait_s}},
-                                 node=self.name, window=msg.window, parent_id=msg.msg_id))
+                                 node=self.name, window=msg.window, parent_id=msg.msg_id)
+            self.ch.send(last_done)
+            done = msg.window
             t_wait = time.perf_counter()
 
     def _fail(self, parent: Message, exc: Exception, doing: str):

@@ -124,6 +124,9 @@ class Heartbeat(threading.Thread):
         self.lost = threading.Event()
         self._stop = threading.Event()
         self.last_reply = time.monotonic()
+        # the runtime's progress, sent with every heartbeat ({"done": k, "waiting": bool} while
+        # running): lets the coordinator repeat a STEP lost with a reset connection (§8)
+        self.status: dict = {}
 
     def set_timing(self, interval_ms: int, timeout_ms: int) -> None:
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
@@ -146,7 +149,7 @@ class Heartbeat(threading.Thread):
                     self.last_reply, next_send = now, 0.0
                 last_loop = now
                 if now >= next_send:
-                    ch.send(Message(MessageType.HEARTBEAT, {}, node=self.node))
+                    ch.send(Message(MessageType.HEARTBEAT, dict(self.status), node=self.node))
                     next_send = now + self.interval_ms / 1000
                 msg = ch.recv(min(self.interval_ms, 100))
                 if msg is not None and msg.type == MessageType.HEARTBEAT:

@@ -53,6 +53,8 @@ class Peer:
     requires: list[SignalSpec] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     silent_warned: bool = False
+    stuck_since: float | None = None    # idle (per its heartbeats) although the run waits for it
+    stuck_done: int | None = None
 
 
 class Coordinator:
@@ -66,6 +68,8 @@ class Coordinator:
             self.peers[n.name] = Peer(n.name, "spiking")
         self.by_rid: dict[bytes, str] = {}
         self.rejects = RejectCounter("coordinator")
+        self.last_step: dict[str, dict] = {}   # the STEP content each node got this window (for a resend)
+        self.resent = 0
         self.state = "SETUP"
         self.window = -1
         self.produced: dict[str, dict[str, np.ndarray]] = {}
@@ -185,6 +189,8 @@ class Coordinator:
             if name is not None:
                 self.peers[name].last_seen = time.monotonic()
                 self.peers[name].silent_warned = False
+                if msg.type == T.HEARTBEAT:
+                    self.check_stuck(self.peers[name], msg.content)
             if msg.type == T.HEARTBEAT:   # answer even unknown peers: they may be registering
                 self._send_to(rid, Message(T.HEARTBEAT, {}, node="coordinator", parent_id=msg.msg_id))
             else:
@@ -241,6 +247,34 @@ class Coordinator:
             missing = [f"{p.name} ({p.state})" for p in self.peers.values() if p.state != "ready"]
             raise RunFailed(f"setup timed out after {self.cc.setup_timeout_ms} ms; not ready: {', '.join(missing)} "
                             f"(are they started and pointed at {self.router_addr}?)")
+
+    def check_stuck(self, peer: Peer, hb: dict) -> None:
+        """§8: a node whose heartbeats say it waits for a STEP (or END) that the coordinator sent,
+        or that answered a STEP whose STEP_DONE never arrived, lost a message with a reset
+        connection (ZeroMQ reconnects but does not resend). After half a heartbeat timeout the
+        coordinator repeats the message; the node answers a repeated STEP with its STEP_DONE again."""
+        done = hb.get("done")
+        stuck = hb.get("waiting") is True and isinstance(done, int) and (
+            (self.state == "RUNNING" and peer.name in self.pending and done >= self.window - 1)
+            or (self.state == "FINISHING" and peer.state != "finished"))
+        now = time.monotonic()
+        if not stuck:
+            peer.stuck_since = None
+            return
+        if peer.stuck_since is None or peer.stuck_done != done:   # progress since: not stuck
+            peer.stuck_since, peer.stuck_done = now, done
+            return
+        if now - peer.stuck_since < self.cc.heartbeat_timeout_ms / 2000:
+            return
+        peer.stuck_since = now
+        self.resent += 1
+        log.warning("coordinator: node %r idle while the run waits for it in window %d: repeating %s "
+                    "(a message lost with a reset connection?)", peer.name, self.window,
+                    "STEP" if self.state == "RUNNING" else "END")
+        if self.state == "RUNNING":
+            self.send(peer, T.STEP, self.last_step[peer.name], window=self.window)
+        else:
+            self.send(peer, T.END, {"reason": "completed"})
 
     def where(self, name: str, why: str) -> str:
         if self.state == "SETUP":
@@ -383,9 +417,16 @@ class Coordinator:
         n_ticks = self.W * self.dt_ticks
         for p in self.peers.values():
             inputs = routing.route(self.plan, p.name, self.produced, self.W)
-            self.send(p, T.STEP, {"start_tick": k * n_ticks, "n_ticks": n_ticks, "inputs": inputs}, window=k)
+            self.last_step[p.name] = {"start_tick": k * n_ticks, "n_ticks": n_ticks, "inputs": inputs}
+            self.send(p, T.STEP, self.last_step[p.name], window=k)
 
     def on_step_done(self, peer: Peer, msg: Message) -> None:
+        if self.state in ("RUNNING", "FINISHING") and (msg.window < self.window or (
+                msg.window == self.window and peer.name not in self.pending)):
+            # already received: a STEP_DONE sent again after a repeated STEP (§8); no ERROR, which
+            # would end the node
+            self.rejects.reject("DuplicateStepDone", f"{msg!r} during window {self.window}", peer.name)
+            return
         if self.state != "RUNNING" or msg.window != self.window or peer.name not in self.pending:
             return self.unexpected(peer, msg)
         outputs = msg.content["outputs"]
@@ -465,7 +506,7 @@ class Coordinator:
                   "windows_planned": getattr(self, "K", None),
                   "simulated_ms": max(done + 1, 0) * getattr(self, "W", 0) * self.tvb_dt_ms,
                   "reason": str(self.failure) if self.failure else "completed",
-                  "rejected_messages": dict(self.rejects.counts)}
+                  "rejected_messages": dict(self.rejects.counts), "messages_repeated": self.resent}
         if self.record is not None:
             self.record.close(status)
         else:
