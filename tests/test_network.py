@@ -1,0 +1,127 @@
+"""Network faults between the nodes and the coordinator (issue "Reliability" §5), through a
+userspace TCP proxy on loopback (`tcp_proxy.TcpProxy`; the kernel here has no netem).
+
+- delay + jitter on every chunk: the run completes, bit-identical to a clean run;
+- a cut (nothing forwarded, connections held) longer than the heartbeat timeout: the run aborts
+  by the rules (coordinator names the node; nodes notice the coordinator is gone), nobody hangs;
+- a cut shorter than the timeout: TCP holds, the run completes, bit-identical;
+- connection resets (RST): ZeroMQ reconnects but does not resend what was in flight; the
+  coordinator repeats a STEP a node is idle-waiting for (heartbeats carry the node's progress),
+  so the run completes, bit-identical.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+
+import pytest
+
+from cosim.launcher import free_port
+from harness import Services, check_prefix, log_time, read_results, ref_config
+from tcp_proxy import TcpProxy
+
+HB_MS = 1000
+DURATION = 200        # ms: 41 windows of 4.9 ms
+W = 49
+
+
+def _record(kind: str, **data) -> None:
+    path = os.environ.get("COSIM_FAULT_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"fault": kind, **data}) + "\n")
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean")
+    with Services(ref_config(DURATION, hb_timeout_ms=HB_MS), out).start_all() as s:
+        assert s.wait_exit(timeout=180) == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
+    return read_results(out)
+
+
+def _proxied(tmp_path, cfg, **proxy):
+    port = free_port()
+    px = TcpProxy("127.0.0.1", port, **proxy)
+    px.start()
+    return px, Services(cfg, tmp_path, node_address=f"tcp://127.0.0.1:{px.port}", router_port=port)
+
+
+def _complete_and_equal(s: Services, out, clean) -> dict:
+    codes = s.wait_exit(timeout=180)
+    assert codes == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
+    got = check_prefix(out, clean, W)
+    full = clean["coordinator.h5"]["time_ms"].shape[0] // W
+    assert got["coordinator.h5"] == full and got["spiking.h5"] == full, got
+    return json.loads((out / "status_coordinator.json").read_text())
+
+
+def test_delay_and_jitter_change_nothing(tmp_path, clean):
+    px, s = _proxied(tmp_path, ref_config(DURATION, hb_timeout_ms=HB_MS), delay_ms=3, jitter_ms=4, seed=1)
+    with px, s:
+        s.start_all()
+        _complete_and_equal(s, tmp_path, clean)
+        assert px.stats["bytes"] > 0
+
+
+def test_short_cut_is_survived(tmp_path, clean):
+    """Held for 40 % of the heartbeat timeout, twice: TCP keeps the connections, nothing is lost."""
+    px, s = _proxied(tmp_path, ref_config(DURATION, hb_timeout_ms=HB_MS))
+    with px, s:
+        s.start_all()
+        s.wait_running()
+        for _ in range(2):
+            time.sleep(0.15)
+            px.cut()
+            time.sleep(0.4 * HB_MS / 1000)
+            px.heal()
+        _complete_and_equal(s, tmp_path, clean)
+
+
+def test_connection_resets_are_survived(tmp_path, clean):
+    """RST on every connection at random moments: ZeroMQ reconnects; lost messages are repeated."""
+    rng = random.Random(3)
+    px, s = _proxied(tmp_path, ref_config(DURATION, hb_timeout_ms=HB_MS), delay_ms=1, jitter_ms=2)
+    with px, s:
+        s.start_all()
+        s.wait_running()
+        resets = 0
+        for _ in range(6):
+            time.sleep(rng.uniform(0.05, 0.3))
+            if s.any_exited():
+                break
+            px.reset()
+            resets += 1
+        status = _complete_and_equal(s, tmp_path, clean)
+    _record("connection resets", resets=resets, messages_repeated=status["messages_repeated"])
+    assert resets >= 2
+
+
+def test_long_cut_aborts_cleanly(tmp_path):
+    """Cut (connections held) for 3 heartbeat timeouts: the coordinator fails the run naming a node,
+    the nodes conclude the coordinator is gone; every process exits by itself, in bounded time."""
+    cfg = ref_config(2000, hb_timeout_ms=HB_MS)
+    px, s = _proxied(tmp_path, cfg)
+    with px, s:
+        s.start_all()
+        s.wait_running()
+        time.sleep(0.3)
+        px.cut()
+        t_cut = time.time()
+        codes = s.wait_exit(timeout=HB_MS / 1000 + 30)
+        assert codes == {"coordinator": 1, "tvb": 1, "spiking": 1}, (codes, s.logs_text())
+        px.heal()
+        fails = [l for l in s.log("coordinator").splitlines() if l.startswith("cosim: run failed")]
+        assert len(fails) == 1 and "no heartbeat" in fails[0] and "last completed window" in fails[0], fails
+        t_abort = log_time(s.log("coordinator"), "aborting run")
+        nodes = {}
+        for n in ("tvb", "spiking"):
+            assert "stopped answering heartbeats" in s.log(n), s.log(n)
+            nodes[n] = round((log_time(s.log(n), "no heartbeat from the coordinator") - t_cut) * 1000)
+        _record("cut > timeout", coordinator_detect_ms=round((t_abort - t_cut) * 1000), nodes_detect_ms=nodes,
+                timeout_ms=HB_MS)
+        assert t_abort - t_cut < HB_MS / 1000 + 1.0
+    status = json.loads((tmp_path / "status_coordinator.json").read_text())
+    assert not status["completed"]
