@@ -99,6 +99,24 @@ class NodeAdapter(abc.ABC):
         """Flush results; ``aborted`` is the reason when the run did not complete. Returns a summary."""
         return {}
 
+    def window_timing(self) -> dict[str, float]:
+        """Seconds the last ``step`` spent by part, reported per window in STEP_DONE.timing.
+
+        ``simulate_s`` is the simulator's own integration; the rest of ``step`` counts as
+        transformation (inputs, outputs, recording) in the run's timing breakdown. The default
+        reads a cumulative ``integrate_s`` counter from ``self.timing`` or ``self._timing`` (as the
+        TVB and NetPyNE adapters keep); backends without one report nothing (all ``step`` time
+        then counts as simulation). Override to report more parts.
+        """
+        counters = getattr(self, "timing", None)
+        if not isinstance(counters, dict) or "integrate_s" not in counters:
+            counters = getattr(self, "_timing", None)
+        if not isinstance(counters, dict) or "integrate_s" not in counters:
+            return {}
+        total = float(counters["integrate_s"])
+        last, self._window_timing_total = getattr(self, "_window_timing_total", 0.0), total
+        return {"simulate_s": total - last}
+
     def follow(self) -> None:
         """MPI ranks > 0: serve rank 0's collective calls until the run ends."""
         raise NotImplementedError(f"{type(self).__name__} does not run under MPI")

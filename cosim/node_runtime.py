@@ -141,8 +141,13 @@ class NodeRuntime:
             except Exception as e:
                 self._fail(msg, e, f"window {msg.window}")
             compute_s = time.perf_counter() - t0
-            last_done = Message(T.STEP_DONE, {"outputs": outputs,
-                                              "timing": {"compute_s": compute_s, "wait_s": wait_s}},
+            # wait_s includes decoding this STEP (decode_s); encode_s is the previous STEP_DONE's
+            timing = {"compute_s": compute_s, "wait_s": wait_s, "decode_s": self.ch.last_decode_s,
+                      "encode_s": self.ch.last_encode_s}
+            part = getattr(self.adapter, "window_timing", None)
+            if part is not None:
+                timing.update(part())
+            last_done = Message(T.STEP_DONE, {"outputs": outputs, "timing": timing},
                                  node=self.name, window=msg.window, parent_id=msg.msg_id)
             self.ch.send(last_done)
             done = msg.window

@@ -1,4 +1,8 @@
-"""What a finished run leaves for people: summary.json, a printed summary, and plots."""
+"""What a finished run leaves for people: summary.json, a printed summary, and plots.
+
+The summary carries the timing breakdown per service (cosim.breakdown) so a user sees why a
+run is slow; `cosim report RUN_DIR` prints it again for any run directory.
+"""
 from __future__ import annotations
 
 import json
@@ -10,25 +14,36 @@ log = logging.getLogger(__name__)
 
 def write_run_outputs(out: Path, summary: dict, plots: bool = True) -> None:
     out = Path(out)
+    try:
+        from cosim.breakdown import breakdown
+        summary["breakdown"] = breakdown(out)
+    except Exception as e:  # the breakdown is a convenience; the data is already safe
+        log.warning("could not compute the timing breakdown: %s", e)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if plots:
         try:
             from cosim.plots import plot_run
             for p in plot_run(out):
                 log.info("plot written: %s", p)
+            from cosim.breakdown import plot_breakdown
+            log.info("plot written: %s", plot_breakdown(out))
         except Exception as e:  # plots are a convenience; the data is already safe
             log.warning("could not draw plots: %s", e)
     print(format_summary(summary))
 
 
-def format_summary(s: dict) -> str:
+def format_summary(s: dict, with_breakdown: bool = True) -> str:
     lines = [f"cosim: completed {s['windows']} windows of {s['window_ms']:g} ms = {s['simulated_ms']:g} ms simulated "
              f"in {s['wall_s']:.2f} s ({s['windows_per_s']:.0f} windows/s, real-time factor {s['real_time_factor']:.2f})"]
     t = s.get("timing", {})
     if "window_wall_ms" in t:
         lines.append(f"  per window: {t['window_wall_ms']:.3f} ms wall at the coordinator")
-    for node, v in t.items():
-        if isinstance(v, dict):
-            lines.append(f"  {node:>12}: compute {v['compute_ms']:.3f} ms, waiting {v['wait_ms']:.3f} ms per window")
+    if with_breakdown and s.get("breakdown"):
+        from cosim.breakdown import format_breakdown
+        lines.append(format_breakdown(s["breakdown"]))
+    else:
+        for node, v in t.items():
+            if isinstance(v, dict):
+                lines.append(f"  {node:>12}: compute {v['compute_ms']:.3f} ms, waiting {v['wait_ms']:.3f} ms per window")
     lines.append(f"  results: {s['results_dir']}")
     return "\n".join(lines)

@@ -5,9 +5,17 @@
   signals/<producer>/<name>     (K·W, n)  what the producer sent each window; attrs: regions,
                                           window_offset (1 for coupling/*: rows belong to the
                                           window after the one that produced them)
-  timing/<node>                 (K, 2)    compute_s, wait_s as the node measured them
+  timing/<node>                 (K, 5)    as the node measured them (NaN if it did not say):
+                                          compute_s (its adapter's step), wait_s (idle between
+                                          its STEP_DONE and the next STEP, decoding it included),
+                                          simulate_s (the simulator's integration, part of
+                                          compute_s), decode_s (this STEP), encode_s (the
+                                          previous STEP_DONE)
   timing/window_wall_s          (K, 1)    the coordinator's wall time per window (STEP sent →
                                           last STEP_DONE received)
+  timing/coordinator_s          (K, 1)    the coordinator's own work before window k: recording
+                                          window k-1, routing and encoding the STEPs of window k
+  (cosim.breakdown turns these into a per-service breakdown)
 `<results_dir>/status_coordinator.json`: completed?, windows completed, reason; rewritten after
 every flush while running, so after a kill `windows_completed` is what coordinator.h5 holds.
 """
@@ -19,7 +27,7 @@ import numpy as np
 
 from cosim.results import Column, WindowRecorder, write_status
 
-TIMING_FIELDS = ("compute_s", "wait_s")
+TIMING_FIELDS = ("compute_s", "wait_s", "simulate_s", "decode_s", "encode_s")
 
 
 class RunRecord:
@@ -36,6 +44,7 @@ class RunRecord:
         for n in nodes:
             layout[f"timing/{n}"] = Column(len(TIMING_FIELDS), 1, attrs={"fields": list(TIMING_FIELDS), "units": "s"})
         layout["timing/window_wall_s"] = Column(1, 1, attrs={"units": "s"})
+        layout["timing/coordinator_s"] = Column(1, 1, attrs={"units": "s"})
         self.rec = WindowRecorder(self.path, layout, file_attrs={
             "steps_per_window": W, "n_windows": K, "tvb_dt_ms": dt_ms, "config": cfg.model_dump(mode="json")},
             on_flush=on_flush)
@@ -43,7 +52,7 @@ class RunRecord:
         self.wall_sum = 0.0
         self.k = 0
 
-    def append(self, k: int, produced: dict, timing: dict, wall_s: float) -> None:
+    def append(self, k: int, produced: dict, timing: dict, wall_s: float, coordinator_s: float = float("nan")) -> None:
         rows = {"time_ms": ((k * self.W + 1 + np.arange(self.W)) * self.dt_ms)[:, None]}
         for key, producer, name in self.signals:
             rows[key] = produced[producer][name]
@@ -52,6 +61,7 @@ class RunRecord:
             rows[f"timing/{n}"] = t
             self.sums[n] += np.nan_to_num(t[0])
         rows["timing/window_wall_s"] = np.array([[wall_s]])
+        rows["timing/coordinator_s"] = np.array([[coordinator_s]])
         self.wall_sum += wall_s
         self.rec.append(rows)
         self.k = k + 1
