@@ -1,0 +1,339 @@
+"""docs/performance.md and docs/perf_*.png from the suite's results (bench/run_all.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _f(x, d=2, unit=""):
+    if x is None:
+        return "–"
+    try:
+        return f"{x:.{d}f}{unit}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _met(ok) -> str:
+    return "–" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def summary_rows(R: dict) -> list[tuple]:
+    rows = []
+    if "protocol" in R:
+        p = R["protocol"]
+        rows.append(("1 Protocol (noop nodes)", f"{_f(p['lockstep_per_window_us'], 0)} µs/window "
+                     f"({_f(p['lockstep_windows_per_s'], 0)} windows/s)",
+                     f"raw ROUTER↔2×DEALER {_f(p['raw_round_trip_us'], 0)} µs", _f(p["ratio"]), "≤ 1.5",
+                     _met(p["ratio"] <= 1.5)))
+    if "overlap" in R:
+        o = R["overlap"]
+        rows.append(("2 Overlap (default example, loop)", f"{_f(o['loop_s'])} s",
+                     f"slower alone ({o['slower_alone']}) {_f(max(o['tvb_alone_s'], o['neuron_alone_s']))} s",
+                     _f(o["ratio"]), "≤ 1.10", _met(o["ratio"] <= 1.10)))
+    if "toolbox" in R:
+        t = R["toolbox"]
+        rows.append(("3 Toolbox config: loop", f"{_f(t['loop_s'])} s", "toolbox 61 s",
+                     f"{_f(t['loop_speedup'], 1)}× faster", "≥ 8×", _met(t["loop_speedup"] >= 8)))
+        if t.get("wall_speedup") is not None:
+            rows.append(("3 Toolbox config: whole run", f"{_f(t['wall_total_s'])} s", "toolbox 72 s",
+                         f"{_f(t['wall_speedup'], 1)}× faster", "≥ 5×", _met(t["wall_speedup"] >= 5)))
+    if "longrun" in R:
+        lr = R["longrun"]
+        g = lr.get("rss_growth_max")
+        rows.append((f"4 Long run ({lr['windows']} windows of 1 step, {lr['backend']})",
+                     f"RSS growth {_f(100 * g if g is not None else None, 2)} %, window time "
+                     f"{_f(100 * lr['window_time_growth'], 1)} %", f"window {lr['rss_mark_window']}",
+                     f"{_f(lr['window_us_early'], 0)} → {_f(lr['window_us_late'], 0)} µs", "< 5 %, flat",
+                     _met(g is not None and g < 0.05 and lr["window_time_growth"] < 0.05
+                          and lr.get("input_delivered", True))))
+    if "scaling" in R:
+        s = R["scaling"]
+        bg = s.get("bytes_growth")
+        w = [x for x in s["wire"] if x.get("bytes_per_window")]
+        rows.append(("5 Scaling: bytes/window vs cells",
+                     ", ".join(f"{x['cells']}: {x['bytes_per_window']:.0f} B" for x in w), "smallest network",
+                     f"+{_f(100 * bg, 1)} %" if bg is not None else "–", "no growth",
+                     _met(bg is not None and bg < 0.05)))
+    if "distance" in R:
+        for r in R["distance"]["rows"]:
+            if not r["latency_ms"]:
+                continue
+            rows.append((f"6 Distance L = {r['latency_ms']:g} ms", f"{_f(r['per_window_ms'])} ms/window",
+                         f"compute + L = {_f(r['floor_direct_ms'], 1)} ms",
+                         _f(r["ratio_to_direct_floor"]), "(floor)",
+                         f"pays {_f(r.get('hops_paid'), 1)} hops"))
+    if "security" in R:
+        s = R["security"]
+        rows.append(("7 CURVE: protocol", f"{_f(s['protocol']['lockstep_per_window_us'], 0)} µs/window",
+                     f"raw {_f(s['protocol']['raw_round_trip_us'], 0)} µs", _f(s["protocol_ratio"]), "≤ 1.5",
+                     _met(s["protocol_ratio"] <= 1.5)))
+        if "overlap" in s:
+            rows.append(("7 CURVE: overlap", f"{_f(s['overlap']['loop_s'])} s",
+                         f"slower alone {_f(max(s['overlap']['tvb_alone_s'], s['overlap']['neuron_alone_s']))} s",
+                         _f(s["overlap_ratio"]), "≤ 1.10", _met(s["overlap_ratio"] <= 1.10)))
+    return rows
+
+
+def _plots(R: dict, docs: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    made = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(docs / name, dpi=100)
+        plt.close(fig)
+        made.append(name)
+
+    if "protocol" in R:
+        p = R["protocol"]
+        fig, ax = plt.subplots(figsize=(6, 2.6))
+        bars = [("raw pyzmq round trip", p["raw_round_trip_us"]), ("cosim lockstep window", p["lockstep_per_window_us"])]
+        if "security" in R:
+            sp = R["security"]["protocol"]
+            bars += [("raw (CURVE run)", sp["raw_round_trip_us"]), ("cosim lockstep, CURVE", sp["lockstep_per_window_us"])]
+        ax.barh([b[0] for b in bars], [b[1] for b in bars], color=["#999", "#4c72b0", "#bbb", "#c44e52"][:len(bars)])
+        ax.axvline(1.5 * p["raw_round_trip_us"], color="k", ls="--", lw=0.8, label="aim: 1.5 × raw")
+        ax.set_xlabel("µs per window (median of repeats)")
+        ax.legend(fontsize=7)
+        ax.invert_yaxis()
+        save(fig, "perf_protocol.png")
+    if "scaling" in R:
+        s = R["scaling"]
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+        c = s["cells"]
+        ax = axes[0]
+        x = [r["cells"] for r in c]
+        ax.loglog(x, [r["loop_ms_per_window"] for r in c], "ko-", label="loop")
+        ax.loglog(x, [r["simulate_ms"].get("spiking") for r in c], "s-", label="NEURON simulate")
+        ax.loglog(x, [r["simulate_ms"].get("tvb") for r in c], "^-", label="TVB simulate")
+        ax.loglog(x, [max(r["overhead_ms_per_window"], 1e-3) for r in c], "x--", label="beyond slowest simulator")
+        ax.set_xlabel("cells in the spiking region")
+        ax.set_ylabel("ms per 1.6 ms window")
+        ax.legend(fontsize=7)
+        ax = axes[1]
+        rg = [r for r in s["regions"] if r["services"] == 1]
+        ax.plot([r["regions"] for r in rg], [r["loop_ms_per_window"] for r in rg], "ko-", label="loop, one service")
+        ax.plot([r["regions"] for r in rg], [r["simulate_ms"].get("spiking") for r in rg], "s-", label="NEURON simulate")
+        two = [r for r in s["regions"] if r["services"] == 2]
+        if two:
+            ax.plot([8], [two[0]["loop_ms_per_window"]], "r*", ms=10, label="loop, two services (4+4)")
+        ax.set_xlabel("spiking regions (160 cells each)")
+        ax.set_ylabel("ms per window")
+        ax.legend(fontsize=7)
+        ax = axes[2]
+        w = [r for r in s["wire"] if r.get("bytes_per_window")]
+        ax.semilogx([r["cells"] for r in w], [r["bytes_per_window"] for r in w], "ko-")
+        ax.set_ylim(0, max([r["bytes_per_window"] for r in w] + [1]) * 1.3)
+        ax.set_xlabel("cells in the spiking region")
+        ax.set_ylabel("bytes on the wire per window")
+        save(fig, "perf_scaling.png")
+    if "distance" in R:
+        d = R["distance"]["rows"]
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        L = [r["latency_ms"] for r in d]
+        ax.plot(L, [r["per_window_ms"] for r in d], "ko-", label="measured")
+        ax.plot(L, [r["floor_via_coordinator_ms"] for r in d], "--", label="compute + 2 L (via coordinator)")
+        ax.plot(L, [r["floor_direct_ms"] for r in d], ":", label="compute + L (node to node)")
+        ax.set_xlabel("one-way latency L (ms)")
+        ax.set_ylabel("ms per window")
+        ax.legend(fontsize=7)
+        save(fig, "perf_distance.png")
+    if "longrun" in R:
+        lr = R["longrun"]
+        tr = lr.get("rss_trace") or []
+        if tr:
+            fig, ax = plt.subplots(figsize=(6, 3.2))
+            keys = sorted({k for t in tr for k in t if k != "window"})
+            for k in keys:
+                pts = [(t["window"], t[k] / 1024) for t in tr if k in t and t["window"] >= 0]
+                if pts:
+                    ax.plot(*zip(*pts), label=k)
+            ax.axvline(lr["rss_mark_window"], color="k", lw=0.5, ls="--")
+            ax.set_xlabel("window")
+            ax.set_ylabel("RSS (MiB)")
+            ax.legend(fontsize=7)
+            save(fig, "perf_longrun.png")
+    return made
+
+
+def _breakdowns(R: dict, docs: Path) -> list[tuple[str, dict, str]]:
+    from cosim.breakdown import breakdown, plot_breakdown
+    out = []
+    for key, label in (("overlap", "default example (500 ms, 4.9 ms windows)"),
+                       ("toolbox", "toolbox configuration (1000 ms, 1.6 ms windows, NEURON dt 0.05)"),
+                       ("longrun", "long run (one TVB step per window)")):
+        run = (R.get(key) or {}).get("example_run") or (R.get(key) or {}).get("out")
+        if not run or not (Path(run) / "coordinator.h5").exists():
+            continue
+        try:
+            b = breakdown(run)
+            name = f"perf_breakdown_{key}.png"
+            plot_breakdown(run, docs / name, title=f"where the time goes: {label}")
+            out.append((label, b, name))
+        except Exception as e:  # a missing timing field in an old run must not lose the report
+            out.append((label, {"error": str(e)}, ""))
+    return out
+
+
+def write_report(R: dict, info: dict, docs: Path) -> Path:
+    from cosim.breakdown import format_breakdown
+    docs = Path(docs)
+    plots = _plots(R, docs)
+    bds = _breakdowns(R, docs)
+    m = info["machine"]
+    L = ["# Performance", "",
+         "Generated by `python bench/run_all.py` (the whole suite, one command; raw figures in "
+         "`bench/results/*.json`). Every ratio is against a baseline measured in the same run on the "
+         "same machine; figures are medians of repeats.", "",
+         f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, kernel {m['kernel']}; "
+         + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + f". Commit {m['commit']}, {m['date']}. "
+         f"Size `{info['size']}`; suite took {info.get('elapsed_s', 0) / 60:.1f} min; 1-minute load average "
+         f"{info['load_avg_start']:.2f} at the start, {info.get('load_avg_end', 0):.2f} at the end.", ""]
+    if info.get("errors"):
+        L += ["**Benchmarks that failed in this run:** " + "; ".join(f"{k}: {v}" for k, v in info["errors"].items()), ""]
+    L += ["## Summary", "", "| benchmark | measured | baseline (same run) | ratio | aim | |", "|---|---|---|---|---|---|"]
+    L += [f"| {' | '.join(r)} |" for r in summary_rows(R)]
+    L += [""]
+    if "protocol" in R:
+        p = R["protocol"]
+        L += ["## 1. Protocol overhead", "",
+              f"Noop nodes (TVB role + one spiking node, 2 regions, {p['payload_bytes']} B of signals per message), "
+              f"{p['windows']} windows × {p['repeats']} repeats, interleaved with the raw baseline: a ROUTER exchanging "
+              "one message with each of 2 DEALER echo processes (pyzmq, same payload).", "",
+              f"- raw round trip: {_f(p['raw_round_trip_us'], 0)} µs (runs: {', '.join(_f(x, 0) for x in p['raw_runs_us'])})",
+              f"- cosim loop per window: {_f(p['lockstep_per_window_us'], 0)} µs (runs: "
+              f"{', '.join(_f(x, 0) for x in p['lockstep_runs_us'])}); "
+              f"{_f(p['lockstep_windows_per_s'], 0)} windows/s",
+              f"- ratio **{_f(p['ratio'])}** (aim ≤ 1.5); the coordinator's median window wall alone "
+              f"(STEP out → last STEP_DONE in, without recording between windows): "
+              f"{_f(p['lockstep_window_median_us'], 0)} µs, ratio {_f(p['ratio_window_median'])}", ""]
+        if "perf_protocol.png" in plots:
+            L += ["![protocol](perf_protocol.png)", ""]
+    if "overlap" in R:
+        o = R["overlap"]
+        L += ["## 2. Overlap: the default example against each simulator alone", "",
+              f"Default example (76 regions, regions 33 and 71 with 120 E + 40 I HH cells, NEURON dt 0.025 ms), "
+              f"{o['duration_ms']:g} ms, {o['windows']} windows of {o['window_ms']:g} ms, {o['repeats']} repeats. "
+              "TVB alone = tvb-library's own Simulator (Raw + TemporalAverage); NEURON alone = the same NetPyNE "
+              "network fed the very input the co-simulation gave it, one psolve to the end.", "",
+              "| | s (median) |", "|---|---|",
+              f"| co-simulation loop | {_f(o['loop_s'])} |", f"| TVB alone | {_f(o['tvb_alone_s'])} |",
+              f"| NEURON alone | {_f(o['neuron_alone_s'])} |",
+              f"| spiking adapter windowed, no sockets | {_f(o['windowed_alone_s'])} |",
+              f"| whole `cosim run` (start → exit) | {_f(o['wall_total_s'])} |",
+              f"| TVB alone, whole process | {_f(o['tvb_alone_process_s'])} |",
+              f"| NEURON alone, whole process | {_f(o['neuron_alone_process_s'])} |", "",
+              f"Ratio loop / slower alone: **{_f(o['ratio'])}** (aim ≤ 1.10); loop / (TVB + NEURON alone, i.e. run "
+              f"one after the other): {_f(o['ratio_vs_sum'])}; whole run / slower whole process: "
+              f"{_f(o['ratio_whole_vs_slower_process'])}.", ""]
+    if "toolbox" in R:
+        t = R["toolbox"]
+        L += ["## 3. The reference toolbox's configuration", "",
+              f"76 regions, regions 33 and 71 (120 E + 40 I each), NEURON dt 0.05 ms, TVB dt 0.1 ms, window 1.6 ms "
+              f"(`run.window_ms: 1.6`), {t['duration_ms']:g} ms = {t['windows']} windows; {t['repeats']} repeats.", "",
+              "| | toolbox (published) | cosim (median) | speed-up |", "|---|---|---|---|",
+              f"| co-simulation loop | 61 s | {_f(t['loop_s'])} s | {_f(t['loop_speedup'], 1)}× (aim ≥ 8×) |",
+              f"| whole run | 72 s | {_f(t['wall_total_s'])} s | {_f(t.get('wall_speedup'), 1)}× (aim ≥ 5×) |",
+              f"| NEURON alone | ~6 s | {_f(t['neuron_alone_s'])} s | |",
+              f"| TVB alone | ~2 s | {_f(t['tvb_alone_s'])} s | |", "",
+              f"Real-time factor {_f(t['real_time_factor'])}; loop / our slower simulator alone "
+              f"{_f(t['loop_vs_our_slower_alone'])}. Build times: "
+              + "; ".join(f"{k} {_f(v, 1)} s" for k, v in t["runs"][0]["build_s"].items()) + ".", ""]
+    if bds:
+        L += ["## Where the time goes", "",
+              "Every run records per-window timings (`coordinator.h5` `timing/*`); `cosim.breakdown` splits each "
+              "window per service into simulate (the simulator's own integration), transform (the adapter's "
+              "other work: transformers, proxies, coupling, recording), serialize (codec), wait (idle), and for "
+              "the coordinator network (wall minus the slowest node's busy time) and recording. The run summary "
+              "prints it; `python -m cosim.breakdown RUN_DIR` prints it for any run and draws the plot.", ""]
+        for label, b, img in bds:
+            L += [f"**{label}**", ""]
+            if "error" in b:
+                L += [f"(no breakdown: {b['error']})", ""]
+                continue
+            L += ["```", format_breakdown(b), "```", ""]
+            if img:
+                L += [f"![breakdown]({img})", ""]
+    if "longrun" in R:
+        lr = R["longrun"]
+        L += ["## 4. Long runs", "",
+              f"{lr['windows']} windows of one TVB step (window = dt = 0.1 ms), backend {lr['backend']}; "
+              f"loop {_f(lr['loop_s'])} s, whole run {_f(lr['wall_total_s'])} s.", "",
+              "| process | RSS at window " + f"{lr['rss_mark_window']} (MiB) | RSS at window {lr['rss_end_window']} (MiB) | growth |",
+              "|---|---|---|---|"]
+        for k, v in lr["rss_kb_at_mark"].items():
+            e = lr["rss_kb_at_end"].get(k)
+            L.append(f"| {k} | {v / 1024:.1f} | {_f(e / 1024 if e else None, 1)} | "
+                     f"{_f(100 * lr['rss_growth'].get(k, float('nan')), 2)} % |")
+        L += ["", f"Time per window: median {_f(lr['window_us_early'], 0)} µs (windows {lr['rss_mark_window']}–"
+              f"{2 * lr['rss_mark_window']}) → {_f(lr['window_us_late'], 0)} µs (last {lr['rss_mark_window']}).", ""]
+        if "input_spikes" in lr:
+            L += [f"Input delivered with one-step windows: {lr['input_spikes']} input spikes, mean input rate "
+                  f"{_f(lr['input_rate_hz_mean'])} Hz, mean E rate {_f(lr['exc_rate_hz_mean'])} Hz, "
+                  f"{lr['spikes']} spikes.", ""]
+        if "perf_longrun.png" in plots:
+            L += ["![long run memory](perf_longrun.png)", ""]
+    if "scaling" in R:
+        s = R["scaling"]
+        L += ["## 5. Scaling", "", "Window 1.6 ms (16 TVB steps), NEURON dt 0.05 ms, real TVB (76 regions). "
+              "ms per window (means of windows 1..K−1).", "",
+              "| spiking side | windows | loop | NEURON simulate | TVB simulate | spiking transform | beyond slowest simulator | build (s) |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in s["cells"]:
+            L.append(f"| 1 region, {r['cells']} cells (no recurrent synapses) | {r['windows']} | {_f(r['loop_ms_per_window'])} | "
+                     f"{_f(r['simulate_ms'].get('spiking'))} | {_f(r['simulate_ms'].get('tvb'))} | "
+                     f"{_f(r['transform_ms'].get('spiking'))} | {_f(r['overhead_ms_per_window'])} | "
+                     f"{_f(r['build_s'].get('spiking'), 1)} |")
+        for r in s["regions"]:
+            sim = max((v or 0) for k, v in r["simulate_ms"].items() if k != "tvb")
+            L.append(f"| {r['regions']} regions × 160 cells, {r['services']} service(s) | {r['windows']} | "
+                     f"{_f(r['loop_ms_per_window'])} | {_f(sim)} | {_f(r['simulate_ms'].get('tvb'))} | "
+                     f"{_f(max((v or 0) for k, v in r['transform_ms'].items() if k != 'tvb'))} | "
+                     f"{_f(r['overhead_ms_per_window'])} | "
+                     f"{_f(max((v or 0) for k, v in r['build_s'].items() if k != 'tvb'), 1)} |")
+        for r in s["mpi"]:
+            L.append(f"| 1 region, 2000 cells, {r['ranks']} MPI rank(s) | {r['windows']} | {_f(r['loop_ms_per_window'])} | "
+                     f"{_f(r['simulate_ms'].get('spiking'))} | {_f(r['simulate_ms'].get('tvb'))} | "
+                     f"{_f(r['transform_ms'].get('spiking'))} | {_f(r['overhead_ms_per_window'])} | "
+                     f"{_f(r['build_s'].get('spiking'), 1)} |")
+        L += ["", "Bytes on the wire per window (both directions, all nodes, counted by a zero-delay proxy):", "",
+              "| cells | bytes/window | to coordinator | from coordinator |", "|---|---|---|---|"]
+        for w in s["wire"]:
+            L.append(f"| {w['cells']} | {_f(w.get('bytes_per_window'), 0)} | {_f(w.get('to_coordinator_per_window'), 0)} | "
+                     f"{_f(w.get('from_coordinator_per_window'), 0)} |")
+        L += [""]
+        if "perf_scaling.png" in plots:
+            L += ["![scaling](perf_scaling.png)", ""]
+    if "distance" in R:
+        d = R["distance"]
+        L += ["## 6. Distance", "", f"{d['deployment']}; the spiking node computes {d['compute_ms']:g} ms per window "
+              "(noop node, sleep); one-way latency added by a userspace TCP delay proxy (`bench/delay_proxy.py`).", "",
+              "| L (ms) | measured ms/window | compute + L (node-to-node floor) | compute + 2 L (via coordinator) | "
+              "latency cost vs L = 0 | hops paid |", "|---|---|---|---|---|---|"]
+        for r in d["rows"]:
+            L.append(f"| {r['latency_ms']:g} | {_f(r['per_window_ms'])} | {_f(r['floor_direct_ms'], 1)} | "
+                     f"{_f(r['floor_via_coordinator_ms'], 1)} | {_f(r.get('latency_cost_ms'))} | {_f(r.get('hops_paid'), 2)} |")
+        L += [""]
+        if "perf_distance.png" in plots:
+            L += ["![distance](perf_distance.png)", ""]
+    if "security" in R:
+        s = R["security"]
+        L += ["## 7. Security cost (CURVE)", "",
+              f"- protocol with CURVE: {_f(s['protocol']['lockstep_per_window_us'], 0)} µs per window against a raw "
+              f"round trip of {_f(s['protocol']['raw_round_trip_us'], 0)} µs (same run): ratio "
+              f"**{_f(s['protocol_ratio'])}**; against the plain protocol figure of this suite run: "
+              f"{_f(s.get('protocol_cost_vs_plain'))}×."]
+        if "overlap" in s:
+            L += [f"- default example with CURVE: loop {_f(s['overlap']['loop_s'])} s, ratio to the slower simulator "
+                  f"alone **{_f(s['overlap_ratio'])}**; against the plain loop: {_f(s.get('overlap_cost_vs_plain'))}×."]
+        L += [""]
+    notes = REPO / "bench" / "notes.md"
+    if notes.exists():
+        L += [notes.read_text().strip(), ""]
+    path = docs / "performance.md"
+    path.write_text("\n".join(L) + "\n")
+    return path

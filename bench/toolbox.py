@@ -1,0 +1,76 @@
+"""The reference toolbox's configuration, against its published figures (issue: 72 s wall, 61 s in
+the co-simulation loop on a 2-core machine; NEURON alone ~6 s, TVB alone ~2 s).
+
+tvb-data's 76-region connectome (self-connections kept in the model; the coordinator excludes
+them from the window, PROTOCOL.md §3), regions 33 and 71 spiking (120 E + 40 I HH cells each),
+NEURON dt 0.05 ms, TVB dt 0.1 ms, window 1.6 ms given explicitly (run.window_ms; 625 windows),
+1000 ms. Aims: loop ≥ 8× faster than 61 s, whole run ≥ 5× faster than 72 s. Our own TVB alone
+and NEURON alone (bench/alone.py, same input) are measured in the same call for context.
+
+Usage: python bench/toolbox.py [--size tiny|full]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import alone, cosim_run, load_avg, loop_s, median, save_coupling  # noqa: E402
+
+TOOLBOX = {"wall_s": 72.0, "loop_s": 61.0, "neuron_alone_s": 6.0, "tvb_alone_s": 2.0, "windows": 626}
+SIZES = {"tiny": {"duration_ms": 16.0, "repeats": 1}, "full": {"duration_ms": 1000.0, "repeats": 3}}
+
+
+def config(duration_ms: float) -> dict:
+    return {"run": {"name": "bench-toolbox", "duration_ms": duration_ms, "window_ms": 1.6},
+            "tvb": {"dt_ms": 0.1, "remove_self_connections": False},
+            "spiking_nodes": [{"name": "spiking", "backend": "netpyne", "regions": [33, 71],
+                               "params": {"dt_ms": 0.05, "network": {"n_exc": 120, "n_inh": 40}}}]}
+
+
+def run(size: str = "full", out: Path | None = None, repeats: int | None = None) -> dict:
+    sz = SIZES[size]
+    out = Path(out or tempfile.mkdtemp(prefix="bench-toolbox-"))
+    cfg = config(sz["duration_ms"])
+    runs = []
+    load0 = load_avg()
+    for i in range(repeats or sz["repeats"]):
+        r = cosim_run(cfg, out / f"cosim{i}")
+        s = r["summary"]
+        runs.append({"loop_s": loop_s(r), "wall_total_s": r["wall_total_s"], "windows": s["windows"],
+                     "steps_per_window": s["steps_per_window"], "real_time_factor": s["real_time_factor"],
+                     "build_s": {n: v.get("build_s") for n, v in s["nodes"].items()}, "out": r["out"]})
+        if i == 0:      # our simulators alone, once: context for the loop time
+            coupling = save_coupling(Path(r["out"]))
+            tvb = alone("tvb", cfg, out / "alone", s["steps_per_window"])
+            nrn = alone("neuron", cfg, out / "alone", s["steps_per_window"], coupling)
+    loop, wall = median(r["loop_s"] for r in runs), median(r["wall_total_s"] for r in runs)
+    scale = 1000.0 / sz["duration_ms"]      # tiny runs are scaled to 1000 ms for the ratios only
+    return {"benchmark": "toolbox", "size": size, "duration_ms": sz["duration_ms"], "repeats": len(runs),
+            "load_avg_start": load0, "load_avg_end": load_avg(), "windows": runs[0]["windows"],
+            "steps_per_window": runs[0]["steps_per_window"], "loop_s": loop, "wall_total_s": wall,
+            "real_time_factor": median(r["real_time_factor"] for r in runs),
+            "tvb_alone_s": tvb["run_s"], "neuron_alone_s": nrn["run_s"], "neuron_spikes": nrn["spikes"],
+            "toolbox": TOOLBOX, "loop_speedup": TOOLBOX["loop_s"] / (loop * scale), "aim_loop_speedup": 8.0,
+            "wall_speedup": TOOLBOX["wall_s"] / wall if size == "full" else None, "aim_wall_speedup": 5.0,
+            "loop_vs_our_slower_alone": loop / max(tvb["run_s"], nrn["run_s"]),
+            "runs": runs, "example_run": runs[-1]["out"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=SIZES, default="full")
+    ap.add_argument("--repeats", type=int)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    res = run(a.size, Path(a.out) if a.out else None, a.repeats)
+    print(f"loop {res['loop_s']:.2f} s ({res['loop_speedup']:.1f}× faster than 61 s), whole run "
+          f"{res['wall_total_s']:.2f} s", file=sys.stderr)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The benchmark suite runs end to end at tiny sizes and writes a sane report (< 60 s).
+
+Tiny sizes skip the benchmarks that build NEURON networks (overlap, toolbox, scaling): they
+take ~30 s each just to start. Those run in the full suite (`python bench/run_all.py`).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_suite_tiny_writes_a_sane_report(tmp_path):
+    docs, results = tmp_path / "docs", tmp_path / "results"
+    p = subprocess.run([sys.executable, "bench/run_all.py", "--size", "tiny", "--docs", str(docs),
+                        "--results", str(results)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    report = (docs / "performance.md").read_text()
+    for heading in ("## Summary", "## 1. Protocol overhead", "## 4. Long runs", "## 6. Distance",
+                    "## 7. Security cost", "## Where the time goes"):
+        assert heading in report, heading
+    for png in ("perf_protocol.png", "perf_distance.png", "perf_longrun.png", "perf_breakdown_longrun.png"):
+        assert (docs / png).stat().st_size > 1000, png
+    proto = json.loads((results / "protocol.json").read_text())
+    assert proto["raw_round_trip_us"] > 0 and proto["lockstep_per_window_us"] > proto["raw_round_trip_us"] * 0.5
+    assert 0.5 < proto["ratio"] < 100
+    dist = json.loads((results / "distance.json").read_text())
+    far = [r for r in dist["rows"] if r["latency_ms"] > 0][0]
+    # a latency of L each way cannot cost less than one round trip through the proxy (2 L)
+    assert far["latency_cost_ms"] > 1.5 * far["latency_ms"]
+    lr = json.loads((results / "longrun.json").read_text())
+    assert lr["windows"] == 300 and lr["steps_per_window"] == 1
+    assert all(v > 0 for v in lr["rss_kb_at_mark"].values())
+    sec = json.loads((results / "security.json").read_text())
+    assert sec["protocol"]["curve"] is True and sec["protocol_ratio"] > 0
+    suite = json.loads((results / "suite.json").read_text())
+    assert not suite["errors"]
