@@ -6,6 +6,7 @@ No pickle. Every decode validates; failures raise a ProtocolError subclass with 
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Sequence
 
@@ -16,6 +17,8 @@ from proto.messages import (SCHEMAS, SIGNAL_FIELDS, SIGNATURE, WINDOWED, Message
                             signals_ok)
 
 ALLOWED_DTYPES = {"<f8", "<f4", "<i8", "<i4", "|u1"}
+_ITEMSIZE = {d: np.dtype(d).itemsize for d in ALLOWED_DTYPES}
+_TYPES = {t.value: t for t in MessageType}
 DEFAULT_MAX_BYTES = 64 * 2**20
 _MAX_DEPTH = 16
 
@@ -42,7 +45,12 @@ class UnknownType(ProtocolError):
 
 
 # ---------------------------------------------------------------- encode
+_SCALARS = (str, int, float, bool, type(None), bytes)
+
+
 def _pack_value(v: Any, buffers: list, depth: int = 0) -> Any:
+    if type(v) in _SCALARS:          # fast path: most values are plain scalars
+        return v
     if isinstance(v, np.ndarray):
         a = np.ascontiguousarray(v)
         dt = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
@@ -70,13 +78,28 @@ def encode(msg: Message) -> list:
         header["window"] = msg.window
     if msg.parent_id is not None:
         header["parent_id"] = msg.parent_id
-    return [SIGNATURE, msgpack.packb(header), msgpack.packb(content), *buffers]
+    return [SIGNATURE, _packb(header), _packb(content), *buffers]
+
+
+_packer = msgpack.Packer()
+
+
+def _packb(obj) -> bytes:
+    """msgpack.packb with one reused Packer (packb makes a new one per call)."""
+    try:
+        return _packer.pack(obj)
+    except BaseException:
+        _packer.reset()         # a failed pack may leave partial output in the buffer
+        raise
 
 
 # ---------------------------------------------------------------- decode
 def _unpack_value(v: Any, buffers: Sequence, used: set, depth: int = 0) -> Any:
     if depth > _MAX_DEPTH:
         raise MalformedMessage("content nested too deeply")
+    t = type(v)
+    if t is not dict and t is not list:     # msgpack gives exact dicts and lists
+        return v
     if isinstance(v, dict):
         if "__nd__" in v:
             return _array(v, buffers, used)
@@ -97,10 +120,10 @@ def _array(d: dict, buffers: Sequence, used: set) -> np.ndarray:
         raise MalformedMessage(f"bad array shape {shape!r}")
     used.add(i)
     buf = buffers[i]
-    n = int(np.prod(shape, dtype=np.int64))
-    if len(buf) != n * np.dtype(dtype).itemsize:
+    n = math.prod(shape)
+    if len(buf) != n * _ITEMSIZE[dtype]:
         raise MalformedMessage(f"buffer {i} holds {len(buf)} bytes, shape {shape} {dtype} needs "
-                               f"{n * np.dtype(dtype).itemsize}")
+                               f"{n * _ITEMSIZE[dtype]}")
     # copy out of the (read-only, frame-owned) buffer so callers may keep and modify it
     return np.frombuffer(buf, dtype=dtype).reshape(shape).copy()
 
@@ -143,8 +166,8 @@ def decode(frames: Sequence, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     if not isinstance(header, dict) or not isinstance(content, dict):
         raise MalformedMessage("header and content must be maps")
     try:
-        mtype = MessageType(header.get("type"))
-    except (ValueError, TypeError):
+        mtype = _TYPES[header.get("type")]
+    except (KeyError, TypeError):
         raise UnknownType(f"unknown message type {str(header.get('type'))[:40]!r}") from None
     msg_id, node = header.get("msg_id"), header.get("node")
     window, parent = header.get("window"), header.get("parent_id")
