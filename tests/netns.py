@@ -4,7 +4,9 @@
         lab.hosts[0].ip                      # "10.77.0.1"
         p = lab.hosts[0].popen([...], log)   # a process inside h0 (own session, killed on exit)
         lab.link_down(1); lab.link_up(1)     # cut / restore h1's cable
-        lab.add_delay(1, 50)                 # 50 ms one-way on h1's cable (needs sch_netem)
+        lab.add_delay(1, 50)                 # 50 ms one-way on h1's cable: needs the sch_netem
+                                             # kernel module, absent on this project's machines
+                                             # (RuntimeError; use tests/tcp_proxy.py instead)
 
 Layout: a switch namespace holding a bridge, and one namespace per host joined to it by a veth
 pair (`eth0` in the host, `p<i>` on the switch). Nothing is created in the caller's namespace
