@@ -28,6 +28,7 @@ import numpy as np
 from cosim.results import Column, WindowRecorder, write_status
 
 TIMING_FIELDS = ("compute_s", "wait_s", "simulate_s", "decode_s", "encode_s")
+_NAN = float("nan")
 
 
 class RunRecord:
@@ -48,7 +49,7 @@ class RunRecord:
         self.rec = WindowRecorder(self.path, layout, file_attrs={
             "steps_per_window": W, "n_windows": K, "tvb_dt_ms": dt_ms, "config": cfg.model_dump(mode="json")},
             on_flush=on_flush)
-        self.sums = {n: np.zeros(len(TIMING_FIELDS)) for n in nodes}
+        self.sums = {n: [0.0] * len(TIMING_FIELDS) for n in nodes}
         self.wall_sum = 0.0
         self.k = 0
 
@@ -57,9 +58,13 @@ class RunRecord:
         for key, producer, name in self.signals:
             rows[key] = produced[producer][name]
         for n in self.nodes:
-            t = np.array([[float(timing.get(n, {}).get(f, np.nan)) for f in TIMING_FIELDS]])
-            rows[f"timing/{n}"] = t
-            self.sums[n] += np.nan_to_num(t[0])
+            tn = timing.get(n) or {}
+            vals = [float(tn.get(f, _NAN)) for f in TIMING_FIELDS]
+            rows[f"timing/{n}"] = np.array([vals])
+            sums = self.sums[n]
+            for i, v in enumerate(vals):
+                if v == v:          # not NaN
+                    sums[i] += v
         rows["timing/window_wall_s"] = np.array([[wall_s]])
         rows["timing/coordinator_s"] = np.array([[coordinator_s]])
         self.wall_sum += wall_s
