@@ -9,7 +9,7 @@ from typing import Any
 
 # name -> "module:attr" of the params model and of the adapter class
 _BACKENDS: dict[str, tuple[str, str]] = {
-    "reference": ("services.reference_node.adapter:ReferenceParams", "services.reference_node.adapter:ReferenceAdapter"),
+    "reference": ("services.reference_node.config:ReferenceParams", "services.reference_node.adapter:ReferenceAdapter"),
     "noop": ("services.noop_node.adapter:NullParams", "services.noop_node.adapter:NullSpiking"),
     "netpyne": ("services.netpyne_node.config:NetpyneParams", "services.netpyne_node.adapter:NetpyneAdapter"),
 }

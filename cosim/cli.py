@@ -187,7 +187,7 @@ def cmd_node(a, role: str) -> int:
         return EXIT_FAILED
     except RemoteError as e:
         print(f"cosim {a.name}: refused by the coordinator: {e}", file=sys.stderr)
-        return EXIT_CONFIG if e.kind in ("ConfigRejected", "UnknownNode", "NameInUse", "VersionMismatch") else EXIT_FAILED
+        return EXIT_CONFIG if e.kind in ("ConfigRejected", "UnknownNode", "NameInUse", "VersionMismatch", "NotAuthorized") else EXIT_FAILED
     finally:
         if mpi is not None:
             _mpi_release(a)

@@ -15,9 +15,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# (results file pattern, "module:function(results_dir) -> list[Path]")
-_PARTS = [("tvb.h5", "services.tvb_node.plots:plot_results"),
-          ("*.h5", "services.netpyne_node.plots:plot_results")]
+# (results file pattern, "module:function(results_dir) -> list[Path]"); spiking nodes draw
+# their own plots when they finish (they know their file layout and run where their data is)
+_PARTS = [("tvb.h5", "services.tvb_node.plots:plot_results")]
 
 
 def plot_run(out: str | Path) -> list[Path]:

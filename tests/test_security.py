@@ -149,3 +149,25 @@ def test_accepted_messages_carry_the_key_name_as_user_id(tmp_path):
     finally:
         server.stop()           # the ZAP thread's sockets live in ctx
         ctx.term()
+
+
+def test_an_authorized_key_cannot_register_under_another_nodes_name(tmp_path, procs):
+    """The tvb node's own (authorized) key used to claim the name 'spiking' is refused."""
+    keys = tmp_path / "keys"
+    security.generate(keys, ["coordinator", "tvb", "spiking"])
+    impostor = tmp_path / "impostor"
+    impostor.mkdir()
+    for f in ("coordinator.key",):
+        (impostor / f).write_bytes((keys / f).read_bytes())
+    for f in ("key", "key_secret"):     # tvb's key pair, filed under the name 'spiking'
+        (impostor / f"spiking.{f}").write_bytes((keys / f"tvb.{f}").read_bytes())
+    cfg, out = _config(tmp_path, keys, duration_ms=50), tmp_path / "out"
+    router = f"tcp://127.0.0.1:{free_port()}"
+    coord = procs(PY + ["coordinator", str(cfg), "--router", router, "--pub", f"tcp://127.0.0.1:{free_port()}",
+                        "--out", str(out), "--no-plots"], tmp_path / "coordinator.log")
+    bad = subprocess.run(PY + ["spiking-node", "--coordinator", router, "--keys", str(impostor),
+                               "--register-timeout-ms", "20000"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "NotAuthorized" in bad.stderr, bad.stderr[-2000:]
+    procs(PY + ["tvb-node", "--backend", "noop", "--coordinator", router, "--keys", str(keys)], tmp_path / "tvb.log")
+    procs(PY + ["spiking-node", "--coordinator", router, "--keys", str(keys)], tmp_path / "spiking.log")
+    assert coord.wait(timeout=60) == 0, (tmp_path / "coordinator.log").read_text()[-3000:]

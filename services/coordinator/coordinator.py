@@ -100,6 +100,9 @@ class Coordinator:
         self.zctx = zmq.Context.instance()
         self.router = self.zctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # a node reconnecting after a reset connection takes its routing id over at once, even
+        # before the coordinator has noticed the old connection is dead (ids carry a per-process token)
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.router.setsockopt(zmq.LINGER, 500)
         self.router.setsockopt(zmq.MAXMSGSIZE, self.cc.max_message_bytes)
         self.pub = self.zctx.socket(zmq.PUB)
@@ -154,11 +157,11 @@ class Coordinator:
         try:
             while self.state != "DONE":
                 if self.router.poll(min(100, self.cc.heartbeat_interval_ms)):
-                    self.handle(self.router.recv_multipart())
+                    self.handle(self.router.recv_multipart(copy=self._copy))
                     for _ in range(_MAX_BATCH):
                         if not self.router.poll(0):
                             break
-                        self.handle(self.router.recv_multipart())
+                        self.handle(self.router.recv_multipart(copy=self._copy))
                 self.check_timers()
         except RunFailed as e:
             self.failure = e
@@ -174,7 +177,16 @@ class Coordinator:
             self.pub.close(linger=0)
         return self.summary()
 
+    @property
+    def _copy(self) -> bool:
+        # with CURVE we need zmq.Frame objects to read the authenticated key name ("User-Id")
+        return self.curve is None
+
     def handle(self, frames) -> None:
+        key_name = None
+        if not self._copy:
+            key_name = frames[-1].get("User-Id") if hasattr(frames[-1], "get") else None
+            frames = [f.bytes for f in frames]
         rid = bytes(frames[0])
         is_hb = rid.endswith(b"/hb")
         name = self.by_rid.get(rid[:-3] if is_hb else rid)
@@ -198,6 +210,13 @@ class Coordinator:
             return
         if msg.type == T.REGISTER:
             try:
+                if self.curve is not None and key_name != msg.content.get("name"):
+                    # any authorized key may not claim any name: the key's name must be the node's
+                    self.rejects.reject("RegisterNotAuthorized", f"key {key_name!r} may not register as "
+                                        f"{str(msg.content.get('name'))[:64]!r}", repr(rid[:40]))
+                    self._send_to(rid, error(msg, "NotAuthorized", f"this CURVE key ({key_name!r}) is not the key of "
+                                                                  f"node {str(msg.content.get('name'))[:64]!r}"))
+                    return
                 self.on_register(rid, msg)
             except Exception as e:
                 self.rejects.reject("BadRegister", f"{type(e).__name__}: {e}", repr(rid[:40]))

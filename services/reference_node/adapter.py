@@ -20,31 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
-from cosim.config import TVBSection
+from services.reference_node.config import ReferenceParams
 from services.tvb_node.adapter import STATE_VARS, UNITS, check_dt, parse_sections, validate_regions
 from services.tvb_node.h5out import H5Appender
 from services.tvb_node.timing import crossing_min_delay_steps
 from services.tvb_node.windowed import WindowedTVB, WindowRecord
 
 log = logging.getLogger(__name__)
-
-
-class ReferenceParams(BaseModel):
-    """``spiking_nodes[i].params`` for backend "reference"; nothing is required."""
-    model_config = ConfigDict(extra="forbid")
-    dt_ms: float | None = Field(None, gt=0, description="if set, must equal tvb.dt_ms (the oracle steps with TVB)")
-    record: bool = Field(True, description="write <results_dir>/<node>.h5")
-    model: dict[str, float] = Field(default_factory=dict, description=(
-        "ReducedWongWangExcInh parameter overrides for this node's own regions only (e.g. {I_ext: 0.05}); "
-        "the oracle then differs from TVB's stand-in for them, which exercises the proxy path"))
-
-    @field_validator("model")
-    @classmethod
-    def _known(cls, v: dict[str, float]) -> dict[str, float]:
-        return TVBSection._known_model_params(v)
 
 
 class ReferenceAdapter(NodeAdapter):
