@@ -53,8 +53,8 @@ def _run(args: list[str], env: dict, timeout: float, log: Path) -> int:
 def images(tmp_path_factory):
     """Build the images once per test session (one service at a time, so shared layers are reused)."""
     why = _compose_available()
-    if why:
-        pytest.skip(why)
+    if why:   # never silently in CI: there the compose test must run
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(why)
     log = tmp_path_factory.mktemp("compose_build") / "build.log"
     env = {**os.environ, "COSIM_CONFIG_FILE": str(REPO / "examples" / "default.yaml")}
     for service in ("coordinator", "tvb", "spiking"):
@@ -63,18 +63,9 @@ def images(tmp_path_factory):
     return log
 
 
-def _can_import_in(image: str, module: str) -> bool:
-    p = subprocess.run(["podman", "run", "--rm", "--entrypoint", "python3", image, "-c", f"import {module}"],
-                       capture_output=True, timeout=120)
-    return p.returncode == 0
-
 
 @pytest.mark.parametrize("backend", ["noop", "reference"])
 def test_compose_run(images, tmp_path, backend):
-    if backend == "reference" and not _can_import_in("localhost/cosim-coordinator:latest",
-                                                     "services.reference_node.adapter"):
-        pytest.skip("the coordinator image (no TVB) cannot import the reference backend's params model: "
-                    "services/reference_node/adapter.py imports numba/TVB at module level")
     run = f"ct_{backend}"
     cfg = {"run": {"name": run, "duration_ms": 100},
            "spiking_nodes": [{"name": "spiking", "backend": backend, "regions": [33, 71]}],

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-pytest.importorskip("tvb")
+import tvb  # noqa: F401,E402  (a missing install must fail, not skip)
 
 from cosim.adapter import RunContext, SignalSpec  # noqa: E402
 from lockstep_inprocess import run_lockstep  # noqa: E402

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -35,16 +36,13 @@ PY = [sys.executable, "-m", "cosim.cli"]
 @pytest.fixture
 def lab():
     why = available()
-    if why:
-        pytest.skip(why)
+    if why:   # never silently in CI: there namespaces must work
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(why)
     lab = Lab(3)
     yield lab
     lab.close()
     assert not [ns for ns in leftovers() if lab.id in ns], "namespaces left behind"
 
-
-def _importable(module: str) -> bool:
-    return subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, timeout=120).returncode == 0
 
 
 def _config(tmp: Path, backend: str, curve_keys: Path | None) -> Path:
@@ -77,9 +75,6 @@ def _node_keys(keys: Path, name: str, dest: Path) -> Path:
 
 @pytest.mark.parametrize("backend,curve", [("noop", False), ("noop", True), ("reference", False)])
 def test_three_namespaces_match_loopback(lab, tmp_path, backend, curve):
-    if backend == "reference" and not (_importable("services.reference_node.adapter")
-                                       and _importable("services.tvb_node.adapter")):
-        pytest.skip("reference backend or TVB node not importable yet")
     keys = None
     if curve:
         keys = tmp_path / "keys"

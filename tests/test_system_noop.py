@@ -55,11 +55,14 @@ def test_killed_node_is_detected_by_heartbeat(cosim, tmp_path):
     killed = {}
 
     def killer():
+        # only this run's node: the one connected to this run's coordinator address
         deadline = time.time() + 60
         while time.time() < deadline and not killed:
-            for pid, cmd in cosim_processes("spiking-node"):
-                if str(tmp_path) in cmd or "--name spiking" in cmd:
-                    if (out / "coordinator.h5").exists():
+            if (out / "coordinator.h5").exists() and (out / "config.yaml").exists():
+                import yaml
+                router = yaml.safe_load((out / "config.yaml").read_text())["coordinator"]["router"]
+                for pid, cmd in cosim_processes("spiking-node"):
+                    if router in cmd:
                         time.sleep(0.5)
                         os.kill(pid, signal.SIGKILL)
                         killed["t"] = time.time()

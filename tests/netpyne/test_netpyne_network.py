@@ -7,7 +7,7 @@ import pytest
 
 from np_helpers import run, tiny
 
-pytest.importorskip("netpyne")
+import netpyne  # noqa: F401,E402  (a missing install must fail, not skip)
 
 
 def test_stronger_drive_raises_rate():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-pytest.importorskip("neuron.rxd")
+from neuron import rxd  # noqa: F401,E402  (a missing install must fail, not skip)
 
 
 def _run(tmp: Path, tau: float) -> tuple[float, float]:
