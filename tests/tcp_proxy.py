@@ -35,6 +35,8 @@ class TcpProxy:
 
     # ---- control (any thread) -----------------------------------------------------------
     def start(self) -> int:
+        if self._thread is not None:          # idempotent: `with px:` after `px.start()`
+            return self.port
         self._thread = threading.Thread(target=self._run, name="tcp-proxy", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
