@@ -96,11 +96,15 @@ def test_kill_at_a_random_window_keeps_a_clean_prefix(tmp_path, clean, victim, s
 
 
 def _stop_when_running(out, marker: str, sig: int, got: dict, delay: float = 0.3) -> None:
+    """Signal the spiking node of *this* run only (the machine is shared): the one whose
+    --coordinator is the ROUTER address the launcher wrote into <out>/config.yaml."""
+    import yaml
     deadline = time.time() + 120
     while time.time() < deadline and not got:
         if (out / "coordinator.h5").exists():
-            for pid, cmd in cosim_processes(marker):
-                if str(out) in cmd or "--name spiking" in cmd:
+            router = yaml.safe_load((out / "config.yaml").read_text())["coordinator"]["router"]
+            for pid, cmd in cosim_processes(f"--coordinator {router} "):
+                if marker in cmd and "--name spiking" in cmd:
                     time.sleep(delay)
                     os.kill(pid, sig)
                     got.update(pid=pid, t=time.time())
@@ -135,7 +139,9 @@ def test_frozen_node_is_detected_and_cosim_run_leaves_nothing(cosim, tmp_path):
     _record("node SIGSTOP", detect_ms=round((t_det - got["t"]) * 1000), timeout_ms=HB_MS, cosim_run_wall_s=round(wall, 1))
     assert t_det - got["t"] < HB_MS / 1000 + 1.0
     assert "run aborted by the coordinator" in (r.out / "logs" / "tvb.log").read_text()
-    assert not cosim_processes(str(r.out))
+    import yaml
+    router = yaml.safe_load((r.out / "config.yaml").read_text())["coordinator"]["router"]
+    assert not cosim_processes(str(r.out)) and not cosim_processes(f"--coordinator {router} ")   # the frozen one too
     assert wall < 60
 
 
