@@ -99,6 +99,11 @@ class NodeAdapter(abc.ABC):
         """Flush results; ``aborted`` is the reason when the run did not complete. Returns a summary."""
         return {}
 
+    def warm_up(self) -> None:
+        """Optional: called once right after CONFIGURED is sent, while the coordinator waits for the
+        other nodes to configure (e.g. import the simulator, so that ``configure`` on PREPARE is
+        shorter). A failure here is logged and ignored; ``configure`` reports real errors."""
+
     def window_timing(self) -> dict[str, float]:
         """Seconds the last ``step`` spent by part, reported per window in STEP_DONE.timing.
 

@@ -99,6 +99,14 @@ class NodeRuntime:
         except Exception as e:
             self._fail(msg, e, "configuring")
         self._send(T.CONFIGURED, content)
+        warm_up = getattr(self.adapter, "warm_up", None)
+        if warm_up is not None:      # overlaps e.g. importing NEURON with the other nodes' setup
+            t0 = time.perf_counter()
+            try:
+                warm_up()
+            except Exception as e:
+                log.warning("%s: warm-up failed (configure will retry): %s", self.name, e)
+            log.info("%s: warmed up in %.2f s", self.name, time.perf_counter() - t0)
 
     def prepare(self, msg: Message) -> None:
         c = msg.content
