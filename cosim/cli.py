@@ -6,6 +6,7 @@
   cosim spiking-node          a spiking node alone (backend from the config, or --backend)
   cosim validate CONFIG       check a config and exit
   cosim keys DIR              CURVE key pairs for the coordinator and nodes
+  cosim report RUN_DIR        a run's summary and where its time went (cosim.breakdown)
 
 Exit codes: 0 completed, 1 run failed (a node or the coordinator), 2 bad configuration or
 usage, 130 interrupted.
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate a config file")
     v.add_argument("config")
+
+    rp = sub.add_parser("report", help="a run's summary and where its time went (per service); draws breakdown.png")
+    rp.add_argument("run_dir")
+    rp.add_argument("--json", action="store_true", help="print the breakdown as JSON")
+    rp.add_argument("--no-plot", action="store_true")
 
     k = sub.add_parser("keys", help="generate CURVE key pairs")
     k.add_argument("dir")
@@ -255,6 +261,13 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(a)
         if a.cmd == "keys":
             return cmd_keys(a)
+        if a.cmd == "report":
+            from cosim.breakdown import report
+            try:
+                return report(a.run_dir, as_json=a.json, plot=not a.no_plot)
+            except FileNotFoundError as e:
+                print(f"cosim report: {e}", file=sys.stderr)
+                return EXIT_CONFIG
     except ConfigError as e:
         print(f"cosim: configuration error: {e}", file=sys.stderr)
         return EXIT_CONFIG
