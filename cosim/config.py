@@ -186,7 +186,22 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise ConfigError(f"{p}: not valid {'TOML' if p.suffix == '.toml' else 'YAML'}: {first}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
-    return parse_config(data, str(p))
+    return parse_config(_resolve_paths(data or {}, p.parent), str(p))
+
+
+def _resolve_paths(data: dict, base: Path) -> dict:
+    """Relative file paths in a config mean "next to the config file" when such a file exists."""
+    def fix(holder: dict, key: str) -> None:
+        v = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(v, str) and v != "default" and not Path(v).is_absolute() and (base / v).exists():
+            holder[key] = str((base / v).resolve())
+    fix(data.get("tvb") or {}, "connectivity")
+    for node in data.get("spiking_nodes") or []:
+        mf = ((node or {}).get("params") or {}).get("model_file") if isinstance(node, dict) else None
+        if isinstance(mf, dict):
+            fix(mf, "path")
+            fix(mf, "mod_dir")
+    return data
 
 
 def check_files(cfg: RunConfig, source: str = "<config>") -> None:

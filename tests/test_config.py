@@ -40,3 +40,14 @@ def test_set_overrides_keep_unset_fields_unset(tmp_path):
     assert cfg.spiking_nodes[0].backend == "reference" and cfg.run.seed == 5 and cfg.run.duration_ms == 30
     # the launcher picks free ports only for addresses the user did not set
     assert "router" not in cfg.coordinator.model_fields_set
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    d = tmp_path / "models"
+    d.mkdir()
+    (d / "m.py").write_text("netParams = None\n")
+    p = d / "c.yaml"
+    p.write_text("spiking_nodes: [{backend: netpyne, regions: [1], params: {model_file: "
+                 "{path: m.py, populations: {E: {region: 1, role: exc}}}}}]\n")
+    cfg = load_config(p)
+    assert cfg.spiking_nodes[0].params["model_file"]["path"] == str(d / "m.py")
