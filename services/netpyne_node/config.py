@@ -71,6 +71,17 @@ class RegionNetwork(_S):
     conns: dict[str, ConnSpec] = Field(default_factory=_conns, description="keys among EE, EI, IE, II")
     v_init_mV: float = -65.0
 
+    @field_validator("conns", mode="before")
+    @classmethod
+    def _merge_defaults(cls, v):
+        """Changing EE alone keeps EI, IE and II at their defaults (set prob 0 to drop one)."""
+        if isinstance(v, dict):
+            merged = {k: c.model_dump() for k, c in _conns().items()}
+            for k, c in v.items():
+                merged[k] = {**merged.get(k, {}), **c} if isinstance(c, dict) else c
+            return merged
+        return v
+
     @field_validator("conns")
     @classmethod
     def _keys(cls, v: dict[str, ConnSpec]) -> dict[str, ConnSpec]:
