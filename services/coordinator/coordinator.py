@@ -431,7 +431,8 @@ class Coordinator:
     def start_window(self, k: int) -> None:
         self.window, self.pending = k, set(self.peers)
         self.t_window = time.perf_counter()
-        # own work since the previous window's last STEP_DONE (recording it, progress)
+        # own work since the previous window's last STEP_DONE that delays this window (recording
+        # and progress happen after the STEPs are out, while the nodes compute)
         self.coordinator_s = self.t_window - self.t_last_done if k else float("nan")
         n_ticks = self.W * self.dt_ticks
         for p in self.peers.values():
@@ -462,7 +463,19 @@ class Coordinator:
         k = self.window
         self.t_last_done = time.perf_counter()
         wall = self.t_last_done - self.t_window
-        self.record.append(k, self.produced, self.timing, wall, self.coordinator_s)
+        produced, timing, coordinator_s = dict(self.produced), dict(self.timing), self.coordinator_s
+        try:
+            # the nodes start window k+1 first; window k is recorded while they compute
+            if k + 1 < self.K:
+                self.start_window(k + 1)
+            else:
+                self.window = k
+                self.state = "FINISHING"
+                self.t_end = time.monotonic()
+                for p in self.peers.values():
+                    self.send(p, T.END, {"reason": "completed"})
+        finally:
+            self.record.append(k, produced, timing, wall, coordinator_s)
         elapsed = time.monotonic() - self.t_start
         sim_ms = (k + 1) * self.W * self.tvb_dt_ms
         if elapsed - self._last_progress >= 0.1 or k + 1 == self.K:   # observers need ~10 updates/s, not one per window
@@ -470,14 +483,6 @@ class Coordinator:
             if self.progress:
                 self.progress(k + 1, self.K, sim_ms, elapsed)
             self.publish("progress", {"window": k, "windows": self.K, "t_ms": sim_ms, "wall_s": elapsed})
-        if k + 1 < self.K:
-            self.start_window(k + 1)
-        else:
-            self.window = k
-            self.state = "FINISHING"
-            self.t_end = time.monotonic()
-            for p in self.peers.values():
-                self.send(p, T.END, {"reason": "completed"})
 
     def on_finished(self, peer: Peer, msg: Message) -> None:
         if self.state != "FINISHING":

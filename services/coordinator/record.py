@@ -13,8 +13,9 @@
                                           previous STEP_DONE)
   timing/window_wall_s          (K, 1)    the coordinator's wall time per window (STEP sent →
                                           last STEP_DONE received)
-  timing/coordinator_s          (K, 1)    the coordinator's own work before window k: recording
-                                          window k-1, routing and encoding the STEPs of window k
+  timing/coordinator_s          (K, 1)    the coordinator's own work between the last STEP_DONE of
+                                          window k-1 and sending the STEPs of window k (window
+                                          k-1 is recorded after those are sent, while nodes compute)
   (cosim.breakdown turns these into a per-service breakdown)
 `<results_dir>/status_coordinator.json`: completed?, windows completed, reason; rewritten after
 every flush while running, so after a kill `windows_completed` is what coordinator.h5 holds.
