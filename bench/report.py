@@ -240,6 +240,10 @@ def write_report(R: dict, info: dict, docs: Path) -> Path:
               f"| whole run | 72 s | {_f(t['wall_total_s'])} s | {_f(t.get('wall_speedup'), 1)}× (aim ≥ 5×) |",
               f"| NEURON alone | ~6 s | {_f(t['neuron_alone_s'])} s | |",
               f"| TVB alone | ~2 s | {_f(t['tvb_alone_s'])} s | |", "",
+              (f"With the window our coordinator picks by itself for this configuration ({t['auto_window']['window_ms']:g} ms: "
+               f"the smallest delay between regions 33/71 and the rest; self-connections never set it), "
+               f"{t['auto_window']['windows']} windows: loop {_f(t['auto_window']['loop_s'])} s, whole run "
+               f"{_f(t['auto_window']['wall_total_s'])} s. " if t.get("auto_window") else "") +
               f"Real-time factor {_f(t['real_time_factor'])}; loop / our slower simulator alone "
               f"{_f(t['loop_vs_our_slower_alone'])}. Build times: "
               + "; ".join(f"{k} {_f(v, 1)} s" for k, v in t["runs"][0]["build_s"].items()) + ".", ""]
