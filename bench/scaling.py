@@ -8,8 +8,9 @@ All runs: real TVB (76 regions) + NetPyNE, NEURON dt 0.05 ms, window 1.6 ms (16 
   stopped (even with probabilities divided by 100). Recurrent synapses would need a
   convergence rule in the builder; the per-cell integration cost is what scales here.
 - regions: 1, 2, 4, 8 regions of 160 cells on one service; 8 regions over two services (4 + 4).
-- MPI: one region of 2,000 cells (1,500 E + 500 I) on 1 and 2 ranks (the machine has 2 cores,
-  shared with TVB and the coordinator).
+- MPI: one region of 2,000 cells (1,500 E + 500 I, no recurrent synapses: with them NetPyNE
+  takes ~40 s to build it) on 1 and 2 ranks (the machine has 2 cores, shared with TVB and the
+  coordinator).
 Per run: loop per window, the slowest simulator's own integration per window, and what the
 co-simulation adds (cosim.breakdown). Bytes per window: both nodes reach the coordinator through
 a zero-delay counting proxy (bench/delay_proxy.py); bytes between the coordinator's "started"
@@ -52,6 +53,7 @@ def params(scale: float = 1.0, n_exc: int = 120, n_inh: int = 40, ranks: int = 1
 
 def config(duration_ms: float, nodes: list[tuple[str, list[int], dict]]) -> dict:
     return {"run": {"name": "bench-scaling", "duration_ms": duration_ms, "window_ms": 1.6},
+            "coordinator": {"setup_timeout_ms": 600_000},
             "tvb": {"monitors": {"temporal_average_ms": None}},
             "spiking_nodes": [{"name": n, "backend": "netpyne", "regions": r, "params": p} for n, r, p in nodes]}
 
@@ -75,7 +77,7 @@ def wire_bytes(cfg: dict, out: Path) -> dict:
     import zmq
     router_port, pub_port = free_port(), free_port()
     proxy = DelayProxy(("127.0.0.1", router_port), 0.0)
-    cfg = {**cfg, "coordinator": {"pub": f"tcp://127.0.0.1:{pub_port}"}}
+    cfg = {**cfg, "coordinator": {**cfg.get("coordinator", {}), "pub": f"tcp://127.0.0.1:{pub_port}"}}
     marks: dict = {}
     stop = threading.Event()
 
@@ -134,7 +136,8 @@ def run(size: str = "full", out: Path | None = None) -> dict:
         regions.append({"regions": 8, "services": 2, "cells": 1280, **m})
     mpi = []
     for ranks in sz["mpi"]:
-        m = measure(config(sz["mpi_ms"], [("spiking", [33], params(12.5, ranks=ranks))]), out / f"mpi{ranks}")
+        m = measure(config(sz["mpi_ms"], [("spiking", [33], params(12.5, ranks=ranks, recurrent=False))]),
+                    out / f"mpi{ranks}")
         mpi.append({"ranks": ranks, "cells": 2000, **m})
     wire = []
     for s in sz["bytes_scales"]:

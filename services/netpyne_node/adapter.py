@@ -181,7 +181,14 @@ class NetpyneAdapter(NodeAdapter):
         return built
 
     def warm_up(self) -> None:
-        """Import NEURON and NetPyNE while the TVB node builds (saves their ~3 s from PREPARE on)."""
+        """Import NEURON and NetPyNE while the TVB node builds (saves their ~3 s from PREPARE on).
+        Under MPI every rank imports (NEURON's MPI start is collective)."""
+        if self.comm is not None:
+            self.comm.bcast(("warm_up",), root=0)
+        self._warm_up_local()
+
+    @staticmethod
+    def _warm_up_local() -> None:
         from neuron import h  # noqa: F401  (mpi4py is already imported: world() in __init__)
         from netpyne import sim  # noqa: F401
         from . import builder, engine  # noqa: F401
@@ -329,6 +336,8 @@ class NetpyneAdapter(NodeAdapter):
                 self._configure_local(msg[1])
             elif kind == "step":
                 self._step_local(msg[1], msg[2])
+            elif kind == "warm_up":
+                self._warm_up_local()
             elif kind == "finish":
                 self._finish_local(msg[1])
                 return
