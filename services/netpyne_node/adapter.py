@@ -182,9 +182,11 @@ class NetpyneAdapter(NodeAdapter):
 
     def warm_up(self) -> None:
         """Import NEURON and NetPyNE while the TVB node builds (saves their ~3 s from PREPARE on).
-        Under MPI every rank imports (NEURON's MPI start is collective)."""
+        Not under MPI: there every rank must start NEURON together (collective), and the followers
+        wait in ``follow()``; one 2-rank run of the scaling benchmark hung in setup with a
+        broadcast warm-up (not reproduced since), so MPI keeps its original order."""
         if self.comm is not None:
-            self.comm.bcast(("warm_up",), root=0)
+            return
         self._warm_up_local()
 
     @staticmethod
