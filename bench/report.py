@@ -104,7 +104,7 @@ def _plots(R: dict, docs: Path) -> list[str]:
     if "scaling" in R:
         s = R["scaling"]
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-        c = s["cells"]
+        c = [r for r in s["cells"] if "error" not in r]
         ax = axes[0]
         x = [r["cells"] for r in c]
         ax.loglog(x, [r["loop_ms_per_window"] for r in c], "ko-", label="loop")
@@ -115,10 +115,10 @@ def _plots(R: dict, docs: Path) -> list[str]:
         ax.set_ylabel("ms per 1.6 ms window")
         ax.legend(fontsize=7)
         ax = axes[1]
-        rg = [r for r in s["regions"] if r["services"] == 1]
+        rg = [r for r in s["regions"] if r["services"] == 1 and "error" not in r]
         ax.plot([r["regions"] for r in rg], [r["loop_ms_per_window"] for r in rg], "ko-", label="loop, one service")
         ax.plot([r["regions"] for r in rg], [r["simulate_ms"].get("spiking") for r in rg], "s-", label="NEURON simulate")
-        two = [r for r in s["regions"] if r["services"] == 2]
+        two = [r for r in s["regions"] if r["services"] == 2 and "error" not in r]
         if two:
             ax.plot([8], [two[0]["loop_ms_per_window"]], "r*", ms=10, label="loop, two services (4+4)")
         ax.set_xlabel("spiking regions (160 cells each)")
@@ -182,6 +182,7 @@ def _breakdowns(R: dict, docs: Path) -> list[tuple[str, dict, str]]:
 def write_report(R: dict, info: dict, docs: Path) -> Path:
     from cosim.breakdown import format_breakdown
     docs = Path(docs)
+    docs.mkdir(parents=True, exist_ok=True)
     plots = _plots(R, docs)
     bds = _breakdowns(R, docs)
     m = info["machine"]
@@ -287,19 +288,22 @@ def write_report(R: dict, info: dict, docs: Path) -> Path:
               "ms per window (means of windows 1..K−1).", "",
               "| spiking side | windows | loop | NEURON simulate | TVB simulate | spiking transform | beyond slowest simulator | build (s) |",
               "|---|---|---|---|---|---|---|---|"]
-        for r in s["cells"]:
+        for r in [r for r in s["cells"] + s["regions"] + s["mpi"] if "error" in r]:
+            L.append(f"| {r.get('cells')} cells, {r.get('regions', 1)} region(s), {r.get('ranks', 1)} rank(s): "
+                     f"**failed**: {r['error'][:200]} | | | | | | | |")
+        for r in [r for r in s["cells"] if "error" not in r]:
             L.append(f"| 1 region, {r['cells']} cells (no recurrent synapses) | {r['windows']} | {_f(r['loop_ms_per_window'])} | "
                      f"{_f(r['simulate_ms'].get('spiking'))} | {_f(r['simulate_ms'].get('tvb'))} | "
                      f"{_f(r['transform_ms'].get('spiking'))} | {_f(r['overhead_ms_per_window'])} | "
                      f"{_f(r['build_s'].get('spiking'), 1)} |")
-        for r in s["regions"]:
+        for r in [r for r in s["regions"] if "error" not in r]:
             sim = max((v or 0) for k, v in r["simulate_ms"].items() if k != "tvb")
             L.append(f"| {r['regions']} regions × 160 cells, {r['services']} service(s) | {r['windows']} | "
                      f"{_f(r['loop_ms_per_window'])} | {_f(sim)} | {_f(r['simulate_ms'].get('tvb'))} | "
                      f"{_f(max((v or 0) for k, v in r['transform_ms'].items() if k != 'tvb'))} | "
                      f"{_f(r['overhead_ms_per_window'])} | "
                      f"{_f(max((v or 0) for k, v in r['build_s'].items() if k != 'tvb'), 1)} |")
-        for r in s["mpi"]:
+        for r in [r for r in s["mpi"] if "error" not in r]:
             L.append(f"| 1 region, 2000 cells, {r['ranks']} MPI rank(s) | {r['windows']} | {_f(r['loop_ms_per_window'])} | "
                      f"{_f(r['simulate_ms'].get('spiking'))} | {_f(r['simulate_ms'].get('tvb'))} | "
                      f"{_f(r['transform_ms'].get('spiking'))} | {_f(r['overhead_ms_per_window'])} | "

@@ -59,8 +59,16 @@ def config(duration_ms: float, nodes: list[tuple[str, list[int], dict]]) -> dict
 
 
 def measure(cfg: dict, out: Path) -> dict:
+    """One run's figures, or {"error": why} (a failed size must not lose the others)."""
+    try:
+        return _measure(cfg, out)
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _measure(cfg: dict, out: Path) -> dict:
     from cosim.breakdown import breakdown
-    r = cosim_run(cfg, out, timeout=1800)
+    r = cosim_run(cfg, out, timeout=600)
     b = breakdown(out)
     s = r["summary"]
     return {"windows": s["windows"], "loop_ms_per_window": s["wall_s"] / s["windows"] * 1e3,
@@ -103,7 +111,7 @@ def wire_bytes(cfg: dict, out: Path) -> dict:
     nodes = [n["name"] for n in cfg["spiking_nodes"]] + ["tvb"]
     try:
         # launch_services overrides the pub address: keep ours
-        r = launch_services({**cfg}, out, {n: proxy.address for n in nodes}, timeout=1800, router_port=router_port,
+        r = launch_services({**cfg}, out, {n: proxy.address for n in nodes}, timeout=600, router_port=router_port,
                             pub_port=pub_port)
     finally:
         stop.set()
@@ -142,14 +150,17 @@ def run(size: str = "full", out: Path | None = None) -> dict:
     wire = []
     for s in sz["bytes_scales"]:
         ms = sz["scale_ms"].get(s, 16.0)
-        b = wire_bytes(config(ms, [("spiking", [33], params(s, recurrent=False))]), out / f"bytes{s:g}")
+        try:
+            b = wire_bytes(config(ms, [("spiking", [33], params(s, recurrent=False))]), out / f"bytes{s:g}")
+        except Exception as e:
+            b = {"bytes_per_window": None, "error": f"{type(e).__name__}: {e}"}
         wire.append({"cells": int(round(160 * s)), **b})
     bpw = [w["bytes_per_window"] for w in wire if w.get("bytes_per_window")]
     return {"benchmark": "scaling", "size": size, "load_avg_start": load0, "load_avg_end": load_avg(),
             "cells": cells, "regions": regions, "mpi": mpi, "wire": wire,
             "bytes_growth": (max(bpw) / min(bpw) - 1) if len(bpw) > 1 else None,
-            "mpi_speedup": (mpi[0]["slowest_simulate_ms"] / mpi[1]["simulate_ms"].get("spiking", float("nan"))
-                            if len(mpi) == 2 else None)}
+            "mpi_speedup": (mpi[0]["simulate_ms"]["spiking"] / mpi[1]["simulate_ms"]["spiking"]
+                            if len(mpi) == 2 and all("error" not in m for m in mpi) else None)}
 
 
 def main() -> None:
@@ -158,7 +169,7 @@ def main() -> None:
     ap.add_argument("--out")
     a = ap.parse_args()
     res = run(a.size, Path(a.out) if a.out else None)
-    for c in res["cells"]:
+    for c in [c for c in res["cells"] if "error" not in c]:
         print(f"{c['cells']} cells: loop {c['loop_ms_per_window']:.2f} ms/window, simulate "
               f"{c['slowest_simulate_ms']:.2f}, overhead {c['overhead_ms_per_window']:.2f}", file=sys.stderr)
     for w in res["wire"]:
