@@ -84,7 +84,17 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--wait-load", type=float, default=0.0,
                     help="wait (up to 30 min) until the 1-minute load average is below this before starting")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the report from the JSON in --results (run directories must still exist for the "
+                         "breakdown plots)")
     a = ap.parse_args(argv)
+    if a.report_only:
+        from bench.report import write_report
+        res_dir = Path(a.results)
+        info = json.loads((res_dir / "suite.json").read_text())
+        results = {n: json.loads((res_dir / f"{n}.json").read_text()) for n in info["benchmarks"]}
+        print(f"bench: report {write_report(results, info, Path(a.docs))}", file=sys.stderr)
+        return 0
     names = a.only.split(",") if a.only else (ORDER if a.size == "full" else TINY_DEFAULT)
     bad = [n for n in names if n not in ORDER]
     if bad:
