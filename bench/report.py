@@ -292,7 +292,7 @@ def write_report(R: dict, info: dict, docs: Path) -> Path:
             L.append(f"| {r.get('cells')} cells, {r.get('regions', 1)} region(s), {r.get('ranks', 1)} rank(s): "
                      f"**failed**: {r['error'][:200]} | | | | | | | |")
         for r in [r for r in s["cells"] if "error" not in r]:
-            L.append(f"| 1 region, {r['cells']} cells (no recurrent synapses) | {r['windows']} | {_f(r['loop_ms_per_window'])} | "
+            L.append(f"| 1 region, {r['cells']} cells | {r['windows']} | {_f(r['loop_ms_per_window'])} | "
                      f"{_f(r['simulate_ms'].get('spiking'))} | {_f(r['simulate_ms'].get('tvb'))} | "
                      f"{_f(r['transform_ms'].get('spiking'))} | {_f(r['overhead_ms_per_window'])} | "
                      f"{_f(r['build_s'].get('spiking'), 1)} |")

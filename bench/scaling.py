@@ -3,13 +3,13 @@ spiking services), MPI ranks; and bytes on the wire per window, which must not g
 
 All runs: real TVB (76 regions) + NetPyNE, NEURON dt 0.05 ms, window 1.6 ms (16 TVB steps).
 - cells: one spiking region (33) of 160 · s cells (s = 1, 10, 100 → 160, 1,600, 16,000), driven
-  by TVB's input, WITHOUT recurrent connections at every size: NetPyNE's probability rule
-  allocates N_pre × N_post random numbers, and 16,000 cells took 19 GB here before it was
-  stopped (even with probabilities divided by 100). Recurrent synapses would need a
-  convergence rule in the builder; the per-cell integration cost is what scales here.
+  by TVB's input, recurrent rules at probability 0 (NetPyNE's probability rule is O(N_pre ×
+  N_post): with the default probabilities 16,000 cells took 19 GB here before it was stopped).
+  NOTE: the committed report's cell and MPI runs predate this: they passed `conns: {}`, which the
+  NetPyNE config now reads as "all defaults", so they ran with the default recurrent synapses.
 - regions: 1, 2, 4, 8 regions of 160 cells on one service; 8 regions over two services (4 + 4).
-- MPI: one region of 2,000 cells (1,500 E + 500 I, no recurrent synapses: with them NetPyNE
-  takes ~40 s to build it) on 1 and 2 ranks (the machine has 2 cores, shared with TVB and the
+- MPI: one region of 2,000 cells (1,500 E + 500 I, recurrent rules at probability 0: with the
+  default ones NetPyNE takes ~40 s to build it) on 1 and 2 ranks (the machine has 2 cores, shared with TVB and the
   coordinator).
 Per run: loop per window, the slowest simulator's own integration per window, and what the
 co-simulation adds (cosim.breakdown). Bytes per window: both nodes reach the coordinator through
@@ -43,7 +43,8 @@ BASE_CONNS = {"EE": (0.01, 0.02), "EI": (0.01, 0.01), "IE": (0.03, 0.01), "II": 
 
 
 def params(scale: float = 1.0, n_exc: int = 120, n_inh: int = 40, ranks: int = 1, recurrent: bool = True) -> dict:
-    conns = {k: {"prob": p, "weight_uS": w} for k, (p, w) in BASE_CONNS.items()} if recurrent else {}
+    # prob 0 drops a rule; an empty block would mean "all defaults" (netpyne_node/config.py merges them)
+    conns = {k: {"prob": p if recurrent else 0.0, "weight_uS": w} for k, (p, w) in BASE_CONNS.items()}
     p = {"dt_ms": 0.05, "network": {"n_exc": n_exc, "n_inh": n_inh, "scale": scale, "conns": conns},
          "record": {"plot": False}}
     if ranks > 1:
