@@ -120,7 +120,7 @@ def run_embedded(a) -> int:
     try:
         code = _supervise(children, pub, cfg, out)
     except KeyboardInterrupt:
-        children[0].signal(signal.SIGINT)
+        children[0].signal(signal.SIGTERM)
         _reap(children, grace_s=10)
         print(f"cosim: interrupted; results up to the last completed window are in {out}", file=sys.stderr)
         return 130
@@ -164,8 +164,7 @@ def _supervise(children: list[Child], pub: str, cfg, out: Path) -> int:
             if dead and node_died_at is None:
                 node_died_at = time.monotonic()
             if node_died_at is not None and time.monotonic() - node_died_at > grace and coord.poll() is None:
-                coord.signal(signal.SIGINT)
-                coord.proc.wait(timeout=30)
+                _stop(coord)
                 c = dead[0]
                 print(f"cosim: run failed: node '{c.name}' exited with code {c.poll()}: {c.last_error_line()}",
                       file=sys.stderr)
@@ -185,6 +184,17 @@ def _supervise(children: list[Child], pub: str, cfg, out: Path) -> int:
             print(f"cosim: run failed: {reason}", file=sys.stderr)
         print(f"cosim: results up to the last completed window and logs are in {out}", file=sys.stderr)
     return code
+
+
+def _stop(child: Child) -> None:
+    """Ask a child to abort (SIGTERM: it aborts the run and keeps results), then insist."""
+    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        child.signal(sig)
+        try:
+            child.proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _reap(children: list[Child], grace_s: float) -> None:
