@@ -23,7 +23,8 @@ import numpy as np
 
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 from services.reference_node.config import ReferenceParams
-from services.tvb_node.adapter import STATE_VARS, UNITS, check_dt, parse_sections, validate_regions
+from services.tvb_node.adapter import (STATE_VARS, UNITS, check_dt, parse_sections, state_input_blocks,
+                                       validate_regions)
 from services.tvb_node.h5out import H5Appender
 from services.tvb_node.timing import crossing_min_delay_steps
 from services.tvb_node.windowed import WindowedTVB, WindowRecord
@@ -132,21 +133,7 @@ class ReferenceAdapter(NodeAdapter):
         k = int(window)
         if self.ctx is None:
             raise RuntimeError("step() before configure()")
-        if k != self._k_next:
-            raise ValueError(f"step({k}) out of order; expected window {self._k_next}")
-        unknown = sorted(set(inputs) - {f"state/{v}" for v in self.in_cols})
-        if unknown:
-            raise ValueError(f"window {k}: unexpected input(s) {unknown}")
-        blocks = {}
-        for name, a in inputs.items():
-            var = name.partition("/")[2]
-            a = np.asarray(a, dtype=np.float64)
-            if a.shape != (self.W, len(self.in_cols[var])):
-                raise ValueError(f"window {k}: input {name} has shape {a.shape}, "
-                                 f"expected {(self.W, len(self.in_cols[var]))}")
-            blocks[var] = a
-        if k > 0 and "S_e" not in blocks:
-            raise ValueError(f"window {k}: missing state/S_e of the other regions (window {k - 1})")
+        blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the other regions")
         t0 = time.perf_counter()
         w = self.tvb
         if "S_e" in blocks:

@@ -124,6 +124,30 @@ def make_monitors(tvb: TVBSection, n_regions: int):
     return out
 
 
+def state_input_blocks(inputs: Signals, in_cols: dict, W: int, k: int, k_expected: int,
+                       whose: str) -> dict[str, np.ndarray]:
+    """Validated ``state/<var>`` inputs of window k as {var: (W, n) float64}; shared by the
+    TVB node and the reference node, which both take other nodes' state one window late."""
+    if k != k_expected:
+        raise ValueError(f"step({k}) out of order; expected window {k_expected}")
+    unknown = sorted(set(inputs) - {f"state/{v}" for v in in_cols})
+    if unknown:
+        raise ValueError(f"window {k}: unexpected input(s) {unknown}")
+    blocks = {}
+    for name, arr in inputs.items():
+        var = name.partition("/")[2]
+        a = np.asarray(arr, dtype=np.float64)
+        want = (W, len(in_cols[var]))
+        if a.shape != want:
+            raise ValueError(f"window {k}: input {name} has shape {a.shape}, expected {want}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"window {k}: input {name} contains non-finite values")
+        blocks[var] = a
+    if k > 0 and "S_e" not in blocks:
+        raise ValueError(f"window {k}: missing state/S_e of {whose} (window {k - 1})")
+    return blocks
+
+
 class TVBAdapter(NodeAdapter):
     """The TVB node. ``record_proxy_vars`` (default R_e; e.g. ``("S_i", "R_e", "R_i")``) are also required from
     the spiking side for recording; whatever ``state/*`` of proxies arrives in inputs is used."""
@@ -270,28 +294,11 @@ class TVBAdapter(NodeAdapter):
             out = {k: v for k, v in out.items() if not k.startswith("state/")}
         return out
 
-    def _check_input(self, name: str, arr, k: int) -> np.ndarray:
-        a = np.asarray(arr, dtype=np.float64)
-        var = name.partition("/")[2]
-        want = (self.W, len(self.in_cols[var]))
-        if a.shape != want:
-            raise ValueError(f"window {k}: input {name} has shape {a.shape}, expected {want}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"window {k}: input {name} contains non-finite values")
-        return a
-
     def step(self, window: int, inputs: Signals) -> Signals:
         k = int(window)
         if self.ctx is None:
             raise RuntimeError("step() before configure()")
-        if k != self._k_next:
-            raise ValueError(f"step({k}) out of order; expected window {self._k_next}")
-        unknown = sorted(set(inputs) - {f"state/{v}" for v in self.in_cols})
-        if unknown:
-            raise ValueError(f"window {k}: unexpected input(s) {unknown}")
-        blocks = {name.partition("/")[2]: self._check_input(name, a, k) for name, a in inputs.items()}
-        if k > 0 and "S_e" not in blocks:
-            raise ValueError(f"window {k}: missing state/S_e of the spiking regions (window {k - 1})")
+        blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the spiking regions")
         t0 = time.perf_counter()
         w, W = self.tvb, self.W
         if "S_e" in blocks:
