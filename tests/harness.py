@@ -210,3 +210,12 @@ def check_prefix(out: Path, clean: dict, W: int, proxies=(33, 71)) -> dict[str, 
         assert len(counts) <= 1, f"{fname}: datasets disagree on the number of windows: {counts}"
         windows[fname] = counts.pop() if counts else -1
     return windows
+
+
+def record_fault(kind: str, **data) -> None:
+    """Append one measurement to $COSIM_FAULT_LOG (JSON lines) when it is set (docs/reliability.md)."""
+    path = os.environ.get("COSIM_FAULT_LOG")
+    if path:
+        import json
+        with open(path, "a") as f:
+            f.write(json.dumps({"fault": kind, **data}) + "\n")

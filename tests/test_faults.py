@@ -22,19 +22,12 @@ import time
 import pytest
 
 from conftest import noop_config
-from harness import Services, check_prefix, log_time, read_results, ref_config, wait_for
+from harness import Services, check_prefix, log_time, read_results, ref_config, wait_for, record_fault
 from psutil_free import cosim_processes
 
 HB_MS = 1000          # heartbeat timeout of these runs
 DURATION = 1000       # ms simulated: ~205 windows of 4.9 ms, a few seconds of wall time
 W = 49                # TVB steps per window for the reference config (min crossing delay)
-
-
-def _record(kind: str, **data) -> None:
-    path = os.environ.get("COSIM_FAULT_LOG")
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps({"fault": kind, **data}) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +63,7 @@ def test_kill_at_a_random_window_keeps_a_clean_prefix(tmp_path, clean, victim, s
                 text = s.log(n)
                 assert "stopped answering heartbeats" in text and "partial results kept" in text, text
                 t_det = log_time(text, "no heartbeat from the coordinator")
-                _record("coordinator SIGKILL", noticed_by=n, detect_ms=round((t_det - t_kill) * 1000),
+                record_fault("coordinator SIGKILL", noticed_by=n, detect_ms=round((t_det - t_kill) * 1000),
                         timeout_ms=HB_MS)
             # the status marker is rewritten at every flush: it says what coordinator.h5 holds
             assert status.get("running") and "windows durable" in status["reason"]
@@ -81,7 +74,7 @@ def test_kill_at_a_random_window_keeps_a_clean_prefix(tmp_path, clean, victim, s
             assert f"node '{victim}' failed in window" in line and "last completed window" in line \
                 and "t = " in line and "no heartbeat" in line, line
             t_det = log_time(s.log("coordinator"), "aborting run")
-            _record("node SIGKILL", victim=victim, detect_ms=round((t_det - t_kill) * 1000), timeout_ms=HB_MS)
+            record_fault("node SIGKILL", victim=victim, detect_ms=round((t_det - t_kill) * 1000), timeout_ms=HB_MS)
             assert t_det - t_kill < HB_MS / 1000 + 1.0
             survivor = next(n for n in others if n != "coordinator")
             assert "run aborted by the coordinator" in s.log(survivor)
@@ -92,7 +85,7 @@ def test_kill_at_a_random_window_keeps_a_clean_prefix(tmp_path, clean, victim, s
     for f in ("tvb.h5", "spiking.h5"):
         if victim != "coordinator":
             assert got[f] <= n + 1, (got, status)            # a node is at most one window ahead
-    _record("kill windows", victim=victim, coordinator_windows=n, files=got)
+    record_fault("kill windows", victim=victim, coordinator_windows=n, files=got)
 
 
 def _stop_when_running(out, marker: str, sig: int, got: dict, delay: float = 0.3) -> None:
@@ -136,7 +129,7 @@ def test_frozen_node_is_detected_and_cosim_run_leaves_nothing(cosim, tmp_path):
     line = [l for l in r.stderr.splitlines() if "run failed" in l][0]
     assert "node 'spiking' failed in window" in line and "no heartbeat" in line and "t = " in line
     t_det = log_time((r.out / "logs" / "coordinator.log").read_text(), "aborting run")
-    _record("node SIGSTOP", detect_ms=round((t_det - got["t"]) * 1000), timeout_ms=HB_MS, cosim_run_wall_s=round(wall, 1))
+    record_fault("node SIGSTOP", detect_ms=round((t_det - got["t"]) * 1000), timeout_ms=HB_MS, cosim_run_wall_s=round(wall, 1))
     assert t_det - got["t"] < HB_MS / 1000 + 1.0
     assert "run aborted by the coordinator" in (r.out / "logs" / "tvb.log").read_text()
     import yaml

@@ -12,26 +12,18 @@ userspace TCP proxy on loopback (`tcp_proxy.TcpProxy`; the kernel here has no ne
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 
 import pytest
 
 from cosim.launcher import free_port
-from harness import Services, check_prefix, log_time, read_results, ref_config
+from harness import Services, check_prefix, log_time, read_results, ref_config, record_fault
 from tcp_proxy import TcpProxy
 
 HB_MS = 1000
 DURATION = 200        # ms: 41 windows of 4.9 ms
 W = 49
-
-
-def _record(kind: str, **data) -> None:
-    path = os.environ.get("COSIM_FAULT_LOG")
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps({"fault": kind, **data}) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +87,7 @@ def test_connection_resets_are_survived(tmp_path, clean):
             px.reset()
             resets += 1
         status = _complete_and_equal(s, tmp_path, clean)
-    _record("connection resets", resets=resets, messages_repeated=status["messages_repeated"])
+    record_fault("connection resets", resets=resets, messages_repeated=status["messages_repeated"])
     assert resets >= 2
 
 
@@ -120,7 +112,7 @@ def test_long_cut_aborts_cleanly(tmp_path):
         for n in ("tvb", "spiking"):
             assert "stopped answering heartbeats" in s.log(n), s.log(n)
             nodes[n] = round((log_time(s.log(n), "no heartbeat from the coordinator") - t_cut) * 1000)
-        _record("cut > timeout", coordinator_detect_ms=round((t_abort - t_cut) * 1000), nodes_detect_ms=nodes,
+        record_fault("cut > timeout", coordinator_detect_ms=round((t_abort - t_cut) * 1000), nodes_detect_ms=nodes,
                 timeout_ms=HB_MS)
         assert t_abort - t_cut < HB_MS / 1000 + 1.0
     status = json.loads((tmp_path / "status_coordinator.json").read_text())
