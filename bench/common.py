@@ -305,3 +305,12 @@ def launch_services(cfg: dict, out: Path, node_router: dict[str, str] | None = N
         tail = (out / "logs" / "coordinator.log").read_text(errors="replace").strip().splitlines()[-3:]
         raise RunError(f"services run failed ({code}) in {out}: {tail}")
     return {"wall_total_s": wall, "summary": json.loads((out / "summary.json").read_text()), "out": str(out)}
+
+
+def arg_parser(doc: str, sizes: dict):
+    """The options every benchmark shares: --size (tiny for CI, full for the report) and --out."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--size", choices=sizes, default="full")
+    ap.add_argument("--out", help="write the result JSON here")
+    return ap

@@ -11,7 +11,6 @@ Usage: python bench/curve_cost.py [--windows 2000] [--repeats 3] [--out DIR]
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import PY, cosim_run, load_avg, median, timing  # noqa: E402
+from bench.common import PY, cosim_run, load_avg, median, timing, arg_parser  # noqa: E402
 
 SIZES = {"tiny": {"windows": 300, "repeats": 1}, "full": {"windows": 2000, "repeats": 3}}
 PAYLOADS = {"2 regions": list(range(3, 5)), "64 regions": list(range(4, 68))}
@@ -67,11 +66,9 @@ def run(size: str = "full", out: Path | None = None, windows: int | None = None,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=SIZES, default="full")
+    ap = arg_parser(__doc__, SIZES)
     ap.add_argument("--windows", type=int)
     ap.add_argument("--repeats", type=int)
-    ap.add_argument("--out")
     a = ap.parse_args()
     res = run(a.size, Path(a.out) if a.out else None, a.windows, a.repeats)
     print(f"CURVE cost, noop backend, {res['windows']} windows × {res['repeats']} runs each (medians); "

@@ -19,14 +19,13 @@ Usage: python bench/distance.py [--size tiny|full]
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import free_port, launch_services, load_avg, median  # noqa: E402
+from bench.common import free_port, launch_services, load_avg, median, arg_parser  # noqa: E402
 from bench.delay_proxy import DelayProxy  # noqa: E402
 
 SIZES = {"tiny": {"latencies_ms": [0, 5], "compute_ms": 2.0, "budget_s": 1.0, "repeats": 1},
@@ -80,9 +79,7 @@ def run(size: str = "full", out: Path | None = None) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=SIZES, default="full")
-    ap.add_argument("--out")
+    ap = arg_parser(__doc__, SIZES)
     a = ap.parse_args()
     res = run(a.size, Path(a.out) if a.out else None)
     for r in res["rows"]:

@@ -12,7 +12,6 @@ Usage: python bench/longrun.py [--size tiny|full]
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import TreeSampler, cosim_run, free_port, load_avg, timing  # noqa: E402
+from bench.common import TreeSampler, cosim_run, free_port, load_avg, timing, arg_parser  # noqa: E402
 
 SIZES = {"tiny": {"windows": 300, "backend": "noop", "mark": 100},
          "full": {"windows": 10_000, "backend": "netpyne", "mark": 1_000}}
@@ -83,9 +82,7 @@ def run(size: str = "full", out: Path | None = None) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=SIZES, default="full")
-    ap.add_argument("--out")
+    ap = arg_parser(__doc__, SIZES)
     a = ap.parse_args()
     res = run(a.size, Path(a.out) if a.out else None)
     print(f"{res['windows']} windows; per window {res['window_us_early']:.0f} → {res['window_us_late']:.0f} µs; "

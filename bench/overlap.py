@@ -14,14 +14,13 @@ Usage: python bench/overlap.py [--size tiny|full] [--curve]
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import alone, cosim_run, load_avg, loop_s, median, save_coupling  # noqa: E402
+from bench.common import alone, cosim_run, load_avg, loop_s, median, save_coupling, arg_parser  # noqa: E402
 
 SIZES = {"tiny": {"duration_ms": 20.0, "repeats": 1, "params": {"network": {"scale": 0.25}}},
          "full": {"duration_ms": 500.0, "repeats": 3, "params": {}}}
@@ -76,11 +75,9 @@ def run(size: str = "full", out: Path | None = None, curve: bool = False, repeat
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=SIZES, default="full")
+    ap = arg_parser(__doc__, SIZES)
     ap.add_argument("--curve", action="store_true")
     ap.add_argument("--repeats", type=int)
-    ap.add_argument("--out")
     a = ap.parse_args()
     res = run(a.size, Path(a.out) if a.out else None, a.curve, a.repeats)
     print(f"co-simulation loop {res['loop_s']:.2f} s; TVB alone {res['tvb_alone_s']:.2f} s, NEURON alone "

@@ -16,7 +16,6 @@ Usage: python bench/protocol.py [--windows 4000] [--repeats 3] [--curve]
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import subprocess
@@ -29,7 +28,7 @@ import numpy as np
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import PY, cosim_run, load_avg, median, timing  # noqa: E402
+from bench.common import PY, cosim_run, load_avg, median, timing, arg_parser  # noqa: E402
 
 SIZES = {"tiny": {"windows": 300, "repeats": 1}, "full": {"windows": 4000, "repeats": 5}}
 REGIONS = [3, 5]
@@ -128,12 +127,10 @@ def run(size: str = "full", out: Path | None = None, curve: bool = False, window
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=SIZES, default="full")
+    ap = arg_parser(__doc__, SIZES)
     ap.add_argument("--windows", type=int)
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--curve", action="store_true", help="run the lockstep part with CURVE on")
-    ap.add_argument("--out")
     a = ap.parse_args()
     res = run(a.size, Path(a.out) if a.out else None, a.curve, a.windows, a.repeats)
     print(f"raw ROUTER↔2×DEALER round trip {res['raw_round_trip_us']:.0f} µs; lockstep {res['lockstep_per_window_us']:.0f} µs "

@@ -20,7 +20,6 @@ Usage: python bench/scaling.py [--size tiny|full]
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import cosim_run, free_port, launch_services, load_avg, median  # noqa: E402
+from bench.common import cosim_run, free_port, launch_services, load_avg, median, arg_parser  # noqa: E402
 from bench.delay_proxy import DelayProxy  # noqa: E402
 
 SIZES = {
@@ -165,9 +164,7 @@ def run(size: str = "full", out: Path | None = None) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=SIZES, default="full")
-    ap.add_argument("--out")
+    ap = arg_parser(__doc__, SIZES)
     a = ap.parse_args()
     res = run(a.size, Path(a.out) if a.out else None)
     for c in [c for c in res["cells"] if "error" not in c]:

@@ -11,14 +11,13 @@ Usage: python bench/toolbox.py [--size tiny|full]
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import alone, cosim_run, load_avg, loop_s, median, save_coupling  # noqa: E402
+from bench.common import alone, cosim_run, load_avg, loop_s, median, save_coupling, arg_parser  # noqa: E402
 
 TOOLBOX = {"wall_s": 72.0, "loop_s": 61.0, "neuron_alone_s": 6.0, "tvb_alone_s": 2.0, "windows": 626}
 SIZES = {"tiny": {"duration_ms": 16.0, "repeats": 1}, "full": {"duration_ms": 1000.0, "repeats": 3}}
@@ -66,10 +65,8 @@ def run(size: str = "full", out: Path | None = None, repeats: int | None = None)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=SIZES, default="full")
+    ap = arg_parser(__doc__, SIZES)
     ap.add_argument("--repeats", type=int)
-    ap.add_argument("--out")
     a = ap.parse_args()
     res = run(a.size, Path(a.out) if a.out else None, a.repeats)
     print(f"loop {res['loop_s']:.2f} s ({res['loop_speedup']:.1f}× faster than 61 s), whole run "
