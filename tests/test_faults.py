@@ -26,7 +26,8 @@ from harness import Services, check_prefix, log_time, read_results, ref_config, 
 from psutil_free import cosim_processes
 
 HB_MS = 1000          # heartbeat timeout of these runs
-DURATION = 1000       # ms simulated: ~205 windows of 4.9 ms, a few seconds of wall time
+DURATION = 3000       # ms simulated: ~612 windows of 4.9 ms; on a quiet machine ~4 s, always longer than KILL_WITHIN_S
+KILL_WITHIN_S = 1.0   # kills land within this long after the first window (random), well before the end
 W = 49                # TVB steps per window for the reference config (min crossing delay)
 
 
@@ -48,7 +49,7 @@ def test_kill_at_a_random_window_keeps_a_clean_prefix(tmp_path, clean, victim, s
     rng = random.Random(seed)
     with Services(ref_config(DURATION, hb_timeout_ms=HB_MS), tmp_path).start_all() as s:
         s.wait_running()
-        time.sleep(rng.uniform(0.1, 2.0))
+        time.sleep(rng.uniform(0.1, KILL_WITHIN_S))
         if s.any_exited():
             pytest.fail(f"the run ended before the kill\n{s.logs_text()}")
         os.kill(s.pid(victim), signal.SIGKILL)
