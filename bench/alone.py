@@ -83,7 +83,7 @@ def _coupling(path: str | None, K: int, W: int, n: int) -> np.ndarray:
 
 
 def neuron_alone(cfg: dict, W: int, coupling: str | None) -> dict:
-    from services.netpyne_node.transformers import rates_from_signal
+    from cosim.transformers import rates_from_signal
     ad, ctx, build_s = _spiking_adapter(cfg, W)
     K, e = ctx.n_windows, ad.engine
     c = _coupling(coupling, K, W, len(ad.regions))

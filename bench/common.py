@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from cosim import launch
+
 REPO = Path(__file__).resolve().parents[1]
-PY = [sys.executable, "-m", "cosim.cli", "--log-level", "WARNING"]
+PY = launch.cosim_cmd("WARNING")
 
 
 def median(xs) -> float:
@@ -41,7 +43,7 @@ def free_port() -> int:
 
 
 def env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return launch.service_env()
 
 
 def write_config(cfg: dict, path: Path) -> Path:
@@ -264,23 +266,19 @@ def launch_services(cfg: dict, out: Path, node_router: dict[str, str] | None = N
     node_router = node_router or {}
     procs = []
 
-    def start(name: str, argv: list[str]):
+    def start(name: str, argv: list[str], environ: dict | None = None):
         log = open(out / "logs" / f"{name}.log", "wb")
-        procs.append((name, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env(),
+        procs.append((name, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=environ or env(),
                                              start_new_session=True), log))
 
     t0 = time.perf_counter()
-    start("coordinator", PY + ["coordinator", str(path), "--out", str(out), "--no-plots"])
+    start("coordinator", launch.coordinator_cmd(str(path), str(out), plots=False, log_level="WARNING"))
     nodes = cfg["spiking_nodes"]
     noop = all(n.get("backend") == "noop" for n in nodes)
-    start("tvb", PY + ["tvb-node", "--coordinator", node_router.get("tvb", router), "--name", "tvb"]
-          + (["--backend", "noop"] if noop else []))
+    start("tvb", launch.tvb_cmd(node_router.get("tvb", router), noop=noop, log_level="WARNING"))
     for n in nodes:
-        argv = PY + ["spiking-node", "--coordinator", node_router.get(n["name"], router), "--name", n["name"]]
-        ranks = int((n.get("params") or {}).get("mpi_ranks", 1) or 1)
-        if ranks > 1:
-            argv = ["mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks), "-x", "OMP_NUM_THREADS=1"] + argv
-        start(n["name"], argv)
+        start(n["name"], launch.spiking_cmd(n, node_router.get(n["name"], router), log_level="WARNING"),
+              launch.spiking_env(n, env()))
     coord = procs[0][1]
     try:
         code = coord.wait(timeout=timeout)

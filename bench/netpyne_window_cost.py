@@ -46,7 +46,7 @@ def one_shot(duration: float, ctx):
     from services.netpyne_node.config import NetpyneParams
     from services.netpyne_node.drive import coupling_block
     from services.netpyne_node.engine import SpikingEngine
-    from services.netpyne_node.transformers import PoissonInput, rates_from_signal
+    from cosim.transformers import PoissonInput, rates_from_signal
     p = NetpyneParams.model_validate({"record": {"plot": False}})
     built = NetpyneNetworkBuilder(p, list(ctx.regions), ctx.connectome, tvb_dt_ms=0.1, seed=42).set_default().build()
     e = SpikingEngine(built, p.dt_ms)

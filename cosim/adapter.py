@@ -68,6 +68,17 @@ class RunContext:
     #  "region_labels": [str], "speed_mm_per_ms": float} as the TVB node built it (TVB's idelays).
     connectome: dict[str, Any] | None = None
 
+    def node_entry(self) -> dict:
+        """This node's ``spiking_nodes[i]`` entry of the run config ({} if it has none)."""
+        for n in self.config.get("spiking_nodes", []) or []:
+            if n.get("name") == self.node_name:
+                return n
+        return {}
+
+    def node_params(self, model):
+        """This node's ``params`` validated by the backend's pydantic ``model``."""
+        return model.model_validate(self.node_entry().get("params") or {})
+
 
 class NodeAdapter(abc.ABC):
     """A simulator behind the protocol. Library code: raises, never exits."""

@@ -1,26 +1,102 @@
-"""Registry of spiking backends: name -> (params model, adapter factory).
+"""Spiking backends as plugins: each is a :class:`BackendSpec` found through the entry-point
+group ``cosim.backends`` (docs/backends.md). The core names no backend: installing a package
+that declares
 
-Imports are lazy so that the coordinator and the TVB image never import NEURON.
+    [project.entry-points."cosim.backends"]
+    mysim = "my_package.spec:SPEC"
+
+is all it takes for ``backend: mysim`` to work in a config, in ``cosim run`` and in
+``cosim backends``. A spec names its params model and adapter as ``"module:attr"`` strings,
+imported only when used, so the coordinator never imports a simulator.
 """
 from __future__ import annotations
 
+import functools
 import importlib
-from typing import Any
+import importlib.metadata as md
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-# name -> "module:attr" of the params model and of the adapter class
-_BACKENDS: dict[str, tuple[str, str]] = {
-    "reference": ("services.reference_node.config:ReferenceParams", "services.reference_node.adapter:ReferenceAdapter"),
-    "noop": ("services.noop_node.adapter:NullParams", "services.noop_node.adapter:NullSpiking"),
-    "netpyne": ("services.netpyne_node.config:NetpyneParams", "services.netpyne_node.adapter:NetpyneAdapter"),
-}
+GROUP = "cosim.backends"
 
 
 class UnknownBackend(ValueError):
-    pass
+    """A backend name that no installed plugin provides, or whose simulator is not installed."""
 
 
-def names() -> list[str]:
-    return sorted(_BACKENDS)
+@dataclass(frozen=True)
+class BackendSpec:
+    """Everything the core needs to know about one spiking backend.
+
+    - ``params``/``adapter``: ``"module:attr"`` of the pydantic model of
+      ``spiking_nodes[i].params`` (must not import the simulator) and of the
+      :class:`cosim.adapter.NodeAdapter` subclass.
+    - ``requires``: modules that must import for the backend to run (checked, not imported, by
+      ``find_spec``); ``install``: what to tell a user who lacks them (e.g. a pip extra).
+    - ``path_params``: dotted paths inside ``params`` that are files, resolved next to the config
+      file (e.g. ``"model_file.path"``).
+    - ``dt_param``: the params field holding the simulator's own time step (ms), which must
+      divide TVB's dt (None: the backend steps on TVB's dt).
+    - ``mpi_param``/``threads_param``: params fields giving MPI ranks / threads per process;
+      ``launch`` wraps a node's command line accordingly (:mod:`cosim.launch`).
+    - ``image``: the container image (and ``dockerfile``, relative to the distribution's root)
+      that runs this backend (compose's ``COSIM_BACKEND``).
+    - ``check``: optional ``"module:attr"`` of ``check(entry, cfg, source)`` for ``cosim
+      validate``: deeper, slower checks than the params model (files, models, compilers).
+    """
+    name: str
+    params: str
+    adapter: str
+    description: str = ""
+    requires: tuple[str, ...] = ()
+    install: str = ""
+    path_params: tuple[str, ...] = ()
+    dt_param: str | None = None
+    mpi_param: str | None = None
+    threads_param: str | None = None
+    image: str | None = None
+    dockerfile: str | None = None
+    check: str | None = None
+    #: set by the registry: the distribution that provides the spec and its version
+    distribution: str = field(default="", compare=False)
+    version: str = field(default="", compare=False)
+
+    # ---- lazy pieces --------------------------------------------------------------------
+    def params_model(self):
+        return _load(self.params)
+
+    def adapter_class(self):
+        self.ensure_installed()
+        return _load(self.adapter)
+
+    def missing(self) -> list[str]:
+        """Required modules that are not installed."""
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def ensure_installed(self) -> None:
+        miss = self.missing()
+        if miss:
+            hint = f"; install it with {self.install}" if self.install else ""
+            raise UnknownBackend(f"backend {self.name!r} needs {', '.join(miss)}, which is not installed{hint}")
+
+    # ---- what the core reads off validated params ---------------------------------------
+    def dt_ms(self, params: Any) -> float | None:
+        return None if self.dt_param is None else _get(params, self.dt_param)
+
+    def mpi_ranks(self, params: Any) -> int:
+        return int((_get(params, self.mpi_param) if self.mpi_param else None) or 1)
+
+    def threads(self, params: Any) -> int:
+        return int((_get(params, self.threads_param) if self.threads_param else None) or 1)
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
 
 
 def _load(ref: str) -> Any:
@@ -28,14 +104,51 @@ def _load(ref: str) -> Any:
     return getattr(importlib.import_module(mod), attr)
 
 
-def _entry(name: str) -> tuple[str, str]:
-    if name not in _BACKENDS:
-        raise UnknownBackend(f"unknown backend {name!r}; choose one of {names()}")
-    return _BACKENDS[name]
+@functools.cache
+def registry() -> dict[str, BackendSpec]:
+    """name -> spec of every installed plugin (entry points are read once per process)."""
+    specs: dict[str, BackendSpec] = {}
+    for ep in md.entry_points(group=GROUP):
+        try:
+            spec = ep.load()
+        except Exception as e:   # a broken plugin must not break the others: say which
+            import logging
+            logging.getLogger(__name__).warning("backend plugin %r (%s) failed to load: %s", ep.name, ep.value, e)
+            continue
+        if not isinstance(spec, BackendSpec):
+            continue
+        if spec.name != ep.name:
+            raise UnknownBackend(f"plugin entry point {ep.name!r} provides a spec named {spec.name!r}")
+        dist = getattr(ep, "dist", None)
+        specs[ep.name] = _with_dist(spec, dist.name if dist else "", dist.version if dist else "")
+    return specs
+
+
+def _with_dist(spec: BackendSpec, dist: str, version: str) -> BackendSpec:
+    from dataclasses import replace
+    return replace(spec, distribution=dist, version=version)
+
+
+def names() -> list[str]:
+    return sorted(registry())
+
+
+def installed() -> list[str]:
+    """Backends whose simulator is importable."""
+    return sorted(n for n, s in registry().items() if not s.missing())
+
+
+def get(name: str) -> BackendSpec:
+    specs = registry()
+    if name not in specs:
+        raise UnknownBackend(f"unknown backend {name!r}; installed: {', '.join(installed()) or 'none'} "
+                             f"(a backend from another package appears once that package is pip-installed; "
+                             f"`cosim backends` lists them)")
+    return specs[name]
 
 
 def params_model(name: str):
-    return _load(_entry(name)[0])
+    return get(name).params_model()
 
 
 def validate_params(name: str, params: dict) -> Any:
@@ -43,4 +156,33 @@ def validate_params(name: str, params: dict) -> Any:
 
 
 def adapter_class(name: str):
-    return _load(_entry(name)[1])
+    return get(name).adapter_class()
+
+
+def check_function(name: str) -> Callable | None:
+    spec = get(name)
+    return _load(spec.check) if spec.check else None
+
+
+@functools.cache
+def _module_dists() -> dict[str, list[str]]:
+    return md.packages_distributions()
+
+
+def describe() -> list[dict]:
+    """One row per installed plugin, for ``cosim backends``."""
+    rows = []
+    for name, s in sorted(registry().items()):
+        miss = s.missing()
+        sim_versions = {}
+        for m in s.requires:             # module -> the distribution that installs it -> version
+            for dist in _module_dists().get(m, []):
+                try:
+                    sim_versions[dist] = md.version(dist)
+                except md.PackageNotFoundError:
+                    pass
+        rows.append({"name": name, "distribution": s.distribution, "version": s.version,
+                     "ready": not miss, "missing": miss, "install": s.install if miss else "",
+                     "simulators": sim_versions, "mpi": bool(s.mpi_param), "threads": bool(s.threads_param),
+                     "image": s.image or "", "description": s.description})
+    return rows

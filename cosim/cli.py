@@ -6,6 +6,7 @@
   cosim spiking-node          a spiking node alone (backend from the config, or --backend)
   cosim validate CONFIG       check a config and exit
   cosim keys DIR              CURVE key pairs for the coordinator and nodes
+  cosim backends              the installed spiking backends (plugins), with versions
   cosim report RUN_DIR        a run's summary and where its time went (cosim.breakdown)
 
 Exit codes: 0 completed, 1 run failed (a node or the coordinator), 2 bad configuration or
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         if role == "spiking":
             n.add_argument("--backend", default=_env("COSIM_BACKEND", ""),
                            help="refuse to run any other backend (default: whatever the config says)")
+
+    b = sub.add_parser("backends", help="list the installed spiking backends (plugins) with versions")
+    b.add_argument("--json", action="store_true")
 
     v = sub.add_parser("validate", help="validate a config file")
     v.add_argument("config")
@@ -164,7 +168,11 @@ def cmd_node(a, role: str) -> int:
     mpi = _mpi_world()
     if role == "spiking" and mpi is not None and mpi.Get_rank() > 0:
         from cosim import backends
-        backends.adapter_class(backend or "netpyne")().follow()
+        if not backend:
+            print(f"cosim {a.name}: MPI rank {mpi.Get_rank()}: --backend is required under mpiexec "
+                  f"(followers cannot ask the coordinator)", file=sys.stderr)
+            return EXIT_CONFIG
+        backends.adapter_class(backend)().follow()
         return EXIT_OK
 
     def make_adapter(config: dict):
@@ -213,7 +221,7 @@ def _mpi_release(a) -> None:
     """Rank 0 left the run (ended or failed): make sure followers are released."""
     try:
         from cosim import backends
-        cls = backends.adapter_class(getattr(a, "backend", "") or "netpyne")
+        cls = backends.adapter_class(getattr(a, "backend", ""))
         release = getattr(cls, "release_followers", None)
         if release:
             release()
@@ -222,10 +230,29 @@ def _mpi_release(a) -> None:
 
 
 def cmd_validate(a) -> int:
-    from cosim.config import check_files
+    from cosim.config import check_files, check_nodes
     cfg = _overrides(a.config, [])
     check_files(cfg, a.config)
+    check_nodes(cfg, a.config)
     print(f"{a.config}: ok ({len(cfg.spiking_nodes)} spiking node(s), regions {cfg.spiking_regions()})")
+    return EXIT_OK
+
+
+def cmd_backends(a) -> int:
+    import json
+    from cosim import backends
+    rows = backends.describe()
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return EXIT_OK
+    for r in rows:
+        sims = ", ".join(f"{k} {v}" for k, v in r["simulators"].items())
+        state = "ready" if r["ready"] else f"not installed: {', '.join(r['missing'])} ({r['install']})"
+        par = "/".join(x for x in ("MPI" if r["mpi"] else "", "threads" if r["threads"] else "") if x)
+        print(f"{r['name']:<10} {r['distribution']} {r['version']}  [{state}]" + (f"  {sims}" if sims else "")
+              + (f"  parallel: {par}" if par else ""))
+        if r["description"]:
+            print(f"{'':<10} {r['description']}")
     return EXIT_OK
 
 
@@ -241,6 +268,7 @@ def _raise_interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cosim.backends import UnknownBackend
     from cosim.config import ConfigError
     a = build_parser().parse_args(argv)
     who = {"tvb-node": getattr(a, "name", "tvb"), "spiking-node": getattr(a, "name", "spiking")}.get(a.cmd, a.cmd)
@@ -261,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_validate(a)
         if a.cmd == "keys":
             return cmd_keys(a)
+        if a.cmd == "backends":
+            return cmd_backends(a)
         if a.cmd == "report":
             from cosim.breakdown import report
             try:
@@ -270,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_CONFIG
     except ConfigError as e:
         print(f"cosim: configuration error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UnknownBackend as e:
+        print(f"cosim: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         print("cosim: interrupted", file=sys.stderr)

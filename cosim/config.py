@@ -159,7 +159,11 @@ def parse_config(data: dict | None, source: str = "<config>") -> RunConfig:
     from cosim import backends  # late: backends import simulators lazily
     for i, n in enumerate(cfg.spiking_nodes):
         try:
-            backends.validate_params(n.backend, n.params)
+            spec = backends.get(n.backend)
+            params = spec.params_model().model_validate(n.params or {})
+            dt = spec.dt_ms(params)
+            if dt is not None:
+                _whole(cfg.tvb.dt_ms, dt, f"{spec.dt_param}: {dt} ms must divide tvb.dt_ms {cfg.tvb.dt_ms} ms")
         except backends.UnknownBackend as e:
             raise ConfigError(f"{source}: spiking_nodes[{i}].backend: {e}") from None
         except ValidationError as e:
@@ -167,7 +171,8 @@ def parse_config(data: dict | None, source: str = "<config>") -> RunConfig:
             raise ConfigError(f"{source}: spiking_nodes[{i}].params.{_fmt_loc(err['loc'])}: "
                               f"{err['msg'].removeprefix('Value error, ')}") from None
         except ValueError as e:
-            raise ConfigError(f"{source}: spiking_nodes[{i}].params: {e}") from None
+            raise ConfigError(f"{source}: spiking_nodes[{i}].params.{e}" if spec.dt_param and str(e).startswith(spec.dt_param)
+                              else f"{source}: spiking_nodes[{i}].params: {e}") from None
     return cfg
 
 
@@ -190,17 +195,28 @@ def load_config(path: str | Path | None) -> RunConfig:
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:
-    """Relative file paths in a config mean "next to the config file" when such a file exists."""
+    """Relative file paths in a config mean "next to the config file" when such a file exists.
+    Which backend params are paths is the backend's to say (``BackendSpec.path_params``)."""
     def fix(holder: dict, key: str) -> None:
         v = holder.get(key) if isinstance(holder, dict) else None
         if isinstance(v, str) and v != "default" and not Path(v).is_absolute() and (base / v).exists():
             holder[key] = str((base / v).resolve())
     fix(data.get("tvb") or {}, "connectivity")
+    from cosim import backends
     for node in data.get("spiking_nodes") or []:
-        mf = ((node or {}).get("params") or {}).get("model_file") if isinstance(node, dict) else None
-        if isinstance(mf, dict):
-            fix(mf, "path")
-            fix(mf, "mod_dir")
+        if not isinstance(node, dict) or not isinstance(node.get("params"), dict):
+            continue
+        try:
+            spec = backends.get(node.get("backend") or NodeEntry.model_fields["backend"].default)
+        except backends.UnknownBackend:
+            continue                      # validation names the unknown backend
+        for dotted in spec.path_params:
+            *parents, key = dotted.split(".")
+            holder = node["params"]
+            for part in parents:
+                holder = holder.get(part) if isinstance(holder, dict) else None
+            if isinstance(holder, dict):
+                fix(holder, key)
     return data
 
 
@@ -210,6 +226,23 @@ def check_files(cfg: RunConfig, source: str = "<config>") -> None:
     c = cfg.tvb.connectivity
     if c != "default" and not Path(c).expanduser().is_file():
         raise ConfigError(f"{source}: tvb.connectivity: file not found: {c!r} (use 'default' or a TVB connectivity zip)")
+
+
+def check_nodes(cfg: RunConfig, source: str = "<config>") -> None:
+    """Each backend's own deeper checks (``BackendSpec.check``: model files, populations,
+    mechanisms), run where the nodes will run (`cosim validate`, `cosim run`)."""
+    from cosim import backends
+    for i, n in enumerate(cfg.spiking_nodes):
+        spec = backends.get(n.backend)
+        if not spec.check or spec.missing():
+            continue
+        try:
+            backends.check_function(n.backend)(n, cfg, source)
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001  (a check's failure is the config's fault: name it)
+            raise ConfigError(f"{source}: spiking_nodes[{i}].params.{e}" if str(e).split(":")[0].replace(".", "").replace("_", "").isalnum()
+                              else f"{source}: spiking_nodes[{i}]: {e}") from None
 
 
 def _whole(ms: float, unit_ms: float, why: str) -> None:

@@ -23,6 +23,7 @@ import yaml
 import zmq
 from tqdm import tqdm
 
+from cosim import launch
 from cosim.config import ConfigError
 
 PR_SET_PDEATHSIG = 1
@@ -55,11 +56,11 @@ def _port_free(addr: str) -> bool:
 
 
 class Child:
-    def __init__(self, name: str, argv: list[str], log_path: Path):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None):
         self.name, self.log_path = name, log_path
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     preexec_fn=_die_with_parent, env=env or launch.service_env())
 
     def poll(self) -> int | None:
         return self.proc.poll()
@@ -86,6 +87,9 @@ def run_embedded(a) -> int:
     cfg = _overrides(a.config, a.set)
     from cosim.config import check_files
     check_files(cfg, a.config or "<default>")
+    _check_installed(cfg)
+    from cosim.config import check_nodes
+    check_nodes(cfg, a.config or "<default>")
     out = Path(a.out) if a.out else Path(cfg.run.results_dir) / f"{cfg.run.name}_{datetime.now():%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
@@ -102,20 +106,15 @@ def run_embedded(a) -> int:
     cfg_path = out / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(data, sort_keys=False))
 
-    py = [sys.executable, "-m", "cosim.cli", "--log-level", a.log_level if hasattr(a, "log_level") else "INFO"]
-    keys = ["--keys", cc.keys_dir] if cc.curve and cc.keys_dir else []
-    children = [Child("coordinator", py + ["coordinator", str(cfg_path), "--out", str(out)]
-                      + (["--no-plots"] if a.no_plots else []), out / "logs" / "coordinator.log")]
-    tvb_backend = ["--backend", "noop"] if all(n.backend == "noop" for n in cfg.spiking_nodes) else []
-    children.append(Child("tvb", py + ["tvb-node", "--coordinator", router, "--name", "tvb"] + tvb_backend + keys,
-                          out / "logs" / "tvb.log"))
+    level = a.log_level if hasattr(a, "log_level") else "INFO"
+    keys = cc.keys_dir if cc.curve and cc.keys_dir else None
+    children = [Child("coordinator", launch.coordinator_cmd(str(cfg_path), str(out), plots=not a.no_plots,
+                                                            log_level=level), out / "logs" / "coordinator.log")]
+    noop = all(n.backend == "noop" for n in cfg.spiking_nodes)
+    children.append(Child("tvb", launch.tvb_cmd(router, noop=noop, keys=keys, log_level=level), out / "logs" / "tvb.log"))
     for n in cfg.spiking_nodes:
-        argv = py + ["spiking-node", "--coordinator", router, "--name", n.name, "--backend", n.backend] + keys
-        ranks = int(n.params.get("mpi_ranks", 1) or 1)
-        if ranks > 1:
-            argv = ["mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks),
-                    "-x", "OMP_NUM_THREADS=1"] + argv
-        children.append(Child(n.name, argv, out / "logs" / f"{n.name}.log"))
+        children.append(Child(n.name, launch.spiking_cmd(n, router, keys=keys, log_level=level),
+                              out / "logs" / f"{n.name}.log", env=launch.spiking_env(n)))
     print(f"cosim: run '{cfg.run.name}' → {out} (logs in {out / 'logs'})", file=sys.stderr)
     try:
         code = _supervise(children, pub, cfg, out)
@@ -131,6 +130,16 @@ def run_embedded(a) -> int:
         from cosim.report import format_summary
         print(format_summary(summary))
     return code
+
+
+def _check_installed(cfg) -> None:
+    """Every node runs here: each backend's simulator must be installed (one line if not)."""
+    from cosim import backends
+    for i, n in enumerate(cfg.spiking_nodes):
+        try:
+            backends.get(n.backend).ensure_installed()
+        except backends.UnknownBackend as e:
+            raise ConfigError(f"spiking_nodes[{i}].backend: {e} (installed: {', '.join(backends.installed())})") from None
 
 
 def _supervise(children: list[Child], pub: str, cfg, out: Path) -> int:

@@ -42,7 +42,7 @@ class BackendConformance:
         return tvb.connectome()
 
     def make(self, tmp_path, tag: str = "a") -> tuple[NodeAdapter, RunContext]:
-        from services.tvb_node.timing import crossing_min_delay_steps
+        from cosim.timing import crossing_min_delay_steps
         cfg = self.config()
         adapter = backends.adapter_class(self.backend)()
         params = backends.validate_params(self.backend, self.params)

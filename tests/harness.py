@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from cosim import launch
 from cosim.launcher import free_port
 from cosim.results import open_h5
 
-PY = [sys.executable, "-m", "cosim.cli"]
+PY = launch.cosim_cmd()
 
 
 def ref_config(duration_ms: float = 200, hb_interval_ms: int = 100, hb_timeout_ms: int = 1000) -> dict:
@@ -59,20 +60,23 @@ class Services:
         log = open(self.out / "logs" / f"{name}.log", "ab")
         self._logs.append(log)
         p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, cwd=self.out)
+                             env=launch.service_env(), cwd=self.out)
         self.procs[name] = p
         return p
 
     def start_coordinator(self) -> subprocess.Popen:
-        return self._start("coordinator", PY + ["coordinator", str(self.cfg_path), "--out", str(self.out),
-                                                "--router", self.router, "--pub", self.pub, "--no-plots"])
+        return self._start("coordinator", launch.coordinator_cmd(str(self.cfg_path), str(self.out), router=self.router,
+                                                                 pub=self.pub, plots=False))
 
     def start_node(self, name: str, address: str | None = None, log_name: str | None = None) -> subprocess.Popen:
         addr = address or self.node_address
+        entry = next((n for n in self.cfg["spiking_nodes"] if n["name"] == name), None)
         if name == "tvb":
-            argv = PY + ["tvb-node", "--coordinator", addr, "--name", "tvb"] + (["--backend", "noop"] if self.noop else [])
-        else:
-            argv = PY + ["spiking-node", "--coordinator", addr, "--name", name]
+            argv = launch.tvb_cmd(addr, noop=self.noop)
+        elif entry is not None:
+            argv = launch.spiking_cmd(entry, addr)
+        else:       # a name the config does not know (the coordinator must refuse it)
+            argv = launch.cosim_cmd() + ["spiking-node", "--coordinator", addr, "--name", name]
         return self._start(log_name or name, argv)
 
     def start_all(self) -> "Services":

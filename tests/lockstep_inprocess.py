@@ -14,7 +14,7 @@ import numpy as np
 
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 from cosim.config import parse_config
-from services.tvb_node.timing import crossing_min_delay_steps
+from cosim.timing import crossing_min_delay_steps
 
 
 @dataclass

@@ -89,9 +89,10 @@ class Coordinator:
         from cosim import backends
         out = []
         for i, n in enumerate(self.cfg.spiking_nodes):
-            dt = getattr(backends.validate_params(n.backend, n.params), "dt_ms", None)
+            spec = backends.get(n.backend)
+            dt = spec.dt_ms(spec.params_model().model_validate(n.params or {}))
             if dt:
-                ticks_of(self.cfg.tvb.dt_ms, dt, f"spiking_nodes[{i}].params.dt_ms (must divide tvb.dt_ms)")
+                ticks_of(self.cfg.tvb.dt_ms, dt, f"spiking_nodes[{i}].params.{spec.dt_param} (must divide tvb.dt_ms)")
             out.append(dt)
         return out
 
@@ -363,7 +364,7 @@ class Coordinator:
             self.prepare_all()
 
     def prepare_all(self) -> None:
-        from services.tvb_node.timing import crossing_min_delay_steps
+        from cosim.timing import crossing_min_delay_steps
         con = self.connectome
         n = con["weights"].shape[0]
         for i, node in enumerate(self.cfg.spiking_nodes):

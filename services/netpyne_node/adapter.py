@@ -26,7 +26,8 @@ from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 from .config import NetpyneParams
 from .mechanisms import ModelError, ensure_mechanisms
 from .parallel import world
-from .transformers import PoissonInput, RateProxy, rates_from_signal
+from cosim.spiking_input import CouplingInput
+from cosim.transformers import PoissonInput, RateProxy, rates_from_signal
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ class NetpyneAdapter(NodeAdapter):
         return NetpyneParams()
 
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
-        return [SignalSpec("coupling/R_e", tuple(ctx.regions))]
+        # TVB's coupling, plus the rates of other spiking services' regions (mixed runs)
+        return CouplingInput(ctx, list(ctx.regions)).requires()
 
     def configure(self, ctx: RunContext) -> None:
         if self.comm is not None:
@@ -132,13 +134,16 @@ class NetpyneAdapter(NodeAdapter):
             if n_in == 0:
                 raise ModelError(f"region {r} has no input population (role 'input')")
             self.gens[r] = PoissonInput(n_in, self.tvb_dt, self.seed, r)
+        self.drive = CouplingInput(ctx, self.regions)
+        if self.rank == 0:
+            self.drive.configure(ctx)
         self.in_scale = self._input_scale(ctx, p)
         o = p.output
         self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz)
         self.want_inh = any(s.name in ("state/R_i", "state/S_i") for s in ctx.outputs) or results_dir is not None
         self.need_spikes = p.record.spikes and results_dir is not None
         if self.rank == 0 and results_dir is not None:
-            from .results import ResultsWriter
+            from cosim.spiking_results import ResultsWriter
             pops = [(lab, reg, role, n) for lab, reg, role, _, n in e.pops]
             attrs = {"node": ctx.node_name, "regions": np.array(self.regions), "tvb_dt_ms": self.tvb_dt,
                      "neuron_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
@@ -152,17 +157,15 @@ class NetpyneAdapter(NodeAdapter):
                  self.rank, e.nhost)
 
     def _input_scale(self, ctx: RunContext, p: NetpyneParams) -> np.ndarray:
-        """Per-region input scale (Hz per Hz*weight); 'row_mean' = 1 / incoming TVB weight."""
-        if not isinstance(p.input.scale, str):
-            return np.full(len(self.regions), float(p.input.scale))
-        if ctx.connectome is None:
+        """Per-region input scale (Hz per Hz*weight); 'row_mean' = 1 / incoming weight from every
+        region this node does not simulate (cosim.spiking_input)."""
+        if isinstance(p.input.scale, str) and ctx.connectome is None:
             raise ModelError("input.scale 'row_mean' needs the connectome (give a number instead)")
-        w = np.asarray(ctx.connectome["weights"], dtype=float)
-        spiking = {int(r) for n in ctx.config.get("spiking_nodes", []) for r in n.get("regions", [])}
-        spiking |= set(self.regions)
-        tvb_cols = np.array([j for j in range(w.shape[0]) if j not in spiking], dtype=int)
-        rows = np.array([w[r, tvb_cols].sum() for r in self.regions])
-        return np.where(rows > 0, 1.0 / np.where(rows > 0, rows, 1.0), 0.0)
+        if ctx.connectome is None:
+            return np.full(len(self.regions), float(p.input.scale))
+        drive = CouplingInput(ctx, self.regions)
+        drive.configure(ctx)
+        return drive.scale(p.input.scale)
 
     def _build(self, ctx: RunContext, p: NetpyneParams, tvb: dict):
         if p.model_file is not None:
@@ -200,14 +203,7 @@ class NetpyneAdapter(NodeAdapter):
 
     # ---- stepping ------------------------------------------------------------------------
     def step(self, window: int, inputs: Signals) -> Signals:
-        c = inputs.get("coupling/R_e") if inputs else None
-        if c is not None:
-            c = np.asarray(c, dtype=np.float64)
-            spec = next((s for s in self.ctx.inputs if s.name == "coupling/R_e"), None)
-            order = list(spec.regions) if spec is not None else self.regions
-            if c.shape != (self.W, len(order)):
-                raise ValueError(f"coupling/R_e has shape {c.shape}, expected {(self.W, len(order))}")
-            c = c[:, [order.index(r) for r in self.regions]]
+        c = self.drive.signal(window, inputs, self.ctx.inputs)
         if self.comm is not None:
             self.comm.bcast(("step", window, c), root=0)
         return self._step_local(window, c)
@@ -317,7 +313,7 @@ class NetpyneAdapter(NodeAdapter):
             self.writer = None
             if self.p.record.plot and self.results_path is not None:
                 try:
-                    from .plots import plot_results
+                    from cosim.spiking_plots import plot_results
                     summary["plot"] = str(plot_results(self.results_path))
                 except Exception as exc:   # a plot must never fail a finished run
                     log.warning("%s: plot failed: %s", self.ctx.node_name, exc)

@@ -26,7 +26,7 @@ from services.reference_node.config import ReferenceParams
 from services.tvb_node.adapter import (STATE_VARS, UNITS, check_dt, parse_sections, state_input_blocks,
                                        validate_regions)
 from services.tvb_node.h5out import H5Appender
-from services.tvb_node.timing import crossing_min_delay_steps
+from cosim.timing import crossing_min_delay_steps
 from services.tvb_node.windowed import WindowedTVB, WindowRecord
 
 log = logging.getLogger(__name__)

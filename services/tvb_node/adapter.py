@@ -28,7 +28,7 @@ import numpy as np
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 from cosim.config import RunSection, TVBSection
 from services.tvb_node.h5out import H5Appender
-from services.tvb_node.timing import crossing_min_delay_steps
+from cosim.timing import crossing_min_delay_steps
 from services.tvb_node.windowed import WindowedTVB, WindowRecord
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
-"""Incremental HDF5 results of a spiking node: ``<results_dir>/<node_name>.h5``.
+"""Incremental HDF5 results of a spiking node (any backend): ``<results_dir>/<node_name>.h5``.
 
 Layout (all appended window by window; time in ms, rates in Hz)::
 
-    attrs: node, regions, tvb_dt_ms, neuron_dt_ms, steps_per_window, seed, status
+    attrs: node, backend, regions, tvb_dt_ms, sim_dt_ms (the simulator's dt; NetPyNE: also neuron_dt_ms), steps_per_window, seed, status
            status = "running" | "completed" | "stopped: <reason>"
-    pops/label, pops/region, pops/role, pops/n_cells      one row per NetPyNE population
+    pops/label, pops/region, pops/role, pops/n_cells      one row per population (any spiking backend)
     spikes/t_ms, spikes/gid, spikes/pop, spikes/region    pop = row index into pops/
     input_spikes/t_ms, input_spikes/region, input_spikes/index     (record.input_spikes)
     steps                                                  TVB step numbers n (rows below)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from services.netpyne_node.transformers import PoissonInput, RateProxy, bin_counts, bin_rates, rates_from_signal
+from cosim.transformers import PoissonInput, RateProxy, bin_counts, bin_rates, rates_from_signal
 
 
 def _trains(rate_hz, n=200, dt=0.1, W=16, windows=500, seed=1):

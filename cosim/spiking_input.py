@@ -1,0 +1,114 @@
+"""What drives a spiking node's regions from outside, as one signal per region (any backend).
+
+A spiking region p is driven by every region j that this node does not simulate, through the
+connectome: ``c_p(n) = sum_j w[p, j] * R_e,j(n - 1 - idelay[p, j])`` (Hz*weight, TVB's coupling
+indexing). The TVB node computes the part over its own regions (``coupling/R_e``); regions of
+*other spiking services* (mixed runs: NEST owns one region, NetPyNE another) arrive as their
+``state/R_e`` one window late, and this module applies their delays itself, from a history of
+those rates. Under the timing rule (window <= every crossing delay) everything a window needs
+has arrived before it starts (PROTOCOL.md §4).
+
+The input transformer then maps ``c_p`` to a Poisson rate per input train:
+``rate = scale_p * c_p + offset`` with ``scale_p = 1 / sum_j w[p, j]`` for "row_mean" (the
+weight-averaged rate of all of p's sources, whoever simulates them).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cosim.adapter import RunContext, SignalSpec
+
+
+class CouplingInput:
+    """Per-window drive of ``regions`` (this node's) from TVB and from other spiking services."""
+
+    def __init__(self, ctx: RunContext, regions: list[int]):
+        self.regions = [int(r) for r in regions]
+        own = set(self.regions)
+        mine = ctx.node_name
+        # regions simulated by other spiking services (known from the config alone)
+        self.others = sorted(int(r) for n in ctx.config.get("spiking_nodes", []) if n.get("name") != mine
+                             for r in n.get("regions", []) if int(r) not in own)
+        self.W = 0
+
+    def requires(self) -> list[SignalSpec]:
+        specs = [SignalSpec("coupling/R_e", tuple(self.regions))]
+        if self.others:
+            specs.append(SignalSpec("state/R_e", tuple(self.others)))
+        return specs
+
+    def configure(self, ctx: RunContext, initial_rate_hz: float = 0.0) -> None:
+        """Needs the connectome (PREPARE): weights and TVB's integer delays."""
+        self.W = int(ctx.steps_per_window)
+        if ctx.connectome is None:          # standalone use (no brain): TVB's coupling only
+            if self.others:
+                raise ValueError("rates from other spiking services need the connectome (sent with PREPARE)")
+            self.row_weight = np.zeros(len(self.regions))
+            self.links, self.depth = [], 1
+            self.hist = np.zeros((1, 1))
+            return
+        w = np.asarray(ctx.connectome["weights"], dtype=np.float64)
+        idel = np.asarray(ctx.connectome["idelays"], dtype=np.int64)
+        n = w.shape[0]
+        bad = [r for r in self.regions + self.others if not 0 <= r < n]
+        if bad:
+            raise ValueError(f"region(s) {bad} do not exist (the connectivity has {n} regions)")
+        own = np.zeros(n, dtype=bool)
+        own[self.regions] = True
+        # incoming weight from everything this node does not simulate (TVB + other services)
+        self.row_weight = np.array([w[p, ~own].sum() for p in self.regions])
+        # other services' regions that actually project here: (target col, source col, weight, delay)
+        oc = {q: i for i, q in enumerate(self.others)}
+        links = [(j, oc[q], w[p, q], int(idel[p, q])) for j, p in enumerate(self.regions)
+                 for q in self.others if w[p, q] != 0]
+        self.links = links
+        if links:
+            dmin = min(d for *_, d in links)
+            if dmin < self.W:
+                raise ValueError(f"window of {self.W} steps is longer than the delay ({dmin} steps) from another "
+                                 f"spiking service's region (the coordinator should have prevented this)")
+            depth = max(d for *_, d in links) + 2 * self.W + 1
+        else:
+            depth = 1
+        # history of the other services' R_e by absolute TVB step (ring buffer)
+        self.hist = np.full((depth, max(len(self.others), 1)), float(initial_rate_hz))
+        self.depth = depth
+        self.t_idx = np.array([l[0] for l in links], dtype=np.int64)
+        self.s_idx = np.array([l[1] for l in links], dtype=np.int64)
+        self.wts = np.array([l[2] for l in links], dtype=np.float64)
+        self.dly = np.array([l[3] for l in links], dtype=np.int64)
+
+    def scale(self, scale: float | str) -> np.ndarray:
+        """The input transformer's per-region scale: a number, or "row_mean" (1 / incoming weight)."""
+        if not isinstance(scale, str):
+            return np.full(len(self.regions), float(scale))
+        rw = self.row_weight
+        return np.where(rw > 0, 1.0 / np.where(rw > 0, rw, 1.0), 0.0)
+
+    def signal(self, k: int, inputs: dict[str, np.ndarray] | None, input_specs: list[SignalSpec]) -> np.ndarray:
+        """``c`` (W, n_regions) for window ``k`` from this window's inputs (outputs of window k-1)."""
+        W = self.W
+        inputs = inputs or {}
+        c = np.zeros((W, len(self.regions)))
+        tvb = inputs.get("coupling/R_e")
+        if tvb is not None:
+            tvb = np.asarray(tvb, dtype=np.float64)
+            spec = next((s for s in input_specs if s.name == "coupling/R_e"), None)
+            order = list(spec.regions) if spec is not None else self.regions
+            if tvb.shape != (W, len(order)):
+                raise ValueError(f"coupling/R_e has shape {tvb.shape}, expected {(W, len(order))}")
+            c += tvb if order == self.regions else tvb[:, [order.index(r) for r in self.regions]]
+        if self.others:
+            rates = inputs.get("state/R_e")
+            if rates is not None:                 # window k-1's rows: steps (k-1)W+1 .. kW
+                rates = np.asarray(rates, dtype=np.float64)
+                if rates.shape != (W, len(self.others)):
+                    raise ValueError(f"state/R_e has shape {rates.shape}, expected {(W, len(self.others))}")
+                steps = (k - 1) * W + 1 + np.arange(W)
+                self.hist[steps % self.depth] = rates
+            if len(self.links):
+                n = k * W + 1 + np.arange(W)              # the steps of window k
+                src = (n[:, None] - 1 - self.dly[None, :]) % self.depth
+                terms = self.wts[None, :] * self.hist[src, self.s_idx[None, :]]
+                np.add.at(c, (slice(None), self.t_idx), terms)
+        return c

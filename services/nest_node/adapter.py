@@ -1,0 +1,285 @@
+"""``NestAdapter``: NEST spiking regions behind the cosim node interface (backend "nest").
+
+Role "spiking". Consumes ``coupling/R_e`` of its regions (and ``state/R_e`` of other spiking
+services' regions in mixed runs, :mod:`cosim.spiking_input`); produces the proxy state
+``state/{R_e,S_e,R_i,S_i}`` of the window just simulated. Per window::
+
+    coupling --(rate = scale*c + offset)--> inhomogeneous_poisson_generator (rates per TVB step)
+        --> one independent Poisson train per target cell (NEST's generators, seeded kernel RNG)
+    nest.Run(window)                      (nest.Prepare() once at configure, nest.Cleanup() at finish)
+    spike_recorder (ASCII, read from where the last window stopped) --count per TVB step / (N dt)-->
+        r --dR/dt=(r-R)/tau_r, RWW S eq.--> R, S            (cosim.transformers, as NetPyNE)
+
+Timing. A generator's rate change must lie strictly in the future, so rates are set one NEST
+step late (rate i of the window holds on ``[t0 + i*dt + h, t0 + (i+1)*dt + h)``) and the input
+synapses are ``h`` shorter than ``input.delay_ms``: trains arrive exactly as NetPyNE's relays'
+(rate i on arrival times ``[t0 + i*dt + delay, ...)``).
+
+Reading spikes. A memory spike recorder returns every event so far on each read (the cost grows
+with the run; DOMAIN.md) and recorder settings cannot change inside ``Prepare/Run``; the ASCII
+backend is flushed at the end of each ``Run``, so each window reads only its new lines.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.spiking_input import CouplingInput
+from cosim.transformers import RateProxy, rates_from_signal
+
+from .config import NestParams
+from .network import ModelError, Population, build_default, load_user_model
+
+log = logging.getLogger(__name__)
+
+PRODUCIBLE = {"state/R_e": "R_e", "state/S_e": "S_e", "state/R_i": "R_i", "state/S_i": "S_i"}
+TIMERS = ("input_s", "integrate_s", "read_s", "rates_s", "write_s")
+CLOCK = time.perf_counter
+
+
+def import_nest():
+    """NEST, quietly (no banner, errors only)."""
+    os.environ.setdefault("PYNEST_QUIET", "1")
+    import nest
+    nest.set_verbosity("M_ERROR")
+    return nest
+
+
+def _ticks(ms: float, tick_ms: float, what: str) -> int:
+    n = round(ms / tick_ms)
+    if n < 1 or abs(n * tick_ms - ms) > 1e-9 * max(1.0, ms):
+        raise ModelError(f"{what} = {ms} ms is not a whole number of ticks of {tick_ms} ms")
+    return n
+
+
+class SpikeFileReader:
+    """New lines of a NEST ASCII spike file since the last read (sender, time_ms)."""
+
+    def __init__(self, path: str):
+        self.f = open(path, "r")
+        self.rest = ""
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        data = self.rest + self.f.read()
+        cut = data.rfind("\n") + 1            # keep a partial last line for the next read
+        data, self.rest = data[:cut], data[cut:]
+        lines = [ln for ln in data.splitlines() if ln and not ln[0] == "#" and not ln.startswith("sender")]
+        if not lines:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        arr = np.array(" ".join(lines).split(), dtype=np.float64).reshape(-1, 2)
+        return arr[:, 0].astype(np.int64), arr[:, 1]
+
+    def close(self) -> None:
+        self.f.close()
+
+
+class NestAdapter(NodeAdapter):
+    role = "spiking"
+
+    def __init__(self, params: NestParams | dict | None = None):
+        self._params_override = params
+        self.nest = None
+        self.writer = None
+        self.reader = None
+        self.prepared = False
+        self.timing = dict.fromkeys(TIMERS, 0.0)
+        self.windows_done = 0
+
+    # ---- configuration -------------------------------------------------------------------
+    def params_for(self, ctx: RunContext) -> NestParams:
+        if isinstance(self._params_override, NestParams):
+            return self._params_override
+        if self._params_override is not None:
+            return NestParams.model_validate(self._params_override)
+        return ctx.node_params(NestParams)
+
+    def requires(self, ctx: RunContext) -> list[SignalSpec]:
+        return CouplingInput(ctx, list(ctx.regions)).requires()
+
+    def warm_up(self) -> None:
+        import_nest()
+
+    def configure(self, ctx: RunContext) -> None:
+        self.ctx, p = ctx, self.params_for(ctx)
+        self.p = p
+        run, tvb = ctx.config.get("run", {}), ctx.config.get("tvb", {})
+        self.seed = int(run.get("seed", 42))
+        self.regions = [int(r) for r in ctx.regions]
+        self.col = {r: j for j, r in enumerate(self.regions)}
+        self.W = int(ctx.steps_per_window)
+        if self.W < 1:
+            raise ModelError("steps_per_window must be >= 1 (configure is called after PREPARE)")
+        h_ticks = _ticks(p.dt_ms, ctx.tick_ms, "params.dt_ms")
+        tvb_ticks = _ticks(ctx.tvb_dt_ms, ctx.tick_ms, "tvb dt")
+        if tvb_ticks % h_ticks:
+            raise ModelError(f"params.dt_ms = {p.dt_ms} does not divide the TVB dt {ctx.tvb_dt_ms}")
+        self.h_per_tvb = tvb_ticks // h_ticks
+        self.h = p.dt_ms
+        self.tvb_dt = ctx.tvb_dt_ms
+        for spec in ctx.outputs:
+            if spec.name not in PRODUCIBLE:
+                raise ModelError(f"cannot produce {spec.name!r}; this node produces {sorted(PRODUCIBLE)}")
+            bad = [r for r in spec.regions if r not in self.col]
+            if bad:
+                raise ModelError(f"output {spec.name} asks for regions {bad} not simulated here ({self.regions})")
+        results_dir = Path(ctx.results_dir).resolve() if ctx.results_dir else None
+        work = (results_dir or Path.cwd()) / f".{ctx.node_name}_nest"
+        work.mkdir(parents=True, exist_ok=True)
+
+        nest = self.nest = import_nest()
+        nest.ResetKernel()
+        nest.SetKernelStatus({"resolution": p.dt_ms, "local_num_threads": p.local_num_threads,
+                              "rng_seed": 1 + (self.seed * 7919 + sum(self.regions)) % (2**31 - 2),
+                              "data_path": str(work), "overwrite_files": True, "print_time": False,
+                              "use_wfr": False})
+        G = float((tvb.get("model") or {}).get("G", 2.0))
+        if p.model_file is not None:
+            pops = load_user_model(nest, p, self.regions, self.seed)
+        else:
+            pops = build_default(nest, p, self.regions, ctx.connectome, G, ctx.tvb_dt_ms, self.seed)
+        self.pops: list[Population] = pops
+        self._wire_inputs(nest, p, pops)
+        self._wire_recorder(nest, pops)
+
+        self.drive = CouplingInput(ctx, self.regions)
+        self.drive.configure(ctx)
+        if isinstance(p.input.scale, str) and ctx.connectome is None:
+            raise ModelError("input.scale 'row_mean' needs the connectome (give a number instead)")
+        self.in_scale = self.drive.scale(p.input.scale)
+        self.n_exc = np.array([sum(q.size for q in pops if q.region == r and q.role == "exc") for r in self.regions])
+        self.n_inh = np.array([sum(q.size for q in pops if q.region == r and q.role == "inh") for r in self.regions])
+        o = p.output
+        self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz)
+        self.results_path = None if results_dir is None else results_dir / f"{ctx.node_name}.h5"
+        if results_dir is not None:
+            from cosim.spiking_results import ResultsWriter
+            attrs = {"node": ctx.node_name, "backend": "nest", "regions": np.array(self.regions),
+                     "tvb_dt_ms": self.tvb_dt, "sim_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
+                     "nest_version": nest.__version__, "params_json": p.model_dump_json()}
+            rows = [(q.label, q.region, q.role, q.size) for q in pops]
+            self.writer = ResultsWriter(results_dir / f"{ctx.node_name}.h5", attrs, rows, len(self.regions),
+                                        p.record.flush_every)
+        nest.Prepare()
+        self.prepared = True
+        self.reader = SpikeFileReader(self._spike_file())
+        self.windows_done = 0
+        log.info("%s: NEST %s configured %d region(s) %s, E=%s I=%s cells, W=%d steps, h=%g ms, %d thread(s)",
+                 ctx.node_name, nest.__version__, len(self.regions), self.regions, self.n_exc.tolist(),
+                 self.n_inh.tolist(), self.W, p.dt_ms, p.local_num_threads)
+
+    def _wire_inputs(self, nest, p: NestParams, pops: list[Population]) -> None:
+        """One inhomogeneous Poisson generator per region; it sends an independent train to each
+        target: the region's ``input`` population if the model has one, else its E (and I) cells."""
+        self.gens = []
+        w_nS = p.input.weight_uS * 1000.0
+        delay = p.input.delay_ms - p.dt_ms                 # the rate schedule is one step late (module doc)
+        for r in self.regions:
+            targets = [q for q in pops if q.region == r and q.role == "input"]
+            if not targets:
+                roles = ("exc",) if p.input.targets == "exc" else ("exc", "inh")
+                targets = [q for q in pops if q.region == r and q.role in roles]
+            g = nest.Create("inhomogeneous_poisson_generator")
+            for q in targets:
+                nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": w_nS, "delay": delay})
+            self.gens.append(g)
+
+    def _wire_recorder(self, nest, pops: list[Population]) -> None:
+        self.recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "label": f"{self.ctx.node_name}_spikes",
+                                                              "precision": 6})
+        recorded = [q for q in pops if q.role != "input"]
+        for q in recorded:
+            nest.Connect(q.nodes, self.recorder)
+        top = max(max(q.nodes.tolist()) for q in pops) + 1
+        self.pop_of_gid = np.full(top, -1, dtype=np.int64)
+        for i, q in enumerate(pops):
+            self.pop_of_gid[np.asarray(q.nodes.tolist())] = i
+        self._pop_kind = np.array([{"exc": 0, "inh": 1}.get(q.role, -1) for q in pops], dtype=np.int64)
+        self._pop_col = np.array([self.col.get(q.region, -1) for q in pops], dtype=np.int64)
+        self._pop_region = np.array([q.region for q in pops], dtype=np.int32)
+
+    def _spike_file(self) -> str:
+        names = self.recorder.get("filenames")
+        names = names if isinstance(names, (list, tuple)) else [names]
+        return names[0]
+
+    def initial_outputs(self) -> Signals:
+        return {}
+
+    # ---- stepping ------------------------------------------------------------------------
+    def step(self, window: int, inputs: Signals) -> Signals:
+        if window != self.windows_done:
+            raise RuntimeError(f"window {window} out of order: expected window {self.windows_done}")
+        nest, W, T = self.nest, self.W, self.timing
+        t_a = CLOCK()
+        coupling = self.drive.signal(window, inputs, self.ctx.inputs)
+        rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
+        if not np.isfinite(rates).all():
+            raise ValueError("input rates are not finite (NaN/Inf in the coupling received)")
+        start = window * W * self.h_per_tvb                       # in NEST steps
+        times = (start + 1 + np.arange(W) * self.h_per_tvb) * self.h
+        for j, g in enumerate(self.gens):
+            g.set(rate_times=times, rate_values=rates[:, j])
+        t_b = CLOCK()
+        nest.Run(W * self.h_per_tvb * self.h)
+        t_c = CLOCK()
+        gid, t = self.reader.read()
+        t0 = start * self.h
+        pop = self.pop_of_gid[gid]
+        kind, col = self._pop_kind[pop], self._pop_col[pop]
+        step = np.ceil((t - t0 - 0.5 * self.h) / self.tvb_dt).astype(np.int64) - 1
+        np.clip(step, 0, W - 1, out=step)
+        ok = (kind >= 0) & (col >= 0)
+        n_reg = len(self.regions)
+        flat = (kind[ok] * W + step[ok]) * n_reg + col[ok]
+        counts = np.bincount(flat, minlength=2 * W * n_reg).astype(np.float64).reshape(2, W, n_reg)
+        t_d = CLOCK()
+        r_e = counts[0] / (np.maximum(self.n_exc, 1) * self.tvb_dt * 1e-3)
+        r_i = counts[1] / (np.maximum(self.n_inh, 1) * self.tvb_dt * 1e-3)
+        prox = self.proxy.advance(r_e, r_i)
+        out = {s.name: np.ascontiguousarray(prox[PRODUCIBLE[s.name]][:, [self.col[r] for r in s.regions]])
+               for s in self.ctx.outputs}
+        t_e = CLOCK()
+        if self.writer is not None:
+            blocks = {"rates/exc": r_e, "rates/inh": r_i, "input/coupling": coupling, "input/rate_hz": rates,
+                      **{f"output/{v}": prox[v] for v in ("R_e", "S_e", "R_i", "S_i")}}
+            spikes = None
+            if self.p.record.spikes:
+                order = np.lexsort((gid, t))
+                spikes = {"t_ms": t[order], "gid": gid[order], "pop": pop[order].astype(np.int32),
+                          "region": self._pop_region[pop[order]]}
+            self.writer.window(np.arange(window * W + 1, window * W + W + 1), blocks, spikes)
+        T["input_s"] += t_b - t_a
+        T["integrate_s"] += t_c - t_b
+        T["read_s"] += t_d - t_c
+        T["rates_s"] += t_e - t_d
+        T["write_s"] += CLOCK() - t_e
+        self.windows_done += 1
+        return out
+
+    # ---- end -----------------------------------------------------------------------------
+    def finish(self, aborted: str | None = None) -> dict:
+        summary = {"windows": self.windows_done, "timing": {k: round(v, 6) for k, v in self.timing.items()}}
+        if self.nest is not None and self.prepared:
+            try:
+                self.nest.Cleanup()
+            except Exception as e:     # cleanup must not hide the run's own outcome
+                log.warning("nest.Cleanup failed: %s", e)
+            self.prepared = False
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+        if self.writer is not None:
+            self.writer.close(aborted)
+            self.writer = None
+            if self.p.record.plot and self.results_path is not None:
+                try:
+                    from cosim.spiking_plots import plot_results
+                    summary["plot"] = str(plot_results(self.results_path))
+                except Exception as exc:   # a plot must never fail a finished run
+                    log.warning("%s: plot failed: %s", self.ctx.node_name, exc)
+        return summary

@@ -1,0 +1,144 @@
+"""Parameters of the NEST backend (``spiking_nodes[i].params``); imports neither NEST nor NumPy.
+
+The default region network is the NEST counterpart of the NetPyNE default (DOMAIN.md): the same
+sizes (120 E + 40 I, ``scale``), the same within-region rules (probability, weight, 5 ms delay)
+and the same E->E coupling between this node's spiking regions (weight = factor*G*C, delay from
+the connectome). The neuron is NEST's ``hh_cond_beta_gap_traub``: a conductance-based
+Hodgkin-Huxley point neuron (Traub-Miles kinetics, as in the COBAHH benchmark of Brette et al.
+2007) whose synaptic conductances are beta functions with a rise and a decay time, i.e. the
+shape of NEURON's Exp2Syn. Its membrane is scaled to the NetPyNE soma's area
+(diam = L = 18.8 µm -> 1110 µm²): C_m, g_Na, g_K, g_L are the NetPyNE cell's per-area values
+times that area (docs/backends.md, "NEST"). Weights are given in µS as in NetPyNE and converted
+to NEST's nS (x1000): a beta synapse of weight w peaks at w, as an Exp2Syn of weight w does.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cosim.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap,
+                                 default_conns)
+
+
+class _S(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NestCell(_S):
+    """``hh_cond_beta_gap_traub`` from the NetPyNE default soma (per-area values x area)."""
+    model: Literal["hh_cond_beta_gap_traub"] = "hh_cond_beta_gap_traub"
+    diam_um: float = Field(18.8, gt=0)
+    length_um: float = Field(18.8, gt=0)
+    cm_uF_cm2: float = Field(1.0, gt=0)
+    gnabar_S_cm2: float = Field(0.12, ge=0)
+    gkbar_S_cm2: float = Field(0.036, ge=0)
+    gl_S_cm2: float = Field(0.003, ge=0)
+    E_L_mV: float = -70.0
+    E_Na_mV: float = 50.0
+    E_K_mV: float = -77.0
+    V_T_mV: float = Field(-63.0, description="Traub's threshold shift (COBAHH: -63 mV)")
+    t_ref_ms: float = Field(2.0, ge=0)
+
+    def area_cm2(self) -> float:
+        return math.pi * self.diam_um * self.length_um * 1e-8      # lateral surface, as NEURON's area()
+
+    def nest_params(self) -> dict[str, float]:
+        a = self.area_cm2()
+        return {"C_m": self.cm_uF_cm2 * a * 1e6,       # µF -> pF
+                "g_Na": self.gnabar_S_cm2 * a * 1e9,   # S -> nS
+                "g_K": self.gkbar_S_cm2 * a * 1e9,
+                "g_L": self.gl_S_cm2 * a * 1e9,
+                "E_L": self.E_L_mV, "E_Na": self.E_Na_mV, "E_K": self.E_K_mV,
+                "V_T": self.V_T_mV, "t_ref": self.t_ref_ms}
+
+
+class BetaSynapse(_S):
+    tau_rise_ms: float = Field(gt=0)
+    tau_decay_ms: float = Field(gt=0)
+    E_rev_mV: float
+
+    @model_validator(mode="after")
+    def _order(self) -> "BetaSynapse":
+        if self.tau_rise_ms >= self.tau_decay_ms:
+            raise ValueError(f"tau_rise_ms must be < tau_decay_ms (got {self.tau_rise_ms} >= {self.tau_decay_ms})")
+        return self
+
+
+class NestNetwork(_S):
+    """The default spiking network of one region (E and I populations)."""
+    n_exc: int = Field(120, ge=1)
+    n_inh: int = Field(40, ge=1)
+    scale: float = Field(1.0, gt=0, description="multiplies n_exc and n_inh (rounded, >= 1)")
+    cell: NestCell = Field(default_factory=NestCell)
+    syn_exc: BetaSynapse = Field(default_factory=lambda: BetaSynapse(tau_rise_ms=0.8, tau_decay_ms=5.3, E_rev_mV=0.0))
+    syn_inh: BetaSynapse = Field(default_factory=lambda: BetaSynapse(tau_rise_ms=0.6, tau_decay_ms=8.5, E_rev_mV=-75.0))
+    conns: dict[str, ConnSpec] = Field(default_factory=default_conns, description="keys among EE, EI, IE, II")
+    v_init_mV: float = -65.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_conns(cls, data):
+        """Changing EE alone keeps EI, IE and II at their defaults (set prob 0 to drop one)."""
+        if isinstance(data, dict) and isinstance(data.get("conns"), dict):
+            merged = {k: c.model_dump() for k, c in default_conns().items()}
+            for k, c in data["conns"].items():
+                merged[k] = {**merged.get(k, {}), **c} if isinstance(c, dict) else c
+            data = {**data, "conns": merged}
+        return data
+
+    @model_validator(mode="after")
+    def _keys(self) -> "NestNetwork":
+        bad = sorted(set(self.conns) - {"EE", "EI", "IE", "II"})
+        if bad:
+            raise ValueError(f"unknown connection(s) {bad}; use EE, EI, IE, II")
+        return self
+
+    def sizes(self) -> tuple[int, int]:
+        return max(1, round(self.n_exc * self.scale)), max(1, round(self.n_inh * self.scale))
+
+
+class NestInput(InputTransformer):
+    """TVB coupling -> one independent Poisson train per target cell (NEST's
+    ``inhomogeneous_poisson_generator``, rates set per TVB step each window)."""
+    weight_uS: float = Field(0.004, ge=0, description="input -> E weight (calibrated: docs/backends.md)")
+    targets: Literal["exc", "exc+inh"] = Field("exc", description="which populations get a train per cell")
+
+
+class NestUserModel(_S):
+    """Your own NEST network: a Python file that builds it with ``nest.Create/Connect`` and exposes a
+    dict ``populations`` (name -> NodeCollection), or a function ``build(nest, regions, seed)``
+    returning it. Each population is mapped onto a TVB region and a role here."""
+    path: str = Field(description=".py file that builds the network")
+    populations: dict[str, PopMap] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _suffix(self) -> "NestUserModel":
+        if not self.path.endswith(".py"):
+            raise ValueError(f"NEST model file must be a .py file, got {self.path!r}")
+        return self
+
+
+class NestRecord(_S):
+    spikes: bool = True
+    flush_every: int = Field(20, ge=1, description="flush the HDF5 file every N windows")
+    plot: bool = True
+
+
+class NestParams(_S):
+    dt_ms: float = Field(0.05, gt=0, description="NEST resolution; must divide the TVB dt")
+    local_num_threads: int = Field(1, ge=1, le=256, description="NEST threads (the wheel has no MPI)")
+    network: NestNetwork = Field(default_factory=NestNetwork)
+    input: NestInput = Field(default_factory=NestInput)
+    output: OutputTransformer = Field(default_factory=OutputTransformer)
+    inter_region: InterRegion = Field(default_factory=InterRegion)
+    model_file: NestUserModel | None = None
+    record: NestRecord = Field(default_factory=NestRecord)
+
+    @model_validator(mode="after")
+    def _input_delay(self) -> "NestParams":
+        # generator rates change one resolution step late; the input delay absorbs it (adapter.py)
+        if self.input.delay_ms <= self.dt_ms:
+            raise ValueError(f"input.delay_ms ({self.input.delay_ms}) must exceed dt_ms ({self.dt_ms})")
+        return self

@@ -1,0 +1,20 @@
+"""Plugin spec of the NEST backend (entry point ``cosim.backends: nest``).
+
+The PyPI wheel of NEST 3.10 is built without MPI (``build_info.have_mpi`` is False), so the
+parallel knob is threads (``params.local_num_threads``), not ranks."""
+from cosim.backends import BackendSpec
+
+SPEC = BackendSpec(
+    name="nest",
+    params="services.nest_node.config:NestParams",
+    adapter="services.nest_node.adapter:NestAdapter",
+    description="point-neuron spiking regions in NEST (conductance-based HH, or your own NEST network)",
+    requires=("nest",),
+    install="pip install 'cosim[nest]'",
+    path_params=("model_file.path",),
+    dt_param="dt_ms",
+    threads_param="local_num_threads",
+    image="cosim-nest:latest",
+    dockerfile="services/nest_node/Dockerfile",
+    check="services.nest_node.checks:check_node",
+)

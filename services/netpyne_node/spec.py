@@ -1,0 +1,16 @@
+"""Plugin spec of the NetPyNE/NEURON backend (entry point ``cosim.backends: netpyne``)."""
+from cosim.backends import BackendSpec
+
+SPEC = BackendSpec(
+    name="netpyne",
+    params="services.netpyne_node.config:NetpyneParams",
+    adapter="services.netpyne_node.adapter:NetpyneAdapter",
+    description="biophysical spiking regions in NEURON, built with NetPyNE (default HH network or your model)",
+    requires=("neuron", "netpyne"),
+    install="pip install 'cosim[netpyne]'",
+    path_params=("model_file.path", "model_file.mod_dir"),
+    dt_param="dt_ms",
+    mpi_param="mpi_ranks",
+    image="cosim-spiking:latest",
+    dockerfile="services/netpyne_node/Dockerfile",
+)
