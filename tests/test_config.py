@@ -24,7 +24,7 @@ def test_toml_is_accepted(tmp_path):
     ({"run": {"bogus": 1}}, "run.bogus"),
     ({"tvb": {"model": {"G": 2, "Q": 1}}}, "tvb.model"),
     ({"spiking_nodes": [{"regions": [1, 1]}]}, "spiking_nodes[0].regions"),
-    ({"spiking_nodes": [{"backend": "nest"}]}, "spiking_nodes[0].backend"),
+    ({"spiking_nodes": [{"backend": "no-such-simulator"}]}, "spiking_nodes[0].backend"),
     ({"spiking_nodes": [{"name": "a", "regions": [1]}, {"name": "b", "regions": [1]}]}, "region 1 is claimed"),
 ])
 def test_errors_name_the_field(data, field):
