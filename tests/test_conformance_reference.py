@@ -1,5 +1,5 @@
 """The mean-field reference backend passes the conformance kit."""
-from conformance import BackendConformance, _chdir_tmp  # noqa: F401
+from cosim.conformance import BackendConformance
 
 
 class TestReference(BackendConformance):
