@@ -57,15 +57,23 @@ def images(tmp_path_factory):
         (pytest.fail if os.environ.get("CI") else pytest.skip)(why)
     log = tmp_path_factory.mktemp("compose_build") / "build.log"
     env = {**os.environ, "COSIM_CONFIG_FILE": str(REPO / "examples" / "default.yaml")}
-    for service in ("coordinator", "tvb", "spiking"):
+    for service in ("coordinator", "tvb"):
         code = _run(["-p", "cosimbuild", "build", service], env, 1800, log)
         assert code == 0, f"building {service} failed:\n" + log.read_text()[-4000:]
     return log
 
 
+def _build_spiking(images: Path, backend: str) -> None:
+    """The spiking image of one backend (compose picks services/<backend>_node/Dockerfile)."""
+    env = {**os.environ, "COSIM_CONFIG_FILE": str(REPO / "examples" / "default.yaml"), "COSIM_BACKEND": backend}
+    code = _run(["-p", "cosimbuild", "build", "spiking"], env, 1800, images)
+    assert code == 0, f"building the {backend} spiking image failed:\n" + images.read_text()[-4000:]
 
-@pytest.mark.parametrize("backend", ["noop", "reference"])
+
+
+@pytest.mark.parametrize("backend", ["noop", "reference", "nest"])
 def test_compose_run(images, tmp_path, backend):
+    _build_spiking(images, backend)
     run = f"ct_{backend}"
     cfg = {"run": {"name": run, "duration_ms": 100},
            "spiking_nodes": [{"name": "spiking", "backend": backend, "regions": [33, 71]}],
@@ -95,6 +103,10 @@ def test_compose_run(images, tmp_path, backend):
         if backend == "reference":
             assert (out / "tvb.h5").is_file() and (out / "spiking.h5").is_file()
             assert (sig > 0).all()                      # a real mean field, not zeros
+        if backend == "nest":                           # the NEST image ran NEST
+            with h5py.File(out / "spiking.h5") as f:
+                assert f.attrs["backend"] == "nest" and f.attrs["status"] == "completed"
+                assert f["input/rate_hz"][...].mean() > 0
         # the nodes stayed until the coordinator had finished, then ended cleanly
         assert "cosim: interrupted" not in text, text[-5000:]
     finally:

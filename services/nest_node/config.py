@@ -39,7 +39,7 @@ class NestCell(_S):
     E_Na_mV: float = 50.0
     E_K_mV: float = -77.0
     V_T_mV: float = Field(-63.0, description="Traub's threshold shift (COBAHH: -63 mV)")
-    t_ref_ms: float = Field(2.0, ge=0)
+    t_ref_ms: float = Field(8.0, ge=0, description="refractory period; 8 ms matches the NetPyNE soma's response to single EPSPs (docs/backends.md)")
 
     def area_cm2(self) -> float:
         return math.pi * self.diam_um * self.length_um * 1e-8      # lateral surface, as NEURON's area()
@@ -102,7 +102,6 @@ class NestNetwork(_S):
 class NestInput(InputTransformer):
     """TVB coupling -> one independent Poisson train per target cell (NEST's
     ``inhomogeneous_poisson_generator``, rates set per TVB step each window)."""
-    weight_uS: float = Field(0.004, ge=0, description="input -> E weight (calibrated: docs/backends.md)")
     targets: Literal["exc", "exc+inh"] = Field("exc", description="which populations get a train per cell")
 
 

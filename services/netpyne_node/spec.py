@@ -11,6 +11,6 @@ SPEC = BackendSpec(
     path_params=("model_file.path", "model_file.mod_dir"),
     dt_param="dt_ms",
     mpi_param="mpi_ranks",
-    image="cosim-spiking:latest",
+    image="cosim-netpyne:latest",
     dockerfile="services/netpyne_node/Dockerfile",
 )

@@ -6,6 +6,6 @@ SPEC = BackendSpec(
     params="services.noop_node.adapter:NullParams",
     adapter="services.noop_node.adapter:NullSpiking",
     description="simulates nothing; well-formed zeros (protocol benchmarks and tests)",
-    image="cosim-coordinator:latest",
-    dockerfile="services/coordinator/Dockerfile",
+    image="cosim-noop:latest",
+    dockerfile="services/noop_node/Dockerfile",
 )

@@ -8,6 +8,6 @@ SPEC = BackendSpec(
     description="TVB's own equations for the spiking regions: the exact stand-in (bit for bit)",
     requires=("tvb",),
     install="pip install 'cosim[tvb]'",
-    image="cosim-spiking:latest",
-    dockerfile="services/netpyne_node/Dockerfile",
+    image="cosim-reference:latest",
+    dockerfile="services/reference_node/Dockerfile",
 )

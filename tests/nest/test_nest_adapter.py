@@ -1,0 +1,138 @@
+"""The NEST adapter in-process (no sockets): stepping contract, exact spike reading per window,
+the window length not changing the spikes, the input driving the region, and user models."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nest  # noqa: F401  (a missing install must fail, not skip)
+
+from cosim.adapter import RunContext, SignalSpec
+from services.nest_node import adapter as nest_adapter
+from services.nest_node.adapter import NestAdapter
+from services.nest_node.network import ModelError
+
+SMALL = {"network": {"n_exc": 40, "n_inh": 12}, "record": {"plot": False}, "input": {"scale": 1.0}}
+
+
+def make(tmp_path, W=16, params=None, regions=(33,), name="s", K=20, tag="a"):
+    params = {**SMALL, **(params or {})}
+    cfg = {"run": {"seed": 3}, "tvb": {"model": {}},
+           "spiking_nodes": [{"name": name, "backend": "nest", "regions": list(regions), "params": params}]}
+    n = 76
+    con = {"weights": np.zeros((n, n)), "idelays": np.full((n, n), 32)}
+    ctx = RunContext(config=cfg, node_name=name, regions=tuple(regions), tvb_dt_ms=0.1, tick_ms=0.05,
+                     steps_per_window=W, n_windows=K, outputs=[SignalSpec("state/R_e", tuple(regions)),
+                                                               SignalSpec("state/S_e", tuple(regions))],
+                     connectome=con, results_dir=str(tmp_path / tag))
+    a = NestAdapter()
+    ctx.inputs = a.requires(ctx)
+    return a, ctx
+
+
+def drive(a, ctx, rate_hz=30.0, windows=None):
+    a.configure(ctx)
+    W = ctx.steps_per_window
+    outs = [a.step(k, {"coupling/R_e": np.full((W, len(ctx.regions)), rate_hz)})
+            for k in range(windows or ctx.n_windows)]
+    return outs
+
+
+class _Spy:
+    """The nest module, with its kernel-stepping calls logged."""
+    def __init__(self, module, calls):
+        self._m, self._calls = module, calls
+
+    def __getattr__(self, name):
+        attr = getattr(self._m, name)
+        if name in ("Prepare", "Run", "Cleanup", "Simulate"):
+            return lambda *a, **k: (self._calls.append(name), attr(*a, **k))[1]
+        return attr
+
+
+def test_prepare_once_run_per_window_cleanup_at_end(tmp_path, monkeypatch):
+    calls = []
+    real = nest_adapter.import_nest
+    monkeypatch.setattr(nest_adapter, "import_nest", lambda: _Spy(real(), calls))
+    a, ctx = make(tmp_path, K=5)
+    drive(a, ctx)
+    a.finish(None)
+    assert calls == ["Prepare"] + ["Run"] * 5 + ["Cleanup"]
+
+
+def test_each_window_reads_exactly_its_own_spikes(tmp_path, monkeypatch):
+    got = []
+    orig = nest_adapter.SpikeFileReader.read
+    monkeypatch.setattr(nest_adapter.SpikeFileReader, "read", lambda self: got.append(orig(self)) or got[-1])
+    a, ctx = make(tmp_path, K=40)
+    drive(a, ctx, rate_hz=60.0)
+    a.finish(None)
+    W = ctx.steps_per_window
+    n = 0
+    for k, (gid, t) in enumerate(got):
+        n += t.size
+        assert np.all((t > k * W * 0.1 - 1e-9) & (t <= (k + 1) * W * 0.1 + 1e-9)), f"window {k}: {t}"
+    assert n > 20, "the region should spike at this input"
+    import h5py
+    with h5py.File(tmp_path / "a" / "s.h5") as f:
+        assert f["spikes/t_ms"].shape[0] == n and f.attrs["status"] == "completed"
+
+
+def test_window_length_does_not_change_the_spikes(tmp_path):
+    """Run() in 16-step windows and in 4-step windows: the same NEST steps, the same spikes."""
+    spikes = {}
+    for W in (16, 4):
+        a, ctx = make(tmp_path, W=W, K=int(48 / W) * 10, tag=f"w{W}")
+        drive(a, ctx, rate_hz=60.0)
+        a.finish(None)
+        import h5py
+        with h5py.File(tmp_path / f"w{W}" / "s.h5") as f:
+            spikes[W] = (f["spikes/t_ms"][...], f["spikes/gid"][...])
+    assert spikes[16][0].size > 20
+    assert np.array_equal(spikes[16][0], spikes[4][0]) and np.array_equal(spikes[16][1], spikes[4][1])
+
+
+def test_input_drives_the_region(tmp_path):
+    rates = {}
+    for level in (0.0, 60.0):
+        a, ctx = make(tmp_path, K=40, tag=f"l{level}")
+        outs = drive(a, ctx, rate_hz=level)
+        a.finish(None)
+        rates[level] = np.mean([o["state/R_e"].mean() for o in outs])
+    assert rates[0.0] == 0.0 and rates[60.0] > 1.0, rates
+
+
+def test_dt_must_divide_tvb_dt(tmp_path):
+    a, ctx = make(tmp_path, params={"dt_ms": 0.03})
+    ctx.tick_ms = 0.01
+    with pytest.raises(ModelError, match="does not divide the TVB dt"):
+        a.configure(ctx)
+
+
+MODEL = """
+import nest
+E = nest.Create("iaf_cond_alpha", 30)
+I = nest.Create("iaf_cond_alpha", 10)
+nest.Connect(E, I, {"rule": "pairwise_bernoulli", "p": 0.2}, {"weight": 2.0})
+"""
+
+
+def test_user_model_maps_populations(tmp_path):
+    f = tmp_path / "net.py"
+    f.write_text(MODEL)
+    mf = {"path": str(f), "populations": {"E": {"region": 33, "role": "exc"}, "I": {"region": 33, "role": "inh"}}}
+    a, ctx = make(tmp_path, params={"model_file": mf, "input": {"scale": 1.0, "weight_uS": 0.2}}, K=30)
+    outs = drive(a, ctx, rate_hz=80.0)
+    assert [(p.label, p.role, p.size) for p in a.pops] == [("E", "exc", 30), ("I", "inh", 10)]
+    assert list(a.n_exc) == [30] and list(a.n_inh) == [10]
+    assert np.mean([o["state/R_e"].mean() for o in outs]) > 0
+    a.finish(None)
+
+
+def test_user_model_missing_population_names_it(tmp_path):
+    f = tmp_path / "net.py"
+    f.write_text(MODEL)
+    mf = {"path": str(f), "populations": {"Exc": {"region": 33, "role": "exc"}}}
+    a, ctx = make(tmp_path, params={"model_file": mf})
+    with pytest.raises(ModelError, match=r"populations\.Exc: net\.py defines no population 'Exc' \(its populations: E, I\)"):
+        a.configure(ctx)

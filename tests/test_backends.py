@@ -1,0 +1,130 @@
+"""Backends as plugins (cosim/backends.py): discovery through entry points, `cosim backends`, the
+one-line errors for a backend that is unknown or whose simulator is missing, and the core
+naming no backend."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cosim import backends, launch
+
+REPO = Path(__file__).resolve().parents[1]
+BUILTIN = ("nest", "netpyne", "noop", "reference")
+
+
+def _cli(*args, env=None, cwd=None, timeout=120):
+    return subprocess.run(launch.cosim_cmd() + list(args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def test_builtin_backends_are_entry_points_of_cosim():
+    reg = backends.registry()
+    for name in BUILTIN:
+        assert name in reg, f"{name} not discovered through the cosim.backends entry points"
+        assert reg[name].distribution == "cosim" and reg[name].version
+
+
+def test_cosim_backends_lists_them_with_versions():
+    p = _cli("backends")
+    assert p.returncode == 0, p.stderr
+    for name in BUILTIN:
+        line = next((ln for ln in p.stdout.splitlines() if ln.startswith(name + " ")), None)
+        assert line is not None, p.stdout
+        assert "cosim 0." in line and "[ready]" in line, line
+    nest_line = next(ln for ln in p.stdout.splitlines() if ln.startswith("nest "))
+    assert re.search(r"nest-simulator 3\.\d+", nest_line) and "threads" in nest_line, nest_line
+
+
+@pytest.fixture
+def ghost_plugin(tmp_path):
+    """A plugin installed the way pip installs one (a .dist-info with entry_points.txt on the path)
+    whose simulator is not installed."""
+    site = tmp_path / "site"
+    dist = site / "cosim_ghost-0.3.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cosim-ghost\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text("[cosim.backends]\nghost = cosim_ghost_spec:SPEC\n")
+    (site / "cosim_ghost_spec.py").write_text(textwrap.dedent('''
+        from cosim.backends import BackendSpec
+        SPEC = BackendSpec(name="ghost", params="services.noop_node.adapter:NullParams",
+                           adapter="services.noop_node.adapter:NullSpiking",
+                           requires=("ghost_simulator_not_installed",), install="pip install cosim-ghost[sim]")
+    '''))
+    return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+
+def test_a_plugin_appears_once_installed(ghost_plugin):
+    p = _cli("backends", env=ghost_plugin)
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("ghost "))
+    assert "cosim-ghost 0.3" in line and "not installed: ghost_simulator_not_installed" in line, line
+    assert "pip install cosim-ghost[sim]" in line
+
+
+def test_missing_simulator_is_one_line_naming_the_extra(ghost_plugin, tmp_path):
+    p = _cli("run", "--set", "spiking_nodes.0.backend=ghost", "--set", "run.duration_ms=10",
+             "--out", str(tmp_path / "out"), env=ghost_plugin, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    assert "spiking_nodes[0].backend" in lines[0] and "ghost_simulator_not_installed" in lines[0]
+    assert "pip install cosim-ghost[sim]" in lines[0]
+    assert all(n in lines[0] for n in BUILTIN), "the line lists the installed backends"
+    assert not (tmp_path / "out").exists(), "a refused run leaves no results folder"
+
+
+def test_unknown_backend_is_one_line_listing_the_installed(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"spiking_nodes": [{"backend": "neuronn", "regions": [1]}]}))
+    p = _cli("validate", str(cfg))
+    assert p.returncode == 2
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "spiking_nodes[0].backend" in lines[0] and "'neuronn'" in lines[0], p.stderr
+    assert all(n in lines[0] for n in BUILTIN)
+
+
+def test_missing_module_check():
+    spec = backends.BackendSpec(name="x", params="a:b", adapter="a:c", requires=("json", "no_such_mod_xyz"),
+                                install="pip install x")
+    assert spec.missing() == ["no_such_mod_xyz"]
+    with pytest.raises(backends.UnknownBackend, match="no_such_mod_xyz.*pip install x"):
+        spec.ensure_installed()
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_params_validate_without_the_simulator(name):
+    """The coordinator validates every node's params; its image has no simulator."""
+    block = "import sys\nfor m in ('neuron', 'netpyne', 'nest', 'tvb'):\n    sys.modules[m] = None\n"
+    code = block + f"from cosim import backends\nprint(backends.validate_params({name!r}, {{}}))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_container_image_follows_compose(name):
+    """compose.yaml builds services/<backend>_node/Dockerfile as cosim-<backend>:latest."""
+    spec = backends.get(name)
+    assert spec.dockerfile == f"services/{name}_node/Dockerfile" and (REPO / spec.dockerfile).is_file()
+    assert spec.image == f"cosim-{name}:latest"
+    compose = (REPO / "compose.yaml").read_text()
+    assert "dockerfile: services/${COSIM_BACKEND:-netpyne}_node/Dockerfile" in compose
+    assert "image: cosim-${COSIM_BACKEND:-netpyne}:latest" in compose
+
+
+def test_core_names_no_backend():
+    """cosim/ imports no spiking backend; the one name is the documented default of the config."""
+    hits = []
+    for f in sorted((REPO / "cosim").glob("*.py")):
+        for i, line in enumerate(f.read_text().splitlines(), 1):
+            if re.search(r"services\.(netpyne|nest|reference)_node", line) or \
+                    re.search(r"services\.noop_node(?!\.adapter import NullTVB)", line):
+                hits.append(f"{f.name}:{i}: {line.strip()}")
+            elif re.search(r"""["'](netpyne|nest|reference)["']""", line) and f.name != "config.py":
+                hits.append(f"{f.name}:{i}: {line.strip()}")
+    assert not hits, "\n".join(hits)
