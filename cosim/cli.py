@@ -32,7 +32,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 def setup_logging(level: str, who: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format=f"%(asctime)s {who} %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("tvb", "numba", "matplotlib", "h5py", "PIL"):
+    for noisy in ("tvb", "numba", "matplotlib", "h5py", "PIL", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

@@ -46,7 +46,10 @@ def import_nest():
     """NEST, quietly (no banner, errors only)."""
     os.environ.setdefault("PYNEST_QUIET", "1")
     import nest
-    nest.set_verbosity("M_ERROR")
+    if hasattr(nest, "VerbosityLevel"):          # NEST >= 3.10
+        nest.verbosity = nest.VerbosityLevel.ERROR
+    else:
+        nest.set_verbosity("M_ERROR")
     return nest
 
 
