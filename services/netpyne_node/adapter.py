@@ -62,10 +62,7 @@ class NetpyneAdapter(NodeAdapter):
             return self._params_override
         if self._params_override is not None:
             return NetpyneParams.model_validate(self._params_override)
-        for n in ctx.config.get("spiking_nodes", []):
-            if n.get("name") == ctx.node_name:
-                return NetpyneParams.model_validate(n.get("params") or {})
-        return NetpyneParams()
+        return ctx.node_params(NetpyneParams)
 
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
         # TVB's coupling, plus the rates of other spiking services' regions (mixed runs)

@@ -69,7 +69,7 @@ class NullSpiking(_Null):
         return [SignalSpec("coupling/R_e", tuple(ctx.regions))]
 
     def _params(self, ctx: RunContext) -> dict:
-        return next(n for n in ctx.config["spiking_nodes"] if n["name"] == ctx.node_name)["params"]
+        return ctx.node_entry().get("params") or {}
 
 
 def null_connectome(p: NullParams) -> dict:

@@ -48,10 +48,7 @@ class ReferenceAdapter(NodeAdapter):
     def _params_from(self, ctx: RunContext) -> ReferenceParams:
         if self.params is not None:
             return self.params
-        for n in (ctx.config or {}).get("spiking_nodes") or []:
-            if n.get("name") == ctx.node_name:
-                return ReferenceParams.model_validate(n.get("params") or {})
-        return ReferenceParams()
+        return ctx.node_params(ReferenceParams)
 
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
         self.params = self._params_from(ctx)
