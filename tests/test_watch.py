@@ -1,0 +1,142 @@
+"""`cosim watch` and the PUB broadcasts (PROTOCOL.md §6.1).
+
+  cosim run (reference backend) ── PUB ──┬── cosim watch --once       (snapshot: window, speed, rates)
+                                          ├── cosim watch (live, killed after a while)
+                                          └── cosim watch --once (CURVE, a "watch" key)
+  the same run without any watcher → coordinator.h5 signals identical bit for bit
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from harness import read_results, wait_for
+from proto import Message, MessageType as T
+from proto.codec import MalformedMessage, decode_published, encode_published
+from psutil_free import cosim_processes
+
+PY = [sys.executable, "-m", "cosim.cli"]
+
+
+def test_broadcasts_travel_through_the_codec():
+    msg = Message(T.PROGRESS, {"windows_done": 3, "windows": 9, "window_ms": 4.9, "t_ms": 14.7, "wall_s": 0.1,
+                               "timing": {"window_wall_s": 0.01, "nodes": {"tvb": {"compute_s": 0.005}}},
+                               "rates": [{"node": "spiking", "name": "state/R_e", "regions": [33, 71],
+                                          "hz": np.array([1.5, 2.5])}]}, node="coordinator", window=2, msg_id=7)
+    frames = encode_published(msg)
+    assert frames[0] == b"progress"
+    got = decode_published(frames)
+    assert got.type == T.PROGRESS and got.window == 2 and got.content["windows_done"] == 3
+    assert np.array_equal(got.content["rates"][0]["hz"], [1.5, 2.5])
+    with pytest.raises(MalformedMessage):                       # topic must match the type
+        decode_published([b"event", *frames[1:]])
+    with pytest.raises(MalformedMessage):                       # PROGRESS without its window
+        decode_published(encode_published(Message(T.PROGRESS, msg.content, node="coordinator")))
+    with pytest.raises(TypeError):
+        encode_published(Message(T.STEP, {}, window=0))
+    ev = decode_published(encode_published(Message(T.EVENT, {"event": "started", "windows": 9})))
+    assert ev.type == T.EVENT and ev.content["event"] == "started"
+
+
+def _config(tmp: Path, name: str, duration_ms: float, **coordinator) -> Path:
+    cfg = {"run": {"name": name, "duration_ms": duration_ms, "results_dir": str(tmp), "progress": False},
+           "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": [33, 71]}],
+           "coordinator": {"watch_regions": [5], **coordinator}}
+    p = tmp / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def _start_run(cfg: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(PY + ["run", str(cfg), "--out", str(out), "--no-plots"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _signals(out: Path) -> dict:
+    return {k: v for k, v in read_results(out)["coordinator.h5"].items() if k.startswith("signals/")}
+
+
+def test_watch_once_shows_the_run_and_watchers_never_disturb_it(tmp_path):
+    duration = 2500.0
+    watched, plain = tmp_path / "watched", tmp_path / "plain"
+    run = _start_run(_config(tmp_path, "watched", duration), watched)
+    try:
+        wait_for(lambda: (watched / "coordinator.h5").exists() or run.poll() is not None, 120, "the run to start")
+        assert run.poll() is None, run.stderr.read()[-2000:]
+        snap = subprocess.run(PY + ["watch", str(watched), "--once", "--timeout", "20"],
+                              capture_output=True, text=True, timeout=60)
+        assert snap.returncode == 0, snap.stderr
+        text = snap.stdout
+        m = re.search(r"window (\d+) \((\d+)/(\d+),", text)
+        assert m, text
+        assert int(m.group(2)) == int(m.group(1)) + 1 and int(m.group(3)) == 511     # 2500 ms / 4.9 ms windows
+        assert re.search(r"speed \d+ windows/s", text) and "real-time factor" in text, text
+        assert re.search(r"spiking\s+state/R_e\s+33\s+\d+\.\d+", text), text   # spiking regions
+        assert re.search(r"spiking\s+state/R_e\s+71\s+\d+\.\d+", text), text
+        assert re.search(r"tvb\s+state/R_e\s+5\s+\d+\.\d+", text), text        # a watched TVB region
+        assert "tvb compute" in text and "spiking compute" in text, text
+        # a live watcher attaches, follows for a while and is killed (detaches abruptly)
+        live = subprocess.Popen(PY + ["watch", str(watched)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        time.sleep(2.0)
+        live.send_signal(signal.SIGKILL)
+        live_out = live.communicate(timeout=10)[0]
+        assert live_out.count("real-time factor") >= 2, live_out      # it redrew while the run went on
+        # a watcher with a region filter attaches again
+        again = subprocess.run(PY + ["watch", str(watched), "--once", "--regions", "71"],
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and " 71 " in again.stdout and " 33 " not in again.stdout, again.stdout
+        assert run.poll() is None, "the run ended before the watchers were done: make it longer"
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-2000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    quiet = subprocess.run(PY + ["run", str(_config(tmp_path, "plain", duration)), "--out", str(plain), "--no-plots"],
+                           capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    a, b = _signals(watched), _signals(plain)
+    assert a.keys() == b.keys() and "signals/tvb/state/R_e" in a
+    for k in a:
+        assert np.array_equal(a[k], b[k]), f"{k} differs between the watched and the unwatched run"
+    assert not cosim_processes(str(watched))
+
+
+def test_watch_with_curve_keys(tmp_path):
+    """An encrypted run is watched with an authorized 'watch' key; without keys nothing is heard."""
+    from cosim import security
+    keys = tmp_path / "keys"
+    security.generate(keys, ["coordinator", "tvb", "spiking", "watch"])
+    out = tmp_path / "curve"
+    run = _start_run(_config(tmp_path, "curve", 2500.0, curve=True, keys_dir=str(keys)), out)
+    try:
+        wait_for(lambda: (out / "coordinator.h5").exists() or run.poll() is not None, 120, "the run to start")
+        blind = subprocess.run(PY + ["watch", str(out), "--once", "--timeout", "2"], capture_output=True, text=True,
+                               timeout=60)
+        assert blind.returncode == 1 and "nothing heard" in blind.stderr, (blind.stdout, blind.stderr)
+        snap = subprocess.run(PY + ["watch", str(out), "--once", "--keys", str(keys), "--timeout", "20"],
+                              capture_output=True, text=True, timeout=60)
+        assert snap.returncode == 0 and "real-time factor" in snap.stdout, snap.stderr
+        assert re.search(r"spiking\s+state/R_e\s+33", snap.stdout), snap.stdout
+    finally:
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.wait()
+
+
+def test_watch_refuses_bad_addresses(tmp_path):
+    p = subprocess.run(PY + ["watch", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "neither a PUB address" in p.stderr, p.stderr
