@@ -33,7 +33,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 def setup_logging(level: str, who: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format=f"%(asctime)s {who} %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("tvb", "numba", "matplotlib", "h5py", "PIL"):
+    for noisy in ("tvb", "numba", "matplotlib", "h5py", "PIL", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -288,8 +288,15 @@ def main(argv: list[str] | None = None) -> int:
             address, _ = resolve_address(a.address)
             return watch(address, once=a.once, timeout_s=a.timeout, regions=a.regions, keys=a.keys, key_name=a.key_name)
         if a.cmd == "export":
-            from cosim.nwb import export_nwb
-            print(export_nwb(a.run_dir, a.nwb))
+            try:
+                from cosim.nwb import export_nwb
+                print(export_nwb(a.run_dir, a.nwb))
+            except ImportError as e:
+                print(f"cosim export: {e.name or e} is not installed (pip install 'cosim[nwb]')", file=sys.stderr)
+                return EXIT_CONFIG
+            except (FileNotFoundError, LookupError) as e:
+                print(f"cosim export: {e}", file=sys.stderr)
+                return EXIT_CONFIG
             return EXIT_OK
         if a.cmd == "report":
             from cosim.breakdown import report
