@@ -98,7 +98,12 @@ class View:
 
     @property
     def ended(self) -> dict | None:
-        return next((e for e in self.events if e.get("event") in ("completed", "aborted")), None)
+        """The end of the run: a `completed`/`aborted` EVENT, or the PROGRESS of the last window
+        (the EVENT may be lost: PUB is lossy and the coordinator exits right after it)."""
+        end = next((e for e in self.events if e.get("event") in ("completed", "aborted")), None)
+        if end is None and self.progress and self.progress["windows_done"] == self.progress["windows"]:
+            end = {"event": "completed"}
+        return end
 
     def render(self, width: int | None = None) -> str:
         p = self.progress

@@ -6,8 +6,10 @@
 """
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -65,6 +67,36 @@ def test_run_in_background_reports_progress_and_stops(tmp_path):
     partial = cosim.load(tmp_path / "bg")
     assert not partial.completed and partial.tvb.sizes["time"] > 0
     assert not cosim_processes(str(tmp_path / "bg"))
+
+
+def test_a_failed_run_raises_run_failed_with_the_reason(tmp_path):
+    with pytest.raises(cosim.RunFailed) as e:
+        cosim.run(duration_ms=50, out=tmp_path / "fail", progress=False,
+                  set={"spiking_nodes.0.backend": "reference", "spiking_nodes.0.regions": [33, 500]})
+    assert e.value.exit_code == 2 and "out of range" in str(e.value) and "500" in str(e.value)   # whichever node says it first
+    assert not isinstance(e.value, cosim.RunInterrupted)
+    assert not cosim_processes(str(tmp_path / "fail"))
+
+
+def test_interrupting_a_blocking_run_stops_it_and_keeps_results(tmp_path):
+    """Ctrl-C (or a Jupyter kernel interrupt: SIGINT) in cosim.run → RunInterrupted, nothing left running."""
+    out = tmp_path / "int"
+    script = (f"import cosim\ntry:\n    cosim.run(duration_ms=20000, out={str(out)!r}, set={REF!r})\n"
+              f"except cosim.RunInterrupted as e:\n    print('interrupted', e.exit_code)\n")
+    p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (out / "coordinator.h5").exists() or p.poll() is not None, 120, "the run to start")
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0 and "interrupted 130" in stdout, (stdout, stderr[-2000:])
+    r = cosim.load(out)
+    assert not r.completed and 0 < r.tvb.sizes["time"]
+    assert not cosim_processes(str(out))
 
 
 def test_bad_override_raises_config_error(tmp_path):

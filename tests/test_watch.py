@@ -12,7 +12,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ def test_broadcasts_travel_through_the_codec():
 
 
 def _config(tmp: Path, name: str, duration_ms: float, **coordinator) -> Path:
-    cfg = {"run": {"name": name, "duration_ms": duration_ms, "results_dir": str(tmp), "progress": False},
+    cfg = {"run": {"name": "watch", "duration_ms": duration_ms, "results_dir": str(tmp), "progress": False},
            "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": [33, 71]}],
            "coordinator": {"watch_regions": [5], **coordinator}}
     p = tmp / f"{name}.yaml"
@@ -61,8 +61,9 @@ def _start_run(cfg: Path, out: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def _signals(out: Path) -> dict:
-    return {k: v for k, v in read_results(out)["coordinator.h5"].items() if k.startswith("signals/")}
+def _data(out: Path) -> dict:
+    """Every deterministic dataset of coordinator.h5 (signals), tvb.h5 and spiking.h5 (not timings)."""
+    return {(f, k): v for f, d in read_results(out).items() for k, v in d.items() if k != "__attrs__"}
 
 
 def test_watch_once_shows_the_run_and_watchers_never_disturb_it(tmp_path):
@@ -75,6 +76,9 @@ def test_watch_once_shows_the_run_and_watchers_never_disturb_it(tmp_path):
         snap = subprocess.run(PY + ["watch", str(watched), "--once", "--timeout", "20"],
                               capture_output=True, text=True, timeout=60)
         assert snap.returncode == 0, snap.stderr
+        # a live watcher that stays to the end: it sees the run complete and exits 0
+        follower = subprocess.Popen(PY + ["watch", str(watched)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
         text = snap.stdout
         m = re.search(r"window (\d+) \((\d+)/(\d+),", text)
         assert m, text
@@ -87,10 +91,15 @@ def test_watch_once_shows_the_run_and_watchers_never_disturb_it(tmp_path):
         # a live watcher attaches, follows for a while and is killed (detaches abruptly)
         live = subprocess.Popen(PY + ["watch", str(watched)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
-        time.sleep(2.0)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(live.stdout.readline, "")), daemon=True)
+        reader.start()
+        # it redraws while the run goes on (two frames), then it is killed
+        wait_for(lambda: sum("real-time factor" in l for l in lines) >= 2 or live.poll() is not None, 60,
+                 "two frames from the live watcher")
         live.send_signal(signal.SIGKILL)
-        live_out = live.communicate(timeout=10)[0]
-        assert live_out.count("real-time factor") >= 2, live_out      # it redrew while the run went on
+        live.wait(timeout=10)
+        assert sum("real-time factor" in l for l in lines) >= 2, "".join(lines) + live.stderr.read()
         # a watcher with a region filter attaches again
         again = subprocess.run(PY + ["watch", str(watched), "--once", "--regions", "71"],
                                capture_output=True, text=True, timeout=60)
@@ -98,15 +107,19 @@ def test_watch_once_shows_the_run_and_watchers_never_disturb_it(tmp_path):
         assert run.poll() is None, "the run ended before the watchers were done: make it longer"
         _, err = run.communicate(timeout=300)
         assert run.returncode == 0, err[-2000:]
+        f_out, f_err = follower.communicate(timeout=60)
+        assert follower.returncode == 0 and "run completed" in f_out, (f_out[-1500:], f_err)
+        assert "window 510 (511/511, 100 %)" in f_out, f_out[-1500:]
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        for p in (run, locals().get("follower")):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
     quiet = subprocess.run(PY + ["run", str(_config(tmp_path, "plain", duration)), "--out", str(plain), "--no-plots"],
                            capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
-    a, b = _signals(watched), _signals(plain)
-    assert a.keys() == b.keys() and "signals/tvb/state/R_e" in a
+    a, b = _data(watched), _data(plain)
+    assert a.keys() == b.keys() and ("coordinator.h5", "signals/tvb/state/R_e") in a and ("tvb.h5", "raw/R_e") in a
     for k in a:
         assert np.array_equal(a[k], b[k]), f"{k} differs between the watched and the unwatched run"
     assert not cosim_processes(str(watched))

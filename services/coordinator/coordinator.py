@@ -193,7 +193,7 @@ class Coordinator:
         finally:
             self.close_record()
             self.router.close(linger=500)
-            self.pub.close(linger=0)
+            self.pub.close(linger=200)      # the last broadcasts (completed/aborted) get a chance to leave
         return self.summary()
 
     @property
