@@ -279,10 +279,6 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_node(a, "tvb")
         if a.cmd == "spiking-node":
             return cmd_node(a, "spiking")
-        if a.cmd == "validate":
-            return cmd_validate(a)
-        if a.cmd == "keys":
-            return cmd_keys(a)
         if a.cmd == "watch":
             from cosim.watch import resolve_address, watch
             address, _ = resolve_address(a.address)
@@ -298,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"cosim export: {e}", file=sys.stderr)
                 return EXIT_CONFIG
             return EXIT_OK
+        if a.cmd == "validate":
+            return cmd_validate(a)
+        if a.cmd == "keys":
+            return cmd_keys(a)
         if a.cmd == "report":
             from cosim.breakdown import report
             try:

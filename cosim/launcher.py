@@ -83,18 +83,18 @@ class Child:
 
 def run_embedded(a) -> int:
     """`cosim run`: start, follow with a progress bar on stderr, print the summary; the exit code."""
-    launch = start(a)
+    job = start(a)
     try:
-        code = launch.supervise()
+        code = job.supervise()
     except KeyboardInterrupt:
-        launch.stop()
-        _reap(launch.children, grace_s=10)
-        print(f"cosim: interrupted; results up to the last completed window are in {launch.out}", file=sys.stderr)
+        job.stop()
+        _reap(job.children, grace_s=10)
+        print(f"cosim: interrupted; results up to the last completed window are in {job.out}", file=sys.stderr)
         return 130
     finally:
-        launch.reap()
+        job.reap()
     if code == 0:
-        summary = json.loads((launch.out / "summary.json").read_text())
+        summary = json.loads((job.out / "summary.json").read_text())
         from cosim.report import format_summary
         print(format_summary(summary))
     return code
