@@ -248,10 +248,14 @@ class Plots:
 
     def spikes(self, node: str | None = None):
         """Raster and rates of a spiking node (<node>_spiking.png)."""
-        from services.netpyne_node.plots import plot_results
+        try:
+            from cosim.spiking_plots import plot_results            # shared by every spiking backend
+        except ImportError:
+            from services.netpyne_node.plots import plot_results    # before the backends became plugins
         node = node or self.r.spiking_nodes[0]
-        if self.r.backend(node) != "netpyne":
-            raise ValueError(f"node {node!r} runs the {self.r.backend(node)!r} backend: it has no spikes")
+        with open_h5(self.r.dir / f"{node}.h5") as f:
+            if "pops" not in f:
+                raise ValueError(f"node {node!r} ({self.r.backend(node)} backend) records no spikes")
         return self._show(lambda: plot_results(self.r.dir / f"{node}.h5"))
 
     def exchange(self):

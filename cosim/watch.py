@@ -16,6 +16,7 @@ import time
 from collections import defaultdict, deque
 from pathlib import Path
 
+import numpy as np
 import yaml
 import zmq
 
@@ -93,6 +94,8 @@ class View:
         self.window = msg.window
         self.speed.append((p["wall_s"], p["windows_done"]))
         for r in p.get("rates") or []:
+            if not _rate_ok(r):          # tolerate, but never trust, what arrives (§5)
+                continue
             for region, hz in zip(r["regions"], r["hz"]):
                 self.history[(r["node"], r["name"], int(region))].append(float(hz))
 
@@ -117,11 +120,12 @@ class View:
         lines = [f"window {self.window} ({done}/{total}, {100 * done / max(total, 1):.0f} %)  t = {t:.1f} ms  "
                  f"wall {wall:.1f} s  speed {rate:.0f} windows/s = {rate * p['window_ms']:.0f} ms/s simulated  "
                  f"real-time factor {rtf:.2f}"]
-        timing = p.get("timing") or {}
+        timing = p.get("timing") if isinstance(p.get("timing"), dict) else {}
+        nodes = {n: v for n, v in (timing.get("nodes") or {}).items() if isinstance(v, dict)}
         if timing:
-            parts = [f"window {1e3 * timing.get('window_wall_s', math.nan):.2f} ms"]
-            parts += [f"{n} compute {1e3 * v.get('compute_s', math.nan):.2f} ms, wait "
-                      f"{1e3 * v.get('wait_s', math.nan):.2f} ms" for n, v in sorted((timing.get("nodes") or {}).items())]
+            parts = [f"window {1e3 * _num(timing.get('window_wall_s')):.2f} ms"]
+            parts += [f"{n} compute {1e3 * _num(v.get('compute_s')):.2f} ms, wait {1e3 * _num(v.get('wait_s')):.2f} ms"
+                      for n, v in sorted(nodes.items())]
             lines.append("timing (last window): " + " | ".join(parts))
         rows = [(k, h) for k, h in sorted(self.history.items())
                 if self.regions is None or k[2] in self.regions]
@@ -135,6 +139,16 @@ class View:
         if end:
             lines.append(f"run {end['event']}" + (f": {end['reason']}" if end.get("reason") else ""))
         return "\n".join(line[:width] if width else line for line in lines)
+
+
+def _num(v) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _rate_ok(r) -> bool:
+    return (isinstance(r, dict) and isinstance(r.get("node"), str) and isinstance(r.get("name"), str)
+            and isinstance(r.get("regions"), list) and all(isinstance(x, int) for x in r["regions"])
+            and isinstance(r.get("hz"), np.ndarray) and r["hz"].shape == (len(r["regions"]),))
 
 
 def sparkline(values) -> str:

@@ -153,3 +153,17 @@ def test_watch_with_curve_keys(tmp_path):
 def test_watch_refuses_bad_addresses(tmp_path):
     p = subprocess.run(PY + ["watch", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "neither a PUB address" in p.stderr, p.stderr
+
+
+def test_view_skips_what_it_cannot_trust():
+    """A broadcast with malformed rates or timing is drawn without them, never a crash."""
+    from cosim.watch import View
+    v = View()
+    good = {"node": "spiking", "name": "state/R_e", "regions": [33], "hz": np.array([4.0])}
+    v.add(Message(T.PROGRESS, {"windows_done": 2, "windows": 4, "window_ms": 4.9, "t_ms": 9.8, "wall_s": 0.1,
+                               "timing": {"window_wall_s": "x", "nodes": {"tvb": 3, "spiking": {"compute_s": None}}},
+                               "rates": [good, {"node": "x", "regions": [1, 2], "hz": np.array([1.0])}, "junk"]},
+                  window=1))
+    text = v.render()
+    assert "window 1 (2/4, 50 %)" in text and re.search(r"spiking\s+state/R_e\s+33\s+4\.000", text), text
+    assert "x " not in text.split("recent")[-1], text
