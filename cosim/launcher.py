@@ -3,7 +3,8 @@ processes on loopback, shows progress (as an observer of the coordinator's PUB c
 and leaves no process behind whatever happens.
 
 Each child's output goes to `<results>/logs/<name>.log`; the terminal gets the progress bar,
-the summary, or a one-line reason for failure.
+the summary, or a one-line reason for failure. `start()` returns a `Launch` (the started run);
+`cosim run` (`run_embedded`) and the Python API (`cosim.run`, cosim/api.py) both drive it.
 """
 from __future__ import annotations
 

@@ -167,3 +167,22 @@ def test_view_skips_what_it_cannot_trust():
     text = v.render()
     assert "window 1 (2/4, 50 %)" in text and re.search(r"spiking\s+state/R_e\s+33\s+4\.000", text), text
     assert "x " not in text.split("recent")[-1], text
+
+
+def test_addresses_resolve_from_run_directories(tmp_path, monkeypatch):
+    from cosim.config import ConfigError
+    from cosim.watch import DEFAULT_PUB, resolve_address
+    old, new = tmp_path / "results" / "a", tmp_path / "results" / "b"
+    for d, port, running in ((old, 7001, "true"), (new, 7002, "false")):
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(yaml.safe_dump({"coordinator": {"pub": f"tcp://127.0.0.1:{port}"}}))
+        (d / "status_coordinator.json").write_text(f'{{"running": {running}}}')
+    assert resolve_address(str(new))[0] == "tcp://127.0.0.1:7002"          # a run directory
+    assert resolve_address("host:5556")[0] == "tcp://host:5556"
+    assert resolve_address("tcp://10.0.0.1:1234")[0] == "tcp://10.0.0.1:1234"
+    monkeypatch.chdir(tmp_path)
+    assert resolve_address(None)[0] == "tcp://127.0.0.1:7001"               # the run that is still running
+    (old / "status_coordinator.json").write_text('{"running": false}')
+    assert resolve_address(None)[0] == DEFAULT_PUB
+    with pytest.raises(ConfigError, match="neither"):
+        resolve_address("nonsense")
