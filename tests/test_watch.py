@@ -186,3 +186,12 @@ def test_addresses_resolve_from_run_directories(tmp_path, monkeypatch):
     assert resolve_address(None)[0] == DEFAULT_PUB
     with pytest.raises(ConfigError, match="neither"):
         resolve_address("nonsense")
+
+
+def test_a_watch_region_that_does_not_exist_is_one_line(tmp_path):
+    cfg = yaml.safe_load(_config(tmp_path, "bad", 50.0).read_text())
+    cfg["coordinator"]["watch_regions"] = [5, 500]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    p = subprocess.run(PY + ["run", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out"), "--no-plots"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "coordinator.watch_regions: region(s) [500] do not exist" in p.stderr, p.stderr

@@ -408,7 +408,11 @@ class Coordinator:
         for nd in self.cfg.spiking_nodes:
             owner.update({r: nd.name for r in nd.regions})
         requires = {p.name: p.requires for p in self.peers.values()}
-        watch = tuple(r for r in self.cc.watch_regions if owner.get(r) == "tvb")
+        bad = [r for r in self.cc.watch_regions if r not in owner]
+        if bad:
+            raise RunFailed(f"coordinator.watch_regions: region(s) {bad} do not exist "
+                            f"(the connectivity has {n} regions, 0..{n - 1})", 2)
+        watch = tuple(r for r in self.cc.watch_regions if owner.get(r) == "tvb")   # spiking ones are published anyway
         if watch:   # the coordinator itself consumes these (PUB telemetry, §6.1); recorded like any signal
             requires[_WATCH] = [SignalSpec("state/R_e", watch)]
         try:
