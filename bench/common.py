@@ -180,16 +180,18 @@ class TreeSampler:
             self._sub_th.start()
 
     def _listen(self) -> None:
-        import msgpack
         import zmq
+        from proto import codec
         s = zmq.Context.instance().socket(zmq.SUB)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.SUBSCRIBE, b"progress")
         s.connect(self.pub)
         while not self._stop.is_set():
             if s.poll(100):
-                _, data = s.recv_multipart()
-                self._window = int(msgpack.unpackb(data)["window"])
+                try:
+                    self._window = int(codec.decode_published(s.recv_multipart()).window)
+                except codec.ProtocolError:
+                    continue
         s.close()
 
     def _run(self) -> None:

@@ -81,8 +81,9 @@ def _measure(cfg: dict, out: Path) -> dict:
 
 def wire_bytes(cfg: dict, out: Path) -> dict:
     """Bytes per window through a zero-delay counting proxy in front of the coordinator."""
-    import msgpack
     import zmq
+    from proto import codec
+    from proto.messages import MessageType as T
     router_port, pub_port = free_port(), free_port()
     proxy = DelayProxy(("127.0.0.1", router_port), 0.0)
     cfg = {**cfg, "coordinator": {**cfg.get("coordinator", {}), "pub": f"tcp://127.0.0.1:{pub_port}"}}
@@ -97,11 +98,14 @@ def wire_bytes(cfg: dict, out: Path) -> dict:
         s.connect(f"tcp://127.0.0.1:{pub_port}")
         while not stop.is_set():
             if s.poll(50):
-                topic, data = s.recv_multipart()
-                d = msgpack.unpackb(data)
-                if topic == b"event" and d.get("event") == "started":
+                try:
+                    msg = codec.decode_published(s.recv_multipart())
+                except codec.ProtocolError:
+                    continue
+                d = msg.content
+                if msg.type == T.EVENT and d.get("event") == "started":
                     marks["start"] = proxy.stats()
-                elif topic == b"progress" and d["window"] + 1 == d["windows"]:
+                elif msg.type == T.PROGRESS and d["windows_done"] == d["windows"]:
                     marks["end"] = proxy.stats()
                     marks["windows"] = d["windows"]
         s.close()

@@ -1,0 +1,28 @@
+"""cosim: TVB ⇄ NetPyNE/NEURON co-simulation over ZeroMQ.
+
+    import cosim
+    results = cosim.run(duration_ms=200)          # the services as subprocesses, like `cosim run`
+    results = cosim.load("results/default_…")     # a finished (or stopped) run
+    results.tvb, results.spikes, results.rates, results.signals, results.timings, results.plot.activity()
+
+Everything is imported on first use: `import cosim` stays cheap, and services that import
+cosim submodules (the coordinator) never load NEURON, TVB, pandas or xarray through it.
+"""
+from __future__ import annotations
+
+_API = {"run": "cosim.api", "load": "cosim.api", "RunHandle": "cosim.api", "RunFailed": "cosim.api",
+        "RunInterrupted": "cosim.api", "ConfigError": "cosim.config", "Results": "cosim.runresults",
+        "export_nwb": "cosim.nwb"}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'cosim' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_API))

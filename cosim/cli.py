@@ -8,6 +8,8 @@
   cosim keys DIR              CURVE key pairs for the coordinator and nodes
   cosim backends              the installed spiking backends (plugins), with versions
   cosim report RUN_DIR        a run's summary and where its time went (cosim.breakdown)
+  cosim watch [ADDRESS]       live view of a running co-simulation (PUB channel)
+  cosim export RUN_DIR --nwb FILE    the run's spikes, rates and TVB time series as NWB
 
 Exit codes: 0 completed, 1 run failed (a node or the coordinator), 2 bad configuration or
 usage, 130 interrupted.
@@ -34,6 +36,13 @@ def setup_logging(level: str, who: str) -> None:
                         format=f"%(asctime)s {who} %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("tvb", "numba", "matplotlib", "h5py", "PIL", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers separated by commas, e.g. 33,71") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("run_dir")
     rp.add_argument("--json", action="store_true", help="print the breakdown as JSON")
     rp.add_argument("--no-plot", action="store_true")
+
+    w = sub.add_parser("watch", help="live view of a running co-simulation (from the coordinator's PUB channel)")
+    w.add_argument("address", nargs="?", help="PUB address tcp://HOST:PORT or a run directory "
+                                              "(default: the newest running run under ./results)")
+    w.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    w.add_argument("--regions", type=_int_list, help="only these regions, e.g. 33,71")
+    w.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds of silence")
+    w.add_argument("--keys", default=_env("COSIM_KEYS"), help="CURVE keys folder (when the run uses CURVE)")
+    w.add_argument("--key-name", default="watch", help="whose key pair to use (`cosim keys DIR watch` makes one)")
+
+    e = sub.add_parser("export", help="convert a run's results to another format")
+    e.add_argument("run_dir")
+    e.add_argument("--nwb", required=True, metavar="FILE", help="write an NWB file (pynwb)")
 
     k = sub.add_parser("keys", help="generate CURVE key pairs")
     k.add_argument("dir")
@@ -285,6 +307,21 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_node(a, "tvb")
         if a.cmd == "spiking-node":
             return cmd_node(a, "spiking")
+        if a.cmd == "watch":
+            from cosim.watch import resolve_address, watch
+            address, _ = resolve_address(a.address)
+            return watch(address, once=a.once, timeout_s=a.timeout, regions=a.regions, keys=a.keys, key_name=a.key_name)
+        if a.cmd == "export":
+            try:
+                from cosim.nwb import export_nwb
+                print(export_nwb(a.run_dir, a.nwb))
+            except ImportError as e:
+                print(f"cosim export: {e.name or e} is not installed (pip install 'cosim[nwb]')", file=sys.stderr)
+                return EXIT_CONFIG
+            except (FileNotFoundError, LookupError) as e:
+                print(f"cosim export: {e}", file=sys.stderr)
+                return EXIT_CONFIG
+            return EXIT_OK
         if a.cmd == "validate":
             return cmd_validate(a)
         if a.cmd == "keys":

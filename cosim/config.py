@@ -98,6 +98,8 @@ class CoordinatorSection(_Strict):
     max_message_bytes: int = Field(64 * 2**20, gt=1024)
     curve: bool = Field(False, description="CURVE encryption + authentication (see `cosim keys`)")
     keys_dir: str | None = None
+    watch_regions: list[int] = Field(default_factory=list, description="TVB-simulated regions whose R_e is "
+                                     "published on PUB for `cosim watch` (and recorded in coordinator.h5)")
 
     @model_validator(mode="after")
     def _timeouts(self) -> "CoordinatorSection":

@@ -3,7 +3,8 @@ processes on loopback, shows progress (as an observer of the coordinator's PUB c
 and leaves no process behind whatever happens.
 
 Each child's output goes to `<results>/logs/<name>.log`; the terminal gets the progress bar,
-the summary, or a one-line reason for failure.
+the summary, or a one-line reason for failure. `start()` returns a `Launch` (the started run);
+`cosim run` (`run_embedded`) and the Python API (`cosim.run`, cosim/api.py) both drive it.
 """
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import msgpack
 import yaml
 import zmq
 from tqdm import tqdm
 
 from cosim import launch
 from cosim.config import ConfigError
+from proto import codec
 
 PR_SET_PDEATHSIG = 1
 
@@ -83,8 +84,32 @@ class Child:
 
 
 def run_embedded(a) -> int:
-    from cosim.cli import _overrides
-    cfg = _overrides(a.config, a.set)
+    """`cosim run`: start, follow with a progress bar on stderr, print the summary; the exit code."""
+    job = start(a)
+    try:
+        code = job.supervise()
+    except KeyboardInterrupt:
+        job.stop()
+        _reap(job.children, grace_s=10)
+        print(f"cosim: interrupted; results up to the last completed window are in {job.out}", file=sys.stderr)
+        return 130
+    finally:
+        job.reap()
+    if code == 0:
+        summary = json.loads((job.out / "summary.json").read_text())
+        from cosim.report import format_summary
+        print(format_summary(summary))
+    return code
+
+
+def start(a, cfg=None) -> "Launch":
+    """Validate, write `<out>/config.yaml` and start every service; `a` holds the `cosim run`
+    arguments (config, set, out, no_plots, log_level); `cfg`, if given, is the config already
+    loaded with its overrides. Children are tied to the calling thread (PR_SET_PDEATHSIG): call
+    this from a thread that outlives the run (the main thread)."""
+    if cfg is None:
+        from cosim.cli import _overrides
+        cfg = _overrides(a.config, a.set)
     from cosim.config import check_files
     check_files(cfg, a.config or "<default>")
     _check_installed(cfg)
@@ -116,20 +141,7 @@ def run_embedded(a) -> int:
         children.append(Child(n.name, launch.spiking_cmd(n, router, keys=keys, log_level=level),
                               out / "logs" / f"{n.name}.log", env=launch.spiking_env(n)))
     print(f"cosim: run '{cfg.run.name}' → {out} (logs in {out / 'logs'})", file=sys.stderr)
-    try:
-        code = _supervise(children, pub, cfg, out)
-    except KeyboardInterrupt:
-        children[0].signal(signal.SIGTERM)
-        _reap(children, grace_s=10)
-        print(f"cosim: interrupted; results up to the last completed window are in {out}", file=sys.stderr)
-        return 130
-    finally:
-        _reap(children, grace_s=cc.heartbeat_timeout_ms / 1000 + 5)
-    if code == 0:
-        summary = json.loads((out / "summary.json").read_text())
-        from cosim.report import format_summary
-        print(format_summary(summary))
-    return code
+    return Launch(children, pub, cfg, out)
 
 
 def _check_installed(cfg) -> None:
@@ -142,57 +154,86 @@ def _check_installed(cfg) -> None:
             raise ConfigError(f"spiking_nodes[{i}].backend: {e} (installed: {', '.join(backends.installed())})") from None
 
 
-def _supervise(children: list[Child], pub: str, cfg, out: Path) -> int:
-    coord = children[0]
-    sub = zmq.Context.instance().socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"progress")
-    if cfg.coordinator.curve:  # the PUB is a CURVE server too: observe with the tvb node's keys
-        from cosim import security
-        security.client_from_dir(cfg.coordinator.keys_dir or os.environ.get("COSIM_KEYS"), "tvb").apply_client(sub)
-    sub.connect(pub)
-    bar = None
-    node_died_at: float | None = None
-    grace = cfg.coordinator.heartbeat_timeout_ms / 1000 + 3
-    try:
-        while coord.poll() is None:
-            if sub.poll(200):
-                _, data = sub.recv_multipart()
-                p = msgpack.unpackb(data)
-                if bar is None and cfg.run.progress:
-                    bar = tqdm(total=p["windows"], unit="win", file=sys.stderr, mininterval=0.5, dynamic_ncols=True,
-                               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
-                if bar is not None:
-                    bar.n = p["window"] + 1
-                    rtf = p["wall_s"] / (p["t_ms"] / 1000) if p["t_ms"] else 0
-                    bar.set_postfix_str(f"t={p['t_ms']:.1f} ms, {bar.n / max(p['wall_s'], 1e-9):.0f} win/s, "
-                                        f"{rtf:.2f}× real time", refresh=False)
-                    bar.update(0)
-            # a node that dies before registering is invisible to heartbeats: stop the coordinator
-            dead = [c for c in children[1:] if c.poll() not in (None, 0)]
-            if dead and node_died_at is None:
-                node_died_at = time.monotonic()
-            if node_died_at is not None and time.monotonic() - node_died_at > grace and coord.poll() is None:
-                _stop(coord)
-                c = dead[0]
-                print(f"cosim: run failed: node '{c.name}' exited with code {c.poll()}: {c.last_error_line()}",
-                      file=sys.stderr)
-                return 1
-    finally:
-        if bar is not None:
-            bar.close()
-        sub.close()
-    code = coord.poll()
-    if code != 0:
-        status = out / "status_coordinator.json"
-        reason = json.loads(status.read_text()).get("reason") if status.exists() else None
-        line = coord.last_error_line()
-        if "configuration error" in line or not reason or reason == "completed":
-            print(line or f"cosim: coordinator exited with code {code}", file=sys.stderr)
-        else:
-            print(f"cosim: run failed: {reason}", file=sys.stderr)
-        print(f"cosim: results up to the last completed window and logs are in {out}", file=sys.stderr)
-    return code
+class Launch:
+    """A started embedded run. `supervise()` follows it to its end (progress from PUB, nodes that
+    die before registering) and returns the exit code; `stop()` asks it to abort (results are
+    kept); `reap()` leaves no child behind. `cosim run` and `cosim.run()` drive this one object."""
+
+    def __init__(self, children: list[Child], pub: str, cfg, out: Path):
+        self.children, self.pub, self.cfg, self.out = children, pub, cfg, Path(out)
+        self.progress: dict | None = None    # the latest PROGRESS content (PROTOCOL.md §6.1)
+        self.lines: list[str] = []           # what supervise() reported (failure reasons)
+        self.stopped = False
+
+    def _say(self, line: str, err) -> None:
+        self.lines.append(line)
+        print(line, file=err)
+
+    def stop(self) -> None:
+        """SIGTERM to the coordinator: it aborts the run for every node and keeps the results."""
+        self.stopped = True
+        self.children[0].signal(signal.SIGTERM)
+
+    def reap(self) -> None:
+        _reap(self.children, grace_s=self.cfg.coordinator.heartbeat_timeout_ms / 1000 + 5)
+
+    def supervise(self, bar_cls=tqdm, err=None) -> int:
+        """Until the coordinator exits; `bar_cls` draws progress (tqdm or tqdm.auto; None: no bar)."""
+        err = err or sys.stderr
+        children, cfg, out = self.children, self.cfg, self.out
+        coord = children[0]
+        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"progress")
+        if cfg.coordinator.curve:  # the PUB is a CURVE server too: observe with the tvb node's keys
+            from cosim import security
+            security.client_from_dir(cfg.coordinator.keys_dir or os.environ.get("COSIM_KEYS"), "tvb").apply_client(sub)
+        sub.connect(self.pub)
+        bar = None
+        node_died_at: float | None = None
+        grace = cfg.coordinator.heartbeat_timeout_ms / 1000 + 3
+        try:
+            while coord.poll() is None:
+                if sub.poll(200):
+                    try:
+                        msg = codec.decode_published(sub.recv_multipart())
+                    except codec.ProtocolError:    # PUB carries nothing the run needs: skip it
+                        continue
+                    p = self.progress = msg.content
+                    if bar is None and cfg.run.progress and bar_cls is not None:
+                        bar = bar_cls(total=p["windows"], unit="win", file=err, mininterval=0.5, dynamic_ncols=True,
+                                      bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+                    if bar is not None:
+                        bar.n = p["windows_done"]
+                        rtf = p["wall_s"] / (p["t_ms"] / 1000) if p["t_ms"] else 0
+                        bar.set_postfix_str(f"t={p['t_ms']:.1f} ms, {bar.n / max(p['wall_s'], 1e-9):.0f} win/s, "
+                                            f"{rtf:.2f}× real time", refresh=False)
+                        bar.update(0)
+                # a node that dies before registering is invisible to heartbeats: stop the coordinator
+                dead = [c for c in children[1:] if c.poll() not in (None, 0)]
+                if dead and node_died_at is None:
+                    node_died_at = time.monotonic()
+                if node_died_at is not None and time.monotonic() - node_died_at > grace and coord.poll() is None:
+                    _stop(coord)
+                    c = dead[0]
+                    self._say(f"cosim: run failed: node '{c.name}' exited with code {c.poll()}: "
+                              f"{c.last_error_line()}", err)
+                    return 1
+        finally:
+            if bar is not None:
+                bar.close()
+            sub.close()
+        code = coord.poll()
+        if code != 0:
+            status = out / "status_coordinator.json"
+            reason = json.loads(status.read_text()).get("reason") if status.exists() else None
+            line = coord.last_error_line()
+            if "configuration error" in line or not reason or reason == "completed":
+                self._say(line or f"cosim: coordinator exited with code {code}", err)
+            else:
+                self._say(f"cosim: run failed: {reason}", err)
+            self._say(f"cosim: results up to the last completed window and logs are in {out}", err)
+        return code
 
 
 def _stop(child: Child) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import msgpack
 import numpy as np
 
-from proto.messages import (SCHEMAS, SIGNAL_FIELDS, SIGNATURE, WINDOWED, Message, MessageType,
+from proto.messages import (PUB_TOPICS, SCHEMAS, SIGNAL_FIELDS, SIGNATURE, WINDOWED, Message, MessageType,
                             signals_ok)
 
 ALLOWED_DTYPES = {"<f8", "<f4", "<i8", "<i4", "|u1"}
@@ -188,3 +188,22 @@ def decode(frames: Sequence, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     sent = header.get("sent_ns")
     return Message(mtype, content, node=node, window=window, msg_id=msg_id, parent_id=parent,
                    sent_ns=sent if isinstance(sent, int) else 0)
+
+
+# ---------------------------------------------------------------- broadcast (PUB, §6.1)
+def encode_published(msg: Message) -> list:
+    """Frames of a broadcast: [topic, *encode(msg)]; `msg` is a PROGRESS or an EVENT."""
+    topic = PUB_TOPICS.get(msg.type)
+    if topic is None:
+        raise TypeError(f"{msg.type.value} is not a broadcast message")
+    return [topic, *encode(msg)]
+
+
+def decode_published(frames: Sequence, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
+    """Validate and decode a broadcast received on a SUB socket. Raises ProtocolError."""
+    if len(frames) < 4:
+        raise MalformedMessage(f"{len(frames)} frame(s); a broadcast needs topic, signature, header, content")
+    msg = decode(frames[1:], max_bytes)
+    if PUB_TOPICS.get(msg.type) != bytes(frames[0]):
+        raise MalformedMessage(f"{msg.type.value} under topic {bytes(frames[0])[:40]!r}")
+    return msg

@@ -28,6 +28,9 @@ class MessageType(str, enum.Enum):
     ABORT = "ABORT"
     ERROR = "ERROR"
     HEARTBEAT = "HEARTBEAT"
+    # broadcast on the PUB channel only (PROTOCOL.md §6.1); never sent to or accepted from a node
+    PROGRESS = "PROGRESS"
+    EVENT = "EVENT"
 
 
 _num = (int, float)
@@ -51,9 +54,15 @@ SCHEMAS: dict[MessageType, dict[str, tuple]] = {
     MessageType.ABORT: {"reason": (str,)},
     MessageType.ERROR: {"error": (str,), "message": (str,)},
     MessageType.HEARTBEAT: {},
+    MessageType.PROGRESS: {"windows_done": (int,), "windows": (int,), "window_ms": _num, "t_ms": _num,
+                           "wall_s": _num, "timing": (dict, None), "rates": (list, None)},
+    MessageType.EVENT: {"event": (str,), "node": (str, None), "reason": (str, None), "windows": (int, None),
+                        "steps_per_window": (int, None)},
 }
+# PUB topics (the first frame of a broadcast, a ZeroMQ subscription prefix) per broadcast type
+PUB_TOPICS = {MessageType.PROGRESS: b"progress", MessageType.EVENT: b"event"}
 # messages whose header must carry the window number
-WINDOWED = {MessageType.STEP, MessageType.STEP_DONE}
+WINDOWED = {MessageType.STEP, MessageType.STEP_DONE, MessageType.PROGRESS}
 # fields that hold a map of signal name -> 2-D float array
 SIGNAL_FIELDS = {MessageType.READY: "initial", MessageType.STEP: "inputs", MessageType.STEP_DONE: "outputs"}
 

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgpack
 import numpy as np
 import zmq
 
@@ -29,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # messages the run cannot go on without: failing to deliver one fails the run instead of hanging it
 _RUN_MESSAGES = {T.CONFIGURE, T.PREPARE, T.STEP, T.END}
+# the pseudo-consumer of `coordinator.watch_regions` (never a node name: names are [A-Za-z0-9_.-])
+_WATCH = "<watch>"
 # at most this many queued messages are handled before timers are checked again (a flood of
 # messages must not delay the detection of a dead node)
 _MAX_BATCH = 500
@@ -143,11 +144,29 @@ class Coordinator:
             log.debug("coordinator: cannot reach %r: %s", rid, e)
             return "gone"
 
-    def publish(self, topic: str, data: dict) -> None:
+    def publish(self, topic: str, data: dict, window: int | None = None) -> None:
+        """A broadcast on PUB (§6.1): topic "progress" → PROGRESS, "event" → EVENT; never blocks."""
+        self._next_id += 1
+        msg = Message(T.PROGRESS if topic == "progress" else T.EVENT, data, node="coordinator", window=window,
+                      msg_id=self._next_id)
         try:
-            self.pub.send_multipart([topic.encode(), msgpack.packb(data)], zmq.NOBLOCK)
+            self.pub.send_multipart(codec.encode_published(msg), zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
+
+    def progress_content(self, k: int, sim_ms: float, elapsed: float, produced: dict, timing: dict) -> dict:
+        """PROGRESS (§6.1) after window k: times, the window's timing per node, and the mean over
+        the window of every rate signal (`state/R_*`) exchanged, per region."""
+        nodes = {n: {f: float(v) for f, v in (t or {}).items() if f in ("compute_s", "wait_s") and isinstance(v, (int, float))}
+                 for n, t in timing.items()}
+        rates = []
+        for producer, specs in self.plan.outputs.items():
+            for s in specs:
+                if s.name.startswith("state/R_") and s.name in produced.get(producer, {}):
+                    rates.append({"node": producer, "name": s.name, "regions": list(s.regions),
+                                  "hz": produced[producer][s.name].mean(axis=0)})
+        return {"windows_done": k + 1, "windows": self.K, "window_ms": self.W * self.tvb_dt_ms, "t_ms": sim_ms,
+                "wall_s": elapsed, "timing": {"window_wall_s": self._last_wall_s, "nodes": nodes}, "rates": rates}
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> dict:
@@ -175,7 +194,7 @@ class Coordinator:
         finally:
             self.close_record()
             self.router.close(linger=500)
-            self.pub.close(linger=0)
+            self.pub.close(linger=200)      # the last broadcasts (completed/aborted) get a chance to leave
         return self.summary()
 
     @property
@@ -389,8 +408,16 @@ class Coordinator:
         owner = {r: "tvb" for r in range(n)}
         for nd in self.cfg.spiking_nodes:
             owner.update({r: nd.name for r in nd.regions})
+        requires = {p.name: p.requires for p in self.peers.values()}
+        bad = [r for r in self.cc.watch_regions if r not in owner]
+        if bad:
+            raise RunFailed(f"coordinator.watch_regions: region(s) {bad} do not exist "
+                            f"(the connectivity has {n} regions, 0..{n - 1})", 2)
+        watch = tuple(r for r in self.cc.watch_regions if owner.get(r) == "tvb")   # spiking ones are published anyway
+        if watch:   # the coordinator itself consumes these (PUB telemetry, §6.1); recorded like any signal
+            requires[_WATCH] = [SignalSpec("state/R_e", watch)]
         try:
-            self.plan = routing.plan({p.name: p.requires for p in self.peers.values()}, owner)
+            self.plan = routing.plan(requires, owner)
         except routing.PlanError as e:
             raise RunFailed(f"cannot route signals: {e}", 2)
         log.info("coordinator: window %d steps (%.3g ms; min crossing delay %d steps), %d windows",
@@ -465,6 +492,7 @@ class Coordinator:
         self.t_last_done = time.perf_counter()
         wall = self.t_last_done - self.t_window
         produced, timing, coordinator_s = dict(self.produced), dict(self.timing), self.coordinator_s
+        self._last_wall_s = wall
         try:
             # the nodes start window k+1 first; window k is recorded while they compute
             if k + 1 < self.K:
@@ -483,7 +511,7 @@ class Coordinator:
             self._last_progress = elapsed
             if self.progress:
                 self.progress(k + 1, self.K, sim_ms, elapsed)
-            self.publish("progress", {"window": k, "windows": self.K, "t_ms": sim_ms, "wall_s": elapsed})
+            self.publish("progress", self.progress_content(k, sim_ms, elapsed, produced, timing), window=k)
 
     def on_finished(self, peer: Peer, msg: Message) -> None:
         if self.state != "FINISHING":
@@ -492,6 +520,7 @@ class Coordinator:
         peer.info["summary"] = msg.content.get("summary") or {}
         if all(p.state == "finished" for p in self.peers.values()):
             self.state = "DONE"
+            self.publish("event", {"event": "completed", "windows": self.K})
 
     def on_error(self, peer: Peer, msg: Message) -> None:
         c = msg.content

@@ -1,0 +1,138 @@
+"""The Python API: `cosim.run(...)` and `cosim.load(RUN_DIR)`.
+
+`cosim.run` starts the same services as `cosim run` (coordinator, TVB node, spiking nodes as
+separate processes; cosim.launcher.Launch) and follows them with a `tqdm.auto` progress bar
+(a widget in Jupyter). It raises instead of exiting: `ConfigError` for a bad configuration,
+`RunFailed` (with `.exit_code`, `.out` and the one-line reason) when a node or the coordinator
+fails, `RunInterrupted` when stopped. Overrides are the `--set` of the command line:
+
+    cosim.run(duration_ms=200, set={"spiking_nodes.0.backend": "reference"})
+    cosim.run("my.yaml", run__seed=3)           # keyword: "__" for "."
+
+With `block=False` it returns a `RunHandle` at once (`.progress`, `.done()`, `.wait()`, `.stop()`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from cosim.config import ConfigError  # noqa: F401  (re-exported: cosim.ConfigError)
+from cosim.runresults import Results
+
+
+class RunFailed(RuntimeError):
+    """The run ended early; str() is the one-line reason naming the node, window and time."""
+
+    def __init__(self, reason: str, exit_code: int, out: Path):
+        super().__init__(reason)
+        self.exit_code, self.out = exit_code, Path(out)
+
+
+class RunInterrupted(RunFailed):
+    """Stopped by `RunHandle.stop()` or Ctrl-C / a kernel interrupt; results so far are kept."""
+
+
+def load(run_dir: str | Path) -> Results:
+    """The results of a run (finished or stopped) in `run_dir`."""
+    return Results(run_dir)
+
+
+def _settings(duration_ms: float | None, set: dict | None, overrides: dict) -> list[str]:
+    items = dict(set or {})
+    items.update({k.replace("__", "."): v for k, v in overrides.items()})
+    if duration_ms is not None:
+        items["run.duration_ms"] = duration_ms
+    # values travel as YAML, exactly like --set key=value (JSON is YAML)
+    return [f"{k}={json.dumps(v)}" for k, v in items.items()]
+
+
+class RunHandle:
+    """A run started with `block=False`; its services keep running while Python does other work."""
+
+    def __init__(self, launch, progress: bool):
+        self._launch = launch
+        self.out: Path = launch.out
+        self.code: int | None = None
+        self._error: BaseException | None = None
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm as bar
+        self._thread = threading.Thread(target=self._follow, args=(bar,), name=f"cosim-run {self.out.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _follow(self, bar) -> None:
+        try:
+            self.code = self._launch.supervise(bar_cls=bar, err=sys.stderr)
+        except BaseException as e:   # reported by wait()
+            self._error = e
+        finally:
+            self._launch.reap()
+
+    @property
+    def progress(self) -> dict:
+        """The latest progress: windows_done, windows, t_ms, wall_s, fraction (PROTOCOL.md §6.1)."""
+        p = dict(self._launch.progress or {"windows_done": 0, "windows": None, "t_ms": 0.0, "wall_s": 0.0})
+        p["fraction"] = p["windows_done"] / p["windows"] if p.get("windows") else 0.0
+        p.pop("rates", None)
+        return p
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Abort the run (the coordinator tells every node; results so far are kept) and wait for it."""
+        self._launch.stop()
+        self._thread.join()
+
+    def wait(self, timeout: float | None = None) -> Results:
+        """Until the run ends: its Results, or RunFailed / RunInterrupted; TimeoutError if still running."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the run in {self.out} is still going after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        if self.code != 0 or self._launch.stopped:
+            reason = next((l for l in self._launch.lines if "run failed" in l or "error" in l),
+                          self._launch.lines[0] if self._launch.lines else f"exit code {self.code}")
+            reason = reason.removeprefix("cosim: ")
+            cls = RunInterrupted if self._launch.stopped or self.code == 130 else RunFailed
+            raise cls(f"{reason} (results and logs in {self.out})", self.code or 130, self.out)
+        return Results(self.out)
+
+    def __repr__(self) -> str:
+        p = self.progress
+        state = "running" if not self.done() else f"ended (exit code {self.code})"
+        return f"<cosim run {self.out}: {state}, {p['windows_done']}/{p['windows']} windows>"
+
+
+def run(config: str | Path | None = None, *, duration_ms: float | None = None, out: str | Path | None = None,
+        set: dict[str, Any] | None = None, block: bool = True, progress: bool = True, plots: bool = False,
+        log_level: str = "INFO", **overrides: Any) -> Results | RunHandle:
+    """Run a co-simulation like `cosim run CONFIG --set ...`; its Results (or a RunHandle).
+
+    config: YAML/TOML path, or None for the documented default example. out: results
+    directory (default `<run.results_dir>/<name>_<time>`). plots: also write the PNG figures
+    (the `results.plot.*` methods draw them on demand). Call from the main thread: the services
+    are tied to the thread that starts them.
+    """
+    from cosim.cli import _overrides
+    from cosim.launcher import start
+    sets = _settings(duration_ms, set, overrides)
+    cfg = _overrides(str(config) if config is not None else None, sets)
+    a = argparse.Namespace(config=str(config) if config is not None else None, set=sets,
+                           out=str(out) if out is not None else None, no_plots=not plots, log_level=log_level)
+    launch = start(a, cfg)
+    handle = RunHandle(launch, progress)
+    if not block:
+        return handle
+    try:
+        return handle.wait()
+    except KeyboardInterrupt:        # Ctrl-C or a Jupyter kernel interrupt: end the run, keep its results
+        handle.stop()
+        raise RunInterrupted(f"interrupted; results up to the last completed window are in {handle.out}",
+                             130, handle.out) from None
