@@ -248,10 +248,7 @@ class Plots:
 
     def spikes(self, node: str | None = None):
         """Raster and rates of a spiking node (<node>_spiking.png)."""
-        try:
-            from cosim.spiking_plots import plot_results            # shared by every spiking backend
-        except ImportError:
-            from services.netpyne_node.plots import plot_results    # before the backends became plugins
+        from cosim.spiking_plots import plot_results            # shared by every spiking backend
         node = node or self.r.spiking_nodes[0]
         with open_h5(self.r.dir / f"{node}.h5") as f:
             if "pops" not in f:

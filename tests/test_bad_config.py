@@ -62,7 +62,7 @@ STATIC = [
     ("spiking_nodes_not_a_list", _set("spiking_nodes", "spiking"), ["spiking_nodes"]),
     ("bad_node_name", _set("spiking_nodes.0.name", "bad name!"), ["spiking_nodes[0].name"]),
     ("node_named_tvb", _set("spiking_nodes.0.name", "tvb"), ["spiking node names", "tvb"]),
-    ("unknown_backend", _set("spiking_nodes.0.backend", "nest"), ["spiking_nodes[0].backend", "nest"]),
+    ("unknown_backend", _set("spiking_nodes.0.backend", "nestt"), ["spiking_nodes[0].backend", "nestt", "installed:"]),
     ("unknown_backend_param", _set("spiking_nodes.0.params", {"bogus": 1}), ["spiking_nodes[0].params", "bogus"]),
     ("backend_param_wrong_type", _set("spiking_nodes.0.params", {"step_sleep_ms": "slow"}),
      ["spiking_nodes[0].params", "step_sleep_ms"]),
