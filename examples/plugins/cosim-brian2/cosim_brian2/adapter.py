@@ -178,6 +178,8 @@ class Brian2Adapter(NodeAdapter):
             raise ValueError("input rates are not finite (NaN/Inf in the coupling received)")
         start = window * W * self.h_per_tvb                     # in Brian2 steps
         t0 = start * self.h
+        if round(float(bt.net.t_) * 1e3 / self.h) != start:      # someone ran the network outside step()
+            raise RuntimeError(f"Brian2 is at t = {float(bt.net.t_) * 1e3:g} ms, window {window} starts at {t0:g} ms")
         gidx, gstep, in_rec = self._input_spikes(rates, t0)
         bt.gen.set_spikes(gidx, gstep * self.h * b2.ms, sorted=True)
         t_b = CLOCK()
