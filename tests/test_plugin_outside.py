@@ -6,6 +6,8 @@ or services/ names it. These tests see it only as a user would:
 - ``cosim backends`` lists it with its distribution and version;
 - ``cosim run`` runs it against TVB (real processes): its HDF5 has spikes and rates, and the
   proxy columns of TVB's tvb.h5 are the values it sent;
+- in a mixed run (Brian2 owns region 33, NEST the connected region 34) the plugin's drive is
+  TVB's coupling plus NEST's rates through the connectome, to the last bit;
 - without Brian2 (the plugin still installed) ``cosim run`` says so in one line with the hint;
 - its source imports nothing from ``services.`` (it could not: it lives outside).
 
@@ -85,6 +87,32 @@ def test_cosim_run_with_the_plugin(tmp_path):
     assert np.array_equal(tvb_R[rows], R_e[idx]) and np.array_equal(tvb_S[rows], S_e[idx])
     assert tvb_R[rows].max() > 0
     assert (r.out / "spiking_spiking.png").exists()
+
+
+def test_mixed_run_with_nest_feeds_the_plugin_the_nest_region_rates(tmp_path):
+    cfg = {"run": {"name": "mixed", "duration_ms": 60.0, "seed": 3},
+           "spiking_nodes": [
+               {"name": "b2", "backend": "brian2", "regions": [33], "params": {"network": {"n_exc": 40, "n_inh": 12}}},
+               {"name": "nest", "backend": "nest", "regions": [34],
+                "params": {"network": {"n_exc": 40, "n_inh": 12}, "input": {"weight_uS": 0.01}}}]}
+    r = run_cosim(cfg, tmp_path, "--no-plots", timeout=300)
+    assert r.code == 0, r.stderr[-3000:]
+    with h5py.File(r.out / "coordinator.h5", "r") as c:
+        tvb = c["signals/tvb/coupling/R_e"]
+        tvb_c = tvb[:, list(tvb.attrs["regions"]).index(33)]      # TVB's part, sent one window ahead
+        nest_R = c["signals/nest/state/R_e"][:, 0]                 # row j: step j + 1
+    with h5py.File(r.out / "b2.h5", "r") as f:
+        W, steps, drive = int(f.attrs["steps_per_window"]), f["steps"][:], f["input/coupling"][:, 0]
+    from cosim.config import parse_config
+    from cosim.conformance import BackendConformance
+    con = BackendConformance().connectome(parse_config(cfg).model_dump(mode="json"))   # as the TVB node built it
+    w, d = float(con["weights"][33, 34]), int(con["idelays"][33, 34])
+    assert w > 0
+    from_nest = drive[W:] - tvb_c[:-W]
+    src = steps[W:] - 1 - d                                      # TVB's coupling indexing
+    expected = np.where(src >= 1, w * nest_R[np.clip(src - 1, 0, None)], 0.0)
+    assert from_nest.max() > 0, "the NEST region's rates never reached the Brian2 region"
+    np.testing.assert_allclose(from_nest, expected, rtol=0, atol=1e-9)
 
 
 def test_missing_brian2_is_one_line_with_the_install_hint(tmp_path):
