@@ -9,7 +9,8 @@ or services/ names it. These tests see it only as a user would:
 - in a mixed run (Brian2 owns region 33, NEST the connected region 34) the plugin's drive is
   TVB's coupling plus NEST's rates through the connectome, to the last bit;
 - without Brian2 (the plugin still installed) ``cosim run`` says so in one line with the hint;
-- its source imports nothing from ``services.`` (it could not: it lives outside).
+- its source imports nothing from ``services.`` (it could not: it lives outside);
+- the config in its README validates.
 
 Its own conformance tests (examples/plugins/cosim-brian2/tests) are in the suite's testpaths.
 """
@@ -144,3 +145,12 @@ def test_the_plugin_imports_nothing_from_services():
         bad += [f"{path.relative_to(REPO)}:{i} {ln.strip()}" for i, ln in enumerate(path.read_text().splitlines(), 1)
                 if re.search(r"[\"']services\.\w", ln)]
     assert not bad, "the outside plugin reaches into cosim's services: " + "; ".join(bad)
+
+
+def test_the_readme_config_validates():
+    import yaml
+    from cosim.config import parse_config
+    text = (PLUGIN / "README.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = parse_config(yaml.safe_load(block))
+    assert cfg.spiking_nodes[0].backend == "brian2"
