@@ -14,12 +14,12 @@ Why the core's PoissonInput through a SpikeGeneratorGroup, and not Brian2's Pois
 PoissonInput with a TimedArray: (1) for the same seed the trains are the very ones the NetPyNE
 backend delivers (same generator, same draws), so backends can be compared on identical input;
 (2) Brian2 draws no random number at all, so a run is reproducible without seeding Brian2's
-global RNG; (3) a PoissonGroup draws one random number per input neuron per time step (20 per
-TVB step at dt 0.05 ms), a spike generator costs per spike; (4) rates change exactly at TVB step
-boundaries, as the transformer defines, with no TimedArray to rebuild each window (its values
-are frozen into the generated code). The trains' continuous times are floored onto Brian2's
+global RNG; (3) a PoissonGroup draws one random number per input neuron per time step (two per
+TVB step at dt 0.05 ms, spike or not), a spike generator costs per spike; (4) rates change exactly at TVB step
+boundaries, as the transformer defines, with no TimedArray to rebuild each window (a
+TimedArray's values are fixed when it is created). The trains' continuous times are floored onto Brian2's
 grid: an input spike arrives up to one Brian2 step (``dt_ms``) earlier than in NetPyNE. Two
-spikes of one input neuron in the same step (probability ~ (rate*dt)^2/2, 6e-8 at 10 Hz and
+spikes of one input neuron in the same step (probability ~ (rate*dt)^2/2, 1.3e-7 at 10 Hz and
 0.05 ms) are merged into one, because a SpikeGeneratorGroup cannot emit both.
 
 Counting. Brian2 stamps a spike with the start of the step in which the threshold was crossed
