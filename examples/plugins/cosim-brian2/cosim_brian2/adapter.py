@@ -185,6 +185,7 @@ class Brian2Adapter(NodeAdapter):
         t_b = CLOCK()
         bt.net.run(W * self.tvb_dt * b2.ms, namespace={})
         t_c = CLOCK()
+        # the monitor keeps the run's spikes (~12 bytes each); read only those since the last window
         mon = bt.monitor
         n = int(mon.num_spikes)
         cell = np.asarray(mon.variables["i"].get_value()[self._n_read:n], dtype=np.int64)
