@@ -84,11 +84,11 @@ class Child:
 def run_embedded(a) -> int:
     from cosim.cli import _overrides
     cfg = _overrides(a.config, a.set)
-    from cosim.config import check_files
-    check_files(cfg, a.config or "<default>")
+    from cosim.checks import check_run, writable_dir
+    # everything that can be refused is refused before the results folder exists (the connectome
+    # is loaded only to check an explicit window: the default window is causal by construction)
+    check_run(cfg, a.config or "<default>", connectome=cfg.run.window_ms is not None)
     out = Path(a.out) if a.out else Path(cfg.run.results_dir) / f"{cfg.run.name}_{datetime.now():%Y%m%d-%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "logs").mkdir(exist_ok=True)
     cc = cfg.coordinator
     explicit = cc.model_fields_set
     router = cc.router if "router" in explicit else f"tcp://127.0.0.1:{free_port()}"
@@ -96,6 +96,9 @@ def run_embedded(a) -> int:
     for addr, what in ((router, "coordinator.router"), (pub, "coordinator.pub")):
         if addr.startswith("tcp://") and not _port_free(addr):
             raise ConfigError(f"{what}: {addr} is already in use")
+    created = not out.exists()
+    writable_dir(out, "--out" if a.out else "run.results_dir")
+    (out / "logs").mkdir(exist_ok=True)
     data = cfg.model_dump(mode="json")
     data["coordinator"].update(router=router, pub=pub)
     data["run"]["progress"] = False          # the launcher draws the bar
@@ -126,6 +129,12 @@ def run_embedded(a) -> int:
         return 130
     finally:
         _reap(children, grace_s=cc.heartbeat_timeout_ms / 1000 + 5)
+    if code == 2 and created and not (out / "coordinator.h5").exists():
+        # refused during setup (e.g. a node rejected the config): no window ran, keep no folder
+        import shutil
+        shutil.rmtree(out, ignore_errors=True)
+        print(f"cosim: run refused before its first window; no results folder kept ({out})", file=sys.stderr)
+        return code
     if code == 0:
         summary = json.loads((out / "summary.json").read_text())
         from cosim.report import format_summary
@@ -182,7 +191,8 @@ def _supervise(children: list[Child], pub: str, cfg, out: Path) -> int:
             print(line or f"cosim: coordinator exited with code {code}", file=sys.stderr)
         else:
             print(f"cosim: run failed: {reason}", file=sys.stderr)
-        print(f"cosim: results up to the last completed window and logs are in {out}", file=sys.stderr)
+        if code != 2 or (out / "coordinator.h5").exists():
+            print(f"cosim: results up to the last completed window and logs are in {out}", file=sys.stderr)
     return code
 
 
