@@ -143,18 +143,22 @@ class Heartbeat(threading.Thread):
             last_loop = time.monotonic()
             while not self._stop.is_set():
                 now = time.monotonic()
-                if now - last_loop > max(2 * self.interval_ms / 1000, 0.5):
-                    # this thread itself did not run (the main thread held the GIL: imports, JIT, a long
-                    # C call): no evidence against the coordinator; give it a fresh timeout
-                    self.last_reply, next_send = now, 0.0
-                last_loop = now
                 if now >= next_send:
                     ch.send(Message(MessageType.HEARTBEAT, dict(self.status), node=self.node))
                     next_send = now + self.interval_ms / 1000
-                msg = ch.recv(min(self.interval_ms, 100))
+                wait_ms = min(self.interval_ms, 100)
+                msg = ch.recv(wait_ms)
+                now = time.monotonic()
                 if msg is not None and msg.type == MessageType.HEARTBEAT:
-                    self.last_reply = time.monotonic()
-                if time.monotonic() - self.last_reply > self.timeout_ms / 1000:
+                    self.last_reply = now
+                # the starvation guard, checked before the timeout (a stall usually ends inside
+                # recv()): if this loop took far longer than its own wait, this thread itself did not
+                # run (the main thread held the GIL: imports, JIT, a long C call; or the whole process
+                # was stopped): no evidence against the coordinator; give it a fresh timeout
+                if now - last_loop > wait_ms / 1000 + max(2 * self.interval_ms / 1000, 0.5):
+                    self.last_reply, next_send = now, 0.0
+                last_loop = now
+                if now - self.last_reply > self.timeout_ms / 1000:
                     log.error("%s: no heartbeat from the coordinator for %d ms", self.node, self.timeout_ms)
                     self.lost.set()
                     return

@@ -183,3 +183,26 @@ def test_node_restarted_after_the_heartbeat_timeout_during_setup(tmp_path):
         s.start_node("tvb")
         codes = s.wait_exit(["coordinator", "tvb", "spiking"], timeout=120)
         assert codes == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
+
+
+def test_node_stopped_longer_than_the_timeout_during_setup_carries_on(tmp_path):
+    """A node frozen (SIGSTOP) for 2.5 × the heartbeat timeout while it waits for PREPARE: its own
+    heartbeat thread did not run either, so that is no evidence against the coordinator (the
+    starvation guard); the node must not conclude the coordinator is gone, and the run completes.
+    (Before the fix the thread checked its timeout right after recv(), before the guard reset it.)"""
+    cfg = noop_config(duration_ms=16)
+    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": HB_MS, "setup_timeout_ms": 60000}
+    cfg["run"]["progress"] = False
+    with Services(cfg, tmp_path) as s:
+        s.start_coordinator()
+        s.start_node("spiking")
+        wait_for(lambda: "registered spiking" in s.log("coordinator"), 60, "the spiking node to register")
+        time.sleep(0.5)
+        os.kill(s.pid("spiking"), signal.SIGSTOP)
+        time.sleep(2.5 * HB_MS / 1000)
+        os.kill(s.pid("spiking"), signal.SIGCONT)
+        time.sleep(0.5)
+        s.start_node("tvb")
+        codes = s.wait_exit(["coordinator", "tvb", "spiking"], timeout=120)
+        assert codes == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
+        assert "stopped answering" not in s.log("spiking")
