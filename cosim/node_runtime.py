@@ -182,6 +182,14 @@ class NodeRuntime:
             self._send(T.FINISHED, {"summary": _plain(summary)})
             log.info("%s: finished", self.name)
             return summary
+        except RemoteError as e:
+            aborted = f"{type(e).__name__}: {e}".splitlines()[0]
+            if self.ctx is not None:
+                # registered: the coordinator refused one of our messages and we stop here; say so at
+                # once, with the reason, rather than leaving it to notice a silent node seconds later
+                self._send(T.ERROR, {"error": "NodeFailure", "message": f"the coordinator refused this node's "
+                                     f"message ({e.kind}: {e.remote_message})"[:2000]}, window=self.window)
+            raise
         except BaseException as e:
             aborted = f"{type(e).__name__}: {e}".splitlines()[0]
             raise

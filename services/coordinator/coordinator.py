@@ -55,6 +55,7 @@ class Peer:
     silent_warned: bool = False
     stuck_since: float | None = None    # idle (per its heartbeats) although the run waits for it
     stuck_done: int | None = None
+    refused: str | None = None          # the last of its messages the coordinator answered with ERROR
 
 
 class Coordinator:
@@ -231,6 +232,7 @@ class Coordinator:
         handler = self.handlers.get(msg.type)
         if handler is None or msg.type == T.REGISTER:
             self.rejects.reject("UnexpectedMessage", f"{msg!r} is not sent by nodes", name)
+            peer.refused = f"its {msg.type.value} was refused: not sent by nodes"
             self.send(peer, T.ERROR, {"error": "UnexpectedMessage", "message": f"{msg.type.value} is not accepted"}, parent=msg)
             return
         try:
@@ -241,6 +243,7 @@ class Coordinator:
             raise RunFailed(str(e), 2) from None
         except Exception as e:  # a well-formed but nonsensical message must not kill the run
             self.rejects.reject("BadContent", f"{msg!r}: {type(e).__name__}: {e}", name)
+            peer.refused = f"its {msg.type.value} for window {msg.window} was refused: {type(e).__name__}: {e}"
             self.send(peer, T.ERROR, {"error": "MalformedMessage", "message": f"{type(e).__name__}: {e}"}, parent=msg)
 
     def check_timers(self) -> None:
@@ -258,8 +261,9 @@ class Coordinator:
                                     self.cc.setup_timeout_ms)
                         p.silent_warned = True
                     continue
+                after = f" (after {p.refused})" if p.refused else ""
                 raise RunFailed(self.where(p.name, f"no heartbeat for {now - p.last_seen:.1f} s "
-                                                   f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung"))
+                                                   f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung{after}"))
         if self.record is not None:
             self.record.tick()      # durable at least every flush_s, even while a window is slow
         if self.state == "SETUP" and now - self.t_setup > self.cc.setup_timeout_ms / 1000:
@@ -500,9 +504,10 @@ class Coordinator:
 
     def unexpected(self, peer: Peer, msg: Message) -> None:
         self.rejects.reject("UnexpectedMessage", f"{msg!r} in state {self.state}, window {self.window}", peer.name)
-        self.send(peer, T.ERROR, {"error": "UnexpectedMessage",
-                                  "message": f"{msg.type.value} for window {msg.window} is not expected now "
-                                             f"(state {self.state}, window {self.window})"}, parent=msg)
+        text = (f"{msg.type.value} for window {msg.window} is not expected now "
+                f"(state {self.state}, window {self.window})")
+        peer.refused = f"its {text}"
+        self.send(peer, T.ERROR, {"error": "UnexpectedMessage", "message": text}, parent=msg)
 
     # ------------------------------------------------------------------ ending
     def abort_all(self, reason: str) -> None:

@@ -6,6 +6,8 @@ without simulators. `NullTVB` serves a synthetic all-to-all connectome whose eve
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +20,9 @@ class NullParams(BaseModel):
     delay_steps: int = Field(16, ge=1)
     step_sleep_ms: float = Field(0.0, ge=0, description="pretend to compute this long per window")
     fail_at_window: int | None = Field(None, description="raise in this window (failure tests)")
+    bad_output: Literal["nan", "inf", "huge", "float32"] | None = Field(
+        None, description="send this kind of bad value in window bad_output_at_window (blame tests)")
+    bad_output_at_window: int = 0
 
 
 class _Null(NodeAdapter):
@@ -42,7 +47,14 @@ class _Null(NodeAdapter):
             import time
             time.sleep(p.step_sleep_ms / 1000)
         W = self.ctx.steps_per_window
-        return {s.name: np.full((W, len(s.regions)), float(window)) for s in self.ctx.outputs}
+        out = {s.name: np.full((W, len(s.regions)), float(window)) for s in self.ctx.outputs}
+        if p.bad_output is not None and window == p.bad_output_at_window:
+            for name, a in out.items():
+                if p.bad_output == "float32":
+                    out[name] = a.astype(np.float32)
+                else:
+                    a[W // 2, -1] = {"nan": np.nan, "inf": np.inf, "huge": 1e308}[p.bad_output]
+        return out
 
 
 class NullTVB(_Null):
