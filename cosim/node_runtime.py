@@ -162,7 +162,8 @@ class NodeRuntime:
             t_wait = time.perf_counter()
 
     def _fail(self, parent: Message, exc: Exception, doing: str):
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        from cosim.results import os_reason
+        reason = f"{type(exc).__name__}: {os_reason(exc)}"   # e.g. "No space left on device", not HDF5's driver text
         log.debug("%s: failure while %s", self.name, doing, exc_info=True)
         # adapters raise ValueError for a configuration they cannot run (regions out of range, a
         # missing file, a dt they cannot use): during setup that is the config's fault, not the node's

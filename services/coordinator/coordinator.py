@@ -6,6 +6,7 @@ message type has one handler in `self.handlers`. State: SETUP → RUNNING → FI
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -18,6 +19,7 @@ import zmq
 
 from cosim.adapter import SignalSpec
 from cosim.config import ConfigError, RunConfig, ticks_of
+from cosim.results import ResultsWriteError, os_reason
 from cosim.transport import RejectCounter
 from proto import codec
 from proto.messages import PROTOCOL_VERSION, Message, MessageType as T, error
@@ -176,6 +178,8 @@ class Coordinator:
             self.close_record()
             self.router.close(linger=500)
             self.pub.close(linger=0)
+        if self.failure is not None:     # found only while closing (the last flush failed)
+            raise self.failure
         return self.summary()
 
     @property
@@ -265,7 +269,8 @@ class Coordinator:
                 raise RunFailed(self.where(p.name, f"no heartbeat for {now - p.last_seen:.1f} s "
                                                    f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung{after}"))
         if self.record is not None:
-            self.record.tick()      # durable at least every flush_s, even while a window is slow
+            with self._writing():
+                self.record.tick()      # durable at least every flush_s, even while a window is slow
         if self.state == "SETUP" and now - self.t_setup > self.cc.setup_timeout_ms / 1000:
             missing = [f"{p.name} ({p.state})" for p in self.peers.values() if p.state != "ready"]
             raise RunFailed(f"setup timed out after {self.cc.setup_timeout_ms} ms; not ready: {', '.join(missing)} "
@@ -422,9 +427,21 @@ class Coordinator:
             self.start_run()
 
     # ------------------------------------------------------------------ windows
+    @contextlib.contextmanager
+    def _writing(self):
+        """A results write that fails (disk full, I/O error) ends the run with the cause; the file
+        was rolled back to its last durable window (cosim.results.WindowRecorder.flush)."""
+        try:
+            yield
+        except ResultsWriteError as e:
+            raise RunFailed(f"cannot write results: {e}") from None
+        except OSError as e:
+            raise RunFailed(f"cannot write results in {self.results_dir}: {os_reason(e)}") from None
+
     def start_run(self) -> None:
-        self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K,
-                                self.tvb_dt_ms, self.cfg, list(self.peers), on_flush=self._flushed)
+        with self._writing():
+            self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K,
+                                    self.tvb_dt_ms, self.cfg, list(self.peers), on_flush=self._flushed)
         self._flushed(0)
         self.state, self.t_start = "RUNNING", time.monotonic()
         self._last_progress = -1.0
@@ -479,7 +496,8 @@ class Coordinator:
                 for p in self.peers.values():
                     self.send(p, T.END, {"reason": "completed"})
         finally:
-            self.record.append(k, produced, timing, wall, coordinator_s)
+            with self._writing():
+                self.record.append(k, produced, timing, wall, coordinator_s)
         elapsed = time.monotonic() - self.t_start
         sim_ms = (k + 1) * self.W * self.tvb_dt_ms
         if elapsed - self._last_progress >= 0.1 or k + 1 == self.K:   # observers need ~10 updates/s, not one per window
@@ -520,10 +538,13 @@ class Coordinator:
     def _flushed(self, windows: int) -> None:
         """Status marker after every flush of coordinator.h5: it says how many windows the file holds."""
         from cosim.results import write_status
-        write_status(self.results_dir, "coordinator", completed=False, running=True, windows_completed=windows,
-                     windows_planned=self.K, simulated_ms=windows * self.W * self.tvb_dt_ms,
-                     reason="running (windows_completed = windows durable in coordinator.h5)",
-                     rejected_messages=dict(self.rejects.counts))
+        try:
+            write_status(self.results_dir, "coordinator", completed=False, running=True, windows_completed=windows,
+                         windows_planned=self.K, simulated_ms=windows * self.W * self.tvb_dt_ms,
+                         reason="running (windows_completed = windows durable in coordinator.h5)",
+                         rejected_messages=dict(self.rejects.counts))
+        except OSError as e:   # the marker lags the file (it never claims more than the file holds)
+            log.warning("coordinator: cannot update the status marker: %s", os_reason(e))
 
     def close_record(self) -> None:
         if self.rejects.total():
@@ -536,11 +557,24 @@ class Coordinator:
                   "simulated_ms": max(done + 1, 0) * getattr(self, "W", 0) * self.tvb_dt_ms,
                   "reason": str(self.failure) if self.failure else "completed",
                   "rejected_messages": dict(self.rejects.counts), "messages_repeated": self.resent}
+        from cosim.results import write_status
         if self.record is not None:
-            self.record.close(status)
-        else:
-            from cosim.results import write_status
+            try:
+                self.record.rec.close()
+            except ResultsWriteError as e:     # the last flush failed: the file holds fewer windows
+                if self.failure is None:
+                    self.failure = RunFailed(f"cannot write results: {e}")
+                    status["reason"] = str(self.failure)
+                    status["completed"] = False
+            rec = self.record.rec
+            if rec.failed:
+                status["windows_completed"] = min(status["windows_completed"], rec.flushed)
+                status["simulated_ms"] = status["windows_completed"] * self.W * self.tvb_dt_ms
+                status["write_error"] = rec.failed
+        try:
             write_status(self.results_dir, "coordinator", **status)
+        except OSError as e:
+            log.error("coordinator: cannot write the status marker: %s", os_reason(e))
 
     def summary(self) -> dict:
         wall = self.t_end - self.t_start
