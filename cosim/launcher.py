@@ -78,7 +78,11 @@ class Child:
         for line in reversed(lines):
             if line.startswith("cosim"):
                 return line
-        return lines[-1] if lines else ""
+        # no line of ours: the last error, never an arbitrary INFO line
+        for line in reversed(lines):
+            if " ERROR " in line or " CRITICAL " in line or (line and not line[0].isspace() and "Error" in line):
+                return line.strip()
+        return ""
 
 
 def run_embedded(a) -> int:
@@ -183,6 +187,13 @@ def _supervise(children: list[Child], pub: str, cfg, out: Path) -> int:
             bar.close()
         sub.close()
     code = coord.poll()
+    if code not in (0, 1, 2, 130):
+        # killed by a signal (Popen: -N) or crashed: not one of the documented exit codes. Say what
+        # happened and what is kept; the run failed (exit 1). The nodes notice the dead coordinator
+        # by its heartbeats and exit by themselves (the reaper waits for that).
+        print(f"cosim: run failed: {_death(code, out)}", file=sys.stderr)
+        print(f"cosim: results up to the last completed window and logs are in {out}", file=sys.stderr)
+        return 1
     if code != 0:
         status = out / "status_coordinator.json"
         reason = json.loads(status.read_text()).get("reason") if status.exists() else None
@@ -194,6 +205,22 @@ def _supervise(children: list[Child], pub: str, cfg, out: Path) -> int:
         if code != 2 or (out / "coordinator.h5").exists():
             print(f"cosim: results up to the last completed window and logs are in {out}", file=sys.stderr)
     return code
+
+
+def _death(code: int, out: Path) -> str:
+    """'the coordinator died (killed by SIGKILL) in window … / during setup' from its exit status and
+    its status marker (rewritten after every flush: it says what coordinator.h5 holds)."""
+    how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() \
+        else f"exit code {code}"
+    try:
+        st = json.loads((out / "status_coordinator.json").read_text())
+    except (OSError, ValueError):
+        st = None
+    if st is None or not (out / "coordinator.h5").exists():
+        return f"the coordinator died ({how}) during setup; no window was simulated"
+    return (f"the coordinator died ({how}) while running; coordinator.h5 holds the first "
+            f"{st.get('windows_completed', 0)} of {st.get('windows_planned', '?')} windows "
+            f"(t = {float(st.get('simulated_ms') or 0):.1f} ms); the nodes keep theirs")
 
 
 def _stop(child: Child) -> None:
