@@ -39,6 +39,18 @@ class RemoteError(RuntimeError):
         self.kind, self.remote_message = kind, message
 
 
+def printable(value, limit: int = 80) -> str:
+    """`value` as text safe for one log line: control characters (newlines that would forge a log
+    line, terminal escapes) escaped as \\n, \\x1b …, and at most `limit` characters (then
+    "…(+N chars)"). For anything a peer sent that reaches a log or a reason line."""
+    text = value if isinstance(value, str) else str(value)
+    cut = len(text) - limit
+    if cut > 0:
+        text = text[:limit]
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return out + (f"…(+{cut} chars)" if cut > 0 else "")
+
+
 class RejectCounter:
     """Counts rejections per kind; logs the first of each kind, then at most one line per kind
     every `every_s` seconds (a flood of hostile input must not flood the log)."""
@@ -53,7 +65,8 @@ class RejectCounter:
         now = time.monotonic()
         if n == 1 or now - self._logged.get(kind, now) >= self.every_s:
             self._logged[kind] = now
-            log.warning("%s: rejected %s message from %s (%d so far): %s", self.where, kind, peer, n, detail)
+            log.warning("%s: rejected %s message from %s (%d so far): %s", self.where, printable(kind, 64),
+                        printable(peer, 80), n, printable(detail, 400))
 
     def total(self) -> int:
         return sum(self.counts.values())

@@ -20,7 +20,7 @@ import zmq
 from cosim.adapter import SignalSpec
 from cosim.config import ConfigError, RunConfig, ticks_of
 from cosim.results import ResultsWriteError, os_reason
-from cosim.transport import RejectCounter
+from cosim.transport import RejectCounter, printable
 from proto import codec
 from proto.messages import PROTOCOL_VERSION, Message, MessageType as T, error
 from services.coordinator import routing
@@ -34,6 +34,8 @@ _RUN_MESSAGES = {T.CONFIGURE, T.PREPARE, T.STEP, T.END}
 # at most this many queued messages are handled before timers are checked again (a flood of
 # messages must not delay the detection of a dead node)
 _MAX_BATCH = 500
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
 class RunFailed(RuntimeError):
@@ -110,9 +112,13 @@ class Coordinator:
         self.router.setsockopt(zmq.MAXMSGSIZE, self.cc.max_message_bytes)
         self.pub = self.zctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
+        self.monitors: list[tuple[zmq.Socket, zmq.Socket, str]] = []
         if self.curve is not None:
             self.curve.apply_server(self.zctx, self.router)
             self.curve.apply_server(self.zctx, self.pub)
+            # a plaintext (or otherwise broken) handshake never reaches the application: watch for it
+            for sock, what in ((self.router, "ROUTER"), (self.pub, "PUB")):
+                self.monitors.append((sock, sock.get_monitor_socket(_HANDSHAKE_FAILED), what))
         for sock, addr, what in ((self.router, self.cc.router, "coordinator.router"), (self.pub, self.cc.pub, "coordinator.pub")):
             try:
                 sock.bind(addr)
@@ -176,6 +182,9 @@ class Coordinator:
             raise self.failure from None
         finally:
             self.close_record()
+            for sock, mon, _ in self.monitors:
+                sock.disable_monitor()
+                mon.close(linger=0)
             self.router.close(linger=500)
             self.pub.close(linger=0)
         if self.failure is not None:     # found only while closing (the last flush failed)
@@ -268,6 +277,7 @@ class Coordinator:
                 after = f" (after {p.refused})" if p.refused else ""
                 raise RunFailed(self.where(p.name, f"no heartbeat for {now - p.last_seen:.1f} s "
                                                    f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung{after}"))
+        self.check_handshakes()
         if self.record is not None:
             with self._writing():
                 self.record.tick()      # durable at least every flush_s, even while a window is slow
@@ -275,6 +285,24 @@ class Coordinator:
             missing = [f"{p.name} ({p.state})" for p in self.peers.values() if p.state != "ready"]
             raise RunFailed(f"setup timed out after {self.cc.setup_timeout_ms} ms; not ready: {', '.join(missing)} "
                             f"(are they started and pointed at {self.router_addr}?)")
+
+    def check_handshakes(self) -> None:
+        """Connections refused during the ZMTP handshake under CURVE: plaintext clients (mechanism
+        mismatch) and failed handshakes, counted and logged like rejected messages (the first of
+        each kind, then at most once a minute). libzmq does not tell the peer's address here;
+        refused keys are logged with their address by the ZAP handler (cosim.security)."""
+        from zmq.utils.monitor import recv_monitor_message
+        for _sock, mon, what in self.monitors:
+            for _ in range(_MAX_BATCH):
+                if not mon.poll(0):
+                    break
+                ev = recv_monitor_message(mon)
+                if ev["value"] == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
+                    self.rejects.reject("PlaintextConnection", f"a client without CURVE tried {what} "
+                                        f"{ev['endpoint'].decode(errors='replace')}: refused in the handshake", "?")
+                else:
+                    self.rejects.reject("HandshakeFailed", f"{what} handshake failed: event "
+                                        f"{zmq.Event(ev['event']).name}, code {ev['value']}", "?")
 
     def check_stuck(self, peer: Peer, hb: dict) -> None:
         """§8: a node whose heartbeats say it waits for a STEP (or END) that the coordinator sent,
@@ -319,29 +347,33 @@ class Coordinator:
             self.rejects.reject(f"Register{kind}", text, repr(rid[:40]))
             self._send_to(rid, error(msg, kind, text))
         if c["protocol"] != PROTOCOL_VERSION:
-            return reply("VersionMismatch", f"coordinator speaks protocol {PROTOCOL_VERSION}, node {c['protocol']}")
+            return reply("VersionMismatch", f"coordinator speaks protocol {PROTOCOL_VERSION}, node {printable(c['protocol'], 20)}")
         name = c["name"]
+        # REGISTER comes from anyone who can connect: every field that reaches a log line or a reply
+        # is escaped (a newline would forge a log line) and bounded (100 kB would land as one line)
+        shown = printable(repr(name), 80)
         peer = self.peers.get(name)
         if peer is None:     # refusals are logged by the reject counter: once per kind, not once per message
-            return reply("UnknownNode", f"no node named {name!r} in this run; expected {sorted(self.peers)}")
+            return reply("UnknownNode", f"no node named {shown} in this run; expected {sorted(self.peers)}")
         if peer.role != c["role"]:
-            return reply("ConfigRejected", f"node {name!r} must have role {peer.role!r}, not {c['role']!r}")
+            return reply("ConfigRejected", f"node {shown} must have role {peer.role!r}, not {printable(repr(c['role']), 40)}")
         if peer.role == "spiking" and c["backend"] and c["backend"] != self.cfg.node(name).backend:
-            return reply("ConfigRejected", f"node {name!r} runs backend {c['backend']!r}, "
+            return reply("ConfigRejected", f"node {shown} runs backend {printable(repr(c['backend']), 80)}, "
                                            f"the config asks for {self.cfg.node(name).backend!r}")
         if peer.routing_id is not None:
             if peer.token == c["token"]:
                 return  # duplicate
             stale = time.monotonic() - peer.last_seen > 2 * self.cc.heartbeat_interval_ms / 1000
             if self.state != "SETUP" or not stale:
-                return reply("NameInUse", f"node name {name!r} is already in use by a live process "
-                                          f"(refused pid {c.get('pid')} on {c.get('host')})")
+                return reply("NameInUse", f"node name {shown} is already in use by a live process "
+                                          f"(refused pid {printable(c.get('pid'), 20)} on {printable(c.get('host'), 80)})")
             log.warning("coordinator: node %r re-registered (restarted); replacing its registration", name)
             self._send_to(peer.routing_id, error(None, "NameInUse", "replaced by a restarted process with this name"))
             self.by_rid.pop(peer.routing_id, None)
         peer.routing_id, peer.token, peer.last_seen, peer.state = rid, c["token"], time.monotonic(), "registered"
         self.by_rid[rid] = name
-        log.info("coordinator: registered %s (%s, pid %s on %s)", name, c["role"], c.get("pid"), c.get("host"))
+        log.info("coordinator: registered %s (%s, pid %s on %s)", name, c["role"], printable(c.get("pid"), 20),
+                 printable(c.get("host"), 80))
         self.publish("event", {"event": "registered", "node": name})
         regions = self.cfg.spiking_regions() if peer.role == "tvb" else self.cfg.node(name).regions
         self.send(peer, T.CONFIGURE, {
@@ -516,7 +548,7 @@ class Coordinator:
 
     def on_error(self, peer: Peer, msg: Message) -> None:
         c = msg.content
-        text = c.get("reason") or f"{c.get('error')}: {c.get('message')}"
+        text = printable(c.get("reason") or f"{c.get('error')}: {c.get('message')}", 2000)   # stays one line
         # a node that cannot run this configuration: exit code 2 like any configuration error
         raise RunFailed(self.where(peer.name, text), 2 if c.get("error") == "ConfigRejected" else 1)
 
