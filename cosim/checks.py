@@ -49,7 +49,7 @@ def connectome_of(cfg: RunConfig) -> dict:
     if all(n.backend == "noop" for n in cfg.spiking_nodes):
         from services.noop_node.adapter import NullParams, null_connectome
         p = cfg.spiking_nodes[0].params
-        return null_connectome(NullParams.model_validate({k: v for k, v in p.items() if k in ("n_regions", "delay_steps")}))
+        return null_connectome(NullParams.model_validate({k: v for k, v in p.items() if k in ("n_regions", "delay_steps", "connected")}))
     import numpy as np
     from services.tvb_node.windowed import build_connectivity, silence_tvb_random_state_warning
     silence_tvb_random_state_warning()
@@ -78,12 +78,10 @@ def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) ->
     d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
     if d is None:
         return
-    max_w = max(int(d), 1)
+    from services.coordinator.coordinator import window_limit_text
     W = round(cfg.run.window_ms / cfg.tvb.dt_ms)
-    if W > max_w:
-        raise ConfigError(f"{source}: run.window_ms: {cfg.run.window_ms} ms is longer than the smallest delay "
-                          f"between differently simulated regions ({max_w} steps = {max_w * cfg.tvb.dt_ms:g} ms); "
-                          f"use at most {max_w * cfg.tvb.dt_ms:g}")
+    if W > max(int(d), 1):
+        raise ConfigError(f"{source}: run.window_ms: {window_limit_text(cfg.run.window_ms, int(d), cfg.tvb.dt_ms)}")
 
 
 def check_run(cfg: RunConfig, source: str, connectome: bool = True) -> None:

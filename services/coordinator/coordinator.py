@@ -34,6 +34,8 @@ _RUN_MESSAGES = {T.CONFIGURE, T.PREPARE, T.STEP, T.END}
 # at most this many queued messages are handled before timers are checked again (a flood of
 # messages must not delay the detection of a dead node)
 _MAX_BATCH = 500
+# the window when no connection crosses between nodes (any window is causal then)
+NO_CROSSING_WINDOW_MS = 10.0
 _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
@@ -415,17 +417,26 @@ class Coordinator:
         groups = [set(nd.regions) for nd in self.cfg.spiking_nodes]
         groups.insert(0, set(range(n)) - set().union(*groups))
         d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
-        steps = round(self.cfg.run.duration_ms / self.tvb_dt_ms)
-        max_w = max(int(d), 1) if d is not None else steps    # nothing crosses: any window is causal
-        if self.cfg.run.window_ms is None:
-            self.W = max_w
+        steps = max(1, round(self.cfg.run.duration_ms / self.tvb_dt_ms))
+        if d is None:
+            # nothing crosses: any window is causal; ordinary windows keep progress, recording and
+            # the monitors working (one window for the whole run did not)
+            max_w = None
+            self.W = min(steps, max(1, round(NO_CROSSING_WINDOW_MS / self.tvb_dt_ms)))
         else:
+            max_w = max(int(d), 1)          # a delay of 0 steps still allows a window of 1 (D + 1)
+            self.W = max_w
+        if self.cfg.run.window_ms is not None:
             self.W = ticks_of(self.cfg.run.window_ms, self.tvb_dt_ms, "run.window_ms (whole TVB steps)")
-            if self.W > max_w:
-                raise RunFailed(f"run.window_ms: {self.cfg.run.window_ms} ms is longer than the smallest delay "
-                                f"between differently simulated regions ({max_w} steps = {max_w * self.tvb_dt_ms:g} ms); "
-                                f"use at most {max_w * self.tvb_dt_ms:g}", 2)
+            if max_w is not None and self.W > max_w:
+                raise RunFailed(f"run.window_ms: {window_limit_text(self.cfg.run.window_ms, int(d), self.tvb_dt_ms)}", 2)
         self.K = max(1, math.ceil(steps / self.W))
+        if self.K * self.W != steps:
+            # windows are whole (every node steps W at a time, exactly): the run ends at the end of
+            # the last window, up to one window past run.duration_ms; the summary says so
+            log.warning("coordinator: run.duration_ms %g ms is not a whole number of %g ms windows: "
+                        "simulating %g ms (%d windows)", self.cfg.run.duration_ms, self.W * self.tvb_dt_ms,
+                        self.K * self.W * self.tvb_dt_ms, self.K)
         owner = {r: "tvb" for r in range(n)}
         for nd in self.cfg.spiking_nodes:
             owner.update({r: nd.name for r in nd.regions})
@@ -433,8 +444,9 @@ class Coordinator:
             self.plan = routing.plan({p.name: p.requires for p in self.peers.values()}, owner)
         except routing.PlanError as e:
             raise RunFailed(f"cannot route signals: {e}", 2)
-        log.info("coordinator: window %d steps (%.3g ms; min crossing delay %d steps), %d windows",
-                 self.W, self.W * self.tvb_dt_ms, d, self.K)
+        log.info("coordinator: window %d steps (%.3g ms; %s), %d windows", self.W, self.W * self.tvb_dt_ms,
+                 f"min crossing delay {d} step{'s' if d != 1 else ''}" if d is not None
+                 else "nothing crosses between nodes: any window is causal", self.K)
         self._prepared_requires = {p.name: p.requires for p in self.peers.values()}
         for p in self.peers.values():
             self.send_prepare(p)
@@ -612,11 +624,20 @@ class Coordinator:
         wall = self.t_end - self.t_start
         sim_ms = self.K * self.W * self.tvb_dt_ms
         s = {"windows": self.K, "steps_per_window": self.W, "window_ms": self.W * self.tvb_dt_ms,
-             "simulated_ms": sim_ms, "wall_s": wall, "windows_per_s": self.K / wall if wall else 0.0,
+             "simulated_ms": sim_ms, "duration_ms": self.cfg.run.duration_ms, "wall_s": wall, "windows_per_s": self.K / wall if wall else 0.0,
              "real_time_factor": wall / (sim_ms / 1000), "results_dir": str(self.results_dir),
              "nodes": {n: p.info for n, p in self.peers.items()},
              "timing": self.record.timing_summary() if self.record else {}}
         return s
+
+
+def window_limit_text(window_ms: float, d: int, dt_ms: float) -> str:
+    """Why a window is too long, with the smallest delay as it is (0 steps is possible) and the
+    largest window allowed (W <= D, but at least 1 step: the coupling reads step n - 1 - D)."""
+    max_w = max(d, 1)
+    return (f"{window_ms:g} ms is longer than the smallest delay between differently simulated regions allows "
+            f"(smallest delay {d} step{'s' if d != 1 else ''} = {d * dt_ms:g} ms; largest window "
+            f"{max_w} step{'s' if max_w != 1 else ''} = {max_w * dt_ms:g} ms); use at most {max_w * dt_ms:g}")
 
 
 def _same_connectome(a: dict, b: dict) -> bool:
