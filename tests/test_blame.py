@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import noop_config
-from harness import Services, log_time, noop_cfg
+from harness import Services, log_time, noop_cfg, record_fault
 
 HB_MS = 2000
 
@@ -41,6 +41,9 @@ def test_bad_values_are_blamed_on_their_producer_at_once(cosim, bad, words):
     # the receiver is not blamed: the TVB node was told by ABORT, it did not fail
     assert "run aborted by the coordinator" in (r.out / "logs" / "tvb.log").read_text()
     assert time.monotonic() - t0 < 60
+    wall = time.monotonic() - t0
+    record_fault("bad output value", value=bad, cosim_run_wall_s=round(wall, 1), timeout_ms=HB_MS)
+    print(f"{bad}: whole cosim run {wall:.1f} s")
 
 
 def test_routing_check_outputs_refuses_bad_values():
@@ -92,4 +95,7 @@ def test_refused_message_of_a_registered_node_is_named_at_once(tmp_path):
         assert "no heartbeat" not in line, line
         t_refused = log_time(log, "rejected UnexpectedMessage")
         t_abort = log_time(log, "aborting run")
+        record_fault("refused message of a registered node", refusal_to_abort_ms=round((t_abort - t_refused) * 1000),
+                     timeout_ms=HB_MS)
+        print(f"refusal -> abort: {(t_abort - t_refused) * 1000:.0f} ms")
         assert t_abort - t_refused < 1.0, (t_refused, t_abort)     # at once, not after the heartbeat timeout
