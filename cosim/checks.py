@@ -45,11 +45,15 @@ def check_time_steps(cfg: RunConfig, source: str) -> None:
 
 
 def connectome_of(cfg: RunConfig) -> dict:
-    """The weights and integer delays the TVB node will serve (noop: its synthetic connectome)."""
+    """The weights and integer delays the TVB node will serve: the one the launcher will start
+    (the noop TVB node when every spiking node is noop: its synthetic connectome)."""
     if all(n.backend == "noop" for n in cfg.spiking_nodes):
-        from services.noop_node.adapter import NullParams, null_connectome
-        p = cfg.spiking_nodes[0].params
-        return null_connectome(NullParams.model_validate({k: v for k, v in p.items() if k in ("n_regions", "delay_steps", "connected")}))
+        from cosim.adapter import RunContext
+        from services.noop_node.adapter import NullTVB
+        tvb = NullTVB()
+        tvb.requires(RunContext(config=cfg.model_dump(mode="json"), node_name="tvb",
+                                regions=tuple(cfg.spiking_regions()), tvb_dt_ms=cfg.tvb.dt_ms, tick_ms=cfg.tvb.dt_ms))
+        return tvb.connectome()
     import numpy as np
     from services.tvb_node.windowed import build_connectivity, silence_tvb_random_state_warning
     silence_tvb_random_state_warning()
