@@ -120,3 +120,22 @@ def test_disk_full_with_every_node_writing_leaves_consistent_marked_files(tmp_pa
     assert not status["completed"] and "No space left on device" in status["reason"], status
     assert marked or status.get("write_error"), "no file says its write failed"
     print(json.dumps({"reason": fails[0], "windows_kept": status["windows_completed"]}))
+
+
+def test_disk_full_under_cosim_run_is_one_line_exit_1(tmp_path):
+    """The same through `cosim run` (logs on the full disk too): exit 1, one line with the cause."""
+    data = tmp_path / "data"
+    data.mkdir()
+    cfg = {"run": {"name": "df", "duration_ms": 6400, "progress": False},
+           "spiking_nodes": [{"name": "spiking", "backend": "noop", "regions": [3, 5],
+                              "params": {"step_sleep_ms": 1.0}}],
+           "coordinator": {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 1000}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    run = " ".join(shlex.quote(x) for x in PY + ["run", str(tmp_path / "cfg.yaml"), "--out", str(data / "run"),
+                                                 "--no-plots"])
+    p = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {shlex.quote(str(data))} "
+                                                     f"&& exec {run}"], capture_output=True, text=True, timeout=180)
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    fails = [l for l in p.stderr.splitlines() if l.startswith("cosim: run failed")]
+    assert len(fails) == 1 and "No space left on device" in fails[0] and "holds the first" in fails[0], p.stderr
