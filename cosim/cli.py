@@ -150,11 +150,14 @@ def cmd_coordinator(a) -> int:
     from services.coordinator.progress import ProgressBar
     from cosim.report import write_run_outputs
     cfg = _overrides(a.config, a.set)
+    from cosim.checks import check_address, writable_dir
     updates = {k: v for k, v in (("router", a.router), ("pub", a.pub)) if v}
+    for k, v in updates.items():
+        check_address(v, f"--{k}")
     if updates:
         cfg.coordinator = cfg.coordinator.model_copy(update=updates)
     out = Path(a.out or Path(cfg.run.results_dir) / cfg.run.name)
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(out, "--out" if a.out else "run.results_dir")
     (out / "config.yaml").write_text(_dump_yaml(cfg))
     curve = None
     if cfg.coordinator.curve:
@@ -180,8 +183,10 @@ def _dump_yaml(cfg) -> str:
 
 
 def cmd_node(a, role: str) -> int:
+    from cosim.checks import check_address
     from cosim.node_runtime import NodeFailed, NodeRuntime, RunAborted
     from cosim.transport import CoordinatorLost, PeerTimeout, RemoteError
+    check_address(a.coordinator, "--coordinator")
     curve = None
     if a.keys:
         from cosim import security
@@ -252,9 +257,10 @@ def _mpi_release(a) -> None:
 
 
 def cmd_validate(a) -> int:
-    from cosim.config import check_files, check_nodes
+    from cosim.checks import check_run
+    from cosim.config import check_nodes
     cfg = _overrides(a.config, [])
-    check_files(cfg, a.config)
+    check_run(cfg, a.config)
     check_nodes(cfg, a.config)
     print(f"{a.config}: ok ({len(cfg.spiking_nodes)} spiking node(s), regions {cfg.spiking_regions()})")
     return EXIT_OK

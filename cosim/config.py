@@ -7,6 +7,7 @@ Every error names the field and the reason (``ConfigError``). Backend-specific b
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -20,15 +21,23 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # every float must be finite: inf/nan pass `gt=0` and similar bounds and then fail late
+    # (NaN coupling, saturated noise) or name the wrong field
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
+
+
+# Upper bounds that keep every derived integer and buffer sane (each named in the error):
+MAX_STEPS = 10**9           # TVB steps in one run (1e5 s at dt 0.1 ms; ~1 day of wall time per 1e9 steps is far off)
+MAX_MS_TIMEOUT = 86_400_000  # one day: timeouts and intervals in ms
+SEED_MAX = 2**32 - 1        # numpy's legacy RandomState (TVB's noise, initial history) takes 32-bit seeds
 
 
 class RunSection(_Strict):
     name: str = "default"
-    duration_ms: float = Field(500.0, gt=0, description="simulated time")
+    duration_ms: float = Field(500.0, gt=0, le=1e12, description="simulated time")
     window_ms: float | None = Field(None, gt=0, description="synchronization window; default: the largest causal one")
     results_dir: str = "results"
-    seed: int = Field(42, ge=0, description="seeds TVB's initial history, noise and every Poisson train")
+    seed: int = Field(42, ge=0, le=SEED_MAX, description="seeds TVB's initial history, noise and every Poisson train")
     progress: bool = True
 
 
@@ -45,8 +54,10 @@ class MonitorSection(_Strict):
 
 class TVBSection(_Strict):
     connectivity: str = Field("default", description="'default' (tvb-data 76 regions) or a path to a TVB connectivity zip")
-    dt_ms: float = Field(0.1, gt=0)
-    conduction_speed_mm_per_ms: float = Field(3.0, gt=0)
+    dt_ms: float = Field(0.1, ge=1e-6, le=1000.0, description="integration step (1 ns .. 1 s)")
+    # slowest unmyelinated fibres conduct at ~0.1 mm/ms; below 0.01 mm/ms a 250 mm tract is a 25 s
+    # delay and TVB's history buffer (max delay steps x regions) grows without bound
+    conduction_speed_mm_per_ms: float = Field(3.0, ge=0.01, le=1e6)
     remove_self_connections: bool = False
     coupling_a: float = Field(0.00390625, description="Linear coupling slope (TVB's default)")
     model: dict[str, float] = Field(default_factory=dict, description="ReducedWongWangExcInh parameters, e.g. {G: 2.0}")
@@ -92,14 +103,23 @@ class NodeEntry(_Strict):
 class CoordinatorSection(_Strict):
     router: str = Field("tcp://127.0.0.1:5555", description="ROUTER address nodes connect to")
     pub: str = Field("tcp://127.0.0.1:5556", description="PUB address for run events and progress")
-    heartbeat_interval_ms: int = Field(500, gt=0)
-    heartbeat_timeout_ms: int = Field(5000, gt=0)
-    setup_timeout_ms: int = Field(120_000, gt=0, description="registration + configuration of every node")
-    max_message_bytes: int = Field(64 * 2**20, gt=1024)
+    heartbeat_interval_ms: int = Field(500, gt=0, le=MAX_MS_TIMEOUT)
+    heartbeat_timeout_ms: int = Field(5000, gt=0, le=MAX_MS_TIMEOUT)
+    setup_timeout_ms: int = Field(120_000, gt=0, le=MAX_MS_TIMEOUT, description="registration + configuration of every node")
+    # ZMQ_MAXMSGSIZE is an int64 and msgpack frames are limited to 2**32 - 1 bytes
+    max_message_bytes: int = Field(64 * 2**20, gt=1024, le=2**32 - 1)
     curve: bool = Field(False, description="CURVE encryption + authentication (see `cosim keys`)")
     keys_dir: str | None = None
     watch_regions: list[int] = Field(default_factory=list, description="TVB-simulated regions whose R_e is "
                                      "published on PUB for `cosim watch` (and recorded in coordinator.h5)")
+
+    @field_validator("router", "pub")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        why = address_problem(v)
+        if why:
+            raise ValueError(why)
+        return v
 
     @model_validator(mode="after")
     def _timeouts(self) -> "CoordinatorSection":
@@ -125,6 +145,10 @@ class RunConfig(_Strict):
                 if r in seen:
                     raise ValueError(f"spiking_nodes: region {r} is claimed by both {seen[r]!r} and {n.name!r}")
                 seen[r] = n.name
+        steps = self.run.duration_ms / self.tvb.dt_ms
+        if steps > MAX_STEPS:
+            raise ValueError(f"run.duration_ms: {self.run.duration_ms:g} ms is {steps:.3g} TVB steps of "
+                             f"{self.tvb.dt_ms:g} ms; at most {MAX_STEPS:.0e} steps per run")
         if self.run.window_ms is not None:
             _whole(self.run.window_ms, self.tvb.dt_ms, f"run.window_ms: {self.run.window_ms} ms must be a whole "
                                                        f"number of TVB steps (tvb.dt_ms = {self.tvb.dt_ms} ms)")
@@ -245,6 +269,23 @@ def check_nodes(cfg: RunConfig, source: str = "<config>") -> None:
         except Exception as e:  # noqa: BLE001  (a check's failure is the config's fault: name it)
             raise ConfigError(f"{source}: spiking_nodes[{i}].params.{e}" if str(e).split(":")[0].replace(".", "").replace("_", "").isalnum()
                               else f"{source}: spiking_nodes[{i}]: {e}") from None
+
+
+_TCP = re.compile(r"^tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\*|\d{1,5})$")
+
+
+def address_problem(addr: str) -> str | None:
+    """None for a usable ZeroMQ endpoint (tcp://HOST:PORT, ipc://PATH, inproc://NAME), else why not."""
+    if not isinstance(addr, str):
+        return f"{addr!r} is not a ZeroMQ address"
+    if addr.startswith(("ipc://", "inproc://")) and len(addr.split("://", 1)[1]) > 0:
+        return None
+    m = _TCP.match(addr)
+    if not m:
+        return f"{addr[:100]!r} is not a ZeroMQ address (tcp://HOST:PORT, ipc://PATH or inproc://NAME)"
+    if m.group(2) != "*" and not 1 <= int(m.group(2)) <= 65535:
+        return f"port {m.group(2)} of {addr!r} is not in 1..65535"
+    return None
 
 
 def _whole(ms: float, unit_ms: float, why: str) -> None:

@@ -80,7 +80,11 @@ class Child:
         for line in reversed(lines):
             if line.startswith("cosim"):
                 return line
-        return lines[-1] if lines else ""
+        # no line of ours: the last error, never an arbitrary INFO line
+        for line in reversed(lines):
+            if " ERROR " in line or " CRITICAL " in line or (line and not line[0].isspace() and "Error" in line):
+                return line.strip()
+        return ""
 
 
 def run_embedded(a) -> int:
@@ -95,6 +99,12 @@ def run_embedded(a) -> int:
         return 130
     finally:
         job.reap()
+    if code == 2 and job.created and not (job.out / "coordinator.h5").exists():
+        # refused during setup (e.g. a node rejected the config): no window ran, keep no folder
+        import shutil
+        shutil.rmtree(job.out, ignore_errors=True)
+        print(f"cosim: run refused before its first window; no results folder kept ({job.out})", file=sys.stderr)
+        return code
     if code == 0:
         summary = json.loads((job.out / "summary.json").read_text())
         from cosim.report import format_summary
@@ -110,14 +120,14 @@ def start(a, cfg=None) -> "Launch":
     if cfg is None:
         from cosim.cli import _overrides
         cfg = _overrides(a.config, a.set)
-    from cosim.config import check_files
-    check_files(cfg, a.config or "<default>")
-    _check_installed(cfg)
+    from cosim.checks import check_run, writable_dir
     from cosim.config import check_nodes
+    # everything that can be refused is refused before the results folder exists (the connectome
+    # is loaded only to check an explicit window: the default window is causal by construction)
+    check_run(cfg, a.config or "<default>", connectome=cfg.run.window_ms is not None)
+    _check_installed(cfg)
     check_nodes(cfg, a.config or "<default>")
     out = Path(a.out) if a.out else Path(cfg.run.results_dir) / f"{cfg.run.name}_{datetime.now():%Y%m%d-%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "logs").mkdir(exist_ok=True)
     cc = cfg.coordinator
     explicit = cc.model_fields_set
     router = cc.router if "router" in explicit else f"tcp://127.0.0.1:{free_port()}"
@@ -125,6 +135,9 @@ def start(a, cfg=None) -> "Launch":
     for addr, what in ((router, "coordinator.router"), (pub, "coordinator.pub")):
         if addr.startswith("tcp://") and not _port_free(addr):
             raise ConfigError(f"{what}: {addr} is already in use")
+    created = not out.exists()
+    writable_dir(out, "--out" if a.out else "run.results_dir")
+    (out / "logs").mkdir(exist_ok=True)
     data = cfg.model_dump(mode="json")
     data["coordinator"].update(router=router, pub=pub)
     data["run"]["progress"] = False          # the launcher draws the bar
@@ -141,7 +154,9 @@ def start(a, cfg=None) -> "Launch":
         children.append(Child(n.name, launch.spiking_cmd(n, router, keys=keys, log_level=level),
                               out / "logs" / f"{n.name}.log", env=launch.spiking_env(n)))
     print(f"cosim: run '{cfg.run.name}' → {out} (logs in {out / 'logs'})", file=sys.stderr)
-    return Launch(children, pub, cfg, out)
+    job = Launch(children, pub, cfg, out)
+    job.created = created
+    return job
 
 
 def _check_installed(cfg) -> None:
@@ -164,6 +179,7 @@ class Launch:
         self.progress: dict | None = None    # the latest PROGRESS content (PROTOCOL.md §6.1)
         self.lines: list[str] = []           # what supervise() reported (failure reasons)
         self.stopped = False
+        self.created = False                 # the results folder did not exist before this run
 
     def _say(self, line: str, err) -> None:
         self.lines.append(line)
@@ -224,6 +240,13 @@ class Launch:
                 bar.close()
             sub.close()
         code = coord.poll()
+        if code not in (0, 1, 2, 130):
+            # killed by a signal (Popen: -N) or crashed: not one of the documented exit codes. Say what
+            # happened and what is kept; the run failed (exit 1). The nodes notice the dead coordinator
+            # by its heartbeats and exit by themselves (the reaper waits for that).
+            self._say(f"cosim: run failed: {_death(code, out)}", err)
+            self._say(f"cosim: results up to the last completed window and logs are in {out}", err)
+            return 1
         if code != 0:
             status = out / "status_coordinator.json"
             reason = json.loads(status.read_text()).get("reason") if status.exists() else None
@@ -232,8 +255,25 @@ class Launch:
                 self._say(line or f"cosim: coordinator exited with code {code}", err)
             else:
                 self._say(f"cosim: run failed: {reason}", err)
-            self._say(f"cosim: results up to the last completed window and logs are in {out}", err)
+            if code != 2 or (out / "coordinator.h5").exists():
+                self._say(f"cosim: results up to the last completed window and logs are in {out}", err)
         return code
+
+
+def _death(code: int, out: Path) -> str:
+    """'the coordinator died (killed by SIGKILL) in window … / during setup' from its exit status and
+    its status marker (rewritten after every flush: it says what coordinator.h5 holds)."""
+    how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() \
+        else f"exit code {code}"
+    try:
+        st = json.loads((out / "status_coordinator.json").read_text())
+    except (OSError, ValueError):
+        st = None
+    if st is None or not (out / "coordinator.h5").exists():
+        return f"the coordinator died ({how}) during setup; no window was simulated"
+    return (f"the coordinator died ({how}) while running; coordinator.h5 holds the first "
+            f"{st.get('windows_completed', 0)} of {st.get('windows_planned', '?')} windows "
+            f"(t = {float(st.get('simulated_ms') or 0):.1f} ms); the nodes keep theirs")
 
 
 def _stop(child: Child) -> None:

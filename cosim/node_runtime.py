@@ -162,7 +162,8 @@ class NodeRuntime:
             t_wait = time.perf_counter()
 
     def _fail(self, parent: Message, exc: Exception, doing: str):
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        from cosim.results import os_reason
+        reason = f"{type(exc).__name__}: {os_reason(exc)}"   # e.g. "No space left on device", not HDF5's driver text
         log.debug("%s: failure while %s", self.name, doing, exc_info=True)
         # adapters raise ValueError for a configuration they cannot run (regions out of range, a
         # missing file, a dt they cannot use): during setup that is the config's fault, not the node's
@@ -182,6 +183,14 @@ class NodeRuntime:
             self._send(T.FINISHED, {"summary": _plain(summary)})
             log.info("%s: finished", self.name)
             return summary
+        except RemoteError as e:
+            aborted = f"{type(e).__name__}: {e}".splitlines()[0]
+            if self.ctx is not None:
+                # registered: the coordinator refused one of our messages and we stop here; say so at
+                # once, with the reason, rather than leaving it to notice a silent node seconds later
+                self._send(T.ERROR, {"error": "NodeFailure", "message": f"the coordinator refused this node's "
+                                     f"message ({e.kind}: {e.remote_message})"[:2000]}, window=self.window)
+            raise
         except BaseException as e:
             aborted = f"{type(e).__name__}: {e}".splitlines()[0]
             raise

@@ -35,6 +35,10 @@ def write_run_outputs(out: Path, summary: dict, plots: bool = True) -> None:
 def format_summary(s: dict, with_breakdown: bool = True) -> str:
     lines = [f"cosim: completed {s['windows']} windows of {s['window_ms']:g} ms = {s['simulated_ms']:g} ms simulated "
              f"in {s['wall_s']:.2f} s ({s['windows_per_s']:.0f} windows/s, real-time factor {s['real_time_factor']:.2f})"]
+    dur = s.get("duration_ms")
+    if dur is not None and abs(s["simulated_ms"] - dur) > 1e-9 * max(dur, 1):
+        lines.append(f"  run.duration_ms {dur:g} ms is not a whole number of windows: the run ends with its last "
+                     f"window at {s['simulated_ms']:g} ms")
     t = s.get("timing", {})
     if "window_wall_ms" in t:
         lines.append(f"  per window: {t['window_wall_ms']:.3f} ms wall at the coordinator")

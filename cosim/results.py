@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,61 @@ from typing import Any, Callable
 
 import h5py
 import numpy as np
+
+
+class ResultsWriteError(RuntimeError):
+    """A results file could not be written (disk full, I/O error). The file was rolled back to
+    the windows durable before the failed flush (`windows` of them); the message says why."""
+
+    def __init__(self, message: str, windows: int):
+        super().__init__(message)
+        self.windows = windows
+
+
+# Space set aside next to each recorded file (a "ballast" file, deleted when a write fails) so
+# that rolling the file back to its last durable window, closing it and writing the status
+# marker still succeed on a full disk.
+RESERVE_BYTES = 64 * 1024
+
+
+METADATA_MARGIN = 64 * 1024      # bytes of HDF5 metadata a flush may write besides new chunks
+
+
+def chunk_bytes_to_append(d: h5py.Dataset, n_rows: int) -> int:
+    """Bytes HDF5 allocates on disk to append `n_rows` rows to chunked dataset `d` (whole new chunks)."""
+    cr = d.chunks[0] if d.chunks else max(n_rows, 1)
+    n0 = d.shape[0]
+    new_chunks = -(-(n0 + n_rows) // cr) - (-(-n0 // cr))
+    return new_chunks * cr * d.dtype.itemsize * int(np.prod(d.shape[1:], dtype=np.int64))
+
+
+def check_space(path: Path, need: int) -> None:
+    """Refuse a flush the file system cannot hold *before* writing anything: HDF5 that runs out of
+    space mid-write leaves datasets it cannot even shrink back (measured: "B-tree key not found"),
+    while a refused flush leaves the file exactly as it was after the previous one."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return
+    if free < need + METADATA_MARGIN:
+        import errno as _errno
+        raise OSError(_errno.ENOSPC, f"{os.strerror(_errno.ENOSPC)} ({need + METADATA_MARGIN} bytes needed "
+                                     f"to flush, {free} free)")
+
+
+def os_reason(e: BaseException) -> str:
+    """'No space left on device' rather than HDF5's multi-line driver message."""
+    import errno as _errno
+    eno = getattr(e, "errno", None)
+    text = str(e)
+    if eno is None:
+        for code in (_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS, _errno.EIO):
+            if f"errno = {code}," in text:
+                eno = code
+                break
+    if eno:
+        return os.strerror(eno)
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 @dataclass
@@ -35,6 +91,13 @@ class WindowRecorder:
                  flush_s: float = 1.0, on_flush: Callable[[int], None] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.failed: str | None = None   # why the last flush failed (the file then stays as it was before)
+        self._reserve = self.path.with_name(f".{self.path.name}.reserve")
+        try:
+            with open(self._reserve, "wb") as r:
+                r.write(bytes(RESERVE_BYTES))
+        except OSError:                   # already too full for the ballast: go on without it
+            self._release_reserve()
         self.f = h5py.File(self.path, "w", libver="latest")
         for k, v in (file_attrs or {}).items():
             self.f.attrs[k] = _attr(v)
@@ -67,19 +130,51 @@ class WindowRecorder:
             self.flush()
 
     def flush(self) -> None:
-        """Write buffered windows and make them durable."""
-        for name, blocks in self._pending.items():
-            d = self.ds[name]
-            n = d.shape[0]
-            arr = np.concatenate(blocks, axis=0)
-            d.resize(n + arr.shape[0], axis=0)
-            d[n:] = arr
+        """Write buffered windows and make them durable.
+
+        If that fails (disk full, I/O error), every dataset is shrunk back to the windows durable
+        before this flush (a consistent prefix; never rows of zeros counted as windows), the
+        buffered windows are dropped and ResultsWriteError is raised; later flushes do nothing."""
+        if self.failed:
+            return
+        rows_before = {name: d.shape[0] for name, d in self.ds.items()}
+        try:
+            check_space(self.path, sum(chunk_bytes_to_append(self.ds[name], sum(b.shape[0] for b in blocks))
+                                       for name, blocks in self._pending.items()))
+            for name, blocks in self._pending.items():
+                d = self.ds[name]
+                n = d.shape[0]
+                arr = np.concatenate(blocks, axis=0)
+                d.resize(n + arr.shape[0], axis=0)
+                d[n:] = arr
+            self.f.flush()
+        except Exception as e:       # h5py raises OSError, sometimes RuntimeError, for a failed write
+            self._roll_back(rows_before, os_reason(e))
+            raise ResultsWriteError(f"cannot write {self.path}: {self.failed}; it holds the first "
+                                    f"{self.flushed} windows", self.flushed) from None
         self._pending = {}
-        self.f.flush()
         self._last_flush = time.monotonic()
         self.flushed = self.windows
         if self.on_flush is not None:
             self.on_flush(self.flushed)
+
+    def _roll_back(self, rows_before: dict[str, int], reason: str) -> None:
+        self.failed = reason
+        self._pending = {}
+        self._release_reserve()       # room for the metadata the roll-back and the close write
+        try:
+            for name, n in rows_before.items():
+                if self.ds[name].shape[0] != n:
+                    self.ds[name].resize(n, axis=0)
+            self.f.flush()
+        except Exception:             # the status marker still says how many windows are valid
+            pass
+
+    def _release_reserve(self) -> None:
+        try:
+            self._reserve.unlink()
+        except OSError:
+            pass
 
     def tick(self) -> None:
         """Flush if windows have waited `flush_s` (call it from an idle loop: slow windows stay durable)."""
@@ -87,10 +182,18 @@ class WindowRecorder:
             self.flush()
 
     def close(self) -> None:
+        """Flush and close; after a failed write, close what is there (raising nothing more)."""
         if self.f:
-            self.flush()
-            self.f.close()
-            self.f = None
+            try:
+                self.flush()
+            finally:
+                try:
+                    self.f.close()
+                except Exception:
+                    if not self.failed:
+                        raise
+                self.f = None
+                self._release_reserve()
 
 
 def open_h5(path: str | Path) -> h5py.File:
@@ -116,7 +219,11 @@ def write_status(results_dir: str | Path, who: str, **status: Any) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     p = d / f"status_{who}.json"
     tmp = p.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"who": who, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **status},
-                              indent=2, default=str))
-    os.replace(tmp, p)
+    try:
+        tmp.write_text(json.dumps({"who": who, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **status},
+                                  indent=2, default=str))
+        os.replace(tmp, p)
+    except OSError:                  # e.g. disk full: the previous marker stays, no empty leftover
+        tmp.unlink(missing_ok=True)
+        raise
     return p

@@ -39,6 +39,18 @@ class RemoteError(RuntimeError):
         self.kind, self.remote_message = kind, message
 
 
+def printable(value, limit: int = 80) -> str:
+    """`value` as text safe for one log line: control characters (newlines that would forge a log
+    line, terminal escapes) escaped as \\n, \\x1b …, and at most `limit` characters (then
+    "…(+N chars)"). For anything a peer sent that reaches a log or a reason line."""
+    text = value if isinstance(value, str) else str(value)
+    cut = len(text) - limit
+    if cut > 0:
+        text = text[:limit]
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return out + (f"…(+{cut} chars)" if cut > 0 else "")
+
+
 class RejectCounter:
     """Counts rejections per kind; logs the first of each kind, then at most one line per kind
     every `every_s` seconds (a flood of hostile input must not flood the log)."""
@@ -53,7 +65,8 @@ class RejectCounter:
         now = time.monotonic()
         if n == 1 or now - self._logged.get(kind, now) >= self.every_s:
             self._logged[kind] = now
-            log.warning("%s: rejected %s message from %s (%d so far): %s", self.where, kind, peer, n, detail)
+            log.warning("%s: rejected %s message from %s (%d so far): %s", self.where, printable(kind, 64),
+                        printable(peer, 80), n, printable(detail, 400))
 
     def total(self) -> int:
         return sum(self.counts.values())
@@ -143,18 +156,22 @@ class Heartbeat(threading.Thread):
             last_loop = time.monotonic()
             while not self._stop.is_set():
                 now = time.monotonic()
-                if now - last_loop > max(2 * self.interval_ms / 1000, 0.5):
-                    # this thread itself did not run (the main thread held the GIL: imports, JIT, a long
-                    # C call): no evidence against the coordinator; give it a fresh timeout
-                    self.last_reply, next_send = now, 0.0
-                last_loop = now
                 if now >= next_send:
                     ch.send(Message(MessageType.HEARTBEAT, dict(self.status), node=self.node))
                     next_send = now + self.interval_ms / 1000
-                msg = ch.recv(min(self.interval_ms, 100))
+                wait_ms = min(self.interval_ms, 100)
+                msg = ch.recv(wait_ms)
+                now = time.monotonic()
                 if msg is not None and msg.type == MessageType.HEARTBEAT:
-                    self.last_reply = time.monotonic()
-                if time.monotonic() - self.last_reply > self.timeout_ms / 1000:
+                    self.last_reply = now
+                # the starvation guard, checked before the timeout (a stall usually ends inside
+                # recv()): if this loop took far longer than its own wait, this thread itself did not
+                # run (the main thread held the GIL: imports, JIT, a long C call; or the whole process
+                # was stopped): no evidence against the coordinator; give it a fresh timeout
+                if now - last_loop > wait_ms / 1000 + max(2 * self.interval_ms / 1000, 0.5):
+                    self.last_reply, next_send = now, 0.0
+                last_loop = now
+                if now - self.last_reply > self.timeout_ms / 1000:
                     log.error("%s: no heartbeat from the coordinator for %d ms", self.node, self.timeout_ms)
                     self.lost.set()
                     return

@@ -3,12 +3,16 @@
 Table-driven: each case mutates a valid config. Static mistakes are refused by `cosim validate`
 (and would be by `cosim run`); mistakes only visible once the nodes describe themselves (the
 connectome: region ranges, the smallest delay) or that touch the machine (ports) are refused
-by `cosim run` during setup. Every refusal: exit code 2, one line naming the field, no
+by `cosim run` during setup (`cosim validate` and `cosim run` check regions and the window
+against the connectome too, before a results folder exists). Every refusal: exit code 2, one line naming the field, no
 traceback, and for `cosim run` no window simulated (no coordinator.h5, no process left).
 """
 from __future__ import annotations
 
 import copy
+import os
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -73,6 +77,29 @@ STATIC = [
     ("max_message_too_small", _set("coordinator.max_message_bytes", 100), ["coordinator.max_message_bytes"]),
     ("missing_connectivity_file", _set("tvb.connectivity", "/nonexistent/connectivity_76.zip"),
      ["tvb.connectivity", "not found"]),
+    # values that passed validation and failed late (issue "Reliability II" §2)
+    ("max_message_bytes_huge", _set("coordinator.max_message_bytes", 1e20), ["coordinator.max_message_bytes"]),
+    ("seed_beyond_32_bits", _set("run.seed", 2**100), ["run.seed"]),
+    ("duration_huge", _set("run.duration_ms", 1e308), ["run.duration_ms"]),
+    ("dt_tiny", _set("tvb.dt_ms", 1e-300), ["tvb.dt_ms"]),
+    ("dt_inf", _set("tvb.dt_ms", float("inf")), ["tvb.dt_ms", "finite"]),
+    ("speed_tiny", _set("tvb.conduction_speed_mm_per_ms", 1e-300), ["tvb.conduction_speed_mm_per_ms"]),
+    ("noise_inf", _set("tvb.integrator.noise_sigma", float("inf")), ["tvb.integrator.noise_sigma", "finite"]),
+    ("coupling_nan", _set("tvb.coupling_a", float("nan")), ["tvb.coupling_a", "finite"]),
+    ("model_param_nan", _set("tvb.model", {"G": float("nan")}), ["tvb.model.G", "finite"]),
+    ("hb_timeout_huge", _set("coordinator.heartbeat_timeout_ms", 10**30), ["coordinator.heartbeat_timeout_ms"]),
+    ("bad_router_address", _set("coordinator.router", "localhost:5555"), ["coordinator.router", "ZeroMQ address"]),
+    ("router_port_out_of_range", _set("coordinator.router", "tcp://127.0.0.1:99999"), ["coordinator.router", "99999"]),
+    # checks that need the connectome or files (noop: its synthetic connectome, delays 16 steps)
+    ("window_longer_than_min_delay", _set("run.window_ms", 3.2), ["run.window_ms", "longer than the smallest delay"]),
+    ("region_out_of_range", _set("spiking_nodes.0.regions", [3, 500]), ["spiking_nodes[0].regions", "500"]),
+    ("neuron_dt_does_not_divide", _set("spiking_nodes", [{"name": "spiking", "backend": "netpyne", "regions": [3],
+                                                          "params": {"dt_ms": 0.03}}]),
+     ["spiking_nodes[0].params.dt_ms", "does not divide"]),
+    ("missing_model_file", _set("spiking_nodes", [{"name": "spiking", "backend": "netpyne", "regions": [3],
+                                                   "params": {"model_file": {"path": "/nonexistent/model.py", "populations": {
+                                                                  "E": {"region": 3, "role": "exc"}}}}}]),
+     ["spiking_nodes[0].params.model_file.path", "not found"]),
     ("not_yaml", "run: {duration_ms: [1, 2\n", ["not valid YAML"]),
     ("not_a_mapping", "- a\n- b\n", ["top level must be a mapping"]),
 ]
@@ -149,3 +176,56 @@ def test_mistakes_found_at_setup_are_refused_by_run(tmp_path, name, case, words)
     _check_refusal(p, words)
     assert not (out / "coordinator.h5").exists()      # no window was simulated
     assert not cosim_processes(str(out))
+
+
+def test_window_longer_than_the_causal_limit_of_the_default_connectome(tmp_path):
+    """The TVB connectome (tvb-data's 76 regions, regions 33 and 71): the smallest crossing delay
+    is 49 steps (4.9 ms): 5.0 ms is refused by validate, 4.9 ms passes."""
+    def cfg(window):
+        return lambda c: (c["spiking_nodes"][0].update(backend="reference", regions=[33, 71]),
+                          c["run"].update(window_ms=window))
+    p = subprocess.run(PY + ["validate", _write(tmp_path, cfg(5.0))], capture_output=True, text=True, timeout=120)
+    _check_refusal(p, ["run.window_ms", "longer than the smallest delay", "4.9"])
+    p = subprocess.run(PY + ["validate", _write(tmp_path, cfg(4.9))], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+
+
+def test_refused_run_leaves_no_results_folder(tmp_path):
+    """Refused by `cosim run` (here: the causal window, checked before anything is created)."""
+    out = tmp_path / "out"
+    p = subprocess.run(PY + ["run", _write(tmp_path, _set("run.window_ms", 3.2)), "--out", str(out), "--no-plots"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    _check_refusal(p, ["run.window_ms"])
+    assert not out.exists()
+
+
+def test_refused_at_setup_leaves_no_results_folder(tmp_path):
+    """Refused only once the nodes run (a node rejects its parameters while building): exit 2,
+    no window simulated, and the folder the launcher created is removed."""
+    out = tmp_path / "out"
+    case = _set("spiking_nodes", [{"name": "spiking", "backend": "reference", "regions": [33],
+                                   "params": {"dt_ms": 0.05}}])
+    p = subprocess.run(PY + ["run", _write(tmp_path, case), "--out", str(out), "--no-plots"],
+                       capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    _check_refusal(p, ["spiking"])
+    assert not out.exists(), list(out.rglob("*"))
+    assert not cosim_processes(str(out))
+
+
+def test_bad_coordinator_address_of_a_node_is_one_line(tmp_path):
+    p = subprocess.run(PY + ["tvb-node", "--coordinator", "127.0.0.1:5555", "--register-timeout-ms", "2000"],
+                       capture_output=True, text=True, timeout=60)
+    _check_refusal(p, ["--coordinator", "ZeroMQ address"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare (a private mount)")
+def test_read_only_out_is_one_line_exit_2(tmp_path):
+    """`--out` on a read-only file system (a private read-only tmpfs: root ignores file modes)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    cfg = _write(tmp_path, lambda c: None)
+    for cmd in (["run", cfg, "--out", str(ro / "run"), "--no-plots"], ["coordinator", cfg, "--out", str(ro / "run")]):
+        argv = " ".join(shlex.quote(x) for x in PY + cmd)
+        p = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o ro,size=100k tmpfs {ro} && exec {argv}"],
+                           capture_output=True, text=True, timeout=120)
+        _check_refusal(p, ["--out", "Read-only file system"])

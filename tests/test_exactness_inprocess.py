@@ -198,3 +198,38 @@ def test_config_errors(tmp_path):
     ctx = RunContext(config={"tvb": {"dt_ms": 0.1}}, node_name="tvb", regions=(33, 71), tvb_dt_ms=0.05, tick_ms=0.05)
     with pytest.raises(ValueError, match="differs from tvb.dt_ms"):
         a.requires(ctx)
+
+
+def _bypass_causality_guard(monkeypatch):
+    """Let the adapters run a window longer than causal (they refuse it otherwise), to see what
+    the exactness check makes of it."""
+    import services.reference_node.adapter as ref_mod
+    import services.tvb_node.adapter as tvb_mod
+    for mod in (ref_mod, tvb_mod):
+        monkeypatch.setattr(mod, "crossing_min_delay_steps", lambda *a, **k: None)
+
+
+def test_too_long_window_is_a_mismatch_when_dynamics_differ(tmp_path, monkeypatch):
+    """Issue "Reliability II" §3: with the reference node's own I_ext on its regions, TVB's stand-in
+    for them is wrong, so only correctly timed exchange keeps TVB's regions exact. A window one
+    step past the largest causal one (31 > D + 1 = 30 for {3, 41, 40}) makes TVB read proxy
+    history that has not arrived (its stand-in): the results differ from TVB alone.
+    With identical dynamics on both sides the same too-long window still matches bit for bit,
+    which is why such a test cannot catch a timing error."""
+    _bypass_causality_guard(monkeypatch)
+    nodes = {"spiking": [3, 41, 40]}
+    # identical dynamics: the timing error goes unnoticed
+    res, _, alone, spiking = run_case(tmp_path / "hom", nodes, 60.0, window_steps=31)
+    assert res.W == 31
+    assert_exact(tmp_path / "hom", res, nodes, alone, spiking)
+    # different dynamics on the reference's regions: the same error is a mismatch
+    res, _, alone, spiking = run_case(tmp_path / "het", nodes, 60.0, iext=0.1, window_steps=31)
+    with pytest.raises(AssertionError, match="raw/S_"):
+        assert_exact(tmp_path / "het", res, nodes, alone, spiking)
+    with h5py.File(tmp_path / "het" / "tvb.h5", "r") as f:
+        own = np.setdiff1d(np.arange(76), spiking)
+        diff = np.abs(f["raw"]["S_e"][:][:, own] - alone[:, 0, own]).max()
+    assert diff > 1e-12, diff
+    # and at the largest causal window (30) the heterogeneous case is exact
+    res, _, alone, spiking = run_case(tmp_path / "ok", nodes, 60.0, iext=0.1, window_steps=30)
+    assert_exact(tmp_path / "ok", res, nodes, alone, spiking)

@@ -14,22 +14,31 @@ from services.tvb_node.windowed import build_simulator
 DURATION_MS = 500.0
 
 
-def tvb_alone(cfg_dict: dict) -> tuple[np.ndarray, np.ndarray]:
+def tvb_alone(cfg_dict: dict, region_params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     cfg = parse_config(cfg_dict)
-    sim = build_simulator(cfg.tvb, cfg.run.seed)
+    sim = build_simulator(cfg.tvb, cfg.run.seed, region_params)
     np.random.seed(cfg.run.seed)   # the deterministic integrator draws the initial history from it
     sim.configure()
     (t, y), = sim.run(simulation_length=DURATION_MS)
     return t, y[:, :, :, 0]          # (T, svar, N)
 
 
-@pytest.mark.parametrize("regions", [[33, 71], [0, 1, 40]])
-def test_reference_cosimulation_equals_tvb_alone(cosim, regions):
+# (regions, the reference node's own I_ext on them or None). With an I_ext of its own the
+# reference node's dynamics differ from TVB's stand-in for those regions, so only correctly timed
+# exchange keeps TVB's regions exact (issue "Reliability II" §3; a too-long window is then a
+# mismatch: test_exactness_inprocess.py::test_too_long_window_is_a_mismatch_when_dynamics_differ)
+@pytest.mark.parametrize("regions,iext", [([33, 71], None), ([0, 1, 40], None), ([33, 71], 0.1), ([3, 41, 40], 0.1)])
+def test_reference_cosimulation_equals_tvb_alone(cosim, regions, iext):
     cfg = {"run": {"name": "exact", "duration_ms": DURATION_MS, "seed": 3},
-           "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": regions}]}
+           "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": regions,
+                              "params": {"model": {"I_ext": iext}} if iext is not None else {}}]}
     r = cosim(cfg, "--no-plots")
     assert r.code == 0, r.stderr[-2000:]
-    t, ref = tvb_alone(cfg)
+    region_params = {"I_ext": {rg: iext for rg in regions}} if iext is not None else None
+    t, ref = tvb_alone(cfg, region_params)
+    if iext is not None:      # the stand-in really is wrong for these regions
+        _, hom = tvb_alone(cfg)
+        assert np.abs(hom[:2000, 0][:, regions] - ref[:2000, 0][:, regions]).max() > 1e-3
     with h5py.File(r.out / "tvb.h5", "r") as f:
         raw = f["raw"]
         got_t = raw["time_ms"][:]
@@ -40,10 +49,19 @@ def test_reference_cosimulation_equals_tvb_alone(cosim, regions):
     assert np.allclose(got_t[:n], t[:n])
     rows = from_spiking[:n]
     assert rows.sum() >= n - 100                 # proxy columns really came from the other process
-    for name, got, want in (("S_e", S_e, ref[:, 0]), ("S_i", S_i, ref[:, 1])):
+    # columns compared: every region for S_e; for S_i, TVB's own regions (tvb.h5's proxy S_i is
+    # TVB's stand-in by default, right only when the dynamics are the same on both sides)
+    cols_i = np.arange(S_i.shape[1]) if iext is None else np.setdiff1d(np.arange(S_i.shape[1]), regions)
+    for name, got, want in (("S_e", S_e, ref[:, 0]), ("S_i", S_i[:, cols_i], ref[:, 1][:, cols_i])):
         g, w = got[:n][rows], want[:n][rows]
         rel = np.abs(g - w) / np.maximum(np.abs(w), 1e-300)
         assert rel.max() <= 1e-9, f"{name}: max relative error {rel.max():.3g}"
         assert np.array_equal(g, w), f"{name} differs from TVB alone in the last bits"
     # and the proxies are not trivially equal to TVB's own stand-in: the run really exchanged data
     assert not np.allclose(S_e[:n, regions], 0)
+    # the reference node's own file: its regions, both variables, bit for bit
+    with h5py.File(r.out / "spiking.h5", "r") as f:
+        for i, v in enumerate(("S_e", "S_i")):
+            got = f["raw"][v][:]
+            m = min(len(got), n)
+            assert np.array_equal(got[:m], ref[:m, i][:, regions]), f"spiking.h5 raw/{v} differs from TVB alone"

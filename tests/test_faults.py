@@ -183,3 +183,72 @@ def test_node_restarted_after_the_heartbeat_timeout_during_setup(tmp_path):
         s.start_node("tvb")
         codes = s.wait_exit(["coordinator", "tvb", "spiking"], timeout=120)
         assert codes == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
+
+
+def test_node_stopped_longer_than_the_timeout_during_setup_carries_on(tmp_path):
+    """A node frozen (SIGSTOP) for 2.5 × the heartbeat timeout while it waits for PREPARE: its own
+    heartbeat thread did not run either, so that is no evidence against the coordinator (the
+    starvation guard); the node must not conclude the coordinator is gone, and the run completes.
+    (Before the fix the thread checked its timeout right after recv(), before the guard reset it.)"""
+    cfg = noop_config(duration_ms=16)
+    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": HB_MS, "setup_timeout_ms": 60000}
+    cfg["run"]["progress"] = False
+    with Services(cfg, tmp_path) as s:
+        s.start_coordinator()
+        s.start_node("spiking")
+        wait_for(lambda: "registered spiking" in s.log("coordinator"), 60, "the spiking node to register")
+        time.sleep(0.5)
+        os.kill(s.pid("spiking"), signal.SIGSTOP)
+        time.sleep(2.5 * HB_MS / 1000)
+        os.kill(s.pid("spiking"), signal.SIGCONT)
+        time.sleep(0.5)
+        s.start_node("tvb")
+        codes = s.wait_exit(["coordinator", "tvb", "spiking"], timeout=120)
+        assert codes == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
+        assert "stopped answering" not in s.log("spiking")
+
+
+def _kill_coordinator_of(out, when, got: dict) -> None:
+    """SIGKILL the coordinator of the `cosim run` writing to `out` once `when(out)` holds."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        procs = cosim_processes(f" coordinator {out / 'config.yaml'} ")
+        if procs and when(out):
+            os.kill(procs[0][0], signal.SIGKILL)
+            got.update(pid=procs[0][0], t=time.time())
+            return
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("phase", ["running", "setup"])
+def test_coordinator_death_is_reported_by_cosim_run(cosim, tmp_path, phase):
+    """`cosim run` whose coordinator is SIGKILLed: exit 1 (documented: the run failed) and a line
+    saying the coordinator died, how, and how many windows are kept. Before the fix: exit 247
+    (-9 passed to sys.exit) and the reason printed was the status marker's "running …" or,
+    during setup, whatever INFO line the coordinator logged last."""
+    got: dict = {}
+    if phase == "running":
+        cfg = noop_config(duration_ms=20000, step_sleep_ms=1.0)
+        when = lambda out: (out / "coordinator.h5").exists() and time.sleep(0.5) is None
+    else:
+        cfg = ref_config(DURATION, hb_timeout_ms=HB_MS)      # the TVB node takes seconds to set up
+        when = lambda out: "registered" in ((out / "logs" / "coordinator.log").read_text()
+                                             if (out / "logs" / "coordinator.log").exists() else "")
+    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": HB_MS}
+    t = threading.Thread(target=_kill_coordinator_of, args=(tmp_path / "out", when, got))
+    t.start()
+    try:
+        r = cosim(cfg, "--no-plots", timeout=120)
+    finally:
+        t.join()
+    assert got, "the coordinator was never seen"
+    assert r.code == 1, (r.code, r.stderr)
+    lines = [l for l in r.stderr.splitlines() if l.startswith("cosim: run failed")]
+    assert len(lines) == 1, r.stderr
+    assert "the coordinator died (killed by SIGKILL)" in lines[0], lines[0]
+    if phase == "running":
+        assert "windows" in lines[0] and "coordinator.h5" in lines[0], lines[0]
+    else:
+        assert "during setup" in lines[0], lines[0]
+    assert "INFO" not in lines[0] and "running (" not in lines[0]
+    assert not cosim_processes(str(r.out))

@@ -171,3 +171,79 @@ def test_an_authorized_key_cannot_register_under_another_nodes_name(tmp_path, pr
     procs(PY + ["tvb-node", "--backend", "noop", "--coordinator", router, "--keys", str(keys)], tmp_path / "tvb.log")
     procs(PY + ["spiking-node", "--coordinator", router, "--keys", str(keys)], tmp_path / "spiking.log")
     assert coord.wait(timeout=60) == 0, (tmp_path / "coordinator.log").read_text()[-3000:]
+
+
+def test_plaintext_attempts_under_curve_are_logged_rate_limited_and_counted(tmp_path, procs):
+    """Clients without CURVE never reach the protocol (libzmq refuses them in the handshake); the
+    coordinator now sees them through a socket monitor: one log line for the first, counted in
+    status_coordinator.json, and the run with the real (CURVE) nodes still completes."""
+    import json
+    keys = tmp_path / "keys"
+    security.generate(keys, ["coordinator", "tvb", "spiking"])
+    cfg, out = _config(tmp_path, keys, duration_ms=50), tmp_path / "out"
+    router = f"tcp://127.0.0.1:{free_port()}"
+    coord = procs(PY + ["coordinator", str(cfg), "--router", router, "--pub", f"tcp://127.0.0.1:{free_port()}",
+                        "--out", str(out), "--no-plots"], tmp_path / "coordinator.log")
+    ctx = zmq.Context()
+    socks = []
+    try:
+        for i in range(30):               # 30 plaintext clients, each sending a REGISTER-like frame
+            s = ctx.socket(zmq.DEALER)
+            s.linger = 0
+            s.connect(router)
+            s.send(b"plaintext hello")
+            socks.append(s)
+        deadline = time.monotonic() + 30
+        while "PlaintextConnection" not in (tmp_path / "coordinator.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "coordinator.log").read_text()
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        for s in socks:
+            s.close()
+        ctx.term()
+    procs(PY + ["tvb-node", "--backend", "noop", "--coordinator", router, "--keys", str(keys)], tmp_path / "tvb.log")
+    procs(PY + ["spiking-node", "--coordinator", router, "--keys", str(keys)], tmp_path / "spiking.log")
+    assert coord.wait(timeout=60) == 0, (tmp_path / "coordinator.log").read_text()[-3000:]
+    log = (tmp_path / "coordinator.log").read_text()
+    lines = [l for l in log.splitlines() if "rejected PlaintextConnection" in l]
+    assert len(lines) == 1, lines                 # rate-limited: one line, not 30
+    counts = json.loads((out / "status_coordinator.json").read_text())["rejected_messages"]
+    assert counts.get("PlaintextConnection", 0) >= 30, counts
+
+
+def test_register_fields_cannot_forge_or_flood_log_lines(tmp_path, procs):
+    """REGISTER fields reach the log: a newline in `host` must not start a forged line, 100 kB must
+    not land as one line, and a refused name is shown escaped and bounded too."""
+    import msgpack
+    from proto import codec
+    from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
+    cfg = {"run": {"name": "inj", "duration_ms": 50, "results_dir": str(tmp_path), "progress": False},
+           "spiking_nodes": [{"name": "spiking", "backend": "noop", "regions": [3, 5]}],
+           "coordinator": {"heartbeat_interval_ms": 200, "heartbeat_timeout_ms": 2000, "setup_timeout_ms": 4000}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    router = f"tcp://127.0.0.1:{free_port()}"
+    coord = procs(PY + ["coordinator", str(path), "--router", router, "--pub", f"tcp://127.0.0.1:{free_port()}",
+                        "--out", str(tmp_path / "out"), "--no-plots"], tmp_path / "coordinator.log")
+    forged = "2026-01-01 00:00:00,000 coordinator ERROR FORGED: the run was tampered with"
+    ctx = zmq.Context()
+    try:
+        for name, host in (("spiking", "evil\n" + forged), ("tvb", "h" * 100_000),
+                           ("nobody\n" + forged, "x"), ("n" * 100_000, "x")):
+            s = ctx.socket(zmq.DEALER)
+            s.linger = 0
+            s.setsockopt(zmq.IDENTITY, f"inj{len(name)}#{'0' * 12}".encode())
+            s.connect(router)
+            s.send_multipart(codec.encode(Message(T.REGISTER, {
+                "name": name, "role": "tvb" if name == "tvb" else "spiking", "backend": "",
+                "protocol": PROTOCOL_VERSION, "pid": 1, "host": host, "token": "t" * 32}, node=name[:64], msg_id=1)))
+            s.poll(3000)
+            s.close()
+    finally:
+        ctx.term()
+    assert coord.wait(timeout=60) != 0           # nobody really ran: the setup times out
+    log = (tmp_path / "coordinator.log").read_text()
+    assert not any(l.startswith(forged[:30]) for l in log.splitlines()), log[-3000:]
+    assert max(len(l) for l in log.splitlines()) < 2000, max(len(l) for l in log.splitlines())
+    assert "evil\\n2026" in log                   # shown, escaped

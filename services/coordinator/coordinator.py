@@ -6,6 +6,7 @@ message type has one handler in `self.handlers`. State: SETUP → RUNNING → FI
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -17,7 +18,8 @@ import zmq
 
 from cosim.adapter import SignalSpec
 from cosim.config import ConfigError, RunConfig, ticks_of
-from cosim.transport import RejectCounter
+from cosim.results import ResultsWriteError, os_reason
+from cosim.transport import RejectCounter, printable
 from proto import codec
 from proto.messages import PROTOCOL_VERSION, Message, MessageType as T, error
 from services.coordinator import routing
@@ -33,6 +35,10 @@ _WATCH = "<watch>"
 # at most this many queued messages are handled before timers are checked again (a flood of
 # messages must not delay the detection of a dead node)
 _MAX_BATCH = 500
+# the window when no connection crosses between nodes (any window is causal then)
+NO_CROSSING_WINDOW_MS = 10.0
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
 class RunFailed(RuntimeError):
@@ -56,6 +62,7 @@ class Peer:
     silent_warned: bool = False
     stuck_since: float | None = None    # idle (per its heartbeats) although the run waits for it
     stuck_done: int | None = None
+    refused: str | None = None          # the last of its messages the coordinator answered with ERROR
 
 
 class Coordinator:
@@ -109,9 +116,13 @@ class Coordinator:
         self.router.setsockopt(zmq.MAXMSGSIZE, self.cc.max_message_bytes)
         self.pub = self.zctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
+        self.monitors: list[tuple[zmq.Socket, zmq.Socket, str]] = []
         if self.curve is not None:
             self.curve.apply_server(self.zctx, self.router)
             self.curve.apply_server(self.zctx, self.pub)
+            # a plaintext (or otherwise broken) handshake never reaches the application: watch for it
+            for sock, what in ((self.router, "ROUTER"), (self.pub, "PUB")):
+                self.monitors.append((sock, sock.get_monitor_socket(_HANDSHAKE_FAILED), what))
         for sock, addr, what in ((self.router, self.cc.router, "coordinator.router"), (self.pub, self.cc.pub, "coordinator.pub")):
             try:
                 sock.bind(addr)
@@ -193,8 +204,13 @@ class Coordinator:
             raise self.failure from None
         finally:
             self.close_record()
+            for sock, mon, _ in self.monitors:
+                sock.disable_monitor()
+                mon.close(linger=0)
             self.router.close(linger=500)
             self.pub.close(linger=200)      # the last broadcasts (completed/aborted) get a chance to leave
+        if self.failure is not None:     # found only while closing (the last flush failed)
+            raise self.failure
         return self.summary()
 
     @property
@@ -251,6 +267,7 @@ class Coordinator:
         handler = self.handlers.get(msg.type)
         if handler is None or msg.type == T.REGISTER:
             self.rejects.reject("UnexpectedMessage", f"{msg!r} is not sent by nodes", name)
+            peer.refused = f"its {msg.type.value} was refused: not sent by nodes"
             self.send(peer, T.ERROR, {"error": "UnexpectedMessage", "message": f"{msg.type.value} is not accepted"}, parent=msg)
             return
         try:
@@ -261,6 +278,7 @@ class Coordinator:
             raise RunFailed(str(e), 2) from None
         except Exception as e:  # a well-formed but nonsensical message must not kill the run
             self.rejects.reject("BadContent", f"{msg!r}: {type(e).__name__}: {e}", name)
+            peer.refused = f"its {msg.type.value} for window {msg.window} was refused: {type(e).__name__}: {e}"
             self.send(peer, T.ERROR, {"error": "MalformedMessage", "message": f"{type(e).__name__}: {e}"}, parent=msg)
 
     def check_timers(self) -> None:
@@ -278,14 +296,35 @@ class Coordinator:
                                     self.cc.setup_timeout_ms)
                         p.silent_warned = True
                     continue
+                after = f" (after {p.refused})" if p.refused else ""
                 raise RunFailed(self.where(p.name, f"no heartbeat for {now - p.last_seen:.1f} s "
-                                                   f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung"))
+                                                   f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung{after}"))
+        self.check_handshakes()
         if self.record is not None:
-            self.record.tick()      # durable at least every flush_s, even while a window is slow
+            with self._writing():
+                self.record.tick()      # durable at least every flush_s, even while a window is slow
         if self.state == "SETUP" and now - self.t_setup > self.cc.setup_timeout_ms / 1000:
             missing = [f"{p.name} ({p.state})" for p in self.peers.values() if p.state != "ready"]
             raise RunFailed(f"setup timed out after {self.cc.setup_timeout_ms} ms; not ready: {', '.join(missing)} "
                             f"(are they started and pointed at {self.router_addr}?)")
+
+    def check_handshakes(self) -> None:
+        """Connections refused during the ZMTP handshake under CURVE: plaintext clients (mechanism
+        mismatch) and failed handshakes, counted and logged like rejected messages (the first of
+        each kind, then at most once a minute). libzmq does not tell the peer's address here;
+        refused keys are logged with their address by the ZAP handler (cosim.security)."""
+        from zmq.utils.monitor import recv_monitor_message
+        for _sock, mon, what in self.monitors:
+            for _ in range(_MAX_BATCH):
+                if not mon.poll(0):
+                    break
+                ev = recv_monitor_message(mon)
+                if ev["value"] == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1):
+                    self.rejects.reject("PlaintextConnection", f"a client without CURVE tried {what} "
+                                        f"{ev['endpoint'].decode(errors='replace')}: refused in the handshake", "?")
+                else:
+                    self.rejects.reject("HandshakeFailed", f"{what} handshake failed: event "
+                                        f"{zmq.Event(ev['event']).name}, code {ev['value']}", "?")
 
     def check_stuck(self, peer: Peer, hb: dict) -> None:
         """§8: a node whose heartbeats say it waits for a STEP (or END) that the coordinator sent,
@@ -330,29 +369,33 @@ class Coordinator:
             self.rejects.reject(f"Register{kind}", text, repr(rid[:40]))
             self._send_to(rid, error(msg, kind, text))
         if c["protocol"] != PROTOCOL_VERSION:
-            return reply("VersionMismatch", f"coordinator speaks protocol {PROTOCOL_VERSION}, node {c['protocol']}")
+            return reply("VersionMismatch", f"coordinator speaks protocol {PROTOCOL_VERSION}, node {printable(c['protocol'], 20)}")
         name = c["name"]
+        # REGISTER comes from anyone who can connect: every field that reaches a log line or a reply
+        # is escaped (a newline would forge a log line) and bounded (100 kB would land as one line)
+        shown = printable(repr(name), 80)
         peer = self.peers.get(name)
         if peer is None:     # refusals are logged by the reject counter: once per kind, not once per message
-            return reply("UnknownNode", f"no node named {name!r} in this run; expected {sorted(self.peers)}")
+            return reply("UnknownNode", f"no node named {shown} in this run; expected {sorted(self.peers)}")
         if peer.role != c["role"]:
-            return reply("ConfigRejected", f"node {name!r} must have role {peer.role!r}, not {c['role']!r}")
+            return reply("ConfigRejected", f"node {shown} must have role {peer.role!r}, not {printable(repr(c['role']), 40)}")
         if peer.role == "spiking" and c["backend"] and c["backend"] != self.cfg.node(name).backend:
-            return reply("ConfigRejected", f"node {name!r} runs backend {c['backend']!r}, "
+            return reply("ConfigRejected", f"node {shown} runs backend {printable(repr(c['backend']), 80)}, "
                                            f"the config asks for {self.cfg.node(name).backend!r}")
         if peer.routing_id is not None:
             if peer.token == c["token"]:
                 return  # duplicate
             stale = time.monotonic() - peer.last_seen > 2 * self.cc.heartbeat_interval_ms / 1000
             if self.state != "SETUP" or not stale:
-                return reply("NameInUse", f"node name {name!r} is already in use by a live process "
-                                          f"(refused pid {c.get('pid')} on {c.get('host')})")
+                return reply("NameInUse", f"node name {shown} is already in use by a live process "
+                                          f"(refused pid {printable(c.get('pid'), 20)} on {printable(c.get('host'), 80)})")
             log.warning("coordinator: node %r re-registered (restarted); replacing its registration", name)
             self._send_to(peer.routing_id, error(None, "NameInUse", "replaced by a restarted process with this name"))
             self.by_rid.pop(peer.routing_id, None)
         peer.routing_id, peer.token, peer.last_seen, peer.state = rid, c["token"], time.monotonic(), "registered"
         self.by_rid[rid] = name
-        log.info("coordinator: registered %s (%s, pid %s on %s)", name, c["role"], c.get("pid"), c.get("host"))
+        log.info("coordinator: registered %s (%s, pid %s on %s)", name, c["role"], printable(c.get("pid"), 20),
+                 printable(c.get("host"), 80))
         self.publish("event", {"event": "registered", "node": name})
         regions = self.cfg.spiking_regions() if peer.role == "tvb" else self.cfg.node(name).regions
         self.send(peer, T.CONFIGURE, {
@@ -394,17 +437,26 @@ class Coordinator:
         groups = [set(nd.regions) for nd in self.cfg.spiking_nodes]
         groups.insert(0, set(range(n)) - set().union(*groups))
         d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
-        steps = round(self.cfg.run.duration_ms / self.tvb_dt_ms)
-        max_w = max(int(d), 1) if d is not None else steps    # nothing crosses: any window is causal
-        if self.cfg.run.window_ms is None:
-            self.W = max_w
+        steps = max(1, round(self.cfg.run.duration_ms / self.tvb_dt_ms))
+        if d is None:
+            # nothing crosses: any window is causal; ordinary windows keep progress, recording and
+            # the monitors working (one window for the whole run did not)
+            max_w = None
+            self.W = min(steps, max(1, round(NO_CROSSING_WINDOW_MS / self.tvb_dt_ms)))
         else:
+            max_w = max(int(d), 1)          # a delay of 0 steps still allows a window of 1 (D + 1)
+            self.W = max_w
+        if self.cfg.run.window_ms is not None:
             self.W = ticks_of(self.cfg.run.window_ms, self.tvb_dt_ms, "run.window_ms (whole TVB steps)")
-            if self.W > max_w:
-                raise RunFailed(f"run.window_ms: {self.cfg.run.window_ms} ms is longer than the smallest delay "
-                                f"between differently simulated regions ({max_w} steps = {max_w * self.tvb_dt_ms:g} ms); "
-                                f"use at most {max_w * self.tvb_dt_ms:g}", 2)
+            if max_w is not None and self.W > max_w:
+                raise RunFailed(f"run.window_ms: {window_limit_text(self.cfg.run.window_ms, int(d), self.tvb_dt_ms)}", 2)
         self.K = max(1, math.ceil(steps / self.W))
+        if self.K * self.W != steps:
+            # windows are whole (every node steps W at a time, exactly): the run ends at the end of
+            # the last window, up to one window past run.duration_ms; the summary says so
+            log.warning("coordinator: run.duration_ms %g ms is not a whole number of %g ms windows: "
+                        "simulating %g ms (%d windows)", self.cfg.run.duration_ms, self.W * self.tvb_dt_ms,
+                        self.K * self.W * self.tvb_dt_ms, self.K)
         owner = {r: "tvb" for r in range(n)}
         for nd in self.cfg.spiking_nodes:
             owner.update({r: nd.name for r in nd.regions})
@@ -420,8 +472,9 @@ class Coordinator:
             self.plan = routing.plan(requires, owner)
         except routing.PlanError as e:
             raise RunFailed(f"cannot route signals: {e}", 2)
-        log.info("coordinator: window %d steps (%.3g ms; min crossing delay %d steps), %d windows",
-                 self.W, self.W * self.tvb_dt_ms, d, self.K)
+        log.info("coordinator: window %d steps (%.3g ms; %s), %d windows", self.W, self.W * self.tvb_dt_ms,
+                 f"min crossing delay {d} step{'s' if d != 1 else ''}" if d is not None
+                 else "nothing crosses between nodes: any window is causal", self.K)
         self._prepared_requires = {p.name: p.requires for p in self.peers.values()}
         for p in self.peers.values():
             self.send_prepare(p)
@@ -446,9 +499,21 @@ class Coordinator:
             self.start_run()
 
     # ------------------------------------------------------------------ windows
+    @contextlib.contextmanager
+    def _writing(self):
+        """A results write that fails (disk full, I/O error) ends the run with the cause; the file
+        was rolled back to its last durable window (cosim.results.WindowRecorder.flush)."""
+        try:
+            yield
+        except ResultsWriteError as e:
+            raise RunFailed(f"cannot write results: {e}") from None
+        except OSError as e:
+            raise RunFailed(f"cannot write results in {self.results_dir}: {os_reason(e)}") from None
+
     def start_run(self) -> None:
-        self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K,
-                                self.tvb_dt_ms, self.cfg, list(self.peers), on_flush=self._flushed)
+        with self._writing():
+            self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K,
+                                    self.tvb_dt_ms, self.cfg, list(self.peers), on_flush=self._flushed)
         self._flushed(0)
         self.state, self.t_start = "RUNNING", time.monotonic()
         self._last_progress = -1.0
@@ -504,7 +569,8 @@ class Coordinator:
                 for p in self.peers.values():
                     self.send(p, T.END, {"reason": "completed"})
         finally:
-            self.record.append(k, produced, timing, wall, coordinator_s)
+            with self._writing():
+                self.record.append(k, produced, timing, wall, coordinator_s)
         elapsed = time.monotonic() - self.t_start
         sim_ms = (k + 1) * self.W * self.tvb_dt_ms
         if elapsed - self._last_progress >= 0.1 or k + 1 == self.K:   # observers need ~10 updates/s, not one per window
@@ -524,15 +590,16 @@ class Coordinator:
 
     def on_error(self, peer: Peer, msg: Message) -> None:
         c = msg.content
-        text = c.get("reason") or f"{c.get('error')}: {c.get('message')}"
+        text = printable(c.get("reason") or f"{c.get('error')}: {c.get('message')}", 2000)   # stays one line
         # a node that cannot run this configuration: exit code 2 like any configuration error
         raise RunFailed(self.where(peer.name, text), 2 if c.get("error") == "ConfigRejected" else 1)
 
     def unexpected(self, peer: Peer, msg: Message) -> None:
         self.rejects.reject("UnexpectedMessage", f"{msg!r} in state {self.state}, window {self.window}", peer.name)
-        self.send(peer, T.ERROR, {"error": "UnexpectedMessage",
-                                  "message": f"{msg.type.value} for window {msg.window} is not expected now "
-                                             f"(state {self.state}, window {self.window})"}, parent=msg)
+        text = (f"{msg.type.value} for window {msg.window} is not expected now "
+                f"(state {self.state}, window {self.window})")
+        peer.refused = f"its {text}"
+        self.send(peer, T.ERROR, {"error": "UnexpectedMessage", "message": text}, parent=msg)
 
     # ------------------------------------------------------------------ ending
     def abort_all(self, reason: str) -> None:
@@ -545,10 +612,13 @@ class Coordinator:
     def _flushed(self, windows: int) -> None:
         """Status marker after every flush of coordinator.h5: it says how many windows the file holds."""
         from cosim.results import write_status
-        write_status(self.results_dir, "coordinator", completed=False, running=True, windows_completed=windows,
-                     windows_planned=self.K, simulated_ms=windows * self.W * self.tvb_dt_ms,
-                     reason="running (windows_completed = windows durable in coordinator.h5)",
-                     rejected_messages=dict(self.rejects.counts))
+        try:
+            write_status(self.results_dir, "coordinator", completed=False, running=True, windows_completed=windows,
+                         windows_planned=self.K, simulated_ms=windows * self.W * self.tvb_dt_ms,
+                         reason="running (windows_completed = windows durable in coordinator.h5)",
+                         rejected_messages=dict(self.rejects.counts))
+        except OSError as e:   # the marker lags the file (it never claims more than the file holds)
+            log.warning("coordinator: cannot update the status marker: %s", os_reason(e))
 
     def close_record(self) -> None:
         if self.rejects.total():
@@ -561,21 +631,43 @@ class Coordinator:
                   "simulated_ms": max(done + 1, 0) * getattr(self, "W", 0) * self.tvb_dt_ms,
                   "reason": str(self.failure) if self.failure else "completed",
                   "rejected_messages": dict(self.rejects.counts), "messages_repeated": self.resent}
+        from cosim.results import write_status
         if self.record is not None:
-            self.record.close(status)
-        else:
-            from cosim.results import write_status
+            try:
+                self.record.rec.close()
+            except ResultsWriteError as e:     # the last flush failed: the file holds fewer windows
+                if self.failure is None:
+                    self.failure = RunFailed(f"cannot write results: {e}")
+                    status["reason"] = str(self.failure)
+                    status["completed"] = False
+            rec = self.record.rec
+            if rec.failed:
+                status["windows_completed"] = min(status["windows_completed"], rec.flushed)
+                status["simulated_ms"] = status["windows_completed"] * self.W * self.tvb_dt_ms
+                status["write_error"] = rec.failed
+        try:
             write_status(self.results_dir, "coordinator", **status)
+        except OSError as e:
+            log.error("coordinator: cannot write the status marker: %s", os_reason(e))
 
     def summary(self) -> dict:
         wall = self.t_end - self.t_start
         sim_ms = self.K * self.W * self.tvb_dt_ms
         s = {"windows": self.K, "steps_per_window": self.W, "window_ms": self.W * self.tvb_dt_ms,
-             "simulated_ms": sim_ms, "wall_s": wall, "windows_per_s": self.K / wall if wall else 0.0,
+             "simulated_ms": sim_ms, "duration_ms": self.cfg.run.duration_ms, "wall_s": wall, "windows_per_s": self.K / wall if wall else 0.0,
              "real_time_factor": wall / (sim_ms / 1000), "results_dir": str(self.results_dir),
              "nodes": {n: p.info for n, p in self.peers.items()},
              "timing": self.record.timing_summary() if self.record else {}}
         return s
+
+
+def window_limit_text(window_ms: float, d: int, dt_ms: float) -> str:
+    """Why a window is too long, with the smallest delay as it is (0 steps is possible) and the
+    largest window allowed (W <= D, but at least 1 step: the coupling reads step n - 1 - D)."""
+    max_w = max(d, 1)
+    return (f"{window_ms:g} ms is longer than the smallest delay between differently simulated regions allows "
+            f"(smallest delay {d} step{'s' if d != 1 else ''} = {d * dt_ms:g} ms; largest window "
+            f"{max_w} step{'s' if max_w != 1 else ''} = {max_w * dt_ms:g} ms); use at most {max_w * dt_ms:g}")
 
 
 def _same_connectome(a: dict, b: dict) -> bool:

@@ -6,6 +6,8 @@ without simulators. `NullTVB` serves a synthetic all-to-all connectome whose eve
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,8 +18,12 @@ class NullParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     n_regions: int = Field(76, ge=2)
     delay_steps: int = Field(16, ge=1)
+    connected: bool = Field(True, description="False: no connection between different regions (nothing crosses)")
     step_sleep_ms: float = Field(0.0, ge=0, description="pretend to compute this long per window")
     fail_at_window: int | None = Field(None, description="raise in this window (failure tests)")
+    bad_output: Literal["nan", "inf", "huge", "float32"] | None = Field(
+        None, description="send this kind of bad value in window bad_output_at_window (blame tests)")
+    bad_output_at_window: int = 0
 
 
 class _Null(NodeAdapter):
@@ -42,21 +48,29 @@ class _Null(NodeAdapter):
             import time
             time.sleep(p.step_sleep_ms / 1000)
         W = self.ctx.steps_per_window
-        return {s.name: np.full((W, len(s.regions)), float(window)) for s in self.ctx.outputs}
+        out = {s.name: np.full((W, len(s.regions)), float(window)) for s in self.ctx.outputs}
+        if p.bad_output is not None and window == p.bad_output_at_window:
+            for name, a in out.items():
+                if p.bad_output == "float32":
+                    out[name] = a.astype(np.float32)
+                else:
+                    a[W // 2, -1] = {"nan": np.nan, "inf": np.inf, "huge": 1e308}[p.bad_output]
+        return out
 
 
 class NullTVB(_Null):
     role = "tvb"
 
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
+        self._shape = NullParams.model_validate(self._params(ctx))   # connectome() comes before configure()
         return [SignalSpec("state/S_e", tuple(ctx.regions))]
 
     def _params(self, ctx: RunContext) -> dict:
         nodes = ctx.config["spiking_nodes"]
-        return {k: v for k, v in nodes[0]["params"].items() if k in ("n_regions", "delay_steps")} if nodes else {}
+        return {k: v for k, v in nodes[0]["params"].items() if k in ("n_regions", "delay_steps", "connected")} if nodes else {}
 
     def connectome(self) -> dict:
-        return null_connectome(NullParams())
+        return null_connectome(getattr(self, "_shape", None) or NullParams())
 
     def requires_params(self, ctx):  # pragma: no cover - not used
         return None
@@ -74,7 +88,7 @@ class NullSpiking(_Null):
 
 def null_connectome(p: NullParams) -> dict:
     n = p.n_regions
-    w = np.ones((n, n)) - np.eye(n)
+    w = np.ones((n, n)) - np.eye(n) if p.connected else np.eye(n)
     d = np.full((n, n), p.delay_steps, dtype=np.int64)
     np.fill_diagonal(d, 0)
     return {"weights": w, "idelays": d, "tract_lengths": d * 0.3, "region_labels": [f"r{i}" for i in range(n)],

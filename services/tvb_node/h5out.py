@@ -17,6 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from cosim.results import RESERVE_BYTES, ResultsWriteError, check_space, chunk_bytes_to_append, os_reason
+
 log = logging.getLogger(__name__)
 
 
@@ -35,6 +37,13 @@ class H5Appender:
                  flush_s: float = 1.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.failed: str | None = None   # why a flush failed; the file then holds what it held before
+        self._reserve = self.path.with_name(f".{self.path.name}.reserve")   # see cosim.results.RESERVE_BYTES
+        try:
+            with open(self._reserve, "wb") as r:
+                r.write(bytes(RESERVE_BYTES))
+        except OSError:
+            self._release_reserve()
         self.f: h5py.File | None = h5py.File(self.path, "w")
         for k, v in (attrs or {}).items():
             self.f.attrs[k] = _attr(v)
@@ -45,6 +54,7 @@ class H5Appender:
         self._last_flush = time.monotonic()
         self._buf: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {}
         self._names: dict[str, set[str]] = {}
+        self._ds: dict[str, h5py.Dataset] = {}
         self.f.flush()      # a file killed before its first data flush must still open
 
     def add_group(self, name: str, columns: dict[str, int], attrs: dict[str, Any] | None = None,
@@ -65,13 +75,17 @@ class H5Appender:
         for k, v in (attrs or {}).items():
             g.attrs[k] = _attr(v)
         self._names[name] = set(columns)
+        # persistent handles: a dataset handle closed after each write flushes its chunk cache in
+        # h5py's destructor, where a failed write (disk full) cannot be caught; open ones are
+        # written by f.flush(), which raises
+        self._ds.update({f"{name}/{ds}": g[ds] for ds in (*columns, "time_ms")})
         self.f.flush()
 
     def has_group(self, name: str) -> bool:
         return name in self._names
 
     def set_attrs(self, name: str, attrs: dict[str, Any]) -> None:
-        if self.f is not None:
+        if self.f is not None and not self.failed:     # after a failed write the file keeps its marks
             obj = self.f[name] if name else self.f
             for k, v in attrs.items():
                 obj.attrs[k] = _attr(v)
@@ -103,35 +117,84 @@ class H5Appender:
         buf = self._buf.pop(group, [])
         if not buf:
             return
-        g = self.f[group]
         t = np.concatenate([b[0] for b in buf])
-        n0 = g["time_ms"].shape[0]
-        g["time_ms"].resize(n0 + t.size, axis=0)
-        g["time_ms"][n0:] = t
+        tds = self._ds[f"{group}/time_ms"]
+        n0 = tds.shape[0]
+        tds.resize(n0 + t.size, axis=0)
+        tds[n0:] = t
         for ds in buf[0][1]:
-            d = g[ds]
+            d = self._ds[f"{group}/{ds}"]
             d.resize(n0 + t.size, axis=0)
             d[n0:] = np.concatenate([b[1][ds] for b in buf])
 
+    def _rows(self) -> dict[str, int]:
+        return {key: d.shape[0] for key, d in self._ds.items()}
+
     def flush(self) -> None:
-        """Write buffered rows and flush the file."""
-        if self.f is None:
+        """Write buffered rows and flush the file. If that fails (disk full, I/O error), every
+        dataset is shrunk back to its rows before this flush, the file is marked
+        (`stopped_reason` = "write failed: …") and ResultsWriteError is raised."""
+        if self.f is None or self.failed:
             return
-        for group in list(self._buf):
-            self._write(group)
-        self.f.flush()
+        before = self._rows()
+        try:
+            need = 0
+            for group, buf in self._buf.items():
+                n = sum(b[0].size for b in buf)
+                need += sum(chunk_bytes_to_append(self._ds[f"{group}/{ds}"], n) for ds in (*buf[0][1], "time_ms"))
+            check_space(self.path, need)
+            for group in list(self._buf):
+                self._write(group)
+            self.f.flush()
+        except Exception as e:
+            self._roll_back(before, os_reason(e))
+            raise ResultsWriteError(f"cannot write {self.path}: {self.failed}", 0) from None
         self._last_flush = time.monotonic()
+
+    def _roll_back(self, before: dict[str, int], reason: str) -> None:
+        self.failed = reason
+        self._buf = {}
+        self._release_reserve()
+        for key, n in before.items():    # each on its own: one failing must not leave the others long
+            try:
+                if self._ds[key].shape[0] != n:
+                    self._ds[key].resize(n, axis=0)
+            except Exception as e:
+                log.error("%s: cannot roll %s back to %d rows: %s", self.path, key, n, os_reason(e))
+        for step in (lambda: self.f.attrs.__setitem__("completed", False),
+                     lambda: self.f.attrs.__setitem__("stopped_reason", f"write failed: {reason}"), self.f.flush):
+            try:
+                step()
+            except Exception as e:
+                log.error("%s: cannot mark the file after a failed write: %s", self.path, os_reason(e))
+
+    def _release_reserve(self) -> None:
+        try:
+            self._reserve.unlink()
+        except OSError:
+            pass
 
     def close(self, completed: bool, reason: str | None) -> None:
         if self.f is None:
             return
         try:
-            for group in list(self._buf):
-                self._write(group)
-            self.f.attrs["completed"] = bool(completed)
-            self.f.attrs["stopped_reason"] = "completed" if completed else (reason or "stopped")
-            self.f.flush()
+            if not self.failed:
+                self.flush()
+                self.f.attrs["completed"] = bool(completed)
+                self.f.attrs["stopped_reason"] = "completed" if completed else (reason or "stopped")
+                self.f.flush()
+        except ResultsWriteError:
+            raise
+        except Exception as e:        # the attributes could not be written: roll back what the flush wrote
+            self._roll_back({}, os_reason(e))
+            raise ResultsWriteError(f"cannot write {self.path}: {self.failed}", 0) from None
         finally:
-            self.f.close()
+            try:
+                self._ds = {}
+                self.f.close()
+            except Exception:
+                if not self.failed:
+                    raise
             self.f = None
-            log.info("results written to %s", self.path)
+            self._release_reserve()
+            log.info("results written to %s%s", self.path, f" (up to the last flush: {self.failed})" if self.failed else "")

@@ -1,0 +1,112 @@
+"""Checks of a run config that need more than the config itself: files, addresses, time steps and
+the connectome (`cosim validate`, and `cosim run` before it creates the results folder).
+
+Each raises `ConfigError` with one line naming the field. Everything here is also re-checked
+where it matters at run time (the coordinator, the nodes); these make the mistakes visible
+before a run starts.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from cosim.config import ConfigError, RunConfig, address_problem, check_files
+
+
+def check_address(addr: str, what: str) -> None:
+    """A ZeroMQ endpoint: tcp://HOST:PORT, ipc://PATH or inproc://NAME."""
+    why = address_problem(addr)
+    if why:
+        raise ConfigError(f"{what}: {why}")
+
+
+def check_model_files(cfg: RunConfig, source: str) -> None:
+    """Every file a spiking node's params name (its backend's ``path_params``, e.g. a model file)
+    exists where it will be read."""
+    from cosim import backends
+    for i, n in enumerate(cfg.spiking_nodes):
+        spec = backends.get(n.backend)
+        for dotted in spec.path_params:
+            v = backends._get(n.params or {}, dotted)
+            if isinstance(v, str) and not Path(v).expanduser().exists():
+                raise ConfigError(f"{source}: spiking_nodes[{i}].params.{dotted}: not found: {v!r}")
+
+
+def check_time_steps(cfg: RunConfig, source: str) -> None:
+    """Every spiking node's dt divides TVB's (the coordinator counts time in ticks of the smallest)."""
+    from cosim import backends
+    for i, n in enumerate(cfg.spiking_nodes):
+        spec = backends.get(n.backend)
+        dt = spec.dt_ms(spec.params_model().model_validate(n.params or {}))
+        if dt:
+            n_sub = round(cfg.tvb.dt_ms / dt)
+            if n_sub < 1 or not math.isclose(n_sub * dt, cfg.tvb.dt_ms, rel_tol=1e-9, abs_tol=1e-12):
+                raise ConfigError(f"{source}: spiking_nodes[{i}].params.{spec.dt_param}: {dt} ms does not divide "
+                                  f"tvb.dt_ms ({cfg.tvb.dt_ms} ms)")
+
+
+def connectome_of(cfg: RunConfig) -> dict:
+    """The weights and integer delays the TVB node will serve: the one the launcher will start
+    (the noop TVB node when every spiking node is noop: its synthetic connectome)."""
+    if all(n.backend == "noop" for n in cfg.spiking_nodes):
+        from cosim.adapter import RunContext
+        from services.noop_node.adapter import NullTVB
+        tvb = NullTVB()
+        tvb.requires(RunContext(config=cfg.model_dump(mode="json"), node_name="tvb",
+                                regions=tuple(cfg.spiking_regions()), tvb_dt_ms=cfg.tvb.dt_ms, tick_ms=cfg.tvb.dt_ms))
+        return tvb.connectome()
+    import numpy as np
+    from services.tvb_node.windowed import build_connectivity, silence_tvb_random_state_warning
+    silence_tvb_random_state_warning()
+    try:
+        conn = build_connectivity(cfg.tvb)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    conn.set_idelays(cfg.tvb.dt_ms)
+    return {"weights": np.asarray(conn.weights), "idelays": np.asarray(conn.idelays, dtype=np.int64)}
+
+
+def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) -> None:
+    """Spiking regions exist, and an explicit run.window_ms is within the causal limit
+    (W <= the smallest integer delay between differently simulated regions, PROTOCOL.md §3)."""
+    from cosim.timing import crossing_min_delay_steps
+    con = connectome if connectome is not None else connectome_of(cfg)
+    n = con["weights"].shape[0]
+    for i, node in enumerate(cfg.spiking_nodes):
+        bad = [r for r in node.regions if r >= n]
+        if bad:
+            raise ConfigError(f"{source}: spiking_nodes[{i}].regions: region(s) {bad} do not exist "
+                              f"(the connectivity has {n} regions, 0..{n - 1})")
+    if cfg.run.window_ms is None:
+        return
+    groups = [set(nd.regions) for nd in cfg.spiking_nodes]
+    d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
+    if d is None:
+        return
+    from services.coordinator.coordinator import window_limit_text
+    W = round(cfg.run.window_ms / cfg.tvb.dt_ms)
+    if W > max(int(d), 1):
+        raise ConfigError(f"{source}: run.window_ms: {window_limit_text(cfg.run.window_ms, int(d), cfg.tvb.dt_ms)}")
+
+
+def check_run(cfg: RunConfig, source: str, connectome: bool = True) -> None:
+    """Everything `cosim validate` checks beyond the config's own fields (addresses are checked
+    by the config itself); `connectome=False` skips loading the connectivity (~2 s)."""
+    check_files(cfg, source)
+    check_model_files(cfg, source)
+    check_time_steps(cfg, source)
+    if connectome:
+        check_window(cfg, source)
+
+
+def writable_dir(path: Path, what: str) -> None:
+    """Create `path` (and parents) and make sure files can be written in it; ConfigError if not."""
+    import os
+    import tempfile
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".cosim-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot write to {str(path)!r}: {e.strerror or e}") from None
