@@ -189,7 +189,7 @@ def parse_config(data: dict | None, source: str = "<config>") -> RunConfig:
             params = spec.params_model().model_validate(n.params or {})
             dt = spec.dt_ms(params)
             if dt is not None:
-                _whole(cfg.tvb.dt_ms, dt, f"{spec.dt_param}: {dt} ms must divide tvb.dt_ms {cfg.tvb.dt_ms} ms")
+                _whole(cfg.tvb.dt_ms, dt, f"{spec.dt_param}: {dt} ms does not divide tvb.dt_ms ({cfg.tvb.dt_ms} ms)")
         except backends.UnknownBackend as e:
             raise ConfigError(f"{source}: spiking_nodes[{i}].backend: {e}") from None
         except ValidationError as e:
