@@ -107,18 +107,20 @@ def _load(ref: str) -> Any:
 @functools.cache
 def registry() -> dict[str, BackendSpec]:
     """name -> spec of every installed plugin (entry points are read once per process)."""
+    import logging
+    warn = logging.getLogger(__name__).warning
     specs: dict[str, BackendSpec] = {}
     for ep in md.entry_points(group=GROUP):
+        if ep.name in specs:      # the first one found on sys.path wins, as for any import
+            continue
         try:
             spec = ep.load()
         except Exception as e:   # a broken plugin must not break the others: say which
-            import logging
-            logging.getLogger(__name__).warning("backend plugin %r (%s) failed to load: %s", ep.name, ep.value, e)
+            warn("backend plugin %r (%s) failed to load: %s", ep.name, ep.value, e)
             continue
-        if not isinstance(spec, BackendSpec):
+        if not isinstance(spec, BackendSpec) or spec.name != ep.name:
+            warn("backend plugin %r (%s) is not a BackendSpec named %r; ignored", ep.name, ep.value, ep.name)
             continue
-        if spec.name != ep.name:
-            raise UnknownBackend(f"plugin entry point {ep.name!r} provides a spec named {spec.name!r}")
         dist = getattr(ep, "dist", None)
         specs[ep.name] = _with_dist(spec, dist.name if dist else "", dist.version if dist else "")
     return specs
