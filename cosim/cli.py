@@ -4,7 +4,8 @@
   cosim coordinator CONFIG    the coordinator alone (nodes connect to it)
   cosim tvb-node              the TVB node alone, pointed at a coordinator
   cosim spiking-node          a spiking node alone (backend from the config, or --backend)
-  cosim validate CONFIG       check a config and exit
+  cosim validate CONFIG       check a config (and load each node's model, nothing simulated) and exit
+  cosim build CONFIG          compile the nodes' mechanisms ahead (cached by content)
   cosim keys DIR              CURVE key pairs for the coordinator and nodes
   cosim report RUN_DIR        a run's summary and where its time went (cosim.breakdown)
 
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate a config file")
     v.add_argument("config")
+
+    b = sub.add_parser("build", help="compile the spiking nodes' mechanisms ahead (cached by content)")
+    b.add_argument("config")
 
     rp = sub.add_parser("report", help="a run's summary and where its time went (per service); draws breakdown.png")
     rp.add_argument("run_dir")
@@ -221,11 +225,42 @@ def _mpi_release(a) -> None:
         pass
 
 
+def backend_checks(cfg, source: str, build_only: bool = False) -> None:
+    """Backend-specific build (compile ahead) and checks of every spiking node, before any
+    service starts; ConfigError naming the node. The one dispatch point to backend code."""
+    from cosim.config import ConfigError
+    for i, n in enumerate(cfg.spiking_nodes):
+        if n.backend != "netpyne":
+            continue
+        from services.netpyne_node import checks
+        try:
+            checks.build_node(n.params, _progress(n.name))
+            if not build_only:
+                checks.check_node(n.params, n.regions, cfg.tvb.dt_ms, checks.connectome_regions(cfg.tvb.connectivity),
+                                  cfg.run.seed)
+        except ValueError as e:     # ModelError (one line) or a value the backend refuses
+            raise ConfigError(f"{source}: spiking_nodes[{i}] ({n.name}): {e}") from None
+
+
+def _progress(node: str):
+    def show(done: int, total: int, name: str) -> None:
+        print(f"cosim: {node}: compiling mechanisms {done}/{total} ({name})", file=sys.stderr, flush=True)
+    return show
+
+
 def cmd_validate(a) -> int:
     from cosim.config import check_files
     cfg = _overrides(a.config, [])
     check_files(cfg, a.config)
+    backend_checks(cfg, a.config)
     print(f"{a.config}: ok ({len(cfg.spiking_nodes)} spiking node(s), regions {cfg.spiking_regions()})")
+    return EXIT_OK
+
+
+def cmd_build(a) -> int:
+    cfg = _overrides(a.config, [])
+    backend_checks(cfg, a.config, build_only=True)
+    print(f"{a.config}: mechanisms built (cache: $COSIM_NRNMECH_CACHE or ~/.cache/cosim/nrnmech)")
     return EXIT_OK
 
 
@@ -259,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_node(a, "spiking")
         if a.cmd == "validate":
             return cmd_validate(a)
+        if a.cmd == "build":
+            return cmd_build(a)
         if a.cmd == "keys":
             return cmd_keys(a)
         if a.cmd == "report":

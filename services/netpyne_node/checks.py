@@ -1,0 +1,67 @@
+"""Checks and builds of a NetPyNE node done before any service starts (`cosim validate`,
+`cosim build`, `cosim run`).
+
+``check_node`` loads the node's model exactly as the node will (mechanisms compiled or taken
+from the cache and loaded, the model file run in its folder with NetPyNE's entry points
+intercepted; no cell is created, nothing simulated) and checks populations, roles, the region
+mapping and that the NEURON dt divides TVB's. ``build_node`` only compiles mechanisms. Both
+raise :class:`ModelError` with one line naming the culprit; the CLI turns it into exit 2.
+"""
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import NetpyneParams
+from .mechanisms import ModelError
+
+DEFAULT_CONNECTOME_REGIONS = 76     # tvb-data's default connectivity
+
+
+def connectome_regions(connectivity: str) -> int | None:
+    """Number of regions of a TVB connectivity ('default' or a zip with weights.txt); None if unknown."""
+    if connectivity == "default":
+        return DEFAULT_CONNECTOME_REGIONS
+    try:
+        with zipfile.ZipFile(Path(connectivity).expanduser()) as z:
+            name = next(n for n in z.namelist() if n.endswith("weights.txt"))
+            return int(np.loadtxt(io.StringIO(z.read(name).decode())).shape[0])
+    except (OSError, StopIteration, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def build_node(params: dict | NetpyneParams, progress: Callable[[int, int, str], None] | None = None) -> Path | None:
+    """Compile this node's mechanisms into the cache (no-op when cached); the build folder or None."""
+    p = params if isinstance(params, NetpyneParams) else NetpyneParams.model_validate(params or {})
+    if p.model_file is not None:
+        from .usermodel import build_mechanisms
+        return build_mechanisms(p.model_file, progress)
+    if p.rxd.enabled:
+        from .builder import RXD_MOD_DIR
+        from .mechanisms import compile_mods
+        return compile_mods(RXD_MOD_DIR, progress=progress)
+    return None
+
+
+def check_node(params: dict | NetpyneParams, regions: list[int], tvb_dt_ms: float,
+               n_brain_regions: int | None = None, seed: int = 42) -> None:
+    """Everything that can be known about this node before it starts; raises ModelError."""
+    p = params if isinstance(params, NetpyneParams) else NetpyneParams.model_validate(params or {})
+    n = round(tvb_dt_ms / p.dt_ms)
+    if n < 1 or not math.isclose(n * p.dt_ms, tvb_dt_ms, rel_tol=1e-9, abs_tol=1e-12):
+        raise ModelError(f"params.dt_ms = {p.dt_ms} ms does not divide the TVB dt {tvb_dt_ms} ms "
+                         "(NEURON must take a whole number of steps per TVB step)")
+    if n_brain_regions is not None:
+        bad = [r for r in regions if r >= n_brain_regions]
+        if bad:
+            raise ModelError(f"regions {bad} do not exist (the connectome has {n_brain_regions} regions)")
+    if p.model_file is not None:
+        from .usermodel import load_user_model
+        load_user_model(p, regions, seed, n_brain_regions)
+    else:
+        build_node(p)
