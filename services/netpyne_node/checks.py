@@ -49,7 +49,8 @@ def build_node(params: dict | NetpyneParams, progress: Callable[[int, int, str],
 
 
 def check_node(params: dict | NetpyneParams, regions: list[int], tvb_dt_ms: float,
-               n_brain_regions: int | None = None, seed: int = 42) -> None:
+               n_brain_regions: int | None = None, seed: int = 42,
+               progress: Callable[[int, int, str], None] | None = None) -> None:
     """Everything that can be known about this node before it starts; raises ModelError."""
     p = params if isinstance(params, NetpyneParams) else NetpyneParams.model_validate(params or {})
     n = round(tvb_dt_ms / p.dt_ms)
@@ -62,6 +63,6 @@ def check_node(params: dict | NetpyneParams, regions: list[int], tvb_dt_ms: floa
             raise ModelError(f"regions {bad} do not exist (the connectome has {n_brain_regions} regions)")
     if p.model_file is not None:
         from .usermodel import load_user_model
-        load_user_model(p, regions, seed, n_brain_regions)
+        load_user_model(p, regions, seed, n_brain_regions, progress=progress)   # mapping first, then builds
     else:
-        build_node(p)
+        build_node(p, progress)

@@ -51,8 +51,7 @@ ENTRY_POINTS = ("create", "simulate", "analyze", "createSimulate", "createSimula
 UNSUPPORTED = {"recordLFP": [], "recordDipole": False, "recordDipolesHNN": False, "saveLFPCells": False,
                "cvode_active": False, "use_fast_imem": False, "coreneuron": False,
                "saveJson": False, "savePickle": False, "saveMat": False, "saveHDF5": False, "saveDpk": False,
-               "saveDat": False, "saveCSV": False, "saveTiming": False, "saveCellSecs": False,
-               "saveCellConns": False, "saveDataInclude": None, "recordTraces": {}, "analysis": {}}
+               "saveDat": False, "saveCSV": False, "saveTiming": False, "recordTraces": {}, "analysis": {}}
 DRIVE_SYN = "cosim_drive_syn"
 
 
@@ -220,7 +219,8 @@ def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
         k = n if d.fraction >= 1 else max(1, int(round(d.fraction * n)))
         targets = np.sort(rng.choice(n, size=k, replace=False)) if k < n else np.arange(n)
         label = f"cosim_drive_{pop}"
-        net.popParams[label] = {"cellModel": "NetStim", "numCells": (k * d.sources_per_cell + 0.5) / scale,
+        n_relays = k * d.sources_per_cell      # NetPyNE creates int(netParams.scale * numCells) cells
+        net.popParams[label] = {"cellModel": "NetStim", "numCells": n_relays if scale == 1 else (n_relays + 0.5) / scale,
                                 "number": 1, "start": -1, "noise": 0, "interval": 1e9}
         conn = {"preConds": {"pop": label}, "postConds": {"pop": pop},
                 "connList": [[i * d.sources_per_cell + s, int(t)] for i, t in enumerate(targets)
@@ -236,7 +236,8 @@ def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
 
 
 def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed: int,
-                    n_brain_regions: int | None = None, compile_only: bool = False) -> BuiltNetwork | None:
+                    n_brain_regions: int | None = None, compile_only: bool = False,
+                    progress=None) -> BuiltNetwork | None:
     """Validate and load ``p.model_file`` for this node's ``regions`` (nothing is simulated).
 
     ``compile_only`` checks the mapping and compiles mechanisms but does not run the model file
@@ -249,7 +250,7 @@ def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed
     if not path.is_file():
         raise ModelError(f"model file {path} not found")
     owned = _check_mapping(um, regions, n_brain_regions)
-    build = build_mechanisms(um)
+    build = build_mechanisms(um, progress)
     if compile_only:
         return None
     if build is not None:
