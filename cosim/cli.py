@@ -198,6 +198,12 @@ def cmd_node(a, role: str) -> int:
     except RemoteError as e:
         print(f"cosim {a.name}: refused by the coordinator: {e}", file=sys.stderr)
         return EXIT_CONFIG if e.kind in ("ConfigRejected", "UnknownNode", "NameInUse", "VersionMismatch", "NotAuthorized") else EXIT_FAILED
+    except Exception as e:       # a bug or an unexpected state: traceback to the log, one line here
+        from cosim.node_runtime import traceback_note
+        log.error("%s: unexpected error", a.name, exc_info=e)
+        print(f"cosim {a.name}: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+              f"({traceback_note()})", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         if mpi is not None:
             _mpi_release(a)
@@ -241,6 +247,14 @@ def backend_checks(cfg, source: str, build_only: bool = False) -> None:
                                   cfg.run.seed, _progress(n.name))
         except ValueError as e:     # ModelError (one line) or a value the backend refuses
             raise ConfigError(f"{source}: spiking_nodes[{i}] ({n.name}): {e}") from None
+        except Exception as e:      # a model NetPyNE cannot digest, or a bug: keep the traceback, say where
+            import tempfile
+            import traceback
+            with tempfile.NamedTemporaryFile("w", prefix="cosim-traceback-", suffix=".txt", delete=False) as f:
+                traceback.print_exception(e, file=f)
+            raise ConfigError(f"{source}: spiking_nodes[{i}] ({n.name}): loading the model failed: "
+                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                              f"(full traceback in {f.name})") from None
 
 
 def _progress(node: str):

@@ -59,7 +59,8 @@ class Child:
         self.name, self.log_path = name, log_path
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     preexec_fn=_die_with_parent,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", "COSIM_LOG_FILE": str(log_path)})
 
     def poll(self) -> int | None:
         return self.proc.poll()

@@ -163,10 +163,14 @@ class NodeRuntime:
 
     def _fail(self, parent: Message, exc: Exception, doing: str):
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        log.debug("%s: failure while %s", self.name, doing, exc_info=True)
         # adapters raise ValueError for a configuration they cannot run (regions out of range, a
         # missing file, a dt they cannot use): during setup that is the config's fault, not the node's
         kind = "ConfigRejected" if self.window < 0 and isinstance(exc, ValueError) else "NodeFailure"
+        if kind == "NodeFailure":    # unexpected: the whole traceback goes to the log, the line says where
+            log.error("%s: failure while %s", self.name, doing, exc_info=exc)
+            reason += f" ({traceback_note()})"
+        else:
+            log.debug("%s: failure while %s", self.name, doing, exc_info=True)
         self.ch.send(Message(T.ERROR, {"error": kind, "message": f"{doing}: {reason}"},
                              node=self.name, window=parent.window, parent_id=parent.msg_id))
         raise NodeFailed(f"node {self.name!r} failed while {doing}: {reason}") from exc
@@ -193,6 +197,13 @@ class NodeRuntime:
                     log.exception("%s: could not finish results after: %s", self.name, aborted)
             self.hb.stop()
             self.ch.close()
+
+
+def traceback_note() -> str:
+    """Where this process's log (and so a traceback) is: `cosim run` sets COSIM_LOG_FILE."""
+    import os
+    where = os.environ.get("COSIM_LOG_FILE")
+    return f"full traceback in {where}" if where else "full traceback in this node's log (its stderr)"
 
 
 def _plain(d: dict) -> dict:

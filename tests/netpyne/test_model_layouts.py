@@ -100,3 +100,23 @@ def test_failure_is_one_line_and_exit_2_from_validate_and_run(kind, tmp_path, me
         assert len(lines) == 1 and text in lines[0], (cmd[0], p.stderr[-2000:])
         assert "Traceback" not in p.stderr
     assert not (tmp_path / "out").exists()          # cosim run stopped before starting any service
+
+
+def test_unexpected_node_error_leaves_its_traceback_in_the_log(tmp_path, mech_cache):
+    """A model that loads but breaks NetPyNE while the node builds it (a weight NetPyNE cannot
+    evaluate): exit 1, one line that says where the traceback is, and the traceback there."""
+    (tmp_path / "m.py").write_text(
+        "from netpyne import specs\nnetParams = specs.NetParams()\n"
+        "netParams.cellParams['C'] = {'secs': {'soma': {'geom': {'diam': 10, 'L': 10}, 'mechs': {'hh': {}}}}}\n"
+        "netParams.popParams['E'] = {'cellType': 'C', 'numCells': 4}\n"
+        "netParams.connParams['E->E'] = {'preConds': {'pop': 'E'}, 'postConds': {'pop': 'E'}, 'probability': 0.5,"
+        " 'weight': '1/0', 'delay': 1}\n")
+    cfg = {"run": {"duration_ms": 20.0},
+           "spiking_nodes": [{"name": "spiking", "regions": [33], "params": {"model_file": {
+               "path": str(tmp_path / "m.py"), "populations": {"E": {"region": 33, "role": "exc"}}}}}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = cosim(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "out"), "--no-plots"], tmp_path, mech_cache)
+    assert p.returncode == 1, p.stderr[-2000:]
+    log = tmp_path / "out" / "logs" / "spiking.log"
+    assert f"full traceback in {log}" in p.stderr, p.stderr[-2000:]
+    assert "Traceback (most recent call last)" in log.read_text() and "TypeError" in log.read_text()
