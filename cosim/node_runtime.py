@@ -92,6 +92,9 @@ class NodeRuntime:
                               results_dir=self.results_override or c.get("results_dir"))
         try:
             self.adapter = self.make_adapter(c["config"])
+            # an adapter MAY keep a `setup_status` dict it updates during setup (e.g. {"setup": "compiling"}):
+            # the heartbeat thread sends it, so the coordinator pauses the setup clock (§8)
+            self.hb.status = getattr(self.adapter, "setup_status", {})
             requires = self.adapter.requires(self.ctx)
             content = {"requires": [s.as_wire() for s in requires]}
             if self.role == "tvb":

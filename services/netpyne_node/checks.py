@@ -48,6 +48,23 @@ def build_node(params: dict | NetpyneParams, progress: Callable[[int, int, str],
     return None
 
 
+def needs_build(params: NetpyneParams) -> bool:
+    """True when this node's mechanisms are not compiled in the cache yet."""
+    from .mechanisms import is_cached
+    if params.model_file is not None:
+        from .usermodel import find_mod_dir
+        um = params.model_file
+        try:
+            d = find_mod_dir(um)
+        except ValueError:
+            return False                  # reported by the load itself
+        return d is not None and not is_cached(d, um.build_dir, um.mod_exclude)
+    if params.rxd.enabled:
+        from .builder import RXD_MOD_DIR
+        return not is_cached(RXD_MOD_DIR)
+    return False
+
+
 def check_node(params: dict | NetpyneParams, regions: list[int], tvb_dt_ms: float,
                n_brain_regions: int | None = None, seed: int = 42,
                progress: Callable[[int, int, str], None] | None = None) -> None:
