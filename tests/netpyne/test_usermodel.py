@@ -79,3 +79,39 @@ def test_broken_mod_file_fails_in_one_line(tmp_path):
         _configure(_params(d / "model.py", tmp_path))
     assert "broken.mod line 3" in _one_line(ei)
     assert not [p for p in (tmp_path / "build").iterdir() if not p.name.startswith("build-")]
+
+
+def test_cxx_error_is_traced_back_to_the_mod_line(tmp_path):
+    """A .mod written for NEURON 7 (C) that NEURON 9's C++ compiler refuses: the message names the
+    .mod file and the line of the VERBATIM code, not the generated .cpp."""
+    from services.netpyne_node.mechanisms import ModelError, compile_mods
+    d = tmp_path / "mod"
+    d.mkdir()
+    shutil.copy(Path(__file__).parent / "models" / "srclayout" / "mod" / "legacy_c.mod", d)
+    with pytest.raises(ModelError) as ei:
+        compile_mods(d, tmp_path / "build")
+    assert "legacy_c.mod line 6: invalid conversion from" in _one_line(ei)
+
+
+def test_drive_attached_to_a_seeded_fraction_with_several_sources():
+    from netpyne import specs
+    from services.netpyne_node.config import UserModel
+    from services.netpyne_node.usermodel import DRIVE_SYN, attach_drive
+
+    def drive(seed):
+        net = specs.NetParams()
+        net.popParams["E"] = {"cellType": "C", "numCells": 10}
+        net.popParams["I"] = {"cellType": "C", "numCells": 4}
+        um = UserModel(path="m.py", populations={"E": {"region": 3, "role": "exc"}, "I": {"region": 3, "role": "inh"}},
+                       drive={"fraction": 0.5, "sources_per_cell": 3, "weight_uS": 0.01})
+        return net, attach_drive(net, um, seed)
+    net, added = drive(1)
+    assert added == {"cosim_drive_E": (3, "input")}                # inh not driven unless asked
+    assert net.popParams["cosim_drive_E"]["numCells"] == 15        # 5 of 10 cells x 3 sources
+    conns = net.connParams["cosim_drive_E->E"]["connList"]
+    targets = sorted({t for _, t in conns})
+    assert len(targets) == 5 and sorted(s for s, _ in conns) == list(range(15))
+    assert all(sum(t == x for _, x in conns) == 3 for t in targets)
+    assert net.connParams["cosim_drive_E->E"]["synMech"] == DRIVE_SYN and DRIVE_SYN in net.synMechParams
+    assert drive(1)[0].connParams["cosim_drive_E->E"]["connList"] == conns       # seeded
+    assert drive(2)[0].connParams["cosim_drive_E->E"]["connList"] != conns
