@@ -46,9 +46,21 @@ def _sources(mod_dir: Path, exclude) -> tuple[list[Path], list[Path]]:
     return mod_files(mod_dir, exclude), incs
 
 
-def _hash(files: list[Path]) -> str:
+def _neuron_version() -> str:
+    """NEURON's version without importing it: under MPI, importing NEURON on one rank alone
+    (rank 0 compiling before the others build) deadlocks on NEURON's collective MPI start."""
+    from importlib import metadata
+    for dist in ("neuron", "NEURON", "neuron-nightly"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
     import neuron
-    h = hashlib.sha256(f"neuron {neuron.__version__}".encode())
+    return neuron.__version__
+
+
+def _hash(files: list[Path]) -> str:
+    h = hashlib.sha256(f"neuron {_neuron_version()}".encode())
     for m in files:
         h.update(m.name.encode() + b"\0" + m.read_bytes() + b"\0")
     return h.hexdigest()[:16]
