@@ -120,3 +120,12 @@ def test_unexpected_node_error_leaves_its_traceback_in_the_log(tmp_path, mech_ca
     log = tmp_path / "out" / "logs" / "spiking.log"
     assert f"full traceback in {log}" in p.stderr, p.stderr[-2000:]
     assert "Traceback (most recent call last)" in log.read_text() and "TypeError" in log.read_text()
+
+
+def test_cosim_build_compiles_ahead_with_progress_then_finds_the_cache(tmp_path):
+    cfg = str(MODELS / "templates" / "cosim.yaml")
+    first = cosim(["build", cfg], tmp_path, tmp_path / "cache")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "cosim: spiking: compiling mechanisms 2/2" in first.stderr
+    again = cosim(["build", cfg], tmp_path, tmp_path / "cache")
+    assert again.returncode == 0 and "compiling" not in again.stderr

@@ -115,3 +115,29 @@ def test_drive_attached_to_a_seeded_fraction_with_several_sources():
     assert net.connParams["cosim_drive_E->E"]["synMech"] == DRIVE_SYN and DRIVE_SYN in net.synMechParams
     assert drive(1)[0].connParams["cosim_drive_E->E"]["connList"] == conns       # seeded
     assert drive(2)[0].connParams["cosim_drive_E->E"]["connList"] != conns
+
+
+def test_model_runs_in_its_folder_and_leaves_nothing_behind(tmp_path):
+    """src/netParams.py does `from cfg import cfg`: it loads with its folder as cwd and first on
+    sys.path; afterwards cwd, sys.path, sys.argv are restored and its `cfg` module is forgotten."""
+    import os
+    import sys
+    from services.netpyne_node.usermodel import _read
+    path = Path(__file__).parent / "models" / "srclayout" / "src" / "netParams.py"
+    cwd, syspath, argv = os.getcwd(), list(sys.path), list(sys.argv)
+    net, cfg = _read(path)
+    assert sorted(net.popParams) == ["Epop", "Ipop"] and cfg.gleak == 3e-4     # cfg came from src/cfg.py
+    assert (os.getcwd(), sys.path, sys.argv) == (cwd, syspath, argv)
+    assert "cfg" not in sys.modules
+
+
+def test_build_cache_key_covers_includes(tmp_path):
+    from services.netpyne_node.mechanisms import build_path
+    src = Path(__file__).parent / "models" / "srclayout" / "mod"
+    d = tmp_path / "mod"
+    shutil.copytree(src, d)
+    a = build_path(d, tmp_path / "b", ["legacy_*.mod"])
+    assert a == build_path(d, tmp_path / "b", ["legacy_*.mod"])
+    assert a != build_path(d, tmp_path / "b")                                  # excluded files are not sources
+    (d / "kleak_units.inc").write_text((d / "kleak_units.inc").read_text() + ": changed\n")
+    assert build_path(d, tmp_path / "b", ["legacy_*.mod"]) != a
