@@ -136,7 +136,7 @@ class PopMap(_S):
 
 
 class ModelDrive(_S):
-    """TVB drive attached by cosim when no population of the model has role ``input``.
+    """TVB drive attached by cosim in each region where no population of the model has role ``input``.
 
     Each driven cell (a seeded ``fraction`` of the cells of every population whose role is in
     ``roles``) gets ``sources_per_cell`` independent Poisson trains, each at the input
@@ -164,12 +164,15 @@ class UserModel(_S):
                                                   "mod/ (or ../mod/, as in src/ + mod/ layouts)")
     mod_exclude: list[str] = Field(default_factory=list, description="file-name globs of .mod files not to compile")
     build_dir: str | None = Field(None, description="cache of compiled mechanisms; default ~/.cache/cosim/nrnmech")
-    drive: ModelDrive = Field(default_factory=ModelDrive, description="used when no population has role 'input'")
+    drive: ModelDrive = Field(default_factory=ModelDrive, description="used in regions without an 'input' population")
 
     @model_validator(mode="after")
     def _drive_or_input(self) -> "UserModel":
-        if "drive" in self.model_fields_set and any(m.role == "input" for m in self.populations.values()):
-            raise ValueError("drive is for models without an 'input' population; remove one or the other")
+        regions = {m.region for m in self.populations.values()}
+        fed = {m.region for m in self.populations.values() if m.role == "input"}
+        if "drive" in self.model_fields_set and regions <= fed:
+            raise ValueError("drive is for regions without an 'input' population, and every region has one; "
+                             "remove one or the other")
         return self
 
     @field_validator("path")

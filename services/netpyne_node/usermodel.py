@@ -188,8 +188,9 @@ def _turn_off_unsupported(cfg, path: Path) -> None:
 def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
     """Add one NetStim relay population per driven population, connected one relay per (cell, source).
 
-    A seeded ``fraction`` of each population's cells is driven, each by ``sources_per_cell`` relays;
-    returns the new populations' map (label -> (region, "input")).
+    Only in regions without an ``input`` population of their own. A seeded ``fraction`` of each
+    population's cells is driven, each by ``sources_per_cell`` relays; returns the new
+    populations' map (label -> (region, "input")).
     """
     d = um.drive
     syn = d.synapse
@@ -200,9 +201,10 @@ def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
         raise ModelError(f"model_file.drive.synapse {syn!r} is not in the model's synMechParams "
                          f"{sorted(net.synMechParams)}")
     scale = float(getattr(net, "scale", 1) or 1)
+    fed = {m.region for m in um.populations.values() if m.role == "input"}   # regions with their own input pop
     added = {}
     for pop, m in um.populations.items():
-        if m.role not in d.roles:
+        if m.role not in d.roles or m.region in fed:
             continue
         pp = net.popParams[pop]
         if "numCells" in pp:
@@ -276,8 +278,9 @@ def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed
         with model_folder(path):        # a saved network may name cell files relative to itself
             net = specs.NetParams(net)
     popmap = {pop: (m.region, m.role) for pop, m in um.populations.items()}
-    if not any(m.role == "input" for m in um.populations.values()):
-        popmap.update(attach_drive(net, um, seed))
+    if any(m.region not in {n.region for n in um.populations.values() if n.role == "input"}
+           for m in um.populations.values()):
+        popmap.update(attach_drive(net, um, seed))      # regions without an input population
     for pop, m in um.populations.items():
         if m.role == "input":      # relays: fire once per event the adapter sends, never on their own
             net.popParams[pop].update({"number": 1, "start": -1, "noise": 0, "interval": 1e9})

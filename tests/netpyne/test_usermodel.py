@@ -141,3 +141,15 @@ def test_build_cache_key_covers_includes(tmp_path):
     assert a != build_path(d, tmp_path / "b")                                  # excluded files are not sources
     (d / "kleak_units.inc").write_text((d / "kleak_units.inc").read_text() + ": changed\n")
     assert build_path(d, tmp_path / "b", ["legacy_*.mod"]) != a
+
+
+def test_drive_only_where_a_region_has_no_input_population(tmp_path):
+    mapping = {"drive": {"region": 33, "role": "input"}, "PYR": {"region": 33, "role": "exc"},
+               "BAS": {"region": 71, "role": "exc"}}
+    ad, ctx, res = run(_params(EXAMPLE / "model.py", tmp_path, mapping), regions=(33, 71), duration_ms=30.0)
+    from services.netpyne_node.config import NetpyneParams
+    from services.netpyne_node.usermodel import load_user_model
+    built = load_user_model(NetpyneParams.model_validate(_params(EXAMPLE / "model.py", tmp_path, mapping)),
+                            (33, 71), 42)
+    assert built.popmap["cosim_drive_BAS"] == (71, "input") and "cosim_drive_PYR" not in built.popmap
+    assert res["state/R_e"].shape[1] == 2
