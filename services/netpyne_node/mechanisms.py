@@ -165,14 +165,20 @@ def compile_mods(mod_dir: str | Path, build_root: str | Path | None = None, excl
 
 
 def load_mechanisms(build: Path) -> None:
-    """Load a compiled build into NEURON once per process."""
-    key = str(Path(build).resolve())
-    if key in _loaded:
+    """Load a compiled build into NEURON once per process (keyed by its content hash: the same
+    sources built in another cache folder are the same mechanisms)."""
+    path = str(Path(build).resolve())
+    if Path(path).name in _loaded:
         return
     import neuron
-    if not neuron.load_mechanisms(key, warn_if_already_loaded=False):
-        raise ModelError(f"could not load compiled mechanisms from {key}")
-    _loaded.add(key)
+    try:
+        ok = neuron.load_mechanisms(path, warn_if_already_loaded=False)
+    except RuntimeError as e:       # hoc: "The user defined name already exists: <mech>"
+        raise ModelError(f"mechanisms in {path} clash with mechanisms already loaded in this process: "
+                         f"{str(e).splitlines()[-1]}") from None
+    if not ok:
+        raise ModelError(f"could not load compiled mechanisms from {path}")
+    _loaded.add(Path(path).name)
 
 
 def ensure_mechanisms(mod_dir: str | Path, build_root: str | Path | None = None, exclude=()) -> Path | None:
