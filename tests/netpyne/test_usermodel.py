@@ -153,3 +153,14 @@ def test_drive_only_where_a_region_has_no_input_population(tmp_path):
                             (33, 71), 42)
     assert built.popmap["cosim_drive_BAS"] == (71, "input") and "cosim_drive_PYR" not in built.popmap
     assert res["state/R_e"].shape[1] == 2
+
+
+def test_error_inside_an_include_names_the_include(tmp_path):
+    from services.netpyne_node.mechanisms import ModelError, compile_mods
+    d = tmp_path / "mod"
+    d.mkdir()
+    (d / "m.mod").write_text('NEURON { SUFFIX m RANGE g }\nINCLUDE "defs.inc"\nBREAKPOINT { g = 2 }\n')
+    (d / "defs.inc").write_text("PARAMETER { g = 1 }\nASSIGNED { v x = }\n")
+    with pytest.raises(ModelError) as ei:
+        compile_mods(d, tmp_path / "build")
+    assert "defs.inc line 2:" in _one_line(ei) and "ASSIGNED { v x = }" in str(ei.value)
