@@ -240,11 +240,7 @@ def backend_checks(cfg, source: str, build_only: bool = False) -> None:
             continue
         from services.netpyne_node import checks
         try:
-            if build_only:
-                checks.build_node(n.params, _progress(n.name))
-            else:
-                checks.check_node(n.params, n.regions, cfg.tvb.dt_ms, checks.connectome_regions(cfg.tvb.connectivity),
-                                  cfg.run.seed, _progress(n.name))
+            (checks.build if build_only else checks.check)(n, cfg, source, _progress(n.name))
         except ValueError as e:     # ModelError (one line) or a value the backend refuses
             raise ConfigError(f"{source}: spiking_nodes[{i}] ({n.name}): {e}") from None
         except Exception as e:      # a model NetPyNE cannot digest, or a bug: keep the traceback, say where

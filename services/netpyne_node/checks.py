@@ -6,6 +6,8 @@ from the cache and loaded, the model file run in its folder with NetPyNE's entry
 intercepted; no cell is created, nothing simulated) and checks populations, roles, the region
 mapping and that the NEURON dt divides TVB's. ``build_node`` only compiles mechanisms. Both
 raise :class:`ModelError` with one line naming the culprit; the CLI turns it into exit 2.
+``check(entry, cfg)`` and ``build(entry, cfg)`` are the same for a config's node entry (the
+shape of a backend plugin's hooks: ``entry`` a ``NodeEntry``, ``cfg`` the ``RunConfig``).
 """
 from __future__ import annotations
 
@@ -83,3 +85,14 @@ def check_node(params: dict | NetpyneParams, regions: list[int], tvb_dt_ms: floa
         load_user_model(p, regions, seed, n_brain_regions, progress=progress)   # mapping first, then builds
     else:
         build_node(p, progress)
+
+
+def check(entry, cfg, source: str = "<config>", progress=None) -> None:
+    """Plugin hook for `cosim validate`/`cosim run`: every check of this node entry."""
+    check_node(entry.params, list(entry.regions), cfg.tvb.dt_ms, connectome_regions(cfg.tvb.connectivity),
+               cfg.run.seed, progress)
+
+
+def build(entry, cfg, source: str = "<config>", progress=None) -> Path | None:
+    """Plugin hook for `cosim build`: compile this node entry's mechanisms into the cache."""
+    return build_node(entry.params, progress)
