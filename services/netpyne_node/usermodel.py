@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 ENTRY_POINTS = ("create", "simulate", "analyze", "createSimulate", "createSimulateAnalyze",
                 "createSimulateAnalyzeInterval", "createSimulateAnalyzeDistributed", "createExportNeuroML2",
                 "runSim", "runSimWithIntervalFunc", "runSimIntervalSaving", "intervalSimulate",
-                "distributedSimulate", "loadSimulate", "loadSimulateAnalyze", "saveData", "loadAll")
+                "distributedSimulate", "loadSimulate", "loadSimulateAnalyze", "loadAll", "saveData",
+                "saveDataInNodes", "saveJSON", "saveModel", "save", "exportNeuroML2", "gatherData")
 #: simConfig settings this backend does not run, turned off with a warning (value when off)
 UNSUPPORTED = {"recordLFP": [], "recordDipole": False, "recordDipolesHNN": False, "saveLFPCells": False,
                "cvode_active": False, "use_fast_imem": False, "coreneuron": False,
@@ -100,21 +101,25 @@ def model_folder(path: Path):
 def intercepted_sim(calls: list):
     """Replace NetPyNE's run/analyse/save entry points; record (name, netParams, simConfig) of each call."""
     from netpyne import sim
-    saved = {n: getattr(sim, n) for n in ENTRY_POINTS if hasattr(sim, n)}
+    saved = [(sim, n, getattr(sim, n)) for n in ENTRY_POINTS if hasattr(sim, n)]
+    # plots a script draws after running (sim.analysis.plotRaster(...)): nothing to plot, draw nothing
+    saved += [(sim.analysis, n, getattr(sim.analysis, n)) for n in dir(sim.analysis) if n.startswith("plot")]
 
     def stand_in(name):
         def f(*args, **kw):
+            if name.startswith("plot"):
+                return None
             net = kw.get("netParams", args[0] if args else None)
             cfg = kw.get("simConfig", args[1] if len(args) > 1 else None)
             calls.append((name, net, cfg))
         return f
-    for n in saved:
-        setattr(sim, n, stand_in(n))
+    for owner, n, _ in saved:
+        setattr(owner, n, stand_in(n))
     try:
         yield
     finally:
-        for n, f in saved.items():
-            setattr(sim, n, f)
+        for owner, n, f in saved:
+            setattr(owner, n, f)
 
 
 def _is(obj, kind: str) -> bool:
@@ -150,8 +155,9 @@ def _read(path: Path) -> tuple[object, object | None]:
                              f"{_where(path, e.__traceback__)}") from None
     net = ns.get("netParams") if _is(ns.get("netParams"), "NetParams") else None
     cfg = next((ns[k] for k in ("simConfig", "cfg") if _is(ns.get(k), "SimConfig") or isinstance(ns.get(k), dict)), None)
-    net = net or next((v for v in ns.values() if _is(v, "NetParams")), None)
-    for name, n, c in calls:
+    if net is None:
+        net = next((v for v in ns.values() if _is(v, "NetParams")), None)
+    for name, n, c in calls:      # e.g. sim.createSimulateAnalyze(netParams=np_, simConfig=cfg_) with other names
         net = net if net is not None else n
         cfg = cfg if cfg is not None else c
     if calls:

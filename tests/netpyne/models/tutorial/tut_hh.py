@@ -29,3 +29,4 @@ simConfig.analysis["plotRaster"] = {"saveFig": True}
 simConfig.analysis["plotTraces"] = {"include": [1], "saveFig": True}
 
 sim.createSimulateAnalyze(netParams=netParams, simConfig=simConfig)
+sim.analysis.plotRaster(include=["S"], saveFig="tut_hh_raster.png")
