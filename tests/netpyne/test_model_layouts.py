@@ -129,3 +129,19 @@ def test_cosim_build_compiles_ahead_with_progress_then_finds_the_cache(tmp_path)
     assert "cosim: spiking: compiling mechanisms 2/2" in first.stderr
     again = cosim(["build", cfg], tmp_path, tmp_path / "cache")
     assert again.returncode == 0 and "compiling" not in again.stderr
+
+
+def test_unexpected_error_while_validating_names_its_traceback_file(tmp_path, mech_cache):
+    """A model whose values break the loader in a way no check foresaw (numCells a string): one
+    line, exit 2, and the traceback kept in the file that line names."""
+    (tmp_path / "m.json").write_text('{"netParams": {"popParams": {"E": {"cellType": "C", "numCells": "ten"}}}}')
+    cfg = {"spiking_nodes": [{"name": "spiking", "regions": [33], "params": {"model_file": {
+        "path": str(tmp_path / "m.json"), "populations": {"E": {"region": 33, "role": "exc"}}}}}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    p = cosim(["validate", str(tmp_path / "c.yaml")], tmp_path, mech_cache)
+    assert p.returncode == 2, p.stderr[-2000:]
+    line = [ln for ln in p.stderr.splitlines() if ln.startswith("cosim")]
+    assert len(line) == 1 and "loading the model failed: TypeError" in line[0], p.stderr[-2000:]
+    tb = Path(line[0].rsplit("full traceback in ", 1)[1].rstrip(")"))
+    assert "Traceback (most recent call last)" in tb.read_text()
+    tb.unlink()
