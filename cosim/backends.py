@@ -42,8 +42,10 @@ class BackendSpec:
       ``launch`` wraps a node's command line accordingly (:mod:`cosim.launch`).
     - ``image``: the container image (and ``dockerfile``, relative to the distribution's root)
       that runs this backend (compose's ``COSIM_BACKEND``).
-    - ``check``: optional ``"module:attr"`` of ``check(entry, cfg, source)`` for ``cosim
-      validate``: deeper, slower checks than the params model (files, models, compilers).
+    - ``check``: optional ``"module:attr"`` of ``check(entry, cfg, source, progress)`` for ``cosim
+      validate`` and ``cosim run``: deeper, slower checks than the params model (files, models,
+      compilers); raises ValueError with one line. ``build``: the same shape, for ``cosim build``
+      (e.g. compile mechanisms ahead); ``progress`` is None or ``(done, total, what)``.
     """
     name: str
     params: str
@@ -58,6 +60,7 @@ class BackendSpec:
     image: str | None = None
     dockerfile: str | None = None
     check: str | None = None
+    build: str | None = None
     #: set by the registry: the distribution that provides the spec and its version
     distribution: str = field(default="", compare=False)
     version: str = field(default="", compare=False)

@@ -4,7 +4,8 @@
   cosim coordinator CONFIG    the coordinator alone (nodes connect to it)
   cosim tvb-node              the TVB node alone, pointed at a coordinator
   cosim spiking-node          a spiking node alone (backend from the config, or --backend)
-  cosim validate CONFIG       check a config and exit
+  cosim validate CONFIG       check a config (and load each node's model, nothing simulated) and exit
+  cosim build CONFIG          compile the nodes' mechanisms ahead (cached by content)
   cosim keys DIR              CURVE key pairs for the coordinator and nodes
   cosim backends              the installed spiking backends (plugins), with versions
   cosim report RUN_DIR        a run's summary and where its time went (cosim.breakdown)
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate a config file")
     v.add_argument("config")
+
+    b = sub.add_parser("build", help="compile the spiking nodes' mechanisms ahead (cached by content)")
+    b.add_argument("config")
 
     rp = sub.add_parser("report", help="a run's summary and where its time went (per service); draws breakdown.png")
     rp.add_argument("run_dir")
@@ -229,6 +233,12 @@ def cmd_node(a, role: str) -> int:
     except RemoteError as e:
         print(f"cosim {a.name}: refused by the coordinator: {e}", file=sys.stderr)
         return EXIT_CONFIG if e.kind in ("ConfigRejected", "UnknownNode", "NameInUse", "VersionMismatch", "NotAuthorized") else EXIT_FAILED
+    except Exception as e:       # a bug or an unexpected state: traceback to the log, one line here
+        from cosim.node_runtime import traceback_note
+        log.error("%s: unexpected error", a.name, exc_info=e)
+        print(f"cosim {a.name}: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+              f"({traceback_note()})", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         if mpi is not None:
             _mpi_release(a)
@@ -256,6 +266,12 @@ def _mpi_release(a) -> None:
         pass
 
 
+def compile_progress(node: str):
+    def show(done: int, total: int, name: str) -> None:
+        print(f"cosim: {node}: compiling mechanisms {done}/{total} ({name})", file=sys.stderr, flush=True)
+    return show
+
+
 def cmd_validate(a) -> int:
     from cosim.checks import check_run
     from cosim.config import check_nodes
@@ -264,6 +280,13 @@ def cmd_validate(a) -> int:
     check_nodes(cfg, a.config)
     print(f"{a.config}: ok ({len(cfg.spiking_nodes)} spiking node(s), regions {cfg.spiking_regions()})")
     return EXIT_OK
+
+
+def cmd_build(a) -> int:
+    from cosim.config import check_nodes
+    cfg = _overrides(a.config, [])
+    check_nodes(cfg, a.config, build_only=True, progress=compile_progress)
+    print(f"{a.config}: mechanisms built (cache: $COSIM_NRNMECH_CACHE or ~/.cache/cosim/nrnmech)")
 
 
 def cmd_backends(a) -> int:
@@ -330,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if a.cmd == "validate":
             return cmd_validate(a)
+        if a.cmd == "build":
+            return cmd_build(a)
         if a.cmd == "keys":
             return cmd_keys(a)
         if a.cmd == "backends":

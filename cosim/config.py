@@ -254,21 +254,36 @@ def check_files(cfg: RunConfig, source: str = "<config>") -> None:
         raise ConfigError(f"{source}: tvb.connectivity: file not found: {c!r} (use 'default' or a TVB connectivity zip)")
 
 
-def check_nodes(cfg: RunConfig, source: str = "<config>") -> None:
+def check_nodes(cfg: RunConfig, source: str = "<config>", build_only: bool = False, progress=None) -> None:
     """Each backend's own deeper checks (``BackendSpec.check``: model files, populations,
-    mechanisms), run where the nodes will run (`cosim validate`, `cosim run`)."""
+    mechanisms; ``BackendSpec.build`` with ``build_only``), run where the nodes will run
+    (`cosim validate`, `cosim build`, `cosim run` before any service starts). ``progress(node)``
+    gives a callback ``(done, total, what)`` for long work such as compiling mechanisms."""
     from cosim import backends
     for i, n in enumerate(cfg.spiking_nodes):
         spec = backends.get(n.backend)
-        if not spec.check or spec.missing():
+        ref = spec.build if build_only else spec.check
+        if not ref or spec.missing():
             continue
+        fn = backends._load(ref)
         try:
-            backends.check_function(n.backend)(n, cfg, source)
+            fn(n, cfg, source, progress(n.name) if progress else None)
         except ConfigError:
             raise
-        except Exception as e:  # noqa: BLE001  (a check's failure is the config's fault: name it)
-            raise ConfigError(f"{source}: spiking_nodes[{i}].params.{e}" if str(e).split(":")[0].replace(".", "").replace("_", "").isalnum()
-                              else f"{source}: spiking_nodes[{i}]: {e}") from None
+        except ValueError as e:     # the backend's one-line refusal (a model error, a value it cannot run)
+            msg = str(e)
+            head = msg.split(":", 1)[0]
+            if ":" in msg and head.split(".")[0] in spec.params_model().model_fields and " " not in head:
+                raise ConfigError(f"{source}: spiking_nodes[{i}].params.{msg}") from None   # names a param
+            raise ConfigError(f"{source}: spiking_nodes[{i}] ({n.name}): {msg}") from None
+        except Exception as e:      # noqa: BLE001  a model the simulator cannot digest, or a bug: keep the traceback
+            import tempfile
+            import traceback
+            with tempfile.NamedTemporaryFile("w", prefix="cosim-traceback-", suffix=".txt", delete=False) as f:
+                traceback.print_exception(e, file=f)
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise ConfigError(f"{source}: spiking_nodes[{i}] ({n.name}): loading the model failed: "
+                              f"{type(e).__name__}: {first} (full traceback in {f.name})") from None
 
 
 _TCP = re.compile(r"^tcp://(\*|\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\*|\d{1,5})$")

@@ -61,7 +61,8 @@ class Child:
         self.name, self.log_path = name, log_path
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent, env=env or launch.service_env())
+                                     preexec_fn=_die_with_parent,
+                                     env={**(env or launch.service_env()), "COSIM_LOG_FILE": str(log_path)})
 
     def poll(self) -> int | None:
         return self.proc.poll()
@@ -126,7 +127,9 @@ def start(a, cfg=None) -> "Launch":
     # is loaded only to check an explicit window: the default window is causal by construction)
     check_run(cfg, a.config or "<default>", connectome=cfg.run.window_ms is not None)
     _check_installed(cfg)
-    check_nodes(cfg, a.config or "<default>")
+    # compile + load each model now: the setup clock never sees it
+    from cosim.cli import compile_progress
+    check_nodes(cfg, a.config or "<default>", progress=compile_progress)
     out = Path(a.out) if a.out else Path(cfg.run.results_dir) / f"{cfg.run.name}_{datetime.now():%Y%m%d-%H%M%S}"
     cc = cfg.coordinator
     explicit = cc.model_fields_set

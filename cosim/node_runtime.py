@@ -92,6 +92,9 @@ class NodeRuntime:
                               results_dir=self.results_override or c.get("results_dir"))
         try:
             self.adapter = self.make_adapter(c["config"])
+            # an adapter MAY keep a `setup_status` dict it updates during setup (e.g. {"setup": "compiling"}):
+            # the heartbeat thread sends it, so the coordinator pauses the setup clock (§8)
+            self.hb.status = getattr(self.adapter, "setup_status", {})
             requires = self.adapter.requires(self.ctx)
             content = {"requires": [s.as_wire() for s in requires]}
             if self.role == "tvb":
@@ -168,6 +171,11 @@ class NodeRuntime:
         # adapters raise ValueError for a configuration they cannot run (regions out of range, a
         # missing file, a dt they cannot use): during setup that is the config's fault, not the node's
         kind = "ConfigRejected" if self.window < 0 and isinstance(exc, ValueError) else "NodeFailure"
+        if kind == "NodeFailure":    # unexpected: the whole traceback goes to the log, the line says where
+            log.error("%s: failure while %s", self.name, doing, exc_info=exc)
+            reason += f" ({traceback_note()})"
+        else:
+            log.debug("%s: failure while %s", self.name, doing, exc_info=True)
         self.ch.send(Message(T.ERROR, {"error": kind, "message": f"{doing}: {reason}"},
                              node=self.name, window=parent.window, parent_id=parent.msg_id))
         raise NodeFailed(f"node {self.name!r} failed while {doing}: {reason}") from exc
@@ -202,6 +210,13 @@ class NodeRuntime:
                     log.exception("%s: could not finish results after: %s", self.name, aborted)
             self.hb.stop()
             self.ch.close()
+
+
+def traceback_note() -> str:
+    """Where this process's log (and so a traceback) is: `cosim run` sets COSIM_LOG_FILE."""
+    import os
+    where = os.environ.get("COSIM_LOG_FILE")
+    return f"full traceback in {where}" if where else "full traceback in this node's log (its stderr)"
 
 
 def _plain(d: dict) -> dict:

@@ -1,6 +1,6 @@
 """Summary figure of a spiking node's results file (matplotlib, Agg backend).
 
-One row per spiking region: a raster of its E/I spikes, and its measured E rate next to the
+One row per spiking region: a raster of the spikes of every population (exc, inh, other), and its measured E rate next to the
 R_e sent to TVB and the Poisson input rate received. Written to
 ``<results_dir>/<node_name>_spiking.png``.
 """
@@ -37,9 +37,9 @@ def plot_results(h5_path: str | Path, out: str | Path | None = None, max_spikes:
         ax = axes[j, 0]
         if sp is not None:
             sel = sp["region"] == r
-            colors = np.where(np.array([roles[p] == "inh" for p in sp["pop"][sel]], dtype=bool), "tab:blue", "tab:red")
+            colors = np.array([{"inh": "tab:blue", "exc": "tab:red"}.get(roles[p], "0.4") for p in sp["pop"][sel]])
             ax.scatter(sp["t_ms"][sel], sp["gid"][sel], s=8, c=colors, marker="|", linewidths=0.8)
-        ax.set_title(f"region {r}: raster (E red, I blue)")
+        ax.set_title(f"region {r}: raster (exc red, inh blue, other grey)")
         ax.set_ylabel("gid")
         ax = axes[j, 1]
         if len(t_steps):

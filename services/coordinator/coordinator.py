@@ -79,6 +79,8 @@ class Coordinator:
         self.last_step: dict[str, dict] = {}   # the STEP content each node got this window (for a resend)
         self.resent = 0
         self.state = "SETUP"
+        self.compiling: set[str] = set()       # nodes whose heartbeats say they compile (§8)
+        self.paused_at: float | None = None
         self.window = -1
         self.produced: dict[str, dict[str, np.ndarray]] = {}
         self.pending: set[str] = set()
@@ -239,6 +241,7 @@ class Coordinator:
                 self.peers[name].silent_warned = False
                 if msg.type == T.HEARTBEAT:
                     self.check_stuck(self.peers[name], msg.content)
+                    self.note_setup_work(self.peers[name], msg.content)
             if msg.type == T.HEARTBEAT:   # answer even unknown peers: they may be registering
                 self._send_to(rid, Message(T.HEARTBEAT, {}, node="coordinator", parent_id=msg.msg_id))
             else:
@@ -325,6 +328,22 @@ class Coordinator:
                 else:
                     self.rejects.reject("HandshakeFailed", f"{what} handshake failed: event "
                                         f"{zmq.Event(ev['event']).name}, code {ev['value']}", "?")
+
+    def note_setup_work(self, peer: Peer, hb: dict) -> None:
+        """§8: while any node's heartbeats say ``setup: "compiling"``, the setup clock stands still
+        (the deadline moves by that time); compiling takes as long as it takes, once."""
+        if self.state != "SETUP":
+            return
+        now = time.monotonic()
+        if hb.get("setup") == "compiling":
+            if peer.name not in self.compiling:
+                log.info("coordinator: node %r is compiling; setup timeout paused while it does", peer.name)
+            self.compiling.add(peer.name)
+        else:
+            self.compiling.discard(peer.name)
+        if self.paused_at is not None:
+            self.t_setup += now - self.paused_at
+        self.paused_at = now if self.compiling else None
 
     def check_stuck(self, peer: Peer, hb: dict) -> None:
         """§8: a node whose heartbeats say it waits for a STEP (or END) that the coordinator sent,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def check_node(entry, cfg, source: str = "<config>") -> None:
+def check_node(entry, cfg, source: str = "<config>", progress=None) -> None:
     """Raise ``ValueError`` naming the culprit; ``entry`` is the node's ``NodeEntry``."""
     from .config import NestParams
     p = NestParams.model_validate(entry.params or {})

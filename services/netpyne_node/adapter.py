@@ -15,6 +15,7 @@ gathered to rank 0, which computes rates, writes results and returns outputs.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -55,6 +56,7 @@ class NetpyneAdapter(NodeAdapter):
         self.writer = None
         self.timing = dict.fromkeys(TIMERS, 0.0)
         self.windows_done = 0
+        self.setup_status: dict = {}     # sent with heartbeats during setup (PROTOCOL.md §8)
 
     # ---- configuration -------------------------------------------------------------------
     def params_for(self, ctx: RunContext) -> NetpyneParams:
@@ -80,13 +82,29 @@ class NetpyneAdapter(NodeAdapter):
 
     def _precheck(self, ctx: RunContext) -> None:
         p = self.params_for(ctx)
-        if p.model_file is not None:
-            from .usermodel import load_user_model
-            load_user_model(p, ctx.regions, 0, self._n_brain(ctx), compile_only=True)
-        elif p.rxd.enabled:
-            from .builder import RXD_MOD_DIR
-            from .mechanisms import compile_mods
-            compile_mods(RXD_MOD_DIR)
+        with self._compiling(p):
+            if p.model_file is not None:
+                from .usermodel import load_user_model
+                load_user_model(p, ctx.regions, 0, self._n_brain(ctx), compile_only=True)
+            elif p.rxd.enabled:
+                from .builder import RXD_MOD_DIR
+                from .mechanisms import compile_mods
+                compile_mods(RXD_MOD_DIR)
+
+    @contextlib.contextmanager
+    def _compiling(self, p: NetpyneParams):
+        """Say "compiling" in heartbeats while mechanisms that are not cached yet are compiled, so the
+        coordinator does not count it against the setup timeout (`cosim run` compiles ahead instead)."""
+        from .checks import needs_build
+        busy = needs_build(p)
+        if busy:
+            log.info("mechanisms not cached: compiling them now (`cosim build CONFIG` does it ahead)")
+            self.setup_status["setup"] = "compiling"
+        try:
+            yield
+        finally:
+            if busy:
+                self.setup_status.pop("setup", None)
 
     @staticmethod
     def _n_brain(ctx: RunContext) -> int | None:
@@ -167,7 +185,8 @@ class NetpyneAdapter(NodeAdapter):
     def _build(self, ctx: RunContext, p: NetpyneParams, tvb: dict):
         if p.model_file is not None:
             from .usermodel import load_user_model
-            built = load_user_model(p, self.regions, self.seed, self._n_brain(ctx))
+            with self._compiling(p):
+                built = load_user_model(p, self.regions, self.seed, self._n_brain(ctx))
         else:
             from .builder import NetpyneNetworkBuilder
             b = NetpyneNetworkBuilder(p, self.regions, ctx.connectome, G=float((tvb.get("model") or {}).get("G", 2.0)),
@@ -176,8 +195,9 @@ class NetpyneAdapter(NodeAdapter):
             if b.rxd_params is not None:
                 built.simConfig.recordTraces.setdefault("cai", {"sec": "soma", "loc": 0.5, "var": "cai"})
                 built.simConfig.recordCells = list(built.simConfig.recordCells) + [(f"E_{b.rxd_region}", [0, 1, 2])]
-        for d in built.mod_dirs:
-            ensure_mechanisms(d, p.model_file.build_dir if p.model_file else None)
+        with self._compiling(p):
+            for d in built.mod_dirs:
+                ensure_mechanisms(d, p.model_file.build_dir if p.model_file else None)
         return built
 
     def warm_up(self) -> None:

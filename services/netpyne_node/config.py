@@ -84,12 +84,45 @@ class RegionNetwork(_S):
         return max(1, round(self.n_exc * self.scale)), max(1, round(self.n_inh * self.scale))
 
 
+class ModelDrive(_S):
+    """TVB drive attached by cosim in each region where no population of the model has role ``input``.
+
+    Each driven cell (a seeded ``fraction`` of the cells of every population whose role is in
+    ``roles``) gets ``sources_per_cell`` independent Poisson trains, each at the input
+    transformer's rate ``rate_hz = input.scale * coupling + input.offset_hz`` (Hz per source),
+    so a cell receives ``sources_per_cell * rate_hz`` input spikes/s, each of weight ``weight_uS``
+    on ``synapse`` (see docs/user_models.md for the arithmetic).
+    """
+    roles: list[Literal["exc", "inh"]] = Field(default_factory=lambda: ["exc"], min_length=1,
+                                               description="roles of the populations driven")
+    synapse: str | None = Field(None, description="a synMechParams label of the model; default: an Exp2Syn "
+                                                  "(tau1 0.8, tau2 5.3 ms, e 0 mV) added as 'cosim_drive_syn'")
+    weight_uS: float = Field(0.006, ge=0, description="weight of each source's NetCon")
+    fraction: float = Field(1.0, gt=0, le=1, description="fraction of each driven population's cells (seeded pick)")
+    sources_per_cell: int = Field(1, ge=1, le=1000)
+    delay_ms: float = Field(1.0, gt=0)
+    sec: str | None = Field(None, description="section of the target cells; default NetPyNE's (soma)")
+    loc: float = Field(0.5, ge=0, le=1)
+
+
 class UserModel(_S):
     """A user's own NetPyNE model instead of the default builder."""
     path: str = Field(description=".py or .json defining netParams (and optionally simConfig)")
     populations: dict[str, PopMap] = Field(min_length=1)
-    mod_dir: str | None = Field(None, description="folder of .mod files; default: the model's folder")
+    mod_dir: str | None = Field(None, description="folder of .mod files; default: the model's folder, else its "
+                                                  "mod/ (or ../mod/, as in src/ + mod/ layouts)")
+    mod_exclude: list[str] = Field(default_factory=list, description="file-name globs of .mod files not to compile")
     build_dir: str | None = Field(None, description="cache of compiled mechanisms; default ~/.cache/cosim/nrnmech")
+    drive: ModelDrive = Field(default_factory=ModelDrive, description="used in regions without an 'input' population")
+
+    @model_validator(mode="after")
+    def _drive_or_input(self) -> "UserModel":
+        regions = {m.region for m in self.populations.values()}
+        fed = {m.region for m in self.populations.values() if m.role == "input"}
+        if "drive" in self.model_fields_set and regions <= fed:
+            raise ValueError("drive is for regions without an 'input' population, and every region has one; "
+                             "remove one or the other")
+        return self
 
     @field_validator("path")
     @classmethod

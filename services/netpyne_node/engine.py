@@ -7,7 +7,7 @@
   NEURON's fixed-step ``psolve`` takes ``floor((tstop - t) / dt)`` steps, so half a step of
   margin absorbs float drift of ``h.t`` either way (a bare ``(k+1)*W`` target ran one step short
   after ~7000 windows here), and every window checks ``round(h.t / dt) == end_step``.
-- Spikes of the reported populations only (``pc.spike_record`` per local gid), read each window
+- Spikes of every population but the input relays (``pc.spike_record`` per local gid), read each window
   with ``np.array(vec)`` then ``vec.resize(0)``.
 - RxD compiles reactions with the C++ compiler into the working directory: initialization and
   stepping of an RxD model run inside ``work_dir``.
@@ -37,7 +37,7 @@ class SpikingEngine:
         if getattr(sim, "net", None) is not None and getattr(sim.net, "cells", None):
             sim.clearAll()                            # a previous network in this process
         cfg = built.simConfig
-        cfg.recordCellsSpikes = []                    # spikes are recorded below, reported pops only
+        cfg.recordCellsSpikes = []                    # spikes are recorded below (pc.spike_record)
         chatter = io.StringIO()                       # NetPyNE prints progress; keep it for DEBUG
         with self._cwd(), contextlib.redirect_stdout(chatter):
             sim.initialize(built.netParams, cfg)
@@ -55,7 +55,7 @@ class SpikingEngine:
         self._make_inputs()
         self.spk_t, self.spk_id = h.Vector(), h.Vector()
         for cell in sim.net.cells:
-            if self.popmap.get(cell.tags["pop"], (None, ""))[1] in ("exc", "inh"):
+            if self.popmap.get(cell.tags["pop"], (None, "other"))[1] != "input":   # every population, role other too
                 self.pc.spike_record(cell.gid, self.spk_t, self.spk_id)
         sim.preRun()                                  # collective: set_maxstep allreduce, h.dt
         h.dt = self.dt

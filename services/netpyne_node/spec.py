@@ -13,4 +13,6 @@ SPEC = BackendSpec(
     mpi_param="mpi_ranks",
     image="cosim-netpyne:latest",
     dockerfile="services/netpyne_node/Dockerfile",
+    check="services.netpyne_node.checks:check",
+    build="services.netpyne_node.checks:build",
 )

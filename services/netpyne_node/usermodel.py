@@ -1,30 +1,134 @@
-"""Load a user's own NetPyNE model and map its populations onto TVB regions.
+"""Load a user's own NetPyNE model, unchanged, and map its populations onto TVB regions.
 
 The model file is either
 
-- ``.py``: executed with ``runpy``; must define ``netParams`` (a ``specs.NetParams`` or a dict)
-  and may define ``simConfig`` (or ``cfg``);
-- ``.json``: a map with ``netParams`` (and optionally ``simConfig``), or NetPyNE's own saved
-  format ``{"net": {"params": ...}, "simConfig": ...}``.
+- ``.py``: executed with ``runpy``; defines ``netParams`` (a ``specs.NetParams`` or a dict) and
+  maybe ``simConfig``/``cfg``, or hands them to ``sim.createSimulateAnalyze(...)`` and the like;
+- ``.json``: a map with ``netParams`` (and optionally ``simConfig``), or what NetPyNE's
+  ``saveJson`` writes: ``{"net": {"params": ...}, "simConfig": ...}``.
 
-The mapping (``model_file.populations``) gives each population a region and a role:
-``input`` populations (NetStim point cells) receive the TVB drive, one Poisson train per cell;
-``exc``/``inh`` are counted and reported as R_e/R_i; ``other`` is simulated, not reported.
-Every check happens before the run and raises :class:`ModelError` with a one-line message.
-Custom ``.mod`` files in the model's folder (or ``mod_dir``) are compiled once (cached).
+How it is loaded (see docs/user_models.md):
+
+- **where it lives**: the model's folder is the working directory and first on ``sys.path``
+  while the file runs (``from cfg import cfg``, relative cell/JSON/hoc/SWC paths work), then
+  both are restored and the modules it imported from its folder are forgotten;
+- **mechanisms first**: its ``.mod`` files are compiled (cached) and loaded before it runs, so
+  cell templates that insert them load;
+- **side-effect free**: NetPyNE's create/simulate/analyze/save entry points are replaced while it
+  runs, so a tutorial ending in ``sim.createSimulateAnalyze(netParams, cfg)`` gives its network
+  and runs nothing; settings the backend cannot honour are turned off with one warning each;
+- **TVB drive**: ``input`` populations (NetStim point cells) are relays, one Poisson train per
+  cell; a model without one gets a drive attached (:func:`attach_drive`, ``model_file.drive``).
+
+Every check raises :class:`ModelError` with a one-line message naming the culprit.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import runpy
+import sys
+import traceback
+import zlib
 from pathlib import Path
 
+import numpy as np
+
 from .builder import BuiltNetwork, default_sim_config
-from .config import NetpyneParams
-from .mechanisms import ModelError, compile_mods
+from .config import NetpyneParams, UserModel
+from .mechanisms import ModelError, compile_mods, load_mechanisms, mod_files
 
 log = logging.getLogger(__name__)
+
+#: NetPyNE entry points that would build, run, analyse or write while the model file loads
+ENTRY_POINTS = ("create", "simulate", "analyze", "createSimulate", "createSimulateAnalyze",
+                "createSimulateAnalyzeInterval", "createSimulateAnalyzeDistributed", "createExportNeuroML2",
+                "runSim", "runSimWithIntervalFunc", "runSimIntervalSaving", "intervalSimulate",
+                "distributedSimulate", "loadSimulate", "loadSimulateAnalyze", "loadAll", "saveData",
+                "saveDataInNodes", "saveJSON", "saveModel", "save", "exportNeuroML2", "gatherData")
+#: simConfig settings this backend does not run, turned off with a warning (value when off)
+UNSUPPORTED = {"recordLFP": [], "recordDipole": False, "recordDipolesHNN": False, "saveLFPCells": False,
+               "cvode_active": False, "use_fast_imem": False, "coreneuron": False,
+               "saveJson": False, "savePickle": False, "saveMat": False, "saveHDF5": False, "saveDpk": False,
+               "saveDat": False, "saveCSV": False, "saveTiming": False, "recordTraces": {}, "analysis": {}}
+DRIVE_SYN = "cosim_drive_syn"
+
+
+def find_mod_dir(um: UserModel) -> Path | None:
+    """The model's mechanism folder: ``mod_dir`` if set, else its folder, ``mod/`` or ``../mod/``."""
+    path = Path(um.path).expanduser()
+    if um.mod_dir:
+        d = Path(um.mod_dir).expanduser()
+        if not d.is_dir():
+            raise ModelError(f"model_file.mod_dir {d} does not exist")
+        return d
+    for d in (path.parent, path.parent / "mod", path.parent / "mechanisms", path.parent.parent / "mod"):
+        if d.is_dir() and mod_files(d, um.mod_exclude):
+            return d
+    return None
+
+
+def build_mechanisms(um: UserModel, progress=None) -> Path | None:
+    """Compile (or find cached) the model's mechanisms; None when it has none."""
+    d = find_mod_dir(um)
+    return None if d is None else compile_mods(d, um.build_dir, um.mod_exclude, progress)
+
+
+@contextlib.contextmanager
+def model_folder(path: Path):
+    """Run code as if started in the model's folder; restore cwd, sys.path, sys.argv, sys.modules."""
+    folder = str(path.parent.resolve())
+    cwd, argv, before = os.getcwd(), sys.argv, set(sys.modules)
+    sys.path.insert(0, folder)
+    sys.argv = [str(path)]
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        sys.argv = argv
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+        for name in set(sys.modules) - before:    # the model's own modules (e.g. cfg) belong to it alone
+            f = getattr(sys.modules.get(name), "__file__", None) or ""
+            if f and os.path.abspath(f).startswith(folder + os.sep):
+                sys.modules.pop(name, None)
+
+
+@contextlib.contextmanager
+def intercepted_sim(calls: list):
+    """Replace NetPyNE's run/analyse/save entry points; record (name, netParams, simConfig) of each call."""
+    from netpyne import sim
+    saved = [(sim, n, getattr(sim, n)) for n in ENTRY_POINTS if hasattr(sim, n)]
+    # plots a script draws after running (sim.analysis.plotRaster(...)): nothing to plot, draw nothing
+    saved += [(sim.analysis, n, getattr(sim.analysis, n)) for n in dir(sim.analysis) if n.startswith("plot")]
+
+    def stand_in(name):
+        def f(*args, **kw):
+            if name.startswith("plot"):
+                return None
+            net = kw.get("netParams", args[0] if args else None)
+            cfg = kw.get("simConfig", args[1] if len(args) > 1 else None)
+            calls.append((name, net, cfg))
+        return f
+    for owner, n, _ in saved:
+        setattr(owner, n, stand_in(n))
+    try:
+        yield
+    finally:
+        for owner, n, f in saved:
+            setattr(owner, n, f)
+
+
+def _is(obj, kind: str) -> bool:
+    return type(obj).__name__ == kind or (kind == "NetParams" and isinstance(obj, dict) and "popParams" in obj)
+
+
+def _where(path: Path, tb) -> str:
+    frames = [f for f in traceback.extract_tb(tb) if os.path.abspath(f.filename).startswith(str(path.parent.resolve()))]
+    return f" (at {Path(frames[-1].filename).name} line {frames[-1].lineno})" if frames else ""
 
 
 def _read(path: Path) -> tuple[object, object | None]:
@@ -39,26 +143,30 @@ def _read(path: Path) -> tuple[object, object | None]:
         if net is None and isinstance(data.get("net"), dict):
             net = data["net"].get("params")
         return net, data.get("simConfig")
-    try:
-        ns = runpy.run_path(str(path), run_name="__cosim_model__")
-    except Exception as e:  # the user's code: report its error in one line
-        raise ModelError(f"model file {path}: raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-    return ns.get("netParams"), ns.get("simConfig", ns.get("cfg"))
+    calls: list = []
+    with model_folder(path), intercepted_sim(calls):
+        try:
+            ns = runpy.run_path(str(path), run_name="__cosim_model__")
+        except SystemExit as e:
+            raise ModelError(f"model file {path}: called exit({e.code}) while being loaded") from None
+        except Exception as e:  # the user's code: its error and where, in one line
+            msg = str(e).splitlines()[0] if str(e) else ""
+            raise ModelError(f"model file {path}: raised {type(e).__name__}: {msg}"
+                             f"{_where(path, e.__traceback__)}") from None
+    net = ns.get("netParams") if _is(ns.get("netParams"), "NetParams") else None
+    cfg = next((ns[k] for k in ("simConfig", "cfg") if _is(ns.get(k), "SimConfig") or isinstance(ns.get(k), dict)), None)
+    if net is None:
+        net = next((v for v in ns.values() if _is(v, "NetParams")), None)
+    for name, n, c in calls:      # e.g. sim.createSimulateAnalyze(netParams=np_, simConfig=cfg_) with other names
+        net = net if net is not None else n
+        cfg = cfg if cfg is not None else c
+    if calls:
+        log.info("model file %s called sim.%s: took its netParams/simConfig; nothing was simulated or written "
+                 "(cosim steps the network itself)", path.name, ", sim.".join(dict.fromkeys(c[0] for c in calls)))
+    return net, cfg
 
 
-def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed: int,
-                    n_brain_regions: int | None = None, compile_only: bool = False) -> BuiltNetwork | None:
-    """Validate and load ``p.model_file`` for this node's ``regions``.
-
-    ``compile_only`` runs every check and compiles mechanisms but does not import NetPyNE specs
-    (rank 0 uses it before telling other MPI ranks to build).
-    """
-    um = p.model_file
-    if um is None:
-        raise ModelError("no model_file configured")
-    path = Path(um.path).expanduser()
-    if not path.is_file():
-        raise ModelError(f"model file {path} not found")
+def _check_mapping(um: UserModel, regions, n_brain_regions: int | None) -> list[int]:
     owned = [int(r) for r in regions]
     for pop, m in um.populations.items():
         if n_brain_regions is not None and m.region >= n_brain_regions:
@@ -71,11 +179,93 @@ def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed
         if not any(m.region == r and m.role == "exc" for m in um.populations.values()):
             raise ModelError(f"region {r} has no population with role 'exc' in model_file.populations "
                              "(needed to report R_e)")
-    mod_dir = Path(um.mod_dir).expanduser() if um.mod_dir else path.parent
-    build = compile_mods(mod_dir, um.build_dir) if any(mod_dir.glob("*.mod")) else None
+    return owned
+
+
+def _turn_off_unsupported(cfg, path: Path) -> None:
+    for key, off in UNSUPPORTED.items():
+        val = cfg.get(key) if isinstance(cfg, dict) else getattr(cfg, key, None)
+        if val:
+            what = sorted(val) if isinstance(val, dict) else val
+            log.warning("model %s: simConfig.%s = %s turned off (not supported by the cosim NetPyNE backend; "
+                        "see docs/user_models.md)", path.name, key, what if len(repr(what)) < 80 else "...")
+
+
+def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
+    """Add one NetStim relay population per driven population, connected one relay per (cell, source).
+
+    Only in regions without an ``input`` population of their own. A seeded ``fraction`` of each
+    population's cells is driven, each by ``sources_per_cell`` relays; returns the new
+    populations' map (label -> (region, "input")).
+    """
+    d = um.drive
+    syn = d.synapse
+    if syn is None:
+        syn = DRIVE_SYN
+        net.synMechParams[syn] = {"mod": "Exp2Syn", "tau1": 0.8, "tau2": 5.3, "e": 0.0}
+    elif syn not in net.synMechParams:
+        raise ModelError(f"model_file.drive.synapse {syn!r} is not in the model's synMechParams "
+                         f"{sorted(net.synMechParams)}")
+    scale = float(getattr(net, "scale", 1) or 1)
+    fed = {m.region for m in um.populations.values() if m.role == "input"}   # regions with their own input pop
+    added = {}
+    for pop, m in um.populations.items():
+        if m.role not in d.roles or m.region in fed:
+            continue
+        pp = net.popParams[pop]
+        if "numCells" in pp:
+            n = int(scale * pp["numCells"])
+        elif "cellsList" in pp:
+            n = len(pp["cellsList"])
+        else:
+            raise ModelError(f"population {pop!r} has no numCells, so cosim cannot attach the TVB drive: give it "
+                             "numCells or add a NetStim population with role 'input'")
+        if pp.get("cellModel") in ("NetStim", "VecStim"):
+            raise ModelError(f"population {pop!r} (role {m.role!r}) is made of {pp['cellModel']} point processes: "
+                             "map spiking cells as exc/inh")
+        rng = np.random.default_rng([seed, m.region, zlib.crc32(pop.encode())])
+        k = n if d.fraction >= 1 else max(1, int(round(d.fraction * n)))
+        targets = np.sort(rng.choice(n, size=k, replace=False)) if k < n else np.arange(n)
+        label = f"cosim_drive_{pop}"
+        n_relays = k * d.sources_per_cell      # NetPyNE creates int(netParams.scale * numCells) cells
+        net.popParams[label] = {"cellModel": "NetStim", "numCells": n_relays if scale == 1 else (n_relays + 0.5) / scale,
+                                "number": 1, "start": -1, "noise": 0, "interval": 1e9}
+        conn = {"preConds": {"pop": label}, "postConds": {"pop": pop},
+                "connList": [[i * d.sources_per_cell + s, int(t)] for i, t in enumerate(targets)
+                             for s in range(d.sources_per_cell)],
+                "weight": d.weight_uS, "delay": d.delay_ms, "synMech": syn, "loc": d.loc}
+        if d.sec:
+            conn["sec"] = d.sec
+        net.connParams[f"{label}->{pop}"] = conn
+        added[label] = (m.region, "input")
+        log.info("TVB drive: %d of %d %s cells x %d Poisson source(s), %.4g uS on %s", k, n, pop,
+                 d.sources_per_cell, d.weight_uS, syn)
+    return added
+
+
+def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed: int,
+                    n_brain_regions: int | None = None, compile_only: bool = False,
+                    progress=None) -> BuiltNetwork | None:
+    """Validate and load ``p.model_file`` for this node's ``regions`` (nothing is simulated).
+
+    ``compile_only`` checks the mapping and compiles mechanisms but does not run the model file
+    (rank 0 uses it before telling other MPI ranks to build).
+    """
+    um = p.model_file
+    if um is None:
+        raise ModelError("no model_file configured")
+    path = Path(um.path).expanduser().resolve()
+    if not path.is_file():
+        raise ModelError(f"model file {path} not found")
+    owned = _check_mapping(um, regions, n_brain_regions)
+    build = build_mechanisms(um, progress)
+    if compile_only:
+        return None
+    if build is not None:
+        load_mechanisms(build)          # before the model runs: its cell templates may insert them
     net, sim_cfg = _read(path)
     if net is None:
-        raise ModelError(f"model file {path} does not define netParams")
+        raise ModelError(f"model file {path} does not define netParams (nor passes it to sim.create*)")
     pops = net.get("popParams") if isinstance(net, dict) else getattr(net, "popParams", None)
     if not pops:
         raise ModelError(f"model file {path}: netParams has no popParams")
@@ -89,23 +279,29 @@ def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed
             if model != "NetStim":
                 raise ModelError(f"model file {path}: input population {pop!r} must be NetStim point cells "
                                  f"(cellModel 'NetStim'), got {model!r}")
-    if compile_only:
-        return None
     from netpyne import specs
     if isinstance(net, dict):
-        net = specs.NetParams(net)
+        with model_folder(path):        # a saved network may name cell files relative to itself
+            net = specs.NetParams(net)
+    popmap = {pop: (m.region, m.role) for pop, m in um.populations.items()}
+    if any(m.region not in {n.region for n in um.populations.values() if n.role == "input"}
+           for m in um.populations.values()):
+        popmap.update(attach_drive(net, um, seed))      # regions without an input population
     for pop, m in um.populations.items():
         if m.role == "input":      # relays: fire once per event the adapter sends, never on their own
             net.popParams[pop].update({"number": 1, "start": -1, "noise": 0, "interval": 1e9})
             net.popParams[pop].pop("rate", None)
-    cfg = specs.SimConfig(sim_cfg if isinstance(sim_cfg, dict) else None) if not hasattr(sim_cfg, "dt") else sim_cfg
-    if hasattr(sim_cfg, "dt") and abs(float(sim_cfg.dt) - p.dt_ms) > 1e-12:
-        log.warning("model simConfig.dt %s replaced by params.dt_ms %s", sim_cfg.dt, p.dt_ms)
+    if sim_cfg is not None:
+        _turn_off_unsupported(sim_cfg, path)
+    cfg = sim_cfg if hasattr(sim_cfg, "dt") else specs.SimConfig(sim_cfg if isinstance(sim_cfg, dict) else None)
+    if sim_cfg is not None and abs(float(getattr(cfg, "dt", p.dt_ms)) - p.dt_ms) > 1e-12:
+        log.warning("model %s: simConfig.dt %s replaced by params.dt_ms %s", path.name, cfg.dt, p.dt_ms)
     user_h = dict(getattr(cfg, "hParams", {}) or {})
     default_sim_config(cfg, p, seed, v_init=user_h.get("v_init"))
+    for key, off in UNSUPPORTED.items():
+        if key not in ("recordTraces", "analysis"):       # default_sim_config set those from params
+            setattr(cfg, key, off)
     if "celsius" in user_h:                 # the model's temperature wins over params.celsius
         cfg.hParams["celsius"] = user_h["celsius"]
-    popmap = {pop: (m.region, m.role) for pop, m in um.populations.items()}
-    log.info("loaded user model %s: %d pops mapped to regions %s", path, len(popmap), owned)
-    return BuiltNetwork(net, cfg, popmap, [mod_dir] if build is not None else [],
-                        uses_rxd=bool(getattr(net, "rxdParams", None)))
+    log.info("loaded user model %s: %d pops mapped to regions %s", path, len(um.populations), owned)
+    return BuiltNetwork(net, cfg, popmap, [], uses_rxd=bool(getattr(net, "rxdParams", None)))

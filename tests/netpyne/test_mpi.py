@@ -46,3 +46,29 @@ def test_two_ranks_counts_only_matches(tmp_path):
     b = _drive(2, tmp_path, "c2", "--set", "record.spikes=false")
     assert "t_ms" not in b and a["R_e"].max() > 0
     assert np.array_equal(a["R_e"], b["R_e"])
+
+
+def test_user_model_with_templates_and_mechanisms_on_two_ranks(tmp_path):
+    """A user model (hoc/Python/SWC templates, own mechanisms, drive attached by cosim) under MPI:
+    rank 0 compiles alone without starting NEURON (that would deadlock), then every rank loads it;
+    spikes identical to one rank."""
+    import yaml
+    model = REPO / "tests" / "netpyne" / "models" / "templates"
+    params = {"model_file": {"path": str(model / "model.py"), "build_dir": str(tmp_path / "build"),
+                             "drive": {"weight_uS": 0.01},
+                             "populations": {"BS": {"region": 33, "role": "exc"}, "FS": {"region": 33, "role": "inh"},
+                                             "ST": {"region": 33, "role": "other"}}},
+              "record": {"plot": False}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
+    res = {}
+    for n in (2, 1):      # 2 first: the mechanisms are not compiled yet
+        out, dump = tmp_path / f"u{n}", tmp_path / f"u{n}.npz"
+        cmd = ["mpiexec", "--oversubscribe", "-n", str(n)] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+        cmd += [sys.executable, "-m", "services.netpyne_node.drive", "--regions", "33", "--duration", "50",
+                "--params", str(tmp_path / "p.yaml"), "--out", str(out), "--dump", str(dump)]
+        p = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)),
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        res[n] = dict(np.load(dump))
+    assert int(res[2]["n_ranks"]) == 2 and res[1]["t_ms"].size > 5
+    assert np.array_equal(res[1]["t_ms"], res[2]["t_ms"]) and np.array_equal(res[1]["gid"], res[2]["gid"])

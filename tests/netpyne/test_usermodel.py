@@ -77,5 +77,90 @@ def test_broken_mod_file_fails_in_one_line(tmp_path):
     from services.netpyne_node.mechanisms import ModelError
     with pytest.raises(ModelError) as ei:
         _configure(_params(d / "model.py", tmp_path))
-    assert "nrnivmodl failed for" in _one_line(ei)
+    assert "broken.mod line 3" in _one_line(ei)
     assert not [p for p in (tmp_path / "build").iterdir() if not p.name.startswith("build-")]
+
+
+def test_cxx_error_is_traced_back_to_the_mod_line(tmp_path):
+    """A .mod written for NEURON 7 (C) that NEURON 9's C++ compiler refuses: the message names the
+    .mod file and the line of the VERBATIM code, not the generated .cpp."""
+    from services.netpyne_node.mechanisms import ModelError, compile_mods
+    d = tmp_path / "mod"
+    d.mkdir()
+    shutil.copy(Path(__file__).parent / "models" / "srclayout" / "mod" / "legacy_c.mod", d)
+    with pytest.raises(ModelError) as ei:
+        compile_mods(d, tmp_path / "build")
+    assert "legacy_c.mod line 6: invalid conversion from" in _one_line(ei)
+
+
+def test_drive_attached_to_a_seeded_fraction_with_several_sources():
+    from netpyne import specs
+    from services.netpyne_node.config import UserModel
+    from services.netpyne_node.usermodel import DRIVE_SYN, attach_drive
+
+    def drive(seed):
+        net = specs.NetParams()
+        net.popParams["E"] = {"cellType": "C", "numCells": 10}
+        net.popParams["I"] = {"cellType": "C", "numCells": 4}
+        um = UserModel(path="m.py", populations={"E": {"region": 3, "role": "exc"}, "I": {"region": 3, "role": "inh"}},
+                       drive={"fraction": 0.5, "sources_per_cell": 3, "weight_uS": 0.01})
+        return net, attach_drive(net, um, seed)
+    net, added = drive(1)
+    assert added == {"cosim_drive_E": (3, "input")}                # inh not driven unless asked
+    assert net.popParams["cosim_drive_E"]["numCells"] == 15        # 5 of 10 cells x 3 sources
+    conns = net.connParams["cosim_drive_E->E"]["connList"]
+    targets = sorted({t for _, t in conns})
+    assert len(targets) == 5 and sorted(s for s, _ in conns) == list(range(15))
+    assert all(sum(t == x for _, x in conns) == 3 for t in targets)
+    assert net.connParams["cosim_drive_E->E"]["synMech"] == DRIVE_SYN and DRIVE_SYN in net.synMechParams
+    assert drive(1)[0].connParams["cosim_drive_E->E"]["connList"] == conns       # seeded
+    assert drive(2)[0].connParams["cosim_drive_E->E"]["connList"] != conns
+
+
+def test_model_runs_in_its_folder_and_leaves_nothing_behind(tmp_path):
+    """src/netParams.py does `from cfg import cfg`: it loads with its folder as cwd and first on
+    sys.path; afterwards cwd, sys.path, sys.argv are restored and its `cfg` module is forgotten."""
+    import os
+    import sys
+    from services.netpyne_node.usermodel import _read
+    path = Path(__file__).parent / "models" / "srclayout" / "src" / "netParams.py"
+    cwd, syspath, argv = os.getcwd(), list(sys.path), list(sys.argv)
+    net, cfg = _read(path)
+    assert sorted(net.popParams) == ["Epop", "Ipop"] and cfg.gleak == 3e-4     # cfg came from src/cfg.py
+    assert (os.getcwd(), sys.path, sys.argv) == (cwd, syspath, argv)
+    assert "cfg" not in sys.modules
+
+
+def test_build_cache_key_covers_includes(tmp_path):
+    from services.netpyne_node.mechanisms import build_path
+    src = Path(__file__).parent / "models" / "srclayout" / "mod"
+    d = tmp_path / "mod"
+    shutil.copytree(src, d)
+    a = build_path(d, tmp_path / "b", ["legacy_*.mod"])
+    assert a == build_path(d, tmp_path / "b", ["legacy_*.mod"])
+    assert a != build_path(d, tmp_path / "b")                                  # excluded files are not sources
+    (d / "kleak_units.inc").write_text((d / "kleak_units.inc").read_text() + ": changed\n")
+    assert build_path(d, tmp_path / "b", ["legacy_*.mod"]) != a
+
+
+def test_drive_only_where_a_region_has_no_input_population(tmp_path):
+    mapping = {"drive": {"region": 33, "role": "input"}, "PYR": {"region": 33, "role": "exc"},
+               "BAS": {"region": 71, "role": "exc"}}
+    ad, ctx, res = run(_params(EXAMPLE / "model.py", tmp_path, mapping), regions=(33, 71), duration_ms=30.0)
+    from services.netpyne_node.config import NetpyneParams
+    from services.netpyne_node.usermodel import load_user_model
+    built = load_user_model(NetpyneParams.model_validate(_params(EXAMPLE / "model.py", tmp_path, mapping)),
+                            (33, 71), 42)
+    assert built.popmap["cosim_drive_BAS"] == (71, "input") and "cosim_drive_PYR" not in built.popmap
+    assert res["state/R_e"].shape[1] == 2
+
+
+def test_error_inside_an_include_names_the_include(tmp_path):
+    from services.netpyne_node.mechanisms import ModelError, compile_mods
+    d = tmp_path / "mod"
+    d.mkdir()
+    (d / "m.mod").write_text('NEURON { SUFFIX m RANGE g }\nINCLUDE "defs.inc"\nBREAKPOINT { g = 2 }\n')
+    (d / "defs.inc").write_text("PARAMETER { g = 1 }\nASSIGNED { v x = }\n")
+    with pytest.raises(ModelError) as ei:
+        compile_mods(d, tmp_path / "build")
+    assert "defs.inc line 2:" in _one_line(ei) and "ASSIGNED { v x = }" in str(ei.value)
