@@ -6,7 +6,8 @@ services' regions in mixed runs, :mod:`cosim.spiking_input`); produces the proxy
 
     coupling --(rate = scale*c + offset)--> inhomogeneous_poisson_generator (rates per TVB step)
         --> one independent Poisson train per target cell (NEST's generators, seeded kernel RNG)
-    nest.Run(window)                      (nest.Prepare() once at configure, nest.Cleanup() at finish)
+    nest.Run(window)                      (nest.Prepare() once at configure, nest.Cleanup() at finish;
+                                           a window longer than RUN_SLICE_S of wall time runs in slices)
     spike_recorder (ASCII, read from where the last window stopped) --count per TVB step / (N dt)-->
         r --dR/dt=(r-R)/tau_r, RWW S eq.--> R, S            (cosim.transformers, as NetPyNE)
 
@@ -37,6 +38,10 @@ from .network import ModelError, Population, build_default, load_user_model
 
 log = logging.getLogger(__name__)
 
+#: longest wall time of one ``nest.Run`` call: NEST holds the GIL while it runs, and the node's
+#: heartbeat thread must get it often enough (a 10,000-neuron window took > 5 s here and the
+#: coordinator declared the node dead); a long window is run in slices of whole TVB steps
+RUN_SLICE_S = 0.25
 PRODUCIBLE = {"state/R_e": "R_e", "state/S_e": "S_e", "state/R_i": "R_i", "state/S_i": "S_i"}
 TIMERS = ("input_s", "integrate_s", "read_s", "rates_s", "write_s")
 CLOCK = time.perf_counter
@@ -170,6 +175,7 @@ class NestAdapter(NodeAdapter):
         nest.Prepare()
         self.prepared = True
         self.reader = SpikeFileReader(self._spike_file())
+        self._slice = 1                 # TVB steps per nest.Run call: adapted to the measured speed
         self.windows_done = 0
         log.info("%s: NEST %s configured %d region(s) %s, E=%s I=%s cells, W=%d steps, h=%g ms, %d thread(s)",
                  ctx.node_name, nest.__version__, len(self.regions), self.regions, self.n_exc.tolist(),
@@ -228,7 +234,7 @@ class NestAdapter(NodeAdapter):
         for j, g in enumerate(self.gens):
             g.set(rate_times=times, rate_values=rates[:, j])
         t_b = CLOCK()
-        nest.Run(W * self.h_per_tvb * self.h)
+        self._run_steps(W)
         t_c = CLOCK()
         gid, t = self.reader.read()
         t0 = start * self.h
@@ -263,6 +269,19 @@ class NestAdapter(NodeAdapter):
         T["write_s"] += CLOCK() - t_e
         self.windows_done += 1
         return out
+
+    def _run_steps(self, n_steps: int) -> None:
+        """``nest.Run`` over ``n_steps`` TVB steps, in slices of whole steps sized from the measured
+        speed so that no call holds the GIL longer than ``RUN_SLICE_S`` (same NEST steps, same
+        spikes: tested)."""
+        left = n_steps
+        while left:
+            n = min(left, self._slice)
+            t = time.perf_counter()
+            self.nest.Run(n * self.h_per_tvb * self.h)
+            per_step = (time.perf_counter() - t) / n
+            left -= n
+            self._slice = max(1, int(RUN_SLICE_S / max(per_step, 1e-9)))
 
     # ---- end -----------------------------------------------------------------------------
     def finish(self, aborted: str | None = None) -> dict:

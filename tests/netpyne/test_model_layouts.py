@@ -68,7 +68,7 @@ def _broken_mod(d: Path) -> Path:
 
 
 FAILURES = {   # kind -> (how to break the tutorial config, text the one line must contain)
-    "missing model file": (lambda mf, d: mf.update(path=str(d / "nope.py")), "nope.py not found"),
+    "missing model file": (lambda mf, d: mf.update(path=str(d / "nope.py")), "model_file.path: not found: '"),
     "unknown population": (lambda mf, d: mf["populations"].update(X={"region": 33, "role": "inh"}),
                            "population 'X' (in model_file.populations) is not in netParams.popParams"),
     "foreign region": (lambda mf, d: mf["populations"]["M"].update(region=12), "which this node does not simulate"),
