@@ -78,7 +78,7 @@ FAILURES = {   # kind -> (how to break the tutorial config, text the one line mu
                               "drive.synapse 'NMDA' is not in the model's synMechParams"),
     "model raises": (lambda mf, d: (d / "m.py").write_text("import nosuchmodule\n") and mf.update(path=str(d / "m.py")),
                      "raised ModuleNotFoundError: No module named 'nosuchmodule' (at m.py line 1)"),
-    "dt does not divide": (lambda mf, d: None, "does not divide the TVB dt"),
+    "dt does not divide": (lambda mf, d: None, "params.dt_ms: 0.03 ms does not divide tvb.dt_ms"),
 }
 
 
