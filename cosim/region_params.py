@@ -37,7 +37,18 @@ def default_conns() -> dict[str, ConnSpec]:
 
 
 class InputTransformer(_S):
-    """TVB coupling -> Poisson trains: rate_hz = scale * signal + offset (clipped at 0)."""
+    """TVB coupling -> Poisson trains: rate_hz = scale * signal + offset (clipped at 0).
+
+    ``mode: per_source`` (cosim.spiking_input.PerSourceInput): every region j outside the node that
+    projects to region p drives p's targets through its own trains at ``R_e,j(t - d_pj)`` Hz
+    (the source's own rate, delayed on the spiking side), with weight ``weight_uS * s_p * w[p, j]``
+    (``s_p`` = ``scale``, "row_mean" = 1 / sum_j w[p, j]); ``offset_hz`` is one more train at weight
+    ``weight_uS``. The expected synaptic drive ``weight * rate`` summed over sources is then the same
+    as in summed mode; the spike statistics differ (more, smaller events; per-source delays).
+    """
+    mode: Literal["summed", "per_source"] = Field(
+        "summed", description="summed: one train per target cell at the weighted-mean rate (TVB sums the "
+                              "coupling); per_source: one train per target cell and source region")
     n_input: int | None = Field(None, ge=1, description="input neurons per region; None = number of E cells")
     scale: float | Literal["row_mean"] = Field(
         "row_mean", description="Hz per (Hz*weight) of coupling/R_e, or 'row_mean' = 1 / (region's total incoming "

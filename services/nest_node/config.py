@@ -121,6 +121,8 @@ class NestUserModel(_S):
 
 class NestRecord(_S):
     spikes: bool = True
+    input_spikes: bool = Field(False, description="input.mode per_source: record one train per link (a parrot "
+                                                 "neuron per generator) as input_spikes/ (index = link)")
     flush_every: int = Field(20, ge=1, description="flush the HDF5 file every N windows")
     plot: bool = True
 
