@@ -148,7 +148,8 @@ class RunConfig(_Strict):
         """``tvb.conventions: tvb-multiscale``: each spiking node's TVB input as the toolbox's
         spikeNet coupling mode builds it (docs/science.md): one train per E cell and source region
         at the source's R_e (scale 1), weight ``coupling_a * G * w[p, j]`` µS, input delay one TVB
-        step, and E->E between spiking regions at ``coupling_a * G * w`` µS; set only where the
+        step, E->E between spiking regions at ``coupling_a * G * w`` µS, and the proxy's (S, R)
+        integrated by forward Euler (``output.integrator``); set only where the
         node's ``params`` leave them unset."""
         if not isinstance(data, dict) or not isinstance(data.get("tvb"), dict) \
                 or data["tvb"].get("conventions") != "tvb-multiscale":
@@ -168,6 +169,8 @@ class RunConfig(_Strict):
                 params["input"] = {"mode": "per_source", "scale": 1.0, "weight_uS": a * G, "delay_ms": dt, **inp}
                 ir = params.get("inter_region") if isinstance(params.get("inter_region"), dict) else {}
                 params["inter_region"] = {"weight_factor_uS": a, **ir}     # E->E between spiking regions: a*G*w
+                out_ = params.get("output") if isinstance(params.get("output"), dict) else {}
+                params["output"] = {"integrator": "euler", **out_}          # the toolbox's transformer integration
                 n = {**n, "params": params}
             out.append(n)
         return {**data, "spiking_nodes": out}

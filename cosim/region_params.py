@@ -68,6 +68,9 @@ class InputTransformer(_S):
 class OutputTransformer(_S):
     """Spikes -> rates -> proxy state (R_e, S_e, R_i, S_i) sent to TVB."""
     tau_r_ms: float = Field(10.0, gt=0)
+    integrator: Literal["exact", "euler"] = Field(
+        "exact", description="exact: R decays exactly over a step, S takes Heun steps; euler: forward Euler on "
+                             "(S, R) with S driven by the previous step's R (tvb-multiscale)")
     exc_pops: list[str] = Field(default_factory=lambda: ["E"], description="default network roles reported as R_e")
     inh_pops: list[str] = Field(default_factory=lambda: ["I"], description="reported as R_i")
     R_e0_hz: float = Field(0.0, ge=0, description="initial proxy rate")

@@ -93,14 +93,19 @@ class RateProxy:
 
     def __init__(self, n_regions: int, dt_ms: float, tau_r_ms: float = 10.0,
                  model: dict[str, float] | None = None, R_e0: float = 0.0, R_i0: float = 0.0,
-                 S_e0: float | None = None, S_i0: float | None = None):
+                 S_e0: float | None = None, S_i0: float | None = None, integrator: str = "exact"):
         if tau_r_ms <= 0 or dt_ms <= 0:
             raise ValueError("tau_r_ms and dt_ms must be > 0")
+        if integrator not in ("exact", "euler"):
+            raise ValueError(f"integrator must be 'exact' or 'euler', got {integrator!r}")
+        # "euler": forward Euler on (S, R) jointly, S driven by the R of the previous step, as
+        # tvb-multiscale's RedWongWangExc transformer integrates it (docs/science.md)
+        self.euler = integrator == "euler"
         p = dict(RWW_DEFAULTS)
         p.update({k: float(v) for k, v in (model or {}).items() if k in RWW_DEFAULTS})
         self.p = p
         self.dt = float(dt_ms)
-        self.decay = math.exp(-self.dt / tau_r_ms)
+        self.decay = 1.0 - self.dt / tau_r_ms if self.euler else math.exp(-self.dt / tau_r_ms)
         self.R_e = np.full(n_regions, float(R_e0))
         self.R_i = np.full(n_regions, float(R_i0))
         ge, te, gi, ti = p["gamma_e"], p["tau_e"], p["gamma_i"], p["tau_i"]
@@ -123,6 +128,16 @@ class RateProxy:
             S = np.clip(S, 0.0, 1.0)
         return S
 
+    @staticmethod
+    def _affine_euler(S0: np.ndarray, a: np.ndarray, b: np.ndarray, h: float) -> np.ndarray:
+        """Forward Euler steps of S' = a_i - b_i*S: S <- (1 - h b) S + h a, step by step (clipped to [0, 1])."""
+        S = np.empty_like(a)
+        s = np.asarray(S0, dtype=np.float64).copy()
+        for i in range(a.shape[0]):
+            s = np.clip((1.0 - h * b[i]) * s + h * a[i], 0.0, 1.0)
+            S[i] = s
+        return S
+
     def advance(self, r_e: np.ndarray, r_i: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Feed measured rates (W, n_regions) Hz; return per-step R_e, S_e, R_i, S_i (W, n_regions).
 
@@ -143,9 +158,14 @@ class RateProxy:
             self._gamma = np.repeat([p["gamma_e"], p["gamma_i"]], n)
             self._inv_tau = np.repeat([1.0 / p["tau_e"], 1.0 / p["tau_i"]], n)
             self._sat = np.repeat([1.0, 0.0], n)
-        R = self._M @ np.hstack((r_e, r_i)) + self._pow * np.concatenate((self.R_e, self.R_i))
-        gR = self._gamma * R
-        S = self._affine_heun(np.concatenate((self.S_e, self.S_i)), gR, self._inv_tau + self._sat * gR, h)
+        R0 = np.concatenate((self.R_e, self.R_i))
+        R = self._M @ np.hstack((r_e, r_i)) + self._pow * R0
+        if self.euler:
+            gR = self._gamma * np.vstack((R0[None, :], R[:-1]))      # S_i uses R_(i-1)
+            S = self._affine_euler(np.concatenate((self.S_e, self.S_i)), gR, self._inv_tau + self._sat * gR, h)
+        else:
+            gR = self._gamma * R
+            S = self._affine_heun(np.concatenate((self.S_e, self.S_i)), gR, self._inv_tau + self._sat * gR, h)
         self.R_e, self.R_i = R[-1, :n].copy(), R[-1, n:].copy()
         self.S_e, self.S_i = S[-1, :n].copy(), S[-1, n:].copy()
         return {"R_e": R[:, :n], "S_e": S[:, :n], "R_i": R[:, n:], "S_i": S[:, n:]}

@@ -104,3 +104,19 @@ def test_proxy_matches_stepwise_equations_and_steady_state():
         pred = S + 0.1 * f(S)
         S = S + 0.05 * (f(S) + f(pred))
         assert np.allclose(o["R_e"][i], R, rtol=1e-12) and np.allclose(o["S_e"][i], S, rtol=1e-10)
+
+
+def test_rate_proxy_euler_is_the_toolboxs_forward_euler_on_S_and_R():
+    """output.integrator euler: R <- R + h/tau_r (r - R); S <- S + h(-S/tau_e + (1-S) gamma R_old),
+    window by window == one step at a time (tvb-multiscale's RedWongWangExc transformer)."""
+    import numpy as np
+    from cosim.transformers import RateProxy
+    r = np.random.default_rng(1).poisson(5, (300, 2)) * 100.0
+    p = RateProxy(2, 0.1, 10.0, integrator="euler")
+    out = [p.advance(r[i:i + 49]) for i in range(0, 300, 49)]
+    R, S, h = np.zeros(2), np.zeros(2), 0.1
+    for i in range(300):
+        S, R = np.clip(S + h * (-S / 100.0 + (1 - S) * 0.641e-3 * R), 0, 1), R + h / 10.0 * (r[i] - R)
+    np.testing.assert_allclose(out[-1]["S_e"][-1], S, rtol=1e-12)
+    np.testing.assert_allclose(out[-1]["R_e"][-1], R, rtol=1e-12)
+    assert abs(RateProxy(2, 0.1, 10.0).advance(r)["S_e"][-1] - S).max() > 1e-6     # differs from the default

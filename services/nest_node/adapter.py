@@ -168,7 +168,8 @@ class NestAdapter(NodeAdapter):
         self.n_exc = np.array([sum(q.size for q in pops if q.region == r and q.role == "exc") for r in self.regions])
         self.n_inh = np.array([sum(q.size for q in pops if q.region == r and q.role == "inh") for r in self.regions])
         o = p.output
-        self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz)
+        self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz,
+                               integrator=o.integrator)
         self.results_path = None if results_dir is None else results_dir / f"{ctx.node_name}.h5"
         if results_dir is not None:
             from cosim.spiking_results import ResultsWriter

@@ -152,7 +152,8 @@ class NetpyneAdapter(NodeAdapter):
             self.drive.configure(ctx)
         self.in_scale = self.src.scale(p.input.scale) if self.per_source else self._input_scale(ctx, p)
         o = p.output
-        self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz)
+        self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz,
+                               integrator=o.integrator)
         self.want_inh = any(s.name in ("state/R_i", "state/S_i") for s in ctx.outputs) or results_dir is not None
         self.need_spikes = p.record.spikes and results_dir is not None
         if self.rank == 0 and results_dir is not None:
