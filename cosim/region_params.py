@@ -54,6 +54,9 @@ class InputTransformer(_S):
         "row_mean", description="Hz per (Hz*weight) of coupling/R_e, or 'row_mean' = 1 / (region's total incoming "
                                 "weight from TVB-simulated regions); see module docstring")
     offset_hz: float = Field(0.0, description="baseline rate added to every input neuron")
+    process: Literal["poisson", "regular"] = Field(
+        "poisson", description="poisson: independent Poisson trains; regular: rate-matched regular trains from a "
+                               "random phase (NetPyNE only; cosim.transformers.RegularInput)")
     weight_uS: float = Field(0.006, ge=0, description="input -> E synaptic weight (one-to-one, exc receptor)")
 
     @field_validator("scale")

@@ -70,6 +70,46 @@ class PoissonInput:
         return times[order], idx[order]
 
 
+class RegularInput:
+    """Rate-matched *regular* trains (``input.process: regular``), the same interface as
+    :class:`PoissonInput`: each input neuron integrates its rate and fires each time the integral
+    crosses a whole number (spike time interpolated within the step), from a seeded random initial
+    phase. Same mean rate as the Poisson trains, no count variance: the study's control for what
+    Poisson noise does."""
+
+    def __init__(self, n: int, dt_ms: float, seed: int, region: int):
+        if n < 1:
+            raise ValueError(f"RegularInput needs n >= 1 input neurons, got {n}")
+        self.n = int(n)
+        self.dt_ms = float(dt_ms)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(region), 0x4E6])))
+        self.phase = rng.random(self.n)            # in spikes; fires when it crosses an integer
+
+    def window(self, rates_hz: np.ndarray, t0_ms: float) -> tuple[np.ndarray, np.ndarray]:
+        rates_hz = np.asarray(rates_hz, dtype=np.float64)
+        if rates_hz.ndim != 1 or not np.isfinite(rates_hz).all() or (rates_hz.size and rates_hz.min() < 0):
+            raise ValueError("input rates must be a finite, >= 0 Hz, 1-D array (one per TVB step)")
+        ts, ix = [], []
+        for i, r in enumerate(rates_hz):
+            inc = r * self.dt_ms * 1e-3
+            new = self.phase + inc
+            k0, k1 = np.floor(self.phase), np.floor(new)
+            if inc > 0 and (k1 > k0).any():
+                cnt = (k1 - k0).astype(np.int64)
+                who = np.repeat(np.arange(self.n), cnt)
+                # the m-th crossing of neuron q is at integer k0+m: time = (k0 + m - phase) / inc of the step
+                m = np.concatenate([np.arange(1, c + 1) for c in cnt[cnt > 0]])
+                frac = (k0[who] + m - self.phase[who]) / inc
+                ts.append(t0_ms + (i + np.clip(frac, 0.0, 1.0)) * self.dt_ms)
+                ix.append(who)
+            self.phase = new - k1                   # keep the fractional part
+        if not ts:
+            return np.empty(0), np.empty(0, dtype=np.int64)
+        times, idx = np.concatenate(ts), np.concatenate(ix)
+        order = np.argsort(times, kind="stable")
+        return times[order], idx[order]
+
+
 def bin_counts(times_ms: np.ndarray, t0_ms: float, dt_ms: float, n_steps: int, tol_ms: float = 0.0) -> np.ndarray:
     """Spike counts per TVB step; step i covers ``(t0 + i*dt, t0 + (i+1)*dt]`` (TVB step n ends
     at n*dt). ``tol_ms`` (half a NEURON dt) moves the edges so that spikes on the NEURON grid are

@@ -120,3 +120,15 @@ def test_rate_proxy_euler_is_the_toolboxs_forward_euler_on_S_and_R():
     np.testing.assert_allclose(out[-1]["S_e"][-1], S, rtol=1e-12)
     np.testing.assert_allclose(out[-1]["R_e"][-1], R, rtol=1e-12)
     assert abs(RateProxy(2, 0.1, 10.0).advance(r)["S_e"][-1] - S).max() > 1e-6     # differs from the default
+
+
+def test_regular_input_matches_the_rate_without_count_noise():
+    """input.process regular: each neuron fires every 1/rate exactly (phase carried across windows)."""
+    import numpy as np
+    from cosim.transformers import RegularInput
+    g = RegularInput(50, 0.1, 1, 33)
+    t, i = g.window(np.full(1000, 20.0), 0.0)                     # 100 ms at 20 Hz: 2 spikes each
+    assert (np.bincount(i, minlength=50) == 2).all()
+    np.testing.assert_allclose(np.diff(t[i == 3]), 50.0, atol=1e-9)
+    t2, i2 = g.window(np.r_[np.zeros(10), np.full(990, 200.0)], 100.0)   # silent 1 ms, then 200 Hz
+    assert t2.min() >= 101.0 and (np.bincount(i2, minlength=50) == 19).sum() + (np.bincount(i2, minlength=50) == 20).sum() == 50

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cosim.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap,
                                  default_conns)
@@ -103,6 +103,14 @@ class NestInput(InputTransformer):
     """TVB coupling -> one independent Poisson train per target cell (NEST's
     ``inhomogeneous_poisson_generator``, rates set per TVB step each window)."""
     targets: Literal["exc", "exc+inh"] = Field("exc", description="which populations get a train per cell")
+
+    @field_validator("process")
+    @classmethod
+    def _poisson_only(cls, v: str) -> str:
+        if v != "poisson":
+            raise ValueError("NEST's inhomogeneous_poisson_generator makes Poisson trains only "
+                             "(regular trains: use the netpyne backend)")
+        return v
 
 
 class NestUserModel(_S):

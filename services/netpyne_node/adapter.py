@@ -27,7 +27,7 @@ from .config import NetpyneParams
 from .mechanisms import ModelError, ensure_mechanisms
 from .parallel import world
 from cosim.spiking_input import CouplingInput, PerSourceInput
-from cosim.transformers import PoissonInput, RateProxy, rates_from_signal
+from cosim.transformers import PoissonInput, RateProxy, RegularInput, rates_from_signal
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class NetpyneAdapter(NodeAdapter):
                 n_in = len(e.inputs.get(r, []))
                 if n_in == 0:
                     raise ModelError(f"region {r} has no input population (role 'input')")
-                self.gens[r] = PoissonInput(n_in, self.tvb_dt, self.seed, r)
+                self.gens[r] = self._train(n_in, self.tvb_dt, self.seed, r)
         self.drive = self.src if self.per_source else CouplingInput(ctx, self.regions)
         if self.rank == 0 and not self.per_source:
             self.drive.configure(ctx)
@@ -176,6 +176,11 @@ class NetpyneAdapter(NodeAdapter):
                  len(self.regions), self.regions, self.n_exc.tolist(), self.n_inh.tolist(), self.W,
                  self.rank, e.nhost)
 
+    def _train(self, n: int, dt_ms: float, seed: int, tag: int):
+        """The input trains' generator: Poisson (default) or rate-matched regular (input.process)."""
+        cls = RegularInput if self.p.input.process == "regular" else PoissonInput
+        return cls(n, dt_ms, seed, tag)
+
     def _per_source_gens(self, p: NetpyneParams, e) -> None:
         """Per-source mode: one PoissonInput per link over its relay population (the builder put
         each region's link populations first, in link order, then the offset population)."""
@@ -186,12 +191,12 @@ class NetpyneAdapter(NodeAdapter):
             r, j = int(d.target[l]), int(d.source[l])
             n_in = e.n_cells_of(f"in{j}_{r}")
             k = pos.get(r, 0)
-            self.link_gens.append((r, k, PoissonInput(n_in, self.tvb_dt, self.seed, 1_000_000 * (r + 1) + j)))
+            self.link_gens.append((r, k, self._train(n_in, self.tvb_dt, self.seed, 1_000_000 * (r + 1) + j)))
             pos[r] = k + n_in
         self.offset_gens = {}
         if p.input.offset_hz > 0:
             for r in self.regions:
-                self.offset_gens[r] = (pos.get(r, 0), PoissonInput(e.n_cells_of(f"in_{r}"), self.tvb_dt, self.seed, r))
+                self.offset_gens[r] = (pos.get(r, 0), self._train(e.n_cells_of(f"in_{r}"), self.tvb_dt, self.seed, r))
 
     def _input_scale(self, ctx: RunContext, p: NetpyneParams) -> np.ndarray:
         """Per-region input scale (Hz per Hz*weight); 'row_mean' = 1 / incoming weight from every
