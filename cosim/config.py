@@ -161,16 +161,26 @@ class RunConfig(_Strict):
         nodes = data.get("spiking_nodes")
         if nodes is None:
             nodes = [NodeEntry().model_dump()]
+        preset = {"input": {"mode": "per_source", "scale": 1.0, "weight_uS": a * G, "delay_ms": dt},
+                  "inter_region": {"weight_factor_uS": a},          # E->E between spiking regions: a*G*w
+                  "output": {"integrator": "euler"}}                # the toolbox's transformer integration
+        from cosim import backends
         out = []
         for n in nodes:
             if isinstance(n, dict) and (n.get("params") is None or isinstance(n.get("params"), dict)):
+                try:                        # only the blocks (and fields) this backend has
+                    fields = backends.get(n.get("backend") or NodeEntry.model_fields["backend"].default) \
+                        .params_model().model_fields
+                except Exception:           # unknown backend: validation names it
+                    fields = {}
                 params = dict(n.get("params") or {})
-                inp = params.get("input") if isinstance(params.get("input"), dict) else {}
-                params["input"] = {"mode": "per_source", "scale": 1.0, "weight_uS": a * G, "delay_ms": dt, **inp}
-                ir = params.get("inter_region") if isinstance(params.get("inter_region"), dict) else {}
-                params["inter_region"] = {"weight_factor_uS": a, **ir}     # E->E between spiking regions: a*G*w
-                out_ = params.get("output") if isinstance(params.get("output"), dict) else {}
-                params["output"] = {"integrator": "euler", **out_}          # the toolbox's transformer integration
+                for block, vals in preset.items():
+                    sub = getattr(fields.get(block), "annotation", None)
+                    known = getattr(sub, "model_fields", {})
+                    vals = {k: v for k, v in vals.items() if k in known}
+                    if vals:
+                        given = params.get(block) if isinstance(params.get(block), dict) else {}
+                        params[block] = {**vals, **given}
                 n = {**n, "params": params}
             out.append(n)
         return {**data, "spiking_nodes": out}
