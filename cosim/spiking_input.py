@@ -129,8 +129,9 @@ class PerSourceInput:
 
     Initial history: window 0 brings the last W steps of TVB's initial history; steps older than
     that were never sent and are taken equal to the first row received (exact for a constant
-    initial history, e.g. the zero history of ``tvb.conventions: tvb-multiscale``). Sources whose
-    owner sends no initial outputs (other spiking services) start at ``initial_rate_hz``.
+    initial history, e.g. the zero history of ``tvb.conventions: tvb-multiscale``). In a mixed run
+    the other services send no initial outputs, so the coordinator leaves ``state/R_e`` out of
+    window 0 altogether: the history is then held from window 1's first row (step 1) backwards.
     """
 
     def __init__(self, ctx: RunContext, regions: list[int]):
