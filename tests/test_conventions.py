@@ -54,3 +54,14 @@ def test_reference_cosimulation_equals_tvb_alone_under_the_preset(cosim):
     assert np.allclose(got_t[:m], t[:m]) and rows[:m].sum() >= m - 100
     assert np.array_equal(S_e[:m][rows[:m]], y[:m, 0, :, 0][rows[:m]])
     assert S_e[:m].std(axis=0).min() > 0                         # the noise is on (stochastic Heun)
+
+
+def test_the_toolbox_example_config_says_what_docs_science_says():
+    from pathlib import Path
+    from cosim.config import load_config
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / "tvb_multiscale_conventions.yaml")
+    assert cfg.run.duration_ms == 1000.0 and cfg.tvb.conventions == "tvb-multiscale"
+    assert cfg.tvb.remove_self_connections and cfg.tvb.weights_scaling == "p99" and cfg.tvb.initial_history == "zero"
+    (node,) = cfg.spiking_nodes
+    assert node.backend == "netpyne" and node.regions == [33, 71]
+    assert node.params["network"] == {"n_exc": 120, "n_inh": 40} and node.params["input"]["mode"] == "per_source"
