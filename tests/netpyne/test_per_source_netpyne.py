@@ -98,3 +98,19 @@ def test_real_run_each_link_carries_tvbs_rate_of_its_source_delayed(cosim):
         m = steps - 1 - d
         ok = m >= 1
         np.testing.assert_array_equal(rate[ok, l], sent[m[ok] - 1, cols.index(j)], err_msg=f"{j} -> {p}")
+
+
+def test_summed_mode_is_unchanged(tmp_path):
+    """The default (summed) mode gives, bit for bit, what it gave before per-source mode existed
+    (fingerprint computed with main's code of 2026-11-30, NEURON 9.0.2 / NetPyNE 1.1.1 wheels)."""
+    import hashlib
+    from np_helpers import run as run_tiny
+    run_tiny(tiny(record__input_spikes=True), regions=(33, 71), duration_ms=60.0, level=900.0, seed=5,
+             results_dir=tmp_path)
+    h = hashlib.sha256()
+    with h5py.File(next(tmp_path.glob("*.h5"))) as f:
+        assert "input/source_rate_hz" not in f
+        for k in ("spikes/t_ms", "spikes/gid", "input_spikes/t_ms", "input_spikes/index", "output/S_e", "input/rate_hz"):
+            h.update(np.ascontiguousarray(f[k][...]).tobytes())
+        assert (len(f["spikes/t_ms"]), len(f["input_spikes/t_ms"])) == (25, 122)
+    assert h.hexdigest() == "27af111b55fdb4c64cba702c7a663f07fc8e61127885ceefb617408e5fd8aff1"
