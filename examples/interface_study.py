@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHOICES: dict[str, dict] = {
     "default (summed, raw weights, deterministic, random history, tau_r 10 ms, Poisson)": {},
     "per-source input": {"spiking": {"input": {"mode": "per_source"}}},
+    "per-source input at the toolbox's weight a*G*w": {"spiking": {"input": {"mode": "per_source", "scale": 1.0,
+                                                                               "weight_uS": 0.0078125}}},
     "weights / p99 (max 1)": {"tvb": {"weights_scaling": "p99"}},
     "stochastic Heun (nsig 1e-3)": {"tvb": {"integrator": {"kind": "heun_stochastic", "noise_sigma": 1e-3}}},
     "zero initial history": {"tvb": {"initial_history": "zero"}},
@@ -39,6 +41,17 @@ CHOICES: dict[str, dict] = {
     "tau_r 50 ms": {"spiking": {"output": {"tau_r_ms": 50.0}}},
     "regular input (rate-matched)": {"spiking": {"input": {"process": "regular"}}},
     "tvb-multiscale preset (all of its conventions)": {"tvb": {"conventions": "tvb-multiscale"}},
+}
+#: the preset with one of its settings reverted (``--preset-decomposition``): (tvb changes, spiking changes)
+PRESET_REVERTED: dict[str, tuple[dict, dict]] = {
+    "tvb-multiscale preset": ({}, {}),
+    "… but deterministic Heun": ({"integrator": {"kind": "heun_deterministic"}}, {}),
+    "… but random initial history": ({"initial_history": "random"}, {}),
+    "… but raw weights": ({"weights_scaling": "none"}, {}),
+    "… but self-connections kept": ({"remove_self_connections": False}, {}),
+    "… but input delay 1 ms": ({}, {"input": {"delay_ms": 1.0}}),
+    "… but inter-region weight 0.01 G w": ({}, {"inter_region": {"weight_factor_uS": 0.01}}),
+    "… but exact proxy integration": ({}, {"output": {"integrator": "exact"}}),
 }
 SMALL_CHOICES = ["default (summed, raw weights, deterministic, random history, tau_r 10 ms, Poisson)",
                  "per-source input", "zero initial history"]
@@ -148,12 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration-ms", type=float, default=None, help="per run (default 500; --small: 40)")
     ap.add_argument("--transient-ms", type=float, default=None, help="left out of the means (default 100; --small: 10)")
     ap.add_argument("--choices", nargs="*", default=None, help="subset of choices (exact names)")
+    ap.add_argument("--preset-decomposition", action="store_true",
+                    help="instead: the tvb-multiscale preset with one of its settings reverted at a time")
     a = ap.parse_args(argv)
     seeds = a.seeds or (2 if a.small else 5)
     duration = a.duration_ms or (40.0 if a.small else 500.0)
     transient = a.transient_ms if a.transient_ms is not None else (10.0 if a.small else 100.0)
     names = a.choices or (SMALL_CHOICES if a.small else list(CHOICES))
-    bad = [n for n in names if n not in CHOICES]
+    if a.preset_decomposition:
+        names = list(PRESET_REVERTED)
+    bad = [n for n in names if n not in CHOICES and not a.preset_decomposition]
     if bad:
         print(f"interface_study: unknown choice(s) {bad}; known: {list(CHOICES)}", file=sys.stderr)
         return 2
@@ -165,12 +182,21 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = []
         for s in range(seeds):
             run_dir = out / "runs" / f"c{i}_s{s}"
-            run_one(make_config(CHOICES[name], 42 + s, duration, a.small), run_dir, timeout=1800)
+            if a.preset_decomposition:
+                cfg = make_config(CHOICES["tvb-multiscale preset (all of its conventions)"], 42 + s, duration, a.small)
+                tvb_over, spk_over = PRESET_REVERTED[name]
+                cfg["tvb"] = _merge(cfg["tvb"], tvb_over)
+                cfg["spiking_nodes"][0]["params"] = _merge(cfg["spiking_nodes"][0]["params"], spk_over)
+            else:
+                cfg = make_config(CHOICES[name], 42 + s, duration, a.small)
+            run_one(cfg, run_dir, timeout=1800)
             results[name].append(summarize(run_dir, transient))
             print(f"[{time.time() - t0:6.0f} s] {name} seed {42 + s}: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in results[name][-1].items()), flush=True)
     cols, md = table(results)
-    head = (f"Default example, one choice changed at a time; {seeds} seeds (run.seed 42..{41 + seeds}), "
+    what = ("The tvb-multiscale preset, one of its settings reverted at a time" if a.preset_decomposition
+            else "Default example, one choice changed at a time")
+    head = (f"{what}; {seeds} seeds (run.seed 42..{41 + seeds}), "
             f"{duration:g} ms per run, means over t > {transient:g} ms; mean ± sd over seeds.\n\n")
     (out / "study.md").write_text(head + md)
     (out / "study.json").write_text(json.dumps({"seeds": list(range(42, 42 + seeds)), "duration_ms": duration,
