@@ -52,7 +52,22 @@ class MonitorSection(_Strict):
     bold_period_ms: float | None = Field(None, gt=0, description="BOLD sampling period, e.g. 2000; off if null")
 
 
+#: what ``tvb.conventions: tvb-multiscale`` sets when the config does not (docs/science.md gives the
+#: toolbox file and line of each); the spiking nodes' input block is filled by RunConfig
+TVB_MULTISCALE_TVB = {"remove_self_connections": True, "weights_scaling": "p99", "initial_history": "zero",
+                      "integrator": {"kind": "heun_stochastic", "noise_sigma": 1e-3}}
+
+
 class TVBSection(_Strict):
+    conventions: Literal["default", "tvb-multiscale"] = Field(
+        "default", description="tvb-multiscale: the reference toolbox's interface conventions as defaults "
+                               "(weights / 99th percentile, no self-connections, stochastic Heun, zero initial "
+                               "history, per-source input at weight a*G*w); explicit settings still win")
+    weights_scaling: Literal["none", "p99"] = Field(
+        "none", description="p99: weights divided by their 99th percentile after removing self-connections "
+                            "(tvb-multiscale; tvb-data's 76 regions: maximum 3 -> 1)")
+    initial_history: Literal["random", "zero"] = Field(
+        "random", description="random: TVB's model.initial (seeded by run.seed); zero: S_e = S_i = 0 at every history step")
     connectivity: str = Field("default", description="'default' (tvb-data 76 regions) or a path to a TVB connectivity zip")
     dt_ms: float = Field(0.1, ge=1e-6, le=1000.0, description="integration step (1 ns .. 1 s)")
     # slowest unmyelinated fibres conduct at ~0.1 mm/ms; below 0.01 mm/ms a 250 mm tract is a 25 s
@@ -63,6 +78,19 @@ class TVBSection(_Strict):
     model: dict[str, float] = Field(default_factory=dict, description="ReducedWongWangExcInh parameters, e.g. {G: 2.0}")
     integrator: IntegratorSection = Field(default_factory=IntegratorSection)
     monitors: MonitorSection = Field(default_factory=MonitorSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data):
+        """``conventions: tvb-multiscale`` fills what the config leaves unset (integrator: key by key)."""
+        if isinstance(data, dict) and data.get("conventions") == "tvb-multiscale":
+            data = dict(data)
+            for k, v in TVB_MULTISCALE_TVB.items():
+                if isinstance(v, dict) and isinstance(data.get(k), dict):
+                    data[k] = {**v, **data[k]}
+                else:
+                    data.setdefault(k, v)
+        return data
 
     @model_validator(mode="after")
     def _monitor_periods(self) -> "TVBSection":
@@ -133,6 +161,49 @@ class RunConfig(_Strict):
     tvb: TVBSection = Field(default_factory=TVBSection)
     spiking_nodes: list[NodeEntry] = Field(default_factory=lambda: [NodeEntry()], min_length=1)
     coordinator: CoordinatorSection = Field(default_factory=CoordinatorSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_inputs(cls, data):
+        """``tvb.conventions: tvb-multiscale``: each spiking node's TVB input as the toolbox's
+        spikeNet coupling mode builds it (docs/science.md): one train per E cell and source region
+        at the source's R_e (scale 1), weight ``coupling_a * G * w[p, j]`` µS, input delay one TVB
+        step, E->E between spiking regions at ``coupling_a * G * w`` µS, and the proxy's (S, R)
+        integrated by forward Euler (``output.integrator``); set only where the
+        node's ``params`` leave them unset."""
+        if not isinstance(data, dict) or not isinstance(data.get("tvb"), dict) \
+                or data["tvb"].get("conventions") != "tvb-multiscale":
+            return data
+        tvb = data["tvb"]
+        a = float(tvb.get("coupling_a", TVBSection.model_fields["coupling_a"].default))
+        G = float((tvb.get("model") or {}).get("G", 2.0))
+        dt = float(tvb.get("dt_ms", TVBSection.model_fields["dt_ms"].default))
+        nodes = data.get("spiking_nodes")
+        if nodes is None:
+            nodes = [NodeEntry().model_dump()]
+        preset = {"input": {"mode": "per_source", "scale": 1.0, "weight_uS": a * G, "delay_ms": dt},
+                  "inter_region": {"weight_factor_uS": a},          # E->E between spiking regions: a*G*w
+                  "output": {"integrator": "euler"}}                # the toolbox's transformer integration
+        from cosim import backends
+        out = []
+        for n in nodes:
+            if isinstance(n, dict) and (n.get("params") is None or isinstance(n.get("params"), dict)):
+                try:                        # only the blocks (and fields) this backend has
+                    fields = backends.get(n.get("backend") or NodeEntry.model_fields["backend"].default) \
+                        .params_model().model_fields
+                except Exception:           # unknown backend: validation names it
+                    fields = {}
+                params = dict(n.get("params") or {})
+                for block, vals in preset.items():
+                    sub = getattr(fields.get(block), "annotation", None)
+                    known = getattr(sub, "model_fields", {})
+                    vals = {k: v for k, v in vals.items() if k in known}
+                    if vals:
+                        given = params.get(block) if isinstance(params.get(block), dict) else {}
+                        params[block] = {**vals, **given}
+                n = {**n, "params": params}
+            out.append(n)
+        return {**data, "spiking_nodes": out}
 
     @model_validator(mode="after")
     def _distinct(self) -> "RunConfig":

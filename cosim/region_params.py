@@ -37,12 +37,26 @@ def default_conns() -> dict[str, ConnSpec]:
 
 
 class InputTransformer(_S):
-    """TVB coupling -> Poisson trains: rate_hz = scale * signal + offset (clipped at 0)."""
+    """TVB coupling -> Poisson trains: rate_hz = scale * signal + offset (clipped at 0).
+
+    ``mode: per_source`` (cosim.spiking_input.PerSourceInput): every region j outside the node that
+    projects to region p drives p's targets through its own trains at ``R_e,j(t - d_pj)`` Hz
+    (the source's own rate, delayed on the spiking side), with weight ``weight_uS * s_p * w[p, j]``
+    (``s_p`` = ``scale``, "row_mean" = 1 / sum_j w[p, j]); ``offset_hz`` is one more train at weight
+    ``weight_uS``. The expected synaptic drive ``weight * rate`` summed over sources is then the same
+    as in summed mode; the spike statistics differ (more, smaller events; per-source delays).
+    """
+    mode: Literal["summed", "per_source"] = Field(
+        "summed", description="summed: one train per target cell at the weighted-mean rate (TVB sums the "
+                              "coupling); per_source: one train per target cell and source region")
     n_input: int | None = Field(None, ge=1, description="input neurons per region; None = number of E cells")
     scale: float | Literal["row_mean"] = Field(
         "row_mean", description="Hz per (Hz*weight) of coupling/R_e, or 'row_mean' = 1 / (region's total incoming "
                                 "weight from TVB-simulated regions); see module docstring")
     offset_hz: float = Field(0.0, description="baseline rate added to every input neuron")
+    process: Literal["poisson", "regular"] = Field(
+        "poisson", description="poisson: independent Poisson trains; regular: rate-matched regular trains from a "
+                               "random phase (NetPyNE only; cosim.transformers.RegularInput)")
     weight_uS: float = Field(0.006, ge=0, description="input -> E synaptic weight (one-to-one, exc receptor)")
 
     @field_validator("scale")
@@ -57,6 +71,9 @@ class InputTransformer(_S):
 class OutputTransformer(_S):
     """Spikes -> rates -> proxy state (R_e, S_e, R_i, S_i) sent to TVB."""
     tau_r_ms: float = Field(10.0, gt=0)
+    integrator: Literal["exact", "euler"] = Field(
+        "exact", description="exact: R decays exactly over a step, S takes Heun steps; euler: forward Euler on "
+                             "(S, R) with S driven by the previous step's R (tvb-multiscale)")
     exc_pops: list[str] = Field(default_factory=lambda: ["E"], description="default network roles reported as R_e")
     inh_pops: list[str] = Field(default_factory=lambda: ["I"], description="reported as R_i")
     R_e0_hz: float = Field(0.0, ge=0, description="initial proxy rate")

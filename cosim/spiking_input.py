@@ -112,3 +112,105 @@ class CouplingInput:
                 terms = self.wts[None, :] * self.hist[src, self.s_idx[None, :]]
                 np.add.at(c, (slice(None), self.t_idx), terms)
         return c
+
+
+class PerSourceInput:
+    """Per-source drive (``input.mode: per_source``): one rate per (target region p, source region j).
+
+    The node requires ``sources/R_e`` of its regions; the coordinator turns it into ``state/R_e``
+    of every region outside the node that projects to them (TVB's regions from the TVB node, other
+    services' regions from their owners; PROTOCOL.md §4). Rows of window k-1 (steps
+    ``(k-1)W+1 .. kW``) arrive with STEP(k); this class keeps their history and applies each
+    connection's delay itself: the rate of link (p, j) at step n is ``R_e,j(n - 1 - idelay[p, j])``,
+    TVB's own coupling indexing, so ``sum_j w[p, j] * rate[p, j]`` equals TVB's ``coupling/R_e``
+    of p (PROTOCOL.md §4) wherever the history is known. Under the timing rule
+    (``idelay >= W - 1`` across the boundary, what the coordinator's window already guarantees)
+    every term is known when window k starts.
+
+    Initial history: window 0 brings the last W steps of TVB's initial history; steps older than
+    that were never sent and are taken equal to the first row received (exact for a constant
+    initial history, e.g. the zero history of ``tvb.conventions: tvb-multiscale``). In a mixed run
+    the other services send no initial outputs, so the coordinator leaves ``state/R_e`` out of
+    window 0 altogether: the history is then held from window 1's first row (step 1) backwards.
+    """
+
+    def __init__(self, ctx: RunContext, regions: list[int]):
+        self.regions = [int(r) for r in regions]
+        self.W = 0
+
+    def requires(self) -> list[SignalSpec]:
+        return [SignalSpec("sources/R_e", tuple(self.regions))]
+
+    def configure(self, ctx: RunContext, initial_rate_hz: float = 0.0) -> None:
+        self.W = W = int(ctx.steps_per_window)
+        if ctx.connectome is None:
+            raise ValueError("input.mode per_source needs the connectome (sent with PREPARE)")
+        w = np.asarray(ctx.connectome["weights"], dtype=np.float64)
+        idel = np.asarray(ctx.connectome["idelays"], dtype=np.int64)
+        n = w.shape[0]
+        bad = [r for r in self.regions if not 0 <= r < n]
+        if bad:
+            raise ValueError(f"region(s) {bad} do not exist (the connectivity has {n} regions)")
+        spec = next((s for s in ctx.inputs if s.name == "state/R_e"), None)
+        self.sources = [int(j) for j in spec.regions] if spec is not None else []
+        col = {j: i for i, j in enumerate(self.sources)}
+        own = set(self.regions)
+        links = [(t, p, j, w[p, j], int(idel[p, j])) for t, p in enumerate(self.regions)
+                 for j in range(n) if w[p, j] != 0 and j not in own]
+        missing = sorted({j for *_, j, _, _ in links if j not in col})
+        if missing:
+            raise ValueError(f"state/R_e of source region(s) {missing} is not among this node's inputs")
+        short = [(p, j, d) for _, p, j, _, d in links if d < W - 1]
+        if short:
+            p, j, d = short[0]
+            raise ValueError(f"connection {j} -> {p} has delay {d} steps, too short for windows of {W} steps")
+        self.t_idx = np.array([l[0] for l in links], dtype=np.int64)
+        self.target = np.array([l[1] for l in links], dtype=np.int64)
+        self.source = np.array([l[2] for l in links], dtype=np.int64)
+        self.weight = np.array([l[3] for l in links], dtype=np.float64)
+        self.dly = np.array([l[4] for l in links], dtype=np.int64)
+        self.s_idx = np.array([col[l[2]] for l in links], dtype=np.int64)
+        self.row_weight = np.array([w[p, [j for j in range(n) if j not in own]].sum() for p in self.regions])
+        self.depth = int(self.dly.max()) + 2 * W + 1 if links else 1
+        self.hist = np.full((self.depth, max(len(self.sources), 1)), float(initial_rate_hz))
+        self._filled = False
+
+    @property
+    def n_links(self) -> int:
+        return int(self.t_idx.size)
+
+    def scale(self, scale: float | str) -> np.ndarray:
+        """Per target region, as :meth:`CouplingInput.scale` ("row_mean": 1 / incoming weight)."""
+        if not isinstance(scale, str):
+            return np.full(len(self.regions), float(scale))
+        rw = self.row_weight
+        return np.where(rw > 0, 1.0 / np.where(rw > 0, rw, 1.0), 0.0)
+
+    def rates(self, k: int, inputs: dict[str, np.ndarray] | None, input_specs: list[SignalSpec]) -> np.ndarray:
+        """``R_e,j(n - 1 - idelay[p, j])`` (W, n_links) for the steps n of window ``k``."""
+        W = self.W
+        got = (inputs or {}).get("state/R_e")
+        if got is not None and self.sources:
+            got = np.asarray(got, dtype=np.float64)
+            spec = next((s for s in input_specs if s.name == "state/R_e"), None)
+            order = [int(r) for r in spec.regions] if spec is not None else self.sources
+            if got.shape != (W, len(order)):
+                raise ValueError(f"state/R_e has shape {got.shape}, expected {(W, len(order))}")
+            if order != self.sources:
+                got = got[:, [order.index(j) for j in self.sources]]
+            if not self._filled:                   # older steps were never sent: hold the first row
+                self.hist[:] = got[0]
+                self._filled = True
+            steps = (k - 1) * W + 1 + np.arange(W)
+            self.hist[steps % self.depth] = got
+        if not self.n_links:
+            return np.zeros((W, 0))
+        n = k * W + 1 + np.arange(W)
+        src = (n[:, None] - 1 - self.dly[None, :]) % self.depth
+        return self.hist[src, self.s_idx[None, :]]
+
+    def coupling(self, rates: np.ndarray) -> np.ndarray:
+        """The summed equivalent ``sum_j w[p, j] * rate[p, j]`` (W, n_regions), for records and plots."""
+        c = np.zeros((rates.shape[0], len(self.regions)))
+        np.add.at(c, (slice(None), self.t_idx), rates * self.weight[None, :])
+        return c

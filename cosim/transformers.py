@@ -70,6 +70,46 @@ class PoissonInput:
         return times[order], idx[order]
 
 
+class RegularInput:
+    """Rate-matched *regular* trains (``input.process: regular``), the same interface as
+    :class:`PoissonInput`: each input neuron integrates its rate and fires each time the integral
+    crosses a whole number (spike time interpolated within the step), from a seeded random initial
+    phase. Same mean rate as the Poisson trains, no count variance: the study's control for what
+    Poisson noise does."""
+
+    def __init__(self, n: int, dt_ms: float, seed: int, region: int):
+        if n < 1:
+            raise ValueError(f"RegularInput needs n >= 1 input neurons, got {n}")
+        self.n = int(n)
+        self.dt_ms = float(dt_ms)
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(region), 0x4E6])))
+        self.phase = rng.random(self.n)            # in spikes; fires when it crosses an integer
+
+    def window(self, rates_hz: np.ndarray, t0_ms: float) -> tuple[np.ndarray, np.ndarray]:
+        rates_hz = np.asarray(rates_hz, dtype=np.float64)
+        if rates_hz.ndim != 1 or not np.isfinite(rates_hz).all() or (rates_hz.size and rates_hz.min() < 0):
+            raise ValueError("input rates must be a finite, >= 0 Hz, 1-D array (one per TVB step)")
+        ts, ix = [], []
+        for i, r in enumerate(rates_hz):
+            inc = r * self.dt_ms * 1e-3
+            new = self.phase + inc
+            k0, k1 = np.floor(self.phase), np.floor(new)
+            if inc > 0 and (k1 > k0).any():
+                cnt = (k1 - k0).astype(np.int64)
+                who = np.repeat(np.arange(self.n), cnt)
+                # the m-th crossing of neuron q is at integer k0+m: time = (k0 + m - phase) / inc of the step
+                m = np.concatenate([np.arange(1, c + 1) for c in cnt[cnt > 0]])
+                frac = (k0[who] + m - self.phase[who]) / inc
+                ts.append(t0_ms + (i + np.clip(frac, 0.0, 1.0)) * self.dt_ms)
+                ix.append(who)
+            self.phase = new - k1                   # keep the fractional part
+        if not ts:
+            return np.empty(0), np.empty(0, dtype=np.int64)
+        times, idx = np.concatenate(ts), np.concatenate(ix)
+        order = np.argsort(times, kind="stable")
+        return times[order], idx[order]
+
+
 def bin_counts(times_ms: np.ndarray, t0_ms: float, dt_ms: float, n_steps: int, tol_ms: float = 0.0) -> np.ndarray:
     """Spike counts per TVB step; step i covers ``(t0 + i*dt, t0 + (i+1)*dt]`` (TVB step n ends
     at n*dt). ``tol_ms`` (half a NEURON dt) moves the edges so that spikes on the NEURON grid are
@@ -93,14 +133,19 @@ class RateProxy:
 
     def __init__(self, n_regions: int, dt_ms: float, tau_r_ms: float = 10.0,
                  model: dict[str, float] | None = None, R_e0: float = 0.0, R_i0: float = 0.0,
-                 S_e0: float | None = None, S_i0: float | None = None):
+                 S_e0: float | None = None, S_i0: float | None = None, integrator: str = "exact"):
         if tau_r_ms <= 0 or dt_ms <= 0:
             raise ValueError("tau_r_ms and dt_ms must be > 0")
+        if integrator not in ("exact", "euler"):
+            raise ValueError(f"integrator must be 'exact' or 'euler', got {integrator!r}")
+        # "euler": forward Euler on (S, R) jointly, S driven by the R of the previous step, as
+        # tvb-multiscale's RedWongWangExc transformer integrates it (docs/science.md)
+        self.euler = integrator == "euler"
         p = dict(RWW_DEFAULTS)
         p.update({k: float(v) for k, v in (model or {}).items() if k in RWW_DEFAULTS})
         self.p = p
         self.dt = float(dt_ms)
-        self.decay = math.exp(-self.dt / tau_r_ms)
+        self.decay = 1.0 - self.dt / tau_r_ms if self.euler else math.exp(-self.dt / tau_r_ms)
         self.R_e = np.full(n_regions, float(R_e0))
         self.R_i = np.full(n_regions, float(R_i0))
         ge, te, gi, ti = p["gamma_e"], p["tau_e"], p["gamma_i"], p["tau_i"]
@@ -123,6 +168,16 @@ class RateProxy:
             S = np.clip(S, 0.0, 1.0)
         return S
 
+    @staticmethod
+    def _affine_euler(S0: np.ndarray, a: np.ndarray, b: np.ndarray, h: float) -> np.ndarray:
+        """Forward Euler steps of S' = a_i - b_i*S: S <- (1 - h b) S + h a, step by step (clipped to [0, 1])."""
+        S = np.empty_like(a)
+        s = np.asarray(S0, dtype=np.float64).copy()
+        for i in range(a.shape[0]):
+            s = np.clip((1.0 - h * b[i]) * s + h * a[i], 0.0, 1.0)
+            S[i] = s
+        return S
+
     def advance(self, r_e: np.ndarray, r_i: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Feed measured rates (W, n_regions) Hz; return per-step R_e, S_e, R_i, S_i (W, n_regions).
 
@@ -143,9 +198,14 @@ class RateProxy:
             self._gamma = np.repeat([p["gamma_e"], p["gamma_i"]], n)
             self._inv_tau = np.repeat([1.0 / p["tau_e"], 1.0 / p["tau_i"]], n)
             self._sat = np.repeat([1.0, 0.0], n)
-        R = self._M @ np.hstack((r_e, r_i)) + self._pow * np.concatenate((self.R_e, self.R_i))
-        gR = self._gamma * R
-        S = self._affine_heun(np.concatenate((self.S_e, self.S_i)), gR, self._inv_tau + self._sat * gR, h)
+        R0 = np.concatenate((self.R_e, self.R_i))
+        R = self._M @ np.hstack((r_e, r_i)) + self._pow * R0
+        if self.euler:
+            gR = self._gamma * np.vstack((R0[None, :], R[:-1]))      # S_i uses R_(i-1)
+            S = self._affine_euler(np.concatenate((self.S_e, self.S_i)), gR, self._inv_tau + self._sat * gR, h)
+        else:
+            gR = self._gamma * R
+            S = self._affine_heun(np.concatenate((self.S_e, self.S_i)), gR, self._inv_tau + self._sat * gR, h)
         self.R_e, self.R_i = R[-1, :n].copy(), R[-1, n:].copy()
         self.S_e, self.S_i = S[-1, :n].copy(), S[-1, n:].copy()
         return {"R_e": R[:, :n], "S_e": S[:, :n], "R_i": R[:, n:], "S_i": S[:, n:]}

@@ -49,3 +49,19 @@ def test_check_outputs_names_the_problem():
     assert "missing" in check_outputs(specs, {}, 4)
     assert "shape" in check_outputs(specs, {"state/S_e": np.zeros((4, 3))}, 4)
     assert check_outputs(specs, {}, 4, allow_missing=True) is None
+
+
+def test_sources_expand_to_the_state_of_every_region_outside_the_node_that_projects_to_it():
+    """Per-source mode (PROTOCOL.md §4): `sources/R_e` of (1, 4) -> `state/R_e` of the regions j
+    with w[1, j] or w[4, j] != 0 that the node does not simulate, from their owners."""
+    w = np.zeros((6, 6))
+    w[1, [0, 3, 4]] = 1.0          # 4 is the node's own region: not a source
+    w[4, [1, 2]] = 0.5
+    p = plan({"tvb": [S("state/S_e", (1, 3, 4))], "spk": [S("sources/R_e", (1, 4))],
+              "ref": [S("state/S_e", (0, 1, 2, 4, 5))]}, owners(), weights=w)
+    assert p.inputs["spk"] == [S("state/R_e", (0, 2, 3))]        # 5 does not project: not sent
+    assert S("state/R_e", (0, 2)) in p.outputs["tvb"] and S("state/R_e", (3,)) in p.outputs["ref"]
+    produced = {"tvb": {"state/R_e": np.array([[7.0, 8.0]])}, "ref": {"state/R_e": np.array([[9.0]])}}
+    assert route(p, "spk", produced, 1)["state/R_e"].tolist() == [[7.0, 8.0, 9.0]]
+    with pytest.raises(PlanError, match="no connectome"):
+        plan({"tvb": [], "spk": [S("sources/R_e", (1,))]}, owners())

@@ -104,3 +104,31 @@ def test_proxy_matches_stepwise_equations_and_steady_state():
         pred = S + 0.1 * f(S)
         S = S + 0.05 * (f(S) + f(pred))
         assert np.allclose(o["R_e"][i], R, rtol=1e-12) and np.allclose(o["S_e"][i], S, rtol=1e-10)
+
+
+def test_rate_proxy_euler_is_the_toolboxs_forward_euler_on_S_and_R():
+    """output.integrator euler: R <- R + h/tau_r (r - R); S <- S + h(-S/tau_e + (1-S) gamma R_old),
+    window by window == one step at a time (tvb-multiscale's RedWongWangExc transformer)."""
+    import numpy as np
+    from cosim.transformers import RateProxy
+    r = np.random.default_rng(1).poisson(5, (300, 2)) * 100.0
+    p = RateProxy(2, 0.1, 10.0, integrator="euler")
+    out = [p.advance(r[i:i + 49]) for i in range(0, 300, 49)]
+    R, S, h = np.zeros(2), np.zeros(2), 0.1
+    for i in range(300):
+        S, R = np.clip(S + h * (-S / 100.0 + (1 - S) * 0.641e-3 * R), 0, 1), R + h / 10.0 * (r[i] - R)
+    np.testing.assert_allclose(out[-1]["S_e"][-1], S, rtol=1e-12)
+    np.testing.assert_allclose(out[-1]["R_e"][-1], R, rtol=1e-12)
+    assert abs(RateProxy(2, 0.1, 10.0).advance(r)["S_e"][-1] - S).max() > 1e-6     # differs from the default
+
+
+def test_regular_input_matches_the_rate_without_count_noise():
+    """input.process regular: each neuron fires every 1/rate exactly (phase carried across windows)."""
+    import numpy as np
+    from cosim.transformers import RegularInput
+    g = RegularInput(50, 0.1, 1, 33)
+    t, i = g.window(np.full(1000, 20.0), 0.0)                     # 100 ms at 20 Hz: 2 spikes each
+    assert (np.bincount(i, minlength=50) == 2).all()
+    np.testing.assert_allclose(np.diff(t[i == 3]), 50.0, atol=1e-9)
+    t2, i2 = g.window(np.r_[np.zeros(10), np.full(990, 200.0)], 100.0)   # silent 1 ms, then 200 Hz
+    assert t2.min() >= 101.0 and (np.bincount(i2, minlength=50) == 19).sum() + (np.bincount(i2, minlength=50) == 20).sum() == 50

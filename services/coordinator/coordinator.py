@@ -488,7 +488,7 @@ class Coordinator:
         if watch:   # the coordinator itself consumes these (PUB telemetry, §6.1); recorded like any signal
             requires[_WATCH] = [SignalSpec("state/R_e", watch)]
         try:
-            self.plan = routing.plan(requires, owner)
+            self.plan = routing.plan(requires, owner, weights=con["weights"])
         except routing.PlanError as e:
             raise RunFailed(f"cannot route signals: {e}", 2)
         log.info("coordinator: window %d steps (%.3g ms; %s), %d windows", self.W, self.W * self.tvb_dt_ms,

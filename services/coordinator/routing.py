@@ -43,8 +43,37 @@ def provider(name: str, region: int, owner: dict[int, str], tvb: str) -> str:
     raise PlanError(f"unknown signal kind in {name!r}; expected state/… or coupling/…")
 
 
-def plan(requires: dict[str, list[SignalSpec]], owner: dict[int, str], tvb: str = "tvb") -> Plan:
-    """`requires[node]` = what the node consumes; `owner[region]` = node that simulates it."""
+def expand_sources(consumer: str, specs: list[SignalSpec], owner: dict[int, str], weights) -> list[SignalSpec]:
+    """``sources/<var>`` of regions P (PROTOCOL.md §4, per-source mode) becomes ``state/<var>`` of every
+    region j not simulated by ``consumer`` with ``weights[p, j] != 0`` for some p in P, merged with an
+    explicit ``state/<var>`` of the same node (one spec per name; region lists sorted)."""
+    if not any(s.name.startswith("sources/") for s in specs):
+        return specs
+    if weights is None:
+        raise PlanError(f"node {consumer!r} requires sources/… but no connectome is known")
+    w = np.asarray(weights)
+    wanted: dict[str, set[int]] = {}
+    order: list[str] = []
+    for s in specs:
+        kind, _, var = s.name.partition("/")
+        name = f"state/{var}" if kind == "sources" else s.name
+        if name not in wanted:
+            wanted[name] = set()
+            order.append(name)
+        if kind == "sources":
+            for p in s.regions:
+                if not 0 <= p < w.shape[0]:
+                    raise PlanError(f"node {consumer!r} requires {s.name} of region {p}, which does not exist")
+                wanted[name].update(int(j) for j in np.flatnonzero(w[p]) if owner.get(int(j)) != consumer)
+        else:
+            wanted[name].update(s.regions)
+    return [SignalSpec(n, tuple(sorted(wanted[n]))) for n in order if wanted[n]]
+
+
+def plan(requires: dict[str, list[SignalSpec]], owner: dict[int, str], tvb: str = "tvb", weights=None) -> Plan:
+    """`requires[node]` = what the node consumes; `owner[region]` = node that simulates it;
+    `weights` (the connectome) expands `sources/*` requirements (:func:`expand_sources`)."""
+    requires = {n: expand_sources(n, ss, owner, weights) for n, ss in requires.items()}
     wanted: dict[str, dict[str, set[int]]] = {}
     for consumer, specs in requires.items():
         for s in specs:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
-from cosim.spiking_input import CouplingInput
+from cosim.spiking_input import CouplingInput, PerSourceInput
 from cosim.transformers import RateProxy, rates_from_signal
 
 from .config import NestParams
@@ -95,6 +95,8 @@ class NestAdapter(NodeAdapter):
         self.nest = None
         self.writer = None
         self.reader = None
+        self.in_reader = None
+        self.in_recorder = None
         self.prepared = False
         self.timing = dict.fromkeys(TIMERS, 0.0)
         self.windows_done = 0
@@ -108,6 +110,8 @@ class NestAdapter(NodeAdapter):
         return ctx.node_params(NestParams)
 
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
+        if self.params_for(ctx).input.mode == "per_source":
+            return PerSourceInput(ctx, list(ctx.regions)).requires()
         return CouplingInput(ctx, list(ctx.regions)).requires()
 
     def warm_up(self) -> None:
@@ -152,24 +156,38 @@ class NestAdapter(NodeAdapter):
         else:
             pops = build_default(nest, p, self.regions, ctx.connectome, G, ctx.tvb_dt_ms, self.seed)
         self.pops: list[Population] = pops
-        self._wire_inputs(nest, p, pops)
+        self.per_source = p.input.mode == "per_source"
+        if self.per_source:
+            self.drive = PerSourceInput(ctx, self.regions)
+            self.drive.configure(ctx)
+            self._wire_per_source(nest, p, pops)
+        else:
+            self._wire_inputs(nest, p, pops)
         self._wire_recorder(nest, pops)
 
-        self.drive = CouplingInput(ctx, self.regions)
-        self.drive.configure(ctx)
+        if not self.per_source:
+            self.drive = CouplingInput(ctx, self.regions)
+            self.drive.configure(ctx)
         if isinstance(p.input.scale, str) and ctx.connectome is None:
             raise ModelError("input.scale 'row_mean' needs the connectome (give a number instead)")
         self.in_scale = self.drive.scale(p.input.scale)
         self.n_exc = np.array([sum(q.size for q in pops if q.region == r and q.role == "exc") for r in self.regions])
         self.n_inh = np.array([sum(q.size for q in pops if q.region == r and q.role == "inh") for r in self.regions])
         o = p.output
-        self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz)
+        self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz,
+                               integrator=o.integrator)
         self.results_path = None if results_dir is None else results_dir / f"{ctx.node_name}.h5"
         if results_dir is not None:
             from cosim.spiking_results import ResultsWriter
             attrs = {"node": ctx.node_name, "backend": "nest", "regions": np.array(self.regions),
                      "tvb_dt_ms": self.tvb_dt, "sim_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
                      "nest_version": nest.__version__, "params_json": p.model_dump_json()}
+            if self.per_source:
+                d = self.drive
+                attrs.update({"input_mode": "per_source",
+                              "input_links": np.stack([d.target, d.source, d.dly], axis=1).astype(np.int64)
+                              if d.n_links else np.zeros((0, 3), np.int64),
+                              "input_link_weight_uS": self.link_w_nS / 1000.0})
             rows = [(q.label, q.region, q.role, q.size) for q in pops]
             self.writer = ResultsWriter(results_dir / f"{ctx.node_name}.h5", attrs, rows, len(self.regions),
                                         p.record.flush_every)
@@ -177,6 +195,7 @@ class NestAdapter(NodeAdapter):
         self.prepared = True
         self.reader = SpikeFileReader(self._spike_file())
         self._slice = 1                 # TVB steps per nest.Run call: adapted to the measured speed
+        self.in_reader = SpikeFileReader(self._spike_file(self.in_recorder)) if self.in_recorder is not None else None
         self.windows_done = 0
         log.info("%s: NEST %s configured %d region(s) %s, E=%s I=%s cells, W=%d steps, h=%g ms, %d thread(s)",
                  ctx.node_name, nest.__version__, len(self.regions), self.regions, self.n_exc.tolist(),
@@ -198,6 +217,45 @@ class NestAdapter(NodeAdapter):
                 nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": w_nS, "delay": delay})
             self.gens.append(g)
 
+    def _targets(self, p: NestParams, pops: list[Population], r: int) -> list[Population]:
+        targets = [q for q in pops if q.region == r and q.role == "input"]
+        if not targets:
+            roles = ("exc",) if p.input.targets == "exc" else ("exc", "inh")
+            targets = [q for q in pops if q.region == r and q.role in roles]
+        return targets
+
+    def _wire_per_source(self, nest, p: NestParams, pops: list[Population]) -> None:
+        """One inhomogeneous Poisson generator per (target region, source region) link, sending an
+        independent train to each target cell at weight ``weight_uS * scale_p * w[p, j]``; one more
+        per region at ``offset_hz`` if set. ``record.input_spikes``: each generator also drives one
+        parrot neuron (same delay), recorded: its spikes are the train one target cell receives."""
+        d = self.drive
+        scale = d.scale(p.input.scale)
+        w_nS = p.input.weight_uS * 1000.0
+        delay = p.input.delay_ms - p.dt_ms                 # the rate schedule is one step late (module doc)
+        self.link_w_nS = w_nS * scale[d.t_idx] * d.weight if d.n_links else np.zeros(0)
+        self.src_gens = nest.Create("inhomogeneous_poisson_generator", d.n_links) if d.n_links else None
+        for l in range(d.n_links):
+            g = self.src_gens[l]
+            for q in self._targets(p, pops, int(d.target[l])):
+                nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse",
+                                                         "weight": float(self.link_w_nS[l]), "delay": delay})
+        self.offset_gens = []
+        if p.input.offset_hz > 0:
+            for r in self.regions:
+                g = nest.Create("inhomogeneous_poisson_generator")
+                for q in self._targets(p, pops, r):
+                    nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": w_nS, "delay": delay})
+                self.offset_gens.append(g)
+        self.in_recorder = None
+        if p.record.input_spikes and d.n_links:
+            self.parrots = nest.Create("parrot_neuron", d.n_links)
+            nest.Connect(self.src_gens, self.parrots, "one_to_one", {"synapse_model": "static_synapse", "delay": delay})
+            self.in_recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "precision": 6,
+                                                                     "label": f"{self.ctx.node_name}_input_spikes"})
+            nest.Connect(self.parrots, self.in_recorder)
+            self.parrot0 = int(self.parrots.tolist()[0])
+
     def _wire_recorder(self, nest, pops: list[Population]) -> None:
         self.recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "label": f"{self.ctx.node_name}_spikes",
                                                               "precision": 6})
@@ -212,8 +270,8 @@ class NestAdapter(NodeAdapter):
         self._pop_col = np.array([self.col.get(q.region, -1) for q in pops], dtype=np.int64)
         self._pop_region = np.array([q.region for q in pops], dtype=np.int32)
 
-    def _spike_file(self) -> str:
-        names = self.recorder.get("filenames")
+    def _spike_file(self, recorder=None) -> str:
+        names = (recorder or self.recorder).get("filenames")
         names = names if isinstance(names, (list, tuple)) else [names]
         return names[0]
 
@@ -226,14 +284,27 @@ class NestAdapter(NodeAdapter):
             raise RuntimeError(f"window {window} out of order: expected window {self.windows_done}")
         nest, W, T = self.nest, self.W, self.timing
         t_a = CLOCK()
-        coupling = self.drive.signal(window, inputs, self.ctx.inputs)
-        rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
-        if not np.isfinite(rates).all():
-            raise ValueError("input rates are not finite (NaN/Inf in the coupling received)")
         start = window * W * self.h_per_tvb                       # in NEST steps
         times = (start + 1 + np.arange(W) * self.h_per_tvb) * self.h
-        for j, g in enumerate(self.gens):
-            g.set(rate_times=times, rate_values=rates[:, j])
+        src_rates = None
+        if self.per_source:
+            src_rates = np.maximum(self.drive.rates(window, inputs, self.ctx.inputs), 0.0)
+            if not np.isfinite(src_rates).all():
+                raise ValueError("input rates are not finite (NaN/Inf in the state/R_e received)")
+            if self.src_gens is not None:
+                self.src_gens.set([{"rate_times": times, "rate_values": src_rates[:, l]}
+                                   for l in range(src_rates.shape[1])])
+            for g in self.offset_gens:
+                g.set(rate_times=times, rate_values=np.full(W, self.p.input.offset_hz))
+            coupling = self.drive.coupling(src_rates)           # the summed equivalent, for records
+            rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
+        else:
+            coupling = self.drive.signal(window, inputs, self.ctx.inputs)
+            rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
+            if not np.isfinite(rates).all():
+                raise ValueError("input rates are not finite (NaN/Inf in the coupling received)")
+            for j, g in enumerate(self.gens):
+                g.set(rate_times=times, rate_values=rates[:, j])
         t_b, cpu_b = CLOCK(), time.process_time()
         self._run_steps(W)
         t_c = CLOCK()
@@ -258,12 +329,21 @@ class NestAdapter(NodeAdapter):
         if self.writer is not None:
             blocks = {"rates/exc": r_e, "rates/inh": r_i, "input/coupling": coupling, "input/rate_hz": rates,
                       **{f"output/{v}": prox[v] for v in ("R_e", "S_e", "R_i", "S_i")}}
+            if src_rates is not None:
+                blocks["input/source_rate_hz"] = src_rates
             spikes = None
             if self.p.record.spikes:
                 order = np.lexsort((gid, t))
                 spikes = {"t_ms": t[order], "gid": gid[order], "pop": pop[order].astype(np.int32),
                           "region": self._pop_region[pop[order]]}
-            self.writer.window(np.arange(window * W + 1, window * W + W + 1), blocks, spikes)
+            in_spikes = None
+            if self.in_reader is not None:
+                pg, pt = self.in_reader.read()
+                link = pg - self.parrot0
+                order = np.lexsort((link, pt))
+                in_spikes = {"t_ms": pt[order], "region": self.drive.target[link[order]].astype(np.int32),
+                             "index": link[order].astype(np.int64)}
+            self.writer.window(np.arange(window * W + 1, window * W + W + 1), blocks, spikes, in_spikes)
         T["input_s"] += t_b - t_a
         T["integrate_s"] += t_c - t_b
         T["read_s"] += t_d - t_c
@@ -297,6 +377,9 @@ class NestAdapter(NodeAdapter):
         if self.reader is not None:
             self.reader.close()
             self.reader = None
+        if getattr(self, "in_reader", None) is not None:
+            self.in_reader.close()
+            self.in_reader = None
         if self.writer is not None:
             self.writer.f.attrs["timing_json"] = json.dumps(summary["timing"])
             self.writer.close(aborted)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cosim.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap,
                                  default_conns)
@@ -104,6 +104,14 @@ class NestInput(InputTransformer):
     ``inhomogeneous_poisson_generator``, rates set per TVB step each window)."""
     targets: Literal["exc", "exc+inh"] = Field("exc", description="which populations get a train per cell")
 
+    @field_validator("process")
+    @classmethod
+    def _poisson_only(cls, v: str) -> str:
+        if v != "poisson":
+            raise ValueError("NEST's inhomogeneous_poisson_generator makes Poisson trains only "
+                             "(regular trains: use the netpyne backend)")
+        return v
+
 
 class NestUserModel(_S):
     """Your own NEST network: a Python file that builds it with ``nest.Create/Connect`` and exposes a
@@ -121,6 +129,8 @@ class NestUserModel(_S):
 
 class NestRecord(_S):
     spikes: bool = True
+    input_spikes: bool = Field(False, description="input.mode per_source: record one train per link (a parrot "
+                                                 "neuron per generator) as input_spikes/ (index = link)")
     flush_every: int = Field(20, ge=1, description="flush the HDF5 file every N windows")
     plot: bool = True
 

@@ -27,8 +27,8 @@ from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 from .config import NetpyneParams
 from .mechanisms import ModelError, ensure_mechanisms
 from .parallel import world
-from cosim.spiking_input import CouplingInput
-from cosim.transformers import PoissonInput, RateProxy, rates_from_signal
+from cosim.spiking_input import CouplingInput, PerSourceInput
+from cosim.transformers import PoissonInput, RateProxy, RegularInput, rates_from_signal
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,10 @@ class NetpyneAdapter(NodeAdapter):
         return ctx.node_params(NetpyneParams)
 
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
-        # TVB's coupling, plus the rates of other spiking services' regions (mixed runs)
+        # TVB's coupling, plus the rates of other spiking services' regions (mixed runs);
+        # per-source mode: the rates of every region that projects here (cosim.spiking_input)
+        if self.params_for(ctx).input.mode == "per_source":
+            return PerSourceInput(ctx, list(ctx.regions)).requires()
         return CouplingInput(ctx, list(ctx.regions)).requires()
 
     def configure(self, ctx: RunContext) -> None:
@@ -133,6 +136,16 @@ class NetpyneAdapter(NodeAdapter):
             bad = [r for r in spec.regions if r not in self.col]
             if bad:
                 raise ModelError(f"output {spec.name} asks for regions {bad} not simulated here ({self.regions})")
+        self.per_source = p.input.mode == "per_source"
+        self.links = None
+        if self.per_source:
+            if p.model_file is not None:
+                raise ModelError("input.mode: per_source works with the default network only (not with model_file)")
+            self.src = PerSourceInput(ctx, self.regions)
+            self.src.configure(ctx)
+            d = self.src
+            self.link_w_uS = p.input.weight_uS * d.scale(p.input.scale)[d.t_idx] * d.weight
+            self.links = [(int(d.target[l]), int(d.source[l]), float(self.link_w_uS[l])) for l in range(d.n_links)]
         built = self._build(ctx, p, tvb)
         results_dir = Path(ctx.results_dir).resolve() if ctx.results_dir else None
         work = (results_dir or Path.cwd()) / f".{ctx.node_name}_rxd_build"
@@ -144,17 +157,21 @@ class NetpyneAdapter(NodeAdapter):
         self.n_exc = np.array([e.n_cells(r, "exc") for r in self.regions])
         self.n_inh = np.array([e.n_cells(r, "inh") for r in self.regions])
         self.gens = {}
-        for r in self.regions:
-            n_in = len(e.inputs.get(r, []))
-            if n_in == 0:
-                raise ModelError(f"region {r} has no input population (role 'input')")
-            self.gens[r] = PoissonInput(n_in, self.tvb_dt, self.seed, r)
-        self.drive = CouplingInput(ctx, self.regions)
-        if self.rank == 0:
+        if self.per_source:
+            self._per_source_gens(p, e)
+        else:
+            for r in self.regions:
+                n_in = len(e.inputs.get(r, []))
+                if n_in == 0:
+                    raise ModelError(f"region {r} has no input population (role 'input')")
+                self.gens[r] = self._train(n_in, self.tvb_dt, self.seed, r)
+        self.drive = self.src if self.per_source else CouplingInput(ctx, self.regions)
+        if self.rank == 0 and not self.per_source:
             self.drive.configure(ctx)
-        self.in_scale = self._input_scale(ctx, p)
+        self.in_scale = self.src.scale(p.input.scale) if self.per_source else self._input_scale(ctx, p)
         o = p.output
-        self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz)
+        self.proxy = RateProxy(len(self.regions), self.tvb_dt, o.tau_r_ms, tvb.get("model"), o.R_e0_hz, o.R_i0_hz,
+                               integrator=o.integrator)
         self.want_inh = any(s.name in ("state/R_i", "state/S_i") for s in ctx.outputs) or results_dir is not None
         self.need_spikes = p.record.spikes and results_dir is not None
         if self.rank == 0 and results_dir is not None:
@@ -163,6 +180,12 @@ class NetpyneAdapter(NodeAdapter):
             attrs = {"node": ctx.node_name, "regions": np.array(self.regions), "tvb_dt_ms": self.tvb_dt,
                      "neuron_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
                      "params_json": p.model_dump_json()}
+            if self.per_source:
+                d = self.src
+                attrs.update({"input_mode": "per_source",
+                              "input_links": np.stack([d.target, d.source, d.dly], axis=1).astype(np.int64)
+                              if d.n_links else np.zeros((0, 3), np.int64),
+                              "input_link_weight_uS": self.link_w_uS})
             self.writer = ResultsWriter(results_dir / f"{ctx.node_name}.h5", attrs, pops, len(self.regions),
                                         p.record.flush_every)
         self.results_path = None if results_dir is None else results_dir / f"{ctx.node_name}.h5"
@@ -170,6 +193,28 @@ class NetpyneAdapter(NodeAdapter):
         log.info("%s: configured %d region(s) %s, E=%s I=%s cells, W=%d steps, rank %d/%d", ctx.node_name,
                  len(self.regions), self.regions, self.n_exc.tolist(), self.n_inh.tolist(), self.W,
                  self.rank, e.nhost)
+
+    def _train(self, n: int, dt_ms: float, seed: int, tag: int):
+        """The input trains' generator: Poisson (default) or rate-matched regular (input.process)."""
+        cls = RegularInput if self.p.input.process == "regular" else PoissonInput
+        return cls(n, dt_ms, seed, tag)
+
+    def _per_source_gens(self, p: NetpyneParams, e) -> None:
+        """Per-source mode: one PoissonInput per link over its relay population (the builder put
+        each region's link populations first, in link order, then the offset population)."""
+        d = self.src
+        self.link_gens = []                       # (region, first relay index, PoissonInput) per link
+        pos: dict[int, int] = {}
+        for l in range(d.n_links):
+            r, j = int(d.target[l]), int(d.source[l])
+            n_in = e.n_cells_of(f"in{j}_{r}")
+            k = pos.get(r, 0)
+            self.link_gens.append((r, k, self._train(n_in, self.tvb_dt, self.seed, 1_000_000 * (r + 1) + j)))
+            pos[r] = k + n_in
+        self.offset_gens = {}
+        if p.input.offset_hz > 0:
+            for r in self.regions:
+                self.offset_gens[r] = (pos.get(r, 0), self._train(e.n_cells_of(f"in_{r}"), self.tvb_dt, self.seed, r))
 
     def _input_scale(self, ctx: RunContext, p: NetpyneParams) -> np.ndarray:
         """Per-region input scale (Hz per Hz*weight); 'row_mean' = 1 / incoming weight from every
@@ -190,7 +235,7 @@ class NetpyneAdapter(NodeAdapter):
         else:
             from .builder import NetpyneNetworkBuilder
             b = NetpyneNetworkBuilder(p, self.regions, ctx.connectome, G=float((tvb.get("model") or {}).get("G", 2.0)),
-                                      tvb_dt_ms=ctx.tvb_dt_ms, seed=self.seed)
+                                      tvb_dt_ms=ctx.tvb_dt_ms, seed=self.seed, input_links=self.links)
             built = b.set_default().build()
             if b.rxd_params is not None:
                 built.simConfig.recordTraces.setdefault("cai", {"sec": "soma", "loc": 0.5, "var": "cai"})
@@ -220,7 +265,12 @@ class NetpyneAdapter(NodeAdapter):
 
     # ---- stepping ------------------------------------------------------------------------
     def step(self, window: int, inputs: Signals) -> Signals:
-        c = self.drive.signal(window, inputs, self.ctx.inputs)
+        if self.per_source:                      # (W, n_links): each link's delayed source rate
+            c = np.maximum(self.src.rates(window, inputs, self.ctx.inputs), 0.0)
+            if not np.isfinite(c).all():
+                raise ValueError("input rates are not finite (NaN/Inf in the state/R_e received)")
+        else:
+            c = self.drive.signal(window, inputs, self.ctx.inputs)
         if self.comm is not None:
             self.comm.bcast(("step", window, c), root=0)
         return self._step_local(window, c)
@@ -232,15 +282,29 @@ class NetpyneAdapter(NodeAdapter):
         t_a = CLOCK()
         start = k * W * self.nrn_per_tvb
         t0 = start * self.p.dt_ms
-        if coupling is None:
-            coupling = np.zeros((W, len(self.regions)))
-        rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
         in_spk = []
-        for j, r in enumerate(self.regions):
-            times, idx = self.gens[r].window(rates[:, j], t0)
-            e.deliver(r, times, idx)
-            if self.p.record.input_spikes:
-                in_spk.append((times, np.full(times.size, r), idx))
+        src_rates = None
+        if self.per_source:
+            src_rates = coupling if coupling is not None else np.zeros((W, self.src.n_links))
+            coupling = self.src.coupling(src_rates)            # the summed equivalent, for records
+            rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
+            for l, (r, first, gen) in enumerate(self.link_gens):
+                times, idx = gen.window(src_rates[:, l], t0)
+                e.deliver(r, times, idx + first)
+                if self.p.record.input_spikes:
+                    in_spk.append((times, np.full(times.size, r), idx + first))
+            for r, (first, gen) in self.offset_gens.items():
+                times, idx = gen.window(np.full(W, self.p.input.offset_hz), t0)
+                e.deliver(r, times, idx + first)
+        else:
+            if coupling is None:
+                coupling = np.zeros((W, len(self.regions)))
+            rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
+            for j, r in enumerate(self.regions):
+                times, idx = self.gens[r].window(rates[:, j], t0)
+                e.deliver(r, times, idx)
+                if self.p.record.input_spikes:
+                    in_spk.append((times, np.full(times.size, r), idx))
         t_b = CLOCK()
         e.advance_to(start + W * self.nrn_per_tvb)
         t_c = CLOCK()
@@ -264,6 +328,8 @@ class NetpyneAdapter(NodeAdapter):
         if self.writer is not None:
             blocks = {"rates/exc": r_e, "rates/inh": r_i, "input/coupling": coupling, "input/rate_hz": rates,
                       **{f"output/{v}": prox[v] for v in ("R_e", "S_e", "R_i", "S_i")}}
+            if src_rates is not None:
+                blocks["input/source_rate_hz"] = src_rates
             isp = None
             if in_spk:
                 isp = {"t_ms": np.concatenate([a[0] for a in in_spk]),

@@ -49,8 +49,10 @@ class NetpyneNetworkBuilder:
     """Default excitatory/inhibitory region network with TVB input (poster's DefaultExcIOInh)."""
 
     def __init__(self, params: NetpyneParams, regions: list[int] | tuple[int, ...],
-                 connectome: dict | None = None, G: float = 2.0, tvb_dt_ms: float = 0.1, seed: int = 42):
+                 connectome: dict | None = None, G: float = 2.0, tvb_dt_ms: float = 0.1, seed: int = 42,
+                 input_links: list[tuple[int, int, float]] | None = None):
         self.p = params
+        self.input_links = input_links      # per-source mode: (target region, source region, weight_uS)
         self.regions = [int(r) for r in regions]
         self.connectome = connectome
         self.G = float(G)
@@ -119,6 +121,10 @@ class NetpyneNetworkBuilder:
         """One NetStim relay per input neuron, one-to-one onto the E cells."""
         self.input_devices = {"target": "E", "n": self.p.input.n_input, "weight": self.p.input.weight_uS,
                               "delay": self.p.input.delay_ms, "receptor": "exc"}
+        if self.input_links is not None:
+            # per-source mode: one relay population per (target region, source region) link, each
+            # relay one-to-one onto the E cells at that link's weight; the offset train, if any, last
+            self.input_devices["links"] = list(self.input_links)
 
     def set_output_devices(self) -> None:
         self.output_devices = {"exc": list(self.p.output.exc_pops), "inh": list(self.p.output.inh_pops)}
@@ -198,6 +204,20 @@ class NetpyneNetworkBuilder:
             tgt = pop_label(inp["target"], r)
             n_tgt = sizes[tgt]
             n_in = inp["n"] or n_tgt
+            if "links" in inp:
+                for p_, j, w_uS in inp["links"]:
+                    if p_ != r:
+                        continue
+                    label = pop_label(f"in{j}", r)
+                    netParams.popParams[label] = {"cellModel": "NetStim", "numCells": n_in, "number": 1,
+                                                  "start": -1, "noise": 0, "interval": 1e9}
+                    popmap[label] = (r, "input")
+                    netParams.connParams[f"{label}->{tgt}"] = {
+                        "preConds": {"pop": label}, "postConds": {"pop": tgt},
+                        "connList": [[i, i % n_tgt] for i in range(n_in)],
+                        "weight": float(w_uS), "delay": inp["delay"], "synMech": inp["receptor"]}
+                if self.p.input.offset_hz <= 0:
+                    continue
             label = pop_label("in", r)
             netParams.popParams[label] = {"cellModel": "NetStim", "numCells": n_in, "number": 1,
                                           "start": -1, "noise": 0, "interval": 1e9}

@@ -114,6 +114,10 @@ class SpikingEngine:
                     nc.weight[0] = 1.0
                 lst.append(nc)
 
+    def n_cells_of(self, label: str) -> int:
+        """Size of the population ``label`` (0 if there is none)."""
+        return sum(n for lab, _, _, _, n in self.pops if lab == label)
+
     def n_cells(self, region: int, role: str) -> int:
         return sum(n for _, r, ro, _, n in self.pops if r == region and ro == role)
 

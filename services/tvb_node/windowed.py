@@ -109,6 +109,12 @@ def build_connectivity(tvb: TVBSection):
         w = np.array(conn.weights, dtype=np.float64, copy=True)
         np.fill_diagonal(w, 0.0)
         conn.weights = w
+    if tvb.weights_scaling == "p99":       # tvb-multiscale's normalisation (docs/science.md)
+        w = np.array(conn.weights, dtype=np.float64, copy=True)
+        p99 = float(np.percentile(w, 99))
+        if not p99 > 0:
+            raise ValueError("tvb.weights_scaling: p99 needs a 99th percentile of the weights > 0")
+        conn.weights = w / p99
     conn.configure()
     return conn
 
@@ -171,8 +177,10 @@ class WindowedTVB:
         captured: dict[str, np.ndarray] = {}
         orig_initial = sim.model.initial_for_simulator
 
+        zero = tvb.initial_history == "zero"
+
         def capture(integrator, shape):   # keep the full random history (TVB keeps only S_e)
-            h = orig_initial(integrator, shape)
+            h = np.zeros(shape) if zero else orig_initial(integrator, shape)
             captured["history"] = h
             return h
 
