@@ -79,6 +79,9 @@ print(json.dumps({"build_s": build, "run_s": run, "run_cpu_s": cpu, "spikes": in
 def ten_thousand(sz: dict, out: Path) -> dict:
     n_e, n_i = sz["big"]
     cfg = {"run": {"name": "bench-nest-10k", "duration_ms": sz["big_ms"]},
+           # a 4.9 ms window of 10,000 HH neurons takes seconds, all of it inside nest.Run, which
+           # holds the GIL: the node cannot send heartbeats meanwhile (docs/backends.md, NEST)
+           "coordinator": {"heartbeat_timeout_ms": 60000},
            "spiking_nodes": [{"name": "spiking", "backend": "nest", "regions": [33],
                               "params": {"network": {"n_exc": n_e, "n_inh": n_i}, "record": {"plot": False}}}]}
     r = cosim_run(cfg, out / "ten_k", timeout=3600)

@@ -57,7 +57,7 @@ def test_prepare_once_run_per_window_cleanup_at_end(tmp_path, monkeypatch):
     a, ctx = make(tmp_path, K=5)
     drive(a, ctx)
     a.finish(None)
-    assert calls == ["Prepare"] + ["Run"] * 2 + ["Run"] * 4 + ["Cleanup"]   # window 0: one step, then the rest
+    assert calls == ["Prepare"] + ["Run"] * 5 + ["Cleanup"]
 
 
 def test_each_window_reads_exactly_its_own_spikes(tmp_path, monkeypatch):
@@ -90,29 +90,6 @@ def test_window_length_does_not_change_the_spikes(tmp_path):
             spikes[W] = (f["spikes/t_ms"][...], f["spikes/gid"][...])
     assert spikes[16][0].size > 20
     assert np.array_equal(spikes[16][0], spikes[4][0]) and np.array_equal(spikes[16][1], spikes[4][1])
-
-
-def test_slow_windows_run_in_slices_with_the_same_spikes(tmp_path, monkeypatch):
-    """NEST holds the GIL in Run: a window slower than RUN_SLICE_S is cut into whole TVB steps so
-    the heartbeat thread can beat; the spikes are those of one Run per window."""
-    import h5py
-    spikes = {}
-    real = nest_adapter.import_nest
-    for slice_s in (10.0, 1e-9):
-        monkeypatch.setattr(nest_adapter, "RUN_SLICE_S", slice_s)
-        calls = []
-        monkeypatch.setattr(nest_adapter, "import_nest", lambda c=calls: _Spy(real(), c))
-        a, ctx = make(tmp_path, K=20, tag=f"s{slice_s}")
-        drive(a, ctx, rate_hz=60.0)
-        a.finish(None)
-        with h5py.File(tmp_path / f"s{slice_s}" / "s.h5") as f:
-            spikes[slice_s] = f["spikes/t_ms"][...], f["spikes/gid"][...]
-        runs = calls.count("Run")
-        # the first call is one TVB step (no speed known yet); then whole windows or one step per call
-        W = ctx.steps_per_window
-        assert runs == (1 + 1 + 19 if slice_s == 10.0 else 20 * W), runs
-    assert spikes[10.0][0].size > 10
-    assert all(np.array_equal(x, y) for x, y in zip(spikes[10.0], spikes[1e-9]))
 
 
 def test_input_drives_the_region(tmp_path):
