@@ -172,15 +172,23 @@ def _plot_compare(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def run(size: str = "full", out: Path | None = None, docs: Path | None = None) -> dict:
+PARTS = ("window_cost", "ten_thousand", "compare")
+
+
+def run(size: str = "full", out: Path | None = None, docs: Path | None = None, parts=PARTS,
+        previous: dict | None = None) -> dict:
+    """``parts`` to measure now; the others are taken from ``previous`` (an earlier result JSON)."""
     sz = SIZES[size]
     out = Path(out or tempfile.mkdtemp(prefix="bench-nest-"))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    res = {"size": size, "load_avg_start": load_avg()}
-    res["window_cost"] = window_cost(sz, out)
-    res["ten_thousand"] = ten_thousand(sz, out)
-    res["compare"] = compare(sz, out, docs)
+    res = {**(previous or {}), "size": size, "load_avg_start": load_avg()}
+    if "window_cost" in parts:
+        res["window_cost"] = window_cost(sz, out)
+    if "ten_thousand" in parts:
+        res["ten_thousand"] = ten_thousand(sz, out)
+    if "compare" in parts:
+        res["compare"] = compare(sz, out, docs)
     res["load_avg_end"] = load_avg()
     res["elapsed_s"] = time.time() - t0
     return res
@@ -231,8 +239,11 @@ def update_performance_md(R: dict, docs: Path) -> Path:
 if __name__ == "__main__":
     ap = arg_parser(__doc__, SIZES)
     ap.add_argument("--docs", help="update <DIR>/performance.md's NEST section and write the figure there")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(PARTS)}; the rest from --previous")
+    ap.add_argument("--previous", help="an earlier result JSON (--out) supplying the parts not run now")
     a = ap.parse_args()
-    R = run(a.size, docs=Path(a.docs) if a.docs else None)
+    prev = json.loads(Path(a.previous).read_text()) if a.previous else None
+    R = run(a.size, docs=Path(a.docs) if a.docs else None, parts=a.only.split(",") if a.only else PARTS, previous=prev)
     print("\n".join(section(R)))
     if a.out:
         Path(a.out).write_text(json.dumps(R, indent=1))

@@ -70,15 +70,20 @@ class SpikeFileReader:
     def __init__(self, path: str):
         self.f = open(path, "r")
         self.rest = ""
+        self.in_header = True      # NEST's header lines ("# NEST version…", "sender\ttime_ms") come first
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
         data = self.rest + self.f.read()
         cut = data.rfind("\n") + 1            # keep a partial last line for the next read
         data, self.rest = data[:cut], data[cut:]
-        lines = [ln for ln in data.splitlines() if ln and not ln[0] == "#" and not ln.startswith("sender")]
-        if not lines:
+        while self.in_header and data:
+            if data[0] == "#" or data.startswith("sender"):
+                data = data[data.find("\n") + 1:]
+            else:
+                self.in_header = False
+        if not data:
             return np.empty(0, dtype=np.int64), np.empty(0)
-        arr = np.array(" ".join(lines).split(), dtype=np.float64).reshape(-1, 2)
+        arr = np.fromstring(data, dtype=np.float64, sep=" ").reshape(-1, 2)   # any whitespace separates
         return arr[:, 0].astype(np.int64), arr[:, 1]
 
     def close(self) -> None:
@@ -203,18 +208,18 @@ class NestAdapter(NodeAdapter):
     def _wire_inputs(self, nest, p: NestParams, pops: list[Population]) -> None:
         """One inhomogeneous Poisson generator per region; it sends an independent train to each
         target: the region's ``input`` population if the model has one, else its E (and I) cells."""
-        self.gens = []
         w_nS = p.input.weight_uS * 1000.0
         delay = p.input.delay_ms - p.dt_ms                 # the rate schedule is one step late (module doc)
-        for r in self.regions:
+        # all at once: one NodeCollection gets every region's rates in one set() per window
+        self.gen_nc = nest.Create("inhomogeneous_poisson_generator", len(self.regions))
+        self.gens = [self.gen_nc[j] for j in range(len(self.regions))]
+        for r, g in zip(self.regions, self.gens):
             targets = [q for q in pops if q.region == r and q.role == "input"]
             if not targets:
                 roles = ("exc",) if p.input.targets == "exc" else ("exc", "inh")
                 targets = [q for q in pops if q.region == r and q.role in roles]
-            g = nest.Create("inhomogeneous_poisson_generator")
             for q in targets:
                 nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": w_nS, "delay": delay})
-            self.gens.append(g)
 
     def _targets(self, p: NestParams, pops: list[Population], r: int) -> list[Population]:
         targets = [q for q in pops if q.region == r and q.role == "input"]
@@ -302,8 +307,7 @@ class NestAdapter(NodeAdapter):
             rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
             if not np.isfinite(rates).all():
                 raise ValueError("input rates are not finite (NaN/Inf in the coupling received)")
-            for j, g in enumerate(self.gens):
-                g.set(rate_times=times, rate_values=rates[:, j])
+            self.gen_nc.set([{"rate_times": times, "rate_values": rates[:, j]} for j in range(len(self.gens))])
         t_b, cpu_b = CLOCK(), time.process_time()
         self._run_steps(W)
         t_c = CLOCK()
