@@ -27,7 +27,7 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize("seed", [11, 12, 13, 14, 15])
 def test_killed_run_resumed_equals_the_uninterrupted_one(tmp_path, reference, seed):
     rng = random.Random(seed)
-    victim = rng.choice(["coordinator", "tvb", "spiking"])
+    victim = ["coordinator", "tvb", "spiking"][seed % 3]      # each service is killed; the moment is random
     got = kill_and_resume(resume_config(), tmp_path, victim, rng)
     k = got["expected_from"]
     assert got["resumed_from"] == k, got

@@ -13,4 +13,6 @@ SPEC = BackendSpec(
     mpi_param="mpi_ranks",
     image="cosim-netpyne:latest",
     dockerfile="services/netpyne_node/Dockerfile",
+    # not yet: NEURON SaveState + relay events, Poisson generators, input histories (PROTOCOL.md §10.1)
+    checkpoint=False,
 )
