@@ -208,7 +208,9 @@ def h5_rows(f) -> dict[str, int]:
 
 
 def truncate_h5(path: str | Path, rows: dict[str, int], libver: str | None = None) -> None:
-    """Cut every dataset named in `rows` back to that many rows (results of a resumed run).
+    """Cut every dataset named in `rows` back to that many rows (results of a resumed run); a
+    dataset not named was created after the checkpoint (a writer that creates them lazily, traces
+    written at the end of the killed run) and is removed.
 
     The file is rewritten (a copy of every object, then resized) and renamed over the old one:
     it may have been left by a killed writer (open-for-write flag, unflushed tail), which
@@ -223,12 +225,15 @@ def truncate_h5(path: str | Path, rows: dict[str, int], libver: str | None = Non
         for name in src:
             src.copy(src[name], dst, name=name)
         have = h5_rows(dst)
+        for name in sorted(set(have) - set(rows)):
+            del dst[name]
         for name, n in rows.items():
             if name not in have:
                 raise CheckpointError(f"{path.name}: dataset {name} is missing")
             if have[name] < n:
                 raise CheckpointError(f"{path.name}: {name} holds {have[name]} rows, the checkpoint needs {n}")
-            dst[name].resize(int(n), axis=0)
+            if have[name] != n:           # fixed datasets (not chunked) keep their size
+                dst[name].resize(int(n), axis=0)
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -277,6 +277,10 @@ def check_nodes(cfg: RunConfig, source: str = "<config>") -> None:
         if cfg.run.checkpoint is not None and not spec.checkpoint:
             raise ConfigError(f"{source}: spiking_nodes[{i}].backend: {n.backend!r} cannot checkpoint "
                               f"(run.checkpoint is set; remove it or use a backend that can)")
+        if cfg.run.checkpoint is not None:
+            why = getattr(spec.params_model().model_validate(n.params or {}), "cannot_checkpoint", lambda: None)()
+            if why:
+                raise ConfigError(f"{source}: spiking_nodes[{i}].params: {n.backend!r} cannot checkpoint with {why}")
         if not spec.check or spec.missing():
             continue
         try:

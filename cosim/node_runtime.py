@@ -132,6 +132,10 @@ class NodeRuntime:
             else:
                 self.adapter.configure(ctx)
                 initial = self.adapter.initial_outputs()
+            if (ctx.config.get("run") or {}).get("checkpoint") and not self.adapter.can_checkpoint:
+                why = getattr(self.adapter, "cannot_checkpoint", lambda: None)()
+                raise ValueError(f"run.checkpoint is set, but this node cannot checkpoint"
+                                 f"{f': {why}' if why else ''}")
         except Exception as e:
             self._fail(msg, e, "resuming from a checkpoint" if ctx.resume else "building the simulator")
         log.info("%s: ready (%d windows of %d steps; built in %.2f s)", self.name, ctx.n_windows,

@@ -104,3 +104,37 @@ def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
     t.join(10)
     assert reply.type == T.ERROR and reply.content["error"] == "VersionMismatch"
     assert reply.content["message"] == "coordinator speaks protocol 2, node 1"
+
+
+# heartbeat timeout 5 s: NetPyNE's finish holds the GIL ~1 s on a loaded machine
+NETPYNE = {"network": {"n_exc": 40, "n_inh": 12}, "input": {"offset_hz": 50.0, "weight_uS": 0.02},
+           "record": {"plot": False}}
+
+
+@pytest.fixture(scope="module")
+def netpyne_reference(tmp_path_factory):
+    pytest.importorskip("netpyne")
+    return uninterrupted(resume_config(150, backend="netpyne", params=NETPYNE, hb_timeout_ms=5000), tmp_path_factory.mktemp("np_uninterrupted"))
+
+
+@pytest.mark.parametrize("victim", ["spiking", "coordinator"])
+def test_netpyne_killed_run_resumed_equals_spike_for_spike(tmp_path, netpyne_reference, victim):
+    """NEURON SaveState (with the relays' queued Poisson events) + generators, proxy, counters:
+    the resumed run has the same spikes (and therefore the same exchanged signals)."""
+    got = kill_and_resume(resume_config(150, backend="netpyne", params=NETPYNE, hb_timeout_ms=5000), tmp_path, victim,
+                          random.Random(hash(victim) % 1000), kill_within_s=0.5)
+    assert got["resumed_from"] == got["expected_from"], got
+    res = read_results(tmp_path)
+    assert res["spiking.h5"]["spikes/t_ms"].size > 100          # a network that spikes
+    assert_equal_results(res, netpyne_reference)
+
+
+def test_netpyne_configurations_that_cannot_checkpoint_are_refused_by_validate(tmp_path):
+    pytest.importorskip("netpyne")
+    cfg = resume_config(backend="netpyne", params={"mpi_ranks": 2})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    p = _cosim("validate", str(path))
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        f"cosim: configuration error: {path}: spiking_nodes[0].params: 'netpyne' cannot checkpoint with "
+        f"mpi_ranks > 1 (checkpoints save one NEURON process)"]

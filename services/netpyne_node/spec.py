@@ -13,6 +13,7 @@ SPEC = BackendSpec(
     mpi_param="mpi_ranks",
     image="cosim-netpyne:latest",
     dockerfile="services/netpyne_node/Dockerfile",
-    # not yet: NEURON SaveState + relay events, Poisson generators, input histories (PROTOCOL.md §10.1)
-    checkpoint=False,
+    # NEURON SaveState (incl. the relays' queued events) + Poisson generators, input history, rate
+    # proxy (PROTOCOL.md §10.1); not with MPI, a user model or traces (NetpyneParams.cannot_checkpoint)
+    checkpoint=True,
 )
