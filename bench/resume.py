@@ -1,6 +1,6 @@
 """Checkpoint/resume (issue 11 §1): the N-kill loop and the checkpoint cost per window.
 
-    PYTHONPATH=. python bench/resume.py kills [N] [--backend reference] [--out DIR]
+    PYTHONPATH=. python bench/resume.py kills [N] [--backend reference|netpyne] [--out DIR]
     PYTHONPATH=. python bench/resume.py cost [--out DIR]
 
 `kills`: N runs (default 20) of `tests/resumelib.resume_config`, each SIGKILLing a service
@@ -28,11 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from harness import Services, read_results  # noqa: E402
-from resumelib import assert_equal_results, kill_and_resume, resume_config, uninterrupted  # noqa: E402
+from resumelib import assert_equal_results, kill_and_resume, netpyne_config, resume_config, uninterrupted  # noqa: E402
 
 
 def kills(n: int, backend: str, out: Path, seed: int = 2026) -> dict:
-    cfg = resume_config(backend=backend)
+    cfg = netpyne_config() if backend == "netpyne" else resume_config(backend=backend)
     ref = uninterrupted(cfg, out / "uninterrupted")
     rng = random.Random(seed)
     rows, failed = [], 0
@@ -41,7 +41,7 @@ def kills(n: int, backend: str, out: Path, seed: int = 2026) -> dict:
         victim = ["coordinator", "tvb", "spiking"][i % 3]
         t0 = time.monotonic()
         try:
-            got = kill_and_resume(cfg, d, victim, rng)
+            got = kill_and_resume(cfg, d, victim, rng, kill_within_s=0.5 if backend == "netpyne" else 1.0)
             assert got["resumed_from"] == got["expected_from"], got
             assert_equal_results(read_results(d), ref)
             ok, why = True, ""

@@ -17,6 +17,14 @@ from harness import Services, read_results, wait_for
 from cosim import checkpoint, launch
 
 HB_MS = 1000
+# a small NetPyNE network that spikes in 150 ms; heartbeat timeout 5 s (NetPyNE's finish holds the
+# GIL ~1 s on a loaded machine)
+NETPYNE = {"network": {"n_exc": 40, "n_inh": 12}, "input": {"offset_hz": 50.0, "weight_uS": 0.02},
+           "record": {"plot": False}}
+
+
+def netpyne_config() -> dict:
+    return resume_config(150, backend="netpyne", params=NETPYNE, hb_timeout_ms=5000)
 
 
 def resume_config(duration_ms: float = 300, every_windows: int = 5, backend: str = "reference",

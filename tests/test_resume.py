@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from harness import read_results
-from resumelib import assert_equal_results, kill_and_resume, resume_config, uninterrupted
+from resumelib import assert_equal_results, kill_and_resume, netpyne_config, resume_config, uninterrupted
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +50,16 @@ def _cosim(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "cosim.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
-def test_validate_refuses_checkpoints_for_a_backend_that_cannot(tmp_path):
-    cfg = resume_config(backend="noop", regions=(3, 5))
+@pytest.mark.parametrize("backend", ["noop", "nest"])
+def test_validate_refuses_checkpoints_for_a_backend_that_cannot(tmp_path, backend):
+    """NEST has no state save: its spec says checkpoint=False (noop: nothing to save, not worth it)."""
+    cfg = resume_config(backend=backend, regions=(3, 5))
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     p = _cosim("validate", str(path))
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
-        f"cosim: configuration error: {path}: spiking_nodes[0].backend: 'noop' cannot checkpoint "
+        f"cosim: configuration error: {path}: spiking_nodes[0].backend: '{backend}' cannot checkpoint "
         f"(run.checkpoint is set; remove it or use a backend that can)"]
     path.write_text(yaml.safe_dump(resume_config()))
     assert _cosim("validate", str(path)).returncode == 0
@@ -106,23 +108,18 @@ def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
     assert reply.content["message"] == "coordinator speaks protocol 2, node 1"
 
 
-# heartbeat timeout 5 s: NetPyNE's finish holds the GIL ~1 s on a loaded machine
-NETPYNE = {"network": {"n_exc": 40, "n_inh": 12}, "input": {"offset_hz": 50.0, "weight_uS": 0.02},
-           "record": {"plot": False}}
-
-
 @pytest.fixture(scope="module")
 def netpyne_reference(tmp_path_factory):
     pytest.importorskip("netpyne")
-    return uninterrupted(resume_config(150, backend="netpyne", params=NETPYNE, hb_timeout_ms=5000), tmp_path_factory.mktemp("np_uninterrupted"))
+    return uninterrupted(netpyne_config(), tmp_path_factory.mktemp("np_uninterrupted"))
 
 
 @pytest.mark.parametrize("victim", ["spiking", "coordinator"])
 def test_netpyne_killed_run_resumed_equals_spike_for_spike(tmp_path, netpyne_reference, victim):
     """NEURON SaveState (with the relays' queued Poisson events) + generators, proxy, counters:
     the resumed run has the same spikes (and therefore the same exchanged signals)."""
-    got = kill_and_resume(resume_config(150, backend="netpyne", params=NETPYNE, hb_timeout_ms=5000), tmp_path, victim,
-                          random.Random(hash(victim) % 1000), kill_within_s=0.5)
+    got = kill_and_resume(netpyne_config(), tmp_path, victim,
+                          random.Random(len(victim)), kill_within_s=0.5)
     assert got["resumed_from"] == got["expected_from"], got
     res = read_results(tmp_path)
     assert res["spiking.h5"]["spikes/t_ms"].size > 100          # a network that spikes
