@@ -90,3 +90,21 @@ def test_rng_state_round_trip():
     other = np.random.RandomState(0)
     ck.set_rng_state(other, st)
     assert np.array_equal(other.normal(size=4), want)
+
+
+def test_when_checkpoints_are_due(tmp_path):
+    """every_windows counts windows (k+1), every_s wall time since the last one; never after the last window."""
+    import time
+    from cosim.config import parse_config
+    from services.coordinator.coordinator import Coordinator
+    cfg = {"spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": [33]}]}
+    c = Coordinator(parse_config({**cfg, "run": {"checkpoint": {"every_windows": 5}}}, "<t>"), tmp_path)
+    c.K, c._last_ckpt_t = 20, time.monotonic()
+    assert [k for k in range(20) if c._checkpoint_due(k)] == [4, 9, 14]
+    c = Coordinator(parse_config({**cfg, "run": {"checkpoint": {"every_s": 0.05}}}, "<t>"), tmp_path)
+    c.K, c._last_ckpt_t = 20, time.monotonic()
+    assert not c._checkpoint_due(0)
+    c._last_ckpt_t -= 0.06
+    assert c._checkpoint_due(1) and not c._checkpoint_due(19)
+    with pytest.raises(Exception, match="every_windows or every_s"):
+        parse_config({**cfg, "run": {"checkpoint": {"keep": 2}}}, "<t>")
