@@ -135,3 +135,17 @@ def test_netpyne_configurations_that_cannot_checkpoint_are_refused_by_validate(t
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [
         f"cosim: configuration error: {path}: spiking_nodes[0].params: 'netpyne' cannot checkpoint with "
         f"mpi_ranks > 1 (checkpoints save one NEURON process)"]
+
+
+def test_a_node_started_with_resume_refuses_a_fresh_run(tmp_path):
+    """Services started one by one: `--resume RUN_DIR` on a node means "only join a resumed run";
+    a coordinator starting afresh is refused in words (the run: exit 2, a configuration error)."""
+    from harness import Services
+    from cosim import launch
+    with Services(resume_config(), tmp_path) as s:
+        s.start_coordinator()
+        s.start_node("tvb")
+        s._start("spiking", launch.spiking_cmd(s.cfg["spiking_nodes"][0], s.router) + ["--resume", str(tmp_path)])
+        codes = s.wait_exit(timeout=120)
+    assert codes["coordinator"] == 2 and codes["spiking"] != 0, (codes, s.logs_text())
+    assert "started with --resume, but the coordinator starts a new run" in s.log("coordinator")
