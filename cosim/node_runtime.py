@@ -183,6 +183,8 @@ class NodeRuntime:
         wait_s = 0.0
         t_wait = time.perf_counter()
         done, last_done = -1, None      # last window answered, and the answer (resent if the coordinator asks)
+        if self.ctx.resume:             # a resumed run starts after the checkpoint's window (§8 needs `done`)
+            done = int(self.ctx.resume["window"])
         while True:
             self.hb.status = {"done": done, "waiting": True}   # lets the coordinator see a lost message (§8)
             msg = self._wait({T.STEP, T.END, T.CHECKPOINT}, 10**9, "STEP")
