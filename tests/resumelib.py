@@ -47,12 +47,19 @@ def _manifests(out: Path) -> list[int]:
     return [k for k in checkpoint.windows_on_disk(out) if (checkpoint.folder(out, k) / checkpoint.MANIFEST).exists()]
 
 
-def kill_and_resume(cfg: dict, out: Path, victim: str, rng: random.Random, *, after_checkpoints: int = 1,
-                    kill_within_s: float = 1.0, corrupt_newest: bool = False) -> dict:
-    """Start the run's services one by one, SIGKILL `victim` at a random moment after the
-    `after_checkpoints`-th checkpoint, then `cosim resume` the folder. Returns what happened."""
+def kill_and_resume(cfg: dict, out: Path, victim: str, rng: random.Random, *, after_checkpoints: int | None = None,
+                    kill_within_s: float = 0.1, corrupt_newest: bool = False) -> dict:
+    """Start the run's services one by one, SIGKILL `victim` at a random moment (uniform in
+    `kill_within_s`) after the `after_checkpoints`-th checkpoint (default: random, in the first
+    two thirds of the run, so that the kill lands before the end even on a quiet machine where a
+    300 ms reference run takes 0.6 s), then `cosim resume` the folder. Returns what happened."""
+    if after_checkpoints is None:
+        n_ckpt = int(cfg["run"]["duration_ms"] / 4.9) // cfg["run"]["checkpoint"]["every_windows"]
+        after_checkpoints = rng.randint(1, max(1, (2 * n_ckpt) // 3))
     with Services(cfg, out).start_all() as s:
-        wait_for(lambda: len(_manifests(out)) >= after_checkpoints or s.any_exited(), 240, "checkpoints")
+        every = cfg["run"]["checkpoint"]["every_windows"]
+        target = after_checkpoints * every - 1      # the window of that checkpoint (only `keep` remain on disk)
+        wait_for(lambda: max(_manifests(out), default=-1) >= target or s.any_exited(), 240, "checkpoints")
         assert not s.any_exited(), f"a service exited before the kill\n{s.logs_text()}"
         time.sleep(rng.uniform(0.0, kill_within_s))
         assert not s.any_exited(), f"the run ended before the kill (make it longer)\n{s.logs_text()}"
