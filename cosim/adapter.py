@@ -24,6 +24,10 @@ The lockstep runtime (``cosim.node_runtime``) calls, in order (see proto/PROTOCO
     initial_outputs() -> Signals         sent in READY
     step(k, inputs) -> Signals           k = 0 .. K-1
     finish(aborted_reason | None) -> dict
+and, when checkpoints are configured and ``can_checkpoint`` is true (PROTOCOL.md §10.1)::
+
+    checkpoint(dir) -> dict              between windows: state into files under dir
+    restore(dir, info) -> None           on a resumed run, after configure (ctx.resume set)
 MPI backends: rank 0 runs the above; other ranks call ``follow()`` (which returns at the end).
 """
 from __future__ import annotations
@@ -67,6 +71,10 @@ class RunContext:
     # From PREPARE on: {"weights": (N,N) f8, "idelays": (N,N) i8, "tract_lengths": (N,N) f8,
     #  "region_labels": [str], "speed_mm_per_ms": float} as the TVB node built it (TVB's idelays).
     connectome: dict[str, Any] | None = None
+    # a resumed run (CONFIGURE.resume): {"window": k, "dir": checkpoint folder relative to the
+    # results folder, "info": this node's CHECKPOINTED content}; results files are already cut
+    # back to window k and must be continued (opened for appending), not recreated
+    resume: dict[str, Any] | None = None
 
     def node_entry(self) -> dict:
         """This node's ``spiking_nodes[i]`` entry of the run config ({} if it has none)."""
@@ -85,6 +93,8 @@ class NodeAdapter(abc.ABC):
 
     #: role announced on REGISTER: "tvb" or "spiking"
     role: str = "spiking"
+    #: implements ``checkpoint``/``restore`` (a backend's spec says the same: BackendSpec.checkpoint)
+    can_checkpoint: bool = False
 
     @abc.abstractmethod
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
@@ -109,6 +119,19 @@ class NodeAdapter(abc.ABC):
     def finish(self, aborted: str | None = None) -> dict:
         """Flush results; ``aborted`` is the reason when the run did not complete. Returns a summary."""
         return {}
+
+    def checkpoint(self, directory) -> dict[str, Any]:
+        """Between windows (after the last ``step``): write everything the next ``step`` depends on
+        into files under ``directory`` (atomically: ``cosim.checkpoint.atomic_write``/``save_arrays``)
+        and make the results file durable. Returns ``{"files": [names under directory], "rows":
+        {results file relative to the results folder: {dataset: rows}}, ...}``; the whole map comes
+        back as ``info`` to ``restore``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot checkpoint")
+
+    def restore(self, directory, info: dict[str, Any]) -> None:
+        """A resumed run, after ``configure``: load what ``checkpoint`` wrote; the next ``step`` is
+        window ``ctx.resume["window"] + 1``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore a checkpoint")
 
     def warm_up(self) -> None:
         """Optional: called once right after CONFIGURED is sent, while the coordinator waits for the

@@ -42,6 +42,7 @@ class BackendSpec:
       ``launch`` wraps a node's command line accordingly (:mod:`cosim.launch`).
     - ``image``: the container image (and ``dockerfile``, relative to the distribution's root)
       that runs this backend (compose's ``COSIM_BACKEND``).
+    - ``checkpoint``: the adapter can checkpoint and restore its state (``cosim resume``).
     - ``check``: optional ``"module:attr"`` of ``check(entry, cfg, source, progress)`` for ``cosim
       validate`` and ``cosim run``: deeper, slower checks than the params model (files, models,
       compilers); raises ValueError with one line. ``build``: the same shape, for ``cosim build``
@@ -61,6 +62,9 @@ class BackendSpec:
     dockerfile: str | None = None
     check: str | None = None
     build: str | None = None
+    #: the adapter implements checkpoint/restore (PROTOCOL.md §10.1); `cosim validate` refuses
+    #: `run.checkpoint` for a backend that cannot
+    checkpoint: bool = False
     #: set by the registry: the distribution that provides the spec and its version
     distribution: str = field(default="", compare=False)
     version: str = field(default="", compare=False)
@@ -189,5 +193,6 @@ def describe() -> list[dict]:
         rows.append({"name": name, "distribution": s.distribution, "version": s.version,
                      "ready": not miss, "missing": miss, "install": s.install if miss else "",
                      "simulators": sim_versions, "mpi": bool(s.mpi_param), "threads": bool(s.threads_param),
-                     "image": s.image or "", "description": s.description})
+                     "image": s.image or "", "description": s.description,
+                     "checkpoint": s.checkpoint})
     return rows

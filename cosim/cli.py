@@ -1,6 +1,7 @@
 """`cosim`: the command line. The only place that configures logging and turns errors into exit codes.
 
   cosim run [CONFIG]          the embedded default: every service as a local process
+  cosim resume RUN_DIR        continue a broken run from its last good checkpoint (run.checkpoint)
   cosim coordinator CONFIG    the coordinator alone (nodes connect to it)
   cosim tvb-node              the TVB node alone, pointed at a coordinator
   cosim spiking-node          a spiking node alone (backend from the config, or --backend)
@@ -58,8 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set run.duration_ms=200 (YAML value)")
     r.add_argument("--no-plots", action="store_true")
 
+    rs = sub.add_parser("resume", help="continue a broken run from its last good checkpoint, into the same folder")
+    rs.add_argument("run_dir")
+    rs.add_argument("--no-plots", action="store_true")
+
     c = sub.add_parser("coordinator", help="run the coordinator alone")
     c.add_argument("config", nargs="?", default=_env("COSIM_CONFIG"))
+    c.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last good checkpoint "
+                                                        "(config: RUN_DIR/config.yaml unless given)")
     c.add_argument("--router", default=_env("COSIM_ROUTER"), help="bind address, e.g. tcp://*:5555")
     c.add_argument("--pub", default=_env("COSIM_PUB"), help="bind address, e.g. tcp://*:5556")
     c.add_argument("--out", default=_env("COSIM_RESULTS"), help="results directory")
@@ -73,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         n.add_argument("--name", default=_env("COSIM_NODE_NAME", "tvb" if role == "tvb" else "spiking"))
         n.add_argument("--out", default=_env("COSIM_RESULTS"), help="results directory (default: the coordinator's)")
         n.add_argument("--keys", default=_env("COSIM_KEYS"), help="CURVE keys folder (enables encryption)")
+        n.add_argument("--resume", metavar="RUN_DIR", help="only join a resumed run (results folder: RUN_DIR "
+                                                            "unless --out)")
         n.add_argument("--register-timeout-ms", type=int, default=int(_env("COSIM_REGISTER_TIMEOUT_MS", "30000")),
                        help="how long to wait for the coordinator to configure this node")
         if role == "tvb":
@@ -153,6 +162,9 @@ def cmd_coordinator(a) -> int:
     from services.coordinator.coordinator import Coordinator, RunFailed
     from services.coordinator.progress import ProgressBar
     from cosim.report import write_run_outputs
+    if a.resume:
+        from cosim.checkpoint import resume_target
+        a.config, a.out = resume_target(a.resume, a.config, a.out)
     cfg = _overrides(a.config, a.set)
     from cosim.checks import check_address, writable_dir
     updates = {k: v for k, v in (("router", a.router), ("pub", a.pub)) if v}
@@ -162,13 +174,17 @@ def cmd_coordinator(a) -> int:
         cfg.coordinator = cfg.coordinator.model_copy(update=updates)
     out = Path(a.out or Path(cfg.run.results_dir) / cfg.run.name)
     writable_dir(out, "--out" if a.out else "run.results_dir")
-    (out / "config.yaml").write_text(_dump_yaml(cfg))
+    if not a.resume:       # a resumed run keeps the config it started with
+        (out / "config.yaml").write_text(_dump_yaml(cfg))
+    else:
+        from cosim.config import check_nodes
+        check_nodes(cfg, a.config)       # e.g. a backend that cannot checkpoint
     curve = None
     if cfg.coordinator.curve:
         from cosim import security
         curve = security.server_from_dir(cfg.coordinator.keys_dir or _env("COSIM_KEYS"))
     bar = ProgressBar(cfg.run.progress)
-    coord = Coordinator(cfg, out, curve=curve, progress=bar.update)
+    coord = Coordinator(cfg, out, curve=curve, progress=bar.update, resume=bool(a.resume))
     try:
         summary = coord.run()
     except RunFailed as e:
@@ -217,8 +233,9 @@ def cmd_node(a, role: str) -> int:
         entry = next(n for n in config["spiking_nodes"] if n["name"] == a.name)
         return backends.adapter_class(entry["backend"])()
 
-    rt = NodeRuntime(a.name, role, a.coordinator, make_adapter, backend=backend if role == "spiking" else "", results_dir=a.out, curve=curve,
-                     register_timeout_ms=a.register_timeout_ms)
+    rt = NodeRuntime(a.name, role, a.coordinator, make_adapter, backend=backend if role == "spiking" else "",
+                     results_dir=a.out or a.resume, curve=curve, register_timeout_ms=a.register_timeout_ms,
+                     require_resume=bool(a.resume))
     try:
         rt.run()
     except RunAborted as e:
@@ -330,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "run":
             from cosim.launcher import run_embedded
             return run_embedded(a)
+        if a.cmd == "resume":
+            from cosim.launcher import resume_embedded
+            return resume_embedded(a)
         if a.cmd == "coordinator":
             return cmd_coordinator(a)
         if a.cmd == "tvb-node":

@@ -32,6 +32,19 @@ MAX_MS_TIMEOUT = 86_400_000  # one day: timeouts and intervals in ms
 SEED_MAX = 2**32 - 1        # numpy's legacy RandomState (TVB's noise, initial history) takes 32-bit seeds
 
 
+class CheckpointSection(_Strict):
+    """Checkpoints for `cosim resume` (PROTOCOL.md §10.1): every N windows and/or every T seconds."""
+    every_windows: int | None = Field(None, ge=1, le=10**9, description="checkpoint after every N-th window")
+    every_s: float | None = Field(None, gt=0, le=1e7, description="checkpoint at the first window end T s after the last")
+    keep: int = Field(2, ge=1, le=100, description="checkpoints kept (2: a corrupted newest one falls back)")
+
+    @model_validator(mode="after")
+    def _some(self) -> "CheckpointSection":
+        if self.every_windows is None and self.every_s is None:
+            raise ValueError("run.checkpoint needs every_windows or every_s")
+        return self
+
+
 class RunSection(_Strict):
     name: str = "default"
     duration_ms: float = Field(500.0, gt=0, le=1e12, description="simulated time")
@@ -39,6 +52,7 @@ class RunSection(_Strict):
     results_dir: str = "results"
     seed: int = Field(42, ge=0, le=SEED_MAX, description="seeds TVB's initial history, noise and every Poisson train")
     progress: bool = True
+    checkpoint: CheckpointSection | None = Field(None, description="checkpoints for `cosim resume`; off if null")
 
 
 class IntegratorSection(_Strict):
@@ -333,6 +347,13 @@ def check_nodes(cfg: RunConfig, source: str = "<config>", build_only: bool = Fal
     from cosim import backends
     for i, n in enumerate(cfg.spiking_nodes):
         spec = backends.get(n.backend)
+        if cfg.run.checkpoint is not None and not spec.checkpoint:
+            raise ConfigError(f"{source}: spiking_nodes[{i}].backend: {n.backend!r} cannot checkpoint "
+                              f"(run.checkpoint is set; remove it or use a backend that can)")
+        if cfg.run.checkpoint is not None:
+            why = getattr(spec.params_model().model_validate(n.params or {}), "cannot_checkpoint", lambda: None)()
+            if why:
+                raise ConfigError(f"{source}: spiking_nodes[{i}].params: {n.backend!r} cannot checkpoint with {why}")
         ref = spec.build if build_only else spec.check
         if not ref or spec.missing():
             continue

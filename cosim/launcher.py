@@ -57,9 +57,9 @@ def _port_free(addr: str) -> bool:
 
 
 class Child:
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None, append: bool = False):
         self.name, self.log_path = name, log_path
-        self.log = open(log_path, "wb")
+        self.log = open(log_path, "ab" if append else "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      preexec_fn=_die_with_parent,
                                      env={**(env or launch.service_env()), "COSIM_LOG_FILE": str(log_path)})
@@ -88,9 +88,9 @@ class Child:
         return ""
 
 
-def run_embedded(a) -> int:
+def run_embedded(a, job: "Launch | None" = None) -> int:
     """`cosim run`: start, follow with a progress bar on stderr, print the summary; the exit code."""
-    job = start(a)
+    job = job or start(a)
     try:
         code = job.supervise()
     except KeyboardInterrupt:
@@ -159,6 +159,49 @@ def start(a, cfg=None) -> "Launch":
     print(f"cosim: run '{cfg.run.name}' → {out} (logs in {out / 'logs'})", file=sys.stderr)
     job = Launch(children, pub, cfg, out)
     job.created = created
+    return job
+
+
+def resume_embedded(a) -> int:
+    """`cosim resume RUN_DIR`: every service started again with `--resume`, on fresh ports."""
+    return run_embedded(a, start_resume(a))
+
+
+def start_resume(a) -> "Launch":
+    """Restart the services of the run in `a.run_dir` from its newest good checkpoint (PROTOCOL.md
+    §10.1): the coordinator picks the checkpoint and tells every node; logs are appended to."""
+    from cosim import checkpoint
+    from cosim.checks import check_run
+    from cosim.cli import _overrides
+    from cosim.config import check_nodes
+    cfg_path, out = checkpoint.resume_target(a.run_dir)
+    cfg = _overrides(cfg_path, [])
+    check_run(cfg, cfg_path, connectome=False)
+    _check_installed(cfg)
+    check_nodes(cfg, cfg_path)
+    try:
+        k = checkpoint.select(out, checkpoint.config_hash(cfg.model_dump(mode="json")))["window"]
+    except checkpoint.CheckpointError as e:
+        raise ConfigError(str(e)) from None
+    out = Path(out)
+    router, pub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    level = getattr(a, "log_level", "INFO")
+    cc = cfg.coordinator
+    keys = cc.keys_dir if cc.curve and cc.keys_dir else None
+    again = ["--resume", str(out)]
+    (out / "logs").mkdir(exist_ok=True)
+    children = [Child("coordinator", launch.coordinator_cmd(cfg_path, str(out), router=router, pub=pub,
+                                                            plots=not a.no_plots, log_level=level, extra=again),
+                      out / "logs" / "coordinator.log", append=True)]
+    noop = all(n.backend == "noop" for n in cfg.spiking_nodes)
+    children.append(Child("tvb", launch.tvb_cmd(router, noop=noop, keys=keys, log_level=level) + again,
+                          out / "logs" / "tvb.log", append=True))
+    for n in cfg.spiking_nodes:
+        children.append(Child(n.name, launch.spiking_cmd(n, router, keys=keys, log_level=level) + again,
+                              out / "logs" / f"{n.name}.log", env=launch.spiking_env(n), append=True))
+    print(f"cosim: resuming run '{cfg.run.name}' in {out} from the checkpoint of window {k}", file=sys.stderr)
+    job = Launch(children, pub, cfg, out)
+    job.created = False
     return job
 
 

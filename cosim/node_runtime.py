@@ -36,11 +36,12 @@ class NodeRuntime:
 
     def __init__(self, name: str, role: str, address: str, make_adapter: Callable[[dict], NodeAdapter],
                  backend: str = "", results_dir: str | None = None, curve=None,
-                 register_timeout_ms: int = 30_000, setup_timeout_ms: int = 600_000):
+                 register_timeout_ms: int = 30_000, setup_timeout_ms: int = 600_000, require_resume: bool = False):
         self.name, self.role, self.address, self.backend = name, role, address, backend
         self.make_adapter, self.results_override = make_adapter, results_dir
         self.curve = curve
         self.register_timeout_ms, self.setup_timeout_ms = register_timeout_ms, setup_timeout_ms
+        self.require_resume = require_resume     # `--resume`: refuse a coordinator that starts afresh
         self.token = new_token()
         self.zctx = zmq.Context.instance()
         ident = routing_id(name, self.token)
@@ -89,12 +90,17 @@ class NodeRuntime:
         self.hb.set_timing(c["heartbeat_interval_ms"], c["heartbeat_timeout_ms"])
         self.ctx = RunContext(config=c["config"], node_name=self.name, regions=tuple(c["regions"]),
                               tvb_dt_ms=float(c["tvb_dt_ms"]), tick_ms=float(c["tick_ms"]),
-                              results_dir=self.results_override or c.get("results_dir"))
+                              results_dir=self.results_override or c.get("results_dir"),
+                              resume=c.get("resume"))
         try:
+            if self.require_resume and not self.ctx.resume:
+                raise ValueError("started with --resume, but the coordinator starts a new run")
             self.adapter = self.make_adapter(c["config"])
             # an adapter MAY keep a `setup_status` dict it updates during setup (e.g. {"setup": "compiling"}):
             # the heartbeat thread sends it, so the coordinator pauses the setup clock (§8)
             self.hb.status = getattr(self.adapter, "setup_status", {})
+            if self.ctx.resume and not self.adapter.can_checkpoint:
+                raise ValueError(f"{type(self.adapter).__name__} cannot restore a checkpoint")
             requires = self.adapter.requires(self.ctx)
             content = {"requires": [s.as_wire() for s in requires]}
             if self.role == "tvb":
@@ -120,23 +126,78 @@ class NodeRuntime:
         ctx.connectome = c["connectome"]
         t0 = time.perf_counter()
         try:
-            self.adapter.configure(ctx)
-            initial = self.adapter.initial_outputs()
+            if ctx.resume:
+                ckdir = self._resume_files(ctx)
+                self.adapter.configure(ctx)
+                self.adapter.restore(ckdir, ctx.resume["info"])
+                initial = {}          # the coordinator routes the checkpoint's outputs of window k
+                log.info("%s: resumed from the checkpoint of window %d", self.name, ctx.resume["window"])
+            else:
+                self.adapter.configure(ctx)
+                initial = self.adapter.initial_outputs()
+            if (ctx.config.get("run") or {}).get("checkpoint") and not self.adapter.can_checkpoint:
+                why = getattr(self.adapter, "cannot_checkpoint", lambda: None)()
+                raise ValueError(f"run.checkpoint is set, but this node cannot checkpoint"
+                                 f"{f': {why}' if why else ''}")
         except Exception as e:
-            self._fail(msg, e, "building the simulator")
+            self._fail(msg, e, "resuming from a checkpoint" if ctx.resume else "building the simulator")
         log.info("%s: ready (%d windows of %d steps; built in %.2f s)", self.name, ctx.n_windows,
                  ctx.steps_per_window, time.perf_counter() - t0)
         self._send(T.READY, {"initial": initial, "info": {"build_s": time.perf_counter() - t0}})
+
+    def _resume_files(self, ctx: RunContext):
+        """Verify this node's checkpoint files and cut its results files back to the checkpoint."""
+        from pathlib import Path
+        from cosim import checkpoint as ck
+        if not ctx.results_dir:
+            raise ValueError("a resumed node needs its results folder (--out)")
+        base = Path(ctx.results_dir)
+        info = ctx.resume["info"]
+        ckdir = base / ctx.resume["dir"]
+        for name in info["files"]:
+            if ck.sha256_file(ckdir / name) != info["sha256"].get(name):
+                raise ValueError(f"checkpoint file {ckdir / name} does not match its checksum")
+        for rel, rows in (info.get("rows") or {}).items():
+            ck.truncate_h5(base / rel, rows)
+        return ckdir
+
+    def checkpoint(self, msg: Message) -> None:
+        """CHECKPOINT (§10.1): between windows; the adapter writes its state, we answer with the
+        files' checksums and the rows of its results files."""
+        from pathlib import Path
+        from cosim import checkpoint as ck
+        k = msg.content["window"]
+        try:
+            if not self.adapter.can_checkpoint:
+                raise ValueError(f"{type(self.adapter).__name__} cannot checkpoint")
+            if k != self.window:
+                raise ValueError(f"CHECKPOINT of window {k}, but the last window computed is {self.window}")
+            ckdir = Path(self.ctx.results_dir or ".") / msg.content["dir"]
+            ckdir.mkdir(parents=True, exist_ok=True)
+            info = self.adapter.checkpoint(ckdir)
+            files = [str(f) for f in info["files"]]
+            content = {"window": k, "files": files, "sha256": {f: ck.sha256_file(ckdir / f) for f in files},
+                       "rows": info.get("rows") or {}, "info": {x: v for x, v in info.items() if x not in ("files", "rows")}}
+        except Exception as e:
+            self._fail(msg, e, f"checkpoint of window {k}")
+        self.ch.send(Message(T.CHECKPOINTED, content, node=self.name, parent_id=msg.msg_id))
 
     def windows(self) -> dict:
         wait_s = 0.0
         t_wait = time.perf_counter()
         done, last_done = -1, None      # last window answered, and the answer (resent if the coordinator asks)
+        if self.ctx.resume:             # a resumed run starts after the checkpoint's window (§8 needs `done`)
+            done = int(self.ctx.resume["window"])
         while True:
             self.hb.status = {"done": done, "waiting": True}   # lets the coordinator see a lost message (§8)
-            msg = self._wait({T.STEP, T.END}, 10**9, "STEP")
+            msg = self._wait({T.STEP, T.END, T.CHECKPOINT}, 10**9, "STEP")
             if msg.type == T.END:
                 return self.adapter.finish(None)
+            if msg.type == T.CHECKPOINT:
+                self.hb.status = {"done": done, "waiting": False}
+                self.checkpoint(msg)
+                t_wait = time.perf_counter()
+                continue
             if msg.window <= done:      # a repeated STEP: our STEP_DONE was lost (a reconnect); never recompute
                 if msg.window == done and last_done is not None:
                     log.warning("%s: STEP %d repeated by the coordinator; resending its STEP_DONE", self.name, done)

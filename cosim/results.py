@@ -88,7 +88,7 @@ class Column:
 
 class WindowRecorder:
     def __init__(self, path: str | Path, layout: dict[str, Column], file_attrs: dict[str, Any] | None = None,
-                 flush_s: float = 1.0, on_flush: Callable[[int], None] | None = None):
+                 flush_s: float = 1.0, on_flush: Callable[[int], None] | None = None, resume_windows: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.failed: str | None = None   # why the last flush failed (the file then stays as it was before)
@@ -98,20 +98,25 @@ class WindowRecorder:
                 r.write(bytes(RESERVE_BYTES))
         except OSError:                   # already too full for the ballast: go on without it
             self._release_reserve()
-        self.f = h5py.File(self.path, "w", libver="latest")
+        resume = resume_windows is not None
+        # resume_windows: continue a file already cut back to that many windows (cosim.checkpoint)
+        self.f = h5py.File(self.path, "a" if resume else "w", libver="latest")
         for k, v in (file_attrs or {}).items():
             self.f.attrs[k] = _attr(v)
         self.layout = layout
         self.ds: dict[str, h5py.Dataset] = {}
         for name, c in layout.items():
+            if resume:
+                self.ds[name] = self.f[name]
+                continue
             d = self.f.create_dataset(name, shape=(0, c.cols), maxshape=(None, c.cols), dtype=c.dtype,
                                       chunks=(max(1, min(4096, c.rows_per_window * 64)), max(1, c.cols)))
             for k, v in c.attrs.items():
                 d.attrs[k] = _attr(v)
             self.ds[name] = d
         self.f.swmr_mode = True        # from here on readers always see a consistent file
-        self.windows = 0               # windows appended
-        self.flushed = 0               # windows durable in the file (a kill keeps exactly these)
+        self.windows = resume_windows or 0   # windows appended
+        self.flushed = self.windows          # windows durable in the file (a kill keeps exactly these)
         self.on_flush = on_flush       # called with `flushed` after every flush (status markers)
         self._pending: dict[str, list[np.ndarray]] = {}
         self.flush_s = flush_s

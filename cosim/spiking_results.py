@@ -27,13 +27,21 @@ log = logging.getLogger(__name__)
 
 class ResultsWriter:
     def __init__(self, path: str | Path, attrs: dict, pops: list[tuple[str, int, str, int]],
-                 n_regions: int, flush_every: int = 20, flush_s: float = 1.0):
+                 n_regions: int, flush_every: int = 20, flush_s: float = 1.0, resume_windows: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = h5py.File(self.path, "w")
+        # resume_windows: continue a file cut back to that many windows (cosim.checkpoint)
+        resume = resume_windows is not None and self.path.exists()
+        self.f = h5py.File(self.path, "a" if resume else "w")
         for k, v in attrs.items():
             self.f.attrs[k] = v
         self.f.attrs["status"] = "running"
+        self._windows = resume_windows if resume else 0
+        if resume:
+            self.n_regions, self.flush_every, self.flush_s = n_regions, flush_every, flush_s
+            self._last_flush = time.monotonic()
+            self._buf: dict[str, list[np.ndarray]] = {}
+            return
         g = self.f.create_group("pops")
         g["label"] = np.array([p[0] for p in pops], dtype=h5py.string_dtype())
         g["region"] = np.array([p[1] for p in pops], dtype=np.int64)
@@ -43,8 +51,7 @@ class ResultsWriter:
         self.flush_every = flush_every
         self.flush_s = flush_s        # and at least this often: a kill loses at most ~flush_s of windows
         self._last_flush = time.monotonic()
-        self._windows = 0
-        self._buf: dict[str, list[np.ndarray]] = {}
+        self._buf = {}
         self.f.flush()      # a file killed before its first data flush must still open
 
     def _append(self, name: str, arr: np.ndarray) -> None:
@@ -83,6 +90,12 @@ class ResultsWriter:
         self._buf = {}
         self.f.flush()
         self._last_flush = time.monotonic()
+
+    def rows(self) -> dict[str, int]:
+        """Rows per dataset once everything buffered is written (a checkpoint's `rows`)."""
+        from cosim.checkpoint import h5_rows
+        self.flush()
+        return h5_rows(self.f)
 
     def traces(self, traces: dict[str, dict[int, np.ndarray]], step_ms: float) -> None:
         g = self.f.require_group("traces")

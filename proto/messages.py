@@ -11,8 +11,11 @@ from typing import Any
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
-SIGNATURE = b"COSIM%d" % PROTOCOL_VERSION
+# the dialog's version (REGISTER.protocol; 2 added CHECKPOINT/CHECKPOINTED and CONFIGURE.resume)
+PROTOCOL_VERSION = 2
+# frame 0 of every message: the framing's version (§5), unchanged since protocol 1, so that a peer
+# of another dialog version still decodes REGISTER and its ERROR VersionMismatch reply
+SIGNATURE = b"COSIM1"
 
 
 class MessageType(str, enum.Enum):
@@ -28,6 +31,8 @@ class MessageType(str, enum.Enum):
     ABORT = "ABORT"
     ERROR = "ERROR"
     HEARTBEAT = "HEARTBEAT"
+    CHECKPOINT = "CHECKPOINT"          # protocol 2 (§10.1)
+    CHECKPOINTED = "CHECKPOINTED"
     # broadcast on the PUB channel only (PROTOCOL.md §6.1); never sent to or accepted from a node
     PROGRESS = "PROGRESS"
     EVENT = "EVENT"
@@ -42,7 +47,7 @@ SCHEMAS: dict[MessageType, dict[str, tuple]] = {
                            "pid": (int, None), "host": (str, None), "token": (str,)},
     MessageType.CONFIGURE: {"config": (dict,), "regions": (list,), "tvb_dt_ms": _num, "tick_ms": _num,
                             "results_dir": (str, None), "heartbeat_interval_ms": (int,),
-                            "heartbeat_timeout_ms": (int,)},
+                            "heartbeat_timeout_ms": (int,), "resume": (dict, None)},
     MessageType.CONFIGURED: {"requires": (list,), "connectome": (dict, None)},
     MessageType.PREPARE: {"outputs": (list,), "inputs": (list,), "steps_per_window": (int,),
                           "n_windows": (int,), "connectome": (dict,)},
@@ -54,6 +59,9 @@ SCHEMAS: dict[MessageType, dict[str, tuple]] = {
     MessageType.ABORT: {"reason": (str,)},
     MessageType.ERROR: {"error": (str,), "message": (str,)},
     MessageType.HEARTBEAT: {},
+    MessageType.CHECKPOINT: {"window": (int,), "dir": (str,)},
+    MessageType.CHECKPOINTED: {"window": (int,), "files": (list,), "sha256": (dict,), "rows": (dict,),
+                               "info": (dict, None)},
     MessageType.PROGRESS: {"windows_done": (int,), "windows": (int,), "window_ms": _num, "t_ms": _num,
                            "wall_s": _num, "timing": (dict, None), "rates": (list, None)},
     MessageType.EVENT: {"event": (str,), "node": (str, None), "reason": (str, None), "windows": (int, None),

@@ -95,7 +95,7 @@ def hostile(rng: random.Random) -> tuple[str, list[bytes]]:
         return kind, [rng.choice([b"COSIM0", b"COSIM2", b"COSIM99"])] + frames[1:]
     if kind == "register_version":
         m = _valid(rng, T.REGISTER)
-        m.content["protocol"] = rng.choice([0, 2, 99, -1])
+        m.content["protocol"] = rng.choice([0, PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1, 99, -1])
         return kind, [bytes(f) for f in codec.encode(m)]
     if kind == "register_unknown":
         return kind, [bytes(f) for f in codec.encode(_valid(rng, T.REGISTER, node=rng.choice(["intruder", "x" * 64])))]

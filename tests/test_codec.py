@@ -36,7 +36,9 @@ def test_arrays_travel_as_raw_buffers_not_lists():
 def test_protocol_version_matches_document():
     doc = (Path(__file__).parents[1] / "proto" / "PROTOCOL.md").read_text()
     assert re.search(r"\*\*Protocol version: (\d+)\*\*", doc).group(1) == str(PROTOCOL_VERSION)
-    assert SIGNATURE == b"COSIM%d" % PROTOCOL_VERSION
+    # frame 0 names the framing (§5), unchanged since protocol 1; the dialog version is REGISTER.protocol
+    assert SIGNATURE == b"COSIM1"
+    assert re.search(r"frame 0 +b\"(COSIM\d+)\"", doc).group(1) == SIGNATURE.decode()
 
 
 @pytest.mark.parametrize("mutate, error", [

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from cosim import checkpoint
 from cosim.adapter import SignalSpec
 from cosim.config import ConfigError, RunConfig, ticks_of
 from cosim.results import ResultsWriteError, os_reason
@@ -66,7 +67,7 @@ class Peer:
 
 
 class Coordinator:
-    def __init__(self, cfg: RunConfig, results_dir: str | Path, curve=None, progress=None):
+    def __init__(self, cfg: RunConfig, results_dir: str | Path, curve=None, progress=None, resume: bool = False):
         self.cfg = cfg
         self.cc = cfg.coordinator
         self.results_dir = Path(results_dir)
@@ -92,8 +93,20 @@ class Coordinator:
         self.dt_ticks = ticks_of(cfg.tvb.dt_ms, self.tick_ms, "tvb.dt_ms")
         self.handlers = {T.REGISTER: self.on_register, T.CONFIGURED: self.on_configured,
                          T.READY: self.on_ready, T.STEP_DONE: self.on_step_done,
-                         T.FINISHED: self.on_finished, T.ERROR: self.on_error, T.ABORT: self.on_error}
+                         T.FINISHED: self.on_finished, T.ERROR: self.on_error, T.ABORT: self.on_error,
+                         T.CHECKPOINTED: self.on_checkpointed}
         self._next_id = 0
+        self.ckpt: dict | None = None            # the checkpoint being written (§10.1)
+        self.ckpt_costs: list[float] = []        # seconds per checkpoint (the run waits for it)
+        self.config_sha256 = checkpoint.config_hash(cfg.model_dump(mode="json"))
+        self.resume: dict | None = None          # the manifest of the checkpoint this run resumes from
+        if resume:
+            try:
+                self.resume = checkpoint.select(self.results_dir, self.config_sha256)
+            except checkpoint.CheckpointError as e:
+                raise ConfigError(str(e)) from None
+            log.info("coordinator: resuming %s from the checkpoint of window %d", self.results_dir,
+                     self.resume["window"])
 
     def _spiking_dts(self) -> list[float]:
         from cosim import backends
@@ -376,9 +389,10 @@ class Coordinator:
     def where(self, name: str, why: str) -> str:
         if self.state == "SETUP":
             return f"node '{name}' failed during setup: {why}"
-        done = self.window - 1 if self.state == "RUNNING" else self.window
+        done = self.window - 1 if self.state == "RUNNING" and self.ckpt is None else self.window
         t = (done + 1) * self.W * self.tvb_dt_ms
-        return (f"node '{name}' failed in window {self.window} (last completed window {done}, "
+        during = f"during the checkpoint of window {self.window}" if self.ckpt is not None else f"in window {self.window}"
+        return (f"node '{name}' failed {during} (last completed window {done}, "
                 f"t = {t:.1f} ms): {why}")
 
     # ------------------------------------------------------------------ setup handlers
@@ -421,7 +435,13 @@ class Coordinator:
             "config": self.cfg.model_dump(mode="json"), "regions": list(regions), "tvb_dt_ms": self.tvb_dt_ms,
             "tick_ms": self.tick_ms, "results_dir": str(self.results_dir),
             "heartbeat_interval_ms": self.cc.heartbeat_interval_ms,
-            "heartbeat_timeout_ms": self.cc.heartbeat_timeout_ms}, parent=msg)
+            "heartbeat_timeout_ms": self.cc.heartbeat_timeout_ms,
+            **({"resume": self.resume_for(name)} if self.resume else {})}, parent=msg)
+
+    def resume_for(self, name: str) -> dict:
+        """CONFIGURE.resume (§10.1): the checkpoint's window and folder and this node's CHECKPOINTED."""
+        k = self.resume["window"]
+        return {"window": k, "dir": checkpoint.rel_folder(k), "info": self.resume["nodes"][name]}
 
     def on_configured(self, peer: Peer, msg: Message) -> None:
         if peer.state != "registered":
@@ -494,6 +514,9 @@ class Coordinator:
         log.info("coordinator: window %d steps (%.3g ms; %s), %d windows", self.W, self.W * self.tvb_dt_ms,
                  f"min crossing delay {d} step{'s' if d != 1 else ''}" if d is not None
                  else "nothing crosses between nodes: any window is causal", self.K)
+        if self.resume and (self.resume["steps_per_window"], self.resume["n_windows"]) != (self.W, self.K):
+            raise RunFailed(f"cannot resume: the checkpoint has {self.resume['n_windows']} windows of "
+                            f"{self.resume['steps_per_window']} steps, this run {self.K} of {self.W}", 2)
         self._prepared_requires = {p.name: p.requires for p in self.peers.values()}
         for p in self.peers.values():
             self.send_prepare(p)
@@ -530,15 +553,42 @@ class Coordinator:
             raise RunFailed(f"cannot write results in {self.results_dir}: {os_reason(e)}") from None
 
     def start_run(self) -> None:
+        first = 0
         with self._writing():
-            self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K,
-                                    self.tvb_dt_ms, self.cfg, list(self.peers), on_flush=self._flushed)
-        self._flushed(0)
+            if self.resume:
+                first = self._resume_record()
+            else:
+                self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K,
+                                        self.tvb_dt_ms, self.cfg, list(self.peers), on_flush=self._flushed)
+        self._flushed(first)
         self.state, self.t_start = "RUNNING", time.monotonic()
         self._last_progress = -1.0
+        self._last_ckpt_t = time.monotonic()
+        self.t_last_done = float("nan")
         self.publish("event", {"event": "started", "windows": self.K, "steps_per_window": self.W})
-        log.info("coordinator: all %d nodes ready; running %d windows", len(self.peers), self.K)
-        self.start_window(0)
+        log.info("coordinator: all %d nodes ready; running %d windows%s", len(self.peers), self.K,
+                 f" from window {first} (resumed)" if first else "")
+        self.start_window(first)
+
+    def _resume_record(self) -> int:
+        """Resume (§10.1): coordinator.h5 cut back to window k, the routed outputs of window k
+        restored; returns k + 1, the first window to run."""
+        m = self.resume
+        k = m["window"]
+        checkpoint.drop_newer(self.results_dir, k)
+        c = m["coordinator"]
+        checkpoint.truncate_h5(self.results_dir / "coordinator.h5", c["rows"], libver="latest")
+        self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K, self.tvb_dt_ms,
+                                self.cfg, list(self.peers), on_flush=self._flushed, resume_windows=k + 1)
+        self.record.sums.update({n: list(v) for n, v in c["timing_sums"].items() if n in self.record.sums})
+        self.record.wall_sum, self.record.k = float(c["wall_sum"]), k + 1
+        self.rejects.counts.update(c.get("rejected") or {})
+        produced: dict[str, dict[str, np.ndarray]] = {}
+        for key, arr in checkpoint.load_arrays(checkpoint.folder(self.results_dir, k) / "coordinator.npz").items():
+            node, _, name = key.partition("|")
+            produced.setdefault(node, {})[name] = arr
+        self.produced = produced
+        return k + 1
 
     def start_window(self, k: int) -> None:
         self.window, self.pending = k, set(self.peers)
@@ -577,9 +627,12 @@ class Coordinator:
         wall = self.t_last_done - self.t_window
         produced, timing, coordinator_s = dict(self.produced), dict(self.timing), self.coordinator_s
         self._last_wall_s = wall
+        ckpt = self._checkpoint_due(k)
         try:
             # the nodes start window k+1 first; window k is recorded while they compute
-            if k + 1 < self.K:
+            if ckpt:
+                pass                # after the checkpoint (a consistent cut: no window in flight)
+            elif k + 1 < self.K:
                 self.start_window(k + 1)
             else:
                 self.window = k
@@ -590,6 +643,8 @@ class Coordinator:
         finally:
             with self._writing():
                 self.record.append(k, produced, timing, wall, coordinator_s)
+        if ckpt:
+            self.begin_checkpoint(k)
         elapsed = time.monotonic() - self.t_start
         sim_ms = (k + 1) * self.W * self.tvb_dt_ms
         if elapsed - self._last_progress >= 0.1 or k + 1 == self.K:   # observers need ~10 updates/s, not one per window
@@ -597,6 +652,66 @@ class Coordinator:
             if self.progress:
                 self.progress(k + 1, self.K, sim_ms, elapsed)
             self.publish("progress", self.progress_content(k, sim_ms, elapsed, produced, timing), window=k)
+
+    # ------------------------------------------------------------------ checkpoints (§10.1)
+    def _checkpoint_due(self, k: int) -> bool:
+        c = self.cfg.run.checkpoint
+        if c is None or k + 1 >= self.K:
+            return False
+        return bool((c.every_windows and (k + 1) % c.every_windows == 0)
+                    or (c.every_s and time.monotonic() - self._last_ckpt_t >= c.every_s))
+
+    def begin_checkpoint(self, k: int) -> None:
+        """After window k's last STEP_DONE, before STEP k+1: the routed outputs of window k are the
+        only data in flight and the coordinator holds them; every node writes its state."""
+        t0 = time.perf_counter()
+        with self._writing():
+            self.record.rec.flush()         # coordinator.h5 holds windows 0..k
+        try:
+            checkpoint.begin(self.results_dir, k)
+        except OSError as e:
+            raise RunFailed(f"cannot write the checkpoint of window {k}: {os_reason(e)}") from None
+        self.ckpt = {"window": k, "pending": set(self.peers), "nodes": {}, "t0": t0}
+        for p in self.peers.values():
+            self.send(p, T.CHECKPOINT, {"window": k, "dir": checkpoint.rel_folder(k)})
+
+    def on_checkpointed(self, peer: Peer, msg: Message) -> None:
+        c = msg.content
+        if self.ckpt is None or c["window"] != self.ckpt["window"] or peer.name not in self.ckpt["pending"]:
+            return self.unexpected(peer, msg)
+        self.ckpt["nodes"][peer.name] = {"files": [str(f) for f in c["files"]], "sha256": dict(c["sha256"]),
+                                         "rows": c["rows"], **(c.get("info") or {})}
+        self.ckpt["pending"].discard(peer.name)
+        if not self.ckpt["pending"]:
+            self.finish_checkpoint()
+
+    def finish_checkpoint(self) -> None:
+        ck, k = self.ckpt, self.ckpt["window"]
+        rel = checkpoint.rel_folder(k)
+        try:
+            files = {f"{rel}/coordinator.npz": checkpoint.save_arrays(
+                checkpoint.folder(self.results_dir, k) / "coordinator.npz",
+                {f"{node}|{name}": arr for node, sigs in self.produced.items() for name, arr in sigs.items()})}
+            for node in ck["nodes"].values():
+                files.update({f"{rel}/{f}": node["sha256"][f] for f in node["files"]})
+            rec = self.record
+            cost = time.perf_counter() - ck["t0"]
+            checkpoint.write_manifest(self.results_dir, k, {
+                "format": checkpoint.FORMAT, "window": k, "config_sha256": self.config_sha256,
+                "steps_per_window": self.W, "n_windows": self.K, "files": files, "nodes": ck["nodes"],
+                "coordinator": {"rows": {n: int(d.shape[0]) for n, d in rec.rec.ds.items()},
+                                "timing_sums": rec.sums, "wall_sum": rec.wall_sum,
+                                "rejected": dict(self.rejects.counts)},
+                "written_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "cost_s": cost})
+            checkpoint.prune(self.results_dir, self.cfg.run.checkpoint.keep, k)
+        except OSError as e:
+            raise RunFailed(f"cannot write the checkpoint of window {k}: {os_reason(e)}") from None
+        cost = time.perf_counter() - ck["t0"]
+        self.ckpt_costs.append(cost)
+        log.info("coordinator: checkpoint of window %d written in %.1f ms", k, cost * 1e3)
+        self.ckpt = None
+        self._last_ckpt_t = time.monotonic()
+        self.start_window(k + 1)
 
     def on_finished(self, peer: Peer, msg: Message) -> None:
         if self.state != "FINISHING":
@@ -643,13 +758,14 @@ class Coordinator:
         if self.rejects.total():
             log.warning("coordinator: rejected %d message(s) in this run: %s", self.rejects.total(),
                         dict(self.rejects.counts))
-        done = self.window if self.state in ("FINISHING", "DONE") else self.window - 1
+        done = self.window if self.state in ("FINISHING", "DONE") or self.ckpt is not None else self.window - 1
         status = {"completed": self.state == "DONE",
                   "windows_completed": max(done + 1, 0),
                   "windows_planned": getattr(self, "K", None),
                   "simulated_ms": max(done + 1, 0) * getattr(self, "W", 0) * self.tvb_dt_ms,
                   "reason": str(self.failure) if self.failure else "completed",
-                  "rejected_messages": dict(self.rejects.counts), "messages_repeated": self.resent}
+                  "rejected_messages": dict(self.rejects.counts), "messages_repeated": self.resent,
+                  **({"resumed_from_window": self.resume["window"]} if self.resume else {})}
         from cosim.results import write_status
         if self.record is not None:
             try:
@@ -677,6 +793,12 @@ class Coordinator:
              "real_time_factor": wall / (sim_ms / 1000), "results_dir": str(self.results_dir),
              "nodes": {n: p.info for n, p in self.peers.items()},
              "timing": self.record.timing_summary() if self.record else {}}
+        if self.resume:
+            s["resumed_from_window"] = self.resume["window"]
+        if self.ckpt_costs:
+            c = np.array(self.ckpt_costs)
+            s["checkpoints"] = {"count": int(c.size), "mean_ms": float(c.mean() * 1e3), "max_ms": float(c.max() * 1e3),
+                                "total_s": float(c.sum())}
         return s
 
 

@@ -33,7 +33,8 @@ _NAN = float("nan")
 
 
 class RunRecord:
-    def __init__(self, path: Path, plan, W: int, K: int, dt_ms: float, cfg, nodes: list[str], on_flush=None):
+    def __init__(self, path: Path, plan, W: int, K: int, dt_ms: float, cfg, nodes: list[str], on_flush=None,
+                 resume_windows: int | None = None):
         self.path, self.W, self.dt_ms, self.nodes = Path(path), W, dt_ms, nodes
         layout = {"time_ms": Column(1, W, attrs={"units": "ms"})}
         self.signals = []
@@ -49,7 +50,7 @@ class RunRecord:
         layout["timing/coordinator_s"] = Column(1, 1, attrs={"units": "s"})
         self.rec = WindowRecorder(self.path, layout, file_attrs={
             "steps_per_window": W, "n_windows": K, "tvb_dt_ms": dt_ms, "config": cfg.model_dump(mode="json")},
-            on_flush=on_flush)
+            on_flush=on_flush, resume_windows=resume_windows)
         self.sums = {n: [0.0] * len(TIMING_FIELDS) for n in nodes}
         self.wall_sum = 0.0
         self.k = 0

@@ -17,4 +17,6 @@ SPEC = BackendSpec(
     image="cosim-nest:latest",
     dockerfile="services/nest_node/Dockerfile",
     check="services.nest_node.checks:check_node",
+    # NEST has no state save: run.checkpoint is refused for it (PROTOCOL.md §10.1)
+    checkpoint=False,
 )

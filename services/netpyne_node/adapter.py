@@ -48,6 +48,24 @@ def _ticks(ms: float, tick_ms: float, what: str) -> int:
 class NetpyneAdapter(NodeAdapter):
     role = "spiking"
 
+    @property
+    def can_checkpoint(self) -> bool:
+        return self.cannot_checkpoint() is None
+
+    def cannot_checkpoint(self) -> str | None:
+        """Why this node cannot checkpoint (None: it can). SaveState covers one process's NEURON
+        state; NetStim/Random123 positions of a user model, recorded traces (their Vectors) and
+        RxD are not saved, so those configurations are refused."""
+        if self.comm is not None:
+            return "checkpoints under MPI are not supported"
+        p = getattr(self, "p", None)
+        if p is not None:
+            if p.model_file is not None:
+                return "a user model (model_file) may hold NetStim/Random123 streams SaveState does not save"
+            if p.record.traces or (self.engine is not None and self.engine.uses_rxd):
+                return "recorded traces and RxD are not saved by checkpoints"
+        return None
+
     def __init__(self, params: NetpyneParams | dict | None = None, comm=None):
         self._params_override = params
         self.comm = comm if comm is not None else world()   # imports mpi4py before neuron
@@ -187,7 +205,8 @@ class NetpyneAdapter(NodeAdapter):
                               if d.n_links else np.zeros((0, 3), np.int64),
                               "input_link_weight_uS": self.link_w_uS})
             self.writer = ResultsWriter(results_dir / f"{ctx.node_name}.h5", attrs, pops, len(self.regions),
-                                        p.record.flush_every)
+                                        p.record.flush_every,
+                                        resume_windows=None if ctx.resume is None else ctx.resume["window"] + 1)
         self.results_path = None if results_dir is None else results_dir / f"{ctx.node_name}.h5"
         self.windows_done = 0
         log.info("%s: configured %d region(s) %s, E=%s I=%s cells, W=%d steps, rank %d/%d", ctx.node_name,
@@ -369,6 +388,43 @@ class NetpyneAdapter(NodeAdapter):
         if self.need_spikes:
             spikes = {"t_ms": t, "gid": g, "pop": pop.astype(np.int32), "region": self._pop_region[pop]}
         return counts, spikes
+
+    # ---- checkpoint (PROTOCOL.md §10.1) ---------------------------------------------------
+    def checkpoint(self, directory) -> dict:
+        """NEURON's SaveState (incl. the queued relay events) + what it does not cover: every
+        Poisson generator's state, the other services' rate history, the rate proxy, the step
+        counters; the results file made durable first."""
+        import json
+        from cosim.checkpoint import save_arrays
+        why = self.cannot_checkpoint()
+        if why:
+            raise ValueError(f"netpyne node cannot checkpoint: {why}")
+        name = self.ctx.node_name
+        self.engine.save_state(Path(directory) / f"{name}.neuron")
+        d = {"windows_done": np.int64(self.windows_done), "step_count": np.int64(self.engine.step_count),
+             "poisson": np.array(json.dumps({str(r): g.rng.bit_generator.state for r, g in self.gens.items()})),
+             **{f"proxy_{v}": getattr(self.proxy, v) for v in ("R_e", "R_i", "S_e", "S_i")}}
+        if getattr(self.drive, "hist", None) is not None:
+            d["drive_hist"] = self.drive.hist
+        save_arrays(Path(directory) / f"{name}.npz", d)
+        rows = {f"{name}.h5": self.writer.rows()} if self.writer is not None else {}
+        return {"files": [f"{name}.neuron", f"{name}.npz"], "rows": rows}
+
+    def restore(self, directory, info: dict) -> None:
+        import json
+        from cosim.checkpoint import load_arrays
+        why = self.cannot_checkpoint()
+        if why:
+            raise ValueError(f"netpyne node cannot restore a checkpoint: {why}")
+        d = load_arrays(Path(directory) / info["files"][1])
+        self.engine.restore_state(Path(directory) / info["files"][0], int(d["step_count"]))
+        for r, st in json.loads(str(d["poisson"])).items():
+            self.gens[int(r)].rng.bit_generator.state = st
+        for v in ("R_e", "R_i", "S_e", "S_i"):
+            setattr(self.proxy, v, np.array(d[f"proxy_{v}"]))
+        if "drive_hist" in d:
+            self.drive.hist[...] = d["drive_hist"]
+        self.windows_done = int(d["windows_done"])
 
     # ---- end -----------------------------------------------------------------------------
     def finish(self, aborted: str | None = None) -> dict:

@@ -172,3 +172,13 @@ class NetpyneParams(_S):
         if self.model_file is not None and self.rxd.enabled:
             raise ValueError("rxd example works on the default network; put rxdParams in your model_file instead")
         return self
+
+    def cannot_checkpoint(self) -> str | None:
+        """Why `run.checkpoint` cannot be honoured with these params (`cosim validate`), or None."""
+        if self.mpi_ranks > 1:
+            return "mpi_ranks > 1 (checkpoints save one NEURON process)"
+        if self.model_file is not None:
+            return "model_file (its NetStim/Random123 streams are not saved)"
+        if self.record.traces or self.rxd.enabled:
+            return "record.traces / rxd (recorded traces and RxD are not saved)"
+        return None

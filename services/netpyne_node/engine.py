@@ -145,6 +145,46 @@ class SpikingEngine:
             raise RuntimeError(f"NEURON clock off: expected step {end_step}, h.t = {self.h.t!r} (step {got})")
         self.step_count = end_step
 
+    # ---- checkpoint (PROTOCOL.md §10.1) ---------------------------------------------------
+    def save_state(self, path: str | Path) -> None:
+        """NEURON's SaveState (every state variable, NetCon weights/states and the event queue,
+        i.e. the relays' Poisson events already queued with ``nc.event`` for later windows), written
+        atomically. Not covered by SaveState and kept by the adapter: the Poisson generators, the
+        input history, the rate proxy, the step counter. Spikes of the window were read already."""
+        import os
+        from cosim.checkpoint import fsync_dir
+        h = self.h
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        ss = h.SaveState()
+        ss.save()
+        f = h.File(str(tmp))
+        f.wopen()
+        ss.fwrite(f)
+        f.close()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+
+    def restore_state(self, path: str | Path, step_count: int) -> None:
+        """After building the same network: NEURON back at ``step_count`` (queue restored, the
+        events queued at t = 0 discarded: ``restore(0)``)."""
+        h = self.h
+        ss = h.SaveState()
+        f = h.File(str(path))
+        f.ropen()
+        ss.fread(f)
+        f.close()
+        with self._cwd():
+            ss.restore(0)
+        got = round(h.t / self.dt)
+        if got != step_count:
+            raise RuntimeError(f"NEURON state restored at step {got} (h.t = {h.t!r}), expected {step_count}")
+        self.step_count = int(step_count)
+        self.spk_t.resize(0)
+        self.spk_id.resize(0)
+
     def read_spikes(self) -> tuple[np.ndarray, np.ndarray]:
         t = np.array(self.spk_t)
         g = np.array(self.spk_id).astype(np.int64)

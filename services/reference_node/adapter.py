@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 class ReferenceAdapter(NodeAdapter):
     role = "spiking"
+    can_checkpoint = True
 
     def __init__(self, params: ReferenceParams | dict | None = None, *, flush_every: int = 50):
         self.params = params if isinstance(params, ReferenceParams) or params is None \
@@ -108,7 +109,8 @@ class ReferenceAdapter(NodeAdapter):
                                  f"not owned by {ctx.node_name!r}")
             self.out_specs.append((s, var, r))
         if ctx.results_dir and self.params.record:
-            self.out = H5Appender(Path(ctx.results_dir) / f"{ctx.node_name}.h5", flush_every=self.flush_every, attrs={
+            self.out = H5Appender(Path(ctx.results_dir) / f"{ctx.node_name}.h5", flush_every=self.flush_every,
+                                   append=ctx.resume is not None, attrs={
                 "node": ctx.node_name, "backend": "reference", "regions": self.own.tolist(),
                 "region_labels": [w.region_labels[r] for r in self.own], "dt_ms": w.dt,
                 "steps_per_window": W, "seed": self.run_cfg.seed, "units": json.dumps(UNITS)})
@@ -145,6 +147,21 @@ class ReferenceAdapter(NodeAdapter):
         self._compute_s += time.perf_counter() - t0
         self._k_next = k + 1
         return self._outputs(rec)
+
+    def checkpoint(self, directory) -> dict[str, Any]:
+        """Its TVB copy's state (history, current state, noise position) and window counter."""
+        from cosim.checkpoint import save_arrays
+        name = f"{self.ctx.node_name}.npz"
+        save_arrays(Path(directory) / name, {**{f"tvb_{k}": v for k, v in self.tvb.get_state().items()},
+                                             "k_next": np.int64(self._k_next)})
+        rows = {f"{self.ctx.node_name}.h5": self.out.rows()} if self.out is not None else {}
+        return {"files": [name], "rows": rows}
+
+    def restore(self, directory, info: dict[str, Any]) -> None:
+        from cosim.checkpoint import load_arrays
+        d = load_arrays(Path(directory) / info["files"][0])
+        self.tvb.set_state({k[4:]: v for k, v in d.items() if k.startswith("tvb_")})
+        self._k_next = int(d["k_next"])
 
     def finish(self, aborted: str | None = None) -> dict[str, Any]:
         path = None

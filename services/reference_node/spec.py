@@ -10,4 +10,5 @@ SPEC = BackendSpec(
     install="pip install 'cosim[tvb]'",
     image="cosim-reference:latest",
     dockerfile="services/reference_node/Dockerfile",
+    checkpoint=True,
 )

@@ -153,6 +153,7 @@ class TVBAdapter(NodeAdapter):
     the spiking side for recording; whatever ``state/*`` of proxies arrives in inputs is used."""
 
     role = "tvb"
+    can_checkpoint = True
 
     def __init__(self, config: dict | None = None, *, record_proxy_vars: Sequence[str] = ("R_e",),
                  flush_every: int = 20):
@@ -251,7 +252,8 @@ class TVBAdapter(NodeAdapter):
             self.out = None
             return
         sources = {v: ("spiking" if v in self.in_cols else "tvb_standin") for v in STATE_VARS}
-        self.out = H5Appender(Path(ctx.results_dir) / "tvb.h5", flush_every=self.flush_every, attrs={
+        self.out = H5Appender(Path(ctx.results_dir) / "tvb.h5", flush_every=self.flush_every,
+                              append=ctx.resume is not None, attrs={
             "node": ctx.node_name, "region_labels": w.region_labels, "spiking_regions": self.proxies.tolist(),
             "dt_ms": w.dt, "steps_per_window": self.W, "n_windows": ctx.n_windows, "seed": self.run_cfg.seed,
             "tvb_config": json.dumps(self.tvb_cfg.model_dump()), "units": json.dumps(UNITS),
@@ -345,6 +347,47 @@ class TVBAdapter(NodeAdapter):
             if rows and self.out is not None:
                 data = np.stack(rows, axis=1)
                 self.out.append(name, np.array(times), {v: data[j] for j, v in enumerate(vois)})
+
+    # ---- checkpoint (PROTOCOL.md §10.1) -----------------------------------------------------
+    def checkpoint(self, directory) -> dict[str, Any]:
+        """TVB's state, the window not yet recorded (it waits for the proxies' true values), the
+        coupling/R_e ring and the monitors' accumulators; tvb.h5 made durable first."""
+        from cosim.checkpoint import save_arrays
+        d = {f"tvb_{k}": v for k, v in self.tvb.get_state().items()}
+        d["k_next"] = np.int64(self._k_next)
+        if self._pending is not None:
+            p = self._pending
+            d.update(pending_first_step=np.int64(p.first_step), pending_S_e=p.S_e, pending_S_i=p.S_i,
+                     pending_R_e=p.R_e, pending_R_i=p.R_i, pending_coupling=p.coupling)
+        if self._R_ring is not None:
+            d["R_ring"] = self._R_ring
+        for name, (mon, _) in self.monitors.items():
+            for attr, v in vars(mon).items():
+                if attr.startswith("_") and isinstance(v, np.ndarray):
+                    d[f"mon_{name}_{attr}"] = v
+        name = f"{self.ctx.node_name}.npz"
+        save_arrays(Path(directory) / name, d)
+        rows = {"tvb.h5": self.out.rows()} if self.out is not None else {}
+        return {"files": [name], "rows": rows}
+
+    def restore(self, directory, info: dict[str, Any]) -> None:
+        from cosim.checkpoint import load_arrays
+        d = load_arrays(Path(directory) / info["files"][0])
+        self.tvb.set_state({k[4:]: v for k, v in d.items() if k.startswith("tvb_")})
+        self._k_next = int(d["k_next"])
+        self._pending = None
+        if "pending_S_e" in d:
+            self._pending = WindowRecord(int(d["pending_first_step"]), *(np.array(d[f"pending_{v}"]) for v in
+                                                                         ("S_e", "S_i", "R_e", "R_i", "coupling")))
+        if self._R_ring is not None:
+            self._R_ring[...] = d["R_ring"]
+        for name, (mon, _) in self.monitors.items():
+            for attr, v in vars(mon).items():
+                key = f"mon_{name}_{attr}"
+                if attr.startswith("_") and isinstance(v, np.ndarray):
+                    if key not in d or d[key].shape != v.shape:
+                        raise ValueError(f"checkpoint: monitor {name} state {attr} missing or of another shape")
+                    v[...] = d[key]
 
     def finish(self, aborted: str | None = None) -> dict:
         if self._pending is not None:

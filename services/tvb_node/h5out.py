@@ -34,7 +34,7 @@ class H5Appender:
     """Append-only HDF5 file of time series groups."""
 
     def __init__(self, path: str | Path, attrs: dict[str, Any] | None = None, flush_every: int = 20,
-                 flush_s: float = 1.0):
+                 flush_s: float = 1.0, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.failed: str | None = None   # why a flush failed; the file then holds what it held before
@@ -44,7 +44,8 @@ class H5Appender:
                 r.write(bytes(RESERVE_BYTES))
         except OSError:
             self._release_reserve()
-        self.f: h5py.File | None = h5py.File(self.path, "w")
+        # append: a resumed run continues the file (cut back to its checkpoint by cosim.checkpoint)
+        self.f: h5py.File | None = h5py.File(self.path, "a" if append and self.path.exists() else "w")
         for k, v in (attrs or {}).items():
             self.f.attrs[k] = _attr(v)
         self.f.attrs["completed"] = False
@@ -62,6 +63,11 @@ class H5Appender:
         """Group ``name`` with ``time_ms`` (T,) and one dataset per ``columns`` entry, (T, n) or (T,) if n == 0."""
         if self.f is None:
             raise RuntimeError(f"{self.path} is closed")
+        if name in self.f:          # a resumed file: continue its datasets
+            g = self.f[name]
+            self._names[name] = set(columns)
+            self._ds.update({f"{name}/{ds}": g[ds] for ds in (*columns, "time_ms")})
+            return
         g = self.f.create_group(name)
         g.create_dataset("time_ms", shape=(0,), maxshape=(None,), dtype="f8", chunks=(chunk_rows,))
         g["time_ms"].attrs["units"] = "ms"
@@ -126,6 +132,13 @@ class H5Appender:
             d = self._ds[f"{group}/{ds}"]
             d.resize(n0 + t.size, axis=0)
             d[n0:] = np.concatenate([b[1][ds] for b in buf])
+
+    def rows(self) -> dict[str, int]:
+        """Rows durable in the file per dataset ("group/name"), after writing what is buffered."""
+        self.flush()
+        if self.failed:
+            raise ResultsWriteError(f"cannot write {self.path}: {self.failed}", 0)
+        return self._rows()
 
     def _rows(self) -> dict[str, int]:
         return {key: d.shape[0] for key, d in self._ds.items()}

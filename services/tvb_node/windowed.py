@@ -301,6 +301,33 @@ class WindowedTVB:
         R_e, R_i = self.rates(S_e, S_i, C)
         return WindowRecord(first, S_e, S_i, R_e, R_i, C)
 
+    # ---- checkpoint -------------------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Everything that evolves while stepping (PROTOCOL.md §10.1): the float32 history buffer,
+        the current state and coupling, the step counters and the noise stream's position."""
+        d = {"history": self.sim.history.buffer, "state": self._state, "node_coupling": self._node_coupling,
+             "step": np.int64(self.step), "current_step": np.int64(self.sim.current_step)}
+        rs = getattr(getattr(self.sim.integrator, "noise", None), "random_stream", None)
+        if rs is not None:
+            from cosim.checkpoint import rng_state
+            d.update({f"noise_{k}": v for k, v in rng_state(rs).items()})
+        return {k: np.array(v, copy=True) for k, v in d.items()}
+
+    def set_state(self, d: dict[str, np.ndarray]) -> None:
+        buf = self.sim.history.buffer
+        if d["history"].shape != buf.shape or d["history"].dtype != buf.dtype:
+            raise ValueError(f"checkpoint history {d['history'].shape} {d['history'].dtype} does not fit "
+                             f"this simulator's {buf.shape} {buf.dtype}")
+        buf[...] = d["history"]
+        self._state = np.array(d["state"], copy=True)
+        self._node_coupling = np.array(d["node_coupling"], copy=True)
+        self.step = int(d["step"])
+        self.sim.current_state, self.sim.current_step = self._state, int(d["current_step"])
+        rs = getattr(getattr(self.sim.integrator, "noise", None), "random_stream", None)
+        if rs is not None:
+            from cosim.checkpoint import set_rng_state
+            set_rng_state(rs, d, "noise_")
+
     def overwrite(self, region_idx, S_e_block: np.ndarray, S_i_block: np.ndarray | None,
                   first_step: int) -> None:
         """Write S_e (and S_i) of ``region_idx`` for steps ``first_step ..`` (one row per step).
