@@ -151,14 +151,14 @@ def _plot_compare(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-    x = np.arange(2)
+    x = np.arange(2) * 5.0                                   # regions 33, 71
     for k, (backend, c) in enumerate((("netpyne", "tab:blue"), ("nest", "tab:orange"))):
         r = res[backend]
-        ax[0].bar(x * 3 + k, r["E_hz"], color=c, label=f"{backend} E")
-        ax[0].bar(x * 3 + k + 0.0, r["I_hz"], color=c, alpha=0.35, bottom=0, label=f"{backend} I")
-    ax[0].set_xticks(x * 3 + 0.5, ["region 33", "region 71"])
-    ax[0].set_ylabel("Hz (E solid, I light)")
-    ax[0].set_title("spiking regions: mean rates")
+        ax[0].bar(x + 2 * k, r["E_hz"], color=c, label=f"{backend} E")
+        ax[0].bar(x + 2 * k + 1, r["I_hz"], color=c, alpha=0.4, label=f"{backend} I")
+    ax[0].set_xticks(x + 1.5, ["region 33", "region 71"])
+    ax[0].set_ylabel("Hz")
+    ax[0].set_title("spiking regions: mean E and I rates")
     ax[0].legend(fontsize=7)
     a, b = np.array(res["netpyne"]["tvb_Re_hz"]), np.array(res["nest"]["tvb_Re_hz"])
     ax[1].scatter(a, b, s=10)
