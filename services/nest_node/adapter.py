@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb, step_of
 from cosim.spiking_input import CouplingInput, PerSourceInput
 from cosim.transformers import RateProxy, rates_from_signal
 
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 #: NEST holds the GIL while it runs, so the node's heartbeat thread is silent during a window:
 #: a window longer than this share of the heartbeat timeout gets one warning (docs/backends.md)
 SLOW_WINDOW_SHARE = 0.4
-PRODUCIBLE = {"state/R_e": "R_e", "state/S_e": "S_e", "state/R_i": "R_i", "state/S_i": "S_i"}
 TIMERS = ("input_s", "integrate_s", "integrate_cpu_s", "read_s", "rates_s", "write_s")
 CLOCK = time.perf_counter
 
@@ -56,12 +56,6 @@ def import_nest():
         nest.set_verbosity("M_ERROR")
     return nest
 
-
-def _ticks(ms: float, tick_ms: float, what: str) -> int:
-    n = round(ms / tick_ms)
-    if n < 1 or abs(n * tick_ms - ms) > 1e-9 * max(1.0, ms):
-        raise ModelError(f"{what} = {ms} ms is not a whole number of ticks of {tick_ms} ms")
-    return n
 
 
 class SpikeFileReader:
@@ -130,19 +124,13 @@ class NestAdapter(NodeAdapter):
         self.W = int(ctx.steps_per_window)
         if self.W < 1:
             raise ModelError("steps_per_window must be >= 1 (configure is called after PREPARE)")
-        h_ticks = _ticks(p.dt_ms, ctx.tick_ms, "params.dt_ms")
-        tvb_ticks = _ticks(ctx.tvb_dt_ms, ctx.tick_ms, "tvb dt")
-        if tvb_ticks % h_ticks:
-            raise ModelError(f"params.dt_ms = {p.dt_ms} does not divide the TVB dt {ctx.tvb_dt_ms}")
-        self.h_per_tvb = tvb_ticks // h_ticks
+        try:
+            self.h_per_tvb = sim_steps_per_tvb(p.dt_ms, ctx)
+            check_outputs(ctx.outputs, self.regions)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         self.h = p.dt_ms
         self.tvb_dt = ctx.tvb_dt_ms
-        for spec in ctx.outputs:
-            if spec.name not in PRODUCIBLE:
-                raise ModelError(f"cannot produce {spec.name!r}; this node produces {sorted(PRODUCIBLE)}")
-            bad = [r for r in spec.regions if r not in self.col]
-            if bad:
-                raise ModelError(f"output {spec.name} asks for regions {bad} not simulated here ({self.regions})")
         results_dir = Path(ctx.results_dir).resolve() if ctx.results_dir else None
         work = (results_dir or Path.cwd()) / f".{ctx.node_name}_nest"
         work.mkdir(parents=True, exist_ok=True)
@@ -286,7 +274,7 @@ class NestAdapter(NodeAdapter):
     def step(self, window: int, inputs: Signals) -> Signals:
         if window != self.windows_done:
             raise RuntimeError(f"window {window} out of order: expected window {self.windows_done}")
-        nest, W, T = self.nest, self.W, self.timing
+        W, T = self.W, self.timing
         t_a = CLOCK()
         start = window * W * self.h_per_tvb                       # in NEST steps
         times = (start + 1 + np.arange(W) * self.h_per_tvb) * self.h
@@ -315,19 +303,13 @@ class NestAdapter(NodeAdapter):
         gid, t = self.reader.read()
         t0 = start * self.h
         pop = self.pop_of_gid[gid]
-        kind, col = self._pop_kind[pop], self._pop_col[pop]
-        step = np.ceil((t - t0 - 0.5 * self.h) / self.tvb_dt).astype(np.int64) - 1
-        np.clip(step, 0, W - 1, out=step)
-        ok = (kind >= 0) & (col >= 0)
-        n_reg = len(self.regions)
-        flat = (kind[ok] * W + step[ok]) * n_reg + col[ok]
-        counts = np.bincount(flat, minlength=2 * W * n_reg).astype(np.float64).reshape(2, W, n_reg)
+        counts = exc_inh_counts(step_of(t, t0, self.tvb_dt, self.h, W), self._pop_kind[pop], self._pop_col[pop],
+                                W, len(self.regions))
         t_d = CLOCK()
         r_e = counts[0] / (np.maximum(self.n_exc, 1) * self.tvb_dt * 1e-3)
         r_i = counts[1] / (np.maximum(self.n_inh, 1) * self.tvb_dt * 1e-3)
         prox = self.proxy.advance(r_e, r_i)
-        out = {s.name: np.ascontiguousarray(prox[PRODUCIBLE[s.name]][:, [self.col[r] for r in s.regions]])
-               for s in self.ctx.outputs}
+        out = proxy_outputs(prox, self.ctx.outputs, self.col)
         t_e = CLOCK()
         if self.writer is not None:
             blocks = {"rates/exc": r_e, "rates/inh": r_i, "input/coupling": coupling, "input/rate_hz": rates,

@@ -27,22 +27,16 @@ from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 from .config import NetpyneParams
 from .mechanisms import ModelError, ensure_mechanisms
 from .parallel import world
+from cosim.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb, step_of
 from cosim.spiking_input import CouplingInput, PerSourceInput
 from cosim.transformers import PoissonInput, RateProxy, RegularInput, rates_from_signal
 
 log = logging.getLogger(__name__)
 
-PRODUCIBLE = {"state/R_e": "R_e", "state/S_e": "S_e", "state/R_i": "R_i", "state/S_i": "S_i"}
 TIMERS = ("input_s", "integrate_s", "read_s", "rates_s", "write_s")
 #: clock of the per-window timers (bench/ swaps in time.process_time on a shared machine)
 CLOCK = time.perf_counter
 
-
-def _ticks(ms: float, tick_ms: float, what: str) -> int:
-    n = round(ms / tick_ms)
-    if n < 1 or abs(n * tick_ms - ms) > 1e-9 * max(1.0, ms):
-        raise ModelError(f"{what} = {ms} ms is not a whole number of ticks of {tick_ms} ms")
-    return n
 
 
 class NetpyneAdapter(NodeAdapter):
@@ -142,18 +136,12 @@ class NetpyneAdapter(NodeAdapter):
         self.W = int(ctx.steps_per_window)
         if self.W < 1:
             raise ModelError("steps_per_window must be >= 1 (configure is called after PREPARE)")
-        dt_ticks = _ticks(p.dt_ms, ctx.tick_ms, "params.dt_ms")
-        tvb_ticks = _ticks(ctx.tvb_dt_ms, ctx.tick_ms, "tvb dt")
-        if tvb_ticks % dt_ticks:
-            raise ModelError(f"params.dt_ms = {p.dt_ms} does not divide the TVB dt {ctx.tvb_dt_ms}")
-        self.nrn_per_tvb = tvb_ticks // dt_ticks
+        try:
+            self.nrn_per_tvb = sim_steps_per_tvb(p.dt_ms, ctx)
+            check_outputs(ctx.outputs, self.regions)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         self.tvb_dt = ctx.tvb_dt_ms
-        for spec in ctx.outputs:
-            if spec.name not in PRODUCIBLE:
-                raise ModelError(f"cannot produce {spec.name!r}; this node produces {sorted(PRODUCIBLE)}")
-            bad = [r for r in spec.regions if r not in self.col]
-            if bad:
-                raise ModelError(f"output {spec.name} asks for regions {bad} not simulated here ({self.regions})")
         self.per_source = p.input.mode == "per_source"
         self.links = None
         if self.per_source:
@@ -339,9 +327,7 @@ class NetpyneAdapter(NodeAdapter):
         r_e = counts[0] / (np.maximum(self.n_exc, 1) * self.tvb_dt * 1e-3)
         r_i = counts[1] / (np.maximum(self.n_inh, 1) * self.tvb_dt * 1e-3)
         prox = self.proxy.advance(r_e, r_i if self.want_inh else None)
-        out = {}
-        for spec in self.ctx.outputs:
-            out[spec.name] = np.ascontiguousarray(prox[PRODUCIBLE[spec.name]][:, [self.col[r] for r in spec.regions]])
+        out = proxy_outputs(prox, self.ctx.outputs, self.col)
         t_e = CLOCK()
         T["rates_s"] += t_e - t_d
         if self.writer is not None:
@@ -371,13 +357,8 @@ class NetpyneAdapter(NodeAdapter):
             order = np.lexsort((g, t))
             t, g = t[order], g[order]
         pop = e.pop_of_gid[g]
-        kind, col = self._pop_kind[pop], self._pop_col[pop]
-        ok = (kind >= 0) & (col >= 0)
-        step = np.ceil((t - t0 - 0.5 * self.p.dt_ms) / self.tvb_dt).astype(np.int64) - 1
-        np.clip(step, 0, self.W - 1, out=step)
-        n_reg = len(self.regions)
-        flat = (kind[ok] * self.W + step[ok]) * n_reg + col[ok]
-        counts = np.bincount(flat, minlength=2 * self.W * n_reg).astype(np.float64).reshape(2, self.W, n_reg)
+        counts = exc_inh_counts(step_of(t, t0, self.tvb_dt, self.p.dt_ms, self.W), self._pop_kind[pop],
+                                self._pop_col[pop], self.W, len(self.regions))
         if self.comm is not None and not self.need_spikes:
             total = np.zeros_like(counts)
             self.comm.Reduce(counts, total, root=0)

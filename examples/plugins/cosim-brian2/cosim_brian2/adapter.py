@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb
 from cosim.spiking_input import CouplingInput
 from cosim.transformers import PoissonInput, RateProxy, rates_from_signal
 
@@ -45,16 +46,9 @@ from .network import ModelError, build
 
 log = logging.getLogger(__name__)
 
-PRODUCIBLE = {"state/R_e": "R_e", "state/S_e": "S_e", "state/R_i": "R_i", "state/S_i": "S_i"}
 TIMERS = ("input_s", "integrate_s", "read_s", "rates_s", "write_s")
 CLOCK = time.perf_counter
 
-
-def _ticks(ms: float, tick_ms: float, what: str) -> int:
-    n = round(ms / tick_ms)
-    if n < 1 or abs(n * tick_ms - ms) > 1e-9 * max(1.0, ms):
-        raise ModelError(f"{what} = {ms} ms is not a whole number of ticks of {tick_ms} ms")
-    return n
 
 
 class Brian2Adapter(NodeAdapter):
@@ -92,19 +86,13 @@ class Brian2Adapter(NodeAdapter):
         self.W = int(ctx.steps_per_window)
         if self.W < 1:
             raise ModelError("steps_per_window must be >= 1 (configure is called after PREPARE)")
-        h_ticks = _ticks(p.dt_ms, ctx.tick_ms, "params.dt_ms")
-        tvb_ticks = _ticks(ctx.tvb_dt_ms, ctx.tick_ms, "tvb dt")
-        if tvb_ticks % h_ticks:
-            raise ModelError(f"params.dt_ms = {p.dt_ms} does not divide the TVB dt {ctx.tvb_dt_ms}")
-        self.h_per_tvb = tvb_ticks // h_ticks
+        try:
+            self.h_per_tvb = sim_steps_per_tvb(p.dt_ms, ctx)
+            check_outputs(ctx.outputs, self.regions)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
         self.h = p.dt_ms
         self.tvb_dt = ctx.tvb_dt_ms
-        for spec in ctx.outputs:
-            if spec.name not in PRODUCIBLE:
-                raise ModelError(f"cannot produce {spec.name!r}; this node produces {sorted(PRODUCIBLE)}")
-            bad = [r for r in spec.regions if r not in self.col]
-            if bad:
-                raise ModelError(f"output {spec.name} asks for regions {bad} not simulated here ({self.regions})")
         if isinstance(p.input.scale, str) and ctx.connectome is None:
             raise ModelError("input.scale 'row_mean' needs the connectome (give a number instead)")
 
@@ -194,15 +182,12 @@ class Brian2Adapter(NodeAdapter):
         local = np.rint(t_ms / self.h).astype(np.int64) - start      # Brian2 step within the window
         step = np.clip(local // self.h_per_tvb, 0, W - 1)
         pop = self._pop_of_cell[cell]
-        n_reg = len(self.regions)
-        flat = (self._pop_kind[pop] * W + step) * n_reg + self._pop_col[pop]
-        counts = np.bincount(flat, minlength=2 * W * n_reg).astype(np.float64).reshape(2, W, n_reg)
+        counts = exc_inh_counts(step, self._pop_kind[pop], self._pop_col[pop], W, len(self.regions))
         t_d = CLOCK()
         r_e = counts[0] / (np.maximum(self.n_exc, 1) * self.tvb_dt * 1e-3)
         r_i = counts[1] / (np.maximum(self.n_inh, 1) * self.tvb_dt * 1e-3)
         prox = self.proxy.advance(r_e, r_i)
-        out = {s.name: np.ascontiguousarray(prox[PRODUCIBLE[s.name]][:, [self.col[r] for r in s.regions]])
-               for s in self.ctx.outputs}
+        out = proxy_outputs(prox, self.ctx.outputs, self.col)
         t_e = CLOCK()
         if self.writer is not None:
             blocks = {"rates/exc": r_e, "rates/inh": r_i, "input/coupling": coupling, "input/rate_hz": rates,
