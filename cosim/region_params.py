@@ -13,9 +13,9 @@ so each input train fires at the *weight-averaged rate of the region's sources*.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 
 class _S(BaseModel):
@@ -34,6 +34,27 @@ def default_conns() -> dict[str, ConnSpec]:
     """The within-region rules of the default region network (DOMAIN.md)."""
     return {"EE": ConnSpec(prob=0.01, weight_uS=0.02), "EI": ConnSpec(prob=0.01, weight_uS=0.01),
             "IE": ConnSpec(prob=0.03, weight_uS=0.01), "II": ConnSpec(prob=0.03, weight_uS=0.01)}
+
+
+def _merge_conns(v):
+    """Changing EE alone keeps EI, IE and II at their defaults (set prob 0 to drop one)."""
+    if isinstance(v, dict):
+        merged = {k: c.model_dump() for k, c in default_conns().items()}
+        for k, c in v.items():
+            merged[k] = {**merged.get(k, {}), **c} if isinstance(c, dict) else c
+        return merged
+    return v
+
+
+def _known_conns(v: dict) -> dict:
+    bad = sorted(set(v) - {"EE", "EI", "IE", "II"})
+    if bad:
+        raise ValueError(f"unknown connection(s) {bad}; use EE, EI, IE, II")
+    return v
+
+
+#: a region network's within-region rules: partial blocks keep the other rules' defaults
+RegionConns = Annotated[dict[str, ConnSpec], BeforeValidator(_merge_conns), AfterValidator(_known_conns)]
 
 
 class InputTransformer(_S):

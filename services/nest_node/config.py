@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cosim.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap,
+from cosim.region_params import (InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,
                                  default_conns)
 
 
@@ -74,26 +74,8 @@ class NestNetwork(_S):
     cell: NestCell = Field(default_factory=NestCell)
     syn_exc: BetaSynapse = Field(default_factory=lambda: BetaSynapse(tau_rise_ms=0.8, tau_decay_ms=5.3, E_rev_mV=0.0))
     syn_inh: BetaSynapse = Field(default_factory=lambda: BetaSynapse(tau_rise_ms=0.6, tau_decay_ms=8.5, E_rev_mV=-75.0))
-    conns: dict[str, ConnSpec] = Field(default_factory=default_conns, description="keys among EE, EI, IE, II")
+    conns: RegionConns = Field(default_factory=default_conns, description="keys among EE, EI, IE, II")
     v_init_mV: float = -65.0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _merge_conns(cls, data):
-        """Changing EE alone keeps EI, IE and II at their defaults (set prob 0 to drop one)."""
-        if isinstance(data, dict) and isinstance(data.get("conns"), dict):
-            merged = {k: c.model_dump() for k, c in default_conns().items()}
-            for k, c in data["conns"].items():
-                merged[k] = {**merged.get(k, {}), **c} if isinstance(c, dict) else c
-            data = {**data, "conns": merged}
-        return data
-
-    @model_validator(mode="after")
-    def _keys(self) -> "NestNetwork":
-        bad = sorted(set(self.conns) - {"EE", "EI", "IE", "II"})
-        if bad:
-            raise ValueError(f"unknown connection(s) {bad}; use EE, EI, IE, II")
-        return self
 
     def sizes(self) -> tuple[int, int]:
         return max(1, round(self.n_exc * self.scale)), max(1, round(self.n_inh * self.scale))

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cosim.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap,  # noqa: F401
+from cosim.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,  # noqa: F401
                                   default_conns as _conns)
 
 
@@ -58,27 +58,8 @@ class RegionNetwork(_S):
     cell_I: CellModel = Field(default_factory=CellModel)
     syn_exc: SynapseModel = Field(default_factory=lambda: SynapseModel(tau1_ms=0.8, tau2_ms=5.3, e_mV=0.0))
     syn_inh: SynapseModel = Field(default_factory=lambda: SynapseModel(tau1_ms=0.6, tau2_ms=8.5, e_mV=-75.0))
-    conns: dict[str, ConnSpec] = Field(default_factory=_conns, description="keys among EE, EI, IE, II")
+    conns: RegionConns = Field(default_factory=_conns, description="keys among EE, EI, IE, II")
     v_init_mV: float = -65.0
-
-    @field_validator("conns", mode="before")
-    @classmethod
-    def _merge_defaults(cls, v):
-        """Changing EE alone keeps EI, IE and II at their defaults (set prob 0 to drop one)."""
-        if isinstance(v, dict):
-            merged = {k: c.model_dump() for k, c in _conns().items()}
-            for k, c in v.items():
-                merged[k] = {**merged.get(k, {}), **c} if isinstance(c, dict) else c
-            return merged
-        return v
-
-    @field_validator("conns")
-    @classmethod
-    def _keys(cls, v: dict[str, ConnSpec]) -> dict[str, ConnSpec]:
-        bad = sorted(set(v) - {"EE", "EI", "IE", "II"})
-        if bad:
-            raise ValueError(f"unknown connection(s) {bad}; use EE, EI, IE, II")
-        return v
 
     def sizes(self) -> tuple[int, int]:
         return max(1, round(self.n_exc * self.scale)), max(1, round(self.n_inh * self.scale))

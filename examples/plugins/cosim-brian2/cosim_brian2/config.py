@@ -22,7 +22,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cosim.region_params import ConnSpec, InputTransformer, InterRegion, OutputTransformer, default_conns
+from cosim.region_params import InputTransformer, InterRegion, OutputTransformer, RegionConns, default_conns
 
 
 class _S(BaseModel):
@@ -83,26 +83,8 @@ class Brian2Network(_S):
     cell: LifCell = Field(default_factory=LifCell)
     syn_exc: Exp2Synapse = Field(default_factory=lambda: Exp2Synapse(tau_rise_ms=0.8, tau_decay_ms=5.3, E_rev_mV=0.0))
     syn_inh: Exp2Synapse = Field(default_factory=lambda: Exp2Synapse(tau_rise_ms=0.6, tau_decay_ms=8.5, E_rev_mV=-75.0))
-    conns: dict[str, ConnSpec] = Field(default_factory=default_conns, description="keys among EE, EI, IE, II")
+    conns: RegionConns = Field(default_factory=default_conns, description="keys among EE, EI, IE, II")
     v_init_mV: float = -70.0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _merge_conns(cls, data):
-        """Changing EE alone keeps EI, IE and II at their defaults (set prob 0 to drop one)."""
-        if isinstance(data, dict) and isinstance(data.get("conns"), dict):
-            merged = {k: c.model_dump() for k, c in default_conns().items()}
-            for k, c in data["conns"].items():
-                merged[k] = {**merged.get(k, {}), **c} if isinstance(c, dict) else c
-            data = {**data, "conns": merged}
-        return data
-
-    @model_validator(mode="after")
-    def _keys(self) -> "Brian2Network":
-        bad = sorted(set(self.conns) - {"EE", "EI", "IE", "II"})
-        if bad:
-            raise ValueError(f"unknown connection(s) {bad}; use EE, EI, IE, II")
-        return self
 
     def sizes(self) -> tuple[int, int]:
         return max(1, round(self.n_exc * self.scale)), max(1, round(self.n_inh * self.scale))
