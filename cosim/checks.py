@@ -7,7 +7,6 @@ before a run starts.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from cosim.config import ConfigError, RunConfig, address_problem, check_files
@@ -30,19 +29,6 @@ def check_model_files(cfg: RunConfig, source: str) -> None:
             v = backends._get(n.params or {}, dotted)
             if isinstance(v, str) and not Path(v).expanduser().exists():
                 raise ConfigError(f"{source}: spiking_nodes[{i}].params.{dotted}: not found: {v!r}")
-
-
-def check_time_steps(cfg: RunConfig, source: str) -> None:
-    """Every spiking node's dt divides TVB's (the coordinator counts time in ticks of the smallest)."""
-    from cosim import backends
-    for i, n in enumerate(cfg.spiking_nodes):
-        spec = backends.get(n.backend)
-        dt = spec.dt_ms(spec.params_model().model_validate(n.params or {}))
-        if dt:
-            n_sub = round(cfg.tvb.dt_ms / dt)
-            if n_sub < 1 or not math.isclose(n_sub * dt, cfg.tvb.dt_ms, rel_tol=1e-9, abs_tol=1e-12):
-                raise ConfigError(f"{source}: spiking_nodes[{i}].params.{spec.dt_param}: {dt} ms does not divide "
-                                  f"tvb.dt_ms ({cfg.tvb.dt_ms} ms)")
 
 
 def connectome_of(cfg: RunConfig) -> dict:
@@ -94,7 +80,6 @@ def check_run(cfg: RunConfig, source: str, connectome: bool = True) -> None:
     by the config itself); `connectome=False` skips loading the connectivity (~2 s)."""
     check_files(cfg, source)
     check_model_files(cfg, source)
-    check_time_steps(cfg, source)
     if connectome:
         check_window(cfg, source)
 
