@@ -65,6 +65,7 @@ class RunContext:
     tick_ms: float                    # the run clock's unit; every dt and the window are whole ticks
     steps_per_window: int = 0         # W, in TVB steps (known from PREPARE on)
     n_windows: int = 0                # K (known from PREPARE on)
+    lag_windows: int = 1              # m: inputs of window k are the outputs of window k - m (PREPARE.lag)
     outputs: list[SignalSpec] = field(default_factory=list)  # what this node must produce each window
     inputs: list[SignalSpec] = field(default_factory=list)   # what it will receive each window
     results_dir: str | None = None

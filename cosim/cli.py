@@ -26,7 +26,7 @@ import sys
 
 log = logging.getLogger("cosim")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+from cosim.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK  # noqa: E402,F401
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "unless --out)")
         n.add_argument("--register-timeout-ms", type=int, default=int(_env("COSIM_REGISTER_TIMEOUT_MS", "30000")),
                        help="how long to wait for the coordinator to configure this node")
+        n.add_argument("--data-bind", default=_env("COSIM_DATA_BIND"),
+                       help="where this node's data inbox listens (protocol 3: data goes node to node); default "
+                            "loopback for a loopback coordinator, else every interface, on a free port")
+        n.add_argument("--data-advertise", default=_env("COSIM_DATA_ADVERTISE"),
+                       help="the address other nodes reach the inbox at (default: the bound port on this machine's "
+                            "address towards the coordinator); e.g. behind NAT or a proxy")
         if role == "tvb":
             n.add_argument("--backend", default=_env("COSIM_TVB_BACKEND", "tvb"), choices=["tvb", "noop"],
                            help="'noop' serves a synthetic connectome and simulates nothing (protocol benchmarks)")
@@ -191,7 +197,7 @@ def cmd_coordinator(a) -> int:
         bar.close()
         print(f"cosim: run failed: {e}", file=sys.stderr)
         print(f"cosim: results up to the last completed window are in {out}", file=sys.stderr)
-        return EXIT_CONFIG if e.exit_code == 2 else (EXIT_INTERRUPTED if e.exit_code == 130 else EXIT_FAILED)
+        return e.exit_code
     bar.close()
     write_run_outputs(out, summary, plots=not a.no_plots)
     return EXIT_OK
@@ -204,8 +210,8 @@ def _dump_yaml(cfg) -> str:
 
 def cmd_node(a, role: str) -> int:
     from cosim.checks import check_address
-    from cosim.node_runtime import NodeFailed, NodeRuntime, RunAborted
-    from cosim.transport import CoordinatorLost, PeerTimeout, RemoteError
+    from cosim.errors import CoordinatorLost, CosimError, PeerTimeout, RemoteError, RunAborted
+    from cosim.node_runtime import NodeRuntime
     check_address(a.coordinator, "--coordinator")
     curve = None
     if a.keys:
@@ -235,21 +241,14 @@ def cmd_node(a, role: str) -> int:
 
     rt = NodeRuntime(a.name, role, a.coordinator, make_adapter, backend=backend if role == "spiking" else "",
                      results_dir=a.out or a.resume, curve=curve, register_timeout_ms=a.register_timeout_ms,
-                     require_resume=bool(a.resume))
+                     require_resume=bool(a.resume), data_bind=a.data_bind, data_advertise=a.data_advertise)
     try:
         rt.run()
-    except RunAborted as e:
-        print(f"cosim {a.name}: run aborted by the coordinator: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    except NodeFailed as e:
-        print(f"cosim {a.name}: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    except (CoordinatorLost, PeerTimeout) as e:
-        print(f"cosim {a.name}: {e}; partial results kept", file=sys.stderr)
-        return EXIT_FAILED
-    except RemoteError as e:
-        print(f"cosim {a.name}: refused by the coordinator: {e}", file=sys.stderr)
-        return EXIT_CONFIG if e.kind in ("ConfigRejected", "UnknownNode", "NameInUse", "VersionMismatch", "NotAuthorized") else EXIT_FAILED
+    except CosimError as e:       # one hierarchy (cosim.errors): the exit code travels with the error
+        what = {RunAborted: "run aborted by the coordinator: ", RemoteError: "refused by the coordinator: "}
+        kept = "; partial results kept" if isinstance(e, (CoordinatorLost, PeerTimeout)) else ""
+        print(f"cosim {a.name}: {what.get(type(e), '')}{e}{kept}", file=sys.stderr)
+        return e.exit_code
     except Exception as e:       # a bug or an unexpected state: traceback to the log, one line here
         from cosim.node_runtime import traceback_note
         log.error("%s: unexpected error", a.name, exc_info=e)
@@ -388,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_CONFIG
     except ConfigError as e:
         print(f"cosim: configuration error: {e}", file=sys.stderr)
-        return EXIT_CONFIG
+        return e.exit_code
     except UnknownBackend as e:
         print(f"cosim: {e}", file=sys.stderr)
         return EXIT_CONFIG

@@ -16,8 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message names the field and the reason."""
+from cosim.errors import ConfigError  # noqa: E402,F401  (one hierarchy: cosim.errors)
 
 
 class _Strict(BaseModel):
@@ -48,7 +47,11 @@ class CheckpointSection(_Strict):
 class RunSection(_Strict):
     name: str = "default"
     duration_ms: float = Field(500.0, gt=0, le=1e12, description="simulated time")
-    window_ms: float | None = Field(None, gt=0, description="synchronization window; default: the largest causal one")
+    window_ms: float | None = Field(None, gt=0, description="synchronization window; default: the largest causal one "
+                                    "(the smallest crossing delay divided by run.lookahead)")
+    lookahead: int = Field(1, ge=1, le=64, description="lag m in windows (PROTOCOL.md §3): inputs of window k are the "
+                           "outputs of window k - m, so a node runs up to m windows ahead while data is in flight; "
+                           "windows become m times shorter. 1 = plain lockstep")
     results_dir: str = "results"
     seed: int = Field(42, ge=0, le=SEED_MAX, description="seeds TVB's initial history, noise and every Poisson train")
     progress: bool = True

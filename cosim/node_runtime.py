@@ -12,19 +12,14 @@ from typing import Callable
 
 import zmq
 
+import numpy as np
+
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec
-from cosim.transport import Channel, CoordinatorLost, Heartbeat, PeerTimeout, RemoteError, new_token, routing_id
+from cosim.errors import CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
+from cosim.transport import Channel, DataPlane, Heartbeat, default_data_bind, new_token, routing_id
 from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
 
 log = logging.getLogger(__name__)
-
-
-class NodeFailed(RuntimeError):
-    """This node's own simulation failed; the coordinator was told."""
-
-
-class RunAborted(RuntimeError):
-    """The coordinator aborted the run (another node failed, or a config error)."""
 
 
 class NodeRuntime:
@@ -36,7 +31,8 @@ class NodeRuntime:
 
     def __init__(self, name: str, role: str, address: str, make_adapter: Callable[[dict], NodeAdapter],
                  backend: str = "", results_dir: str | None = None, curve=None,
-                 register_timeout_ms: int = 30_000, setup_timeout_ms: int = 600_000, require_resume: bool = False):
+                 register_timeout_ms: int = 30_000, setup_timeout_ms: int = 600_000, require_resume: bool = False,
+                 data_bind: str | None = None, data_advertise: str | None = None):
         self.name, self.role, self.address, self.backend = name, role, address, backend
         self.make_adapter, self.results_override = make_adapter, results_dir
         self.curve = curve
@@ -47,9 +43,13 @@ class NodeRuntime:
         ident = routing_id(name, self.token)
         self.ch = Channel(self.zctx, address, ident, curve)
         self.hb = Heartbeat(self.zctx, address, ident, name, curve)
+        # the data inbox is bound before REGISTER, so its address travels in CONFIGURED (§4.1)
+        self.data = DataPlane(self.zctx, data_bind or default_data_bind(address, name, self.token), data_advertise,
+                              address, name, curve)
         self.adapter: NodeAdapter | None = None
         self.ctx: RunContext | None = None
         self.window = -1
+        self.inbox: Inbox | None = None
 
     # ------------------------------------------------------------------ dialog helpers
     def _send(self, type_: T, content: dict, window: int | None = None) -> None:
@@ -74,6 +74,9 @@ class NodeRuntime:
                 raise RunAborted(msg.content["reason"])
             if msg.type == T.ERROR:
                 raise RemoteError(msg.content["error"], msg.content["message"])
+            if msg.type == T.DATA and self.inbox is not None:     # the coordinator's copy (resume, resend)
+                self.inbox.put(msg)
+                continue
             log.warning("%s: ignoring unexpected %s while waiting for %s", self.name, msg.type.value, what)
 
     # ------------------------------------------------------------------ phases
@@ -102,7 +105,7 @@ class NodeRuntime:
             if self.ctx.resume and not self.adapter.can_checkpoint:
                 raise ValueError(f"{type(self.adapter).__name__} cannot restore a checkpoint")
             requires = self.adapter.requires(self.ctx)
-            content = {"requires": [s.as_wire() for s in requires]}
+            content = {"requires": [s.as_wire() for s in requires], "data": self.data.address}
             if self.role == "tvb":
                 content["connectome"] = self.adapter.connectome()
         except Exception as e:
@@ -124,13 +127,22 @@ class NodeRuntime:
         ctx.inputs = [SignalSpec.from_wire(s) for s in c["inputs"]]
         ctx.steps_per_window, ctx.n_windows = c["steps_per_window"], c["n_windows"]
         ctx.connectome = c["connectome"]
+        ctx.lag_windows = m = int(c["lag"])
         t0 = time.perf_counter()
         try:
+            # direct data (§4.1): whom this node sends which columns, and from whom it receives
+            self.links = [(e["to"], [(s["name"], np.asarray(s["cols"], dtype=np.int64)) for s in e["signals"]])
+                          for e in c["send"]]
+            if self.curve is not None:
+                self.curve.allow({e["from"]: e.get("key") for e in c["receive"]})
+            for e in c["send"]:
+                self.data.connect(e["to"], e["address"], e.get("key"))
+            self.inbox = Inbox(ctx, c["receive"], m)
             if ctx.resume:
                 ckdir = self._resume_files(ctx)
                 self.adapter.configure(ctx)
                 self.adapter.restore(ckdir, ctx.resume["info"])
-                initial = {}          # the coordinator routes the checkpoint's outputs of window k
+                initial = {}          # the coordinator sends the checkpoint's data in flight (§10.1)
                 log.info("%s: resumed from the checkpoint of window %d", self.name, ctx.resume["window"])
             else:
                 self.adapter.configure(ctx)
@@ -141,9 +153,24 @@ class NodeRuntime:
                                  f"{f': {why}' if why else ''}")
         except Exception as e:
             self._fail(msg, e, "resuming from a checkpoint" if ctx.resume else "building the simulator")
-        log.info("%s: ready (%d windows of %d steps; built in %.2f s)", self.name, ctx.n_windows,
-                 ctx.steps_per_window, time.perf_counter() - t0)
+        from services.coordinator.routing import check_outputs
+        W = ctx.steps_per_window
+        why = check_outputs(ctx.outputs, initial, m * W, allow_missing=True)
+        if why:
+            self._fail(msg, ValueError(f"bad initial outputs: {why}"), "building the simulator")
+        for j in range(-m, 0):          # windows -m..-1 (§3): row block j + m of the initial outputs
+            rows = slice((j + m) * W, (j + m + 1) * W)
+            self._send_data(j, {n: a[rows] for n, a in initial.items()})
+        log.info("%s: ready (%d windows of %d steps, lag %d; built in %.2f s)", self.name, ctx.n_windows,
+                 ctx.steps_per_window, m, time.perf_counter() - t0)
         self._send(T.READY, {"initial": initial, "info": {"build_s": time.perf_counter() - t0}})
+
+    def _send_data(self, window: int, outputs: dict) -> None:
+        """DATA of `window` to every consumer: the columns each needs (§4.1). Sent even when
+        empty (an initial window without state), so the consumer knows the window is complete."""
+        for consumer, sigs in self.links:
+            self.data.send(consumer, window, {n: np.ascontiguousarray(outputs[n][:, cols]) for n, cols in sigs
+                                              if n in outputs})
 
     def _resume_files(self, ctx: RunContext):
         """Verify this node's checkpoint files and cut its results files back to the checkpoint."""
@@ -183,46 +210,93 @@ class NodeRuntime:
         self.ch.send(Message(T.CHECKPOINTED, content, node=self.name, parent_id=msg.msg_id))
 
     def windows(self) -> dict:
-        wait_s = 0.0
+        """Windows as granted (RUN) and as their data arrives (§7): window k starts as soon as RUN
+        covers it and DATA of window k - m came from every producer."""
+        import collections
+        import zmq
+        from services.coordinator.routing import check_outputs
+        ctx, inbox = self.ctx, self.inbox
+        K, W = ctx.n_windows, ctx.steps_per_window
+        k = int(ctx.resume["window"]) + 1 if ctx.resume else 0
+        until = -1
+        sent = collections.deque(maxlen=ctx.lag_windows + 2)     # recent STEP_DONEs (resent if asked, §8)
+        poller = zmq.Poller()
+        poller.register(self.ch.sock, zmq.POLLIN)
+        poller.register(self.data.inbox, zmq.POLLIN)
         t_wait = time.perf_counter()
-        done, last_done = -1, None      # last window answered, and the answer (resent if the coordinator asks)
-        if self.ctx.resume:             # a resumed run starts after the checkpoint's window (§8 needs `done`)
-            done = int(self.ctx.resume["window"])
         while True:
-            self.hb.status = {"done": done, "waiting": True}   # lets the coordinator see a lost message (§8)
-            msg = self._wait({T.STEP, T.END, T.CHECKPOINT}, 10**9, "STEP")
-            if msg.type == T.END:
-                return self.adapter.finish(None)
-            if msg.type == T.CHECKPOINT:
-                self.hb.status = {"done": done, "waiting": False}
-                self.checkpoint(msg)
-                t_wait = time.perf_counter()
-                continue
-            if msg.window <= done:      # a repeated STEP: our STEP_DONE was lost (a reconnect); never recompute
-                if msg.window == done and last_done is not None:
-                    log.warning("%s: STEP %d repeated by the coordinator; resending its STEP_DONE", self.name, done)
-                    self.ch.send(last_done)
-                continue
-            self.hb.status = {"done": done, "waiting": False}
+            # ---- wait: for the grant and the inputs of window k, or END/CHECKPOINT when not granted
+            while not (k < K and k <= until and inbox.complete(k)):
+                if self.hb.lost.is_set():
+                    raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats")
+                self.hb.status = {"done": k - 1, "waiting": True, "until": until,
+                                  "missing": inbox.missing(k) if k < K else []}
+                ready = dict(poller.poll(200))
+                if self.data.inbox in ready:
+                    for _ in range(64):
+                        m = self.data.recv()
+                        if m is not None:
+                            inbox.put(m)
+                        if not self.data.inbox.poll(0):
+                            break
+                if self.ch.sock not in ready:
+                    continue
+                msg = self.ch.recv(0)
+                if msg is None:
+                    continue
+                self.hb.heard()
+                if msg.type == T.RUN:
+                    until = max(until, int(msg.content["until"]))
+                    for old in sent:            # the coordinator missed STEP_DONEs (§8): send them again
+                        if old.window >= msg.content["first"]:
+                            log.warning("%s: resending STEP_DONE of window %d", self.name, old.window)
+                            self.ch.send(old)
+                elif msg.type == T.DATA:
+                    inbox.put(msg)
+                elif msg.type == T.END:
+                    return self.adapter.finish(None)
+                elif msg.type == T.CHECKPOINT:
+                    self.hb.status = {"done": k - 1, "waiting": False}
+                    self.checkpoint(msg)
+                    t_wait = time.perf_counter()
+                elif msg.type == T.ABORT:
+                    raise RunAborted(msg.content["reason"])
+                elif msg.type == T.ERROR:
+                    raise RemoteError(msg.content["error"], msg.content["message"])
+                else:
+                    log.warning("%s: ignoring unexpected %s while running", self.name, msg.type.value)
+            # ---- compute window k
+            self.hb.status = {"done": k - 1, "waiting": False}
+            inputs, bad = inbox.take(k)
+            if bad:
+                producer, why = bad
+                self.ch.send(Message(T.ERROR, {"error": "BadInput", "message": why, "producer": producer},
+                                     node=self.name, window=k))
+                raise NodeFailed(f"node {self.name!r}: bad input from {producer!r} for window {k}: {why}")
             # before window 0 the node waits for the slowest node's setup: that is not lockstep waiting
-            wait_s = time.perf_counter() - t_wait if msg.window > 0 else 0.0
-            self.window = msg.window
+            wait_s = time.perf_counter() - t_wait if k > 0 else 0.0
+            self.window = k
             t0 = time.perf_counter()
             try:
-                outputs = self.adapter.step(msg.window, msg.content["inputs"])
+                outputs = self.adapter.step(k, inputs)
+                why = check_outputs(ctx.outputs, outputs, W)
+                if why:
+                    raise ValueError(f"bad outputs: {why}")
             except Exception as e:
-                self._fail(msg, e, f"window {msg.window}")
+                self._fail(Message(T.RUN, {}, window=k), e, f"window {k}")
             compute_s = time.perf_counter() - t0
-            # wait_s includes decoding this STEP (decode_s); encode_s is the previous STEP_DONE's
-            timing = {"compute_s": compute_s, "wait_s": wait_s, "decode_s": self.ch.last_decode_s,
-                      "encode_s": self.ch.last_encode_s}
+            self.data.last_encode_s = 0.0
+            self._send_data(k, outputs)            # consumers first: they are waiting for it
+            timing = {"compute_s": compute_s, "wait_s": wait_s, "decode_s": inbox.decode_s,
+                      "encode_s": self.ch.last_encode_s + self.data.last_encode_s}
+            inbox.decode_s = 0.0
             part = getattr(self.adapter, "window_timing", None)
             if part is not None:
                 timing.update(part())
-            last_done = Message(T.STEP_DONE, {"outputs": outputs, "timing": timing},
-                                 node=self.name, window=msg.window, parent_id=msg.msg_id)
-            self.ch.send(last_done)
-            done = msg.window
+            done = Message(T.STEP_DONE, {"outputs": outputs, "timing": timing}, node=self.name, window=k)
+            self.ch.send(done)
+            sent.append(done)
+            k += 1
             t_wait = time.perf_counter()
 
     def _fail(self, parent: Message, exc: Exception, doing: str):
@@ -271,6 +345,71 @@ class NodeRuntime:
                     log.exception("%s: could not finish results after: %s", self.name, aborted)
             self.hb.stop()
             self.ch.close()
+            self.data.close()
+
+
+class Inbox:
+    """DATA received, by window and producer, until the window that consumes it starts (§4.1).
+
+    Window k consumes the DATA of window k - m (m = the lag) from every producer in
+    PREPARE.receive; each producer's blocks fill their columns of this node's inputs."""
+
+    def __init__(self, ctx: RunContext, receive: list[dict], lag: int):
+        self.lag, self.W = lag, ctx.steps_per_window
+        self.specs = {s.name: s for s in ctx.inputs}
+        self.parts = {e["from"]: [(s["name"], np.asarray(s["cols"], dtype=np.int64)) for s in e["signals"]]
+                      for e in receive}
+        self.got: dict[int, dict[str, dict]] = {}
+        self.taken = -10**9             # windows below this were consumed: their DATA is a duplicate
+        self.decode_s = 0.0
+        self.duplicates = 0
+
+    def put(self, msg: Message) -> None:
+        j = msg.window
+        if msg.node not in self.parts:
+            log.warning("inbox: DATA from %r, which is not a producer of this node; dropped", msg.node)
+            return
+        if j + self.lag < self.taken or msg.node in self.got.get(j, {}):
+            self.duplicates += 1          # a copy the coordinator resent, or a repeat: keep the first
+            return
+        self.got.setdefault(j, {})[msg.node] = msg.content["signals"]
+
+    def complete(self, k: int) -> bool:
+        have = self.got.get(k - self.lag, {})
+        return all(p in have for p in self.parts)
+
+    def missing(self, k: int) -> list[str]:
+        have = self.got.get(k - self.lag, {})
+        return [p for p in self.parts if p not in have]
+
+    def take(self, k: int) -> tuple[dict, tuple[str, str] | None]:
+        """Inputs of window k, or (partial, (producer, reason)) when a producer sent a bad block."""
+        from services.coordinator.routing import SIGNAL_BOUND
+        j = k - self.lag
+        have = self.got.pop(j, {})
+        self.taken = k + 1 - self.lag
+        W, out = self.W, {}
+        for producer, sigs in self.parts.items():
+            blocks = have.get(producer, {})
+            for name, cols in sigs:
+                b = blocks.get(name)
+                if b is None:
+                    if j >= 0:            # only initial windows may leave a signal out (keep your own)
+                        return out, (producer, f"DATA of window {j} lacks {name!r}")
+                    continue
+                if b.shape != (W, len(cols)):
+                    return out, (producer, f"{name!r} of window {j} has shape {b.shape}, expected {(W, len(cols))}")
+                if not np.isfinite(b).all() or np.abs(b).max(initial=0.0) > SIGNAL_BOUND:
+                    return out, (producer, f"{name!r} of window {j} holds NaN, Inf or a value beyond ±{SIGNAL_BOUND:g}")
+                spec = self.specs[name]
+                if len(cols) == len(spec.regions) and np.array_equal(cols, np.arange(len(cols))):
+                    out[name] = b                          # the whole input from one producer: no copy
+                else:
+                    arr = out.get(name)
+                    if arr is None:
+                        arr = out[name] = np.zeros((W, len(spec.regions)))
+                    arr[:, cols] = b
+        return out, None
 
 
 def traceback_note() -> str:

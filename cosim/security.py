@@ -167,6 +167,11 @@ class CurveServer:
         sock.curve_publickey = self.public
         sock.curve_server = True
 
+    def public_keys(self) -> dict[str, str]:
+        """Node name → public key (z85 text), from the authorized keys: handed to the nodes in
+        PREPARE so that their direct data links are CURVE too (protocol 3, §9)."""
+        return {name: pub.decode() for pub, name in self.keys.names.items()}
+
     def stop(self) -> None:
         with self._lock:
             for _, auth in self._auths.values():
@@ -187,6 +192,44 @@ class CurveClient:
         sock.curve_secretkey = self.secret
         sock.curve_publickey = self.public
         sock.curve_serverkey = self.server_public
+
+    # ---- direct data (protocol 3, PROTOCOL.md §4.1, §9) -----------------------------------
+    def apply_data_server(self, ctx: zmq.Context, sock: zmq.Socket) -> None:
+        """The node's data inbox: a CURVE server with this node's key pair; it accepts the keys
+        of its producers only (`allow`, from PREPARE), none before."""
+        if not hasattr(self, "_data_keys"):
+            self._data_keys: dict[bytes, str] = {}
+            auth = _Authenticator(ctx, log=logging.getLogger("zmq.auth"))
+            auth.start()
+            auth.configure_curve_callback(domain="cosim-data", credentials_provider=self)
+            self._data_auth = auth
+        sock.zap_domain = b"cosim-data"
+        sock.curve_secretkey = self.secret
+        sock.curve_publickey = self.public
+        sock.curve_server = True
+
+    def allow(self, keys: dict[str, str]) -> None:
+        """Producers' public keys (z85 text) by node name."""
+        self._data_keys = {k.encode(): n for n, k in keys.items() if k}
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        ok = key in getattr(self, "_data_keys", {})
+        if not ok:
+            log.warning("%s: refused CURVE key %s on the data inbox (not one of its producers)", self.name,
+                        key.decode(errors="replace"))
+        return ok
+
+    def apply_data_client(self, sock: zmq.Socket, server_key: str | None) -> None:
+        if not server_key:
+            raise ConfigError("CURVE is on but the coordinator sent no public key for a data link")
+        sock.curve_secretkey = self.secret
+        sock.curve_publickey = self.public
+        sock.curve_serverkey = server_key.encode()
+
+    def stop(self) -> None:
+        auth = getattr(self, "_data_auth", None)
+        if auth is not None:
+            auth.stop()
 
 
 def server_from_dir(directory: str | os.PathLike | None) -> CurveServer:

@@ -23,20 +23,7 @@ from proto.messages import Message, MessageType
 log = logging.getLogger(__name__)
 
 
-class PeerTimeout(RuntimeError):
-    """A peer did not answer in time."""
-
-
-class CoordinatorLost(RuntimeError):
-    """The coordinator stopped answering heartbeats."""
-
-
-class RemoteError(RuntimeError):
-    """The peer answered with ERROR; `kind` is its error name."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(f"{kind}: {message}")
-        self.kind, self.remote_message = kind, message
+from cosim.errors import CoordinatorLost, PeerTimeout, RemoteError  # noqa: E402,F401  (re-exported)
 
 
 def printable(value, limit: int = 80) -> str:
@@ -188,3 +175,95 @@ def host_name() -> str:
 
 def pid() -> int:
     return os.getpid()
+
+
+def local_address_towards(address: str) -> str:
+    """The IP address of this machine on the route to ``address``'s host (a UDP "connect" sends
+    nothing): what peers on that network can reach this process at."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((socket.gethostbyname(host), 9))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def default_data_bind(coordinator: str, name: str, token: str) -> str:
+    """Where a node binds its data inbox when not told (protocol 3, §4.1): in-process for an
+    in-process coordinator, loopback for a loopback coordinator, else every interface."""
+    if coordinator.startswith("inproc://"):
+        return f"inproc://cosim-data-{name}-{token[:12]}"
+    host = coordinator.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return "tcp://127.0.0.1:*"
+    return "tcp://0.0.0.0:*"
+
+
+class DataPlane:
+    """A node's direct data links (protocol 3, PROTOCOL.md §4.1): the inbox it binds (PULL), where
+    producers push DATA, and one PUSH per consumer. Under CURVE the inbox is a CURVE server with
+    the node's own key pair that accepts only the keys of its producers (``allow``), and every
+    PUSH is a client that knows its consumer's public key."""
+
+    def __init__(self, ctx: zmq.Context, bind: str, advertise: str | None, coordinator: str, node: str,
+                 curve=None, max_bytes: int = codec.DEFAULT_MAX_BYTES):
+        self.ctx, self.node, self.curve, self.max_bytes = ctx, node, curve, max_bytes
+        self.inbox = ctx.socket(zmq.PULL)
+        self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        self.inbox.setsockopt(zmq.RCVHWM, 0)          # never drop a window's data (bounded by lookahead)
+        if curve is not None:
+            curve.apply_data_server(ctx, self.inbox)
+        try:
+            self.inbox.bind(bind)
+        except zmq.ZMQError as e:
+            from cosim.errors import ConfigError
+            raise ConfigError(f"--data-bind: cannot bind {bind}: {e}") from None
+        bound = self.inbox.getsockopt(zmq.LAST_ENDPOINT).decode()
+        if advertise:
+            self.address = advertise
+        elif bound.startswith("tcp://0.0.0.0:"):
+            self.address = f"tcp://{local_address_towards(coordinator)}:{bound.rsplit(':', 1)[1]}"
+        else:
+            self.address = bound
+        self.out: dict[str, zmq.Socket] = {}
+        self.rejects = RejectCounter(f"{node} data")
+        self._next_id = 0
+        self.last_encode_s = 0.0
+
+    def connect(self, consumer: str, address: str, server_key: str | None = None) -> None:
+        s = self.ctx.socket(zmq.PUSH)
+        s.setsockopt(zmq.LINGER, 2000)               # the last window's DATA must leave before exit
+        s.setsockopt(zmq.SNDHWM, 0)
+        s.setsockopt(zmq.IMMEDIATE, 0)
+        if self.curve is not None:
+            self.curve.apply_data_client(s, server_key)
+        s.connect(address)
+        self.out[consumer] = s
+
+    def send(self, consumer: str, window: int, signals: dict) -> None:
+        self._next_id += 1
+        t0 = time.perf_counter()
+        frames = codec.encode(Message(MessageType.DATA, {"signals": signals}, node=self.node, window=window,
+                                      msg_id=self._next_id))
+        self.last_encode_s += time.perf_counter() - t0
+        self.out[consumer].send_multipart(frames)
+
+    def recv(self) -> Message | None:
+        """One waiting DATA message (call after a poll said the inbox is readable), or None if it was malformed."""
+        frames = self.inbox.recv_multipart()
+        try:
+            msg = codec.decode(frames, self.max_bytes)
+        except codec.ProtocolError as e:
+            self.rejects.reject(type(e).__name__, str(e), "a producer")
+            return None
+        if msg.type != MessageType.DATA:
+            self.rejects.reject("UnexpectedMessage", f"{msg!r} on the data inbox", msg.node)
+            return None
+        return msg
+
+    def close(self) -> None:
+        for s in self.out.values():
+            s.close()
+        self.inbox.close(linger=0)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import msgpack
 import numpy as np
 
-from proto.messages import (PUB_TOPICS, SCHEMAS, SIGNAL_FIELDS, SIGNATURE, WINDOWED, Message, MessageType,
+from proto.messages import (PUB_TOPICS, SCHEMAS, SIGNAL_FIELDS, SIGNATURE, WINDOWED, WINDOWED_ANY, Message, MessageType,
                             signals_ok)
 
 ALLOWED_DTYPES = {"<f8", "<f4", "<i8", "<i4", "|u1"}
@@ -175,6 +175,8 @@ def decode(frames: Sequence, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
         raise MalformedMessage("header needs integer msg_id and string node")
     if mtype in WINDOWED and (not isinstance(window, int) or isinstance(window, bool) or window < 0):
         raise MalformedMessage(f"{mtype.value}: header needs a window number >= 0")
+    if mtype in WINDOWED_ANY and (not isinstance(window, int) or isinstance(window, bool)):
+        raise MalformedMessage(f"{mtype.value}: header needs a window number")
     if window is not None and not isinstance(window, int):
         raise MalformedMessage("window must be an integer")
     if parent is not None and not isinstance(parent, int):

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-# the dialog's version (REGISTER.protocol; 2 added CHECKPOINT/CHECKPOINTED and CONFIGURE.resume)
-PROTOCOL_VERSION = 2
+# the dialog's version (REGISTER.protocol; 2 added CHECKPOINT/CHECKPOINTED and CONFIGURE.resume;
+# 3 sends data straight between nodes (DATA), clocks windows with RUN grants and adds lookahead)
+PROTOCOL_VERSION = 3
 # frame 0 of every message: the framing's version (§5), unchanged since protocol 1, so that a peer
 # of another dialog version still decodes REGISTER and its ERROR VersionMismatch reply
 SIGNATURE = b"COSIM1"
@@ -24,7 +25,8 @@ class MessageType(str, enum.Enum):
     CONFIGURED = "CONFIGURED"
     PREPARE = "PREPARE"
     READY = "READY"
-    STEP = "STEP"
+    RUN = "RUN"                        # protocol 3: windows granted (replaces STEP)
+    DATA = "DATA"                      # protocol 3: a producer's window of signals, node to node
     STEP_DONE = "STEP_DONE"
     END = "END"
     FINISHED = "FINISHED"
@@ -48,11 +50,13 @@ SCHEMAS: dict[MessageType, dict[str, tuple]] = {
     MessageType.CONFIGURE: {"config": (dict,), "regions": (list,), "tvb_dt_ms": _num, "tick_ms": _num,
                             "results_dir": (str, None), "heartbeat_interval_ms": (int,),
                             "heartbeat_timeout_ms": (int,), "resume": (dict, None)},
-    MessageType.CONFIGURED: {"requires": (list,), "connectome": (dict, None)},
+    MessageType.CONFIGURED: {"requires": (list,), "connectome": (dict, None), "data": (str, None)},
     MessageType.PREPARE: {"outputs": (list,), "inputs": (list,), "steps_per_window": (int,),
-                          "n_windows": (int,), "connectome": (dict,)},
+                          "n_windows": (int,), "connectome": (dict,), "lag": (int,), "send": (list,),
+                          "receive": (list,)},
     MessageType.READY: {"initial": _arrays, "info": (dict, None)},
-    MessageType.STEP: {"start_tick": (int,), "n_ticks": (int,), "inputs": _arrays},
+    MessageType.RUN: {"first": (int,), "until": (int,)},
+    MessageType.DATA: {"signals": _arrays},
     MessageType.STEP_DONE: {"outputs": _arrays, "timing": (dict, None)},
     MessageType.END: {"reason": (str, None)},
     MessageType.FINISHED: {"summary": (dict, None)},
@@ -70,9 +74,11 @@ SCHEMAS: dict[MessageType, dict[str, tuple]] = {
 # PUB topics (the first frame of a broadcast, a ZeroMQ subscription prefix) per broadcast type
 PUB_TOPICS = {MessageType.PROGRESS: b"progress", MessageType.EVENT: b"event"}
 # messages whose header must carry the window number
-WINDOWED = {MessageType.STEP, MessageType.STEP_DONE, MessageType.PROGRESS}
+WINDOWED = {MessageType.STEP_DONE, MessageType.PROGRESS}
+# ... the window may be negative: DATA of windows -m..-1 are the initial outputs (lag m, §3)
+WINDOWED_ANY = {MessageType.DATA}
 # fields that hold a map of signal name -> 2-D float array
-SIGNAL_FIELDS = {MessageType.READY: "initial", MessageType.STEP: "inputs", MessageType.STEP_DONE: "outputs"}
+SIGNAL_FIELDS = {MessageType.READY: "initial", MessageType.DATA: "signals", MessageType.STEP_DONE: "outputs"}
 
 
 @dataclass

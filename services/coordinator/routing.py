@@ -124,6 +124,43 @@ def route(plan_: Plan, consumer: str, produced: dict[str, dict[str, np.ndarray]]
     return out
 
 
+def links(plan_: Plan, node: str) -> tuple[list[dict], list[dict]]:
+    """Direct data (protocol 3, PROTOCOL.md §4.1): what ``node`` sends to whom and receives from
+    whom, per consumer/producer as ``[{name, cols}]``. ``send`` cols index the producer's output
+    (its region order), ``receive`` cols the consumer's input. Consumers that are not nodes (the
+    coordinator's own ``<...>`` pseudo-consumers) are left out: the coordinator gets every output
+    with STEP_DONE anyway."""
+    send: dict[str, list[dict]] = {}
+    receive: dict[str, list[dict]] = {}
+    for consumer, inputs in plan_.table.items():
+        if consumer.startswith("<"):
+            continue
+        for name, parts in inputs.items():
+            for p in parts:
+                if p.producer == node:
+                    send.setdefault(consumer, []).append({"name": name, "cols": p.src_cols.tolist()})
+                if consumer == node:
+                    receive.setdefault(p.producer, []).append({"name": name, "cols": p.dst_cols.tolist()})
+    return ([{"to": c, "signals": s} for c, s in send.items()],
+            [{"from": p, "signals": s} for p, s in receive.items()])
+
+
+def data_for(plan_: Plan, producer: str, consumer: str, outputs: dict[str, np.ndarray] | None) -> dict | None:
+    """The DATA signals ``producer`` sends ``consumer`` for one window of ``outputs`` (what the
+    producer's own runtime sends; the coordinator uses it to resend from its copy), or None when
+    the consumer takes nothing from the producer or the outputs are unknown."""
+    if outputs is None or consumer.startswith("<"):
+        return None
+    sigs, any_part = {}, False
+    for name, parts in plan_.table.get(consumer, {}).items():
+        for p in parts:
+            if p.producer == producer:
+                any_part = True
+                if name in outputs:
+                    sigs[name] = np.ascontiguousarray(outputs[name][:, p.src_cols])
+    return sigs if any_part else None
+
+
 # The largest magnitude a signal may carry. Far above any physical value (S in [0, 1], rates
 # below 1e4 Hz) and far below float32's 3.4e38: TVB keeps the coupling variable in a float32
 # history and multiplies it by the weights, so a larger value would become Inf one hop later

@@ -1,0 +1,28 @@
+"""What the coordinator knows about each node (one `Peer` per expected node name)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from cosim.adapter import SignalSpec
+
+# the pseudo-consumer of `coordinator.watch_regions` (never a node name: names are [A-Za-z0-9_.-])
+WATCH = "<watch>"
+
+
+@dataclass
+class Peer:
+    name: str
+    role: str
+    routing_id: bytes | None = None
+    token: str = ""
+    last_seen: float = field(default_factory=time.monotonic)
+    state: str = "expected"         # expected → registered → configured → preparing → ready → finished
+    requires: list[SignalSpec] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    data: str | None = None             # its data inbox's address (CONFIGURED.data, §4.1)
+    done: int = -1                      # the last window whose STEP_DONE arrived
+    silent_warned: bool = False
+    stuck_since: float | None = None    # idle (per its heartbeats) although the run waits for it
+    stuck_key: tuple | None = None
+    refused: str | None = None          # the last of its messages the coordinator answered with ERROR

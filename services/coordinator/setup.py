@@ -1,0 +1,223 @@
+"""Registration and setup (PROTOCOL.md §7): REGISTER → CONFIGURE, CONFIGURED → the plan of who
+sends what to whom, PREPARE (with the direct data links, §4.1), READY → the run starts."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+
+from cosim import checkpoint
+from cosim.adapter import SignalSpec
+from cosim.config import ticks_of
+from cosim.errors import RunFailed
+from cosim.transport import printable
+from proto.messages import PROTOCOL_VERSION, Message, MessageType as T, error
+from services.coordinator import routing
+from services.coordinator.peers import WATCH, Peer
+
+log = logging.getLogger(__name__)
+
+# the window when no connection crosses between nodes (any window is causal then)
+NO_CROSSING_WINDOW_MS = 10.0
+
+
+class SetupMixin:
+    """Registration, configuration, the routing plan and PREPARE."""
+
+    def _spiking_dts(self) -> list[float]:
+        from cosim import backends
+        out = []
+        for i, n in enumerate(self.cfg.spiking_nodes):
+            spec = backends.get(n.backend)
+            dt = spec.dt_ms(spec.params_model().model_validate(n.params or {}))
+            if dt:
+                ticks_of(self.cfg.tvb.dt_ms, dt, f"spiking_nodes[{i}].params.{spec.dt_param} (must divide tvb.dt_ms)")
+            out.append(dt)
+        return out
+
+    def on_register(self, rid: bytes, msg: Message) -> None:
+        c = msg.content
+        def reply(kind: str, text: str) -> None:   # a refused registration is a rejected message too
+            self.rejects.reject(f"Register{kind}", text, repr(rid[:40]))
+            self._send_to(rid, error(msg, kind, text))
+        if c["protocol"] != PROTOCOL_VERSION:
+            return reply("VersionMismatch", f"coordinator speaks protocol {PROTOCOL_VERSION}, node {printable(c['protocol'], 20)}")
+        name = c["name"]
+        # REGISTER comes from anyone who can connect: every field that reaches a log line or a reply
+        # is escaped (a newline would forge a log line) and bounded (100 kB would land as one line)
+        shown = printable(repr(name), 80)
+        peer = self.peers.get(name)
+        if peer is None:     # refusals are logged by the reject counter: once per kind, not once per message
+            return reply("UnknownNode", f"no node named {shown} in this run; expected {sorted(self.peers)}")
+        if peer.role != c["role"]:
+            return reply("ConfigRejected", f"node {shown} must have role {peer.role!r}, not {printable(repr(c['role']), 40)}")
+        if peer.role == "spiking" and c["backend"] and c["backend"] != self.cfg.node(name).backend:
+            return reply("ConfigRejected", f"node {shown} runs backend {printable(repr(c['backend']), 80)}, "
+                                           f"the config asks for {self.cfg.node(name).backend!r}")
+        if peer.routing_id is not None:
+            if peer.token == c["token"]:
+                return  # duplicate
+            stale = time.monotonic() - peer.last_seen > 2 * self.cc.heartbeat_interval_ms / 1000
+            if self.state != "SETUP" or not stale:
+                return reply("NameInUse", f"node name {shown} is already in use by a live process "
+                                          f"(refused pid {printable(c.get('pid'), 20)} on {printable(c.get('host'), 80)})")
+            log.warning("coordinator: node %r re-registered (restarted); replacing its registration", name)
+            self._send_to(peer.routing_id, error(None, "NameInUse", "replaced by a restarted process with this name"))
+            self.by_rid.pop(peer.routing_id, None)
+        peer.routing_id, peer.token, peer.last_seen, peer.state = rid, c["token"], time.monotonic(), "registered"
+        self.by_rid[rid] = name
+        log.info("coordinator: registered %s (%s, pid %s on %s)", name, c["role"], printable(c.get("pid"), 20),
+                 printable(c.get("host"), 80))
+        self.publish("event", {"event": "registered", "node": name})
+        regions = self.cfg.spiking_regions() if peer.role == "tvb" else self.cfg.node(name).regions
+        self.send(peer, T.CONFIGURE, {
+            "config": self.cfg.model_dump(mode="json"), "regions": list(regions), "tvb_dt_ms": self.tvb_dt_ms,
+            "tick_ms": self.tick_ms, "results_dir": str(self.results_dir),
+            "heartbeat_interval_ms": self.cc.heartbeat_interval_ms,
+            "heartbeat_timeout_ms": self.cc.heartbeat_timeout_ms,
+            **({"resume": self.resume_for(name)} if self.resume else {})}, parent=msg)
+
+    def resume_for(self, name: str) -> dict:
+        """CONFIGURE.resume (§10.1): the checkpoint's window and folder and this node's CHECKPOINTED."""
+        k = self.resume["window"]
+        return {"window": k, "dir": checkpoint.rel_folder(k), "info": self.resume["nodes"][name]}
+
+    def on_configured(self, peer: Peer, msg: Message) -> None:
+        if peer.state != "registered":
+            return self.unexpected(peer, msg)
+        try:
+            peer.requires = [SignalSpec.from_wire(s) for s in msg.content["requires"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunFailed(self.where(peer.name, f"malformed requires ({e})"))
+        if peer.role == "tvb":
+            if not isinstance(msg.content.get("connectome"), dict):
+                raise RunFailed(self.where(peer.name, "CONFIGURED without a connectome"))
+            if getattr(self, "plan", None) is not None and not _same_connectome(self.connectome, msg.content["connectome"]):
+                raise RunFailed(self.where(peer.name, "restarted with a different connectome"))
+            self.connectome = msg.content["connectome"]
+        peer.data = msg.content.get("data")
+        peer.state = "configured"
+        if getattr(self, "plan", None) is not None:     # a restarted node joins a setup already prepared
+            if self._prepared_requires.get(peer.name) != peer.requires:
+                raise RunFailed(self.where(peer.name, "restarted with different signal requirements"))
+            self.send_prepare(peer)
+        elif all(p.state == "configured" for p in self.peers.values()):
+            self.prepare_all()
+
+    def prepare_all(self) -> None:
+        from cosim.timing import crossing_min_delay_steps
+        con = self.connectome
+        n = con["weights"].shape[0]
+        for i, node in enumerate(self.cfg.spiking_nodes):
+            bad = [r for r in node.regions if r >= n]
+            if bad:
+                raise RunFailed(f"spiking_nodes[{i}].regions: region(s) {bad} do not exist "
+                                f"(the connectivity has {n} regions, 0..{n - 1})", 2)
+        groups = [set(nd.regions) for nd in self.cfg.spiking_nodes]
+        groups.insert(0, set(range(n)) - set().union(*groups))
+        d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
+        steps = max(1, round(self.cfg.run.duration_ms / self.tvb_dt_ms))
+        if d is None:
+            # nothing crosses: any window is causal; ordinary windows keep progress, recording and
+            # the monitors working (one window for the whole run did not)
+            max_w = None
+            self.W = min(steps, max(1, round(NO_CROSSING_WINDOW_MS / self.tvb_dt_ms)))
+        else:
+            max_w = max(int(d), 1)          # a delay of 0 steps still allows a window of 1 (D + 1)
+            if self.lag > max_w:
+                raise RunFailed(f"run.lookahead: {self.lag} windows of at least one step do not fit in the smallest "
+                                f"delay between differently simulated regions ({d} steps = {d * self.tvb_dt_ms:g} ms); "
+                                f"use at most {max_w}", 2)
+            self.W = max_w // self.lag      # m windows fit in the smallest delay (§3)
+        if self.cfg.run.window_ms is not None:
+            self.W = ticks_of(self.cfg.run.window_ms, self.tvb_dt_ms, "run.window_ms (whole TVB steps)")
+            if max_w is not None and self.W * self.lag > max_w:
+                if self.lag == 1:
+                    raise RunFailed(f"run.window_ms: {window_limit_text(self.cfg.run.window_ms, int(d), self.tvb_dt_ms)}", 2)
+                raise RunFailed(f"run.window_ms: {self.cfg.run.window_ms:g} ms windows with run.lookahead {self.lag} "
+                                f"need {self.W * self.lag} steps of delay, but the smallest delay between differently "
+                                f"simulated regions is {d} steps; use at most {max_w // self.lag * self.tvb_dt_ms:g} ms", 2)
+        self.K = max(1, math.ceil(steps / self.W))
+        if self.K * self.W != steps:
+            # windows are whole (every node steps W at a time, exactly): the run ends at the end of
+            # the last window, up to one window past run.duration_ms; the summary says so
+            log.warning("coordinator: run.duration_ms %g ms is not a whole number of %g ms windows: "
+                        "simulating %g ms (%d windows)", self.cfg.run.duration_ms, self.W * self.tvb_dt_ms,
+                        self.K * self.W * self.tvb_dt_ms, self.K)
+        owner = {r: "tvb" for r in range(n)}
+        for nd in self.cfg.spiking_nodes:
+            owner.update({r: nd.name for r in nd.regions})
+        requires = {p.name: p.requires for p in self.peers.values()}
+        bad = [r for r in self.cc.watch_regions if r not in owner]
+        if bad:
+            raise RunFailed(f"coordinator.watch_regions: region(s) {bad} do not exist "
+                            f"(the connectivity has {n} regions, 0..{n - 1})", 2)
+        watch = tuple(r for r in self.cc.watch_regions if owner.get(r) == "tvb")   # spiking ones are published anyway
+        if watch:   # the coordinator itself consumes these (PUB telemetry, §6.1); recorded like any signal
+            requires[WATCH] = [SignalSpec("state/R_e", watch)]
+        try:
+            self.plan = routing.plan(requires, owner, weights=con["weights"])
+        except routing.PlanError as e:
+            raise RunFailed(f"cannot route signals: {e}", 2)
+        log.info("coordinator: window %d steps (%.3g ms; %s), %d windows", self.W, self.W * self.tvb_dt_ms,
+                 f"min crossing delay {d} step{'s' if d != 1 else ''}" if d is not None
+                 else "nothing crosses between nodes: any window is causal", self.K)
+        if self.resume and (self.resume["steps_per_window"], self.resume["n_windows"]) != (self.W, self.K):
+            raise RunFailed(f"cannot resume: the checkpoint has {self.resume['n_windows']} windows of "
+                            f"{self.resume['steps_per_window']} steps, this run {self.K} of {self.W}", 2)
+        self._prepared_requires = {p.name: p.requires for p in self.peers.values()}
+        for p in self.peers.values():
+            self.send_prepare(p)
+
+    def send_prepare(self, p: Peer) -> None:
+        send, receive = routing.links(self.plan, p.name)
+        keys = self.curve.public_keys() if self.curve is not None else {}
+        for e in send:
+            consumer = self.peers[e["to"]]
+            if not consumer.data:
+                raise RunFailed(self.where(consumer.name, "its CONFIGURED has no data address, but it consumes data"))
+            e["address"] = consumer.data
+            if keys:
+                e["key"] = keys.get(consumer.name, "")
+        if keys:
+            for e in receive:
+                e["key"] = keys.get(e["from"], "")
+        self.send(p, T.PREPARE, {"outputs": [s.as_wire() for s in self.plan.outputs[p.name]],
+                                 "inputs": [s.as_wire() for s in self.plan.inputs[p.name]],
+                                 "steps_per_window": self.W, "n_windows": self.K, "connectome": self.connectome,
+                                 "lag": self.lag, "send": send, "receive": receive})
+        p.state = "preparing"
+
+    def on_ready(self, peer: Peer, msg: Message) -> None:
+        if peer.state != "preparing":
+            return self.unexpected(peer, msg)
+        initial = msg.content["initial"]
+        m, W = self.lag, self.W
+        why = routing.check_outputs(self.plan.outputs[peer.name], initial, m * W, allow_missing=True)
+        if why:
+            raise RunFailed(self.where(peer.name, f"bad initial outputs: {why}"))
+        # windows -m..-1 (§3): kept to resend a lost initial DATA (§8)
+        self.copies[peer.name] = {j: {n: a[(j + m) * W:(j + m + 1) * W] for n, a in initial.items()}
+                                  for j in range(-m, 0)}
+        peer.info = msg.content.get("info") or {}
+        peer.state = "ready"
+        if all(p.state == "ready" for p in self.peers.values()):
+            self.start_run()
+
+
+def window_limit_text(window_ms: float, d: int, dt_ms: float) -> str:
+    """Why a window is too long, with the smallest delay as it is (0 steps is possible) and the
+    largest window allowed (W <= D, but at least 1 step: the coupling reads step n - 1 - D)."""
+    max_w = max(d, 1)
+    return (f"{window_ms:g} ms is longer than the smallest delay between differently simulated regions allows "
+            f"(smallest delay {d} step{'s' if d != 1 else ''} = {d * dt_ms:g} ms; largest window "
+            f"{max_w} step{'s' if max_w != 1 else ''} = {max_w * dt_ms:g} ms); use at most {max_w * dt_ms:g}")
+
+
+def _same_connectome(a: dict, b: dict) -> bool:
+    try:
+        return all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in ("weights", "idelays"))
+    except (KeyError, TypeError, ValueError):
+        return False
