@@ -20,10 +20,10 @@ from harness import Services, log_time, noop_cfg, record_fault
 HB_MS = 2000
 
 
-# float32 is refused by the codec's message check when the STEP_DONE arrives (signals are float64
-# arrays); the node is told, reports the refusal and the coordinator names it at once
+# protocol 3: the producer's runtime checks its outputs before they leave (consumers check what they
+# receive too, and the coordinator the copy): every bad value is named at once as the producer's
 @pytest.mark.parametrize("bad,words", [("nan", "bad outputs"), ("inf", "bad outputs"), ("huge", "bad outputs"),
-                                       ("float32", "refused this node's message")])
+                                       ("float32", "bad outputs")])
 def test_bad_values_are_blamed_on_their_producer_at_once(cosim, bad, words):
     cfg = noop_config(duration_ms=64, bad_output=bad, bad_output_at_window=5)
     cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": HB_MS}

@@ -84,7 +84,7 @@ def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
     from cosim.config import parse_config
     from cosim.launcher import free_port
     from proto import codec
-    from proto.messages import Message, MessageType as T
+    from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
     from services.coordinator.coordinator import Coordinator
     import threading
     port = free_port()
@@ -105,7 +105,7 @@ def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
     s.close()
     t.join(10)
     assert reply.type == T.ERROR and reply.content["error"] == "VersionMismatch"
-    assert reply.content["message"] == "coordinator speaks protocol 2, node 1"
+    assert reply.content["message"] == f"coordinator speaks protocol {PROTOCOL_VERSION}, node 1"
 
 
 @pytest.fixture(scope="module")
