@@ -47,7 +47,7 @@ def tvb_alone(n_steps: int, iext: dict[int, float] | None = None, sigma: float |
                               monitors=[monitors.Raw()])
     np.random.seed(SEED)
     sim.configure()
-    (t, x), = sim.run(simulation_length=n_steps * 0.1)
+    (t, x), = sim.run(simulation_length=(n_steps - 0.5) * 0.1)   # TVB runs ceil(length / dt) steps
     assert x.shape[0] == n_steps and np.isclose(t[0], 0.1)
     return x[:, :, :, 0]
 
