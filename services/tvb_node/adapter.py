@@ -217,7 +217,7 @@ class TVBAdapter(NodeAdapter):
         if D is not None and m * W > D + 1:
             lagged = "" if m == 1 else f" with a lag of {m} windows ({m * W} steps)"
             raise ValueError(f"window of {W} steps{lagged} is not causal: the shortest delay between TVB and "
-                             f"spiking regions is {D} steps (largest causal lag x window {D + 1})")
+                             f"spiking regions is {D} steps (lag x window must not exceed {D + 1} steps)")
         # inputs
         self.in_cols: dict[str, np.ndarray] = {}
         for s in ctx.inputs:
