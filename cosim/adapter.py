@@ -7,21 +7,35 @@ Signals are named ``"<kind>/<variable>"``:
 - ``state/S_e``, ``state/S_i``, ``state/R_e``, ``state/R_i``: the node's own regions'
   values at the *end* of each TVB step of the window it just simulated
   (window k covers TVB steps ``k*W+1 .. k*W+W``; step 0 is the initial state).
-- ``coupling/S_e``, ``coupling/R_e``: for each target region p and each step n of the
-  *coming* window, ``sum_j w[p, j] * X_j(n - 1 - idelay[p, j])`` over the regions j the
-  producing node owns (self-connections and other spiking regions excluded), without the
-  coupling's ``a`` factor. Known one window ahead because every crossing delay >= W.
+- ``coupling/S_e``, ``coupling/R_e``: for each target region p and each step n of
+  window k + m (``m = ctx.lag_windows``), ``sum_j w[p, j] * X_j(n - 1 - idelay[p, j])`` over
+  the regions j the producing node owns (self-connections and other spiking regions
+  excluded), without the coupling's ``a`` factor. Produced with window k (the producer has
+  simulated up to step ``(k+1)*W``), so known m windows ahead because ``m*W <= D + 1``.
 
-Inputs for window k are the other nodes' outputs of window k-1. For k = 0 they are the
-``initial_outputs()`` of the other nodes; a signal missing at k = 0 means "keep your own
-initial history" (both sides build identical initial history from the shared config).
+**Lag of m windows** (``ctx.lag_windows``, PREPARE's ``lag``; 1 unless set). Inputs of window k
+are the other nodes' outputs of window ``k - m``: ``state/*`` rows of steps
+``(k-m)*W+1 .. (k-m+1)*W`` and ``coupling/*`` rows for window k itself. This is causal when
+``m*W <= D + 1`` (D: smallest crossing delay in TVB steps): a consumer computing step
+``n <= (k+1)*W`` reads a producer's step ``n - 1 - idelay <= (k+1)*W - 1 - D``, which must be
+``<= (k-m+1)*W``, the last step of window ``k - m``; the coordinator keeps ``m*W <= max(D, 1)``.
+So a node may run up to m windows ahead of its peers while data is in flight. m = 1 is the
+one-window lag (inputs of window k are outputs of window k-1).
+
+``initial_outputs()`` stands in for windows ``-m .. -1``: each signal is one block of ``m*W``
+rows, oldest window first (``state/*``: steps ``-m*W+1 .. 0``; ``coupling/*``: windows
+``0 .. m-1``). The runtime splits it: window ``k < m`` receives rows ``k*W .. (k+1)*W`` of the
+block as its input. A signal missing from the initial outputs means "keep your own initial
+history" for windows ``0 .. m-1`` (both sides build identical initial history from the shared
+config), e.g. the TVB node sends no state when ``m*W`` exceeds its history length. Every
+input and every ``step`` output is still W rows.
 
 The lockstep runtime (``cosim.node_runtime``) calls, in order (see proto/PROTOCOL.md §7)::
 
     requires(ctx) -> [SignalSpec]        on CONFIGURE (ctx.config, ctx.regions, dts known)
     connectome() -> dict                 on CONFIGURE, TVB role only (sent in CONFIGURED)
     configure(ctx) -> None               on PREPARE (W, K, outputs, inputs, connectome known)
-    initial_outputs() -> Signals         sent in READY
+    initial_outputs() -> Signals         sent in READY (m*W rows: windows -m .. -1)
     step(k, inputs) -> Signals           k = 0 .. K-1
     finish(aborted_reason | None) -> dict
 and, when checkpoints are configured and ``can_checkpoint`` is true (PROTOCOL.md §10.1)::
@@ -89,6 +103,30 @@ class RunContext:
         return model.model_validate(self.node_entry().get("params") or {})
 
 
+def lag_of(ctx: "RunContext") -> int:
+    """``ctx.lag_windows`` checked: an integer >= 1."""
+    m = int(ctx.lag_windows)
+    if m < 1 or m != ctx.lag_windows:
+        raise ValueError(f"lag_windows must be an integer >= 1, got {ctx.lag_windows!r}")
+    return m
+
+
+def split_initial_outputs(initial: Signals, steps_per_window: int, lag_windows: int) -> list[Signals]:
+    """A node's ``initial_outputs()`` (blocks of ``m*W`` rows, windows ``-m .. -1``) as the outputs of
+    each of those windows, oldest first: element ``k`` is what window ``k`` (``k < m``) receives.
+    Raises ValueError if a block does not have ``m*W`` rows."""
+    W, m = int(steps_per_window), int(lag_windows)
+    out: list[Signals] = [{} for _ in range(m)]
+    for name, block in initial.items():
+        a = np.asarray(block)
+        if a.ndim != 2 or a.shape[0] != m * W:
+            raise ValueError(f"initial output {name} has shape {a.shape}, expected {m * W} rows "
+                             f"({m} window(s) of {W} steps)")
+        for k in range(m):
+            out[k][name] = a[k * W:(k + 1) * W]
+    return out
+
+
 class NodeAdapter(abc.ABC):
     """A simulator behind the protocol. Library code: raises, never exits."""
 
@@ -107,11 +145,13 @@ class NodeAdapter(abc.ABC):
 
     @abc.abstractmethod
     def initial_outputs(self) -> Signals:
-        """Outputs standing in for window -1 (may be a subset of ``ctx.outputs``)."""
+        """Outputs standing in for windows ``-m .. -1`` (``m = ctx.lag_windows``): one block of
+        ``m*W`` rows per signal, oldest window first; may be a subset of ``ctx.outputs``."""
 
     @abc.abstractmethod
     def step(self, window: int, inputs: Signals) -> Signals:
-        """Advance exactly one window. ``inputs`` keyed by signal name, arrays (W, n_regions)."""
+        """Advance exactly one window. ``inputs`` (the others' outputs of window ``k - m``) keyed by
+        signal name, arrays (W, n_regions); returns arrays (W, n_regions)."""
 
     def connectome(self) -> dict[str, Any]:
         """TVB role only: the connectome as built (see RunContext.connectome)."""

@@ -13,7 +13,8 @@ against it in-process (no sockets: the dialog itself is tested by the system tes
 Checks follow the node interface in cosim/adapter.py message by message: requires → configure
 → initial_outputs → step × K → finish; plus: same seed, same outputs; the outputs respond to
 the input (``responds_to_input``); and, for backends that take part in mixed runs
-(``mixed_runs``), the rates of another spiking service's regions are consumed. Installed with
+(``mixed_runs``), the rates of another spiking service's regions are consumed; with a lag of
+m = 3 windows (``RunContext.lag_windows``) initial outputs are ``3*W`` rows and windows W rows. Installed with
 cosim as the pytest plugin ``cosim`` (entry point ``pytest11``), which prints the installed
 backends in pytest's header.
 """
@@ -68,7 +69,9 @@ class BackendConformance:
                                 tick_ms=0.1))
         return tvb.connectome()
 
-    def make(self, tmp_path, tag: str = "a", other: bool = False) -> tuple[NodeAdapter, RunContext]:
+    def make(self, tmp_path, tag: str = "a", other: bool = False, lag: int = 1) -> tuple[NodeAdapter, RunContext]:
+        """The adapter and its context after ``requires``; the window is the largest the
+        coordinator would choose for ``lag``: ``floor(max(D, 1) / lag)`` steps (at least 1)."""
         from cosim.timing import crossing_min_delay_steps
         cfg = self.config()
         groups = [set(self.regions)]
@@ -83,7 +86,8 @@ class BackendConformance:
         requires = adapter.requires(ctx)
         con = self.connectome(cfg)
         d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
-        ctx.steps_per_window, ctx.n_windows = max(int(d or 1), 1), self.windows
+        ctx.steps_per_window, ctx.n_windows = max(max(int(d or 1), 1) // lag, 1), self.windows
+        ctx.lag_windows = lag
         ctx.inputs = requires
         ctx.outputs = [SignalSpec("state/S_e", tuple(self.regions)), SignalSpec("state/R_e", tuple(self.regions))]
         ctx.connectome = con
@@ -165,6 +169,27 @@ class BackendConformance:
         assert (self.other_region in wanted) == self.mixed_runs, \
             f"region {self.other_region} (another spiking service's): consumed={self.other_region in wanted}, " \
             f"declared mixed_runs={self.mixed_runs}"
+        adapter.finish(None)
+
+    def test_lag_of_three_windows(self, tmp_path):
+        """With a lag of m = 3 windows (inputs of window k are outputs of window k-3) initial outputs,
+        if any, are blocks of 3*W rows (windows -3 .. -1) and every window returns W rows; in a
+        mixed run too, for a backend that takes part in them."""
+        m = 3
+        adapter, ctx = self.make(tmp_path, "lag", other=self.mixed_runs, lag=m)
+        W = ctx.steps_per_window
+        adapter.configure(ctx)
+        init = adapter.initial_outputs()
+        want = {s.name: s for s in ctx.outputs}
+        for name, arr in init.items():
+            assert name in want
+            assert arr.shape == (m * W, len(want[name].regions)) and arr.dtype == np.float64, \
+                f"initial {name}: shape {arr.shape}, expected {(m * W, len(want[name].regions))} (lag {m}, W {W})"
+        for k in range(ctx.n_windows):
+            out = adapter.step(k, self.inputs(ctx, k))
+            assert set(out) == set(want)
+            for s in ctx.outputs:
+                assert out[s.name].shape == (W, len(s.regions)) and np.isfinite(out[s.name]).all()
         adapter.finish(None)
 
     def test_finish_after_abort_is_clean(self, tmp_path):

@@ -4,9 +4,10 @@ A spiking region p is driven by every region j that this node does not simulate,
 connectome: ``c_p(n) = sum_j w[p, j] * R_e,j(n - 1 - idelay[p, j])`` (Hz*weight, TVB's coupling
 indexing). The TVB node computes the part over its own regions (``coupling/R_e``); regions of
 *other spiking services* (mixed runs: NEST owns one region, NetPyNE another) arrive as their
-``state/R_e`` one window late, and this module applies their delays itself, from a history of
-those rates. Under the timing rule (window <= every crossing delay) everything a window needs
-has arrived before it starts (PROTOCOL.md §4).
+``state/R_e`` m windows late (``ctx.lag_windows``; window k brings window k-m's rows, steps
+``(k-m)*W+1 .. (k-m+1)*W``), and this module applies their delays itself, from a history of
+those rates. Under the timing rule (``m*W`` <= every crossing delay, + 1) everything a window
+needs has arrived before it starts (PROTOCOL.md §4, cosim/adapter.py).
 
 The input transformer then maps ``c_p`` to a Poisson rate per input train:
 ``rate = scale_p * c_p + offset`` with ``scale_p = 1 / sum_j w[p, j]`` for "row_mean" (the
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cosim.adapter import RunContext, SignalSpec
+from cosim.adapter import RunContext, SignalSpec, lag_of
 
 
 class CouplingInput:
@@ -30,6 +31,7 @@ class CouplingInput:
         self.others = sorted(int(r) for n in ctx.config.get("spiking_nodes", []) if n.get("name") != mine
                              for r in n.get("regions", []) if int(r) not in own)
         self.W = 0
+        self.m = 1
 
     def requires(self) -> list[SignalSpec]:
         specs = [SignalSpec("coupling/R_e", tuple(self.regions))]
@@ -40,6 +42,7 @@ class CouplingInput:
     def configure(self, ctx: RunContext, initial_rate_hz: float = 0.0) -> None:
         """Needs the connectome (PREPARE): weights and TVB's integer delays."""
         self.W = int(ctx.steps_per_window)
+        self.m = m = lag_of(ctx)
         if ctx.connectome is None:          # standalone use (no brain): TVB's coupling only
             if self.others:
                 raise ValueError("rates from other spiking services need the connectome (sent with PREPARE)")
@@ -64,10 +67,11 @@ class CouplingInput:
         self.links = links
         if links:
             dmin = min(d for *_, d in links)
-            if dmin < self.W:
-                raise ValueError(f"window of {self.W} steps is longer than the delay ({dmin} steps) from another "
-                                 f"spiking service's region (the coordinator should have prevented this)")
-            depth = max(d for *_, d in links) + 2 * self.W + 1
+            if dmin < m * self.W:
+                lagged = "" if m == 1 else f" times the lag of {m} windows"
+                raise ValueError(f"window of {self.W} steps{lagged} is longer than the delay ({dmin} steps) from "
+                                 f"another spiking service's region (the coordinator should have prevented this)")
+            depth = max(d for *_, d in links) + (m + 1) * self.W + 1
         else:
             depth = 1
         # history of the other services' R_e by absolute TVB step (ring buffer)
@@ -86,8 +90,8 @@ class CouplingInput:
         return np.where(rw > 0, 1.0 / np.where(rw > 0, rw, 1.0), 0.0)
 
     def signal(self, k: int, inputs: dict[str, np.ndarray] | None, input_specs: list[SignalSpec]) -> np.ndarray:
-        """``c`` (W, n_regions) for window ``k`` from this window's inputs (outputs of window k-1)."""
-        W = self.W
+        """``c`` (W, n_regions) for window ``k`` from this window's inputs (outputs of window k-m)."""
+        W, m = self.W, self.m
         inputs = inputs or {}
         c = np.zeros((W, len(self.regions)))
         tvb = inputs.get("coupling/R_e")
@@ -100,11 +104,11 @@ class CouplingInput:
             c += tvb if order == self.regions else tvb[:, [order.index(r) for r in self.regions]]
         if self.others:
             rates = inputs.get("state/R_e")
-            if rates is not None:                 # window k-1's rows: steps (k-1)W+1 .. kW
+            if rates is not None:                 # window k-m's rows: steps (k-m)W+1 .. (k-m+1)W
                 rates = np.asarray(rates, dtype=np.float64)
                 if rates.shape != (W, len(self.others)):
                     raise ValueError(f"state/R_e has shape {rates.shape}, expected {(W, len(self.others))}")
-                steps = (k - 1) * W + 1 + np.arange(W)
+                steps = (k - m) * W + 1 + np.arange(W)
                 self.hist[steps % self.depth] = rates
             if len(self.links):
                 n = k * W + 1 + np.arange(W)              # the steps of window k
@@ -119,30 +123,33 @@ class PerSourceInput:
 
     The node requires ``sources/R_e`` of its regions; the coordinator turns it into ``state/R_e``
     of every region outside the node that projects to them (TVB's regions from the TVB node, other
-    services' regions from their owners; PROTOCOL.md §4). Rows of window k-1 (steps
-    ``(k-1)W+1 .. kW``) arrive with STEP(k); this class keeps their history and applies each
-    connection's delay itself: the rate of link (p, j) at step n is ``R_e,j(n - 1 - idelay[p, j])``,
-    TVB's own coupling indexing, so ``sum_j w[p, j] * rate[p, j]`` equals TVB's ``coupling/R_e``
-    of p (PROTOCOL.md §4) wherever the history is known. Under the timing rule
-    (``idelay >= W - 1`` across the boundary, what the coordinator's window already guarantees)
-    every term is known when window k starts.
+    services' regions from their owners; PROTOCOL.md §4). With a lag of m windows
+    (``ctx.lag_windows``) rows of window k-m (steps ``(k-m)W+1 .. (k-m+1)W``) arrive with STEP(k);
+    this class keeps their history and applies each connection's delay itself: the rate of link
+    (p, j) at step n is ``R_e,j(n - 1 - idelay[p, j])``, TVB's own coupling indexing, so
+    ``sum_j w[p, j] * rate[p, j]`` equals TVB's ``coupling/R_e`` of p (PROTOCOL.md §4) wherever
+    the history is known. Under the timing rule (``idelay >= m*W - 1`` across the boundary, what
+    the coordinator's window and lag already guarantee) every term is known when window k starts.
 
-    Initial history: window 0 brings the last W steps of TVB's initial history; steps older than
-    that were never sent and are taken equal to the first row received (exact for a constant
-    initial history, e.g. the zero history of ``tvb.conventions: tvb-multiscale``). In a mixed run
-    the other services send no initial outputs, so the coordinator leaves ``state/R_e`` out of
-    window 0 altogether: the history is then held from window 1's first row (step 1) backwards.
+    Initial history: windows 0 .. m-1 bring the last ``m*W`` steps of TVB's initial history;
+    steps older than that were never sent and are taken equal to the first row received (exact
+    for a constant initial history, e.g. the zero history of ``tvb.conventions: tvb-multiscale``).
+    In a mixed run the other services send no initial outputs, so the coordinator leaves
+    ``state/R_e`` out of windows 0 .. m-1 altogether: the history is then held from window m's
+    first row (step 1) backwards.
     """
 
     def __init__(self, ctx: RunContext, regions: list[int]):
         self.regions = [int(r) for r in regions]
         self.W = 0
+        self.m = 1
 
     def requires(self) -> list[SignalSpec]:
         return [SignalSpec("sources/R_e", tuple(self.regions))]
 
     def configure(self, ctx: RunContext, initial_rate_hz: float = 0.0) -> None:
         self.W = W = int(ctx.steps_per_window)
+        self.m = m = lag_of(ctx)
         if ctx.connectome is None:
             raise ValueError("input.mode per_source needs the connectome (sent with PREPARE)")
         w = np.asarray(ctx.connectome["weights"], dtype=np.float64)
@@ -160,10 +167,11 @@ class PerSourceInput:
         missing = sorted({j for *_, j, _, _ in links if j not in col})
         if missing:
             raise ValueError(f"state/R_e of source region(s) {missing} is not among this node's inputs")
-        short = [(p, j, d) for _, p, j, _, d in links if d < W - 1]
+        short = [(p, j, d) for _, p, j, _, d in links if d < m * W - 1]
         if short:
             p, j, d = short[0]
-            raise ValueError(f"connection {j} -> {p} has delay {d} steps, too short for windows of {W} steps")
+            lagged = "" if m == 1 else f" and a lag of {m} windows"
+            raise ValueError(f"connection {j} -> {p} has delay {d} steps, too short for windows of {W} steps{lagged}")
         self.t_idx = np.array([l[0] for l in links], dtype=np.int64)
         self.target = np.array([l[1] for l in links], dtype=np.int64)
         self.source = np.array([l[2] for l in links], dtype=np.int64)
@@ -171,7 +179,7 @@ class PerSourceInput:
         self.dly = np.array([l[4] for l in links], dtype=np.int64)
         self.s_idx = np.array([col[l[2]] for l in links], dtype=np.int64)
         self.row_weight = np.array([w[p, [j for j in range(n) if j not in own]].sum() for p in self.regions])
-        self.depth = int(self.dly.max()) + 2 * W + 1 if links else 1
+        self.depth = int(self.dly.max()) + (m + 1) * W + 1 if links else 1
         self.hist = np.full((self.depth, max(len(self.sources), 1)), float(initial_rate_hz))
         self._filled = False
 
@@ -187,8 +195,9 @@ class PerSourceInput:
         return np.where(rw > 0, 1.0 / np.where(rw > 0, rw, 1.0), 0.0)
 
     def rates(self, k: int, inputs: dict[str, np.ndarray] | None, input_specs: list[SignalSpec]) -> np.ndarray:
-        """``R_e,j(n - 1 - idelay[p, j])`` (W, n_links) for the steps n of window ``k``."""
-        W = self.W
+        """``R_e,j(n - 1 - idelay[p, j])`` (W, n_links) for the steps n of window ``k``; ``inputs`` are
+        window k-m's outputs."""
+        W, m = self.W, self.m
         got = (inputs or {}).get("state/R_e")
         if got is not None and self.sources:
             got = np.asarray(got, dtype=np.float64)
@@ -201,7 +210,7 @@ class PerSourceInput:
             if not self._filled:                   # older steps were never sent: hold the first row
                 self.hist[:] = got[0]
                 self._filled = True
-            steps = (k - 1) * W + 1 + np.arange(W)
+            steps = (k - m) * W + 1 + np.arange(W)
             self.hist[steps % self.depth] = got
         if not self.n_links:
             return np.zeros((W, 0))

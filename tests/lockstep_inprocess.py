@@ -2,17 +2,20 @@
 
 No sockets, one process: REGISTER/CONFIGURE → ``requires``/``connectome``; PREPARE →
 ``configure``; READY → ``initial_outputs``; window k → ``step(k, inputs)`` for every node with
-the other nodes' outputs of window k-1 (PROTOCOL.md §3–4). ``state/*`` of a region comes from
-the node that owns it, ``coupling/*`` from the TVB node.
+the other nodes' outputs of window k-m (``lag`` m, 1 unless given; PROTOCOL.md §3–4 and
+cosim/adapter.py). Window k < m gets rows ``k*W .. (k+1)*W`` of the initial blocks (``m*W``
+rows, windows -m .. -1). ``state/*`` of a region comes from the node that owns it,
+``coupling/*`` from the TVB node.
 """
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals, split_initial_outputs
 from cosim.config import parse_config
 from cosim.timing import crossing_min_delay_steps
 
@@ -21,6 +24,7 @@ from cosim.timing import crossing_min_delay_steps
 class LockstepResult:
     W: int
     K: int
+    lag: int
     contexts: dict[str, RunContext]
     initial: dict[str, Signals]
     outputs: list[dict[str, Signals]] = field(default_factory=list)   # per window, per node
@@ -34,7 +38,12 @@ def _producer(name: str, region: int, owner: dict[int, str], tvb: str) -> str:
 def run_lockstep(config: dict, adapters: dict[str, NodeAdapter], *, tvb: str = "tvb",
                  window_steps: int | None = None, results_dir: str | None = None,
                  extra_outputs: dict[str, list[SignalSpec]] | None = None,
-                 keep_outputs: bool = True) -> LockstepResult:
+                 keep_outputs: bool = True, lag: int = 1) -> LockstepResult:
+    """``window_steps`` defaults to ``floor(max(D, 1) / lag)`` (D: smallest crossing delay; 1 if
+    nothing crosses)."""
+    m = int(lag)
+    if m < 1:
+        raise ValueError(f"lag must be >= 1, got {lag}")
     cfg = parse_config(config)
     n_regions = None
     owner_spiking = {r: n.name for n in cfg.spiking_nodes for r in n.regions}
@@ -50,7 +59,9 @@ def run_lockstep(config: dict, adapters: dict[str, NodeAdapter], *, tvb: str = "
     if window_steps is None:
         D = crossing_min_delay_steps(connectome["weights"], connectome["idelays"],
                                      [set(n.regions) for n in cfg.spiking_nodes])
-        window_steps = D if D is not None else 1
+        window_steps = max(D, 1) // m if D is not None else 1
+        if window_steps < 1:
+            raise ValueError(f"no causal window for a lag of {m} windows (smallest crossing delay {D} steps)")
     W = int(window_steps)
     K = math.ceil(round(cfg.run.duration_ms / cfg.tvb.dt_ms) / W)
     wanted: dict[str, dict[str, set[int]]] = {n: {} for n in adapters}
@@ -67,7 +78,7 @@ def run_lockstep(config: dict, adapters: dict[str, NodeAdapter], *, tvb: str = "
     outputs = {n: [SignalSpec(name, tuple(sorted(rs))) for name, rs in sorted(wanted[n].items())] for n in adapters}
     for name, a in adapters.items():
         c = ctxs[name]
-        c.steps_per_window, c.n_windows = W, K
+        c.steps_per_window, c.n_windows, c.lag_windows = W, K, m
         c.outputs, c.inputs, c.connectome = outputs[name], list(requires[name]), connectome
         a.configure(c)
     col = {(n, s.name): {r: i for i, r in enumerate(s.regions)} for n, ss in outputs.items() for s in ss}
@@ -88,28 +99,31 @@ def run_lockstep(config: dict, adapters: dict[str, NodeAdapter], *, tvb: str = "
                 out[s.name] = arr
         return out
 
-    def check(name: str, produced: Signals, allow_missing: bool) -> None:
+    def check(name: str, produced: Signals, allow_missing: bool, rows: int = W) -> None:
         for s in outputs[name]:
             a = produced.get(s.name)
             if a is None:
                 if not allow_missing:
                     raise AssertionError(f"{name} did not produce {s.name}")
-            elif a.shape != (W, len(s.regions)):
-                raise AssertionError(f"{name}: {s.name} has shape {a.shape}, expected {(W, len(s.regions))}")
+            elif a.shape != (rows, len(s.regions)):
+                raise AssertionError(f"{name}: {s.name} has shape {a.shape}, expected {(rows, len(s.regions))}")
 
     initial = {name: a.initial_outputs() for name, a in adapters.items()}
     for name, prod in initial.items():
-        check(name, prod, allow_missing=True)
-    res = LockstepResult(W=W, K=K, contexts=ctxs, initial=initial)
-    prev = initial
+        check(name, prod, allow_missing=True, rows=m * W)
+    res = LockstepResult(W=W, K=K, lag=m, contexts=ctxs, initial=initial)
+    # outputs of windows k-m .. k-1, oldest first; windows -m .. -1 are the initial blocks split
+    per_node = {name: split_initial_outputs(prod, W, m) for name, prod in initial.items()}
+    in_flight = deque({name: per_node[name][j] for name in adapters} for j in range(m))
     try:
         for k in range(K):
+            prev = in_flight.popleft()                # outputs of window k-m
             cur = {name: a.step(k, route(name, prev)) for name, a in adapters.items()}
             for name, prod in cur.items():
                 check(name, prod, allow_missing=False)
             if keep_outputs:
                 res.outputs.append(cur)
-            prev = cur
+            in_flight.append(cur)
     except BaseException as e:
         for a in adapters.values():
             a.finish(f"{type(e).__name__}: {e}")

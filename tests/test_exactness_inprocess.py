@@ -47,20 +47,20 @@ def tvb_alone(n_steps: int, iext: dict[int, float] | None = None, sigma: float |
                               monitors=[monitors.Raw()])
     np.random.seed(SEED)
     sim.configure()
-    (t, x), = sim.run(simulation_length=n_steps * 0.1)
+    (t, x), = sim.run(simulation_length=(n_steps - 0.5) * 0.1)   # TVB runs ceil(length / dt) steps
     assert x.shape[0] == n_steps and np.isclose(t[0], 0.1)
     return x[:, :, :, 0]
 
 
 def run_case(tmp_path, nodes: dict[str, list[int]], duration_ms: float, iext: float | None = None,
-             stochastic: bool = False, window_steps: int | None = None, extra_outputs=None):
+             stochastic: bool = False, window_steps: int | None = None, extra_outputs=None, lag: int = 1):
     cfg = {"run": {"duration_ms": duration_ms, "seed": SEED},
            "tvb": {"integrator": {"kind": "heun_stochastic" if stochastic else "heun_deterministic"}},
            "spiking_nodes": [{"name": n, "backend": "reference", "regions": r,
                               "params": {"model": {"I_ext": iext}} if iext else {}} for n, r in nodes.items()]}
     adapters = {"tvb": TVBAdapter(record_proxy_vars=ALL_PROXY_VARS), **{n: ReferenceAdapter() for n in nodes}}
     res = run_lockstep(cfg, adapters, results_dir=str(tmp_path), window_steps=window_steps,
-                       extra_outputs=extra_outputs)
+                       extra_outputs=extra_outputs, lag=lag)
     spiking = sorted(r for rs in nodes.values() for r in rs)
     alone = tvb_alone(res.K * res.W, {r: iext for r in spiking} if iext else None,
                       1e-3 if stochastic else None)
@@ -68,13 +68,13 @@ def run_case(tmp_path, nodes: dict[str, list[int]], duration_ms: float, iext: fl
 
 
 def assert_exact(tmp_path, res, nodes, alone, spiking):
-    W, K = res.W, res.K
+    W, K, m = res.W, res.K, res.lag
     with h5py.File(tmp_path / "tvb.h5", "r") as f:
         assert f.attrs["completed"] and f.attrs["stopped_reason"] == "completed"
         raw = f["raw"]
         flag = raw["proxy_from_spiking"][:].astype(bool)
         assert raw["S_e"].shape == (K * W, 76)
-        assert flag.sum() == (K - 1) * W and flag[:(K - 1) * W].all()      # last window: no proxy data
+        assert flag.sum() == (K - m) * W and flag[:(K - m) * W].all()      # last m windows: no proxy data
         np.testing.assert_array_equal(raw["time_ms"][:], np.arange(1, K * W + 1) * 0.1)
         own = np.setdiff1d(np.arange(76), spiking)
         for i, v in enumerate(("S_e", "S_i")):
@@ -134,8 +134,13 @@ def test_largest_causal_window_is_min_delay_plus_one(tmp_path):
 
 def test_coupling_signals_match_numpy(case_33_71):
     """coupling/R_e and coupling/S_e equal an independent loop over the recorded history."""
-    tmp, res, adapters, _, _ = case_33_71
-    W, K = res.W, res.K
+    check_coupling_signals(*case_33_71[:3])
+
+
+def check_coupling_signals(tmp, res, adapters):
+    """The TVB node's coupling/{R_e,S_e} for targets 33, 71 (initial blocks: windows 0 .. m-1; window
+    k's outputs: window k+m) equal an independent loop over tvb.h5's raw history."""
+    W, K, m = res.W, res.K, res.lag
     con = res.contexts["tvb"].connectome
     w, d = con["weights"], con["idelays"]
     init = adapters["tvb"].tvb.initial                    # steps -512 .. 0
@@ -144,7 +149,7 @@ def test_coupling_signals_match_numpy(case_33_71):
         S = np.concatenate([init.S_e, f["raw"]["S_e"][:]]).astype(np.float32).astype(np.float64)
     z = -init.first_step                                  # row of step 0
     spiking = {33, 71}
-    steps = np.arange(1, (K + 1) * W + 1)                 # windows 0 .. K
+    steps = np.arange(1, (K + m) * W + 1)                 # windows 0 .. K-1+m
     for name, X in (("coupling/R_e", R), ("coupling/S_e", S)):
         got = np.concatenate([res.initial["tvb"][name]] + [o["tvb"][name] for o in res.outputs])
         assert got.shape == (steps.size, 2)
@@ -152,7 +157,7 @@ def test_coupling_signals_match_numpy(case_33_71):
             acc = np.zeros(steps.size)
             for j in range(76):
                 if j != p and j not in spiking and w[p, j] != 0:
-                    assert d[p, j] >= W
+                    assert d[p, j] >= m * W - 1
                     acc += w[p, j] * X[z + steps - 1 - d[p, j], j]
             np.testing.assert_array_equal(got[:, col], acc, err_msg=f"{name} target {p}")
             assert np.abs(acc).max() > 0

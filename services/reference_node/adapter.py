@@ -3,11 +3,13 @@
 It builds its OWN full ``WindowedTVB`` from the same run config (same seed, hence the same
 random initial history and noise stream), simulates its regions ``ctx.regions`` with TVB's own
 numba dfun, sparse ``reduceat`` coupling and float32 history, and treats every other region as
-a proxy overwritten each window from the other nodes' ``state/S_e`` (+ ``state/S_i``) of the
-previous window (*per-source mode*, PROTOCOL.md §4). Under the timing rule its regions then
-reproduce TVB alone bit for bit, and so does the TVB node that couples to them.
+a proxy overwritten each window from the other nodes' ``state/S_e`` (+ ``state/S_i``) of window
+k-m (a lag of m = ``ctx.lag_windows`` windows; *per-source mode*, PROTOCOL.md §4): their history
+of steps ``(k-m)*W+1 .. (k-m+1)*W`` before window k. Under the timing rule (``m*W <= D + 1``)
+its regions then reproduce TVB alone bit for bit, and so does the TVB node that couples to them.
 
-Outputs: ``state/{S_e,S_i,R_e,R_i}`` of its regions for the window just simulated.
+Outputs: ``state/{S_e,S_i,R_e,R_i}`` of its regions for the window just simulated; initial
+outputs: the last ``m*W`` steps of the initial history (none if the history is shorter).
 Results: ``<results_dir>/<node_name>.h5`` (raw values of its own regions only).
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals, lag_of
 from services.reference_node.config import ReferenceParams
 from services.tvb_node.adapter import (STATE_VARS, UNITS, check_dt, parse_sections, state_input_blocks,
                                        validate_regions)
@@ -83,9 +85,11 @@ class ReferenceAdapter(NodeAdapter):
         W = self.W = int(ctx.steps_per_window)
         if W < 1:
             raise ValueError(f"steps_per_window must be >= 1, got {W}")
+        m = self.m = lag_of(ctx)
         D = crossing_min_delay_steps(w.weights, w.idelays, [set(self.own.tolist())])
-        if D is not None and W > D + 1:
-            raise ValueError(f"window of {W} steps is not causal for regions {self.own.tolist()}: "
+        if D is not None and m * W > D + 1:
+            lagged = "" if m == 1 else f" with a lag of {m} windows ({m * W} steps)"
+            raise ValueError(f"window of {W} steps{lagged} is not causal for regions {self.own.tolist()}: "
                              f"shortest delay to other regions is {D} steps")
         self.in_cols: dict[str, np.ndarray] = {}
         for s in ctx.inputs:
@@ -113,10 +117,10 @@ class ReferenceAdapter(NodeAdapter):
                                    append=ctx.resume is not None, attrs={
                 "node": ctx.node_name, "backend": "reference", "regions": self.own.tolist(),
                 "region_labels": [w.region_labels[r] for r in self.own], "dt_ms": w.dt,
-                "steps_per_window": W, "seed": self.run_cfg.seed, "units": json.dumps(UNITS)})
+                "steps_per_window": W, "lag_windows": m, "seed": self.run_cfg.seed, "units": json.dumps(UNITS)})
             self.out.add_group("raw", {v: len(self.own) for v in STATE_VARS}, attrs={"units": json.dumps(UNITS)})
-        log.info("reference node %s: regions %s, W=%d, inputs %s", ctx.node_name, self.own.tolist(), W,
-                 sorted(self.in_cols))
+        log.info("reference node %s: regions %s, W=%d, lag %d, inputs %s", ctx.node_name, self.own.tolist(), W,
+                 m, sorted(self.in_cols))
 
     def _outputs(self, rec: WindowRecord) -> Signals:
         return {s.name: np.ascontiguousarray(getattr(rec, var)[:, r]) for s, var, r in self.out_specs}
@@ -124,15 +128,16 @@ class ReferenceAdapter(NodeAdapter):
     def initial_outputs(self) -> Signals:
         if self.ctx is None:
             raise RuntimeError("initial_outputs() before configure()")
-        if self.W > self.tvb.n_time:   # initial history is shorter than a window: keep your own
+        n = self.m * self.W            # windows -m .. -1: steps -n+1 .. 0
+        if n > self.tvb.n_time:        # initial history is shorter than m windows: keep your own
             return {}
-        return self._outputs(self.tvb.initial.tail(self.W))
+        return self._outputs(self.tvb.initial.tail(n))
 
     def step(self, window: int, inputs: Signals) -> Signals:
         k = int(window)
         if self.ctx is None:
             raise RuntimeError("step() before configure()")
-        blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the other regions")
+        blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the other regions", self.m)
         t0 = time.perf_counter()
         w = self.tvb
         if "S_e" in blocks:
@@ -140,7 +145,7 @@ class ReferenceAdapter(NodeAdapter):
             if "S_i" in blocks:
                 pos = {int(r): i for i, r in enumerate(self.in_cols["S_i"])}
                 s_i = blocks["S_i"][:, [pos[int(r)] for r in self.in_cols["S_e"]]]
-            w.overwrite(self.in_cols["S_e"], blocks["S_e"], s_i, k * self.W - self.W + 1)
+            w.overwrite(self.in_cols["S_e"], blocks["S_e"], s_i, (k - self.m) * self.W + 1)
         rec = w.run_window(self.W)
         if self.out is not None:
             self.out.append("raw", rec.steps * w.dt, {v: getattr(rec, v)[:, self.own] for v in STATE_VARS})
@@ -153,7 +158,7 @@ class ReferenceAdapter(NodeAdapter):
         from cosim.checkpoint import save_arrays
         name = f"{self.ctx.node_name}.npz"
         save_arrays(Path(directory) / name, {**{f"tvb_{k}": v for k, v in self.tvb.get_state().items()},
-                                             "k_next": np.int64(self._k_next)})
+                                             "k_next": np.int64(self._k_next), "lag_windows": np.int64(self.m)})
         rows = {f"{self.ctx.node_name}.h5": self.out.rows()} if self.out is not None else {}
         return {"files": [name], "rows": rows}
 
@@ -162,6 +167,9 @@ class ReferenceAdapter(NodeAdapter):
         d = load_arrays(Path(directory) / info["files"][0])
         self.tvb.set_state({k[4:]: v for k, v in d.items() if k.startswith("tvb_")})
         self._k_next = int(d["k_next"])
+        saved_m = int(d["lag_windows"]) if "lag_windows" in d else 1
+        if saved_m != self.m:
+            raise ValueError(f"checkpoint was written with a lag of {saved_m} windows; this run has {self.m}")
 
     def finish(self, aborted: str | None = None) -> dict[str, Any]:
         path = None

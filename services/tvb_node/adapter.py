@@ -1,16 +1,22 @@
 """TVBAdapter: the whole-brain TVB node behind the NodeAdapter interface (role "tvb").
 
-``ctx.regions`` are the spiking regions, which TVB keeps as proxies: before window k their
-history (and current state) is overwritten with the spiking side's ``state/S_e`` (+ ``S_i``)
-of window k-1 (PROTOCOL.md §3 one-window lag), then the window is integrated with
-``WindowedTVB``. Outputs are any of ``state/{S_e,S_i,R_e,R_i}`` (own regions' values of the
-window just simulated) and ``coupling/{S_e,R_e}`` for the *coming* window (§4).
+``ctx.regions`` are the spiking regions, which TVB keeps as proxies. With a lag of m windows
+(``ctx.lag_windows``, cosim/adapter.py), window k's inputs are the spiking side's
+``state/S_e`` (+ ``S_i``) of window k-m: before window k the proxies' history of steps
+``(k-m)*W+1 .. (k-m+1)*W`` is overwritten with them (for m = 1 the block ends at the current
+step, so the current state is overwritten too), then the window is integrated with
+``WindowedTVB``. Under ``m*W <= D + 1`` every proxy value TVB's own regions read in window k
+has been overwritten by then. Outputs are any of ``state/{S_e,S_i,R_e,R_i}`` (own regions'
+values of the window just simulated) and ``coupling/{S_e,R_e}`` for window k+m (§4).
+``initial_outputs`` are ``m*W`` rows: the last ``m*W`` steps of the initial history (no state
+when that is longer than the history) and the coupling of windows 0 .. m-1.
 
-Recording happens one window late: window k-1 is recorded (raw, TemporalAverage, Bold, the
+Recording happens m windows late: window k-m is recorded (raw, TemporalAverage, Bold, the
 latter two tvb-library's own monitor classes) when window k's inputs bring the proxies' true
-values, so proxy columns hold the spiking side's values, not TVB's stand-in integration.
-The last window never gets its proxy values; ``finish`` writes it to ``raw`` with
-``proxy_from_spiking = 0`` and does not feed it to the monitors.
+values, so proxy columns hold the spiking side's values, not TVB's stand-in integration; up
+to m simulated windows wait in a queue. The last m windows never get their proxy values;
+``finish`` writes them to ``raw`` with ``proxy_from_spiking = 0`` and does not feed them to the
+monitors.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals, lag_of
 from cosim.config import RunSection, TVBSection
 from services.tvb_node.h5out import H5Appender
 from cosim.timing import crossing_min_delay_steps
@@ -36,6 +43,7 @@ log = logging.getLogger(__name__)
 STATE_VARS = ("S_e", "S_i", "R_e", "R_i")
 COUPLING_VARS = ("S_e", "R_e")
 UNITS = {"S_e": "1", "S_i": "1", "R_e": "Hz", "R_i": "Hz"}
+_RECORD_FIELDS = ("S_e", "S_i", "R_e", "R_i", "coupling")   # WindowRecord's arrays, in order
 
 
 def parse_sections(config: dict) -> tuple[RunSection, TVBSection]:
@@ -70,7 +78,10 @@ class CouplingPlan:
     """
 
     def __init__(self, targets: np.ndarray, source_ok: np.ndarray, weights: np.ndarray,
-                 idelays: np.ndarray, window: int, what: str):
+                 idelays: np.ndarray, window: int, what: str, lag: int = 1):
+        """``window`` W and ``lag`` m: each output is for the window m windows ahead, so every
+        source's delay must be at least ``m*W - 1``."""
+        ahead = lag * window
         self.targets = targets
         cols = []
         for p in targets:
@@ -83,10 +94,11 @@ class CouplingPlan:
         self.D = np.zeros((len(targets), m), dtype=np.int64)
         for i, (p, c) in enumerate(zip(targets, cols)):
             self.J[i, :len(c)], self.W[i, :len(c)], self.D[i, :len(c)] = c, weights[p, c], idelays[p, c]
-            if len(c) and idelays[p, c].min() < window - 1:
+            if len(c) and idelays[p, c].min() < ahead - 1:
                 j = c[np.argmin(idelays[p, c])]
+                ahead_s = f"one window ({window} steps)" if lag == 1 else f"{lag} windows of {window} steps"
                 raise ValueError(f"{what}: connection {j} -> {p} has delay {idelays[p, j]} steps, too short "
-                                 f"to be known one window ({window} steps) ahead")
+                                 f"to be known {ahead_s} ahead")
         self.valid = np.zeros(self.J.shape, dtype=bool)
         for i, c in enumerate(cols):
             self.valid[i, :len(c)] = True
@@ -125,9 +137,10 @@ def make_monitors(tvb: TVBSection, n_regions: int):
 
 
 def state_input_blocks(inputs: Signals, in_cols: dict, W: int, k: int, k_expected: int,
-                       whose: str) -> dict[str, np.ndarray]:
+                       whose: str, lag: int = 1) -> dict[str, np.ndarray]:
     """Validated ``state/<var>`` inputs of window k as {var: (W, n) float64}; shared by the
-    TVB node and the reference node, which both take other nodes' state one window late."""
+    TVB node and the reference node, which both take other nodes' state ``lag`` windows late
+    (window k-lag's rows; for k < lag they come from initial outputs and may be missing)."""
     if k != k_expected:
         raise ValueError(f"step({k}) out of order; expected window {k_expected}")
     unknown = sorted(set(inputs) - {f"state/{v}" for v in in_cols})
@@ -143,8 +156,8 @@ def state_input_blocks(inputs: Signals, in_cols: dict, W: int, k: int, k_expecte
         if not np.isfinite(a).all():
             raise ValueError(f"window {k}: input {name} contains non-finite values")
         blocks[var] = a
-    if k > 0 and "S_e" not in blocks:
-        raise ValueError(f"window {k}: missing state/S_e of {whose} (window {k - 1})")
+    if k >= lag and "S_e" not in blocks:
+        raise ValueError(f"window {k}: missing state/S_e of {whose} (window {k - lag})")
     return blocks
 
 
@@ -166,7 +179,7 @@ class TVBAdapter(NodeAdapter):
         self._config = config
         self.ctx: RunContext | None = None
         self.out: H5Appender | None = None
-        self._pending: WindowRecord | None = None
+        self._pending: deque[WindowRecord] = deque()   # simulated, waiting for the proxies' values
         self._k_next = 0
         self._timing = {"integrate_s": 0.0, "outputs_s": 0.0, "record_s": 0.0}
 
@@ -196,13 +209,15 @@ class TVBAdapter(NodeAdapter):
         W = self.W = int(ctx.steps_per_window)
         if W < 1:
             raise ValueError(f"steps_per_window must be >= 1, got {W}")
+        m = self.m = lag_of(ctx)
         self.proxies = validate_regions(ctx.regions, n, "spiking regions")
         self.is_proxy = np.zeros(n, dtype=bool)
         self.is_proxy[self.proxies] = True
         D = crossing_min_delay_steps(w.weights, w.idelays, [set(self.proxies.tolist())])
-        if D is not None and W > D + 1:
-            raise ValueError(f"window of {W} steps is not causal: the shortest delay between TVB and "
-                             f"spiking regions is {D} steps (largest causal window {D + 1})")
+        if D is not None and m * W > D + 1:
+            lagged = "" if m == 1 else f" with a lag of {m} windows ({m * W} steps)"
+            raise ValueError(f"window of {W} steps{lagged} is not causal: the shortest delay between TVB and "
+                             f"spiking regions is {D} steps (lag x window must not exceed {D + 1} steps)")
         # inputs
         self.in_cols: dict[str, np.ndarray] = {}
         for s in ctx.inputs:
@@ -232,7 +247,7 @@ class TVBAdapter(NodeAdapter):
                     log.warning("output %s includes spiking regions %s: TVB's stand-in values",
                                 s.name, r[self.is_proxy[r]].tolist())
             elif kind == "coupling" and var in COUPLING_VARS:
-                self.plans[s.name] = CouplingPlan(r, ~self.is_proxy, w.weights, w.idelays, W, s.name)
+                self.plans[s.name] = CouplingPlan(r, ~self.is_proxy, w.weights, w.idelays, W, s.name, m)
             else:
                 raise ValueError(f"tvb node cannot produce {s.name!r}")
             self.out_specs.append((s, r))
@@ -242,8 +257,8 @@ class TVBAdapter(NodeAdapter):
             self._R_ring[w.slot(w.initial.steps)] = w.initial.R_e
         self.monitors = make_monitors(self.tvb_cfg, n)
         self._open_results()
-        log.info("tvb node: %d regions, %d spiking %s, W=%d steps (%g ms), %d windows, outputs %s",
-                 n, len(self.proxies), self.proxies.tolist(), W, W * w.dt, ctx.n_windows,
+        log.info("tvb node: %d regions, %d spiking %s, W=%d steps (%g ms), lag %d, %d windows, outputs %s",
+                 n, len(self.proxies), self.proxies.tolist(), W, W * w.dt, m, ctx.n_windows,
                  [s.name for s, _ in self.out_specs])
 
     def _open_results(self) -> None:
@@ -255,7 +270,8 @@ class TVBAdapter(NodeAdapter):
         self.out = H5Appender(Path(ctx.results_dir) / "tvb.h5", flush_every=self.flush_every,
                               append=ctx.resume is not None, attrs={
             "node": ctx.node_name, "region_labels": w.region_labels, "spiking_regions": self.proxies.tolist(),
-            "dt_ms": w.dt, "steps_per_window": self.W, "n_windows": ctx.n_windows, "seed": self.run_cfg.seed,
+            "dt_ms": w.dt, "steps_per_window": self.W, "lag_windows": self.m, "n_windows": ctx.n_windows,
+            "seed": self.run_cfg.seed,
             "tvb_config": json.dumps(self.tvb_cfg.model_dump()), "units": json.dumps(UNITS),
             "proxy_sources": json.dumps(sources),
             "note": "proxy (spiking region) columns come from the spiking side (see proxy_sources); "
@@ -277,7 +293,7 @@ class TVBAdapter(NodeAdapter):
             w.check_in_history(int(src.min()), int(src.max()))
         return self._R_ring[w.slot(src), J]
 
-    def _outputs(self, rec: WindowRecord, coupling_first_step: int) -> Signals:
+    def _outputs(self, rec: WindowRecord, coupling_first_step: int, coupling_steps: int) -> Signals:
         out: Signals = {}
         for s, r in self.out_specs:
             kind, _, var = s.name.partition("/")
@@ -285,14 +301,15 @@ class TVBAdapter(NodeAdapter):
                 out[s.name] = np.ascontiguousarray(getattr(rec, var)[:, r])
             else:
                 vals = self._values_S_e if var == "S_e" else self._values_R_e
-                out[s.name] = self.plans[s.name].compute(coupling_first_step, self.W, vals)
+                out[s.name] = self.plans[s.name].compute(coupling_first_step, coupling_steps, vals)
         return out
 
     def initial_outputs(self) -> Signals:
         if self.ctx is None:
             raise RuntimeError("initial_outputs() before configure()")
-        out = self._outputs(self.tvb.initial.tail(min(self.W, self.tvb.n_time)), 1)
-        if self.W > self.tvb.n_time:   # initial history is shorter than a window: send no state
+        n = self.m * self.W            # windows -m .. -1: steps -n+1 .. 0; coupling of windows 0 .. m-1
+        out = self._outputs(self.tvb.initial.tail(min(n, self.tvb.n_time)), 1, n)
+        if n > self.tvb.n_time:        # initial history is shorter than m windows: send no state
             out = {k: v for k, v in out.items() if not k.startswith("state/")}
         return out
 
@@ -300,25 +317,29 @@ class TVBAdapter(NodeAdapter):
         k = int(window)
         if self.ctx is None:
             raise RuntimeError("step() before configure()")
-        blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the spiking regions")
+        m = self.m
+        blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the spiking regions", m)
         t0 = time.perf_counter()
         w, W = self.tvb, self.W
-        if "S_e" in blocks:
+        if "S_e" in blocks:            # window k-m's rows: steps (k-m)W+1 .. (k-m+1)W
             s_i = blocks["S_i"][:, self._si_order] if "S_i" in blocks else None
-            w.overwrite(self.in_cols["S_e"], blocks["S_e"], s_i, k * W - W + 1)
-        if self._pending is not None:
+            w.overwrite(self.in_cols["S_e"], blocks["S_e"], s_i, (k - m) * W + 1)
+        if k >= m:                     # window k-m gets the proxies' true values and is recorded
+            rec = self._pending.popleft()
+            if rec.first_step != (k - m) * W + 1:
+                raise RuntimeError(f"window {k}: the oldest window waiting to be recorded starts at step "
+                                   f"{rec.first_step}, expected window {k - m}")
             for var, b in blocks.items():
-                getattr(self._pending, var)[:, self.in_cols[var]] = b
-            self._record(self._pending, from_spiking=True)
-            self._pending = None
+                getattr(rec, var)[:, self.in_cols[var]] = b
+            self._record(rec, from_spiking=True)
         t1 = time.perf_counter()
         rec = w.run_window(W)
         t2 = time.perf_counter()
         if self._R_ring is not None:
             tail = rec.tail(min(W, w.n_time))
             self._R_ring[w.slot(tail.steps)] = tail.R_e
-        out = self._outputs(rec, rec.first_step + W)
-        self._pending = rec
+        out = self._outputs(rec, rec.first_step + m * W, W)      # coupling for window k+m
+        self._pending.append(rec)
         self._k_next = k + 1
         t3 = time.perf_counter()
         self._timing["record_s"] += t1 - t0
@@ -350,15 +371,21 @@ class TVBAdapter(NodeAdapter):
 
     # ---- checkpoint (PROTOCOL.md §10.1) -----------------------------------------------------
     def checkpoint(self, directory) -> dict[str, Any]:
-        """TVB's state, the window not yet recorded (it waits for the proxies' true values), the
-        coupling/R_e ring and the monitors' accumulators; tvb.h5 made durable first."""
+        """TVB's state, the windows not yet recorded (up to m; they wait for the proxies' true
+        values), the coupling/R_e ring and the monitors' accumulators; tvb.h5 made durable first.
+
+        The waiting windows are stacked: ``pending_first_steps`` (q,), ``pending_<var>`` (q, W, N).
+        ``restore`` also reads the format written before the lag existed (one waiting window:
+        scalar ``pending_first_step``, ``pending_<var>`` (W, N))."""
         from cosim.checkpoint import save_arrays
         d = {f"tvb_{k}": v for k, v in self.tvb.get_state().items()}
         d["k_next"] = np.int64(self._k_next)
-        if self._pending is not None:
-            p = self._pending
-            d.update(pending_first_step=np.int64(p.first_step), pending_S_e=p.S_e, pending_S_i=p.S_i,
-                     pending_R_e=p.R_e, pending_R_i=p.R_i, pending_coupling=p.coupling)
+        d["lag_windows"] = np.int64(self.m)
+        if self._pending:
+            q = list(self._pending)
+            d["pending_first_steps"] = np.array([p.first_step for p in q], dtype=np.int64)
+            for v in _RECORD_FIELDS:
+                d[f"pending_{v}"] = np.stack([getattr(p, v) for p in q])
         if self._R_ring is not None:
             d["R_ring"] = self._R_ring
         for name, (mon, _) in self.monitors.items():
@@ -375,10 +402,21 @@ class TVBAdapter(NodeAdapter):
         d = load_arrays(Path(directory) / info["files"][0])
         self.tvb.set_state({k[4:]: v for k, v in d.items() if k.startswith("tvb_")})
         self._k_next = int(d["k_next"])
-        self._pending = None
-        if "pending_S_e" in d:
-            self._pending = WindowRecord(int(d["pending_first_step"]), *(np.array(d[f"pending_{v}"]) for v in
-                                                                         ("S_e", "S_i", "R_e", "R_i", "coupling")))
+        saved_m = int(d["lag_windows"]) if "lag_windows" in d else 1
+        if saved_m != self.m:
+            raise ValueError(f"checkpoint was written with a lag of {saved_m} windows; this run has {self.m}")
+        self._pending = deque()
+        if "pending_first_steps" in d:
+            for i, first in enumerate(d["pending_first_steps"]):
+                self._pending.append(WindowRecord(int(first), *(np.array(d[f"pending_{v}"][i])
+                                                                for v in _RECORD_FIELDS)))
+        elif "pending_S_e" in d:       # written before the lag existed: one waiting window
+            self._pending.append(WindowRecord(int(d["pending_first_step"]),
+                                              *(np.array(d[f"pending_{v}"]) for v in _RECORD_FIELDS)))
+        want = min(self._k_next, self.m)
+        if len(self._pending) != want:
+            raise ValueError(f"checkpoint holds {len(self._pending)} window(s) waiting to be recorded, "
+                             f"expected {want} after {self._k_next} window(s) with a lag of {self.m}")
         if self._R_ring is not None:
             self._R_ring[...] = d["R_ring"]
         for name, (mon, _) in self.monitors.items():
@@ -390,9 +428,8 @@ class TVBAdapter(NodeAdapter):
                     v[...] = d[key]
 
     def finish(self, aborted: str | None = None) -> dict:
-        if self._pending is not None:
-            self._record(self._pending, from_spiking=False)
-            self._pending = None
+        while self._pending:           # the last m windows never get the proxies' values
+            self._record(self._pending.popleft(), from_spiking=False)
         path = None
         if self.out is not None:
             path = str(self.out.path)
