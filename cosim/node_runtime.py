@@ -219,7 +219,7 @@ class NodeRuntime:
         K, W = ctx.n_windows, ctx.steps_per_window
         k = int(ctx.resume["window"]) + 1 if ctx.resume else 0
         until = -1
-        sent = collections.deque(maxlen=ctx.lag_windows + 2)     # recent STEP_DONEs (resent if asked, §8)
+        sent = collections.deque(maxlen=ctx.lag_windows + 16)     # recent STEP_DONEs (resent if asked, §8)
         poller = zmq.Poller()
         poller.register(self.ch.sock, zmq.POLLIN)
         poller.register(self.data.inbox, zmq.POLLIN)

@@ -303,11 +303,26 @@ class FakeNode(threading.Thread):
                                                        msg_id=self._id, parent_id=parent)))
 
     def _dialog(self, sock, hb, token: str) -> str:
+        """Protocol 3 by hand: a data inbox, DATA to consumers, RUN grants (PROTOCOL.md §4.1, §7)."""
+        ctx = zmq.Context.instance()
+        inbox = ctx.socket(zmq.PULL)
+        inbox.setsockopt(zmq.LINGER, 0)
+        inbox.bind("tcp://127.0.0.1:*")
+        pushes: dict[str, zmq.Socket] = {}
+        try:
+            return self._windows(sock, hb, token, inbox, pushes)
+        finally:
+            inbox.close(0)
+            for p in pushes.values():
+                p.close(0)
+
+    def _windows(self, sock, hb, token: str, inbox, pushes) -> str:
         self._send(T.REGISTER, {"name": self.node, "role": "spiking", "backend": "noop",
                                 "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "host": "fuzz", "token": token})
         end = time.monotonic() + self.timeout_s
         next_hb = 0.0
-        outputs, W, K = [], 0, 0
+        outputs, W, K, lag, send, until, k = [], 0, 0, 1, [], -1, 0
+        got: set[int] = set()        # windows of DATA received from the TVB node
         while time.monotonic() < end:
             now = time.monotonic()
             if now >= next_hb:
@@ -315,16 +330,9 @@ class FakeNode(threading.Thread):
                 next_hb = now + 0.1
                 while hb.poll(0):
                     hb.recv_multipart()
-            if not sock.poll(50):
-                continue
-            m = codec.decode(sock.recv_multipart())
-            if m.type == T.CONFIGURE:
-                self._send(T.CONFIGURED, {"requires": [{"name": "coupling/R_e", "regions": m.content["regions"]}]})
-            elif m.type == T.PREPARE:
-                outputs, W, K = m.content["outputs"], m.content["steps_per_window"], m.content["n_windows"]
-                self._send(T.READY, {"initial": {}, "info": {}})
-            elif m.type == T.STEP:
-                k = m.window
+            while inbox.poll(0):
+                got.add(codec.decode(inbox.recv_multipart()).window)
+            if K and k < K and k <= until and (k - lag) in got:
                 self.windows_started.set()
                 self._inject(k, outputs, W)
                 if self.step_sleep_s:
@@ -337,8 +345,30 @@ class FakeNode(threading.Thread):
                             hb.recv_multipart()
                         self.hold_last.wait(0.1)
                 out = {s["name"]: np.full((W, len(s["regions"])), float(k)) for s in outputs}
-                self._send(T.STEP_DONE, {"outputs": out, "timing": {"compute_s": 0.0, "wait_s": 0.0}},
-                           window=k, parent=m.msg_id)
+                self._data(pushes, send, k, out)
+                self._send(T.STEP_DONE, {"outputs": out, "timing": {"compute_s": 0.0, "wait_s": 0.0}}, window=k)
+                k += 1
+                continue
+            if not sock.poll(20):
+                continue
+            m = codec.decode(sock.recv_multipart())
+            if m.type == T.CONFIGURE:
+                self._send(T.CONFIGURED, {"requires": [{"name": "coupling/R_e", "regions": m.content["regions"]}],
+                                          "data": inbox.getsockopt(zmq.LAST_ENDPOINT).decode()})
+            elif m.type == T.PREPARE:
+                outputs, W, K = m.content["outputs"], m.content["steps_per_window"], m.content["n_windows"]
+                lag, send = m.content["lag"], m.content["send"]
+                for e in send:
+                    pushes[e["to"]] = zmq.Context.instance().socket(zmq.PUSH)
+                    pushes[e["to"]].setsockopt(zmq.LINGER, 1000)
+                    pushes[e["to"]].connect(e["address"])
+                for j in range(-lag, 0):
+                    self._data(pushes, send, j, {})
+                self._send(T.READY, {"initial": {}, "info": {}})
+            elif m.type == T.RUN:
+                until = max(until, m.content["until"])
+            elif m.type == T.DATA:
+                got.add(m.window)
             elif m.type == T.END:
                 self._send(T.FINISHED, {"summary": {"windows": K}})
                 time.sleep(0.2)          # let FINISHED leave (LINGER 0)
@@ -348,6 +378,13 @@ class FakeNode(threading.Thread):
             elif m.type == T.ERROR:
                 self.errors += 1
         return "timeout"
+
+    def _data(self, pushes, send, window: int, out: dict) -> None:
+        for e in send:
+            sigs = {s["name"]: np.ascontiguousarray(out[s["name"]][:, s["cols"]]) for s in e["signals"] if s["name"] in out}
+            self._id += 1
+            pushes[e["to"]].send_multipart(codec.encode(Message(T.DATA, {"signals": sigs}, node=self.node,
+                                                                window=window, msg_id=self._id)))
 
     def _inject(self, k: int, outputs: list, W: int) -> None:
         """Misbehave on the registered identity; none of this may fail or change the run."""

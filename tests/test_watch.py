@@ -42,7 +42,7 @@ def test_broadcasts_travel_through_the_codec():
     with pytest.raises(MalformedMessage):                       # PROGRESS without its window
         decode_published(encode_published(Message(T.PROGRESS, msg.content, node="coordinator")))
     with pytest.raises(TypeError):
-        encode_published(Message(T.STEP, {}, window=0))
+        encode_published(Message(T.RUN, {"first": 0, "until": 0}))
     ev = decode_published(encode_published(Message(T.EVENT, {"event": "started", "windows": 9})))
     assert ev.type == T.EVENT and ev.content["event"] == "started"
 
