@@ -152,15 +152,6 @@ class MpiSection(_Strict):
                              "(give several ranks to one host as HOST:SLOTS)")
         return v
 
-    @field_validator("args")
-    @classmethod
-    def _args(cls, v: list[str]) -> list[str]:
-        for a in v:
-            if a.split("=")[0] in _MPI_RANK_OPTS:
-                raise ValueError(f"{a!r}: the rank count comes from the backend's params (e.g. mpi_ranks), "
-                                 "not from mpiexec arguments")
-        return v
-
     @model_validator(mode="after")
     def _one_host_list(self) -> "MpiSection":
         given = [a for a in self.args if a.split("=")[0] in _MPI_HOST_OPTS]
@@ -347,6 +338,10 @@ def _check_mpi(n: NodeEntry, spec, params, where: str) -> None:
     if not spec.mpi_param:
         raise ConfigError(f"{where}: backend {n.backend!r} does not run under MPI; remove mpi")
     ranks = spec.mpi_ranks(params)
+    for a in n.mpi.args:
+        if a.split("=")[0] in _MPI_RANK_OPTS:
+            raise ConfigError(f"{where}.args: {a!r}: the rank count is params.{spec.mpi_param} ({ranks}), "
+                              "not an mpiexec argument")
     if ranks < 2:
         raise ConfigError(f"{where}: the node runs on one rank (params.{spec.mpi_param} = {ranks}), so not "
                           f"under mpiexec; raise params.{spec.mpi_param} or remove mpi")
