@@ -89,7 +89,9 @@ def test_two_hosts_give_the_spikes_of_one_rank(lab, tmp_path):
                        capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
 
-    # 2. two ranks on two machines: `cosim run` in h0, rank 1 started in h1 through the agent
+    # 2. two ranks on two machines: `cosim run` in h0, rank 1 started in h1 through the agent;
+    #    MPI between the ranks over TCP on eth0 only (namespaces share memory and files: without
+    #    `btl self,tcp` Open MPI could take a shared-memory path that real machines do not have)
     mpi = {"hosts": [h0.ip, h1.ip],
            "args": ["--mca", "plm_rsh_agent", str(AGENT), "--mca", "btl", "self,tcp",
                     "--mca", "btl_tcp_if_include", "eth0", "--mca", "oob_tcp_if_include", "eth0"]}
