@@ -125,7 +125,7 @@ class TVBSection(_Strict):
         return v
 
 
-_MPI_HOST = re.compile(r"^[A-Za-z0-9_.-]{1,253}(:[0-9]{1,5})?$")
+_MPI_HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}(:[0-9]{1,5})?$")
 #: mpiexec options the launcher sets itself (the rank count is the backend's) or that mpi.hosts sets
 _MPI_RANK_OPTS = {"-n", "-np", "--n", "--np", "-c"}
 _MPI_HOST_OPTS = {"-H", "-host", "--host", "-hostfile", "--hostfile", "-machinefile", "--machinefile"}
@@ -174,7 +174,7 @@ class NodeEntry(_Strict):
     regions: list[int] = Field(default_factory=lambda: [33, 71], min_length=1)
     params: dict[str, Any] = Field(default_factory=dict, description="backend-specific, validated by the backend")
     mpi: MpiSection | None = Field(None, description="where the node's MPI ranks run (several machines); "
-                                                     "needs a backend run on more than one rank")
+                                                     "needs a backend running on more than one rank")
 
     @field_validator("regions")
     @classmethod
