@@ -94,11 +94,15 @@ _NOT_RESULTS = {"coordinator": None, "run": ("progress", "checkpoint", "results_
 
 
 def config_hash(config: dict) -> str:
-    """sha256 of what determines the results (not addresses, heartbeats, names or checkpointing)."""
+    """sha256 of what determines the results (not addresses, heartbeats, names, checkpointing or
+    the machines a node's MPI ranks run on)."""
     data = json.loads(json.dumps(config, default=str))
     data.pop("coordinator", None)
     for k in _NOT_RESULTS["run"]:
         (data.get("run") or {}).pop(k, None)
+    for node in data.get("spiking_nodes") or []:
+        if isinstance(node, dict):
+            node.pop("mpi", None)      # which machines the ranks run on
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -128,12 +128,56 @@ class TVBSection(_Strict):
         return v
 
 
+_MPI_HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}(:[0-9]{1,5})?$")
+#: mpiexec options the launcher sets itself (the rank count is the backend's) or that mpi.hosts sets
+_MPI_RANK_OPTS = {"-n", "-np", "--n", "--np", "-c"}
+_MPI_HOST_OPTS = {"-H", "-host", "--host", "-hostfile", "--hostfile", "-machinefile", "--machinefile"}
+
+
+class MpiSection(_Strict):
+    """Where a spiking node's MPI ranks run: the launcher's ``mpiexec -n RANKS`` (RANKS from the
+    backend's params) gets ``--host`` and ``args``. Open MPI syntax; rank 0, the one that talks
+    to the coordinator, runs on the first host."""
+    hosts: list[str] = Field(default_factory=list, description="machines for the ranks, in order: "
+                             "'HOST' (one rank) or 'HOST:SLOTS'; rank 0 on the first")
+    args: list[str] = Field(default_factory=list, description="more mpiexec arguments, e.g. "
+                            "[--mca, btl_tcp_if_include, eth0, -x, PYTHONPATH]")
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        for h in v:
+            if not _MPI_HOST.match(h) or (":" in h and not 1 <= int(h.rsplit(":", 1)[1]) <= 4096):
+                raise ValueError(f"{h[:100]!r} is not HOST or HOST:SLOTS (slots 1..4096)")
+        names = [h.split(":")[0] for h in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"host(s) listed twice: {sorted({n for n in names if names.count(n) > 1})} "
+                             "(give several ranks to one host as HOST:SLOTS)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_host_list(self) -> "MpiSection":
+        given = [a for a in self.args if a.split("=")[0] in _MPI_HOST_OPTS]
+        if self.hosts and given:
+            raise ValueError(f"hosts and {given[0]!r} in args both place the ranks; keep one")
+        return self
+
+    def slots(self) -> int:
+        """Ranks the hosts take (0: no hosts listed)."""
+        return sum(int(h.rsplit(":", 1)[1]) if ":" in h else 1 for h in self.hosts)
+
+    def mpiexec_args(self) -> list[str]:
+        return (["--host", ",".join(self.hosts)] if self.hosts else []) + list(self.args)
+
+
 class NodeEntry(_Strict):
     """One spiking service and the TVB regions it simulates."""
     name: str = Field("spiking", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     backend: str = "netpyne"
     regions: list[int] = Field(default_factory=lambda: [33, 71], min_length=1)
     params: dict[str, Any] = Field(default_factory=dict, description="backend-specific, validated by the backend")
+    mpi: MpiSection | None = Field(None, description="where the node's MPI ranks run (several machines); "
+                                                     "needs a backend running on more than one rank")
 
     @field_validator("regions")
     @classmethod
@@ -287,7 +331,26 @@ def parse_config(data: dict | None, source: str = "<config>") -> RunConfig:
         except ValueError as e:
             raise ConfigError(f"{source}: spiking_nodes[{i}].params.{e}" if spec.dt_param and str(e).startswith(spec.dt_param)
                               else f"{source}: spiking_nodes[{i}].params: {e}") from None
+        if n.mpi is not None:
+            _check_mpi(n, spec, params, f"{source}: spiking_nodes[{i}].mpi")
     return cfg
+
+
+def _check_mpi(n: NodeEntry, spec, params, where: str) -> None:
+    """``mpi`` needs a backend that runs on several ranks, and hosts with a slot for each rank."""
+    if not spec.mpi_param:
+        raise ConfigError(f"{where}: backend {n.backend!r} does not run under MPI; remove mpi")
+    ranks = spec.mpi_ranks(params)
+    for a in n.mpi.args:
+        if a.split("=")[0] in _MPI_RANK_OPTS:
+            raise ConfigError(f"{where}.args: {a!r}: the rank count is params.{spec.mpi_param} ({ranks}), "
+                              "not an mpiexec argument")
+    if ranks < 2:
+        raise ConfigError(f"{where}: the node runs on one rank (params.{spec.mpi_param} = {ranks}), so not "
+                          f"under mpiexec; raise params.{spec.mpi_param} or remove mpi")
+    if n.mpi.hosts and n.mpi.slots() < ranks:
+        raise ConfigError(f"{where}.hosts: {n.mpi.slots()} slot(s) for {ranks} ranks "
+                          f"(params.{spec.mpi_param}); give slots as HOST:SLOTS")
 
 
 def load_config(path: str | Path | None) -> RunConfig:

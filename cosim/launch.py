@@ -2,9 +2,10 @@
 all start services through here).
 
 A spiking node's command comes from its backend's spec (:mod:`cosim.backends`): under
-``mpiexec -n N`` when its params ask for N > 1 MPI ranks, with its thread count in the
-environment. Every service gets one compute thread for BLAS/OpenMP/numba unless its backend
-asks for more (two simulators on one machine otherwise fight over the cores; DOMAIN.md).
+``mpiexec -n N`` when its params ask for N > 1 MPI ranks (on the hosts and with the extra
+arguments of the node's ``mpi`` block, if any), with its thread count in the environment.
+Every service gets one compute thread for BLAS/OpenMP/numba unless its backend asks for more
+(two simulators on one machine otherwise fight over the cores; DOMAIN.md).
 """
 from __future__ import annotations
 
@@ -54,8 +55,17 @@ def spiking_cmd(entry: Any, router: str, *, keys: str | None = None, log_level: 
     ranks = spec.mpi_ranks(spec.params_model().model_validate(params))
     if ranks > 1:
         argv = ["mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks),
-                *[x for v in THREAD_VARS for x in ("-x", f"{v}=1")]] + argv
+                *[x for v in THREAD_VARS for x in ("-x", f"{v}=1")], *_mpi_args(entry)] + argv
     return argv
+
+
+def _mpi_args(entry: Any) -> list[str]:
+    """The node's ``mpi`` block (hosts, more arguments) as mpiexec arguments."""
+    from cosim.config import MpiSection
+    mpi = entry.get("mpi") if isinstance(entry, dict) else entry.mpi
+    if mpi is None:
+        return []
+    return (mpi if isinstance(mpi, MpiSection) else MpiSection.model_validate(mpi)).mpiexec_args()
 
 
 def spiking_env(entry: Any, base: dict | None = None) -> dict[str, str]:

@@ -138,6 +138,7 @@ def start(a, cfg=None) -> "Launch":
     for addr, what in ((router, "coordinator.router"), (pub, "coordinator.pub")):
         if addr.startswith("tcp://") and not _port_free(addr):
             raise ConfigError(f"{what}: {addr} is already in use")
+    _check_rank0_host(cfg, router)
     created = not out.exists()
     writable_dir(out, "--out" if a.out else "run.results_dir")
     (out / "logs").mkdir(exist_ok=True)
@@ -185,6 +186,7 @@ def start_resume(a) -> "Launch":
         raise ConfigError(str(e)) from None
     out = Path(out)
     router, pub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    _check_rank0_host(cfg, router)
     level = getattr(a, "log_level", "INFO")
     cc = cfg.coordinator
     keys = cc.keys_dir if cc.curve and cc.keys_dir else None
@@ -203,6 +205,36 @@ def start_resume(a) -> "Launch":
     job = Launch(children, pub, cfg, out)
     job.created = False
     return job
+
+
+def _check_rank0_host(cfg, router: str) -> None:
+    """A node spread over machines (``mpi.hosts``) talks to the coordinator from rank 0, on its
+    first host: with a coordinator on loopback, that host must be this machine."""
+    host = router.split("://", 1)[1].rsplit(":", 1)[0] if router.startswith("tcp://") else None
+    if host not in ("127.0.0.1", "localhost", "[::1]"):
+        return
+    for i, n in enumerate(cfg.spiking_nodes):
+        first = n.mpi.hosts[0].split(":")[0] if n.mpi is not None and n.mpi.hosts else None
+        if first is not None and not _is_this_machine(first):
+            raise ConfigError(f"spiking_nodes[{i}].mpi.hosts: rank 0 runs on the first host, {first!r}, which is "
+                              f"not this machine (or does not resolve), and the coordinator listens on {router}: "
+                              f"list this machine first, or set coordinator.router to an address {first!r} reaches")
+
+
+def _is_this_machine(host: str) -> bool:
+    """True if ``host`` resolves to an address of this machine (one a socket can bind)."""
+    try:
+        addrs = {ai[4][0] for ai in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        return False
+    for addr in addrs:
+        with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as s:
+            try:
+                s.bind((addr, 0))
+                return True
+            except OSError:
+                continue
+    return False
 
 
 def _check_installed(cfg) -> None:

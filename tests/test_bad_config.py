@@ -100,6 +100,21 @@ STATIC = [
                                                    "params": {"model_file": {"path": "/nonexistent/model.py", "populations": {
                                                                   "E": {"region": 3, "role": "exc"}}}}}]),
      ["spiking_nodes[0].params.model_file.path", "not found"]),
+    # where a node's MPI ranks run (spiking_nodes[i].mpi)
+    ("mpi_backend_without_mpi", _set("spiking_nodes.0.mpi", {"hosts": ["a", "b"]}),
+     ["spiking_nodes[0].mpi", "does not run under MPI"]),
+    ("mpi_one_rank", _set("spiking_nodes", [{"name": "spiking", "backend": "netpyne", "regions": [3],
+                                             "mpi": {"hosts": ["a", "b"]}}]),
+     ["spiking_nodes[0].mpi", "one rank", "params.mpi_ranks"]),
+    ("mpi_too_few_slots", _set("spiking_nodes", [{"name": "spiking", "backend": "netpyne", "regions": [3],
+                                                  "params": {"mpi_ranks": 3}, "mpi": {"hosts": ["a", "b"]}}]),
+     ["spiking_nodes[0].mpi.hosts", "2 slot(s) for 3 ranks", "HOST:SLOTS"]),
+    ("mpi_bad_host", _set("spiking_nodes.0.mpi", {"hosts": ["a b"]}), ["spiking_nodes[0].mpi.hosts", "'a b'"]),
+    ("mpi_rank_count_in_args", _set("spiking_nodes", [{"name": "spiking", "backend": "netpyne", "regions": [3],
+                                                       "params": {"mpi_ranks": 2}, "mpi": {"args": ["-np", "4"]}}]),
+     ["spiking_nodes[0].mpi.args", "'-np'", "rank count is params.mpi_ranks (2)"]),
+    ("mpi_hosts_twice", _set("spiking_nodes.0.mpi", {"hosts": ["a"], "args": ["--hostfile", "h.txt"]}),
+     ["spiking_nodes[0].mpi", "--hostfile"]),
     ("not_yaml", "run: {duration_ms: [1, 2\n", ["not valid YAML"]),
     ("not_a_mapping", "- a\n- b\n", ["top level must be a mapping"]),
 ]
@@ -157,6 +172,10 @@ RUNTIME = [
     ("window_longer_than_min_delay", _set("run.window_ms", 3.2), ["run.window_ms", "longer than the smallest delay"]),
     ("router_port_in_use", "router", ["coordinator.router", "already in use"]),
     ("pub_port_in_use", "pub", ["coordinator.pub", "already in use"]),
+    # rank 0 talks to the coordinator, which `cosim run` puts on loopback: it must run here
+    ("mpi_rank0_elsewhere", _set("spiking_nodes", [{"name": "spiking", "backend": "netpyne", "regions": [3],
+                                                    "params": {"mpi_ranks": 2}, "mpi": {"hosts": ["192.0.2.1", "localhost"]}}]),
+     ["spiking_nodes[0].mpi.hosts", "'192.0.2.1'", "not this machine", "list this machine first"]),
 ]
 
 

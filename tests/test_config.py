@@ -51,3 +51,28 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
                  "{path: m.py, populations: {E: {region: 1, role: exc}}}}}]\n")
     cfg = load_config(p)
     assert cfg.spiking_nodes[0].params["model_file"]["path"] == str(d / "m.py")
+
+
+def test_mpi_block_places_the_ranks(tmp_path):
+    """spiking_nodes[i].mpi: `--host` and the extra arguments go to mpiexec, before the program
+    (also from `--set`, and from a plain dict as the benchmarks pass nodes)."""
+    from cosim import launch
+    from cosim.cli import _overrides
+    p = tmp_path / "c.yaml"
+    p.write_text("spiking_nodes: [{backend: netpyne, regions: [1], params: {mpi_ranks: 3}}]\n")
+    cfg = _overrides(str(p), ["spiking_nodes.0.mpi.hosts=[a, 'b:2']", "spiking_nodes.0.mpi.args=[--mca, btl, 'self,tcp']"])
+    for entry in (cfg.spiking_nodes[0], cfg.spiking_nodes[0].model_dump(mode="json")):
+        argv = launch.spiking_cmd(entry, "tcp://10.0.0.1:5555")
+        prog = argv.index("-m") - 1
+        assert argv[:5] == ["mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", "3"]
+        assert argv[prog - 5:prog] == ["--host", "a,b:2", "--mca", "btl", "self,tcp"]
+    plain = parse_config({"spiking_nodes": [{"backend": "netpyne", "regions": [1], "params": {"mpi_ranks": 2}}]})
+    assert "--host" not in launch.spiking_cmd(plain.spiking_nodes[0], "tcp://10.0.0.1:5555")
+
+
+def test_mpi_placement_does_not_change_the_checkpoint_identity():
+    from cosim.checkpoint import config_hash
+    node = {"backend": "netpyne", "regions": [1], "params": {"mpi_ranks": 2}}
+    a = parse_config({"spiking_nodes": [node]}).model_dump(mode="json")
+    b = parse_config({"spiking_nodes": [{**node, "mpi": {"hosts": ["x", "y"]}}]}).model_dump(mode="json")
+    assert config_hash(a) == config_hash(b)
