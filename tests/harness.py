@@ -49,6 +49,7 @@ class Services:
         self.router = f"tcp://127.0.0.1:{self.router_port}"
         self.pub = f"tcp://127.0.0.1:{free_port()}"
         self.node_address = node_address or self.router
+        self.node_args: dict[str, list[str]] = {}      # extra command-line arguments per node name
         self.cfg_path = self.out / "config.yaml"
         self.cfg_path.write_text(yaml.safe_dump({**cfg, "run": {**cfg.get("run", {}), "results_dir": str(self.out)}}))
         self.procs: dict[str, subprocess.Popen] = {}
@@ -77,7 +78,7 @@ class Services:
             argv = launch.spiking_cmd(entry, addr)
         else:       # a name the config does not know (the coordinator must refuse it)
             argv = launch.cosim_cmd() + ["spiking-node", "--coordinator", addr, "--name", name]
-        return self._start(log_name or name, argv)
+        return self._start(log_name or name, argv + self.node_args.get(name, []))
 
     def start_all(self) -> "Services":
         self.start_coordinator()

@@ -65,3 +65,48 @@ def test_reference_cosimulation_equals_tvb_alone(cosim, regions, iext):
             got = f["raw"][v][:]
             m = min(len(got), n)
             assert np.array_equal(got[:m], ref[:m, i][:, regions]), f"spiking.h5 raw/{v} differs from TVB alone"
+
+
+def test_exact_over_the_latency_proxy_with_lookahead(tmp_path):
+    """Protocol 3 with lookahead m = 2 and EVERY link of both nodes (coordinator links and the
+    direct data links) through a delay proxy with jitter: still TVB alone, bit for bit (the
+    reference node has its own I_ext, so a timing error cannot hide)."""
+    from cosim.launcher import free_port
+    from harness import Services
+    from tcp_proxy import TcpProxy
+    regions, iext = [3, 41, 40], 0.1
+    cfg = {"run": {"name": "exact", "duration_ms": 150.0, "seed": 3, "lookahead": 2, "progress": False},
+           "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": regions,
+                              "params": {"model": {"I_ext": iext}}}],
+           "coordinator": {"heartbeat_interval_ms": 200, "heartbeat_timeout_ms": 5000}}
+    router_port = free_port()
+    proxies = [TcpProxy("127.0.0.1", router_port, delay_ms=2, jitter_ms=2, seed=1)]
+    inbox = {}
+    for i, name in enumerate(("tvb", "spiking")):
+        inbox[name] = free_port()
+        proxies.append(TcpProxy("127.0.0.1", inbox[name], delay_ms=2, jitter_ms=2, seed=2 + i))
+    for px in proxies:
+        px.start()
+    s = Services(cfg, tmp_path, node_address=f"tcp://127.0.0.1:{proxies[0].port}", router_port=router_port)
+    for i, name in enumerate(("tvb", "spiking")):
+        s.node_args[name] = ["--data-bind", f"tcp://127.0.0.1:{inbox[name]}",
+                             "--data-advertise", f"tcp://127.0.0.1:{proxies[1 + i].port}"]
+    try:
+        with s:
+            s.start_all()
+            assert s.wait_exit(timeout=240) == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
+    finally:
+        for px in proxies:
+            px.close()
+    assert all(px.stats["bytes"] > 0 for px in proxies)      # every link really went through a proxy
+    t, ref = tvb_alone(cfg, {"I_ext": {rg: iext for rg in regions}})
+    with h5py.File(tmp_path / "tvb.h5", "r") as f:
+        raw = f["raw"]
+        rows = raw["proxy_from_spiking"][:].astype(bool)
+        n = rows.size
+        assert n >= 1500 and rows.sum() == n - 2 * 14       # W = 29 // 2 = 14; the last 2 windows lack proxy data
+        for i, v in enumerate(("S_e", "S_i")):
+            cols = np.arange(76) if v == "S_e" else np.setdiff1d(np.arange(76), regions)
+            np.testing.assert_array_equal(raw[v][:][rows][:, cols], ref[:n, i][rows][:, cols], err_msg=v)
+    with h5py.File(tmp_path / "spiking.h5", "r") as f:
+        np.testing.assert_array_equal(f["raw"]["S_e"][:], ref[:n, 0][:, regions])

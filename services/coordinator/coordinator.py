@@ -86,6 +86,8 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                      self.resume["window"])
 
     def bind(self) -> None:
+        if getattr(self, "router", None) is not None:    # bound already (cosim.inprocess binds first)
+            return
         self.zctx = zmq.Context.instance()
         self.router = self.zctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)

@@ -21,6 +21,7 @@ dfun computes internally.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ from numba import njit
 from cosim.config import TVBSection
 
 log = logging.getLogger(__name__)
+
+# two simulators built at once in one process (cosim.inprocess: nodes are threads) must not
+# interleave seeding and drawing from numpy's global RNG
+_GLOBAL_RNG = threading.Lock()
 
 _RATE_PARAMS = ("a_e", "b_e", "d_e", "w_p", "W_e", "J_N", "a_i", "b_i", "d_i", "W_i", "J_i",
                 "G", "lamda", "I_o", "I_ext")
@@ -185,11 +190,12 @@ class WindowedTVB:
             return h
 
         sim.model.initial_for_simulator = capture
-        np.random.seed(self.seed)
-        try:
-            sim.configure()
-        finally:
-            del sim.model.initial_for_simulator
+        with _GLOBAL_RNG:            # TVB draws its random initial history from numpy's global RNG
+            np.random.seed(self.seed)
+            try:
+                sim.configure()
+            finally:
+                del sim.model.initial_for_simulator
         if "history" not in captured:
             raise RuntimeError("TVB did not build its initial history through model.initial_for_simulator")
         self.sim = sim

@@ -1,0 +1,53 @@
+"""The real Coordinator and NodeRuntime over ZeroMQ's in-process transport (cosim.inprocess):
+TVB node + mean-field reference node reproduce TVB alone bit for bit under protocol 3 at lag
+m = 1, 2, 4. The reference node's regions get their own I_ext, so TVB's stand-in for them is
+wrong and only correctly lagged data from the reference node makes TVB exact (a timing error
+cannot hide); at m > 1 each node really runs ahead of the other while data is in flight.
+"""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from cosim.inprocess import run_inprocess
+from services.reference_node.adapter import ReferenceAdapter
+from services.tvb_node.adapter import TVBAdapter
+from test_exactness_inprocess import ALL_PROXY_VARS, SEED, tvb_alone
+
+IEXT = 0.1
+
+
+def _config(regions, duration_ms, lag):
+    return {"run": {"duration_ms": duration_ms, "seed": SEED, "lookahead": lag, "progress": False},
+            "tvb": {"integrator": {"kind": "heun_deterministic"}},
+            "coordinator": {"heartbeat_interval_ms": 200, "heartbeat_timeout_ms": 10_000},
+            "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": regions,
+                               "params": {"model": {"I_ext": IEXT}}}]}
+
+
+@pytest.mark.parametrize("lag", [1, 2, 4])
+def test_reference_equals_tvb_alone_through_the_real_runtime(tmp_path, lag):
+    regions = [3, 41, 40]                     # smallest crossing delay 29 steps
+    summary = run_inprocess(_config(regions, 120.0, lag), {
+        "tvb": TVBAdapter(record_proxy_vars=ALL_PROXY_VARS), "spiking": ReferenceAdapter()}, tmp_path)
+    W, K = summary["steps_per_window"], summary["windows"]
+    assert W == 29 // lag and K * W >= 1200
+    alone = tvb_alone(K * W, {r: IEXT for r in regions})
+    with h5py.File(tmp_path / "tvb.h5", "r") as f:
+        raw = f["raw"]
+        flag = raw["proxy_from_spiking"][:].astype(bool)
+        assert flag.sum() == (K - lag) * W                 # the last m windows never get proxy data
+        for i, v in enumerate(("S_e", "S_i")):
+            np.testing.assert_array_equal(raw[v][:][flag], alone[flag, i], err_msg=f"tvb.h5 {v}, lag {lag}")
+    with h5py.File(tmp_path / "spiking.h5", "r") as f:
+        np.testing.assert_array_equal(f["raw"]["S_e"][:], alone[:, 0][:, regions])
+    # the reference node's regions really differ from TVB's homogeneous stand-in
+    assert np.abs(tvb_alone(200)[:, 0, regions] - alone[:200, 0, regions]).max() > 1e-3
+
+
+def test_a_lookahead_that_does_not_fit_is_refused(tmp_path):
+    from cosim.errors import RunFailed
+    with pytest.raises(RunFailed, match="run.lookahead: 30 windows"):
+        run_inprocess(_config([3, 41, 40], 20.0, 30), {"tvb": TVBAdapter(), "spiking": ReferenceAdapter()},
+                      tmp_path)
