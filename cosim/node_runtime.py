@@ -158,9 +158,10 @@ class NodeRuntime:
         why = check_outputs(ctx.outputs, initial, m * W, allow_missing=True)
         if why:
             self._fail(msg, ValueError(f"bad initial outputs: {why}"), "building the simulator")
-        for j in range(-m, 0):          # windows -m..-1 (§3): row block j + m of the initial outputs
-            rows = slice((j + m) * W, (j + m + 1) * W)
-            self._send_data(j, {n: a[rows] for n, a in initial.items()})
+        if not ctx.resume:              # (resumed: the coordinator sends the data in flight at the cut)
+            for j in range(-m, 0):      # windows -m..-1 (§3): row block j + m of the initial outputs
+                rows = slice((j + m) * W, (j + m + 1) * W)
+                self._send_data(j, {n: a[rows] for n, a in initial.items()})
         log.info("%s: ready (%d windows of %d steps, lag %d; built in %.2f s)", self.name, ctx.n_windows,
                  ctx.steps_per_window, m, time.perf_counter() - t0)
         self._send(T.READY, {"initial": initial, "info": {"build_s": time.perf_counter() - t0}})
@@ -360,7 +361,7 @@ class Inbox:
         self.parts = {e["from"]: [(s["name"], np.asarray(s["cols"], dtype=np.int64)) for s in e["signals"]]
                       for e in receive}
         self.got: dict[int, dict[str, dict]] = {}
-        self.taken = -10**9             # windows below this were consumed: their DATA is a duplicate
+        self.taken = -10**9             # DATA of windows below this was consumed: a late copy is a duplicate
         self.decode_s = 0.0
         self.duplicates = 0
 
@@ -369,7 +370,7 @@ class Inbox:
         if msg.node not in self.parts:
             log.warning("inbox: DATA from %r, which is not a producer of this node; dropped", msg.node)
             return
-        if j + self.lag < self.taken or msg.node in self.got.get(j, {}):
+        if j < self.taken or msg.node in self.got.get(j, {}):
             self.duplicates += 1          # a copy the coordinator resent, or a repeat: keep the first
             return
         self.got.setdefault(j, {})[msg.node] = msg.content["signals"]

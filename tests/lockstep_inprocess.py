@@ -1,6 +1,10 @@
-"""In-process lockstep driver for tests: plays the coordinator's routing with adapters directly.
+"""In-process lockstep driver for adapter-level tests: adapters stepped directly, no runtime.
 
-No sockets, one process: REGISTER/CONFIGURE → ``requires``/``connectome``; PREPARE →
+The exactness tests through the real Coordinator and NodeRuntime use `cosim.inprocess`
+(inproc:// sockets, tests/test_inprocess_runtime.py). This driver is for what the real
+coordinator refuses on purpose (a window one step past the causal limit, to show that the
+exactness tests can fail) and for extra outputs; it plans and routes with the coordinator's
+own `services.coordinator.routing`. No sockets, one process: REGISTER/CONFIGURE → ``requires``/``connectome``; PREPARE →
 ``configure``; READY → ``initial_outputs``; window k → ``step(k, inputs)`` for every node with
 the other nodes' outputs of window k-m (``lag`` m, 1 unless given; PROTOCOL.md §3–4 and
 cosim/adapter.py). Window k < m gets rows ``k*W .. (k+1)*W`` of the initial blocks (``m*W``
@@ -18,6 +22,7 @@ import numpy as np
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals, split_initial_outputs
 from cosim.config import parse_config
 from cosim.timing import crossing_min_delay_steps
+from services.coordinator import routing
 
 
 @dataclass
@@ -29,10 +34,6 @@ class LockstepResult:
     initial: dict[str, Signals]
     outputs: list[dict[str, Signals]] = field(default_factory=list)   # per window, per node
     summaries: dict[str, dict] = field(default_factory=dict)
-
-
-def _producer(name: str, region: int, owner: dict[int, str], tvb: str) -> str:
-    return owner[region] if name.startswith("state/") else tvb
 
 
 def run_lockstep(config: dict, adapters: dict[str, NodeAdapter], *, tvb: str = "tvb",
@@ -64,40 +65,24 @@ def run_lockstep(config: dict, adapters: dict[str, NodeAdapter], *, tvb: str = "
             raise ValueError(f"no causal window for a lag of {m} windows (smallest crossing delay {D} steps)")
     W = int(window_steps)
     K = math.ceil(round(cfg.run.duration_ms / cfg.tvb.dt_ms) / W)
-    wanted: dict[str, dict[str, set[int]]] = {n: {} for n in adapters}
-    for consumer, specs in requires.items():
-        for s in specs:
-            for r in s.regions:
-                p = _producer(s.name, r, owner, tvb)
-                if p == consumer:
-                    raise ValueError(f"{consumer} requires its own {s.name} of region {r}")
-                wanted[p].setdefault(s.name, set()).update([r])
+    # who sends what to whom: the coordinator's own planning and routing code (no copy of it here);
+    # extra outputs are asked for by a pseudo-consumer, as coordinator.watch_regions does
+    wants = dict(requires)
     for p, specs in (extra_outputs or {}).items():
-        for s in specs:
-            wanted[p].setdefault(s.name, set()).update(s.regions)
-    outputs = {n: [SignalSpec(name, tuple(sorted(rs))) for name, rs in sorted(wanted[n].items())] for n in adapters}
+        wants[f"<extra {p}>"] = list(specs)
+    try:
+        pl = routing.plan(wants, owner, tvb=tvb, weights=connectome["weights"])
+    except routing.PlanError as e:
+        raise ValueError(str(e)) from None
+    outputs = pl.outputs
     for name, a in adapters.items():
         c = ctxs[name]
         c.steps_per_window, c.n_windows, c.lag_windows = W, K, m
-        c.outputs, c.inputs, c.connectome = outputs[name], list(requires[name]), connectome
+        c.outputs, c.inputs, c.connectome = outputs[name], list(pl.inputs[name]), connectome
         a.configure(c)
-    col = {(n, s.name): {r: i for i, r in enumerate(s.regions)} for n, ss in outputs.items() for s in ss}
 
     def route(consumer: str, produced: dict[str, Signals]) -> Signals:
-        out: Signals = {}
-        for s in requires[consumer]:
-            arr = np.empty((W, len(s.regions)))
-            complete = True
-            for j, r in enumerate(s.regions):
-                p = _producer(s.name, r, owner, tvb)
-                block = produced.get(p, {}).get(s.name)
-                if block is None:
-                    complete = False
-                    break
-                arr[:, j] = block[:, col[(p, s.name)][r]]
-            if complete:
-                out[s.name] = arr
-        return out
+        return routing.route(pl, consumer, produced, W)
 
     def check(name: str, produced: Signals, allow_missing: bool, rows: int = W) -> None:
         for s in outputs[name]:
