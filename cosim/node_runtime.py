@@ -91,6 +91,9 @@ class NodeRuntime:
     def configure(self, msg: Message) -> None:
         c = msg.content
         self.hb.set_timing(c["heartbeat_interval_ms"], c["heartbeat_timeout_ms"])
+        self.data.send_timeout_ms = c["heartbeat_timeout_ms"]
+        if self.curve is not None:          # the inbox admits the run's other nodes (§9)
+            self.curve.allow(c.get("keys") or {})
         self.ctx = RunContext(config=c["config"], node_name=self.name, regions=tuple(c["regions"]),
                               tvb_dt_ms=float(c["tvb_dt_ms"]), tick_ms=float(c["tick_ms"]),
                               results_dir=self.results_override or c.get("results_dir"),
@@ -133,8 +136,6 @@ class NodeRuntime:
             # direct data (§4.1): whom this node sends which columns, and from whom it receives
             self.links = [(e["to"], [(s["name"], np.asarray(s["cols"], dtype=np.int64)) for s in e["signals"]])
                           for e in c["send"]]
-            if self.curve is not None:
-                self.curve.allow({e["from"]: e.get("key") for e in c["receive"]})
             for e in c["send"]:
                 self.data.connect(e["to"], e["address"], e.get("key"))
             self.inbox = Inbox(ctx, c["receive"], m)

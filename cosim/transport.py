@@ -231,16 +231,20 @@ class DataPlane:
         self.rejects = RejectCounter(f"{node} data")
         self._next_id = 0
         self.last_encode_s = 0.0
+        self.send_timeout_ms = 5000         # a consumer that takes nothing for this long is unreachable
+        self.addresses: dict[str, str] = {}
 
     def connect(self, consumer: str, address: str, server_key: str | None = None) -> None:
         s = self.ctx.socket(zmq.PUSH)
         s.setsockopt(zmq.LINGER, 2000)               # the last window's DATA must leave before exit
         s.setsockopt(zmq.SNDHWM, 0)
         s.setsockopt(zmq.IMMEDIATE, 0)
+        s.setsockopt(zmq.SNDTIMEO, int(self.send_timeout_ms))
         if self.curve is not None:
             self.curve.apply_data_client(s, server_key)
         s.connect(address)
         self.out[consumer] = s
+        self.addresses[consumer] = address
 
     def send(self, consumer: str, window: int, signals: dict) -> None:
         self._next_id += 1
@@ -248,7 +252,12 @@ class DataPlane:
         frames = codec.encode(Message(MessageType.DATA, {"signals": signals}, node=self.node, window=window,
                                       msg_id=self._next_id))
         self.last_encode_s += time.perf_counter() - t0
-        self.out[consumer].send_multipart(frames)
+        try:
+            self.out[consumer].send_multipart(frames)
+        except zmq.Again:       # no connection to the consumer's inbox for send_timeout_ms
+            from cosim.errors import PeerLost
+            raise PeerLost(f"cannot send data to node {consumer!r} at {self.addresses[consumer]}: not reachable "
+                           f"for {self.send_timeout_ms} ms (its data inbox; PROTOCOL.md §4.1)") from None
 
     def recv(self) -> Message | None:
         """One waiting DATA message (call after a poll said the inbox is readable), or None if it was malformed."""

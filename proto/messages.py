@@ -49,7 +49,7 @@ SCHEMAS: dict[MessageType, dict[str, tuple]] = {
                            "pid": (int, None), "host": (str, None), "token": (str,)},
     MessageType.CONFIGURE: {"config": (dict,), "regions": (list,), "tvb_dt_ms": _num, "tick_ms": _num,
                             "results_dir": (str, None), "heartbeat_interval_ms": (int,),
-                            "heartbeat_timeout_ms": (int,), "resume": (dict, None)},
+                            "heartbeat_timeout_ms": (int,), "resume": (dict, None), "keys": (dict, None)},
     MessageType.CONFIGURED: {"requires": (list,), "connectome": (dict, None), "data": (str, None)},
     MessageType.PREPARE: {"outputs": (list,), "inputs": (list,), "steps_per_window": (int,),
                           "n_windows": (int,), "connectome": (dict,), "lag": (int,), "send": (list,),

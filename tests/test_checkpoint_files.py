@@ -101,10 +101,13 @@ def test_when_checkpoints_are_due(tmp_path):
     c = Coordinator(parse_config({**cfg, "run": {"checkpoint": {"every_windows": 5}}}, "<t>"), tmp_path)
     c.K, c._last_ckpt_t = 20, time.monotonic()
     assert [k for k in range(20) if c._checkpoint_due(k)] == [4, 9, 14]
+    # every_s: once the time has come, the cut is the end of the windows granted so far (nodes run
+    # ahead to there; protocol 3 grants windows in advance), and never the last window
     c = Coordinator(parse_config({**cfg, "run": {"checkpoint": {"every_s": 0.05}}}, "<t>"), tmp_path)
-    c.K, c._last_ckpt_t = 20, time.monotonic()
+    c.K, c._last_ckpt_t, c.until = 20, time.monotonic(), 3
     assert not c._checkpoint_due(0)
     c._last_ckpt_t -= 0.06
-    assert c._checkpoint_due(1) and not c._checkpoint_due(19)
+    assert not c._checkpoint_due(1) and c.time_cut == 3
+    assert c._checkpoint_due(3) and not c._checkpoint_due(19)
     with pytest.raises(Exception, match="every_windows or every_s"):
         parse_config({**cfg, "run": {"checkpoint": {"keep": 2}}}, "<t>")

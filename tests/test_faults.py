@@ -85,7 +85,10 @@ def test_kill_at_a_random_window_keeps_a_clean_prefix(tmp_path, clean, victim, s
     assert (0 if victim == "coordinator" else 1) <= n < clean["coordinator.h5"]["time_ms"].shape[0] // W
     for f in ("tvb.h5", "spiking.h5"):
         if victim != "coordinator":
-            assert got[f] <= n + 1, (got, status)            # a node is at most one window ahead
+            # protocol 3: data goes node to node, so a consumer can be ahead of the coordinator's
+            # record: the victim may have sent window n's DATA but not its STEP_DONE, and its
+            # consumer then computes up to window n + m (m = 1 here)
+            assert got[f] <= n + 2, (got, status)
     record_fault("kill windows", victim=victim, coordinator_windows=n, files=got)
 
 

@@ -103,7 +103,7 @@ def test_missing_node_is_named_after_the_setup_timeout(tmp_path):
 
 def test_second_process_with_a_name_in_use_is_refused(tmp_path):
     import yaml
-    cfg = noop_config(duration_ms=3000, step_sleep_ms=1.0)
+    cfg = noop_config(duration_ms=12000, step_sleep_ms=1.0)      # still running when the duplicate comes
     cfg["run"]["results_dir"] = str(tmp_path)
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))

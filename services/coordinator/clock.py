@@ -125,7 +125,7 @@ class ClockMixin:
 
     def on_step_done(self, peer, msg: Message) -> None:
         k = msg.window
-        if self.state in ("RUNNING", "FINISHING") and (k <= peer.done or k in peer.ahead):
+        if self.state in ("RUNNING", "FINISHING") and k <= peer.done:
             # already received: a STEP_DONE sent again after a repeated RUN (§8); no ERROR, which would end the node
             self.rejects.reject("DuplicateStepDone", f"{msg!r}; node done {peer.done}", peer.name)
             return
@@ -136,22 +136,18 @@ class ClockMixin:
         if why:
             raise RunFailed(self.where(peer.name, f"bad outputs: {why}"))
         if k > peer.done + 1:
-            # STEP_DONEs in between were lost with a reset connection (a DEALER keeps order): keep
-            # this one and ask the node once for the missing ones again (§8)
-            peer.ahead[k] = msg
+            # the STEP_DONE of window done+1 never came (lost with a reset connection: a DEALER keeps
+            # order), or a misbehaving node sends windows it has not run: keep nothing out of order,
+            # ask the node once to send again from done+1 (§8); no ERROR, which would end the node
+            self.rejects.reject("StepDoneAfterGap", f"{msg!r}; expected window {peer.done + 1}", peer.name)
             if peer.asked != peer.done + 1:
                 peer.asked = peer.done + 1
                 self.resent += 1
-                log.warning("coordinator: STEP_DONE of window %d from %r is missing (got %d): asking again",
-                            peer.done + 1, peer.name, k)
                 self.send(peer, T.RUN, {"first": peer.done + 1, "until": self.until})
             return
         self.copies.setdefault(peer.name, {})[k] = outputs
         self.timing.setdefault(k, {})[peer.name] = msg.content.get("timing") or {}
         peer.done = k
-        nxt = peer.ahead.pop(k + 1, None)
-        if nxt is not None:
-            return self.on_step_done(peer, nxt)
         while self.state == "RUNNING" and all(p.done >= self.window for p in self.peers.values()):
             self.complete_window(self.window)
 

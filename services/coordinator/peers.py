@@ -22,7 +22,6 @@ class Peer:
     info: dict = field(default_factory=dict)
     data: str | None = None             # its data inbox's address (CONFIGURED.data, §4.1)
     done: int = -1                      # the last window whose STEP_DONE arrived (all before it did too)
-    ahead: dict = field(default_factory=dict)   # STEP_DONEs that came after a lost one (window → message)
     asked: int | None = None            # the window from which it was last asked to resend (§8)
     silent_warned: bool = False
     stuck_since: float | None = None    # idle (per its heartbeats) although the run waits for it

@@ -77,7 +77,11 @@ class SetupMixin:
             "tick_ms": self.tick_ms, "results_dir": str(self.results_dir),
             "heartbeat_interval_ms": self.cc.heartbeat_interval_ms,
             "heartbeat_timeout_ms": self.cc.heartbeat_timeout_ms,
-            **({"resume": self.resume_for(name)} if self.resume else {})}, parent=msg)
+            **({"resume": self.resume_for(name)} if self.resume else {}),
+            # CURVE: the run's node keys, so the node's data inbox admits its producers before any
+            # of them can connect (they connect after PREPARE, which follows every CONFIGURED; §9)
+            **({"keys": {n: k for n, k in self.curve.public_keys().items() if n in self.peers and n != name}}
+               if self.curve is not None else {})}, parent=msg)
 
     def resume_for(self, name: str) -> dict:
         """CONFIGURE.resume (§10.1): the checkpoint's window and folder and this node's CHECKPOINTED."""
@@ -181,9 +185,6 @@ class SetupMixin:
             e["address"] = consumer.data
             if keys:
                 e["key"] = keys.get(consumer.name, "")
-        if keys:
-            for e in receive:
-                e["key"] = keys.get(e["from"], "")
         self.send(p, T.PREPARE, {"outputs": [s.as_wire() for s in self.plan.outputs[p.name]],
                                  "inputs": [s.as_wire() for s in self.plan.inputs[p.name]],
                                  "steps_per_window": self.W, "n_windows": self.K, "connectome": self.connectome,
