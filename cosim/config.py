@@ -49,9 +49,17 @@ class RunSection(_Strict):
     duration_ms: float = Field(500.0, gt=0, le=1e12, description="simulated time")
     window_ms: float | None = Field(None, gt=0, description="synchronization window; default: the largest causal one "
                                     "(the smallest crossing delay divided by run.lookahead)")
-    lookahead: int = Field(1, ge=1, le=64, description="lag m in windows (PROTOCOL.md §3): inputs of window k are the "
-                           "outputs of window k - m, so a node runs up to m windows ahead while data is in flight; "
-                           "windows become m times shorter. 1 = plain lockstep")
+    lookahead: int | Literal["auto"] = Field(1, description="lag m in windows (PROTOCOL.md §3): inputs of window k are "
+                           "the outputs of window k - m, so a node runs up to m windows ahead while data is in flight; "
+                           "windows become m times shorter. 1 = plain lockstep; 'auto' = chosen at setup from the "
+                           "measured round trips and compute time (docs/performance.md, Distance)")
+
+    @field_validator("lookahead")
+    @classmethod
+    def _lookahead(cls, v):
+        if v != "auto" and not 1 <= v <= 64:
+            raise ValueError(f"must be 1..64 or 'auto', got {v}")
+        return v
     results_dir: str = "results"
     seed: int = Field(42, ge=0, le=SEED_MAX, description="seeds TVB's initial history, noise and every Poisson train")
     progress: bool = True

@@ -111,6 +111,10 @@ class NodeRuntime:
             content = {"requires": [s.as_wire() for s in requires], "data": self.data.address}
             if self.role == "tvb":
                 content["connectome"] = self.adapter.connectome()
+            estimate = getattr(self.adapter, "estimate_step_s", None)
+            step_s = estimate() if estimate is not None else None
+            if step_s:           # an adapter MAY say what a TVB step costs it (run.lookahead: auto)
+                content["cost"] = {"step_s": float(step_s)}
         except Exception as e:
             self._fail(msg, e, "configuring")
         self._send(T.CONFIGURED, content)

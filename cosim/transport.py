@@ -127,6 +127,8 @@ class Heartbeat(threading.Thread):
         # the runtime's progress, sent with every heartbeat ({"done": k, "waiting": bool} while
         # running): lets the coordinator repeat a STEP lost with a reset connection (§8)
         self.status: dict = {}
+        import collections
+        self.rtts: collections.deque = collections.deque(maxlen=9)   # seconds, the last heartbeat round trips
 
     def set_timing(self, interval_ms: int, timeout_ms: int) -> None:
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
@@ -138,19 +140,28 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         ch = Channel(self.ctx, self.address, self.identity + b"/hb", self.curve)
+        sent_at: dict[int, float] = {}
         try:
             next_send = 0.0
             last_loop = time.monotonic()
             while not self._stop.is_set():
                 now = time.monotonic()
                 if now >= next_send:
-                    ch.send(Message(MessageType.HEARTBEAT, dict(self.status), node=self.node))
+                    content = dict(self.status)
+                    if self.rtts:       # the round trip to the coordinator (run.lookahead: auto uses it)
+                        content["rtt_ms"] = min(self.rtts) * 1e3    # queueing and a busy GIL only add
+                    m = Message(MessageType.HEARTBEAT, content, node=self.node)
+                    ch.send(m)
+                    sent_at = {m.msg_id: time.perf_counter()}      # only the latest one is timed
                     next_send = now + self.interval_ms / 1000
                 wait_ms = min(self.interval_ms, 100)
                 msg = ch.recv(wait_ms)
                 now = time.monotonic()
                 if msg is not None and msg.type == MessageType.HEARTBEAT:
                     self.last_reply = now
+                    t_sent = sent_at.pop(msg.parent_id, None)
+                    if t_sent is not None:
+                        self.rtts.append(time.perf_counter() - t_sent)
                 # the starvation guard, checked before the timeout (a stall usually ends inside
                 # recv()): if this loop took far longer than its own wait, this thread itself did not
                 # run (the main thread held the GIL: imports, JIT, a long C call; or the whole process

@@ -51,3 +51,23 @@ def test_a_lookahead_that_does_not_fit_is_refused(tmp_path):
     with pytest.raises(RunFailed, match="run.lookahead: 30 windows"):
         run_inprocess(_config([3, 41, 40], 20.0, 30), {"tvb": TVBAdapter(), "spiking": ReferenceAdapter()},
                       tmp_path)
+
+
+def test_lookahead_auto_model():
+    """run.lookahead: auto (services.coordinator.setup.choose_lag): no latency → plain lockstep;
+    latency comparable to the compute of D steps → look ahead; the chosen lag's modelled time
+    never exceeds lockstep's, and hiding is complete when the latency fits in m-1 windows."""
+    from services.coordinator.setup import WINDOW_OVERHEAD_S as o, choose_lag, lag_cost
+    assert choose_lag(0.0, 8e-3, 49) == 1 and choose_lag(5e-3, 0.0, 49) == 1     # nothing to hide / no compute known
+    m = choose_lag(5e-3, 8e-3, 49)
+    assert m > 1 and lag_cost(m, 5e-3, 8e-3) < lag_cost(1, 5e-3, 8e-3) == pytest.approx(13e-3 + o)
+    assert lag_cost(m, 5e-3, 8e-3) <= 8e-3 + m * o + 1e-12                      # latency hidden entirely
+    assert choose_lag(5e-3, 8e-3, 2) <= 2                                        # never beyond the delay
+
+
+def test_lookahead_auto_in_process_is_lockstep(tmp_path):
+    """In one process the round trip is microseconds: auto picks m = 1 and says why."""
+    cfg = _config([3, 41, 40], 20.0, "auto")
+    summary = run_inprocess(cfg, {"tvb": TVBAdapter(), "spiking": ReferenceAdapter()}, tmp_path)
+    assert summary["lookahead"] == 1 and summary["lookahead_reason"].startswith("auto: one-way latency")
+    assert summary["steps_per_window"] == 29

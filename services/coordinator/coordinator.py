@@ -59,7 +59,8 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         self.paused_at: float | None = None
         self.window = 0                          # the next window to complete; all before it are recorded
         self.until = -1                          # the last window granted (RUN)
-        self.lag = cfg.run.lookahead             # m (§3)
+        self.lag = cfg.run.lookahead if cfg.run.lookahead != "auto" else 1   # m (§3); auto: chosen at PREPARE
+        self.lag_reason = "run.lookahead" if cfg.run.lookahead != "auto" else ""
         self.time_cut: int | None = None         # a time-based checkpoint's window, once due
         self.copies: dict[str, dict[int, dict[str, np.ndarray]]] = {}   # node -> window -> its outputs (§4.1)
         self.timing: dict[int, dict[str, dict]] = {}                      # window -> node -> timing
@@ -195,6 +196,9 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                 self.peers[name].last_seen = time.monotonic()
                 self.peers[name].silent_warned = False
                 if msg.type == T.HEARTBEAT:
+                    rtt = msg.content.get("rtt_ms")
+                    if isinstance(rtt, (int, float)) and 0 <= rtt < 1e6:
+                        self.peers[name].rtt_ms = float(rtt)
                     self.check_stuck(self.peers[name], msg.content)
                     self.note_setup_work(self.peers[name], msg.content)
             if msg.type == T.HEARTBEAT:   # answer even unknown peers: they may be registering

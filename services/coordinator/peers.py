@@ -21,6 +21,8 @@ class Peer:
     requires: list[SignalSpec] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     data: str | None = None             # its data inbox's address (CONFIGURED.data, §4.1)
+    rtt_ms: float | None = None         # its heartbeats' round trip to the coordinator (the smallest seen)
+    step_s: float | None = None         # what a TVB step costs it, if it said (CONFIGURED.cost)
     done: int = -1                      # the last window whose STEP_DONE arrived (all before it did too)
     asked: int | None = None            # the window from which it was last asked to resend (§8)
     silent_warned: bool = False

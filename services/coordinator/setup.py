@@ -102,6 +102,9 @@ class SetupMixin:
                 raise RunFailed(self.where(peer.name, "restarted with a different connectome"))
             self.connectome = msg.content["connectome"]
         peer.data = msg.content.get("data")
+        cost = msg.content.get("cost") or {}
+        if isinstance(cost.get("step_s"), (int, float)) and 0 < cost["step_s"] < 1e3:
+            peer.step_s = float(cost["step_s"])
         peer.state = "configured"
         if getattr(self, "plan", None) is not None:     # a restarted node joins a setup already prepared
             if self._prepared_requires.get(peer.name) != peer.requires:
@@ -130,6 +133,8 @@ class SetupMixin:
             self.W = min(steps, max(1, round(NO_CROSSING_WINDOW_MS / self.tvb_dt_ms)))
         else:
             max_w = max(int(d), 1)          # a delay of 0 steps still allows a window of 1 (D + 1)
+            if self.cfg.run.lookahead == "auto":
+                self.choose_lag(max_w)
             if self.lag > max_w:
                 raise RunFailed(f"run.lookahead: {self.lag} windows of at least one step do not fit in the smallest "
                                 f"delay between differently simulated regions ({d} steps = {d * self.tvb_dt_ms:g} ms); "
@@ -174,6 +179,22 @@ class SetupMixin:
         self._prepared_requires = {p.name: p.requires for p in self.peers.values()}
         for p in self.peers.values():
             self.send_prepare(p)
+
+    def choose_lag(self, max_w: int) -> None:
+        """run.lookahead: auto (§3): the lag that minimises the time of D steps under the pipeline
+        model of :func:`lag_cost`, from the measured latency (heartbeat round trips) and compute
+        time (CONFIGURED.cost)."""
+        rtts = [p.rtt_ms for p in self.peers.values() if p.rtt_ms is not None]
+        steps = [p.step_s for p in self.peers.values() if p.step_s is not None]
+        # one way between two nodes: at most half of each one's round trip to the coordinator
+        # (exact when the coordinator sits next to one of them, the usual deployment)
+        rtts = sorted(rtts)
+        one_way = (rtts[-1] + (rtts[-2] if len(rtts) > 1 else 0.0)) / 2e3 if rtts else 0.0
+        step_s = max(steps) if steps else 0.0
+        self.lag = choose_lag(one_way, step_s * max_w, max_w)
+        self.lag_reason = (f"auto: one-way latency ~{one_way * 1e3:.2f} ms, compute ~{step_s * max_w * 1e3:.2f} ms "
+                           f"per {max_w} steps (slowest estimate)")
+        log.info("coordinator: run.lookahead auto → %d (%s)", self.lag, self.lag_reason)
 
     def send_prepare(self, p: Peer) -> None:
         send, receive = routing.links(self.plan, p.name)
@@ -222,3 +243,22 @@ def _same_connectome(a: dict, b: dict) -> bool:
         return all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in ("weights", "idelays"))
     except (KeyError, TypeError, ValueError):
         return False
+
+
+# per-window cost of the protocol itself (encode, send, wake-up, decode, checks), measured by
+# bench/protocol.py on this project's machines; run.lookahead: auto charges it per window
+WINDOW_OVERHEAD_S = 0.3e-3
+
+
+def lag_cost(m: int, one_way_s: float, compute_s: float, overhead_s: float = WINDOW_OVERHEAD_S) -> float:
+    """Time of the D steps that m windows cover, in steady state: window k starts once window k-1
+    is done and window k-m's data has arrived, so the period P of a window satisfies
+    m·P = max(compute + m·overhead, one_way + compute/m + overhead)."""
+    return max(compute_s + m * overhead_s, one_way_s + compute_s / m + overhead_s)
+
+
+def choose_lag(one_way_s: float, compute_s: float, max_lag: int, overhead_s: float = WINDOW_OVERHEAD_S) -> int:
+    """The smallest lag among those within 2 % of the best :func:`lag_cost` (at most 16)."""
+    costs = {m: lag_cost(m, one_way_s, compute_s, overhead_s) for m in range(1, min(max_lag, 16) + 1)}
+    best = min(costs.values())
+    return min(m for m, c in costs.items() if c <= best * 1.02)

@@ -198,6 +198,10 @@ class TVBAdapter(NodeAdapter):
         proxies = tuple(int(r) for r in validate_regions(ctx.regions, w.n_regions, "spiking regions"))
         return [SignalSpec("state/S_e", proxies)] + [SignalSpec(f"state/{v}", proxies) for v in self.record_proxy_vars]
 
+    def estimate_step_s(self) -> float | None:
+        """Seconds per TVB step (CONFIGURED.cost; run.lookahead: auto)."""
+        return self.tvb.estimate_step_s() if self.tvb is not None else None
+
     def connectome(self) -> dict[str, Any]:
         if self.tvb is None:
             raise RuntimeError("connectome() before requires(): the simulator is not built yet")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -306,6 +307,24 @@ class WindowedTVB:
         S_e, S_i = S[:, 0].copy(), S[:, 1].copy()
         R_e, R_i = self.rates(S_e, S_i, C)
         return WindowRecord(first, S_e, S_i, R_e, R_i, C)
+
+    def estimate_step_s(self, n: int = 20) -> float:
+        """Seconds per TVB step, timed on scratch copies: no state, history or noise-stream change
+        (run.lookahead: auto weighs it against the measured latency)."""
+        sim = self.sim
+        rs = getattr(getattr(sim.integrator, "noise", None), "random_stream", None)
+        saved = rs.get_state() if rs is not None else None
+        state, nc = self._state.copy(), self._node_coupling.copy()
+        try:
+            state = sim.integrate_next_step(state, sim.model, nc, 0.0, 0.0)      # JIT warm-up, untimed
+            t0 = time.perf_counter()
+            for _ in range(n):
+                state = sim.integrate_next_step(state, sim.model, nc, 0.0, 0.0)
+                sim._loop_compute_node_coupling(self.offset + self.step + 1)     # reads the history only
+            return (time.perf_counter() - t0) / n
+        finally:
+            if saved is not None:
+                rs.set_state(saved)
 
     # ---- checkpoint -------------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
