@@ -20,16 +20,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from cosim import errors
 from cosim.config import ConfigError  # noqa: F401  (re-exported: cosim.ConfigError)
 from cosim.runresults import Results
 
 
-class RunFailed(RuntimeError):
+class RunFailed(errors.RunFailed):
     """The run ended early; str() is the one-line reason naming the node, window and time."""
 
     def __init__(self, reason: str, exit_code: int, out: Path):
-        super().__init__(reason)
-        self.exit_code, self.out = exit_code, Path(out)
+        super().__init__(reason, exit_code)
+        self.out = Path(out)
 
 
 class RunInterrupted(RunFailed):
