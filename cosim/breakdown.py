@@ -1,19 +1,20 @@
 """Where the time of a run goes, per service, from coordinator.h5 `timing/*` (record.py).
 
-Per window k the coordinator records its wall time (STEP sent → last STEP_DONE received) and
-its own work before the window (recording the previous window); each node reports how long its
-adapter's step took (`compute_s`, of which `simulate_s` is the simulator's integration), how
-long it was idle before the STEP (`wait_s`), and its codec time (`decode_s`, `encode_s`).
+Per window k the coordinator records its wall time (window k-1 complete → window k complete,
+i.e. every STEP_DONE of it in; protocol 3) and, before protocol 3, its own work before the
+window; each node reports how long its adapter's step took (`compute_s`, of which `simulate_s`
+is the simulator's integration), how long it was idle before the window (`wait_s`: waiting for
+its inputs or the grant), and its codec time (`decode_s`, `encode_s`).
 This module splits every window into:
 
   node rows      simulate   the simulator's own integration (TVB, NEURON)
                  transform  the rest of the adapter's step: input/output transformers, proxy
                             overwrite, coupling for the other side, recording results
-                 serialize  decoding the STEP + encoding the STEP_DONE (the node's codec time)
-                 wait       idle, waiting for the other side / the coordinator / the network
+                 serialize  decoding the window's DATA + encoding its DATA and STEP_DONE (codec time)
+                 wait       idle, waiting for the other side's data / the network
   coordinator    network    window wall minus the slowest node's busy time (decode + compute +
-                            encode): transit both ways plus the coordinator routing, decoding
-                            and encoding the window's messages
+                            encode): transit between the nodes plus the wake-ups (protocol 3: the
+                            data goes node to node; before, both hops through the coordinator)
                  record     the coordinator's own work between windows (recording, progress)
 
 A node's simulate + transform + serialize + wait ≈ the loop time per window (= coordinator's

@@ -1,8 +1,11 @@
-"""The node side of the lockstep dialog (PROTOCOL.md §7), shared by every node service.
+"""The node side of the protocol (PROTOCOL.md §4.1, §7), shared by every node service.
 
 `NodeRuntime.run()` registers with the coordinator, builds the adapter from the config it is
-handed, answers PREPARE with READY, then STEP after STEP until END or ABORT. The adapter does
-the simulation; this module does only the dialog, timing and failure handling.
+handed, answers PREPARE with READY, then runs every window the coordinator grants (RUN) as soon
+as its inputs have arrived from the nodes that produce them (DATA, straight to this node's
+inbox), sending its outputs to their consumers and a copy to the coordinator (STEP_DONE), until
+END or ABORT. The adapter does the simulation; this module does only the dialog, the data links,
+timing and failure handling.
 """
 from __future__ import annotations
 

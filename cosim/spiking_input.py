@@ -124,7 +124,7 @@ class PerSourceInput:
     The node requires ``sources/R_e`` of its regions; the coordinator turns it into ``state/R_e``
     of every region outside the node that projects to them (TVB's regions from the TVB node, other
     services' regions from their owners; PROTOCOL.md §4). With a lag of m windows
-    (``ctx.lag_windows``) rows of window k-m (steps ``(k-m)W+1 .. (k-m+1)W``) arrive with STEP(k);
+    (``ctx.lag_windows``) rows of window k-m (steps ``(k-m)W+1 .. (k-m+1)W``) are window k's inputs;
     this class keeps their history and applies each connection's delay itself: the rate of link
     (p, j) at step n is ``R_e,j(n - 1 - idelay[p, j])``, TVB's own coupling indexing, so
     ``sum_j w[p, j] * rate[p, j]`` equals TVB's ``coupling/R_e`` of p (PROTOCOL.md §4) wherever

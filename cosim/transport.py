@@ -125,7 +125,7 @@ class Heartbeat(threading.Thread):
         self._stop = threading.Event()
         self.last_reply = time.monotonic()
         # the runtime's progress, sent with every heartbeat ({"done": k, "waiting": bool} while
-        # running): lets the coordinator repeat a STEP lost with a reset connection (§8)
+        # running, + until/missing): lets the coordinator repeat what a reset connection lost (§8)
         self.status: dict = {}
         import collections
         self.rtts: collections.deque = collections.deque(maxlen=9)   # seconds, the last heartbeat round trips

@@ -7,15 +7,14 @@
                                           window after the one that produced them)
   timing/<node>                 (K, 5)    as the node measured them (NaN if it did not say):
                                           compute_s (its adapter's step), wait_s (idle between
-                                          its STEP_DONE and the next STEP, decoding it included),
-                                          simulate_s (the simulator's integration, part of
-                                          compute_s), decode_s (this STEP), encode_s (the
-                                          previous STEP_DONE)
-  timing/window_wall_s          (K, 1)    the coordinator's wall time per window (STEP sent →
-                                          last STEP_DONE received)
-  timing/coordinator_s          (K, 1)    the coordinator's own work between the last STEP_DONE of
-                                          window k-1 and sending the STEPs of window k (window
-                                          k-1 is recorded after those are sent, while nodes compute)
+                                          its previous window and this one: waiting for inputs or
+                                          the grant), simulate_s (the simulator's integration,
+                                          part of compute_s), decode_s (this window's DATA),
+                                          encode_s (this window's DATA and STEP_DONE)
+  timing/window_wall_s          (K, 1)    the coordinator's wall time per window (window k-1
+                                          complete → window k complete: every STEP_DONE in)
+  timing/coordinator_s          (K, 1)    NaN since protocol 3: the coordinator is off the data's
+                                          path (it records copies while the nodes go on)
   (cosim.breakdown turns these into a per-service breakdown)
 `<results_dir>/status_coordinator.json`: completed?, windows completed, reason; rewritten after
 every flush while running, so after a kill `windows_completed` is what coordinator.h5 holds.
