@@ -13,14 +13,14 @@ import logging
 import time
 from typing import Callable
 
-import zmq
-
 import numpy as np
+import zmq
 
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec
 from cosim.errors import CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
 from cosim.transport import Channel, DataPlane, Heartbeat, default_data_bind, new_token, routing_id
 from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
+from proto.signals import SIGNAL_BOUND, check_outputs
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,6 @@ class NodeRuntime:
                                  f"{f': {why}' if why else ''}")
         except Exception as e:
             self._fail(msg, e, "resuming from a checkpoint" if ctx.resume else "building the simulator")
-        from services.coordinator.routing import check_outputs
         W = ctx.steps_per_window
         why = check_outputs(ctx.outputs, initial, m * W, allow_missing=True)
         if why:
@@ -223,7 +222,6 @@ class NodeRuntime:
         covers it and DATA of window k - m came from every producer."""
         import collections
         import zmq
-        from services.coordinator.routing import check_outputs
         ctx, inbox = self.ctx, self.inbox
         K, W = ctx.n_windows, ctx.steps_per_window
         k = int(ctx.resume["window"]) + 1 if ctx.resume else 0
@@ -393,7 +391,6 @@ class Inbox:
 
     def take(self, k: int) -> tuple[dict, tuple[str, str] | None]:
         """Inputs of window k, or (partial, (producer, reason)) when a producer sent a bad block."""
-        from services.coordinator.routing import SIGNAL_BOUND
         j = k - self.lag
         have = self.got.pop(j, {})
         self.taken = k + 1 - self.lag
