@@ -69,7 +69,7 @@ def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) ->
     d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
     if d is None:
         return
-    from services.coordinator.coordinator import window_limit_text
+    from services.coordinator.setup import window_limit_text
     W = round(cfg.run.window_ms / cfg.tvb.dt_ms)
     if W > max(int(d), 1):
         raise ConfigError(f"{source}: run.window_ms: {window_limit_text(cfg.run.window_ms, int(d), cfg.tvb.dt_ms)}")

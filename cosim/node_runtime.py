@@ -9,6 +9,7 @@ timing and failure handling.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Callable
@@ -220,8 +221,6 @@ class NodeRuntime:
     def windows(self) -> dict:
         """Windows as granted (RUN) and as their data arrives (§7): window k starts as soon as RUN
         covers it and DATA of window k - m came from every producer."""
-        import collections
-        import zmq
         ctx, inbox = self.ctx, self.inbox
         K, W = ctx.n_windows, ctx.steps_per_window
         k = int(ctx.resume["window"]) + 1 if ctx.resume else 0

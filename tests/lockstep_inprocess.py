@@ -17,7 +17,6 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals, split_initial_outputs
 from cosim.config import parse_config

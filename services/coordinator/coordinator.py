@@ -26,8 +26,9 @@ from proto import codec
 from proto.messages import Message, MessageType as T, error
 from services.coordinator.clock import ClockMixin
 from services.coordinator.liveness import LivenessMixin
-from services.coordinator.peers import WATCH, Peer  # noqa: F401
-from services.coordinator.setup import NO_CROSSING_WINDOW_MS, SetupMixin, window_limit_text  # noqa: F401
+from services.coordinator.peers import Peer
+from services.coordinator.record import RunRecord
+from services.coordinator.setup import SetupMixin
 from services.coordinator.status import StatusMixin
 
 log = logging.getLogger(__name__)

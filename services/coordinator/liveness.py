@@ -9,6 +9,7 @@ import zmq
 
 from cosim.errors import RunFailed
 from proto.messages import MessageType as T
+from services.coordinator.peers import Peer
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,6 @@ the status marker next to the results and the summary."""
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 import zmq
