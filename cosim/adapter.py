@@ -174,6 +174,11 @@ class NodeAdapter(abc.ABC):
         window ``ctx.resume["window"] + 1``."""
         raise NotImplementedError(f"{type(self).__name__} cannot restore a checkpoint")
 
+    def after_window(self) -> None:
+        """Optional: called after each window's outputs have left (DATA to the consumers, the copy
+        to the coordinator), while the other nodes compute: the place for work nobody waits for,
+        e.g. writing results. Must not change what the next ``step`` computes."""
+
     def warm_up(self) -> None:
         """Optional: called once right after CONFIGURED is sent, while the coordinator waits for the
         other nodes to configure (e.g. import the simulator, so that ``configure`` on PREPARE is

@@ -302,6 +302,10 @@ class NodeRuntime:
             done = Message(T.STEP_DONE, {"outputs": outputs, "timing": timing}, node=self.name, window=k)
             self.ch.send(done)
             sent.append(done)
+            try:
+                self.adapter.after_window()     # e.g. recording: off the critical path (§4.1)
+            except Exception as e:
+                self._fail(Message(T.RUN, {}, window=k), e, f"window {k} (after it)")
             k += 1
             t_wait = time.perf_counter()
 

@@ -103,6 +103,8 @@ def run_lockstep(config: dict, adapters: dict[str, NodeAdapter], *, tvb: str = "
         for k in range(K):
             prev = in_flight.popleft()                # outputs of window k-m
             cur = {name: a.step(k, route(name, prev)) for name, a in adapters.items()}
+            for a in adapters.values():           # as the runtime does once the outputs are out
+                a.after_window()
             for name, prod in cur.items():
                 check(name, prod, allow_missing=False)
             if keep_outputs:
