@@ -21,7 +21,7 @@ from cosim.adapter import NodeAdapter, RunContext, SignalSpec
 from cosim.errors import CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
 from cosim.transport import Channel, DataPlane, Heartbeat, default_data_bind, new_token, routing_id
 from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
-from proto.signals import SIGNAL_BOUND, check_outputs
+from proto.signals import SIGNAL_BOUND, check_outputs, values_ok
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +408,7 @@ class Inbox:
                     continue
                 if b.shape != (W, len(cols)):
                     return out, (producer, f"{name!r} of window {j} has shape {b.shape}, expected {(W, len(cols))}")
-                if not np.isfinite(b).all() or np.abs(b).max(initial=0.0) > SIGNAL_BOUND:
+                if not values_ok(b):
                     return out, (producer, f"{name!r} of window {j} holds NaN, Inf or a value beyond ±{SIGNAL_BOUND:g}")
                 spec = self.specs[name]
                 if len(cols) == len(spec.regions) and np.array_equal(cols, np.arange(len(cols))):
