@@ -1,0 +1,124 @@
+"""Read a per-message trace (COSIM_TRACE=FILE, cosim/transport.py) and say where each window's
+time goes on its critical path.
+
+Trace lines: `<monotonic ns> <pid> <who> <send|recv|begin|end> <TYPE|step> <window> <peer> <bytes>`.
+
+Per node and window k (protocol 3, lag m): the node begins window k once it holds DATA of window
+k-m from every producer; so each window's start is set either by the node itself (it was still
+busy with window k-1) or by the last DATA it waited for. Figures per window (means over the
+windows after the first few, in ms):
+
+- `step`: begin → end of `adapter.step` (simulate + transform: the adapter's whole window);
+- `post`: end → STEP_DONE sent (check done; DATA encoded and sent to every consumer, then the
+  STEP_DONE copy encoded and sent to the coordinator);
+- `idle`: STEP_DONE of k-1 sent → begin of k (waiting for data, or for the CPU);
+- `transit`: producer's DATA(k-m) sent → this node's DATA(k-m) received (ZeroMQ, the kernel, the
+  receiver's I/O thread and the receiver noticing it: its poll wake-up, or its being busy);
+- `take`: last needed DATA received → begin of k (inputs assembled and validated);
+- `waited_for_data`: fraction of windows whose start was set by a DATA rather than the node's own
+  previous window.
+
+The window period (begin k → begin k+1) then splits into step + post + idle, and idle into the
+part after the data arrived (take) and the data's own lateness.
+
+Usage: python bench/trace.py TRACE_FILE [--skip 10] [--lag 1]
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+
+import numpy as np
+
+
+def read(path: str) -> list[tuple]:
+    rows = []
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) != 8:
+                continue
+            w = None if p[5] == "None" else int(p[5])
+            rows.append((int(p[0]), p[2], p[3], p[4], w, p[6], int(p[7])))
+    rows.sort()
+    return rows
+
+
+def analyse(path: str, skip: int = 10, lag: int = 1) -> dict:
+    rows = read(path)
+    ev: dict = collections.defaultdict(dict)          # (who, what, type, window, peer) -> first t
+    for t, who, what, typ, w, peer, _ in rows:
+        ev[(who, what, typ, w, peer)].setdefault("t", t)
+    nodes = sorted({who for _, who, what, typ, *_ in rows if typ == "step"})
+    producers = collections.defaultdict(set)           # consumer -> producers (from DATA received)
+    for _, who, what, typ, w, peer, _ in rows:
+        if what == "recv" and typ == "DATA":
+            producers[who].add(peer)
+    res = {"trace": path, "lag": lag, "nodes": {}, "messages": collections.Counter(
+        f"{who} {what} {typ}" for _, who, what, typ, *_ in rows)}
+    for n in nodes:
+        ks = sorted(w for (who, what, typ, w, _p) in ev if who == n and what == "begin")
+        per = collections.defaultdict(list)
+        for k in ks:
+            if k < skip or (n, "begin", "step", k + 1, "-") not in ev:
+                continue
+
+            def t(key):
+                v = ev.get(key)
+                return None if v is None else v["t"]
+            b, e = t((n, "begin", "step", k, "-")), t((n, "end", "step", k, "-"))
+            sd = t((n, "send", "STEP_DONE", k, "coordinator"))
+            sd_prev = t((n, "send", "STEP_DONE", k - 1, "coordinator"))
+            b_next = t((n, "begin", "step", k + 1, "-"))
+            per["period"].append(b_next - b)
+            per["step"].append(e - b)
+            if sd is not None:
+                per["post"].append(sd - e)
+            if sd_prev is not None:
+                per["idle"].append(b - sd_prev)
+            j = k - lag
+            recvs, transits = [], []
+            for p in producers[n]:
+                r, s = t((n, "recv", "DATA", j, p)), t((p, "send", "DATA", j, n))
+                if r is not None:
+                    recvs.append(r)
+                if r is not None and s is not None:
+                    transits.append(r - s)
+            if recvs:
+                last = max(recvs)
+                per["take"].append(b - last)
+                per["waited_for_data"].append(1.0 if sd_prev is not None and last > sd_prev else 0.0)
+            if transits:
+                per["transit"].append(max(transits))
+        res["nodes"][n] = {k: float(np.mean(v)) / (1 if k == "waited_for_data" else 1e6) for k, v in per.items() if v}
+        res["nodes"][n]["windows"] = len(per["period"])
+    co = [t for t, who, what, typ, *_ in rows if who == "coordinator" and what == "recv" and typ == "STEP_DONE"]
+    res["coordinator_step_done_received"] = len(co)
+    res["messages"] = dict(res["messages"])
+    return res
+
+
+def text(res: dict) -> str:
+    cols = ["period", "step", "post", "idle", "transit", "take", "waited_for_data"]
+    out = [f"  per-message trace {res['trace']} (lag {res['lag']}), ms per window (mean):",
+           "  " + f"{'':>12}" + "".join(f"{c:>16}" for c in cols)]
+    for n, d in res["nodes"].items():
+        out.append("  " + f"{n:>12}" + "".join(f"{d.get(c, float('nan')):>16.3f}" for c in cols))
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("trace")
+    ap.add_argument("--skip", type=int, default=10)
+    ap.add_argument("--lag", type=int, default=1)
+    a = ap.parse_args()
+    res = analyse(a.trace, a.skip, a.lag)
+    print(text(res), file=sys.stderr)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
