@@ -15,11 +15,16 @@ windows after the first few, in ms):
 - `transit`: producer's DATA(k-m) sent → this node's DATA(k-m) received (ZeroMQ, the kernel, the
   receiver's I/O thread and the receiver noticing it: its poll wake-up, or its being busy);
 - `take`: last needed DATA received → begin of k (inputs assembled and validated);
-- `waited_for_data`: fraction of windows whose start was set by a DATA rather than the node's own
-  previous window.
+- `data_send`: end → DATA sent (to every consumer); `copy_send`: DATA sent → STEP_DONE sent;
+- `ready` = max(this node's STEP_DONE of k-1 sent, the last producer's DATA of k-m sent): the
+  earliest window k could start if messages took no time; `deliver` = begin of k − ready: the
+  messaging and scheduling time on the critical path (the message crossing ZeroMQ and the kernel,
+  the receiver waking up, decoding and assembling the inputs), `deliver_recv` the part up to the
+  DATA's receipt;
+- `data_late`: fraction of windows where the producer's DATA was sent after this node had finished
+  its previous window (the node really waited for the other side).
 
-The window period (begin k → begin k+1) then splits into step + post + idle, and idle into the
-part after the data arrived (take) and the data's own lateness.
+The window period (begin k → begin k+1) then splits into step + post + idle.
 
 Usage: python bench/trace.py TRACE_FILE [--skip 10] [--lag 1]
 """
@@ -89,10 +94,20 @@ def analyse(path: str, skip: int = 10, lag: int = 1) -> dict:
             if recvs:
                 last = max(recvs)
                 per["take"].append(b - last)
-                per["waited_for_data"].append(1.0 if sd_prev is not None and last > sd_prev else 0.0)
             if transits:
                 per["transit"].append(max(transits))
-        res["nodes"][n] = {k: float(np.mean(v)) / (1 if k == "waited_for_data" else 1e6) for k, v in per.items() if v}
+            ds = t((n, "send", "DATA", k, sorted(c for c, ps in producers.items() if n in ps)[0])) \
+                if any(n in ps for ps in producers.values()) else None
+            if ds is not None and sd is not None:
+                per["data_send"].append(ds - e)
+                per["copy_send"].append(sd - ds)
+            sends = [t((p, "send", "DATA", j, n)) for p in producers[n]]
+            if sd_prev is not None and sends and None not in sends and recvs:
+                ready = max([sd_prev] + sends)
+                per["deliver"].append(b - ready)
+                per["deliver_recv"].append(max(recvs) - ready if max(recvs) > ready else 0)
+                per["data_late"].append(1.0 if max(sends) > sd_prev else 0.0)
+        res["nodes"][n] = {k: float(np.mean(v)) / (1 if k == "data_late" else 1e6) for k, v in per.items() if v}
         res["nodes"][n]["windows"] = len(per["period"])
     co = [t for t, who, what, typ, *_ in rows if who == "coordinator" and what == "recv" and typ == "STEP_DONE"]
     res["coordinator_step_done_received"] = len(co)
@@ -101,11 +116,12 @@ def analyse(path: str, skip: int = 10, lag: int = 1) -> dict:
 
 
 def text(res: dict) -> str:
-    cols = ["period", "step", "post", "idle", "transit", "take", "waited_for_data"]
+    cols = ["period", "step", "data_send", "copy_send", "idle", "transit", "deliver", "deliver_recv", "take",
+            "data_late"]
     out = [f"  per-message trace {res['trace']} (lag {res['lag']}), ms per window (mean):",
-           "  " + f"{'':>12}" + "".join(f"{c:>16}" for c in cols)]
+           "  " + f"{'':>12}" + "".join(f"{c:>13}" for c in cols)]
     for n, d in res["nodes"].items():
-        out.append("  " + f"{n:>12}" + "".join(f"{d.get(c, float('nan')):>16.3f}" for c in cols))
+        out.append("  " + f"{n:>12}" + "".join(f"{d.get(c, float('nan')):>13.3f}" for c in cols))
     return "\n".join(out)
 
 
