@@ -17,7 +17,9 @@ baseline); `direct` is the same run without proxies.
 Part 1, noop nodes (latency isolated): the spiking node "computes" `compute_ms` per window
 (sleep), TVB nothing. Per window (mean of the coordinator's window walls after the first):
 
-- aim (issue 12, m = 1): ≤ compute + 1.1 L;
+- aim (issue 12, m = 1): ≤ compute + 1.1 L (`met`, compute = the nominal sleep); `met_vs_local`
+  reads "compute" as the L = 0 window of the same call (compute + protocol + proxies): the
+  latency cost per window ≤ 1.1 L;
 - chain floor with lag m = 1: window k of each node needs the other's window k-1, so two
   independent chains (TVB k → spiking k+1 → TVB k+2 …) each pay compute + L per hop: per window
   max(compute, L + compute/2) (TVB computes nothing);
@@ -117,6 +119,7 @@ def run(size: str = "full", out: Path | None = None, lookahead: int | None = Non
                "per_window_summary_ms": median(r["per_window_summary_ms"] for r in reps),
                "aim_ms": C + 1.1 * L, "met": per <= C + 1.1 * L,
                "floor_direct_ms": C + L, "chain_floor_ms": max(C, L + C / 2), "ratio_to_aim": per / (C + 1.1 * L),
+               "compute_measured_ms": median(r["compute_ms"].get("spiking") for r in reps),
                "lookahead": M, "per_window_m_ms": per_m, "runs_m_ms": [r["per_window_ms"] for r in reps_m],
                "per_1_6ms_simulated_m_ms": per_m * M, "m_floor_per_window_ms": max(C / M, (L + C / M) / M)}
         if reps_direct:
@@ -127,6 +130,8 @@ def run(size: str = "full", out: Path | None = None, lookahead: int | None = Non
     for r in rows:
         r["latency_cost_ms"] = None if base is None else r["per_window_ms"] - base["per_window_ms"]
         r["latency_cost_m_per_1_6ms"] = None if base is None else (r["per_window_m_ms"] - base["per_window_m_ms"]) * M
+        # the aim with "compute" read as this run's own L = 0 window (compute + protocol + proxies)
+        r["met_vs_local"] = None if base is None else r["latency_cost_ms"] <= 1.1 * r["latency_ms"] + 1e-9
     res = {"benchmark": "distance", "protocol": 3, "size": size, "compute_ms": C, "lookahead": M,
            "load_avg_start": load0,
            "deployment": "coordinator + TVB node on one host, spiking node remote: its coordinator link and both "
