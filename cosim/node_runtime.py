@@ -292,9 +292,9 @@ class NodeRuntime:
                 transport.trace(self.name, "end", "step", k)
             self.data.last_encode_s = 0.0
             self._send_data(k, outputs)            # consumers first: they are waiting for it
-            timing = {"compute_s": compute_s, "wait_s": wait_s, "decode_s": inbox.decode_s,
+            timing = {"compute_s": compute_s, "wait_s": wait_s, "decode_s": inbox.decode_s + self.data.decode_s,
                       "encode_s": self.ch.last_encode_s + self.data.last_encode_s}
-            inbox.decode_s = 0.0
+            inbox.decode_s = self.data.decode_s = 0.0
             part = getattr(self.adapter, "window_timing", None)
             if part is not None:
                 timing.update(part())
