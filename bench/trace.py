@@ -22,7 +22,9 @@ windows after the first few, in ms):
   the receiver waking up, decoding and assembling the inputs), `deliver_recv` the part up to the
   DATA's receipt;
 - `data_late`: fraction of windows where the producer's DATA was sent after this node had finished
-  its previous window (the node really waited for the other side).
+  its previous window (the node really waited for the other side);
+- `copy_interference`: per link, the delay from ready (DATA sent, consumer done) to the DATA being
+  read, split by whether the coordinator handled the producer's STEP_DONE copy in between.
 
 The window period (begin k → begin k+1) then splits into step + post + idle.
 
@@ -109,6 +111,27 @@ def analyse(path: str, skip: int = 10, lag: int = 1) -> dict:
                 per["data_late"].append(1.0 if max(sends) > sd_prev else 0.0)
         res["nodes"][n] = {k: float(np.mean(v)) / (1 if k == "data_late" else 1e6) for k, v in per.items() if v}
         res["nodes"][n]["windows"] = len(per["period"])
+    # did the coordinator handle the producer's STEP_DONE copy while the consumer had not yet read
+    # the producer's DATA? (on 2 cores the copy's processing may delay the consumer's wake-up)
+    res["copy_interference"] = {}
+    for cons in nodes:
+        for prod in sorted(producers[cons]):
+            inside, outside = [], []
+            for (who, what, typ, j, peer), v in ev.items():
+                if who != cons or what != "recv" or typ != "DATA" or peer != prod or j is None or j < skip:
+                    continue
+                r, s_ = v["t"], ev.get((prod, "send", "DATA", j, cons), {}).get("t")
+                done = ev.get((cons, "send", "STEP_DONE", j + lag - 1, "coordinator"), {}).get("t")
+                c = ev.get(("coordinator", "recv", "STEP_DONE", j, prod), {}).get("t")
+                if None in (s_, done, c):
+                    continue
+                ready = max(s_, done)
+                if r < ready:
+                    continue
+                (inside if ready < c < r else outside).append((r - ready) / 1e6)
+            res["copy_interference"][f"{prod}->{cons}"] = {
+                "windows_copy_between": len(inside), "read_delay_ms_copy_between": float(np.mean(inside)) if inside else None,
+                "windows_other": len(outside), "read_delay_ms_other": float(np.mean(outside)) if outside else None}
     co = [t for t, who, what, typ, *_ in rows if who == "coordinator" and what == "recv" and typ == "STEP_DONE"]
     res["coordinator_step_done_received"] = len(co)
     res["messages"] = dict(res["messages"])
@@ -122,6 +145,11 @@ def text(res: dict) -> str:
            "  " + f"{'':>12}" + "".join(f"{c:>13}" for c in cols)]
     for n, d in res["nodes"].items():
         out.append("  " + f"{n:>12}" + "".join(f"{d.get(c, float('nan')):>13.3f}" for c in cols))
+    for link, d in res.get("copy_interference", {}).items():
+        f = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+        out.append(f"  {link}: DATA read {f(d['read_delay_ms_copy_between'])} ms after ready in "
+                   f"{d['windows_copy_between']} windows where the coordinator handled the producer's STEP_DONE in "
+                   f"between, {f(d['read_delay_ms_other'])} ms in {d['windows_other']} others")
     return "\n".join(out)
 
 
