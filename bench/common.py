@@ -57,7 +57,8 @@ class RunError(RuntimeError):
     pass
 
 
-def cosim_run(cfg: dict, out: Path, timeout: float = 900, sampler: "TreeSampler | None" = None) -> dict:
+def cosim_run(cfg: dict, out: Path, timeout: float = 900, sampler: "TreeSampler | None" = None,
+              extra_env: dict | None = None) -> dict:
     """`cosim run CONFIG --out OUT --no-plots` as a subprocess; returns summary + whole wall time.
 
     `wall_total_s` is what the user waits for (imports, building both simulators, the loop,
@@ -68,7 +69,8 @@ def cosim_run(cfg: dict, out: Path, timeout: float = 900, sampler: "TreeSampler 
     path = write_config(cfg, out.parent / f"{out.name}.yaml")
     t0 = time.perf_counter()
     p = subprocess.Popen(PY + ["run", str(path), "--out", str(out), "--no-plots"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env(), cwd=out.parent, start_new_session=True)
+                         stderr=subprocess.PIPE, text=True, env={**env(), **(extra_env or {})}, cwd=out.parent,
+                         start_new_session=True)
     if sampler is not None:
         sampler.start(p.pid)
     try:
@@ -254,9 +256,12 @@ def save_coupling(out: Path) -> str | None:
 
 
 def launch_services(cfg: dict, out: Path, node_router: dict[str, str] | None = None, timeout: float = 900,
-                    router_port: int | None = None, pub_port: int | None = None) -> dict:
+                    router_port: int | None = None, pub_port: int | None = None,
+                    node_args: dict[str, list[str]] | None = None, node_env: dict[str, str] | None = None) -> dict:
     """Coordinator and nodes as separate processes (as on separate hosts), each node pointed at the
     router address given in `node_router[name]` (e.g. a delay proxy) or at the coordinator itself.
+    `node_args[name]`: more command-line arguments of that node (e.g. `--data-bind`,
+    `--data-advertise`); `node_env`: more environment for every process (e.g. COSIM_TRACE).
     Returns the summary and the whole wall time. Kills only the processes it started."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,13 +270,14 @@ def launch_services(cfg: dict, out: Path, node_router: dict[str, str] | None = N
     cfg = {**cfg, "run": {"progress": False, "results_dir": str(out.parent), **cfg.get("run", {})},
            "coordinator": {**cfg.get("coordinator", {}), "router": router, "pub": f"tcp://127.0.0.1:{pub_port or free_port()}"}}
     path = write_config(cfg, out / "config.in.yaml")
-    node_router = node_router or {}
+    node_router, node_args = node_router or {}, node_args or {}
     procs = []
 
     def start(name: str, argv: list[str], environ: dict | None = None):
         log = open(out / "logs" / f"{name}.log", "wb")
-        procs.append((name, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=environ or env(),
-                                             start_new_session=True), log))
+        environ = {**(environ or env()), **(node_env or {})}
+        procs.append((name, subprocess.Popen(argv + node_args.get(name, []), stdout=log, stderr=subprocess.STDOUT,
+                                             env=environ, start_new_session=True), log))
 
     t0 = time.perf_counter()
     start("coordinator", launch.coordinator_cmd(str(path), str(out), plots=False, log_level="WARNING"))

@@ -1,18 +1,28 @@
-"""Protocol overhead: lockstep windows with nodes that simulate nothing, against raw pyzmq.
+"""Protocol overhead: windows with nodes that simulate nothing, against raw pyzmq.
 
-Baseline (same run, same machine, interleaved with the measurement): a ROUTER in one process
-exchanging one message with each of N DEALER echo processes per iteration (N = the number of
-nodes, payload of the same size as a window's signals): the least any lockstep protocol over
-ZeroMQ can cost. Measured: `cosim run` with the noop backend (real coordinator, real node
-runtime, real heartbeats and recording). Figures:
+Protocol 3 (PROTOCOL.md §4.1): a window's data goes straight from node to node (each node PUSHes
+DATA to the other's PULL inbox); the coordinator only grants windows (RUN, far ahead) and receives
+STEP_DONE copies off the critical path. With lag m = 1, window k of each node needs the other
+node's DATA of window k-1, so each window costs at least one message each way between the two
+nodes, sent concurrently.
 
-- `ratio` (the aim, ≤ 1.5): time per window of the whole lockstep loop (loop wall / windows,
-  i.e. 1 / windows per second, everything the coordinator does between windows included) over
-  time per raw round trip (total / iterations).
-- `ratio_window_median`: the coordinator's median per-window wall (STEP sent → last STEP_DONE
-  received; excludes recording and routing between windows) over the raw median round trip.
+Baseline (the floor, same run, interleaved with the measurement): two processes, each binding a
+PULL and connecting a PUSH to the other's, exchanging per iteration exactly the frames of the two
+DATA messages of a window (same sizes: codec-encoded DATA of the noop run's signals), each
+sending its frames and then waiting for the other's: `symmetric_us` per iteration. No codec, no
+validation, no coordinator: nothing a protocol with direct data can do without. The protocol-2
+floor (a ROUTER exchanging one message with each of 2 DEALER echo processes: one round trip per
+window through a third process) is kept for context (`raw_round_trip_us`).
 
-Usage: python bench/protocol.py [--windows 4000] [--repeats 3] [--curve]
+Measured: `cosim run` with the noop backend (real coordinator, real node runtime, real
+heartbeats and recording). Figures:
+
+- `ratio` (the aim, ≤ 1.5): time per window of the run's loop (loop wall / windows, i.e.
+  1 / windows per second from the summary) over the symmetric exchange's time per iteration.
+- `ratio_window_median`: the coordinator's median per-window wall (interval between completed
+  windows, recorded in coordinator.h5) over the symmetric exchange's median iteration.
+
+Usage: python bench/protocol.py [--size tiny|full] [--windows 4000] [--repeats 3] [--lookahead M] [--curve]
 """
 from __future__ import annotations
 
@@ -78,8 +88,62 @@ def raw_round_trip(n_peers: int, payload_bytes: int, iters: int, curve: bool = F
     return {"median_s": float(np.median(times)), "mean_s": t_all / iters}
 
 
-def lockstep(windows: int, out: Path, curve_dir: str | None) -> dict:
-    cfg = {"run": {"name": "bench-protocol", "duration_ms": windows * W_STEPS * 0.1},
+def _data_frames(producer: str, name: str, window: int = 1234) -> list[bytes]:
+    """The frames of a window's DATA message as the node runtime sends them (PROTOCOL.md §4.1)."""
+    from proto import codec
+    from proto.messages import Message, MessageType
+    return codec.encode(Message(MessageType.DATA, {"signals": {name: np.zeros((W_STEPS, len(REGIONS)))}},
+                                node=producer, window=window, msg_id=window))
+
+
+def _sym_peer(pull_addr: str, push_port_q, frames: list[bytes], iters: int) -> None:
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push_port_q.put(port)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(pull_addr)
+    push.send(b"hello")
+    pull.recv()
+    for _ in range(iters):
+        push.send_multipart(frames)
+        pull.recv_multipart(copy=False)
+    push.close(linger=1000)
+    pull.close(0)
+    ctx.term()
+
+
+def symmetric_exchange(iters: int, frames_a: list[bytes], frames_b: list[bytes]) -> dict:
+    """Two processes, PULL inbox each, PUSH to the other: per iteration each sends its frames and
+    waits for the other's (the least a window of direct data can cost). Median/mean s per iteration."""
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    q = mp.Queue()
+    peer = mp.Process(target=_sym_peer, args=(f"tcp://127.0.0.1:{port}", q, frames_b, iters))
+    peer.start()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{q.get(timeout=30)}")
+    pull.recv()
+    push.send(b"hello")
+    times = np.empty(iters)
+    t_all = time.perf_counter()
+    for k in range(iters):
+        t = time.perf_counter()
+        push.send_multipart(frames_a)
+        pull.recv_multipart(copy=False)
+        times[k] = time.perf_counter() - t
+    t_all = time.perf_counter() - t_all
+    peer.join(30)
+    push.close(0)
+    pull.close(0)
+    ctx.term()
+    return {"median_s": float(np.median(times[10:])), "mean_s": t_all / iters}
+
+
+def lockstep(windows: int, out: Path, curve_dir: str | None, lookahead: int = 1) -> dict:
+    cfg = {"run": {"name": "bench-protocol", "duration_ms": windows * W_STEPS * 0.1 / lookahead,
+                   "lookahead": lookahead},
            "spiking_nodes": [{"name": "spiking", "backend": "noop", "regions": REGIONS}]}
     if curve_dir:
         cfg["coordinator"] = {"curve": True, "keys_dir": curve_dir}
@@ -98,28 +162,37 @@ def make_keys(d: str) -> str:
 
 
 def run(size: str = "full", out: Path | None = None, curve: bool = False, windows: int | None = None,
-        repeats: int | None = None) -> dict:
+        repeats: int | None = None, lookahead: int = 1) -> dict:
     sz = SIZES[size]
     windows, repeats = windows or sz["windows"], repeats or sz["repeats"]
     out = Path(out or tempfile.mkdtemp(prefix="bench-protocol-"))
     curve_dir = make_keys(str(out / "keys")) if curve else None
     payload = W_STEPS * len(REGIONS) * 8 + 300          # one window's signal block plus headers
-    raws, steps = [], []
+    frames_a, frames_b = _data_frames("tvb", "coupling/R_e"), _data_frames("spiking", "state/S_e")
+    data_bytes = [sum(map(len, frames_a)), sum(map(len, frames_b))]
+    raws, syms, steps = [], [], []
     load0 = load_avg()
     for i in range(repeats):        # interleaved, so both see the same machine load
+        syms.append(symmetric_exchange(windows, frames_a, frames_b))
         raws.append(raw_round_trip(2, payload, windows))
-        steps.append(lockstep(windows, out / f"{'curve' if curve else 'plain'}{i}", curve_dir))
+        steps.append(lockstep(windows, out / f"{'curve' if curve else 'plain'}{i}", curve_dir, lookahead))
     raw_mean = median(r["mean_s"] for r in raws)
     raw_med = median(r["median_s"] for r in raws)
+    sym_mean = median(r["mean_s"] for r in syms)
+    sym_med = median(r["median_s"] for r in syms)
     per_win = median(s["loop_per_window_s"] for s in steps)
     win_med = median(s["window_median_s"] for s in steps)
-    return {"benchmark": "protocol", "curve": curve, "nodes": 2, "windows": windows, "repeats": repeats,
-            "payload_bytes": payload, "load_avg_start": load0, "load_avg_end": load_avg(),
+    return {"benchmark": "protocol", "protocol": 3, "curve": curve, "lookahead": lookahead, "nodes": 2,
+            "windows": windows, "repeats": repeats,
+            "payload_bytes": payload, "data_message_bytes": data_bytes, "load_avg_start": load0, "load_avg_end": load_avg(),
+            "symmetric_us": sym_mean * 1e6, "symmetric_median_us": sym_med * 1e6,
             "raw_round_trip_us": raw_mean * 1e6, "raw_round_trip_median_us": raw_med * 1e6,
             "lockstep_per_window_us": per_win * 1e6, "lockstep_window_median_us": win_med * 1e6,
             "lockstep_windows_per_s": median(s["windows_per_s"] for s in steps),
-            "raw_exchanges_per_s": 1 / raw_mean,
-            "ratio": per_win / raw_mean, "ratio_window_median": win_med / raw_med, "aim": 1.5,
+            "raw_exchanges_per_s": 1 / raw_mean, "symmetric_exchanges_per_s": 1 / sym_mean,
+            "ratio": per_win / sym_mean, "ratio_window_median": win_med / sym_med, "aim": 1.5,
+            "ratio_vs_round_trip": per_win / raw_mean,
+            "symmetric_runs_us": [r["mean_s"] * 1e6 for r in syms],
             "raw_runs_us": [r["mean_s"] * 1e6 for r in raws],
             "lockstep_runs_us": [s["loop_per_window_s"] * 1e6 for s in steps],
             "lockstep_window_median_runs_us": [s["window_median_s"] * 1e6 for s in steps],
@@ -131,11 +204,13 @@ def main() -> None:
     ap.add_argument("--windows", type=int)
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--curve", action="store_true", help="run the lockstep part with CURVE on")
+    ap.add_argument("--lookahead", type=int, default=1, help="run.lookahead of the cosim runs (default 1)")
     a = ap.parse_args()
-    res = run(a.size, Path(a.out) if a.out else None, a.curve, a.windows, a.repeats)
-    print(f"raw ROUTER↔2×DEALER round trip {res['raw_round_trip_us']:.0f} µs; lockstep {res['lockstep_per_window_us']:.0f} µs "
-          f"per window; ratio {res['ratio']:.2f} (aim ≤ 1.5); coordinator window median ratio "
-          f"{res['ratio_window_median']:.2f}", file=sys.stderr)
+    res = run(a.size, Path(a.out) if a.out else None, a.curve, a.windows, a.repeats, a.lookahead)
+    print(f"raw symmetric PUSH/PULL exchange {res['symmetric_us']:.0f} µs (ROUTER↔2×DEALER round trip "
+          f"{res['raw_round_trip_us']:.0f} µs); cosim {res['lockstep_per_window_us']:.0f} µs per window; ratio "
+          f"{res['ratio']:.2f} (aim ≤ 1.5); coordinator window median ratio {res['ratio_window_median']:.2f}",
+          file=sys.stderr)
     print(json.dumps(res))
 
 

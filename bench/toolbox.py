@@ -7,7 +7,13 @@ NEURON dt 0.05 ms, TVB dt 0.1 ms, window 1.6 ms given explicitly (run.window_ms;
 1000 ms (plots off: the toolbox's figures are simulation only). Aims: loop ≥ 8× faster than 61 s, whole run ≥ 5× faster than 72 s. Our own TVB alone
 and NEURON alone (bench/alone.py, same input) are measured in the same call for context.
 
-Usage: python bench/toolbox.py [--size tiny|full]
+Issue 12: the time beyond the slower simulator per window (`cosim.breakdown`: loop per window
+minus the slowest node's mean `simulate` in the same run), aim ≤ 1 ms: `beyond_slowest_ms`
+(median over the repeats). With `--trace` one more run records a per-message trace
+(COSIM_TRACE, cosim/transport.py) and `trace` says where each node's window goes
+(bench/trace.py).
+
+Usage: python bench/toolbox.py [--size tiny|full] [--repeats N] [--trace] [--no-auto]
 """
 from __future__ import annotations
 
@@ -31,7 +37,9 @@ def config(duration_ms: float, window_ms: float | None = 1.6) -> dict:
                                           "record": {"plot": False}}}]}
 
 
-def run(size: str = "full", out: Path | None = None, repeats: int | None = None) -> dict:
+def run(size: str = "full", out: Path | None = None, repeats: int | None = None, trace: bool = False,
+        auto: bool = True) -> dict:
+    from cosim.breakdown import breakdown
     sz = SIZES[size]
     out = Path(out or tempfile.mkdtemp(prefix="bench-toolbox-"))
     cfg = config(sz["duration_ms"])
@@ -40,15 +48,26 @@ def run(size: str = "full", out: Path | None = None, repeats: int | None = None)
     for i in range(repeats or sz["repeats"]):
         r = cosim_run(cfg, out / f"cosim{i}")
         s = r["summary"]
+        b = breakdown(r["out"])
         runs.append({"loop_s": loop_s(r), "wall_total_s": r["wall_total_s"], "windows": s["windows"],
                      "steps_per_window": s["steps_per_window"], "real_time_factor": s["real_time_factor"],
-                     "build_s": {n: v.get("build_s") for n, v in s["nodes"].items()}, "out": r["out"]})
+                     "build_s": {n: v.get("build_s") for n, v in s["nodes"].items()}, "out": r["out"],
+                     "breakdown": b, "beyond_slowest_ms": b["overhead_ms_per_window"],
+                     "loop_ms_per_window": b["loop_ms_per_window"], "slowest_simulate_ms": b["slowest_simulate_ms"]})
         if i == 0:      # our simulators alone, once: context for the loop time
             coupling = save_coupling(Path(r["out"]))
             tvb = alone("tvb", cfg, out / "alone", s["steps_per_window"])
             nrn = alone("neuron", cfg, out / "alone", s["steps_per_window"], coupling)
+    traced = None
+    if trace:       # one more run with the per-message trace on (the trace's own cost stays out of the medians)
+        from bench.trace import analyse
+        tpath = out / "trace.txt"
+        tpath.unlink(missing_ok=True)
+        rt = cosim_run(cfg, out / "traced", extra_env={"COSIM_TRACE": str(tpath)})
+        traced = {"trace_file": str(tpath), "breakdown": breakdown(rt["out"]), "loop_s": loop_s(rt),
+                  "analysis": analyse(str(tpath), skip=10, lag=1)}
     # the window our coordinator picks by itself (smallest delay crossing between 33/71 and the rest)
-    auto = cosim_run(config(sz["duration_ms"], None), out / "auto_window")
+    auto = cosim_run(config(sz["duration_ms"], None), out / "auto_window") if auto else None
     loop, wall = median(r["loop_s"] for r in runs), median(r["wall_total_s"] for r in runs)
     scale = 1000.0 / sz["duration_ms"]      # tiny runs are scaled to 1000 ms for the ratios only
     return {"benchmark": "toolbox", "size": size, "duration_ms": sz["duration_ms"], "repeats": len(runs),
@@ -59,18 +78,33 @@ def run(size: str = "full", out: Path | None = None, repeats: int | None = None)
             "toolbox": TOOLBOX, "loop_speedup": TOOLBOX["loop_s"] / (loop * scale), "aim_loop_speedup": 8.0,
             "wall_speedup": TOOLBOX["wall_s"] / wall if size == "full" else None, "aim_wall_speedup": 5.0,
             "loop_vs_our_slower_alone": loop / max(tvb["run_s"], nrn["run_s"]),
-            "auto_window": {"window_ms": auto["summary"]["window_ms"], "windows": auto["summary"]["windows"],
-                            "loop_s": loop_s(auto), "wall_total_s": auto["wall_total_s"]},
+            "auto_window": None if auto is None else {
+                "window_ms": auto["summary"]["window_ms"], "windows": auto["summary"]["windows"],
+                "loop_s": loop_s(auto), "wall_total_s": auto["wall_total_s"]},
+            "beyond_slowest_ms": median(r["beyond_slowest_ms"] for r in runs), "aim_beyond_slowest_ms": 1.0,
+            "beyond_slowest_runs_ms": [r["beyond_slowest_ms"] for r in runs],
+            "loop_ms_per_window": median(r["loop_ms_per_window"] for r in runs),
+            "slowest_simulate_ms": median(r["slowest_simulate_ms"] for r in runs),
+            "neuron_alone_ms_per_window": nrn["run_s"] * 1e3 / runs[0]["windows"],
+            "tvb_alone_ms_per_window": tvb["run_s"] * 1e3 / runs[0]["windows"],
+            "traced": traced,
             "runs": runs, "example_run": runs[-1]["out"]}
 
 
 def main() -> None:
     ap = arg_parser(__doc__, SIZES)
     ap.add_argument("--repeats", type=int)
+    ap.add_argument("--trace", action="store_true", help="one more run with COSIM_TRACE on, analysed")
+    ap.add_argument("--no-auto", action="store_true", help="skip the run with the coordinator's own window")
     a = ap.parse_args()
-    res = run(a.size, Path(a.out) if a.out else None, a.repeats)
+    res = run(a.size, Path(a.out) if a.out else None, a.repeats, a.trace, not a.no_auto)
     print(f"loop {res['loop_s']:.2f} s ({res['loop_speedup']:.1f}× faster than 61 s), whole run "
-          f"{res['wall_total_s']:.2f} s", file=sys.stderr)
+          f"{res['wall_total_s']:.2f} s; per window: loop {res['loop_ms_per_window']:.3f} ms, slowest simulate "
+          f"{res['slowest_simulate_ms']:.3f} ms, beyond it {res['beyond_slowest_ms']:.3f} ms (aim ≤ 1 ms)",
+          file=sys.stderr)
+    if res["traced"]:
+        from bench.trace import text
+        print(text(res["traced"]["analysis"]), file=sys.stderr)
     print(json.dumps(res))
 
 

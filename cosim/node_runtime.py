@@ -19,6 +19,7 @@ import zmq
 
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec
 from cosim.errors import CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
+from cosim import transport
 from cosim.transport import Channel, DataPlane, Heartbeat, default_data_bind, new_token, routing_id
 from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
 from proto.signals import SIGNAL_BOUND, check_outputs, values_ok
@@ -282,6 +283,8 @@ class NodeRuntime:
             # before window 0 the node waits for the slowest node's setup: that is not lockstep waiting
             wait_s = time.perf_counter() - t_wait if k > 0 else 0.0
             self.window = k
+            if transport.trace is not None:
+                transport.trace(self.name, "begin", "step", k)
             t0 = time.perf_counter()
             try:
                 outputs = self.adapter.step(k, inputs)
@@ -291,11 +294,13 @@ class NodeRuntime:
             except Exception as e:
                 self._fail(Message(T.RUN, {}, window=k), e, f"window {k}")
             compute_s = time.perf_counter() - t0
+            if transport.trace is not None:
+                transport.trace(self.name, "end", "step", k)
             self.data.last_encode_s = 0.0
             self._send_data(k, outputs)            # consumers first: they are waiting for it
-            timing = {"compute_s": compute_s, "wait_s": wait_s, "decode_s": inbox.decode_s,
+            timing = {"compute_s": compute_s, "wait_s": wait_s, "decode_s": inbox.decode_s + self.data.decode_s,
                       "encode_s": self.ch.last_encode_s + self.data.last_encode_s}
-            inbox.decode_s = 0.0
+            inbox.decode_s = self.data.decode_s = 0.0
             part = getattr(self.adapter, "window_timing", None)
             if part is not None:
                 timing.update(part())

@@ -179,6 +179,10 @@ class CurveServer:
             self._auths.clear()
 
 
+# how long a data inbox holds a CURVE handshake that arrives before PREPARE told it its producers
+DATA_KEYS_WAIT_S = 600.0
+
+
 class CurveClient:
     """A node's key pair and the coordinator's public key."""
 
@@ -211,8 +215,25 @@ class CurveClient:
     def allow(self, keys: dict[str, str]) -> None:
         """Producers' public keys (z85 text) by node name."""
         self._data_keys = {k.encode(): n for n, k in keys.items() if k}
+        self._keys_known = True
 
-    def callback(self, domain: str, key: bytes) -> bool:
+    def callback(self, domain: str, key: bytes):
+        if not getattr(self, "_keys_known", False):
+            # a producer may connect before this node has handled PREPARE (its own PREPARE came
+            # first): libzmq never reconnects after a refused handshake, so the answer waits for
+            # the producers' keys instead of refusing a producer for being early
+            return self._check_when_known(key)
+        return self._check(key)
+
+    async def _check_when_known(self, key: bytes) -> bool:
+        import asyncio
+        import time
+        t_end = time.monotonic() + DATA_KEYS_WAIT_S
+        while not getattr(self, "_keys_known", False) and time.monotonic() < t_end:
+            await asyncio.sleep(0.01)
+        return self._check(key)
+
+    def _check(self, key: bytes) -> bool:
         ok = key in getattr(self, "_data_keys", {})
         if not ok:
             log.warning("%s: refused CURVE key %s on the data inbox (not one of its producers)", self.name,

@@ -247,3 +247,29 @@ def test_register_fields_cannot_forge_or_flood_log_lines(tmp_path, procs):
     assert not any(l.startswith(forged[:30]) for l in log.splitlines()), log[-3000:]
     assert max(len(l) for l in log.splitlines()) < 2000, max(len(l) for l in log.splitlines())
     assert "evil\\n2026" in log                   # shown, escaped
+
+
+def test_data_inbox_accepts_a_producer_that_connects_before_prepare(tmp_path):
+    """A producer may handle its PREPARE and connect to a consumer's inbox before the consumer has
+    handled its own PREPARE (and so learnt its producers' keys). libzmq never reconnects after a
+    refused handshake, so refusing the early producer hung the run (seen in bench runs); the inbox
+    waits for the keys instead."""
+    security.generate(tmp_path, ["coordinator", "tvb", "spiking"])
+    cons, prod = security.client_from_dir(tmp_path, "spiking"), security.client_from_dir(tmp_path, "tvb")
+    ctx = zmq.Context()
+    inbox, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+    try:
+        cons.apply_data_server(ctx, inbox)
+        port = inbox.bind_to_random_port("tcp://127.0.0.1")
+        prod.apply_data_client(push, cons.public.decode())
+        push.connect(f"tcp://127.0.0.1:{port}")
+        push.send(b"window -1")
+        time.sleep(0.3)                   # the handshake is pending while the consumer builds
+        cons.allow({"tvb": prod.public.decode()})
+        assert inbox.poll(5000), "the early producer's DATA never arrived"
+        assert inbox.recv() == b"window -1"
+    finally:
+        cons.stop()
+        push.close(0)
+        inbox.close(0)
+        ctx.term()

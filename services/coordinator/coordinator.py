@@ -21,6 +21,7 @@ import zmq
 from cosim import checkpoint
 from cosim.config import RunConfig, ticks_of
 from cosim.errors import EXIT_INTERRUPTED, ConfigError, RunFailed  # noqa: F401  (RunFailed re-exported)
+from cosim import transport
 from cosim.transport import RejectCounter, printable
 from proto import codec
 from proto.messages import Message, MessageType as T, error
@@ -130,7 +131,11 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         if rid is None:
             return "gone"
         try:
-            self.router.send_multipart([rid, *codec.encode(msg)], flags=zmq.NOBLOCK)  # copying beats zero-copy for small frames
+            frames = codec.encode(msg)
+            self.router.send_multipart([rid, *frames], flags=zmq.NOBLOCK)  # copying beats zero-copy for small frames
+            if transport.trace is not None:
+                transport.trace("coordinator", "send", msg.type, msg.window, rid.decode(errors="replace").split("#")[0]
+                                + ("/hb" if rid.endswith(b"/hb") else ""), sum(map(len, frames)))
             return "sent"
         except zmq.Again:  # the peer's queue is at its high-water mark
             self.rejects.reject("ReplyDropped", f"{msg!r} to {rid[:40]!r}: the peer does not read", repr(rid[:40]))
@@ -192,6 +197,9 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
             if name is not None and not is_hb:
                 self._send_to(rid, error(None, e.kind, str(e)))
             return
+        if transport.trace is not None:
+            transport.trace("coordinator", "recv", msg.type, msg.window, f"{name}/hb" if is_hb else name,
+                            sum(len(f) for f in frames[1:]))
         if is_hb:
             if name is not None:
                 self.peers[name].last_seen = time.monotonic()
