@@ -55,6 +55,7 @@ class NodeRuntime:
         self.ctx: RunContext | None = None
         self.window = -1
         self.inbox: Inbox | None = None
+        self.held: collections.deque[Message] = collections.deque()   # dialog messages read during a send
 
     # ------------------------------------------------------------------ dialog helpers
     def _send(self, type_: T, content: dict, window: int | None = None) -> None:
@@ -96,7 +97,8 @@ class NodeRuntime:
     def configure(self, msg: Message) -> None:
         c = msg.content
         self.hb.set_timing(c["heartbeat_interval_ms"], c["heartbeat_timeout_ms"])
-        self.data.send_timeout_ms = c["heartbeat_timeout_ms"]
+        # longer than the heartbeat timeout: a consumer that died is the coordinator's to report
+        self.data.send_timeout_ms = 2 * c["heartbeat_timeout_ms"] + 1000
         if self.curve is not None:          # the inbox admits the run's other nodes (§9)
             self.curve.allow(c.get("keys") or {})
         self.ctx = RunContext(config=c["config"], node_name=self.name, regions=tuple(c["regions"]),
@@ -180,7 +182,23 @@ class NodeRuntime:
         empty (an initial window without state), so the consumer knows the window is complete."""
         for consumer, sigs in self.links:
             self.data.send(consumer, window, {n: np.ascontiguousarray(outputs[n][:, cols]) for n, cols in sigs
-                                              if n in outputs})
+                                              if n in outputs}, while_blocked=self._check_dialog)
+
+    def _check_dialog(self) -> None:
+        """While a send waits for a consumer's connection: an ABORT (the consumer died, and the
+        coordinator says so) or a lost coordinator ends the wait; anything else is kept for later."""
+        if self.hb.lost.is_set():
+            raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats")
+        while self.ch.sock.poll(0):
+            msg = self.ch.recv(0)
+            if msg is None:
+                continue
+            self.hb.heard()
+            if msg.type == T.ABORT:
+                raise RunAborted(msg.content["reason"])
+            if msg.type == T.ERROR:
+                raise RemoteError(msg.content["error"], msg.content["message"])
+            self.held.append(msg)
 
     def _resume_files(self, ctx: RunContext):
         """Verify this node's checkpoint files and cut its results files back to the checkpoint."""
@@ -238,7 +256,7 @@ class NodeRuntime:
                     raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats")
                 self.hb.status = {"done": k - 1, "waiting": True, "until": until,
                                   "missing": inbox.missing(k) if k < K else []}
-                ready = dict(poller.poll(200))
+                ready = dict(poller.poll(0 if self.held else 200))
                 if self.data.inbox in ready:
                     for _ in range(64):
                         m = self.data.recv()
@@ -246,12 +264,15 @@ class NodeRuntime:
                             inbox.put(m)
                         if not self.data.inbox.poll(0):
                             break
-                if self.ch.sock not in ready:
+                if self.held:                   # read while a send waited (_check_dialog)
+                    msg = self.held.popleft()
+                elif self.ch.sock in ready:
+                    msg = self.ch.recv(0)
+                    if msg is None:
+                        continue
+                    self.hb.heard()
+                else:
                     continue
-                msg = self.ch.recv(0)
-                if msg is None:
-                    continue
-                self.hb.heard()
                 if msg.type == T.RUN:
                     until = max(until, int(msg.content["until"]))
                     for old in sent:            # the coordinator missed STEP_DONEs (§8): send them again

@@ -292,25 +292,36 @@ class DataPlane:
         s.setsockopt(zmq.LINGER, 2000)               # the last window's DATA must leave before exit
         s.setsockopt(zmq.SNDHWM, 0)
         s.setsockopt(zmq.IMMEDIATE, 0)
-        s.setsockopt(zmq.SNDTIMEO, int(self.send_timeout_ms))
         if self.curve is not None:
             self.curve.apply_data_client(s, server_key)
         s.connect(address)
         self.out[consumer] = s
         self.addresses[consumer] = address
 
-    def send(self, consumer: str, window: int, signals: dict) -> None:
+    def send(self, consumer: str, window: int, signals: dict, while_blocked=None) -> None:
+        """Queue DATA for `consumer` (never blocks while its connection is up: no high-water mark).
+        With no connection to its inbox, wait for one, calling `while_blocked()` every 100 ms (the
+        runtime checks there for ABORT: a dead consumer is the coordinator's to report, by its
+        heartbeats); after `send_timeout_ms` without one the consumer is unreachable: PeerLost."""
         self._next_id += 1
         t0 = time.perf_counter()
         frames = codec.encode(Message(MessageType.DATA, {"signals": signals}, node=self.node, window=window,
                                       msg_id=self._next_id))
         self.last_encode_s += time.perf_counter() - t0
-        try:
-            self.out[consumer].send_multipart(frames)
-        except zmq.Again:       # no connection to the consumer's inbox for send_timeout_ms
-            from cosim.errors import PeerLost
-            raise PeerLost(f"cannot send data to node {consumer!r} at {self.addresses[consumer]}: not reachable "
-                           f"for {self.send_timeout_ms} ms (its data inbox; PROTOCOL.md §4.1)") from None
+        sock = self.out[consumer]
+        deadline = time.monotonic() + self.send_timeout_ms / 1000
+        while True:
+            try:
+                sock.send_multipart(frames, flags=zmq.NOBLOCK)
+                break
+            except zmq.Again:
+                if time.monotonic() > deadline:
+                    from cosim.errors import PeerLost
+                    raise PeerLost(f"cannot send data to node {consumer!r} at {self.addresses[consumer]}: not "
+                                   f"reachable for {self.send_timeout_ms} ms (its data inbox; PROTOCOL.md §4.1)") from None
+                sock.poll(100, zmq.POLLOUT)
+                if while_blocked is not None:
+                    while_blocked()
         if trace is not None:
             trace(self.node, "send", MessageType.DATA, window, consumer, sum(map(len, frames)))
 
