@@ -244,7 +244,7 @@ class NodeRuntime:
         K, W = ctx.n_windows, ctx.steps_per_window
         k = int(ctx.resume["window"]) + 1 if ctx.resume else 0
         until = -1
-        sent = collections.deque(maxlen=ctx.lag_windows + 16)     # recent STEP_DONEs (resent if asked, §8)
+        sent = collections.deque()      # STEP_DONEs the coordinator has not acknowledged (resent if asked, §8)
         poller = zmq.Poller()
         poller.register(self.ch.sock, zmq.POLLIN)
         poller.register(self.data.inbox, zmq.POLLIN)
@@ -328,6 +328,8 @@ class NodeRuntime:
             done = Message(T.STEP_DONE, {"outputs": outputs, "timing": timing}, node=self.name, window=k)
             self.ch.send(done)
             sent.append(done)
+            while sent and sent[0].window <= self.hb.acked:    # acknowledged: never asked for again
+                sent.popleft()
             try:
                 self.adapter.after_window()     # e.g. recording: off the critical path (§4.1)
             except Exception as e:

@@ -169,6 +169,7 @@ class Heartbeat(threading.Thread):
         # the runtime's progress, sent with every heartbeat ({"done": k, "waiting": bool} while
         # running, + until/missing): lets the coordinator repeat what a reset connection lost (§8)
         self.status: dict = {}
+        self.acked = -10**9         # the last window whose STEP_DONE the coordinator has (heartbeat replies)
         import collections
         self.rtts: collections.deque = collections.deque(maxlen=9)   # seconds, the last heartbeat round trips
 
@@ -201,6 +202,9 @@ class Heartbeat(threading.Thread):
                 now = time.monotonic()
                 if msg is not None and msg.type == MessageType.HEARTBEAT:
                     self.last_reply = now
+                    ack = msg.content.get("ack")
+                    if isinstance(ack, int) and ack > self.acked:
+                        self.acked = ack
                     t_sent = sent_at.pop(msg.parent_id, None)
                     if t_sent is not None:
                         self.rtts.append(time.perf_counter() - t_sent)

@@ -211,7 +211,9 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                     self.check_stuck(self.peers[name], msg.content)
                     self.note_setup_work(self.peers[name], msg.content)
             if msg.type == T.HEARTBEAT:   # answer even unknown peers: they may be registering
-                self._send_to(rid, Message(T.HEARTBEAT, {}, node="coordinator", parent_id=msg.msg_id))
+                # while running: `ack`, the node's last STEP_DONE received in order (it may forget those, §8)
+                ack = {"ack": self.peers[name].done} if name is not None and self.state in ("RUNNING", "FINISHING") else {}
+                self._send_to(rid, Message(T.HEARTBEAT, ack, node="coordinator", parent_id=msg.msg_id))
             else:
                 self.rejects.reject("UnexpectedMessage", f"{msg!r} on a heartbeat connection", name or repr(rid[:40]))
             return
