@@ -66,6 +66,7 @@ class NetpyneAdapter(NodeAdapter):
         self.rank = self.comm.Get_rank() if self.comm is not None else 0
         self.engine = None
         self.writer = None
+        self._to_write: list = []       # windows stepped, not yet written (after_window)
         self.timing = dict.fromkeys(TIMERS, 0.0)
         self.windows_done = 0
         self.setup_status: dict = {}     # sent with heartbeats during setup (PROTOCOL.md §8)
@@ -340,9 +341,19 @@ class NetpyneAdapter(NodeAdapter):
                 isp = {"t_ms": np.concatenate([a[0] for a in in_spk]),
                        "region": np.concatenate([a[1] for a in in_spk]).astype(np.int32),
                        "index": np.concatenate([a[2] for a in in_spk]).astype(np.int32)}
-            self.writer.window(np.arange(k * W + 1, k * W + W + 1), blocks, spikes, isp)
-            T["write_s"] += CLOCK() - t_e
+            # written by after_window(), once the outputs have left (recording off the critical path)
+            self._to_write.append((np.arange(k * W + 1, k * W + W + 1), blocks, spikes, isp))
         return out
+
+    def after_window(self) -> None:
+        """Write the windows stepped since the last call (spikes, rates, exchange) to <node>.h5."""
+        if not self._to_write:
+            return
+        t0 = CLOCK()
+        for args in self._to_write:
+            self.writer.window(*args)
+        self._to_write.clear()
+        self.timing["write_s"] += CLOCK() - t0
 
     def _collect(self, t: np.ndarray, g: np.ndarray, t0: float):
         """Counts (2, W, n_regions) for exc/inh on rank 0, plus the spike table when recorded."""
@@ -388,6 +399,7 @@ class NetpyneAdapter(NodeAdapter):
         if getattr(self.drive, "hist", None) is not None:
             d["drive_hist"] = self.drive.hist
         save_arrays(Path(directory) / f"{name}.npz", d)
+        self.after_window()             # every window stepped is in <node>.h5 before its rows are counted
         rows = {f"{name}.h5": self.writer.rows()} if self.writer is not None else {}
         return {"files": [f"{name}.neuron", f"{name}.npz"], "rows": rows}
 
@@ -427,6 +439,7 @@ class NetpyneAdapter(NodeAdapter):
         summary = {"windows": self.windows_done, "rank_count": self.engine.nhost,
                    "timing": {k: round(v, 6) for k, v in self.timing.items()}}
         if self.writer is not None:
+            self.after_window()
             if traces:
                 self.writer.traces(traces, self.p.record.trace_step_ms)
             self.writer.close(aborted)
