@@ -71,3 +71,15 @@ def test_lookahead_auto_in_process_is_lockstep(tmp_path):
     summary = run_inprocess(cfg, {"tvb": TVBAdapter(), "spiking": ReferenceAdapter()}, tmp_path)
     assert summary["lookahead"] == 1 and summary["lookahead_reason"].startswith("auto: one-way latency")
     assert summary["steps_per_window"] == 29
+
+
+def test_a_window_too_long_for_the_lookahead_is_refused(tmp_path):
+    """run.window_ms with run.lookahead: m windows of it must fit in the smallest crossing delay."""
+    from cosim.errors import RunFailed
+    cfg = _config([3, 41, 40], 20.0, 2)
+    cfg["run"]["window_ms"] = 2.0                   # 2 × 20 steps > 29
+    with pytest.raises(RunFailed, match=r"run.window_ms: 2 ms windows with run.lookahead 2 need 40 steps") as e:
+        run_inprocess(cfg, {"tvb": TVBAdapter(), "spiking": ReferenceAdapter()}, tmp_path)
+    assert e.value.exit_code == 2
+    cfg["run"]["window_ms"] = 1.4                   # 2 × 14 steps ≤ 29: runs
+    assert run_inprocess(cfg, {"tvb": TVBAdapter(), "spiking": ReferenceAdapter()}, tmp_path / "ok")["steps_per_window"] == 14
