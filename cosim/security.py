@@ -199,8 +199,8 @@ class CurveClient:
 
     # ---- direct data (protocol 3, PROTOCOL.md §4.1, §9) -----------------------------------
     def apply_data_server(self, ctx: zmq.Context, sock: zmq.Socket) -> None:
-        """The node's data inbox: a CURVE server with this node's key pair; it accepts the keys
-        of its producers only (`allow`, from PREPARE), none before."""
+        """The node's data inbox: a CURVE server with this node's key pair; it accepts the run's
+        other nodes' keys only (`allow`, from CONFIGURE.keys, before any producer can connect)."""
         if not hasattr(self, "_data_keys"):
             self._data_keys: dict[bytes, str] = {}
             auth = _Authenticator(ctx, log=logging.getLogger("zmq.auth"))
@@ -213,15 +213,15 @@ class CurveClient:
         sock.curve_server = True
 
     def allow(self, keys: dict[str, str]) -> None:
-        """Producers' public keys (z85 text) by node name."""
+        """The keys the inbox admits: public keys (z85 text) by node name (CONFIGURE.keys)."""
         self._data_keys = {k.encode(): n for n, k in keys.items() if k}
         self._keys_known = True
 
     def callback(self, domain: str, key: bytes):
         if not getattr(self, "_keys_known", False):
-            # a producer may connect before this node has handled PREPARE (its own PREPARE came
-            # first): libzmq never reconnects after a refused handshake, so the answer waits for
-            # the producers' keys instead of refusing a producer for being early
+            # a handshake before the keys are known (a coordinator that sends none in CONFIGURE, or
+            # a producer faster than this node's CONFIGURE): libzmq never reconnects after a refused
+            # handshake, so the answer waits for the keys instead of refusing a producer for being early
             return self._check_when_known(key)
         return self._check(key)
 
