@@ -25,8 +25,8 @@ import numpy as np
 
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals, lag_of
 from services.reference_node.config import ReferenceParams
-from services.tvb_node.adapter import (STATE_VARS, UNITS, check_dt, parse_sections, state_input_blocks,
-                                       validate_regions)
+from services.tvb_node.adapter import (STATE_VARS, UNITS, check_dt, parse_sections, restore_tvb_copy,
+                                       state_input_blocks, validate_regions)
 from services.tvb_node.h5out import H5Appender
 from cosim.timing import crossing_min_delay_steps
 from services.tvb_node.windowed import WindowedTVB, WindowRecord
@@ -163,13 +163,7 @@ class ReferenceAdapter(NodeAdapter):
         return {"files": [name], "rows": rows}
 
     def restore(self, directory, info: dict[str, Any]) -> None:
-        from cosim.checkpoint import load_arrays
-        d = load_arrays(Path(directory) / info["files"][0])
-        self.tvb.set_state({k[4:]: v for k, v in d.items() if k.startswith("tvb_")})
-        self._k_next = int(d["k_next"])
-        saved_m = int(d["lag_windows"]) if "lag_windows" in d else 1
-        if saved_m != self.m:
-            raise ValueError(f"checkpoint was written with a lag of {saved_m} windows; this run has {self.m}")
+        _, self._k_next = restore_tvb_copy(self.tvb, directory, info, self.m)
 
     def finish(self, aborted: str | None = None) -> dict[str, Any]:
         path = None

@@ -161,6 +161,19 @@ def state_input_blocks(inputs: Signals, in_cols: dict, W: int, k: int, k_expecte
     return blocks
 
 
+def restore_tvb_copy(tvb: WindowedTVB, directory, info: dict[str, Any], lag: int) -> tuple[dict, int]:
+    """Load a checkpoint's ``.npz`` (PROTOCOL.md §10.1) into ``tvb`` (keys ``tvb_*``), refuse one
+    written with another lag; returns the file's arrays and its window counter ``k_next``. Shared
+    by the TVB node and the reference node, which both checkpoint a WindowedTVB this way."""
+    from cosim.checkpoint import load_arrays
+    d = load_arrays(Path(directory) / info["files"][0])
+    tvb.set_state({k[4:]: v for k, v in d.items() if k.startswith("tvb_")})
+    saved = int(d["lag_windows"]) if "lag_windows" in d else 1      # before the lag existed: 1
+    if saved != lag:
+        raise ValueError(f"checkpoint was written with a lag of {saved} windows; this run has {lag}")
+    return d, int(d["k_next"])
+
+
 class TVBAdapter(NodeAdapter):
     """The TVB node. ``record_proxy_vars`` (default R_e; e.g. ``("S_i", "R_e", "R_i")``) are also required from
     the spiking side for recording; whatever ``state/*`` of proxies arrives in inputs is used."""
@@ -324,7 +337,6 @@ class TVBAdapter(NodeAdapter):
             raise RuntimeError("step() before configure()")
         m = self.m
         blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the spiking regions", m)
-        t0 = time.perf_counter()
         w, W = self.tvb, self.W
         if "S_e" in blocks:            # window k-m's rows: steps (k-m)W+1 .. (k-m+1)W
             s_i = blocks["S_i"][:, self._si_order] if "S_i" in blocks else None
@@ -403,13 +415,7 @@ class TVBAdapter(NodeAdapter):
         return {"files": [name], "rows": rows}
 
     def restore(self, directory, info: dict[str, Any]) -> None:
-        from cosim.checkpoint import load_arrays
-        d = load_arrays(Path(directory) / info["files"][0])
-        self.tvb.set_state({k[4:]: v for k, v in d.items() if k.startswith("tvb_")})
-        self._k_next = int(d["k_next"])
-        saved_m = int(d["lag_windows"]) if "lag_windows" in d else 1
-        if saved_m != self.m:
-            raise ValueError(f"checkpoint was written with a lag of {saved_m} windows; this run has {self.m}")
+        d, self._k_next = restore_tvb_copy(self.tvb, directory, info, self.m)
         self._pending = deque()
         if "pending_first_steps" in d:
             for i, first in enumerate(d["pending_first_steps"]):
