@@ -20,6 +20,15 @@ import numpy as np
 from cosim.adapter import RunContext, SignalSpec, lag_of
 
 
+def transformer_scale(scale: float | str, row_weight: np.ndarray) -> np.ndarray:
+    """Per target region: ``scale`` itself, or for "row_mean" 1 / its incoming weight (0 for a region
+    nothing projects to)."""
+    rw = np.asarray(row_weight, dtype=np.float64)
+    if not isinstance(scale, str):
+        return np.full(rw.shape, float(scale))
+    return np.where(rw > 0, 1.0 / np.where(rw > 0, rw, 1.0), 0.0)
+
+
 class CouplingInput:
     """Per-window drive of ``regions`` (this node's) from TVB and from other spiking services."""
 
@@ -84,10 +93,7 @@ class CouplingInput:
 
     def scale(self, scale: float | str) -> np.ndarray:
         """The input transformer's per-region scale: a number, or "row_mean" (1 / incoming weight)."""
-        if not isinstance(scale, str):
-            return np.full(len(self.regions), float(scale))
-        rw = self.row_weight
-        return np.where(rw > 0, 1.0 / np.where(rw > 0, rw, 1.0), 0.0)
+        return transformer_scale(scale, self.row_weight)
 
     def signal(self, k: int, inputs: dict[str, np.ndarray] | None, input_specs: list[SignalSpec]) -> np.ndarray:
         """``c`` (W, n_regions) for window ``k`` from this window's inputs (outputs of window k-m)."""
@@ -189,10 +195,7 @@ class PerSourceInput:
 
     def scale(self, scale: float | str) -> np.ndarray:
         """Per target region, as :meth:`CouplingInput.scale` ("row_mean": 1 / incoming weight)."""
-        if not isinstance(scale, str):
-            return np.full(len(self.regions), float(scale))
-        rw = self.row_weight
-        return np.where(rw > 0, 1.0 / np.where(rw > 0, rw, 1.0), 0.0)
+        return transformer_scale(scale, self.row_weight)
 
     def rates(self, k: int, inputs: dict[str, np.ndarray] | None, input_specs: list[SignalSpec]) -> np.ndarray:
         """``R_e,j(n - 1 - idelay[p, j])`` (W, n_links) for the steps n of window ``k``; ``inputs`` are
