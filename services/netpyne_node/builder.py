@@ -31,6 +31,20 @@ log = logging.getLogger(__name__)
 RXD_MOD_DIR = Path(__file__).parent / "examples" / "rxd_calcium"
 
 
+
+def _relay_pop(netParams, popmap: dict, label: str, region: int, tgt: str, n_in: int, n_tgt: int,
+               weight: float, inp: dict) -> None:
+    """A population of NetStim relays (events queued per window from Python) connected one to one
+    onto ``tgt`` (relay i → cell i mod n_tgt)."""
+    netParams.popParams[label] = {"cellModel": "NetStim", "numCells": n_in, "number": 1,
+                                  "start": -1, "noise": 0, "interval": 1e9}
+    popmap[label] = (region, "input")
+    netParams.connParams[f"{label}->{tgt}"] = {
+        "preConds": {"pop": label}, "postConds": {"pop": tgt},
+        "connList": [[i, i % n_tgt] for i in range(n_in)],
+        "weight": weight, "delay": inp["delay"], "synMech": inp["receptor"]}
+
+
 @dataclass
 class BuiltNetwork:
     """What the adapter needs: NetPyNE specs plus the pop -> (region, role) map."""
@@ -208,24 +222,10 @@ class NetpyneNetworkBuilder:
                 for p_, j, w_uS in inp["links"]:
                     if p_ != r:
                         continue
-                    label = pop_label(f"in{j}", r)
-                    netParams.popParams[label] = {"cellModel": "NetStim", "numCells": n_in, "number": 1,
-                                                  "start": -1, "noise": 0, "interval": 1e9}
-                    popmap[label] = (r, "input")
-                    netParams.connParams[f"{label}->{tgt}"] = {
-                        "preConds": {"pop": label}, "postConds": {"pop": tgt},
-                        "connList": [[i, i % n_tgt] for i in range(n_in)],
-                        "weight": float(w_uS), "delay": inp["delay"], "synMech": inp["receptor"]}
+                    _relay_pop(netParams, popmap, pop_label(f"in{j}", r), r, tgt, n_in, n_tgt, float(w_uS), inp)
                 if self.p.input.offset_hz <= 0:
                     continue
-            label = pop_label("in", r)
-            netParams.popParams[label] = {"cellModel": "NetStim", "numCells": n_in, "number": 1,
-                                          "start": -1, "noise": 0, "interval": 1e9}
-            popmap[label] = (r, "input")
-            netParams.connParams[f"{label}->{tgt}"] = {
-                "preConds": {"pop": label}, "postConds": {"pop": tgt},
-                "connList": [[i, i % n_tgt] for i in range(n_in)],
-                "weight": inp["weight"], "delay": inp["delay"], "synMech": inp["receptor"]}
+            _relay_pop(netParams, popmap, pop_label("in", r), r, tgt, n_in, n_tgt, inp["weight"], inp)
         if self.rxd_params is not None:
             netParams.rxdParams = self.rxd_params
         default_sim_config(cfg, self.p, self.seed, v_init=self.p.network.v_init_mV)
