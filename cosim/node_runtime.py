@@ -76,10 +76,7 @@ class NodeRuntime:
             self.hb.heard()
             if msg.type in wanted:
                 return msg
-            if msg.type == T.ABORT:
-                raise RunAborted(msg.content["reason"])
-            if msg.type == T.ERROR:
-                raise RemoteError(msg.content["error"], msg.content["message"])
+            _raise_if_ended(msg)
             if msg.type == T.DATA and self.inbox is not None:     # the coordinator's copy (resume, resend)
                 self.inbox.put(msg)
                 continue
@@ -194,10 +191,7 @@ class NodeRuntime:
             if msg is None:
                 continue
             self.hb.heard()
-            if msg.type == T.ABORT:
-                raise RunAborted(msg.content["reason"])
-            if msg.type == T.ERROR:
-                raise RemoteError(msg.content["error"], msg.content["message"])
+            _raise_if_ended(msg)
             self.held.append(msg)
 
     def _resume_files(self, ctx: RunContext):
@@ -287,11 +281,8 @@ class NodeRuntime:
                     self.hb.status = {"done": k - 1, "waiting": False}
                     self.checkpoint(msg)
                     t_wait = time.perf_counter()
-                elif msg.type == T.ABORT:
-                    raise RunAborted(msg.content["reason"])
-                elif msg.type == T.ERROR:
-                    raise RemoteError(msg.content["error"], msg.content["message"])
                 else:
+                    _raise_if_ended(msg)
                     log.warning("%s: ignoring unexpected %s while running", self.name, msg.type.value)
             # ---- compute window k
             self.hb.status = {"done": k - 1, "waiting": False}
@@ -319,9 +310,9 @@ class NodeRuntime:
                 transport.trace(self.name, "end", "step", k)
             self.data.last_encode_s = 0.0
             self._send_data(k, outputs)            # consumers first: they are waiting for it
-            timing = {"compute_s": compute_s, "wait_s": wait_s, "decode_s": inbox.decode_s + self.data.decode_s,
+            timing = {"compute_s": compute_s, "wait_s": wait_s, "decode_s": self.data.decode_s,
                       "encode_s": self.ch.last_encode_s + self.data.last_encode_s}
-            inbox.decode_s = self.data.decode_s = 0.0
+            self.data.decode_s = 0.0
             part = getattr(self.adapter, "window_timing", None)
             if part is not None:
                 timing.update(part())
@@ -386,6 +377,14 @@ class NodeRuntime:
             self.data.close()
 
 
+def _raise_if_ended(msg: Message) -> None:
+    """ABORT and ERROR from the coordinator end this node, whatever it was waiting for."""
+    if msg.type == T.ABORT:
+        raise RunAborted(msg.content["reason"])
+    if msg.type == T.ERROR:
+        raise RemoteError(msg.content["error"], msg.content["message"])
+
+
 class Inbox:
     """DATA received, by window and producer, until the window that consumes it starts (§4.1).
 
@@ -399,8 +398,6 @@ class Inbox:
                       for e in receive}
         self.got: dict[int, dict[str, dict]] = {}
         self.taken = -10**9             # DATA of windows below this was consumed: a late copy is a duplicate
-        self.decode_s = 0.0
-        self.duplicates = 0
 
     def put(self, msg: Message) -> None:
         j = msg.window
@@ -408,8 +405,7 @@ class Inbox:
             log.warning("inbox: DATA from %r, which is not a producer of this node; dropped", msg.node)
             return
         if j < self.taken or msg.node in self.got.get(j, {}):
-            self.duplicates += 1          # a copy the coordinator resent, or a repeat: keep the first
-            return
+            return                        # a copy the coordinator resent, or a repeat: keep the first
         self.got.setdefault(j, {})[msg.node] = msg.content["signals"]
 
     def complete(self, k: int) -> bool:

@@ -164,6 +164,14 @@ def log_time(text: str, needle: str) -> float | None:
 
 
 # ---- results checks ---------------------------------------------------------------------
+def tvb_sent(out: Path, name: str = "state/R_e") -> tuple[list[int], np.ndarray]:
+    """The TVB node's `name` as the coordinator recorded it: (its regions, values (steps, regions))."""
+    import h5py
+    with h5py.File(Path(out) / "coordinator.h5") as f:
+        ds = f[f"signals/tvb/{name}"]
+        return [int(c) for c in ds.attrs["regions"]], ds[...]
+
+
 def read_results(out: Path) -> dict[str, dict[str, np.ndarray]]:
     """Every dataset of coordinator.h5, tvb.h5 and <spiking>.h5 that is deterministic."""
     res = {}

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 RXD_MOD_DIR = Path(__file__).parent / "examples" / "rxd_calcium"
 
 
-
 def _relay_pop(netParams, popmap: dict, label: str, region: int, tgt: str, n_in: int, n_tgt: int,
                weight: float, inp: dict) -> None:
     """A population of NetStim relays (events queued per window from Python) connected one to one

@@ -14,6 +14,7 @@ import numpy as np
 import nest  # noqa: F401  (a missing install must fail, not skip)
 
 from cosim.adapter import RunContext, SignalSpec
+from harness import tvb_sent
 from services.coordinator import routing
 from services.nest_node.adapter import NestAdapter
 
@@ -105,10 +106,7 @@ def test_real_run_each_link_carries_tvbs_rate_of_its_source_delayed(cosim):
                                          "input": {"mode": "per_source"}}}]}
     r = cosim(cfg, "--no-plots")
     assert r.code == 0, r.stderr[-3000:]
-    with h5py.File(r.out / "coordinator.h5") as f:
-        sent = f["signals/tvb/state/R_e"]
-        cols = [int(c) for c in sent.attrs["regions"]]
-        sent = sent[...]
+    cols, sent = tvb_sent(r.out)
     with h5py.File(r.out / "spiking.h5") as f:
         assert f.attrs["input_mode"] == "per_source"
         links = f.attrs["input_links"][...]

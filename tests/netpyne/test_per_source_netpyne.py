@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 
 from cosim.adapter import RunContext, SignalSpec
+from harness import tvb_sent
 from services.coordinator import routing
 from np_helpers import tiny
 
@@ -86,10 +87,7 @@ def test_real_run_each_link_carries_tvbs_rate_of_its_source_delayed(cosim):
                               "params": tiny(input__mode="per_source", input__scale="row_mean")}]}
     r = cosim(cfg, "--no-plots")
     assert r.code == 0, r.stderr[-3000:]
-    with h5py.File(r.out / "coordinator.h5") as f:
-        sent = f["signals/tvb/state/R_e"]
-        cols = [int(c) for c in sent.attrs["regions"]]
-        sent = sent[...]
+    cols, sent = tvb_sent(r.out)
     with h5py.File(r.out / "spiking.h5") as f:
         links, rate, steps = f.attrs["input_links"][...], f["input/source_rate_hz"][...], f["steps"][...]
         labels = {x.decode() if isinstance(x, bytes) else x for x in f["pops/label"][...]}
