@@ -9,14 +9,14 @@ busy with window k-1) or by the last DATA it waited for. Figures per window (mea
 windows after the first few, in ms):
 
 - `step`: begin → end of `adapter.step` (simulate + transform: the adapter's whole window);
-- `post`: end → STEP_DONE sent (check done; DATA encoded and sent to every consumer, then the
-  STEP_DONE copy encoded and sent to the coordinator);
-- `idle`: STEP_DONE of k-1 sent → begin of k (waiting for data, or for the CPU);
+- `post`: end → window done (outputs checked; DATA encoded and sent to every consumer; the
+  STEP_DONE copies leave later, in batches: PROTOCOL.md §4.1);
+- `idle`: window k-1 done → begin of k (waiting for data, or for the CPU);
 - `transit`: producer's DATA(k-m) sent → this node's DATA(k-m) received (ZeroMQ, the kernel, the
   receiver's I/O thread and the receiver noticing it: its poll wake-up, or its being busy);
 - `take`: last needed DATA received → begin of k (inputs assembled and validated);
-- `data_send`: end → DATA sent (to every consumer); `copy_send`: DATA sent → STEP_DONE sent;
-- `ready` = max(this node's STEP_DONE of k-1 sent, the last producer's DATA of k-m sent): the
+- `data_send`: end → DATA sent (to every consumer);
+- `ready` = max(this node's window k-1 done, the last producer's DATA of k-m sent): the
   earliest window k could start if messages took no time; `deliver` = begin of k − ready: the
   messaging and scheduling time on the critical path (the message crossing ZeroMQ and the kernel,
   the receiver waking up, decoding and assembling the inputs), `deliver_recv` the part up to the
@@ -76,8 +76,8 @@ def analyse(path: str, skip: int = 10, lag: int = 1) -> dict:
                 v = ev.get(key)
                 return None if v is None else v["t"]
             b, e = t((n, "begin", "step", k, "-")), t((n, "end", "step", k, "-"))
-            sd = t((n, "send", "STEP_DONE", k, "coordinator"))
-            sd_prev = t((n, "send", "STEP_DONE", k - 1, "coordinator"))
+            sd = t((n, "end", "window", k, "-"))            # DATA of window k sent: the window is done
+            sd_prev = t((n, "end", "window", k - 1, "-"))
             b_next = t((n, "begin", "step", k + 1, "-"))
             per["period"].append(b_next - b)
             per["step"].append(e - b)
@@ -100,9 +100,8 @@ def analyse(path: str, skip: int = 10, lag: int = 1) -> dict:
                 per["transit"].append(max(transits))
             ds = t((n, "send", "DATA", k, sorted(c for c, ps in producers.items() if n in ps)[0])) \
                 if any(n in ps for ps in producers.values()) else None
-            if ds is not None and sd is not None:
+            if ds is not None:
                 per["data_send"].append(ds - e)
-                per["copy_send"].append(sd - ds)
             sends = [t((p, "send", "DATA", j, n)) for p in producers[n]]
             if sd_prev is not None and sends and None not in sends and recvs:
                 ready = max([sd_prev] + sends)
@@ -121,8 +120,8 @@ def analyse(path: str, skip: int = 10, lag: int = 1) -> dict:
                 if who != cons or what != "recv" or typ != "DATA" or peer != prod or j is None or j < skip:
                     continue
                 r, s_ = v["t"], ev.get((prod, "send", "DATA", j, cons), {}).get("t")
-                done = ev.get((cons, "send", "STEP_DONE", j + lag - 1, "coordinator"), {}).get("t")
-                c = ev.get(("coordinator", "recv", "STEP_DONE", j, prod), {}).get("t")
+                done = ev.get((cons, "end", "window", j + lag - 1, "-"), {}).get("t")
+                c = ev.get(("coordinator", "recv", "STEP_DONE", j, prod), {}).get("t")   # (a batch's last window)
                 if None in (s_, done, c):
                     continue
                 ready = max(s_, done)
@@ -139,7 +138,7 @@ def analyse(path: str, skip: int = 10, lag: int = 1) -> dict:
 
 
 def text(res: dict) -> str:
-    cols = ["period", "step", "data_send", "copy_send", "idle", "transit", "deliver", "deliver_recv", "take",
+    cols = ["period", "step", "data_send", "idle", "transit", "deliver", "deliver_recv", "take",
             "data_late"]
     out = [f"  per-message trace {res['trace']} (lag {res['lag']}), ms per window (mean):",
            "  " + f"{'':>12}" + "".join(f"{c:>13}" for c in cols)]

@@ -20,6 +20,7 @@ import zmq
 from cosim.adapter import NodeAdapter, RunContext, SignalSpec
 from cosim.errors import CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
 from cosim import transport
+from cosim.step_copies import StepCopies
 from cosim.transport import Channel, DataPlane, Heartbeat, default_data_bind, new_token, routing_id
 from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
 from proto.signals import SIGNAL_BOUND, check_outputs, values_ok
@@ -56,6 +57,8 @@ class NodeRuntime:
         self.window = -1
         self.inbox: Inbox | None = None
         self.held: collections.deque[Message] = collections.deque()   # dialog messages read during a send
+        self.copies = StepCopies(name)      # STEP_DONE copies not sent yet (batched, §4.1)
+        self.sent: collections.deque[Message] = collections.deque()   # STEP_DONEs not acknowledged (§8)
 
     # ------------------------------------------------------------------ dialog helpers
     def _send(self, type_: T, content: dict, window: int | None = None) -> None:
@@ -142,7 +145,9 @@ class NodeRuntime:
         t0 = time.perf_counter()
         try:
             # direct data (§4.1): whom this node sends which columns, and from whom it receives
-            self.links = [(e["to"], [(s["name"], np.asarray(s["cols"], dtype=np.int64)) for s in e["signals"]])
+            n_out = {s.name: len(s.regions) for s in ctx.outputs}
+            # per consumer: (output, the columns it gets, or None for all of them: no copy to make)
+            self.links = [(e["to"], [(s["name"], _cols_or_all(s["cols"], n_out.get(s["name"]))) for s in e["signals"]])
                           for e in c["send"]]
             for e in c["send"]:
                 self.data.connect(e["to"], e["address"], e.get("key"))
@@ -178,8 +183,8 @@ class NodeRuntime:
         """DATA of `window` to every consumer: the columns each needs (§4.1). Sent even when
         empty (an initial window without state), so the consumer knows the window is complete."""
         for consumer, sigs in self.links:
-            self.data.send(consumer, window, {n: np.ascontiguousarray(outputs[n][:, cols]) for n, cols in sigs
-                                              if n in outputs}, while_blocked=self._check_dialog)
+            self.data.send(consumer, window, {n: outputs[n] if cols is None else np.ascontiguousarray(outputs[n][:, cols])
+                                              for n, cols in sigs if n in outputs}, while_blocked=self._check_dialog)
 
     def _check_dialog(self) -> None:
         """While a send waits for a consumer's connection: an ABORT (the consumer died, and the
@@ -238,26 +243,28 @@ class NodeRuntime:
         K, W = ctx.n_windows, ctx.steps_per_window
         k = int(ctx.resume["window"]) + 1 if ctx.resume else 0
         until = -1
-        sent = collections.deque()      # STEP_DONEs the coordinator has not acknowledged (resent if asked, §8)
+        sent = self.sent                # STEP_DONEs the coordinator has not acknowledged (resent if asked, §8)
         poller = zmq.Poller()
         poller.register(self.ch.sock, zmq.POLLIN)
         poller.register(self.data.inbox, zmq.POLLIN)
         t_wait = time.perf_counter()
+        t_end = None                    # when the previous window ended here (its cycle_s)
         while True:
             # ---- wait: for the grant and the inputs of window k, or END/CHECKPOINT when not granted
             while not (k < K and k <= until and inbox.complete(k)):
                 if self.hb.lost.is_set():
                     raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats")
+                if self.copies and (k >= K or k > until or self.copies.due()):
+                    self._send_copies()         # the coordinator needs them to grant, checkpoint or end
+                if (self.data.drain(inbox.put) and k <= until and inbox.complete(k) and not self.held
+                        and not self.ch.sock.get(zmq.EVENTS) & zmq.POLLIN):
+                    break             # the common case: the inputs came while this node computed, nothing else did
                 self.hb.status = {"done": k - 1, "waiting": True, "until": until,
                                   "missing": inbox.missing(k) if k < K else []}
-                ready = dict(poller.poll(0 if self.held else 200))
+                timeout_ms = 0 if self.held else min(200, int(self.copies.seconds_left() * 1000) + 1)
+                ready = dict(poller.poll(timeout_ms))
                 if self.data.inbox in ready:
-                    for _ in range(64):
-                        m = self.data.recv()
-                        if m is not None:
-                            inbox.put(m)
-                        if not self.data.inbox.poll(0):
-                            break
+                    self.data.drain(inbox.put)
                 if self.held:                   # read while a send waited (_check_dialog)
                     msg = self.held.popleft()
                 elif self.ch.sock in ready:
@@ -289,6 +296,7 @@ class NodeRuntime:
             inputs, bad = inbox.take(k)
             if bad:
                 producer, why = bad
+                self._send_copies()
                 self.ch.send(Message(T.ERROR, {"error": "BadInput", "message": why, "producer": producer},
                                      node=self.name, window=k))
                 raise NodeFailed(f"node {self.name!r}: bad input from {producer!r} for window {k}: {why}")
@@ -310,26 +318,43 @@ class NodeRuntime:
                 transport.trace(self.name, "end", "step", k)
             self.data.last_encode_s = 0.0
             self._send_data(k, outputs)            # consumers first: they are waiting for it
+            if transport.trace is not None:
+                transport.trace(self.name, "end", "window", k)
             timing = {"compute_s": compute_s, "wait_s": wait_s, "decode_s": self.data.decode_s,
-                      "encode_s": self.ch.last_encode_s + self.data.last_encode_s}
+                      "encode_s": self.data.last_encode_s}
             self.data.decode_s = 0.0
             part = getattr(self.adapter, "window_timing", None)
             if part is not None:
                 timing.update(part())
-            done = Message(T.STEP_DONE, {"outputs": outputs, "timing": timing}, node=self.name, window=k)
-            self.ch.send(done)
-            sent.append(done)
-            while sent and sent[0].window <= self.hb.acked:    # acknowledged: never asked for again
-                sent.popleft()
             try:
                 self.adapter.after_window()     # e.g. recording: off the critical path (§4.1)
             except Exception as e:
                 self._fail(Message(T.RUN, {}, window=k), e, f"window {k} (after it)")
-            k += 1
             t_wait = time.perf_counter()
+            # this node's cycle: end of its window k-1 to end of window k (the coordinator's
+            # window wall time, now that copies arrive in batches)
+            timing["cycle_s"] = t_wait - (t_end if t_end is not None else t0)
+            t_end = t_wait
+            self.copies.add(k, outputs, timing)
+            k += 1
+            if self.copies.due() or k >= K or k > until:
+                self._send_copies()
+                while sent and sent[0].window <= self.hb.acked:    # acknowledged: never asked for again
+                    sent.popleft()
+
+    def _send_copies(self) -> None:
+        """The STEP_DONE copies of the windows completed since the last batch (§4.1)."""
+        done = self.copies.take()
+        if done is not None:
+            self.ch.send(done)
+            self.sent.append(done)
 
     def _fail(self, parent: Message, exc: Exception, doing: str):
         from cosim.results import os_reason
+        try:            # the windows completed before the failure are recorded (results up to it)
+            self._send_copies()
+        except Exception:  # noqa: BLE001  (the failure itself is what must be told)
+            log.debug("%s: could not send the last copies", self.name, exc_info=True)
         reason = f"{type(exc).__name__}: {os_reason(exc)}"   # e.g. "No space left on device", not HDF5's driver text
         log.debug("%s: failure while %s", self.name, doing, exc_info=True)
         # adapters raise ValueError for a configuration they cannot run (regions out of range, a
@@ -394,7 +419,11 @@ class Inbox:
     def __init__(self, ctx: RunContext, receive: list[dict], lag: int):
         self.lag, self.W = lag, ctx.steps_per_window
         self.specs = {s.name: s for s in ctx.inputs}
-        self.parts = {e["from"]: [(s["name"], np.asarray(s["cols"], dtype=np.int64)) for s in e["signals"]]
+        # per producer: (input, its columns, whether they are the whole input in order: no copy)
+        self.parts = {e["from"]: [(s["name"], cols := np.asarray(s["cols"], dtype=np.int64),
+                                   len(cols) == len(self.specs[s["name"]].regions)
+                                   and bool(np.array_equal(cols, np.arange(len(cols)))))
+                                  for s in e["signals"]]
                       for e in receive}
         self.got: dict[int, dict[str, dict]] = {}
         self.taken = -10**9             # DATA of windows below this was consumed: a late copy is a duplicate
@@ -424,7 +453,7 @@ class Inbox:
         W, out = self.W, {}
         for producer, sigs in self.parts.items():
             blocks = have.get(producer, {})
-            for name, cols in sigs:
+            for name, cols, whole in sigs:
                 b = blocks.get(name)
                 if b is None:
                     if j >= 0:            # only initial windows may leave a signal out (keep your own)
@@ -434,15 +463,20 @@ class Inbox:
                     return out, (producer, f"{name!r} of window {j} has shape {b.shape}, expected {(W, len(cols))}")
                 if not values_ok(b):
                     return out, (producer, f"{name!r} of window {j} holds NaN, Inf or a value beyond ±{SIGNAL_BOUND:g}")
-                spec = self.specs[name]
-                if len(cols) == len(spec.regions) and np.array_equal(cols, np.arange(len(cols))):
+                if whole:
                     out[name] = b                          # the whole input from one producer: no copy
                 else:
                     arr = out.get(name)
                     if arr is None:
-                        arr = out[name] = np.zeros((W, len(spec.regions)))
+                        arr = out[name] = np.zeros((W, len(self.specs[name].regions)))
                     arr[:, cols] = b
         return out, None
+
+
+def _cols_or_all(cols: list, n: int | None) -> np.ndarray | None:
+    """The columns of an output a consumer gets, or None when it gets them all, in order."""
+    a = np.asarray(cols, dtype=np.int64)
+    return None if n is not None and len(a) == n and np.array_equal(a, np.arange(n)) else a
 
 
 def traceback_note() -> str:

@@ -71,14 +71,44 @@ def _pack_value(v: Any, buffers: list, depth: int = 0) -> Any:
 def encode(msg: Message) -> list:
     """Frames for `msg` (without the ROUTER identity frame)."""
     buffers: list = []
-    content = _pack_value(msg.content, buffers)
+    content = _data_content(msg, buffers) if msg.type is MessageType.DATA else None
+    if content is None:
+        content = _packb(_pack_value(msg.content, buffers))
     header = {"type": msg.type.value, "msg_id": msg.msg_id, "node": msg.node,
               "sent_ns": msg.sent_ns or time.time_ns()}
     if msg.window is not None:
         header["window"] = msg.window
     if msg.parent_id is not None:
         header["parent_id"] = msg.parent_id
-    return [SIGNATURE, _packb(header), _packb(content), *buffers]
+    return [SIGNATURE, _packb(header), content, *buffers]
+
+
+# DATA's content is the same map of descriptors every window (names, dtypes, shapes): packed once
+# per shape and reused, on both sides (a window's DATA costs a header and the buffers)
+_DATA_PACKED: dict = {}
+_DATA_PARSED: dict = {}
+_CACHE_MAX = 256
+
+
+def _data_content(msg: Message, buffers: list) -> bytes | None:
+    sig = msg.content.get("signals") if len(msg.content) == 1 else None
+    if type(sig) is not dict:
+        return None
+    key = []
+    for name, a in sig.items():
+        if type(a) is not np.ndarray or a.dtype.str != "<f8" or not a.flags.c_contiguous or type(name) is not str:
+            return None             # the general path converts or refuses it
+        key.append((name, a.shape))
+    key = tuple(key)
+    packed = _DATA_PACKED.get(key)
+    if packed is None:
+        packed = _packb(_pack_value(msg.content, []))
+        if len(_DATA_PACKED) >= _CACHE_MAX:
+            _DATA_PACKED.clear()
+        _DATA_PACKED[key] = packed
+    for a in sig.values():
+        buffers.append(memoryview(a).cast("B") if a.size else b"")
+    return packed
 
 
 _packer = msgpack.Packer()
@@ -182,13 +212,39 @@ def decode(frames: Sequence, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     if parent is not None and not isinstance(parent, int):
         raise MalformedMessage("parent_id must be an integer")
     buffers = frames[3:]
+    if mtype is MessageType.DATA:
+        parsed = _DATA_PARSED.get(bytes(frames[2]))
+        if parsed is not None:          # a content already validated: only the buffers are new
+            return _data_message(parsed, buffers, node, window, msg_id, parent, header.get("sent_ns"))
     used: set = set()
     content = _unpack_value(content, buffers, used)
     if len(used) != len(buffers):
         raise MalformedMessage(f"{len(buffers) - len(used)} extra buffer frame(s)")
     _check_fields(mtype, content)
+    if mtype is MessageType.DATA and len(content) == 1:
+        _remember_data(bytes(frames[2]), content["signals"])
     sent = header.get("sent_ns")
     return Message(mtype, content, node=node, window=window, msg_id=msg_id, parent_id=parent,
+                   sent_ns=sent if isinstance(sent, int) else 0)
+
+
+def _remember_data(packed: bytes, signals: dict) -> None:
+    """A DATA content that passed every check, as (name, buffer index, shape, bytes) per signal."""
+    if len(_DATA_PARSED) >= _CACHE_MAX:
+        _DATA_PARSED.clear()
+    _DATA_PARSED[packed] = tuple((name, i, a.shape, a.nbytes) for i, (name, a) in enumerate(signals.items()))
+
+
+def _data_message(parsed: tuple, buffers: Sequence, node: str, window, msg_id: int, parent, sent) -> Message:
+    if len(buffers) != len(parsed):
+        raise MalformedMessage(f"{len(buffers)} buffer frame(s) for {len(parsed)} array(s)")
+    signals = {}
+    for name, i, shape, nbytes in parsed:
+        buf = buffers[i]
+        if len(buf) != nbytes:
+            raise MalformedMessage(f"buffer {i} holds {len(buf)} bytes, shape {list(shape)} <f8 needs {nbytes}")
+        signals[name] = np.frombuffer(buf, dtype="<f8").reshape(shape).copy()
+    return Message(MessageType.DATA, {"signals": signals}, node=node, window=window, msg_id=msg_id, parent_id=parent,
                    sent_ns=sent if isinstance(sent, int) else 0)
 
 

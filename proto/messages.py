@@ -58,7 +58,7 @@ SCHEMAS: dict[MessageType, dict[str, tuple]] = {
     MessageType.READY: {"initial": _arrays, "info": (dict, None)},
     MessageType.RUN: {"first": (int,), "until": (int,)},
     MessageType.DATA: {"signals": _arrays},
-    MessageType.STEP_DONE: {"outputs": _arrays, "timing": (dict, None)},
+    MessageType.STEP_DONE: {"outputs": _arrays, "first": (int, None), "timing": (dict, list, None)},
     MessageType.END: {"reason": (str, None)},
     MessageType.FINISHED: {"summary": (dict, None)},
     MessageType.ABORT: {"reason": (str,)},

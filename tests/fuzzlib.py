@@ -391,8 +391,17 @@ class FakeNode(threading.Thread):
         rng = self.rng
         for _ in range(self.n_hostile):
             what = rng.choice(["future", "repeat", "malformed", "ready", "configured", "finished", "heartbeat",
-                               "unknown", "garbage"])
-            if what in ("future", "repeat"):
+                               "unknown", "garbage", "batch_repeat", "batch_backwards"])
+            if what in ("batch_repeat", "batch_backwards") and k >= 2:
+                # a batch of copies (§4.1) of windows already sent (a duplicate), or one whose first
+                # window is after its last (refused); neither may change what is recorded
+                first, last = (k - 2, k - 1) if what == "batch_repeat" else (k - 1, k - 2)
+                n = max(last - first + 1, 1)
+                out = {s["name"]: np.full((n * W, len(s["regions"])), -1.0) for s in outputs}
+                self._send(T.STEP_DONE, {"outputs": out, "first": first, "timing": [{}] * n}, window=last)
+            elif what in ("batch_repeat", "batch_backwards"):
+                self._send(T.HEARTBEAT, {})
+            elif what in ("future", "repeat"):
                 w = k + rng.randint(1, 1000) if what == "future" or k == 0 else rng.randint(0, k - 1)
                 out = {s["name"]: np.full((W, len(s["regions"])), -1.0) for s in outputs}
                 self._send(T.STEP_DONE, {"outputs": out}, window=w)

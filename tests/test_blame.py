@@ -62,10 +62,12 @@ def test_routing_check_outputs_refuses_bad_values():
     assert "not a map" in check_outputs(specs, "x", 4)
 
 
-# a real node runtime (noop backend) that sends its STEP_DONE of window 3 as window 1000
+# a real node runtime (noop backend) that sends its STEP_DONE of window 3 as window 1000 (copies
+# sent one window at a time, so that window 3 has a STEP_DONE of its own)
 _PATCHED_NODE = r"""
 import sys
-from cosim import node_runtime
+from cosim import node_runtime, step_copies
+step_copies.StepCopies.__init__.__defaults__ = (1, 0.0)
 from proto.messages import MessageType as T
 orig_send = node_runtime.Channel.send
 def send(self, msg):

@@ -124,18 +124,22 @@ class ClockMixin:
                 self.send(p, T.RUN, {"first": p.done + 1, "until": limit})
 
     def on_step_done(self, peer, msg: Message) -> None:
+        """A node's copies of windows `first`..k (one, or a batch: §4.1), in order."""
         k = msg.window
+        c = msg.content
+        first = c.get("first", k)
         if self.state in ("RUNNING", "FINISHING") and k <= peer.done:
             # already received: a STEP_DONE sent again after a repeated RUN (§8); no ERROR, which would end the node
             self.rejects.reject("DuplicateStepDone", f"{msg!r}; node done {peer.done}", peer.name)
             return
-        if self.state != "RUNNING" or k > self.until:
+        if self.state != "RUNNING" or k > self.until or not 0 <= first <= k:
             return self.unexpected(peer, msg)
-        outputs = msg.content["outputs"]
-        why = routing.check_outputs(self.plan.outputs[peer.name], outputs, self.W)
+        n = k - first + 1
+        outputs = c["outputs"]
+        why = routing.check_outputs(self.plan.outputs[peer.name], outputs, n * self.W)
         if why:
-            raise RunFailed(self.where(peer.name, f"bad outputs: {why}"))
-        if k > peer.done + 1:
+            raise RunFailed(self.where(peer.name, f"bad outputs{f' (windows {first}..{k})' if n > 1 else ''}: {why}"))
+        if first > peer.done + 1:
             # the STEP_DONE of window done+1 never came (lost with a reset connection: a DEALER keeps
             # order), or a misbehaving node sends windows it has not run: keep nothing out of order,
             # ask the node once to send again from done+1 (§8); no ERROR, which would end the node
@@ -145,8 +149,15 @@ class ClockMixin:
                 self.resent += 1
                 self.send(peer, T.RUN, {"first": peer.done + 1, "until": self.until})
             return
-        self.copies.setdefault(peer.name, {})[k] = outputs
-        self.timing.setdefault(k, {})[peer.name] = msg.content.get("timing") or {}
+        timing = c.get("timing")
+        timings = timing if isinstance(timing, list) and len(timing) == n else [timing] * n
+        copies = self.copies.setdefault(peer.name, {})
+        W = self.W
+        for j in range(peer.done + 1, k + 1):      # windows already in (a resent batch) are skipped
+            i = j - first
+            copies[j] = outputs if n == 1 else {name: a[i * W:(i + 1) * W] for name, a in outputs.items()}
+            t = timings[i]
+            self.timing.setdefault(j, {})[peer.name] = t if isinstance(t, dict) else {}
         peer.done = k
         while self.state == "RUNNING" and all(p.done >= self.window for p in self.peers.values()):
             self.complete_window(self.window)
@@ -155,9 +166,14 @@ class ClockMixin:
         """Every node finished window k: record it, checkpoint or end if due, publish progress."""
         now = time.perf_counter()
         wall, self.t_window = now - self.t_window, now
-        self._last_wall_s = wall
         produced = {n: c[k] for n, c in self.copies.items() if k in c}
         timing = self.timing.pop(k, {})
+        cycle = next((timing.get(p.name, {}).get("cycle_s") for p in self.peers.values() if p.role == "tvb"), None)
+        if isinstance(cycle, (int, float)) and 0 <= cycle < 1e9:
+            # copies arrive in batches (§4.1), so the window's wall time is the TVB node's cycle
+            # (end of its window k-1 to end of window k; in lockstep every node's averages the same)
+            wall = float(cycle)
+        self._last_wall_s = wall
         self.window = k + 1
         for c in self.copies.values():          # keep what a consumer may still need (lag) or a resume
             for j in [j for j in c if j <= k - self.lag]:

@@ -11,8 +11,11 @@
                                           the grant), simulate_s (the simulator's integration,
                                           part of compute_s), decode_s (this window's DATA),
                                           encode_s (this window's DATA and STEP_DONE)
-  timing/window_wall_s          (K, 1)    the coordinator's wall time per window (window k-1
-                                          complete → window k complete: every STEP_DONE in)
+  timing/window_wall_s          (K, 1)    wall time per window: the TVB node's cycle (the end of
+                                          its window k-1 → the end of window k, STEP_DONE
+                                          `cycle_s`; copies arrive in batches, PROTOCOL.md §4.1),
+                                          else the coordinator's (window k-1 complete → window k
+                                          complete: every STEP_DONE in)
   timing/coordinator_s          (K, 1)    NaN since protocol 3: the coordinator is off the data's
                                           path (it records copies while the nodes go on)
   (cosim.breakdown turns these into a per-service breakdown)
