@@ -14,6 +14,14 @@ validation, no coordinator: nothing a protocol with direct data can do without. 
 floor (a ROUTER exchanging one message with each of 2 DEALER echo processes: one round trip per
 window through a third process) is kept for context (`raw_round_trip_us`).
 
+A second baseline, the *Python floor* (`python_floor_us`, same run): the same two processes plus
+a third standing in for the coordinator, each node doing per window only what any Python
+implementation of protocol 3 must: receive the other's DATA, decode and validate it with the
+project's codec (proto/codec.py), check its values, encode and send its own DATA, and every 16
+windows send the coordinator one batched STEP_DONE copy (which the third process decodes). The
+gap between the two floors is what CPython costs per window on this machine; the gap between the
+Python floor and cosim is the runtime's own bookkeeping (grants, heartbeats, timing, recording).
+
 Measured: `cosim run` with the noop backend (real coordinator, real node runtime, real
 heartbeats and recording). Figures:
 
@@ -141,6 +149,73 @@ def symmetric_exchange(iters: int, frames_a: list[bytes], frames_b: list[bytes])
     return {"median_s": float(np.median(times[10:])), "mean_s": t_all / iters}
 
 
+def _python_peer(name: str, coord: str, peer_q, my_q, iters: int, res_q) -> None:
+    """One node of the Python floor (see the module's docstring)."""
+    from proto import codec
+    from proto.messages import Message, MessageType
+    from proto.signals import values_ok
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    my_q.put(pull.bind_to_random_port("tcp://127.0.0.1"))
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{peer_q.get(timeout=30)}")
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(coord)
+    dealer.send(b"hello")
+    dealer.recv()
+    sig = "coupling/R_e" if name == "tvb" else "state/S_e"
+    out = np.zeros((W_STEPS, len(REGIONS)))
+    push.send_multipart(codec.encode(Message(MessageType.DATA, {"signals": {sig: out}}, node=name, window=-1)))
+    batch = []
+    t = time.perf_counter()
+    for k in range(iters):
+        msg = codec.decode(pull.recv_multipart())
+        for a in msg.content["signals"].values():
+            if not values_ok(a):
+                raise ValueError("bad value")
+        out = np.full((W_STEPS, len(REGIONS)), float(k))
+        push.send_multipart(codec.encode(Message(MessageType.DATA, {"signals": {sig: out}}, node=name, window=k,
+                                                 msg_id=k)))
+        batch.append(out)
+        if len(batch) == 16 or k == iters - 1:
+            dealer.send_multipart(codec.encode(Message(MessageType.STEP_DONE, {
+                "outputs": {sig: np.concatenate(batch)}, "first": k - len(batch) + 1, "timing": [{}] * len(batch)},
+                node=name, window=k)))
+            batch = []
+    res_q.put(time.perf_counter() - t)
+    for s_ in (push, dealer):
+        s_.close(linger=1000)
+    pull.close(0)
+    ctx.term()
+
+
+def python_floor(iters: int) -> dict:
+    """The Python floor (module docstring): mean s per window."""
+    from proto import codec
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    coord = f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"
+    qa, qb, res = mp.Queue(), mp.Queue(), mp.Queue()
+    peers = [mp.Process(target=_python_peer, args=("tvb", coord, qb, qa, iters, res)),
+             mp.Process(target=_python_peer, args=("spiking", coord, qa, qb, iters, res))]
+    for p in peers:
+        p.start()
+    for _ in peers:
+        ident, _hello = router.recv_multipart()
+        router.send_multipart([ident, b"go"])
+    times = []
+    while len(times) < 2:
+        if router.poll(100):
+            codec.decode(router.recv_multipart()[1:])       # the coordinator's side of a copy
+        while not res.empty() and len(times) < 2:
+            times.append(res.get())
+    for p in peers:
+        p.join(30)
+    router.close(0)
+    ctx.term()
+    return {"mean_s": max(times) / iters}
+
+
 def lockstep(windows: int, out: Path, curve_dir: str | None, lookahead: int = 1) -> dict:
     cfg = {"run": {"name": "bench-protocol", "duration_ms": windows * W_STEPS * 0.1 / lookahead,
                    "lookahead": lookahead},
@@ -170,16 +245,18 @@ def run(size: str = "full", out: Path | None = None, curve: bool = False, window
     payload = W_STEPS * len(REGIONS) * 8 + 300          # one window's signal block plus headers
     frames_a, frames_b = _data_frames("tvb", "coupling/R_e"), _data_frames("spiking", "state/S_e")
     data_bytes = [sum(map(len, frames_a)), sum(map(len, frames_b))]
-    raws, syms, steps = [], [], []
+    raws, syms, steps, pys = [], [], [], []
     load0 = load_avg()
     for i in range(repeats):        # interleaved, so both see the same machine load
         syms.append(symmetric_exchange(windows, frames_a, frames_b))
+        pys.append(python_floor(windows))
         raws.append(raw_round_trip(2, payload, windows))
         steps.append(lockstep(windows, out / f"{'curve' if curve else 'plain'}{i}", curve_dir, lookahead))
     raw_mean = median(r["mean_s"] for r in raws)
     raw_med = median(r["median_s"] for r in raws)
     sym_mean = median(r["mean_s"] for r in syms)
     sym_med = median(r["median_s"] for r in syms)
+    py_mean = median(r["mean_s"] for r in pys)
     per_win = median(s["loop_per_window_s"] for s in steps)
     win_med = median(s["window_median_s"] for s in steps)
     return {"benchmark": "protocol", "protocol": 3, "curve": curve, "lookahead": lookahead, "nodes": 2,
@@ -192,6 +269,8 @@ def run(size: str = "full", out: Path | None = None, curve: bool = False, window
             "raw_exchanges_per_s": 1 / raw_mean, "symmetric_exchanges_per_s": 1 / sym_mean,
             "ratio": per_win / sym_mean, "ratio_window_median": win_med / sym_med, "aim": 1.5,
             "ratio_vs_round_trip": per_win / raw_mean,
+            "python_floor_us": py_mean * 1e6, "python_floor_ratio": py_mean / sym_mean,
+            "ratio_vs_python_floor": per_win / py_mean, "python_floor_runs_us": [r["mean_s"] * 1e6 for r in pys],
             "symmetric_runs_us": [r["mean_s"] * 1e6 for r in syms],
             "raw_runs_us": [r["mean_s"] * 1e6 for r in raws],
             "lockstep_runs_us": [s["loop_per_window_s"] * 1e6 for s in steps],
@@ -208,9 +287,10 @@ def main() -> None:
     a = ap.parse_args()
     res = run(a.size, Path(a.out) if a.out else None, a.curve, a.windows, a.repeats, a.lookahead)
     print(f"raw symmetric PUSH/PULL exchange {res['symmetric_us']:.0f} µs (ROUTER↔2×DEALER round trip "
-          f"{res['raw_round_trip_us']:.0f} µs); cosim {res['lockstep_per_window_us']:.0f} µs per window; ratio "
-          f"{res['ratio']:.2f} (aim ≤ 1.5); coordinator window median ratio {res['ratio_window_median']:.2f}",
-          file=sys.stderr)
+          f"{res['raw_round_trip_us']:.0f} µs); Python floor {res['python_floor_us']:.0f} µs "
+          f"({res['python_floor_ratio']:.2f}× the raw exchange); cosim {res['lockstep_per_window_us']:.0f} µs per "
+          f"window; ratio {res['ratio']:.2f} (aim ≤ 1.5), {res['ratio_vs_python_floor']:.2f}× the Python floor; "
+          f"coordinator window median ratio {res['ratio_window_median']:.2f}", file=sys.stderr)
     print(json.dumps(res))
 
 
