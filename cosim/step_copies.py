@@ -40,7 +40,9 @@ class StepCopies:
         if not self.windows:
             self.t_first = time.monotonic()
         self.windows.append(k)
-        self.outputs.append(outputs)
+        # copied: an adapter may reuse (overwrite) its output arrays in the next window, while
+        # this copy waits for its batch (a DATA is encoded at once and needs no copy)
+        self.outputs.append({n: np.array(a, copy=True) for n, a in outputs.items()})
         self.timings.append(timing)
 
     def due(self) -> bool:

@@ -28,6 +28,15 @@ def test_a_batch_stacks_windows_in_order_and_survives_the_codec():
     assert [t["compute_s"] for t in msg.content["timing"]] == [0.007, 0.008, 0.009]
 
 
+def test_an_adapter_may_overwrite_its_outputs_while_the_copy_waits():
+    c = StepCopies("spiking", max_windows=2, max_age_s=60.0)
+    out = {"state/S_e": np.zeros((4, 2))}
+    for k in (0, 1):
+        out["state/S_e"][:] = k                 # the same array, overwritten in place each window
+        c.add(k, out, {})
+    np.testing.assert_array_equal(c.take().content["outputs"]["state/S_e"][:, 0], np.repeat([0.0, 1.0], 4))
+
+
 def test_a_single_window_is_a_plain_step_done_and_age_makes_it_due():
     c = StepCopies("spiking", max_windows=100, max_age_s=0.01)
     c.add(0, {"state/S_e": np.zeros((4, 2))}, {})
