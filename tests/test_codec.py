@@ -98,3 +98,27 @@ def test_random_bytes_never_crash_the_decoder():
             decode(frames)
         except (MalformedMessage, UnknownType, VersionMismatch):
             pass
+
+
+def test_data_decoded_from_the_content_cache_is_checked_like_any_other():
+    """DATA's content (the descriptors) is parsed once per shape and reused (proto/codec.py);
+    a later DATA with the same content must still have its buffers checked, and arrays of
+    another shape must not be read with the cached layout."""
+    from proto.messages import Message, MessageType as T
+    a = np.arange(32, dtype=float).reshape(16, 2)
+    frames = encode(Message(T.DATA, {"signals": {"state/S_e": a}}, node="spiking", window=-1, msg_id=1))
+    for _ in range(2):                          # the first fills the cache, the second uses it
+        got = decode(frames)
+        np.testing.assert_array_equal(got.content["signals"]["state/S_e"], a)
+        assert got.window == -1 and got.node == "spiking"
+    arr = got.content["signals"]["state/S_e"]
+    arr[0, 0] = 99.0                            # a copy the consumer may modify
+    for bad in (frames[:3], frames + [b"extra"], frames[:3] + [bytes(frames[3])[:-8]]):
+        with pytest.raises(MalformedMessage):
+            decode(bad)
+    other = encode(Message(T.DATA, {"signals": {"state/S_e": np.ones((4, 3))}}, node="spiking", window=0, msg_id=2))
+    assert decode(other).content["signals"]["state/S_e"].shape == (4, 3)
+    # a big-endian or non-contiguous array takes the general path, and arrives the same
+    b = np.asfortranarray(a).astype(">f8")
+    via = decode(encode(Message(T.DATA, {"signals": {"state/S_e": b}}, node="spiking", window=1, msg_id=3)))
+    np.testing.assert_array_equal(via.content["signals"]["state/S_e"], a)
