@@ -164,3 +164,23 @@ def test_error_inside_an_include_names_the_include(tmp_path):
     with pytest.raises(ModelError) as ei:
         compile_mods(d, tmp_path / "build")
     assert "defs.inc line 2:" in _one_line(ei) and "ASSIGNED { v x = }" in str(ei.value)
+
+
+def test_a_tutorial_ending_in_check_output_loads(tmp_path):
+    """Every NetPyNE tutorial ends in `sim.checkOutput('tutN')`, which reads the finished run
+    (`sim.rank`, spike counts): nothing ran while the file loads, so it must do nothing (it
+    raised AttributeError: module 'netpyne.sim' has no attribute 'rank'), and it is no call
+    whose first argument could be taken for netParams."""
+    from netpyne import sim
+    from services.netpyne_node.usermodel import _read
+    path = tmp_path / "tut.py"
+    path.write_text("from netpyne import specs, sim\n"
+                    "netParams = specs.NetParams()\n"
+                    "netParams.popParams['S'] = {'cellModel': 'NetStim', 'numCells': 2}\n"
+                    "simConfig = specs.SimConfig()\n"
+                    "sim.createSimulateAnalyze(netParams=netParams, simConfig=simConfig)\n"
+                    "sim.checkOutput('tut2')\n")
+    original = sim.checkOutput
+    net, cfg = _read(path)
+    assert list(net.popParams) == ["S"] and cfg is not None
+    assert sim.checkOutput is original                   # restored after loading

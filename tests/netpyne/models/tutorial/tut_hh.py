@@ -30,3 +30,4 @@ simConfig.analysis["plotTraces"] = {"include": [1], "saveFig": True}
 
 sim.createSimulateAnalyze(netParams=netParams, simConfig=simConfig)
 sim.analysis.plotRaster(include=["S"], saveFig="tut_hh_raster.png")
+sim.checkOutput("tut_hh")          # as NetPyNE's own tutorials end
