@@ -54,9 +54,18 @@ class SpikingEngine:
         self._index_pops(built.popmap)
         self._make_inputs()
         self.spk_t, self.spk_id = h.Vector(), h.Vector()
+        silent: dict[str, int] = {}
         for cell in sim.net.cells:
             if self.popmap.get(cell.tags["pop"], (None, "other"))[1] != "input":   # every population, role other too
+                if not self.pc.gid_exists(cell.gid):
+                    # no spike source registered for this gid (e.g. NetPyNE's tut_artif makes its VecStim
+                    # population with `pulses` section-less CompartCells): NEURON asserts in spike_record
+                    silent[cell.tags["pop"]] = silent.get(cell.tags["pop"], 0) + 1
+                    continue
                 self.pc.spike_record(cell.gid, self.spk_t, self.spk_id)
+        for pop, n in silent.items():
+            log.warning("population %r: %d cell(s) without a spike source in NEURON (NetPyNE registered none), "
+                        "so they report no spikes", pop, n)
         sim.preRun()                                  # collective: set_maxstep allreduce, h.dt
         h.dt = self.dt
         with self._cwd():

@@ -184,3 +184,27 @@ def test_a_tutorial_ending_in_check_output_loads(tmp_path):
     net, cfg = _read(path)
     assert list(net.popParams) == ["S"] and cfg is not None
     assert sim.checkOutput is original                   # restored after loading
+
+
+def test_artificial_cells_build_and_a_population_without_spike_source_is_named(tmp_path, caplog):
+    """NetPyNE's tut_artif.py: NetStim, IntFire2 and VecStim populations; NetPyNE makes its VecStim
+    population with `pulses` section-less cells with no spike source, and NEURON's spike_record
+    asserted on them (`iter != gid2out_.end()`): the run failed while building. Now such cells
+    are left out with one warning naming the population, and the rest builds."""
+    import logging
+    path = tmp_path / "artif.py"
+    path.write_text(
+        "from netpyne import specs\n"
+        "netParams = specs.NetParams()\n"
+        "netParams.cellParams['PYR'] = {'conds': {'cellType': 'PYR'}, 'secs': {'soma': {"
+        "'geom': {'diam': 18.8, 'L': 18.8, 'Ra': 123.0}, 'mechs': {'hh': {}}}}}\n"
+        "netParams.popParams['PYR1'] = {'cellModel': 'HH', 'cellType': 'PYR', 'numCells': 4}\n"
+        "netParams.popParams['artif2'] = {'cellModel': 'IntFire2', 'numCells': 4, 'ib': 0.0}\n"
+        "netParams.popParams['artif4'] = {'cellModel': 'VecStim', 'numCells': 3, 'rate': 5, 'noise': 0.5,"
+        " 'start': 50, 'pulses': [{'start': 200, 'end': 300, 'rate': 60, 'noise': 0.2}]}\n"
+        "simConfig = specs.SimConfig()\n")
+    params = _params(path, tmp_path, {"PYR1": {"region": 33, "role": "exc"}, "artif2": {"region": 33, "role": "inh"},
+                                      "artif4": {"region": 33, "role": "other"}})
+    with caplog.at_level(logging.WARNING):
+        _configure(params)
+    assert "population 'artif4': 3 cell(s) without a spike source" in caplog.text, caplog.text
