@@ -52,6 +52,9 @@ class BuiltNetwork:
     popmap: dict[str, tuple[int, str]]          # NetPyNE pop label -> (region, "input"|"exc"|"inh"|"other")
     mod_dirs: list[Path] = field(default_factory=list)   # mechanisms to compile/load before creating cells
     uses_rxd: bool = False
+    # sim.net.modify*(…) calls a user's model file made on the network it built: (name, args, kwargs),
+    # replayed in order once the network is built (services/netpyne_node/usermodel.py)
+    modifications: list = field(default_factory=list)
 
 
 def pop_label(label: str, region: int) -> str:

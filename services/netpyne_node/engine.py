@@ -45,6 +45,8 @@ class SpikingEngine:
             sim.net.createCells()
             sim.net.connectCells()
             sim.net.addStims()
+            for name, args, kw in built.modifications:      # the user's script changed its network so
+                getattr(sim.net, name)(*args, **kw)
             if built.uses_rxd:
                 sim.net.addRxD()
             sim.setupRecording()

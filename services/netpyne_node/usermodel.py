@@ -51,6 +51,10 @@ ENTRY_POINTS = ("create", "simulate", "analyze", "createSimulate", "createSimula
 #: NetPyNE helpers that read a finished run (every tutorial ends in ``sim.checkOutput('tut2')``,
 #: which compares its spike count with the expected one): nothing ran, so they do nothing
 AFTER_RUN = ("checkOutput",)
+#: changes a script makes to the network it built itself (NetPyNE's tut7: ``sim.net.modifyConns``
+#: after ``sim.net.connectCells()``): recorded while the file loads and replayed, in order, on the
+#: network the backend builds, so it runs the network as the script left it
+MODIFICATIONS = ("modifyCells", "modifySynMechs", "modifyConns", "modifyStims")
 #: simConfig settings this backend does not run, turned off with a warning (value when off)
 UNSUPPORTED = {"recordLFP": [], "recordDipole": False, "recordDipolesHNN": False, "saveLFPCells": False,
                "cvode_active": False, "use_fast_imem": False, "coreneuron": False,
@@ -101,15 +105,25 @@ def model_folder(path: Path):
 
 
 @contextlib.contextmanager
-def intercepted_sim(calls: list):
-    """Replace NetPyNE's run/analyse/save entry points; record (name, netParams, simConfig) of each call."""
+def intercepted_sim(calls: list, modifications: list | None = None):
+    """Replace NetPyNE's run/analyse/save entry points; record (name, netParams, simConfig) of each
+    call, and (name, args, kwargs) of each change the script makes to a network it built."""
+    import copy
     from netpyne import sim
+    from netpyne.network import Network
     saved = [(sim, n, getattr(sim, n)) for n in ENTRY_POINTS if hasattr(sim, n)]
+    if modifications is not None:
+        saved += [(Network, n, getattr(Network, n)) for n in MODIFICATIONS if hasattr(Network, n)]
     # plots a script draws after running (sim.analysis.plotRaster(...)): nothing to plot, draw nothing
     saved += [(sim.analysis, n, getattr(sim.analysis, n)) for n in dir(sim.analysis) if n.startswith("plot")]
     saved += [(sim, n, getattr(sim, n)) for n in AFTER_RUN if hasattr(sim, n)]
 
     def stand_in(name):
+        if name in MODIFICATIONS:
+            def modify(_net, *args, **kw):
+                modifications.append((name, copy.deepcopy(args), copy.deepcopy(kw)))
+            return modify
+
         def f(*args, **kw):
             if name.startswith("plot") or name in AFTER_RUN:
                 return None
@@ -135,7 +149,7 @@ def _where(path: Path, tb) -> str:
     return f" (at {Path(frames[-1].filename).name} line {frames[-1].lineno})" if frames else ""
 
 
-def _read(path: Path) -> tuple[object, object | None]:
+def _read(path: Path, modifications: list | None = None) -> tuple[object, object | None]:
     if path.suffix == ".json":
         try:
             data = json.loads(path.read_text())
@@ -148,7 +162,7 @@ def _read(path: Path) -> tuple[object, object | None]:
             net = data["net"].get("params")
         return net, data.get("simConfig")
     calls: list = []
-    with model_folder(path), intercepted_sim(calls):
+    with model_folder(path), intercepted_sim(calls, modifications):
         try:
             ns = runpy.run_path(str(path), run_name="__cosim_model__")
         except SystemExit as e:
@@ -167,6 +181,10 @@ def _read(path: Path) -> tuple[object, object | None]:
     if calls:
         log.info("model file %s called sim.%s: took its netParams/simConfig; nothing was simulated or written "
                  "(cosim steps the network itself)", path.name, ", sim.".join(dict.fromkeys(c[0] for c in calls)))
+    if modifications:
+        log.info("model file %s changed the network it built (sim.net.%s): replayed in order on the network "
+                 "cosim builds, which is the network as the script left it", path.name,
+                 ", sim.net.".join(dict.fromkeys(m[0] for m in modifications)))
     return net, cfg
 
 
@@ -267,7 +285,8 @@ def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed
         return None
     if build is not None:
         load_mechanisms(build)          # before the model runs: its cell templates may insert them
-    net, sim_cfg = _read(path)
+    modifications: list = []
+    net, sim_cfg = _read(path, modifications)
     if net is None:
         raise ModelError(f"model file {path} does not define netParams (nor passes it to sim.create*)")
     pops = net.get("popParams") if isinstance(net, dict) else getattr(net, "popParams", None)
@@ -308,4 +327,5 @@ def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed
     if "celsius" in user_h:                 # the model's temperature wins over params.celsius
         cfg.hParams["celsius"] = user_h["celsius"]
     log.info("loaded user model %s: %d pops mapped to regions %s", path, len(um.populations), owned)
-    return BuiltNetwork(net, cfg, popmap, [], uses_rxd=bool(getattr(net, "rxdParams", None)))
+    return BuiltNetwork(net, cfg, popmap, [], uses_rxd=bool(getattr(net, "rxdParams", None)),
+                        modifications=modifications)

@@ -208,3 +208,39 @@ def test_artificial_cells_build_and_a_population_without_spike_source_is_named(t
     with caplog.at_level(logging.WARNING):
         _configure(params)
     assert "population 'artif4': 3 cell(s) without a spike source" in caplog.text, caplog.text
+
+
+def test_changes_a_script_makes_to_its_own_network_are_replayed(tmp_path, caplog):
+    """NetPyNE's tut7.py builds its network step by step, runs it, then changes it
+    (sim.net.modifyConns weight 0 → 0.5, sim.net.modifyCells soma L → 160) and runs again. cosim
+    builds the network from netParams, so those changes were silently lost (a different model);
+    now they are recorded while the file loads and replayed in order on the network cosim builds."""
+    import logging
+    from netpyne import sim
+    path = tmp_path / "tut7like.py"
+    path.write_text(
+        "from netpyne import specs, sim\n"
+        "netParams = specs.NetParams()\n"
+        "netParams.popParams['hop'] = {'cellType': 'PYR', 'cellModel': 'HH', 'numCells': 6}\n"
+        "netParams.cellParams['PYR'] = {'conds': {'cellType': 'PYR'}, 'secs': {'soma': {"
+        "'geom': {'diam': 18.8, 'L': 18.8}, 'topol': {}, 'mechs': {'hh': {}}}}}\n"
+        "netParams.synMechParams['inh'] = {'mod': 'Exp2Syn', 'tau1': 0.1, 'tau2': 1.0, 'e': -80}\n"
+        "netParams.connParams['hop->hop'] = {'preConds': {'pop': 'hop'}, 'postConds': {'pop': 'hop'},"
+        " 'weight': 0.0, 'synMech': 'inh', 'delay': 5}\n"
+        "simConfig = specs.SimConfig()\n"
+        "simConfig.duration = 50\n"
+        "sim.initialize(simConfig=simConfig, netParams=netParams)\n"
+        "sim.net.createPops(); sim.net.createCells(); sim.net.connectCells(); sim.net.addStims()\n"
+        "sim.setupRecording(); sim.runSim(); sim.gatherData(); sim.saveData()\n"
+        "sim.net.modifyConns({'conds': {'label': 'hop->hop'}, 'weight': 0.5})\n"
+        "sim.net.modifyCells({'conds': {'pop': 'hop'}, 'secs': {'soma': {'geom': {'L': 160}}}})\n"
+        "sim.simulate()\n")
+    params = _params(path, tmp_path, {"hop": {"region": 33, "role": "exc"}})
+    with caplog.at_level(logging.INFO):
+        _configure(params)
+    assert "changed the network it built (sim.net.modifyConns, sim.net.modifyCells): replayed" in caplog.text
+    hop = [c for c in sim.net.cells if c.tags["pop"] == "hop"]
+    weights = [conn["weight"] for c in hop for conn in c.conns if conn.get("label") == "hop->hop"]
+    assert weights and set(weights) == {0.5}
+    assert {c.secs["soma"]["hObj"].L for c in hop} == {160.0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tut7like.py"]     # saveData wrote nothing
