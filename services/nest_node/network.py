@@ -126,16 +126,58 @@ def _model_dir(path: Path):
         sys.path[:] = old_path
 
 
+#: NEST calls that run a simulation (or reset the kernel cosim has set up): a script written to run
+#: on its own (NEST's examples: ``nest.ResetKernel()`` … ``nest.Simulate(1000.0)``, then a raster
+#: plot) loads with these doing nothing, so its network is taken and nothing is simulated
+NEST_RUNS = ("Simulate", "Run", "Prepare", "Cleanup", "ResetKernel")
+#: NEST's plotting helpers a script calls after simulating (they raise "No events recorded")
+NEST_PLOTS = ("raster_plot", "voltage_trace")
+
+
+@contextlib.contextmanager
+def _intercepted(nest, calls: list):
+    """While a model file runs: NEST_RUNS and NEST_PLOTS functions record their call and do nothing."""
+    import importlib
+    saved = [(nest, n, getattr(nest, n)) for n in NEST_RUNS if hasattr(nest, n)]
+    for mod_name in NEST_PLOTS:
+        try:
+            mod = importlib.import_module(f"nest.{mod_name}")
+        except Exception:  # noqa: BLE001  (matplotlib missing: the script's own import fails, and says why)
+            continue
+        saved += [(mod, n, f) for n, f in vars(mod).items() if callable(f) and not n.startswith("_")
+                  and getattr(f, "__module__", "") == mod.__name__]
+
+    def stand_in(owner, name):
+        what = f"nest.{name}" if owner is nest else f"{owner.__name__}.{name}"
+
+        def f(*args, **kw):
+            calls.append(what)
+        return f
+    import types
+    put = types.ModuleType.__setattr__      # NEST 3's module object refuses plain attribute assignment
+    for owner, n, _ in saved:
+        put(owner, n, stand_in(owner, n))
+    try:
+        yield
+    finally:
+        for owner, n, f in saved:
+            put(owner, n, f)
+
+
 def load_user_model(nest, p: NestParams, regions: list[int], seed: int) -> list[Population]:
     """Run the user's file (it builds its network with ``nest.Create/Connect``) and map its
     populations: module-level NodeCollections, a dict ``populations``, or ``build(nest, regions,
-    seed)`` returning a dict."""
+    seed)`` returning a dict. Simulating, resetting the kernel and plotting do nothing while it
+    runs (NEST_RUNS, NEST_PLOTS); kernel settings it changes are checked (resolution) or put back
+    (data_path, print_time) afterwards."""
     um = p.model_file
     path = Path(um.path).expanduser()
     if not path.is_file():
         raise ModelError(f"model_file.path: file not found: {um.path}")
+    kernel = {k: nest.GetKernelStatus(k) for k in ("data_path", "overwrite_files")}
+    calls: list[str] = []
     try:
-        with _model_dir(path):
+        with _model_dir(path), _intercepted(nest, calls):
             ns = runpy.run_path(str(path), run_name="cosim_nest_model")
             if callable(ns.get("build")):
                 found = ns["build"](nest, list(regions), int(seed))
@@ -145,6 +187,14 @@ def load_user_model(nest, p: NestParams, regions: list[int], seed: int) -> list[
         raise
     except Exception as e:
         raise ModelError(f"{path.name}: the model file failed: {type(e).__name__}: {e}") from e
+    if calls:
+        log.info("model file %s called %s: nothing was simulated, reset or plotted (cosim runs the network "
+                 "window by window)", path.name, ", ".join(dict.fromkeys(calls)))
+    resolution = float(nest.GetKernelStatus("resolution"))
+    if abs(resolution - p.dt_ms) > 1e-9:
+        raise ModelError(f"{path.name} sets the kernel resolution to {resolution:g} ms, but params.dt_ms is "
+                         f"{p.dt_ms:g}: set params.dt_ms: {resolution:g} in the config (cosim steps NEST at it)")
+    nest.SetKernelStatus({**kernel, "print_time": False})     # cosim's recorder files, no progress printing
     available = sorted(k for k, v in (found or {}).items() if isinstance(v, nest.NodeCollection))
     pops = []
     for name, m in um.populations.items():

@@ -136,3 +136,48 @@ def test_user_model_missing_population_names_it(tmp_path):
     a, ctx = make(tmp_path, params={"model_file": mf})
     with pytest.raises(ModelError, match=r"populations\.Exc: net\.py defines no population 'Exc' \(its populations: E, I\)"):
         a.configure(ctx)
+
+
+STANDALONE = """
+import nest
+import nest.raster_plot
+nest.ResetKernel()
+nest.SetKernelStatus({"resolution": RES, "print_time": True, "overwrite_files": True})
+E = nest.Create("iaf_psc_alpha", 30)
+I = nest.Create("iaf_psc_alpha", 10)
+noise = nest.Create("poisson_generator", params={"rate": 9000.0})
+rec = nest.Create("spike_recorder")
+nest.Connect(noise, E + I, syn_spec={"weight": 30.0})
+nest.Connect(E, rec)
+nest.Simulate(1000.0)
+print("rate", rec.get("n_events"))
+nest.raster_plot.from_device(rec, hist=True)      # raises 'No events recorded' if it ran for real
+"""
+
+
+def test_a_standalone_nest_script_loads_without_simulating(tmp_path):
+    """Scripts written to run on their own, as NEST's examples are (reset the kernel, set its
+    resolution, build, nest.Simulate(1000), plot), load unchanged: nothing is simulated while the
+    file runs (before: the whole 1000 ms ran, then cosim failed on NEST's 'BadDelay: minimum and
+    maximum delay cannot be changed after Simulate'), the kernel settings cosim made stay, and
+    cosim then runs the network from t = 0."""
+    f = tmp_path / "standalone.py"
+    f.write_text(STANDALONE.replace("RES", "0.05"))
+    mf = {"path": str(f), "populations": {"E": {"region": 33, "role": "exc"}, "I": {"region": 33, "role": "inh"}}}
+    a, ctx = make(tmp_path, params={"model_file": mf, "dt_ms": 0.05}, K=10)
+    outs = drive(a, ctx, rate_hz=80.0)
+    assert [(p.label, p.size) for p in a.pops] == [("E", 30), ("I", 10)]
+    assert a.nest.GetKernelStatus("biological_time") == pytest.approx(10 * 16 * 0.1)   # only cosim's windows ran
+    assert a.nest.GetKernelStatus("print_time") is False
+    assert np.mean([o["state/R_e"].mean() for o in outs]) > 0
+    a.finish(None)
+
+
+def test_a_script_with_another_resolution_is_refused_in_one_line(tmp_path):
+    f = tmp_path / "standalone.py"
+    f.write_text(STANDALONE.replace("RES", "0.1"))
+    mf = {"path": str(f), "populations": {"E": {"region": 33, "role": "exc"}}}
+    a, ctx = make(tmp_path, params={"model_file": mf, "dt_ms": 0.05})
+    with pytest.raises(ModelError, match=r"standalone\.py sets the kernel resolution to 0\.1 ms, but params\.dt_ms "
+                                         r"is 0\.05: set params\.dt_ms: 0\.1"):
+        a.configure(ctx)
