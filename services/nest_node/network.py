@@ -194,7 +194,9 @@ def load_user_model(nest, p: NestParams, regions: list[int], seed: int) -> list[
     if abs(resolution - p.dt_ms) > 1e-9:
         raise ModelError(f"{path.name} sets the kernel resolution to {resolution:g} ms, but params.dt_ms is "
                          f"{p.dt_ms:g}: set params.dt_ms: {resolution:g} in the config (cosim steps NEST at it)")
-    nest.SetKernelStatus({**kernel, "print_time": False})     # cosim's recorder files, no progress printing
+    # cosim's recorder files and no progress printing (a data_path never set stays unset: NEST refuses '')
+    restore = {k: v for k, v in kernel.items() if v not in ("", None) and nest.GetKernelStatus(k) != v}
+    nest.SetKernelStatus({**restore, "print_time": False})
     available = sorted(k for k, v in (found or {}).items() if isinstance(v, nest.NodeCollection))
     pops = []
     for name, m in um.populations.items():

@@ -142,7 +142,7 @@ STANDALONE = """
 import nest
 import nest.raster_plot
 nest.ResetKernel()
-nest.SetKernelStatus({"resolution": RES, "print_time": True, "overwrite_files": True})
+nest.SetKernelStatus({"resolution": RES, "print_time": True, "overwrite_files": True, "data_path": "."})
 E = nest.Create("iaf_psc_alpha", 30)
 I = nest.Create("iaf_psc_alpha", 10)
 noise = nest.Create("poisson_generator", params={"rate": 9000.0})
@@ -168,7 +168,7 @@ def test_a_standalone_nest_script_loads_without_simulating(tmp_path):
     outs = drive(a, ctx, rate_hz=80.0)
     assert [(p.label, p.size) for p in a.pops] == [("E", 30), ("I", 10)]
     assert a.nest.GetKernelStatus("biological_time") == pytest.approx(10 * 16 * 0.1)   # only cosim's windows ran
-    assert a.nest.GetKernelStatus("print_time") is False
+    assert a.nest.GetKernelStatus("print_time") is False and ".s_nest" in a.nest.GetKernelStatus("data_path")
     assert np.mean([o["state/R_e"].mean() for o in outs]) > 0
     a.finish(None)
 
