@@ -142,7 +142,7 @@ STANDALONE = """
 import nest
 import nest.raster_plot
 nest.ResetKernel()
-nest.SetKernelStatus({"resolution": RES, "print_time": True, "overwrite_files": True, "data_path": "."})
+nest.SetKernelStatus({"resolution": RES, "print_time": True, "overwrite_files": True, "data_path": DATA})
 E = nest.Create("iaf_psc_alpha", 30)
 I = nest.Create("iaf_psc_alpha", 10)
 noise = nest.Create("poisson_generator", params={"rate": 9000.0})
@@ -162,7 +162,8 @@ def test_a_standalone_nest_script_loads_without_simulating(tmp_path):
     maximum delay cannot be changed after Simulate'), the kernel settings cosim made stay, and
     cosim then runs the network from t = 0."""
     f = tmp_path / "standalone.py"
-    f.write_text(STANDALONE.replace("RES", "0.05"))
+    (tmp_path / "elsewhere").mkdir()
+    f.write_text(STANDALONE.replace("RES", "0.05").replace("DATA", repr(str(tmp_path / "elsewhere"))))
     mf = {"path": str(f), "populations": {"E": {"region": 33, "role": "exc"}, "I": {"region": 33, "role": "inh"}}}
     a, ctx = make(tmp_path, params={"model_file": mf, "dt_ms": 0.05}, K=10)
     outs = drive(a, ctx, rate_hz=80.0)
@@ -175,7 +176,7 @@ def test_a_standalone_nest_script_loads_without_simulating(tmp_path):
 
 def test_a_script_with_another_resolution_is_refused_in_one_line(tmp_path):
     f = tmp_path / "standalone.py"
-    f.write_text(STANDALONE.replace("RES", "0.1"))
+    f.write_text(STANDALONE.replace("RES", "0.1").replace("DATA", repr(str(tmp_path))))
     mf = {"path": str(f), "populations": {"E": {"region": 33, "role": "exc"}}}
     a, ctx = make(tmp_path, params={"model_file": mf, "dt_ms": 0.05})
     with pytest.raises(ModelError, match=r"standalone\.py sets the kernel resolution to 0\.1 ms, but params\.dt_ms "
