@@ -88,7 +88,8 @@ class ModelDrive(_S):
 
 class UserModel(_S):
     """A user's own NetPyNE model instead of the default builder."""
-    path: str = Field(description=".py or .json defining netParams (and optionally simConfig)")
+    path: str = Field(description=".py or .json defining netParams (and optionally simConfig), or NetPyNE's "
+                                  "model index (index.npjson)")
     populations: dict[str, PopMap] = Field(min_length=1)
     mod_dir: str | None = Field(None, description="folder of .mod files; default: the model's folder, else its "
                                                   "mod/ (or ../mod/, as in src/ + mod/ layouts)")
@@ -108,8 +109,8 @@ class UserModel(_S):
     @field_validator("path")
     @classmethod
     def _suffix(cls, v: str) -> str:
-        if not (v.endswith(".py") or v.endswith(".json")):
-            raise ValueError(f"model file must be .py or .json, got {v!r}")
+        if not (v.endswith(".py") or v.endswith(".json") or v.endswith(".npjson")):
+            raise ValueError(f"model file must be .py, .json or NetPyNE's index .npjson, got {v!r}")
         return v
 
 

@@ -25,6 +25,7 @@ Every check raises :class:`ModelError` with a one-line message naming the culpri
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -63,14 +64,42 @@ UNSUPPORTED = {"recordLFP": [], "recordDipole": False, "recordDipolesHNN": False
 DRIVE_SYN = "cosim_drive_syn"
 
 
+INDEX = "index.npjson"
+
+
+def model_root(path: Path) -> Path:
+    """The folder a model's scripts run from: NetPyNE's model index (``index.npjson``: its
+    ``mod_folder``, ``simConfig``, ``netParams`` and ``python_run``, all relative to it) marks a
+    model's root, next to the file or one level up (``src/init.py`` beside ``index.npjson``, as
+    NetPyNE's own examples are laid out and run); else the model file's own folder."""
+    path = Path(path).resolve()
+    for d in (path.parent, path.parent.parent):
+        if (d / INDEX).is_file():
+            return d
+    return path.parent
+
+
+def _index(path: Path) -> dict:
+    root = model_root(path)
+    try:
+        data = json.loads((root / INDEX).read_text()) if (root / INDEX).is_file() else {}
+    except (OSError, ValueError) as e:
+        raise ModelError(f"model index {root / INDEX}: not readable JSON: {str(e).splitlines()[0]}") from None
+    return data if isinstance(data, dict) else {}
+
+
 def find_mod_dir(um: UserModel) -> Path | None:
-    """The model's mechanism folder: ``mod_dir`` if set, else its folder, ``mod/`` or ``../mod/``."""
+    """The model's mechanism folder: ``mod_dir`` if set, else its model index's ``mod_folder``,
+    else its folder, ``mod/`` or ``../mod/``."""
     path = Path(um.path).expanduser()
     if um.mod_dir:
         d = Path(um.mod_dir).expanduser()
         if not d.is_dir():
             raise ModelError(f"model_file.mod_dir {d} does not exist")
         return d
+    indexed = _index(path).get("mod_folder")
+    if isinstance(indexed, str) and (model_root(path) / indexed).is_dir():
+        return model_root(path) / indexed
     for d in (path.parent, path.parent / "mod", path.parent / "mechanisms", path.parent.parent / "mod"):
         if d.is_dir() and mod_files(d, um.mod_exclude):
             return d
@@ -85,12 +114,14 @@ def build_mechanisms(um: UserModel, progress=None) -> Path | None:
 
 @contextlib.contextmanager
 def model_folder(path: Path):
-    """Run code as if started in the model's folder; restore cwd, sys.path, sys.argv, sys.modules."""
+    """Run code as if started in the model's root (model_root: its folder, or the folder of its
+    NetPyNE model index) with its own folder first on sys.path; restore cwd, sys.path, sys.argv,
+    sys.modules."""
     folder = str(path.parent.resolve())
     cwd, argv, before = os.getcwd(), sys.argv, set(sys.modules)
     sys.path.insert(0, folder)
     sys.argv = [str(path)]
-    os.chdir(folder)
+    os.chdir(model_root(path))
     try:
         yield
     finally:
@@ -150,6 +181,15 @@ def _where(path: Path, tb) -> str:
 
 
 def _read(path: Path, modifications: list | None = None) -> tuple[object, object | None]:
+    if path.suffix == ".npjson":        # NetPyNE's model index: its own loader (mechanisms are ours)
+        from netpyne import sim
+        try:
+            with model_folder(path), contextlib.redirect_stdout(io.StringIO()):
+                cfg, net = sim.loadModel(str(path.resolve()), loadMechs=False)
+        except Exception as e:  # the user's code: its error and where, in one line
+            msg = str(e).splitlines()[0] if str(e) else ""
+            raise ModelError(f"model index {path}: NetPyNE could not load it: {type(e).__name__}: {msg}") from None
+        return net, cfg
     if path.suffix == ".json":
         try:
             data = json.loads(path.read_text())

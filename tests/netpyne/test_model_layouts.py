@@ -1,4 +1,4 @@
-"""Issue 10: NetPyNE models in five common layouts run unchanged under `cosim run` with nothing
+"""Issue 10: NetPyNE models in six common layouts run unchanged under `cosim run` with nothing
 but a YAML mapping (tests/netpyne/models/*/cosim.yaml); each failure kind is one line + exit 2
 from `cosim validate` and from `cosim run`, before any service starts."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 MODELS = Path(__file__).resolve().parent / "models"
-LAYOUTS = ["tutorial", "srclayout", "rxd_json", "saved", "templates"]
+LAYOUTS = ["tutorial", "srclayout", "rxd_json", "saved", "templates", "indexed"]
 
 
 @pytest.fixture(scope="module")

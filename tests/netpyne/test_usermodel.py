@@ -244,3 +244,19 @@ def test_changes_a_script_makes_to_its_own_network_are_replayed(tmp_path, caplog
     assert weights and set(weights) == {0.5}
     assert {c.secs["soma"]["hObj"].L for c in hop} == {160.0}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tut7like.py"]     # saveData wrote nothing
+
+
+def test_netpyne_model_index_is_the_root_and_can_be_the_model_file():
+    """NetPyNE's model index (index.npjson: mod_folder, simConfig, netParams, python_run, relative
+    to it): `src/init.py` beside it runs from the index's folder (its `loadFromIndexFile
+    ('index.npjson')` failed with FileNotFoundError from src/), the mechanisms are the index's
+    `mod_folder`, and the index itself may be the model file (NetPyNE's own loader reads it)."""
+    from services.netpyne_node.config import UserModel
+    from services.netpyne_node.usermodel import _read, find_mod_dir, model_root
+    root = Path(__file__).parent / "models" / "indexed"
+    assert model_root(root / "src" / "init.py") == root.resolve() == model_root(root / "index.npjson")
+    pops = {"Epop": {"region": 33, "role": "exc"}}
+    for path in (root / "src" / "init.py", root / "index.npjson"):
+        assert find_mod_dir(UserModel(path=str(path), populations=pops)) == root.resolve() / "mod"
+        net, cfg = _read(path)
+        assert sorted(net.popParams) == ["Epop", "Ipop"] and cfg.filename == "indexed", path
