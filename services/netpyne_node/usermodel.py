@@ -253,6 +253,20 @@ def _turn_off_unsupported(cfg, path: Path) -> None:
                         "see docs/user_models.md)", path.name, key, what if len(repr(what)) < 80 else "...")
 
 
+def _keep_rxd_on_own_cells(net, own: list[str], path: Path) -> None:
+    """An RxD region over ``cells: ['all']`` means the model's own cells: NetPyNE would also take
+    the drive's NetStim relays (point cells without sections) and fail on them (``'function'
+    object has no attribute 'items'``; NetPyNE's examples/rxd_buffering), so 'all' becomes the
+    model's own populations."""
+    regions = (getattr(net, "rxdParams", None) or {}).get("regions") or {}
+    for label, reg in regions.items():
+        cells = reg.get("cells") if isinstance(reg, dict) else None
+        if isinstance(cells, (list, tuple)) and "all" in cells:
+            reg["cells"] = [c for c in cells if c != "all"] + own
+            log.info("model %s: rxdParams region %r over the model's own populations %s (not cosim's drive)",
+                     path.name, label, own)
+
+
 def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
     """Add one NetStim relay population per driven population, connected one relay per (cell, source).
 
@@ -349,7 +363,10 @@ def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed
     popmap = {pop: (m.region, m.role) for pop, m in um.populations.items()}
     if any(m.region not in {n.region for n in um.populations.values() if n.role == "input"}
            for m in um.populations.values()):
-        popmap.update(attach_drive(net, um, seed))      # regions without an input population
+        own = list(net.popParams)
+        added = attach_drive(net, um, seed)             # regions without an input population
+        popmap.update(added)
+        _keep_rxd_on_own_cells(net, own, path)
     for pop, m in um.populations.items():
         if m.role == "input":      # relays: fire once per event the adapter sends, never on their own
             net.popParams[pop].update({"number": 1, "start": -1, "noise": 0, "interval": 1e9})

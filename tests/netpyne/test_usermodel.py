@@ -260,3 +260,29 @@ def test_netpyne_model_index_is_the_root_and_can_be_the_model_file():
         assert find_mod_dir(UserModel(path=str(path), populations=pops)) == root.resolve() / "mod"
         net, cfg = _read(path)
         assert sorted(net.popParams) == ["Epop", "Ipop"] and cfg.filename == "indexed", path
+
+
+def test_rxd_over_all_cells_keeps_to_the_models_own_cells(tmp_path, caplog):
+    """NetPyNE's examples/rxd_buffering: an RxD region over `cells: ['all']` in a model with no
+    input population. cosim attaches its drive (NetStim relays, point cells without sections) and
+    NetPyNE's addRxD then failed on them ('function' object has no attribute 'items'); 'all' now
+    means the model's own populations."""
+    import logging
+    from netpyne import sim
+    path = tmp_path / "rxdall.py"
+    path.write_text(
+        "from netpyne import specs\n"
+        "netParams = specs.NetParams()\n"
+        "netParams.popParams['cell'] = {'numCells': 2, 'cellModel': 'HH'}\n"
+        "netParams.cellParams['PYR'] = {'conds': {'cellModel': 'HH'}, 'secs': {'soma': {"
+        "'geom': {'diam': 18.8, 'L': 18.8}, 'mechs': {'hh': {}}}}}\n"
+        "netParams.rxdParams['regions'] = {'cyt': {'cells': ['all'], 'secs': 'soma', 'nrn_region': 'i'}}\n"
+        "netParams.rxdParams['species'] = {'ca': {'regions': ['cyt'], 'charge': 2, 'initial': 1e-4},"
+        " 'buf': {'regions': ['cyt'], 'initial': 1e-4}, 'cabuf': {'regions': ['cyt'], 'initial': 0}}\n"
+        "netParams.rxdParams['reactions'] = {'buffering': {'reactant': '2 * ca + buf', 'product': 'cabuf',"
+        " 'rate_f': 1e6, 'rate_b': 1e-2}}\n"
+        "simConfig = specs.SimConfig()\n")
+    with caplog.at_level(logging.INFO):
+        _configure(_params(path, tmp_path, {"cell": {"region": 33, "role": "exc"}}))
+    assert "rxdParams region 'cyt' over the model's own populations ['cell']" in caplog.text
+    assert sim.net.rxd["regions"]["cyt"]["hObj"] is not None
