@@ -84,7 +84,7 @@ def test_params_validation_messages():
         NetpyneParams.model_validate({"network": {"syn_exc": {"tau1_ms": 5, "tau2_ms": 1, "e_mV": 0}}})
     with pytest.raises(ValidationError, match="unknown connection"):
         NetpyneParams.model_validate({"network": {"conns": {"EX": {"prob": 0.1, "weight_uS": 0.1}}}})
-    with pytest.raises(ValidationError, match="must be .py or .json"):
+    with pytest.raises(ValidationError, match=r"must be \.py, \.json or NetPyNE.s index \.npjson"):
         NetpyneParams.model_validate({"model_file": {"path": "m.txt", "populations": {"E": {"region": 1, "role": "exc"}}}})
     with pytest.raises(ValidationError, match="Extra inputs"):
         NetpyneParams.model_validate({"n_exc": 3})
