@@ -341,10 +341,6 @@ class DataPlane:
                 put(m)
         return n
 
-    def recv(self) -> Message | None:
-        """One waiting DATA message (call after a poll said the inbox is readable), or None if it was malformed."""
-        return self._decode(self.inbox.recv_multipart())
-
     def _decode(self, frames: list) -> Message | None:
         t0 = time.perf_counter()
         try:
