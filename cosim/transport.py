@@ -96,6 +96,11 @@ class _Trace:
 trace = _Trace(os.environ["COSIM_TRACE"]) if os.environ.get("COSIM_TRACE") else None
 
 
+def identity_label(identity: bytes) -> str:
+    """A routing id as a trace names it: the node's name, plus "/hb" for its heartbeat socket."""
+    return identity.decode(errors="replace").split("#", 1)[0] + ("/hb" if identity.endswith(b"/hb") else "")
+
+
 def new_token() -> str:
     return uuid.uuid4().hex
 
@@ -118,7 +123,7 @@ class Channel:
             curve.apply_client(self.sock)
         self.sock.connect(address)
         self.max_bytes = max_bytes
-        self.who = identity.decode(errors="replace").split("#", 1)[0] + ("/hb" if identity.endswith(b"/hb") else "")
+        self.who = identity_label(identity)
         self.rejects = RejectCounter(identity.decode(errors="replace"))
         self._next_id = 0
         self.last_encode_s = self.last_decode_s = 0.0   # codec time of the last send / recv (timing breakdown)

@@ -134,8 +134,8 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
             frames = codec.encode(msg)
             self.router.send_multipart([rid, *frames], flags=zmq.NOBLOCK)  # copying beats zero-copy for small frames
             if transport.trace is not None:
-                transport.trace("coordinator", "send", msg.type, msg.window, rid.decode(errors="replace").split("#")[0]
-                                + ("/hb" if rid.endswith(b"/hb") else ""), sum(map(len, frames)))
+                transport.trace("coordinator", "send", msg.type, msg.window, transport.identity_label(rid),
+                                sum(map(len, frames)))
             return "sent"
         except zmq.Again:  # the peer's queue is at its high-water mark
             self.rejects.reject("ReplyDropped", f"{msg!r} to {rid[:40]!r}: the peer does not read", repr(rid[:40]))
