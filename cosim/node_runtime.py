@@ -420,9 +420,8 @@ class Inbox:
         self.lag, self.W = lag, ctx.steps_per_window
         self.specs = {s.name: s for s in ctx.inputs}
         # per producer: (input, its columns, whether they are the whole input in order: no copy)
-        self.parts = {e["from"]: [(s["name"], cols := np.asarray(s["cols"], dtype=np.int64),
-                                   len(cols) == len(self.specs[s["name"]].regions)
-                                   and bool(np.array_equal(cols, np.arange(len(cols)))))
+        self.parts = {e["from"]: [(s["name"], np.asarray(s["cols"], dtype=np.int64),
+                                   _cols_or_all(s["cols"], len(self.specs[s["name"]].regions)) is None)
                                   for s in e["signals"]]
                       for e in receive}
         self.got: dict[int, dict[str, dict]] = {}
