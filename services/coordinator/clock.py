@@ -49,6 +49,8 @@ class ClockMixin:
                 self.record = RunRecord(self.results_dir / "coordinator.h5", self.plan, self.W, self.K,
                                         self.tvb_dt_ms, self.cfg, list(self.peers), on_flush=self._flushed)
         self._flushed(first)
+        # whose cycle_s is the window's wall time (complete_window)
+        self.tvb_name = next((p.name for p in self.peers.values() if p.role == "tvb"), None)
         self.state, self.t_start = "RUNNING", time.monotonic()
         self._last_progress = -1.0
         self._last_ckpt_t = time.monotonic()
@@ -168,7 +170,7 @@ class ClockMixin:
         wall, self.t_window = now - self.t_window, now
         produced = {n: c[k] for n, c in self.copies.items() if k in c}
         timing = self.timing.pop(k, {})
-        cycle = next((timing.get(p.name, {}).get("cycle_s") for p in self.peers.values() if p.role == "tvb"), None)
+        cycle = (timing.get(self.tvb_name) or {}).get("cycle_s")
         if isinstance(cycle, (int, float)) and 0 <= cycle < 1e9:
             # copies arrive in batches (§4.1), so the window's wall time is the TVB node's cycle
             # (end of its window k-1 to end of window k; in lockstep every node's averages the same)
