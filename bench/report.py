@@ -15,6 +15,11 @@ def _f(x, d=2, unit=""):
         return str(x)
 
 
+def _runs(xs, d=0) -> str:
+    """The repeats of a figure, as the tables quote them: "225, 225, 215"."""
+    return ", ".join(_f(x, d) for x in xs)
+
+
 def _met(ok) -> str:
     return "–" if ok is None else ("**met**" if ok else "**not met**")
 
@@ -49,7 +54,7 @@ def summary_rows(R: dict) -> list[tuple]:
         for m, d in (t.get("by_lag") or {}).items():
             rows.append((f"3 Toolbox config: beyond the slower simulator, lookahead {m}",
                          f"{_f(d['beyond_slowest_ms'])} ms/window (runs "
-                         f"{', '.join(_f(x) for x in d['beyond_slowest_runs_ms'])})",
+                         f"{_runs(d['beyond_slowest_runs_ms'], 2)})",
                          f"slowest simulate {_f(d['slowest_simulate_ms'])} ms (loop {_f(d['loop_ms_per_window'])})",
                          "–", "≤ 1 ms", _met(d["beyond_slowest_ms"] <= 1.0)))
         if t.get("beyond_slowest_ms") is not None and not t.get("by_lag"):
@@ -259,33 +264,31 @@ def write_report(R: dict, info: dict, docs: Path) -> Path:
               f"({' and '.join(str(b) for b in p['data_message_bytes'])} B) and waiting for the other's. No protocol with "
               "direct data can do a window in less: each window needs one message each way between the two nodes.", "",
               f"- raw symmetric exchange: {_f(p['symmetric_us'], 0)} µs per iteration (runs: "
-              f"{', '.join(_f(x, 0) for x in p['symmetric_runs_us'])})",
+              f"{_runs(p['symmetric_runs_us'], 0)})",
               f"- cosim per window: {_f(p['lockstep_per_window_us'], 0)} µs (runs: "
-              f"{', '.join(_f(x, 0) for x in p['lockstep_runs_us'])}); {_f(p['lockstep_windows_per_s'], 0)} windows/s",
+              f"{_runs(p['lockstep_runs_us'], 0)}); {_f(p['lockstep_windows_per_s'], 0)} windows/s",
               f"- ratio **{_f(p['ratio'])}** (aim ≤ 1.5); against protocol 2's floor (ROUTER ↔ 2 DEALER round trip, "
               f"{_f(p['raw_round_trip_us'], 0)} µs, same run): {_f(p['ratio_vs_round_trip'])}", ""]
         if "python_floor_us" in p:
             L += [f"- Python floor (each node only decodes and validates the other's DATA with the project's codec, "
                   f"checks its values, encodes and sends its own; batched copies to a third process): "
-                  f"{_f(p['python_floor_us'], 0)} µs (runs: {', '.join(_f(x, 0) for x in p['python_floor_runs_us'])}), "
+                  f"{_f(p['python_floor_us'], 0)} µs (runs: {_runs(p['python_floor_runs_us'], 0)}), "
                   f"{_f(p['python_floor_ratio'])}× the raw exchange; cosim is {_f(p['ratio_vs_python_floor'])}× it", ""]
-        if "perf_protocol.png" in plots:
-            L += ["![protocol](perf_protocol.png)", ""]
     elif "protocol" in R:
         p = R["protocol"]
         L += ["## 1. Protocol overhead", "",
               f"Noop nodes (TVB role + one spiking node, 2 regions, {p['payload_bytes']} B of signals per message), "
               f"{p['windows']} windows × {p['repeats']} repeats, interleaved with the raw baseline: a ROUTER exchanging "
               "one message with each of 2 DEALER echo processes (pyzmq, same payload).", "",
-              f"- raw round trip: {_f(p['raw_round_trip_us'], 0)} µs (runs: {', '.join(_f(x, 0) for x in p['raw_runs_us'])})",
+              f"- raw round trip: {_f(p['raw_round_trip_us'], 0)} µs (runs: {_runs(p['raw_runs_us'], 0)})",
               f"- cosim loop per window: {_f(p['lockstep_per_window_us'], 0)} µs (runs: "
-              f"{', '.join(_f(x, 0) for x in p['lockstep_runs_us'])}); "
+              f"{_runs(p['lockstep_runs_us'], 0)}); "
               f"{_f(p['lockstep_windows_per_s'], 0)} windows/s",
               f"- ratio **{_f(p['ratio'])}** (aim ≤ 1.5); the coordinator's median window wall alone "
               f"(STEP out → last STEP_DONE in, without recording between windows): "
               f"{_f(p['lockstep_window_median_us'], 0)} µs, ratio {_f(p['ratio_window_median'])}", ""]
-        if "perf_protocol.png" in plots:
-            L += ["![protocol](perf_protocol.png)", ""]
+    if "protocol" in R and "perf_protocol.png" in plots:
+        L += ["![protocol](perf_protocol.png)", ""]
     if "overlap" in R:
         o = R["overlap"]
         L += ["## 2. Overlap: the default example against each simulator alone", "",
@@ -327,7 +330,7 @@ def write_report(R: dict, info: dict, docs: Path) -> Path:
             L += [f"Per window (`cosim.breakdown`, medians of the repeats): loop {_f(t['loop_ms_per_window'], 3)} ms, "
                   f"slowest simulator's own integration {_f(t['slowest_simulate_ms'], 3)} ms, **beyond it "
                   f"{_f(t['beyond_slowest_ms'], 3)} ms** (aim ≤ 1 ms; runs: "
-                  f"{', '.join(_f(x, 3) for x in t['beyond_slowest_runs_ms'])}).", ""]
+                  f"{_runs(t['beyond_slowest_runs_ms'], 3)}).", ""]
         if t.get("traced"):
             from bench.trace import text
             L += ["Per-message trace of one more run (`--trace`, COSIM_TRACE; columns: bench/trace.py):", "", "```",
