@@ -26,7 +26,7 @@ import yaml  # noqa: E402
 
 def tvb_alone(cfg: dict) -> dict:
     from cosim.config import parse_config
-    from services.tvb_node.windowed import build_simulator
+    from cosim.services.tvb_node.windowed import build_simulator
     from tvb.simulator import monitors
     c = parse_config(cfg)
     t0 = time.perf_counter()
@@ -48,9 +48,9 @@ def tvb_alone(cfg: dict) -> dict:
 
 def _spiking_adapter(cfg: dict, W: int):
     from cosim.config import parse_config
-    from services.netpyne_node.adapter import NetpyneAdapter
-    from services.netpyne_node.drive import make_context
-    from services.tvb_node.windowed import build_connectivity
+    from cosim.services.netpyne_node.adapter import NetpyneAdapter
+    from cosim.services.netpyne_node.drive import make_context
+    from cosim.services.tvb_node.windowed import build_connectivity
     c = parse_config(cfg)
     node = c.spiking_nodes[0]
     conn = build_connectivity(c.tvb)
@@ -83,7 +83,7 @@ def _coupling(path: str | None, K: int, W: int, n: int) -> np.ndarray:
 
 
 def neuron_alone(cfg: dict, W: int, coupling: str | None) -> dict:
-    from cosim.transformers import rates_from_signal
+    from cosim.sdk.transformers import rates_from_signal
     ad, ctx, build_s = _spiking_adapter(cfg, W)
     K, e = ctx.n_windows, ad.engine
     c = _coupling(coupling, K, W, len(ad.regions))

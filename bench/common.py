@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from cosim import launch
+from cosim.launch import command_lines
 
 REPO = Path(__file__).resolve().parents[1]
-PY = launch.cosim_cmd("WARNING")
+PY = command_lines.cosim_cmd("WARNING")
 
 
 def median(xs) -> float:
@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 def env() -> dict:
-    return launch.service_env()
+    return command_lines.service_env()
 
 
 def write_config(cfg: dict, path: Path) -> Path:
@@ -95,7 +95,7 @@ def cosim_run(cfg: dict, out: Path, timeout: float = 900, sampler: "TreeSampler 
 
 def timing(out: Path) -> dict[str, np.ndarray]:
     """coordinator.h5 timing/*: per node an array (K, n_fields) and its field names; window wall."""
-    from cosim.results import open_h5
+    from cosim.runtime.store import open_h5
     res = {}
     with open_h5(Path(out) / "coordinator.h5") as f:
         for k, d in f["timing"].items():
@@ -183,7 +183,7 @@ class TreeSampler:
 
     def _listen(self) -> None:
         import zmq
-        from proto import codec
+        from cosim.proto import codec
         s = zmq.Context.instance().socket(zmq.SUB)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.SUBSCRIBE, b"progress")
@@ -245,7 +245,7 @@ def alone(what: str, cfg: dict, out: Path, W: int = 16, coupling: str | None = N
 
 def save_coupling(out: Path) -> str | None:
     """The coupling/R_e the TVB node sent in a run, as .npy (input for the spiking baselines)."""
-    from cosim.results import open_h5
+    from cosim.runtime.store import open_h5
     with open_h5(Path(out) / "coordinator.h5") as f:
         key = "signals/tvb/coupling/R_e"
         if key not in f:
@@ -280,13 +280,13 @@ def launch_services(cfg: dict, out: Path, node_router: dict[str, str] | None = N
                                              env=environ, start_new_session=True), log))
 
     t0 = time.perf_counter()
-    start("coordinator", launch.coordinator_cmd(str(path), str(out), plots=False, log_level="WARNING"))
+    start("coordinator", command_lines.coordinator_cmd(str(path), str(out), plots=False, log_level="WARNING"))
     nodes = cfg["spiking_nodes"]
     noop = all(n.get("backend") == "noop" for n in nodes)
-    start("tvb", launch.tvb_cmd(node_router.get("tvb", router), noop=noop, log_level="WARNING"))
+    start("tvb", command_lines.tvb_cmd(node_router.get("tvb", router), noop=noop, log_level="WARNING"))
     for n in nodes:
-        start(n["name"], launch.spiking_cmd(n, node_router.get(n["name"], router), log_level="WARNING"),
-              launch.spiking_env(n, env()))
+        start(n["name"], command_lines.spiking_cmd(n, node_router.get(n["name"], router), log_level="WARNING"),
+              command_lines.spiking_env(n, env()))
     coord = procs[0][1]
     try:
         code = coord.wait(timeout=timeout)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import numpy as np  # noqa: E402
 
-from cosim.results import open_h5  # noqa: E402
+from cosim.runtime.store import open_h5  # noqa: E402
 from fuzzlib import FakeNode, Fuzzer  # noqa: E402
 from harness import Services, noop_cfg, wait_for  # noqa: E402
 

@@ -55,8 +55,8 @@ def window_cost(sz: dict, out: Path) -> dict:
 ALONE = r'''
 import json, sys, time
 import numpy as np
-from cosim.adapter import RunContext, SignalSpec
-from services.nest_node.adapter import NestAdapter
+from cosim.runtime.adapter import RunContext, SignalSpec
+from cosim.services.nest_node.adapter import NestAdapter
 a = json.loads(sys.argv[1]); rates = np.load(sys.argv[2])
 ctx = RunContext(config=a["config"], node_name="spiking", regions=tuple(a["regions"]), tvb_dt_ms=a["dt"],
                  tick_ms=a["tick"], steps_per_window=a["W"], n_windows=a["K"],

@@ -24,14 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from services.netpyne_node import parallel  # noqa: E402,F401  (mpi4py before neuron)
+from cosim.services.netpyne_node import parallel  # noqa: E402,F401  (mpi4py before neuron)
 
 CLOCK = time.process_time
 
 
 def windowed(duration: float, results_dir: str | None):
-    from services.netpyne_node.adapter import NetpyneAdapter
-    from services.netpyne_node.drive import make_context, run_fake_lockstep
+    from cosim.services.netpyne_node.adapter import NetpyneAdapter
+    from cosim.services.netpyne_node.drive import make_context, run_fake_lockstep
     params = {"record": {"plot": False}}
     ad = NetpyneAdapter(params)
     ctx = make_context((33, 71), params, duration, results_dir=results_dir)
@@ -41,12 +41,12 @@ def windowed(duration: float, results_dir: str | None):
 
 def one_shot(duration: float, ctx):
     """Same network, same Poisson trains (same generators, same window blocks), one psolve."""
-    from services.netpyne_node.adapter import NetpyneAdapter
-    from services.netpyne_node.builder import NetpyneNetworkBuilder
-    from services.netpyne_node.config import NetpyneParams
-    from services.netpyne_node.drive import coupling_block
-    from services.netpyne_node.engine import SpikingEngine
-    from cosim.transformers import PoissonInput, rates_from_signal
+    from cosim.services.netpyne_node.adapter import NetpyneAdapter
+    from cosim.services.netpyne_node.builder import NetpyneNetworkBuilder
+    from cosim.services.netpyne_node.config import NetpyneParams
+    from cosim.services.netpyne_node.drive import coupling_block
+    from cosim.services.netpyne_node.engine import SpikingEngine
+    from cosim.sdk.transformers import PoissonInput, rates_from_signal
     p = NetpyneParams.model_validate({"record": {"plot": False}})
     built = NetpyneNetworkBuilder(p, list(ctx.regions), ctx.connectome, tvb_dt_ms=0.1, seed=42).set_default().build()
     e = SpikingEngine(built, p.dt_ms)
@@ -77,7 +77,7 @@ def main() -> int:
     a = ap.parse_args()
     global CLOCK
     CLOCK = time.process_time if a.clock == "cpu" else time.perf_counter
-    from services.netpyne_node import adapter
+    from cosim.services.netpyne_node import adapter
     adapter.CLOCK = CLOCK
     print(f"clock: {a.clock}")
     import h5py

@@ -1,7 +1,7 @@
 """Experiment for the per-message trace's finding (docs/performance.md, protocol 3): does the
 coordinator's handling of STEP_DONE copies delay the nodes on a 2-core machine? Runs the toolbox
 configuration (1.6 ms windows) alternately as is and with the coordinator process (every thread)
-at nice 19, and compares `cosim.breakdown`'s time beyond the slower simulator.
+at nice 19, and compares `cosim.results.breakdown`'s time beyond the slower simulator.
 
 Usage: python bench/nice_coordinator.py [--repeats 3] [--duration-ms 1000]
 """
@@ -38,7 +38,7 @@ def _renice_coordinator(stop: threading.Event, niceness: int) -> None:
 
 
 def one(cfg: dict, out: Path, nice: bool) -> dict:
-    from cosim.breakdown import breakdown
+    from cosim.results.breakdown import breakdown
     stop = threading.Event()
     th = threading.Thread(target=_renice_coordinator, args=(stop, 19), daemon=True) if nice else None
     if th:

@@ -98,8 +98,8 @@ def raw_round_trip(n_peers: int, payload_bytes: int, iters: int, curve: bool = F
 
 def _data_frames(producer: str, name: str, window: int = 1234) -> list[bytes]:
     """The frames of a window's DATA message as the node runtime sends them (PROTOCOL.md §4.1)."""
-    from proto import codec
-    from proto.messages import Message, MessageType
+    from cosim.proto import codec
+    from cosim.proto.messages import Message, MessageType
     return codec.encode(Message(MessageType.DATA, {"signals": {name: np.zeros((W_STEPS, len(REGIONS)))}},
                                 node=producer, window=window, msg_id=window))
 
@@ -151,9 +151,9 @@ def symmetric_exchange(iters: int, frames_a: list[bytes], frames_b: list[bytes])
 
 def _python_peer(name: str, coord: str, peer_q, my_q, iters: int, res_q) -> None:
     """One node of the Python floor (see the module's docstring)."""
-    from proto import codec
-    from proto.messages import Message, MessageType
-    from proto.signals import values_ok
+    from cosim.proto import codec
+    from cosim.proto.messages import Message, MessageType
+    from cosim.proto.signals import values_ok
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     my_q.put(pull.bind_to_random_port("tcp://127.0.0.1"))
@@ -191,7 +191,7 @@ def _python_peer(name: str, coord: str, peer_q, my_q, iters: int, res_q) -> None
 
 def python_floor(iters: int) -> dict:
     """The Python floor (module docstring): mean s per window."""
-    from proto import codec
+    from cosim.proto import codec
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     coord = f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"

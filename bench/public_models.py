@@ -29,9 +29,9 @@ _PROBE = """
 import contextlib, io, json, sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from services.netpyne_node.config import UserModel
-from services.netpyne_node.mechanisms import load_mechanisms
-from services.netpyne_node.usermodel import _read, build_mechanisms
+from cosim.services.netpyne_node.config import UserModel
+from cosim.services.netpyne_node.mechanisms import load_mechanisms
+from cosim.services.netpyne_node.usermodel import _read, build_mechanisms
 path = Path({index!r})
 build = build_mechanisms(UserModel(path=str(path), populations={{"_": {{"region": 0, "role": "exc"}}}},
                                    mod_exclude={exclude!r}))

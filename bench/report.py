@@ -215,7 +215,7 @@ def _plots(R: dict, docs: Path) -> list[str]:
 
 
 def _breakdowns(R: dict, docs: Path) -> list[tuple[str, dict, str]]:
-    from cosim.breakdown import breakdown, plot_breakdown
+    from cosim.results.breakdown import breakdown, plot_breakdown
     out = []
     for key, label in (("overlap", "default example (500 ms, 4.9 ms windows)"),
                        ("toolbox", "toolbox configuration (1000 ms, 1.6 ms windows, NEURON dt 0.05)"),
@@ -234,7 +234,7 @@ def _breakdowns(R: dict, docs: Path) -> list[tuple[str, dict, str]]:
 
 
 def write_report(R: dict, info: dict, docs: Path) -> Path:
-    from cosim.breakdown import format_breakdown
+    from cosim.results.breakdown import format_breakdown
     docs = Path(docs)
     docs.mkdir(parents=True, exist_ok=True)
     plots = _plots(R, docs)
@@ -327,7 +327,7 @@ def write_report(R: dict, info: dict, docs: Path) -> Path:
               f"{_f(t['loop_vs_our_slower_alone'])}. Build times: "
               + "; ".join(f"{k} {_f(v, 1)} s" for k, v in t["runs"][0]["build_s"].items()) + ".", ""]
         if t.get("beyond_slowest_ms") is not None:
-            L += [f"Per window (`cosim.breakdown`, medians of the repeats): loop {_f(t['loop_ms_per_window'], 3)} ms, "
+            L += [f"Per window (`cosim.results.breakdown`, medians of the repeats): loop {_f(t['loop_ms_per_window'], 3)} ms, "
                   f"slowest simulator's own integration {_f(t['slowest_simulate_ms'], 3)} ms, **beyond it "
                   f"{_f(t['beyond_slowest_ms'], 3)} ms** (aim ≤ 1 ms; runs: "
                   f"{_runs(t['beyond_slowest_runs_ms'], 3)}).", ""]
@@ -337,11 +337,11 @@ def write_report(R: dict, info: dict, docs: Path) -> Path:
                   text(t["traced"]["analysis"]), "```", ""]
     if bds:
         L += ["## Where the time goes", "",
-              "Every run records per-window timings (`coordinator.h5` `timing/*`); `cosim.breakdown` splits each "
+              "Every run records per-window timings (`coordinator.h5` `timing/*`); `cosim.results.breakdown` splits each "
               "window per service into simulate (the simulator's own integration), transform (the adapter's "
               "other work: transformers, proxies, coupling, recording), serialize (codec), wait (idle), and for "
               "the coordinator network (wall minus the slowest node's busy time) and recording. The run summary "
-              "prints it; `python -m cosim.breakdown RUN_DIR` prints it for any run and draws the plot.", ""]
+              "prints it; `python -m cosim.results.breakdown RUN_DIR` prints it for any run and draws the plot.", ""]
         for label, b, img in bds:
             L += [f"**{label}**", ""]
             if "error" in b:

@@ -12,7 +12,7 @@ All runs: real TVB (76 regions) + NetPyNE, NEURON dt 0.05 ms, window 1.6 ms (16 
   default ones NetPyNE takes ~40 s to build it) on 1 and 2 ranks (the machine has 2 cores, shared with TVB and the
   coordinator).
 Per run: loop per window, the slowest simulator's own integration per window, and what the
-co-simulation adds (cosim.breakdown). Bytes per window: both nodes reach the coordinator through
+co-simulation adds (cosim.results.breakdown). Bytes per window: both nodes reach the coordinator through
 a zero-delay counting proxy (bench/delay_proxy.py); bytes between the coordinator's "started"
 event and its last progress message, divided by the windows (heartbeats included: ~0.5 kB/s).
 
@@ -67,7 +67,7 @@ def measure(cfg: dict, out: Path) -> dict:
 
 
 def _measure(cfg: dict, out: Path) -> dict:
-    from cosim.breakdown import breakdown
+    from cosim.results.breakdown import breakdown
     r = cosim_run(cfg, out, timeout=600)
     b = breakdown(out)
     s = r["summary"]
@@ -82,8 +82,8 @@ def _measure(cfg: dict, out: Path) -> dict:
 def wire_bytes(cfg: dict, out: Path) -> dict:
     """Bytes per window through a zero-delay counting proxy in front of the coordinator."""
     import zmq
-    from proto import codec
-    from proto.messages import MessageType as T
+    from cosim.proto import codec
+    from cosim.proto.messages import MessageType as T
     router_port, pub_port = free_port(), free_port()
     proxy = DelayProxy(("127.0.0.1", router_port), 0.0)
     cfg = {**cfg, "coordinator": {**cfg.get("coordinator", {}), "pub": f"tcp://127.0.0.1:{pub_port}"}}

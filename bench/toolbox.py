@@ -7,7 +7,7 @@ NEURON dt 0.05 ms, TVB dt 0.1 ms, window 1.6 ms given explicitly (run.window_ms;
 1000 ms (plots off: the toolbox's figures are simulation only). Aims: loop ≥ 8× faster than 61 s, whole run ≥ 5× faster than 72 s. Our own TVB alone
 and NEURON alone (bench/alone.py, same input) are measured in the same call for context.
 
-Issue 12: the time beyond the slower simulator per window (`cosim.breakdown`: loop per window
+Issue 12: the time beyond the slower simulator per window (`cosim.results.breakdown`: loop per window
 minus the slowest node's mean `simulate` in the same run), aim ≤ 1 ms: `beyond_slowest_ms`
 (median over the repeats), at each lookahead m of `--lookahead` (default 1 and 2, runs
 interleaved so both see the same load; `by_lag`). The window stays 1.6 ms at every m (m·W must
@@ -16,7 +16,7 @@ ahead, so one's jitter no longer stalls the other. `same_results_across_lags` ch
 the same simulation: the spiking node's spikes, rates and inputs, and TVB's S_e and R_e in every
 region, bit for bit (TVB's S_i/R_i of the two proxy regions are its own stand-in, which no
 coupling reads; the last m windows never get the proxies' values). With `--trace` one more run
-records a per-message trace (COSIM_TRACE, cosim/transport.py) and `trace` says where each
+records a per-message trace (COSIM_TRACE, cosim/runtime/transport.py) and `trace` says where each
 node's window goes (bench/trace.py).
 
 Usage: python bench/toolbox.py [--size tiny|full] [--repeats N] [--lookahead 1,2] [--trace] [--no-auto]
@@ -62,7 +62,7 @@ def same_results(a: Path, b: Path) -> dict:
 
 def run(size: str = "full", out: Path | None = None, repeats: int | None = None, trace: bool = False,
         auto: bool = True, lags: tuple[int, ...] = (1, 2)) -> dict:
-    from cosim.breakdown import breakdown
+    from cosim.results.breakdown import breakdown
     sz = SIZES[size]
     out = Path(out or tempfile.mkdtemp(prefix="bench-toolbox-"))
     cfg = config(sz["duration_ms"])

@@ -1,4 +1,4 @@
-"""Read a per-message trace (COSIM_TRACE=FILE, cosim/transport.py) and say where each window's
+"""Read a per-message trace (COSIM_TRACE=FILE, cosim/runtime/transport.py) and say where each window's
 time goes on its critical path.
 
 Trace lines: `<monotonic ns> <pid> <who> <send|recv|begin|end> <TYPE|step> <window> <peer> <bytes>`.

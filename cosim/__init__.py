@@ -10,9 +10,9 @@ cosim submodules (the coordinator) never load NEURON, TVB, pandas or xarray thro
 """
 from __future__ import annotations
 
-_API = {"run": "cosim.api", "load": "cosim.api", "RunHandle": "cosim.api", "RunFailed": "cosim.api",
-        "RunInterrupted": "cosim.api", "ConfigError": "cosim.config", "Results": "cosim.runresults",
-        "export_nwb": "cosim.nwb"}
+_API = {"run": "cosim.api", "load": "cosim.api", "RunHandle": "cosim.api", "RunFailed": "cosim.errors",
+        "RunInterrupted": "cosim.errors", "ConfigError": "cosim.errors", "CosimError": "cosim.errors",
+        "Results": "cosim.results.reader", "export_nwb": "cosim.results.nwb"}
 
 __all__ = sorted(_API)
 

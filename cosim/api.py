@@ -1,7 +1,7 @@
 """The Python API: `cosim.run(...)` and `cosim.load(RUN_DIR)`.
 
 `cosim.run` starts the same services as `cosim run` (coordinator, TVB node, spiking nodes as
-separate processes; cosim.launcher.Launch) and follows them with a `tqdm.auto` progress bar
+separate processes; cosim.launch.local.Launch) and follows them with a `tqdm.auto` progress bar
 (a widget in Jupyter). It raises instead of exiting: `ConfigError` for a bad configuration,
 `RunFailed` (with `.exit_code`, `.out` and the one-line reason) when a node or the coordinator
 fails, `RunInterrupted` when stopped. Overrides are the `--set` of the command line:
@@ -20,21 +20,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cosim import errors
-from cosim.config import ConfigError  # noqa: F401  (re-exported: cosim.ConfigError)
-from cosim.runresults import Results
+from cosim.errors import ConfigError, RunFailed, RunInterrupted
+from cosim.results.reader import Results
 
-
-class RunFailed(errors.RunFailed):
-    """The run ended early; str() is the one-line reason naming the node, window and time."""
-
-    def __init__(self, reason: str, exit_code: int, out: Path):
-        super().__init__(reason, exit_code)
-        self.out = Path(out)
-
-
-class RunInterrupted(RunFailed):
-    """Stopped by `RunHandle.stop()` or Ctrl-C / a kernel interrupt; results so far are kept."""
+__all__ = ["ConfigError", "Results", "RunFailed", "RunHandle", "RunInterrupted", "load", "run"]
 
 
 def load(run_dir: str | Path) -> Results:
@@ -121,10 +110,10 @@ def run(config: str | Path | None = None, *, duration_ms: float | None = None, o
     (the `results.plot.*` methods draw them on demand). Call from the main thread: the services
     are tied to the thread that starts them.
     """
-    from cosim.cli import _overrides
-    from cosim.launcher import start
+    from cosim.config import apply_overrides
+    from cosim.launch.local import start
     sets = _settings(duration_ms, set, overrides)
-    cfg = _overrides(str(config) if config is not None else None, sets)
+    cfg = apply_overrides(str(config) if config is not None else None, sets)
     a = argparse.Namespace(config=str(config) if config is not None else None, set=sets,
                            out=str(out) if out is not None else None, no_plots=not plots, log_level=log_level)
     launch = start(a, cfg)

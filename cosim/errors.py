@@ -1,11 +1,31 @@
-"""One exception hierarchy for every way a cosim process ends early, each carrying its exit code.
+"""One exception hierarchy for every way a cosim process or run ends early, each carrying its exit code.
 
-The CLI maps an error to an exit code by `exc.exit_code`, never by matching its text or
-name: 0 ok, 1 failed (a node or the run failed; partial results kept), 2 configuration (the
-run cannot start as configured: fix the config and run again), 130 interrupted. A
-configuration problem found late (a node refuses the config during setup) still exits 2.
+    CosimError                      1  the base: one line naming the culprit
+    ├── ConfigError                 2  the run cannot start as configured (fix the config, run again)
+    │   ├── UnknownBackend          2  a backend no installed plugin provides, or whose simulator is missing
+    │   ├── ModelError              2  a spiking model that cannot run (file and cause)
+    │   ├── PlanError               2  the nodes' requirements cannot be routed (PROTOCOL.md §4)
+    │   └── CheckpointError         2  no usable checkpoint, or one of another run (PROTOCOL.md §10.1)
+    ├── RunFailed                   1  the run ended early (node, window, time); `.out` = its results folder
+    │   └── RunInterrupted        130  stopped by the user (Ctrl-C, SIGTERM, RunHandle.stop)
+    ├── NodeFailed                  1  this node's own simulation failed; the coordinator was told
+    ├── RunAborted                  1  the coordinator aborted the run (another node failed)
+    ├── PeerTimeout                 1  a peer did not answer in time
+    │   └── CoordinatorLost         1  the coordinator stopped answering heartbeats
+    ├── PeerLost                    1  a node this node exchanges data with cannot be reached
+    ├── RemoteError            1 or 2  the peer answered ERROR (2 for the configuration kinds)
+    ├── ResultsWriteError           1  a results file could not be written (disk full, I/O error)
+    ├── ProtocolError               1  a message that cannot be accepted (cosim.proto.codec)
+    └── Interrupted               130  Ctrl-C or SIGTERM in a service
+
+Only the CLI (cosim.cli) turns an error into an exit code, by `exc.exit_code`, never by matching
+its text or name: 0 completed, 1 failed (partial results kept), 2 configuration, 130 interrupted.
+A configuration problem found late (a node refuses the config during setup) still exits 2.
+This module imports nothing from cosim: every layer may raise these.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -25,8 +45,34 @@ class ConfigError(CosimError, ValueError):
     exit_code = EXIT_CONFIG
 
 
+class UnknownBackend(ConfigError):
+    """A backend name that no installed plugin provides, or whose simulator is not installed."""
+
+
+class ModelError(ConfigError):
+    """A spiking model that cannot run: the message is one line naming the file and cause."""
+
+
+class PlanError(ConfigError):
+    """What the nodes require cannot be routed (a signal nobody produces, a region that does not exist)."""
+
+
+class CheckpointError(ConfigError):
+    """No usable checkpoint, or one that does not belong to this run (one line)."""
+
+
 class RunFailed(CosimError):
-    """The coordinator ended the run early; the message names node, window and time."""
+    """The run ended early; the message names node, window and time. `out` is the results folder
+    (results up to the last completed window are kept there), when known."""
+
+    def __init__(self, message: str = "", exit_code: int | None = None, out: str | Path | None = None):
+        super().__init__(message, exit_code)
+        self.out = Path(out) if out is not None else None
+
+
+class RunInterrupted(RunFailed):
+    """Stopped by the user (Ctrl-C, SIGTERM, `RunHandle.stop()`); results so far are kept."""
+    exit_code = EXIT_INTERRUPTED
 
 
 class NodeFailed(CosimError):
@@ -41,7 +87,7 @@ class PeerTimeout(CosimError):
     """A peer did not answer in time."""
 
 
-class CoordinatorLost(CosimError):
+class CoordinatorLost(PeerTimeout):
     """The coordinator stopped answering heartbeats."""
 
 
@@ -59,6 +105,20 @@ class RemoteError(CosimError):
     def __init__(self, kind: str, message: str):
         super().__init__(f"{kind}: {message}", EXIT_CONFIG if kind in CONFIG_ERRORS else EXIT_FAILED)
         self.kind, self.remote_message = kind, message
+
+
+class ResultsWriteError(CosimError):
+    """A results file could not be written (disk full, I/O error). The file was rolled back to
+    the windows durable before the failed flush (`windows` of them); the message says why."""
+
+    def __init__(self, message: str, windows: int):
+        super().__init__(message)
+        self.windows = windows
+
+
+class ProtocolError(CosimError, ValueError):
+    """A message that cannot be accepted. `kind` is the ERROR name sent back, if any (PROTOCOL.md §6)."""
+    kind = "MalformedMessage"
 
 
 class Interrupted(CosimError):

@@ -2,5 +2,5 @@
 
 Pure: bytes <-> messages, no sockets. Every service uses this one implementation.
 """
-from proto.messages import PROTOCOL_VERSION, SIGNATURE, Message, MessageType  # noqa: F401
-from proto.codec import decode, encode, ProtocolError, MalformedMessage, VersionMismatch, MessageTooLarge  # noqa: F401
+from cosim.proto.messages import PROTOCOL_VERSION, SIGNATURE, Message, MessageType  # noqa: F401
+from cosim.proto.codec import decode, encode, ProtocolError, MalformedMessage, VersionMismatch, MessageTooLarge  # noqa: F401

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import msgpack
 import numpy as np
 
-from proto.messages import (PUB_TOPICS, SCHEMAS, SIGNAL_FIELDS, SIGNATURE, WINDOWED, WINDOWED_ANY, Message, MessageType,
+from cosim.proto.messages import (PUB_TOPICS, SCHEMAS, SIGNAL_FIELDS, SIGNATURE, WINDOWED, WINDOWED_ANY, Message, MessageType,
                             signals_ok)
 
 ALLOWED_DTYPES = {"<f8", "<f4", "<i8", "<i4", "|u1"}
@@ -23,9 +23,7 @@ DEFAULT_MAX_BYTES = 64 * 2**20
 _MAX_DEPTH = 16
 
 
-class ProtocolError(ValueError):
-    """A message that cannot be accepted. `kind` is the ERROR name sent back, if any."""
-    kind = "MalformedMessage"
+from cosim.errors import ProtocolError  # noqa: E402  (one hierarchy: cosim.errors)
 
 
 class MalformedMessage(ProtocolError):

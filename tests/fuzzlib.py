@@ -26,8 +26,8 @@ import msgpack
 import numpy as np
 import zmq
 
-from proto import codec
-from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
+from cosim.proto import codec
+from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T
 
 PROBE_ID = 999_999_999
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from cosim import launch
-from cosim.launcher import free_port
-from cosim.results import open_h5
+from cosim.launch import command_lines
+from cosim.launch.local import free_port
+from cosim.runtime.store import open_h5
 
-PY = launch.cosim_cmd()
+PY = command_lines.cosim_cmd()
 
 
 def ref_config(duration_ms: float = 200, hb_interval_ms: int = 100, hb_timeout_ms: int = 1000) -> dict:
@@ -61,23 +61,23 @@ class Services:
         log = open(self.out / "logs" / f"{name}.log", "ab")
         self._logs.append(log)
         p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env=launch.service_env(), cwd=self.out)
+                             env=command_lines.service_env(), cwd=self.out)
         self.procs[name] = p
         return p
 
     def start_coordinator(self) -> subprocess.Popen:
-        return self._start("coordinator", launch.coordinator_cmd(str(self.cfg_path), str(self.out), router=self.router,
+        return self._start("coordinator", command_lines.coordinator_cmd(str(self.cfg_path), str(self.out), router=self.router,
                                                                  pub=self.pub, plots=False))
 
     def start_node(self, name: str, address: str | None = None, log_name: str | None = None) -> subprocess.Popen:
         addr = address or self.node_address
         entry = next((n for n in self.cfg["spiking_nodes"] if n["name"] == name), None)
         if name == "tvb":
-            argv = launch.tvb_cmd(addr, noop=self.noop)
+            argv = command_lines.tvb_cmd(addr, noop=self.noop)
         elif entry is not None:
-            argv = launch.spiking_cmd(entry, addr)
+            argv = command_lines.spiking_cmd(entry, addr)
         else:       # a name the config does not know (the coordinator must refuse it)
-            argv = launch.cosim_cmd() + ["spiking-node", "--coordinator", addr, "--name", name]
+            argv = command_lines.cosim_cmd() + ["spiking-node", "--coordinator", addr, "--name", name]
         return self._start(log_name or name, argv + self.node_args.get(name, []))
 
     def start_all(self) -> "Services":

@@ -1,13 +1,13 @@
 """In-process lockstep driver for adapter-level tests: adapters stepped directly, no runtime.
 
-The exactness tests through the real Coordinator and NodeRuntime use `cosim.inprocess`
+The exactness tests through the real Coordinator and NodeRuntime use `cosim.launch.inprocess`
 (inproc:// sockets, tests/test_inprocess_runtime.py). This driver is for what the real
 coordinator refuses on purpose (a window one step past the causal limit, to show that the
 exactness tests can fail) and for extra outputs; it plans and routes with the coordinator's
-own `services.coordinator.routing`. No sockets, one process: REGISTER/CONFIGURE → ``requires``/``connectome``; PREPARE →
+own `cosim.services.coordinator.routing`. No sockets, one process: REGISTER/CONFIGURE → ``requires``/``connectome``; PREPARE →
 ``configure``; READY → ``initial_outputs``; window k → ``step(k, inputs)`` for every node with
 the other nodes' outputs of window k-m (``lag`` m, 1 unless given; PROTOCOL.md §3–4 and
-cosim/adapter.py). Window k < m gets rows ``k*W .. (k+1)*W`` of the initial blocks (``m*W``
+cosim/runtime/adapter.py). Window k < m gets rows ``k*W .. (k+1)*W`` of the initial blocks (``m*W``
 rows, windows -m .. -1). ``state/*`` of a region comes from the node that owns it,
 ``coupling/*`` from the TVB node.
 """
@@ -18,10 +18,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals, split_initial_outputs
+from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals, split_initial_outputs
 from cosim.config import parse_config
-from cosim.timing import crossing_min_delay_steps
-from services.coordinator import routing
+from cosim.config.timing import crossing_min_delay_steps
+from cosim.services.coordinator import routing
 
 
 @dataclass

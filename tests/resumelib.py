@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from harness import Services, read_results, wait_for
-from cosim import checkpoint, launch
+from cosim.runtime import checkpoint
 
+from cosim.launch import command_lines
 HB_MS = 1000
 # a small NetPyNE network that spikes in 150 ms; heartbeat timeout 5 s (NetPyNE's finish holds the
 # GIL ~1 s on a loaded machine)
@@ -77,8 +78,8 @@ def kill_and_resume(cfg: dict, out: Path, victim: str, rng: random.Random, *, af
         corrupted = ready[0]
     expect = ready[1] if corrupt_newest else ready[0]
     t0 = time.monotonic()
-    p = subprocess.run(launch.cosim_cmd() + ["resume", str(out), "--no-plots"], capture_output=True, text=True,
-                       timeout=300, env=launch.service_env())
+    p = subprocess.run(command_lines.cosim_cmd() + ["resume", str(out), "--no-plots"], capture_output=True, text=True,
+                       timeout=300, env=command_lines.service_env())
     resume_s = time.monotonic() - t0
     assert p.returncode == 0, f"cosim resume exited {p.returncode}\n{p.stderr[-3000:]}"
     summary = json.loads((out / "summary.json").read_text())

@@ -1,4 +1,4 @@
-"""Backends as plugins (cosim/backends.py): discovery through entry points, `cosim backends`, the
+"""Backends as plugins (cosim/plugins.py): discovery through entry points, `cosim backends`, the
 one-line errors for a backend that is unknown or whose simulator is missing, and the core
 naming no backend."""
 from __future__ import annotations
@@ -13,22 +13,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cosim import backends, launch
+from cosim import plugins
 
+
+from cosim.launch import command_lines
 REPO = Path(__file__).resolve().parents[1]
 BUILTIN = ("nest", "netpyne", "noop", "reference")
 
 
 def _cli(*args, env=None, cwd=None, timeout=120):
-    return subprocess.run(launch.cosim_cmd() + list(args), capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(command_lines.cosim_cmd() + list(args), capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def test_builtin_backends_are_entry_points_of_cosim():
-    reg = backends.registry()
+    reg = plugins.registry()
     for name in BUILTIN:
         assert name in reg, f"{name} not discovered through the cosim.backends entry points"
-        assert reg[name].distribution == "cosim" and reg[name].version
+        assert reg[name].distribution == "brain-cosim" and reg[name].version
 
 
 def test_cosim_backends_lists_them_with_versions():
@@ -37,7 +39,7 @@ def test_cosim_backends_lists_them_with_versions():
     for name in BUILTIN:
         line = next((ln for ln in p.stdout.splitlines() if ln.startswith(name + " ")), None)
         assert line is not None, p.stdout
-        assert "cosim 0." in line and "[ready]" in line, line
+        assert "brain-cosim 0." in line and "[ready]" in line, line
     nest_line = next(ln for ln in p.stdout.splitlines() if ln.startswith("nest "))
     assert re.search(r"nest-simulator 3\.\d+", nest_line) and "threads" in nest_line, nest_line
 
@@ -52,9 +54,9 @@ def ghost_plugin(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cosim-ghost\nVersion: 0.3\n")
     (dist / "entry_points.txt").write_text("[cosim.backends]\nghost = cosim_ghost_spec:SPEC\n")
     (site / "cosim_ghost_spec.py").write_text(textwrap.dedent('''
-        from cosim.backends import BackendSpec
-        SPEC = BackendSpec(name="ghost", params="services.noop_node.adapter:NullParams",
-                           adapter="services.noop_node.adapter:NullSpiking",
+        from cosim.plugins import BackendSpec
+        SPEC = BackendSpec(name="ghost", params="cosim.services.noop_node.adapter:NullParams",
+                           adapter="cosim.services.noop_node.adapter:NullSpiking",
                            requires=("ghost_simulator_not_installed",), install="pip install cosim-ghost[sim]")
     '''))
     return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
@@ -90,10 +92,10 @@ def test_unknown_backend_is_one_line_listing_the_installed(tmp_path):
 
 
 def test_missing_module_check():
-    spec = backends.BackendSpec(name="x", params="a:b", adapter="a:c", requires=("json", "no_such_mod_xyz"),
+    spec = plugins.BackendSpec(name="x", params="a:b", adapter="a:c", requires=("json", "no_such_mod_xyz"),
                                 install="pip install x")
     assert spec.missing() == ["no_such_mod_xyz"]
-    with pytest.raises(backends.UnknownBackend, match="no_such_mod_xyz.*pip install x"):
+    with pytest.raises(plugins.UnknownBackend, match="no_such_mod_xyz.*pip install x"):
         spec.ensure_installed()
 
 
@@ -101,7 +103,7 @@ def test_missing_module_check():
 def test_params_validate_without_the_simulator(name):
     """The coordinator validates every node's params; its image has no simulator."""
     block = "import sys\nfor m in ('neuron', 'netpyne', 'nest', 'tvb'):\n    sys.modules[m] = None\n"
-    code = block + f"from cosim import backends\nprint(backends.validate_params({name!r}, {{}}))"
+    code = block + f"from cosim import plugins\nprint(plugins.validate_params({name!r}, {{}}))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert p.returncode == 0, p.stderr[-2000:]
 
@@ -109,7 +111,7 @@ def test_params_validate_without_the_simulator(name):
 @pytest.mark.parametrize("name", BUILTIN)
 def test_container_image_follows_compose(name):
     """compose.yaml builds services/<backend>_node/Dockerfile as cosim-<backend>:latest."""
-    spec = backends.get(name)
+    spec = plugins.get(name)
     assert spec.dockerfile == f"services/{name}_node/Dockerfile" and (REPO / spec.dockerfile).is_file()
     assert spec.image == f"cosim-{name}:latest"
     compose = (REPO / "compose.yaml").read_text()

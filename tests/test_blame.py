@@ -47,8 +47,8 @@ def test_bad_values_are_blamed_on_their_producer_at_once(cosim, bad, words):
 
 
 def test_routing_check_outputs_refuses_bad_values():
-    from cosim.adapter import SignalSpec
-    from services.coordinator.routing import check_outputs
+    from cosim.runtime.adapter import SignalSpec
+    from cosim.services.coordinator.routing import check_outputs
     specs = [SignalSpec("state/S_e", (1, 2))]
     ok = np.zeros((4, 2))
     assert check_outputs(specs, {"state/S_e": ok}, 4) is None
@@ -66,15 +66,16 @@ def test_routing_check_outputs_refuses_bad_values():
 # sent one window at a time, so that window 3 has a STEP_DONE of its own)
 _PATCHED_NODE = r"""
 import sys
-from cosim import node_runtime, step_copies
+from cosim.runtime import node
+from cosim.runtime import step_copies
 step_copies.StepCopies.__init__.__defaults__ = (1, 0.0)
-from proto.messages import MessageType as T
-orig_send = node_runtime.Channel.send
+from cosim.proto.messages import MessageType as T
+orig_send = node.Channel.send
 def send(self, msg):
     if msg.type == T.STEP_DONE and msg.window == 3:
         msg.window = 1000
     return orig_send(self, msg)
-node_runtime.Channel.send = send
+node.Channel.send = send
 from cosim.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -1,4 +1,4 @@
-"""cosim.checkpoint without processes: atomic files, manifests that verify or not, the choice of
+"""cosim.runtime.checkpoint without processes: atomic files, manifests that verify or not, the choice of
 checkpoint on resume, keeping the last two, cutting results files back (PROTOCOL.md §10.1)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from cosim import checkpoint as ck
+from cosim.runtime import checkpoint as ck
 
 
 def _make(run, k, cfg_hash="h", payload=b"state"):
@@ -96,7 +96,7 @@ def test_when_checkpoints_are_due(tmp_path):
     """every_windows counts windows (k+1), every_s wall time since the last one; never after the last window."""
     import time
     from cosim.config import parse_config
-    from services.coordinator.coordinator import Coordinator
+    from cosim.services.coordinator.coordinator import Coordinator
     cfg = {"spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": [33]}]}
     c = Coordinator(parse_config({**cfg, "run": {"checkpoint": {"every_windows": 5}}}, "<t>"), tmp_path)
     c.K, c._last_ckpt_t = 20, time.monotonic()

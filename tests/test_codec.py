@@ -6,8 +6,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from proto import PROTOCOL_VERSION, SIGNATURE, Message, MessageType as T, decode, encode
-from proto.codec import MalformedMessage, MessageTooLarge, UnknownType, VersionMismatch
+from cosim.proto import PROTOCOL_VERSION, SIGNATURE, Message, MessageType as T, decode, encode
+from cosim.proto.codec import MalformedMessage, MessageTooLarge, UnknownType, VersionMismatch
 
 
 def step_done(arr=None):
@@ -104,7 +104,7 @@ def test_data_decoded_from_the_content_cache_is_checked_like_any_other():
     """DATA's content (the descriptors) is parsed once per shape and reused (proto/codec.py);
     a later DATA with the same content must still have its buffers checked, and arrays of
     another shape must not be read with the cached layout."""
-    from proto.messages import Message, MessageType as T
+    from cosim.proto.messages import Message, MessageType as T
     a = np.arange(32, dtype=float).reshape(16, 2)
     frames = encode(Message(T.DATA, {"signals": {"state/S_e": a}}, node="spiking", window=-1, msg_id=1))
     for _ in range(2):                          # the first fills the cache, the second uses it

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cosim.launcher import free_port
+from cosim.launch.local import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO.parent / "shared" / "tools" / "compose"

@@ -33,10 +33,10 @@ def test_errors_name_the_field(data, field):
 
 
 def test_set_overrides_keep_unset_fields_unset(tmp_path):
-    from cosim.cli import _overrides
+    from cosim.config import apply_overrides
     p = tmp_path / "c.yaml"
     p.write_text("run: {duration_ms: 30}\n")
-    cfg = _overrides(str(p), ["spiking_nodes.0.backend=reference", "run.seed=5"])
+    cfg = apply_overrides(str(p), ["spiking_nodes.0.backend=reference", "run.seed=5"])
     assert cfg.spiking_nodes[0].backend == "reference" and cfg.run.seed == 5 and cfg.run.duration_ms == 30
     # the launcher picks free ports only for addresses the user did not set
     assert "router" not in cfg.coordinator.model_fields_set
@@ -56,22 +56,22 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
 def test_mpi_block_places_the_ranks(tmp_path):
     """spiking_nodes[i].mpi: `--host` and the extra arguments go to mpiexec, before the program
     (also from `--set`, and from a plain dict as the benchmarks pass nodes)."""
-    from cosim import launch
-    from cosim.cli import _overrides
+    from cosim.launch import command_lines
+    from cosim.config import apply_overrides
     p = tmp_path / "c.yaml"
     p.write_text("spiking_nodes: [{backend: netpyne, regions: [1], params: {mpi_ranks: 3}}]\n")
-    cfg = _overrides(str(p), ["spiking_nodes.0.mpi.hosts=[a, 'b:2']", "spiking_nodes.0.mpi.args=[--mca, btl, 'self,tcp']"])
+    cfg = apply_overrides(str(p), ["spiking_nodes.0.mpi.hosts=[a, 'b:2']", "spiking_nodes.0.mpi.args=[--mca, btl, 'self,tcp']"])
     for entry in (cfg.spiking_nodes[0], cfg.spiking_nodes[0].model_dump(mode="json")):
-        argv = launch.spiking_cmd(entry, "tcp://10.0.0.1:5555")
+        argv = command_lines.spiking_cmd(entry, "tcp://10.0.0.1:5555")
         prog = argv.index("-m") - 1
         assert argv[:5] == ["mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", "3"]
         assert argv[prog - 5:prog] == ["--host", "a,b:2", "--mca", "btl", "self,tcp"]
     plain = parse_config({"spiking_nodes": [{"backend": "netpyne", "regions": [1], "params": {"mpi_ranks": 2}}]})
-    assert "--host" not in launch.spiking_cmd(plain.spiking_nodes[0], "tcp://10.0.0.1:5555")
+    assert "--host" not in command_lines.spiking_cmd(plain.spiking_nodes[0], "tcp://10.0.0.1:5555")
 
 
 def test_mpi_placement_does_not_change_the_checkpoint_identity():
-    from cosim.checkpoint import config_hash
+    from cosim.runtime.checkpoint import config_hash
     node = {"backend": "netpyne", "regions": [1], "params": {"mpi_ranks": 2}}
     a = parse_config({"spiking_nodes": [node]}).model_dump(mode="json")
     b = parse_config({"spiking_nodes": [{**node, "mpi": {"hosts": ["x", "y"]}}]}).model_dump(mode="json")

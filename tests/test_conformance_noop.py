@@ -1,5 +1,5 @@
 """The noop backend passes the conformance kit (it is what the protocol benchmarks use)."""
-from cosim.conformance import BackendConformance
+from cosim.sdk.conformance import BackendConformance
 
 
 class TestNoop(BackendConformance):

@@ -1,5 +1,5 @@
 """The mean-field reference backend passes the conformance kit."""
-from cosim.conformance import BackendConformance
+from cosim.sdk.conformance import BackendConformance
 
 
 class TestReference(BackendConformance):

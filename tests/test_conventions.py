@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 
 from cosim.config import parse_config
-from services.tvb_node.windowed import WindowedTVB, build_simulator
+from cosim.services.tvb_node.windowed import WindowedTVB, build_simulator
 
 
 def test_preset_fills_the_toolboxs_conventions_and_explicit_settings_win():

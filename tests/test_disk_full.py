@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import yaml
 
-from cosim.launcher import free_port
-from cosim.results import open_h5
+from cosim.launch.local import free_port
+from cosim.runtime.store import open_h5
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
                                 reason="needs root and unshare (a private tmpfs)")

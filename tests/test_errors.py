@@ -20,11 +20,11 @@ def test_the_old_names_are_the_same_classes():
     """Modules re-export the hierarchy's classes rather than defining their own."""
     import cosim.api
     import cosim.config
-    import cosim.node_runtime
-    import cosim.transport
-    from services.coordinator import coordinator
+    import cosim.runtime.node
+    import cosim.runtime.transport
+    from cosim.services.coordinator import coordinator
     assert cosim.config.ConfigError is errors.ConfigError and coordinator.RunFailed is errors.RunFailed
-    assert cosim.node_runtime.NodeFailed is errors.NodeFailed and cosim.transport.RemoteError is errors.RemoteError
+    assert cosim.runtime.node.NodeFailed is errors.NodeFailed and cosim.runtime.transport.RemoteError is errors.RemoteError
     assert issubclass(cosim.api.RunFailed, errors.RunFailed)
     assert isinstance(errors.ConfigError("x"), ValueError)      # pydantic validators raise it as a ValueError
 
@@ -36,8 +36,8 @@ def test_a_refused_node_exits_with_the_errors_code(tmp_path):
     import threading
 
     from cosim.config import parse_config
-    from cosim.launcher import free_port
-    from services.coordinator.coordinator import Coordinator
+    from cosim.launch.local import free_port
+    from cosim.services.coordinator.coordinator import Coordinator
     port = free_port()
     cfg = parse_config({"run": {"duration_ms": 10}, "coordinator": {"router": f"tcp://127.0.0.1:{port}",
                         "pub": f"tcp://127.0.0.1:{free_port()}", "setup_timeout_ms": 8000},

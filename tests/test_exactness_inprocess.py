@@ -1,7 +1,7 @@
 """TVB node + mean-field reference node in lockstep reproduce TVB alone bit for bit.
 
 "TVB alone" is a plain tvb-library ``Simulator.run()`` with a Raw monitor, built here with
-tvb's own API (not through services.tvb_node), same seed. Where the reference node's regions
+tvb's own API (not through cosim.services.tvb_node), same seed. Where the reference node's regions
 get a different ``I_ext`` (params.model), TVB alone gets the same per-region ``I_ext``; TVB's
 own stand-in for those regions is then wrong, so only correctly lagged proxy data makes the
 TVB node exact.
@@ -16,10 +16,10 @@ import pytest
 
 import tvb  # noqa: F401,E402  (a missing install must fail, not skip)
 
-from cosim.adapter import RunContext, SignalSpec  # noqa: E402
+from cosim.runtime.adapter import RunContext, SignalSpec  # noqa: E402
 from lockstep_inprocess import run_lockstep  # noqa: E402
-from services.reference_node.adapter import ReferenceAdapter  # noqa: E402
-from services.tvb_node.adapter import TVBAdapter  # noqa: E402
+from cosim.services.reference_node.adapter import ReferenceAdapter  # noqa: E402
+from cosim.services.tvb_node.adapter import TVBAdapter  # noqa: E402
 
 SEED = 42
 ALL_PROXY_VARS = ("S_i", "R_e", "R_i")
@@ -183,7 +183,7 @@ def test_rates_are_the_dfun_rates(case_33_71):
 
 
 def test_results_file_and_plot(case_33_71):
-    from services.tvb_node.plots import plot
+    from cosim.services.tvb_node.figure import plot
     tmp = case_33_71[0]
     with h5py.File(tmp / "tvb.h5", "r") as f:
         assert list(f.attrs["spiking_regions"]) == [33, 71]
@@ -196,7 +196,7 @@ def test_results_file_and_plot(case_33_71):
 
 def test_config_errors(tmp_path):
     from cosim.config import TVBSection
-    from services.tvb_node.windowed import build_connectivity
+    from cosim.services.tvb_node.windowed import build_connectivity
     with pytest.raises(ValueError, match="file not found"):
         build_connectivity(TVBSection(connectivity=str(tmp_path / "nope.zip")))
     a = TVBAdapter()
@@ -208,8 +208,8 @@ def test_config_errors(tmp_path):
 def _bypass_causality_guard(monkeypatch):
     """Let the adapters run a window longer than causal (they refuse it otherwise), to see what
     the exactness check makes of it."""
-    import services.reference_node.adapter as ref_mod
-    import services.tvb_node.adapter as tvb_mod
+    import cosim.services.reference_node.adapter as ref_mod
+    import cosim.services.tvb_node.adapter as tvb_mod
     for mod in (ref_mod, tvb_mod):
         monkeypatch.setattr(mod, "crossing_min_delay_steps", lambda *a, **k: None)
 

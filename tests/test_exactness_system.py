@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cosim.config import parse_config
-from services.tvb_node.windowed import build_simulator
+from cosim.services.tvb_node.windowed import build_simulator
 
 DURATION_MS = 500.0
 
@@ -71,7 +71,7 @@ def test_exact_over_the_latency_proxy_with_lookahead(tmp_path):
     """Protocol 3 with lookahead m = 2 and EVERY link of both nodes (coordinator links and the
     direct data links) through a delay proxy with jitter: still TVB alone, bit for bit (the
     reference node has its own I_ext, so a timing error cannot hide)."""
-    from cosim.launcher import free_port
+    from cosim.launch.local import free_port
     from harness import Services
     from tcp_proxy import TcpProxy
     regions, iext = [3, 41, 40], 0.1

@@ -22,7 +22,7 @@ import time
 import pytest
 
 from conftest import noop_config
-from cosim.step_copies import MAX_WINDOWS
+from cosim.runtime.step_copies import MAX_WINDOWS
 from harness import Services, check_prefix, log_time, read_results, ref_config, wait_for, record_fault
 from psutil_free import cosim_processes
 

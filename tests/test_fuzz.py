@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from cosim.results import open_h5
+from cosim.runtime.store import open_h5
 from fuzzlib import FakeNode, Fuzzer
 from harness import Services, noop_cfg, wait_for
 

@@ -1,4 +1,4 @@
-"""The real Coordinator and NodeRuntime over ZeroMQ's in-process transport (cosim.inprocess):
+"""The real Coordinator and NodeRuntime over ZeroMQ's in-process transport (cosim.launch.inprocess):
 TVB node + mean-field reference node reproduce TVB alone bit for bit under protocol 3 at lag
 m = 1, 2, 4. The reference node's regions get their own I_ext, so TVB's stand-in for them is
 wrong and only correctly lagged data from the reference node makes TVB exact (a timing error
@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from cosim.inprocess import run_inprocess
-from services.reference_node.adapter import ReferenceAdapter
-from services.tvb_node.adapter import TVBAdapter
+from cosim.launch.inprocess import run_inprocess
+from cosim.services.reference_node.adapter import ReferenceAdapter
+from cosim.services.tvb_node.adapter import TVBAdapter
 from test_exactness_inprocess import ALL_PROXY_VARS, SEED, tvb_alone
 
 IEXT = 0.1
@@ -54,10 +54,10 @@ def test_a_lookahead_that_does_not_fit_is_refused(tmp_path):
 
 
 def test_lookahead_auto_model():
-    """run.lookahead: auto (services.coordinator.setup.choose_lag): no latency → plain lockstep;
+    """run.lookahead: auto (cosim.services.coordinator.setup.choose_lag): no latency → plain lockstep;
     latency comparable to the compute of D steps → look ahead; the chosen lag's modelled time
     never exceeds lockstep's, and hiding is complete when the latency fits in m-1 windows."""
-    from services.coordinator.setup import WINDOW_OVERHEAD_S as o, choose_lag, lag_cost
+    from cosim.services.coordinator.setup import WINDOW_OVERHEAD_S as o, choose_lag, lag_cost
     assert choose_lag(0.0, 8e-3, 49) == 1 and choose_lag(5e-3, 0.0, 49) == 1     # nothing to hide / no compute known
     m = choose_lag(5e-3, 8e-3, 49)
     assert m > 1 and lag_cost(m, 5e-3, 8e-3) < lag_cost(1, 5e-3, 8e-3) == pytest.approx(13e-3 + o)

@@ -1,4 +1,4 @@
-"""Lookahead: a lag of m windows (RunContext.lag_windows; cosim/adapter.py's contract).
+"""Lookahead: a lag of m windows (RunContext.lag_windows; cosim/runtime/adapter.py's contract).
 
 Inputs of window k are the producers' outputs of window k-m; causal while m*W <= D + 1.
 In-process, no sockets (tests/lockstep_inprocess.py plays the runtime, splitting the m*W-row
@@ -13,11 +13,11 @@ import pytest
 
 import tvb  # noqa: F401  (a missing install must fail, not skip)
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, split_initial_outputs
-from cosim.spiking_input import CouplingInput, PerSourceInput
+from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, split_initial_outputs
+from cosim.sdk.spiking_input import CouplingInput, PerSourceInput
 from lockstep_inprocess import run_lockstep
-from services.reference_node.adapter import ReferenceAdapter
-from services.tvb_node.adapter import CouplingPlan, TVBAdapter
+from cosim.services.reference_node.adapter import ReferenceAdapter
+from cosim.services.tvb_node.adapter import CouplingPlan, TVBAdapter
 from test_exactness_inprocess import (ALL_PROXY_VARS, SEED, _bypass_causality_guard, assert_exact,
                                       check_coupling_signals, run_case, tvb_alone)
 
@@ -151,7 +151,7 @@ class _CheckpointAndResume(NodeAdapter):
                 old.out.close(False, "killed by test")
                 old.out = None
             if self.rewrite is not None:
-                from cosim.checkpoint import load_arrays, save_arrays
+                from cosim.runtime.checkpoint import load_arrays, save_arrays
                 path = self.dir / info["files"][0]
                 save_arrays(path, self.rewrite(load_arrays(path)))
             self.ctx.resume = {"window": window, "dir": str(self.dir), "info": info}

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import yaml
 
-from cosim import security
-from cosim.launcher import free_port
+from cosim.runtime import security
+from cosim.launch.local import free_port
 
 try:
     from tests.netns import Lab, available, leftovers

@@ -1,4 +1,4 @@
-"""`cosim export RUN_DIR --nwb FILE` (cosim/nwb.py).
+"""`cosim export RUN_DIR --nwb FILE` (cosim/results/nwb.py).
 
   the default example (NetPyNE, short) → NWB → pynwb's validator: no errors;
   reopened: spike counts per population = spiking.h5's, rates and TVB series equal, labels kept

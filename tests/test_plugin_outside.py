@@ -105,7 +105,7 @@ def test_mixed_run_with_nest_feeds_the_plugin_the_nest_region_rates(tmp_path):
     with h5py.File(r.out / "b2.h5", "r") as f:
         W, steps, drive = int(f.attrs["steps_per_window"]), f["steps"][:], f["input/coupling"][:, 0]
     from cosim.config import parse_config
-    from cosim.conformance import BackendConformance
+    from cosim.sdk.conformance import BackendConformance
     con = BackendConformance().connectome(parse_config(cfg).model_dump(mode="json"))   # as the TVB node built it
     w, d = float(con["weights"][33, 34]), int(con["idelays"][33, 34])
     assert w > 0

@@ -82,10 +82,10 @@ def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
     """Protocol 2 added CHECKPOINT: a node of protocol 1 is refused at REGISTER, in words."""
     import zmq
     from cosim.config import parse_config
-    from cosim.launcher import free_port
-    from proto import codec
-    from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
-    from services.coordinator.coordinator import Coordinator
+    from cosim.launch.local import free_port
+    from cosim.proto import codec
+    from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T
+    from cosim.services.coordinator.coordinator import Coordinator
     import threading
     port = free_port()
     cfg = parse_config({**resume_config(), "coordinator": {"router": f"tcp://127.0.0.1:{port}",
@@ -141,11 +141,11 @@ def test_a_node_started_with_resume_refuses_a_fresh_run(tmp_path):
     """Services started one by one: `--resume RUN_DIR` on a node means "only join a resumed run";
     a coordinator starting afresh is refused in words (the run: exit 2, a configuration error)."""
     from harness import Services
-    from cosim import launch
+    from cosim.launch import command_lines
     with Services(resume_config(), tmp_path) as s:
         s.start_coordinator()
         s.start_node("tvb")
-        s._start("spiking", launch.spiking_cmd(s.cfg["spiking_nodes"][0], s.router) + ["--resume", str(tmp_path)])
+        s._start("spiking", command_lines.spiking_cmd(s.cfg["spiking_nodes"][0], s.router) + ["--resume", str(tmp_path)])
         codes = s.wait_exit(timeout=120)
     assert codes["coordinator"] == 2 and codes["spiking"] != 0, (codes, s.logs_text())
     assert "started with --resume, but the coordinator starts a new run" in s.log("coordinator")

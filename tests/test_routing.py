@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cosim.adapter import SignalSpec as S
-from services.coordinator.routing import PlanError, check_outputs, plan, route
+from cosim.runtime.adapter import SignalSpec as S
+from cosim.services.coordinator.routing import PlanError, check_outputs, plan, route
 
 
 def owners():

@@ -18,9 +18,9 @@ import pytest
 import yaml
 import zmq
 
-from cosim import security
+from cosim.runtime import security
 from cosim.config import ConfigError
-from cosim.launcher import free_port
+from cosim.launch.local import free_port
 
 PY = [sys.executable, "-m", "cosim.cli"]
 
@@ -216,8 +216,8 @@ def test_register_fields_cannot_forge_or_flood_log_lines(tmp_path, procs):
     """REGISTER fields reach the log: a newline in `host` must not start a forged line, 100 kB must
     not land as one line, and a refused name is shown escaped and bounded too."""
     import msgpack
-    from proto import codec
-    from proto.messages import PROTOCOL_VERSION, Message, MessageType as T
+    from cosim.proto import codec
+    from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T
     cfg = {"run": {"name": "inj", "duration_ms": 50, "results_dir": str(tmp_path), "progress": False},
            "spiking_nodes": [{"name": "spiking", "backend": "noop", "regions": [3, 5]}],
            "coordinator": {"heartbeat_interval_ms": 200, "heartbeat_timeout_ms": 2000, "setup_timeout_ms": 4000}}

@@ -7,11 +7,11 @@ import time
 import h5py
 import numpy as np
 
-from cosim.inprocess import run_inprocess
-from cosim.step_copies import StepCopies
-from proto import codec
-from proto.messages import MessageType as T
-from services.noop_node.adapter import NullSpiking, NullTVB
+from cosim.launch.inprocess import run_inprocess
+from cosim.runtime.step_copies import StepCopies
+from cosim.proto import codec
+from cosim.proto.messages import MessageType as T
+from cosim.services.noop_node.adapter import NullSpiking, NullTVB
 
 
 def test_a_batch_stacks_windows_in_order_and_survives_the_codec():

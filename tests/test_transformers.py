@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from cosim.transformers import PoissonInput, RateProxy, bin_counts, bin_rates, rates_from_signal
+from cosim.sdk.transformers import PoissonInput, RateProxy, bin_counts, bin_rates, rates_from_signal
 
 
 def _trains(rate_hz, n=200, dt=0.1, W=16, windows=500, seed=1):
@@ -110,7 +110,7 @@ def test_rate_proxy_euler_is_the_toolboxs_forward_euler_on_S_and_R():
     """output.integrator euler: R <- R + h/tau_r (r - R); S <- S + h(-S/tau_e + (1-S) gamma R_old),
     window by window == one step at a time (tvb-multiscale's RedWongWangExc transformer)."""
     import numpy as np
-    from cosim.transformers import RateProxy
+    from cosim.sdk.transformers import RateProxy
     r = np.random.default_rng(1).poisson(5, (300, 2)) * 100.0
     p = RateProxy(2, 0.1, 10.0, integrator="euler")
     out = [p.advance(r[i:i + 49]) for i in range(0, 300, 49)]
@@ -125,7 +125,7 @@ def test_rate_proxy_euler_is_the_toolboxs_forward_euler_on_S_and_R():
 def test_regular_input_matches_the_rate_without_count_noise():
     """input.process regular: each neuron fires every 1/rate exactly (phase carried across windows)."""
     import numpy as np
-    from cosim.transformers import RegularInput
+    from cosim.sdk.transformers import RegularInput
     g = RegularInput(50, 0.1, 1, 33)
     t, i = g.window(np.full(1000, 20.0), 0.0)                     # 100 ms at 20 Hz: 2 spikes each
     assert (np.bincount(i, minlength=50) == 2).all()

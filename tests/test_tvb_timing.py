@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cosim.timing import crossing_min_delay_steps
+from cosim.config.timing import crossing_min_delay_steps
 
 
 def test_self_connections_excluded_and_zero_weights_ignored():

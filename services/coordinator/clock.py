@@ -12,12 +12,12 @@ import contextlib
 import logging
 import time
 
-from cosim import checkpoint
+from cosim.runtime import checkpoint
 from cosim.errors import RunFailed
-from cosim.results import ResultsWriteError, os_reason
-from proto.messages import Message, MessageType as T
-from services.coordinator import routing
-from services.coordinator.record import RunRecord
+from cosim.runtime.store import ResultsWriteError, os_reason
+from cosim.proto.messages import Message, MessageType as T
+from cosim.services.coordinator import routing
+from cosim.services.coordinator.record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class ClockMixin:
     @contextlib.contextmanager
     def _writing(self):
         """A results write that fails (disk full, I/O error) ends the run with the cause; the file
-        was rolled back to its last durable window (cosim.results.WindowRecorder.flush)."""
+        was rolled back to its last durable window (cosim.runtime.store.WindowRecorder.flush)."""
         try:
             yield
         except ResultsWriteError as e:

@@ -18,19 +18,19 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from cosim import checkpoint
+from cosim.runtime import checkpoint
 from cosim.config import RunConfig, ticks_of
 from cosim.errors import EXIT_INTERRUPTED, ConfigError, RunFailed  # noqa: F401  (RunFailed re-exported)
-from cosim import transport
-from cosim.transport import RejectCounter, printable
-from proto import codec
-from proto.messages import Message, MessageType as T, error
-from services.coordinator.clock import ClockMixin
-from services.coordinator.liveness import LivenessMixin
-from services.coordinator.peers import Peer
-from services.coordinator.record import RunRecord
-from services.coordinator.setup import SetupMixin
-from services.coordinator.status import StatusMixin
+from cosim.runtime import transport
+from cosim.runtime.transport import RejectCounter, printable
+from cosim.proto import codec
+from cosim.proto.messages import Message, MessageType as T, error
+from cosim.services.coordinator.clock import ClockMixin
+from cosim.services.coordinator.liveness import LivenessMixin
+from cosim.services.coordinator.peers import Peer
+from cosim.services.coordinator.record import RunRecord
+from cosim.services.coordinator.setup import SetupMixin
+from cosim.services.coordinator.status import StatusMixin
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                      self.resume["window"])
 
     def bind(self) -> None:
-        if getattr(self, "router", None) is not None:    # bound already (cosim.inprocess binds first)
+        if getattr(self, "router", None) is not None:    # bound already (cosim.launch.inprocess binds first)
             return
         self.zctx = zmq.Context.instance()
         self.router = self.zctx.socket(zmq.ROUTER)

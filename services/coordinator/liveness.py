@@ -8,8 +8,8 @@ import time
 import zmq
 
 from cosim.errors import RunFailed
-from proto.messages import MessageType as T
-from services.coordinator.peers import Peer
+from cosim.proto.messages import MessageType as T
+from cosim.services.coordinator.peers import Peer
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class LivenessMixin:
         """Connections refused during the ZMTP handshake under CURVE: plaintext clients (mechanism
         mismatch) and failed handshakes, counted and logged like rejected messages (the first of
         each kind, then at most once a minute). libzmq does not tell the peer's address here;
-        refused keys are logged with their address by the ZAP handler (cosim.security)."""
+        refused keys are logged with their address by the ZAP handler (cosim.runtime.security)."""
         from zmq.utils.monitor import recv_monitor_message
         for _sock, mon, what in self.monitors:
             for _ in range(_MAX_BATCH):
@@ -121,7 +121,7 @@ class LivenessMixin:
         if action == "END":
             self.send(peer, T.END, {"reason": "completed"})
         elif action == "CHECKPOINT":
-            from cosim import checkpoint
+            from cosim.runtime import checkpoint
             k = self.ckpt["window"]
             self.send(peer, T.CHECKPOINT, {"window": k, "dir": checkpoint.rel_folder(k)})
         elif action.startswith("RUN"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from cosim.adapter import SignalSpec
+from cosim.runtime.adapter import SignalSpec
 
 # the pseudo-consumer of `coordinator.watch_regions` (never a node name: names are [A-Za-z0-9_.-])
 WATCH = "<watch>"

@@ -1,6 +1,6 @@
 """The coordinator's record of a run: every signal exchanged, per-window timings, status.
 
-`<results_dir>/coordinator.h5` (SWMR, see cosim.results):
+`<results_dir>/coordinator.h5` (SWMR, see cosim.runtime.store):
   time_ms                       (K·W, 1)  end time of each TVB step
   signals/<producer>/<name>     (K·W, n)  what the producer sent each window; attrs: regions,
                                           window_offset (1 for coupling/*: rows belong to the
@@ -18,7 +18,7 @@
                                           complete: every STEP_DONE in)
   timing/coordinator_s          (K, 1)    NaN since protocol 3: the coordinator is off the data's
                                           path (it records copies while the nodes go on)
-  (cosim.breakdown turns these into a per-service breakdown)
+  (cosim.results.breakdown turns these into a per-service breakdown)
 `<results_dir>/status_coordinator.json`: completed?, windows completed, reason; rewritten after
 every flush while running, so after a kill `windows_completed` is what coordinator.h5 holds.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cosim.results import Column, WindowRecorder, write_status
+from cosim.runtime.store import Column, WindowRecorder, write_status
 
 TIMING_FIELDS = ("compute_s", "wait_s", "simulate_s", "decode_s", "encode_s")
 _NAN = float("nan")

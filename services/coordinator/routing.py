@@ -10,11 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cosim.adapter import SignalSpec
+from cosim.runtime.adapter import SignalSpec
 
 
-class PlanError(ValueError):
-    pass
+from cosim.errors import PlanError  # noqa: E402  (one hierarchy: cosim.errors)
 
 
 @dataclass(frozen=True)
@@ -162,4 +161,4 @@ def data_for(plan_: Plan, producer: str, consumer: str, outputs: dict[str, np.nd
 
 
 # what a signal may hold, checked by producers, consumers and the coordinator alike (PROTOCOL.md §7)
-from proto.signals import SIGNAL_BOUND, check_outputs  # noqa: E402,F401
+from cosim.proto.signals import SIGNAL_BOUND, check_outputs  # noqa: E402,F401

@@ -8,14 +8,14 @@ import time
 
 import numpy as np
 
-from cosim import checkpoint
-from cosim.adapter import SignalSpec
-from cosim.config import ticks_of
+from cosim.runtime import checkpoint
+from cosim.runtime.adapter import SignalSpec
+from cosim.config.timing import ticks_of, window_limit_text
 from cosim.errors import RunFailed
-from cosim.transport import printable
-from proto.messages import PROTOCOL_VERSION, Message, MessageType as T, error
-from services.coordinator import routing
-from services.coordinator.peers import WATCH, Peer
+from cosim.runtime.transport import printable
+from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T, error
+from cosim.services.coordinator import routing
+from cosim.services.coordinator.peers import WATCH, Peer
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,10 @@ class SetupMixin:
     """Registration, configuration, the routing plan and PREPARE."""
 
     def _spiking_dts(self) -> list[float]:
-        from cosim import backends
+        from cosim import plugins
         out = []
         for i, n in enumerate(self.cfg.spiking_nodes):
-            spec = backends.get(n.backend)
+            spec = plugins.get(n.backend)
             dt = spec.dt_ms(spec.params_model().model_validate(n.params or {}))
             if dt:
                 ticks_of(self.cfg.tvb.dt_ms, dt, f"spiking_nodes[{i}].params.{spec.dt_param} (must divide tvb.dt_ms)")
@@ -114,7 +114,7 @@ class SetupMixin:
             self.prepare_all()
 
     def prepare_all(self) -> None:
-        from cosim.timing import crossing_min_delay_steps
+        from cosim.config.timing import crossing_min_delay_steps
         con = self.connectome
         n = con["weights"].shape[0]
         for i, node in enumerate(self.cfg.spiking_nodes):
@@ -227,15 +227,6 @@ class SetupMixin:
         peer.state = "ready"
         if all(p.state == "ready" for p in self.peers.values()):
             self.start_run()
-
-
-def window_limit_text(window_ms: float, d: int, dt_ms: float) -> str:
-    """Why a window is too long, with the smallest delay as it is (0 steps is possible) and the
-    largest window allowed (W <= D, but at least 1 step: the coupling reads step n - 1 - D)."""
-    max_w = max(d, 1)
-    return (f"{window_ms:g} ms is longer than the smallest delay between differently simulated regions allows "
-            f"(smallest delay {d} step{'s' if d != 1 else ''} = {d * dt_ms:g} ms; largest window "
-            f"{max_w} step{'s' if max_w != 1 else ''} = {max_w * dt_ms:g} ms); use at most {max_w * dt_ms:g}")
 
 
 def _same_connectome(a: dict, b: dict) -> bool:

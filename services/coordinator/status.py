@@ -8,9 +8,9 @@ import numpy as np
 import zmq
 
 from cosim.errors import RunFailed
-from cosim.results import ResultsWriteError, os_reason
-from proto import codec
-from proto.messages import Message, MessageType as T
+from cosim.runtime.store import ResultsWriteError, os_reason
+from cosim.proto import codec
+from cosim.proto.messages import Message, MessageType as T
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class StatusMixin:
 
     def _flushed(self, windows: int) -> None:
         """Status marker after every flush of coordinator.h5: it says how many windows the file holds."""
-        from cosim.results import write_status
+        from cosim.runtime.store import write_status
         try:
             write_status(self.results_dir, "coordinator", completed=False, running=True, windows_completed=windows,
                          windows_planned=self.K, simulated_ms=windows * self.W * self.tvb_dt_ms,
@@ -77,7 +77,7 @@ class StatusMixin:
                   "reason": str(self.failure) if self.failure else "completed",
                   "rejected_messages": dict(self.rejects.counts), "messages_repeated": self.resent,
                   **({"resumed_from_window": self.resume["window"]} if self.resume else {})}
-        from cosim.results import write_status
+        from cosim.runtime.store import write_status
         if self.record is not None:
             try:
                 self.record.rec.close()

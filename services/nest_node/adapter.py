@@ -1,14 +1,14 @@
 """``NestAdapter``: NEST spiking regions behind the cosim node interface (backend "nest").
 
 Role "spiking". Consumes ``coupling/R_e`` of its regions (and ``state/R_e`` of other spiking
-services' regions in mixed runs, :mod:`cosim.spiking_input`); produces the proxy state
+services' regions in mixed runs, :mod:`cosim.sdk.spiking_input`); produces the proxy state
 ``state/{R_e,S_e,R_i,S_i}`` of the window just simulated. Per window::
 
     coupling --(rate = scale*c + offset)--> inhomogeneous_poisson_generator (rates per TVB step)
         --> one independent Poisson train per target cell (NEST's generators, seeded kernel RNG)
     nest.Run(window)                      (nest.Prepare() once at configure, nest.Cleanup() at finish)
     spike_recorder (ASCII, read from where the last window stopped) --count per TVB step / (N dt)-->
-        r --dR/dt=(r-R)/tau_r, RWW S eq.--> R, S            (cosim.transformers, as NetPyNE)
+        r --dR/dt=(r-R)/tau_r, RWW S eq.--> R, S            (cosim.sdk.transformers, as NetPyNE)
 
 Timing. A generator's rate change must lie strictly in the future, so rates are set one NEST
 step late (rate i of the window holds on ``[t0 + i*dt + h, t0 + (i+1)*dt + h)``) and the input
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
-from cosim.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb, step_of
-from cosim.spiking_input import CouplingInput, PerSourceInput
-from cosim.transformers import RateProxy, rates_from_signal
+from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.sdk.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb, step_of
+from cosim.sdk.spiking_input import CouplingInput, PerSourceInput
+from cosim.sdk.transformers import RateProxy, rates_from_signal
 
 from .config import NestParams
 from .network import ModelError, Population, build_default, load_user_model
@@ -169,7 +169,7 @@ class NestAdapter(NodeAdapter):
                                integrator=o.integrator)
         self.results_path = None if results_dir is None else results_dir / f"{ctx.node_name}.h5"
         if results_dir is not None:
-            from cosim.spiking_results import ResultsWriter
+            from cosim.sdk.spiking_file import ResultsWriter
             attrs = {"node": ctx.node_name, "backend": "nest", "regions": np.array(self.regions),
                      "tvb_dt_ms": self.tvb_dt, "sim_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
                      "nest_version": nest.__version__, "params_json": p.model_dump_json()}
@@ -373,7 +373,7 @@ class NestAdapter(NodeAdapter):
             self.writer = None
             if self.p.record.plot and self.results_path is not None:
                 try:
-                    from cosim.spiking_plots import plot_results
+                    from cosim.sdk.spiking_figure import plot_results
                     summary["plot"] = str(plot_results(self.results_path))
                 except Exception as exc:   # a plot must never fail a finished run
                     log.warning("%s: plot failed: %s", self.ctx.node_name, exc)

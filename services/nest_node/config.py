@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cosim.region_params import (InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,
+from cosim.sdk.region_params import (InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,
                                  default_conns)
 
 

@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 US_TO_NS = 1000.0
 
 
-class ModelError(ValueError):
-    """A network that cannot be built; the message names the culprit."""
+from cosim.errors import ModelError  # noqa: E402  (one hierarchy: cosim.errors)
 
 
 @dataclass

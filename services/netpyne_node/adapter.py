@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 
 from .config import NetpyneParams
 from .mechanisms import ModelError, ensure_mechanisms
 from .parallel import world
-from cosim.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb, step_of
-from cosim.spiking_input import CouplingInput, PerSourceInput
-from cosim.transformers import PoissonInput, RateProxy, RegularInput, rates_from_signal
+from cosim.sdk.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb, step_of
+from cosim.sdk.spiking_input import CouplingInput, PerSourceInput
+from cosim.sdk.transformers import PoissonInput, RateProxy, RegularInput, rates_from_signal
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class NetpyneAdapter(NodeAdapter):
 
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
         # TVB's coupling, plus the rates of other spiking services' regions (mixed runs);
-        # per-source mode: the rates of every region that projects here (cosim.spiking_input)
+        # per-source mode: the rates of every region that projects here (cosim.sdk.spiking_input)
         if self.params_for(ctx).input.mode == "per_source":
             return PerSourceInput(ctx, list(ctx.regions)).requires()
         return CouplingInput(ctx, list(ctx.regions)).requires()
@@ -182,7 +182,7 @@ class NetpyneAdapter(NodeAdapter):
         self.want_inh = any(s.name in ("state/R_i", "state/S_i") for s in ctx.outputs) or results_dir is not None
         self.need_spikes = p.record.spikes and results_dir is not None
         if self.rank == 0 and results_dir is not None:
-            from cosim.spiking_results import ResultsWriter
+            from cosim.sdk.spiking_file import ResultsWriter
             pops = [(lab, reg, role, n) for lab, reg, role, _, n in e.pops]
             attrs = {"node": ctx.node_name, "regions": np.array(self.regions), "tvb_dt_ms": self.tvb_dt,
                      "neuron_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
@@ -226,7 +226,7 @@ class NetpyneAdapter(NodeAdapter):
 
     def _input_scale(self, ctx: RunContext, p: NetpyneParams) -> np.ndarray:
         """Per-region input scale (Hz per Hz*weight); 'row_mean' = 1 / incoming weight from every
-        region this node does not simulate (cosim.spiking_input)."""
+        region this node does not simulate (cosim.sdk.spiking_input)."""
         if isinstance(p.input.scale, str) and ctx.connectome is None:
             raise ModelError("input.scale 'row_mean' needs the connectome (give a number instead)")
         if ctx.connectome is None:
@@ -387,7 +387,7 @@ class NetpyneAdapter(NodeAdapter):
         Poisson generator's state, the other services' rate history, the rate proxy, the step
         counters; the results file made durable first."""
         import json
-        from cosim.checkpoint import save_arrays
+        from cosim.runtime.checkpoint import save_arrays
         why = self.cannot_checkpoint()
         if why:
             raise ValueError(f"netpyne node cannot checkpoint: {why}")
@@ -405,7 +405,7 @@ class NetpyneAdapter(NodeAdapter):
 
     def restore(self, directory, info: dict) -> None:
         import json
-        from cosim.checkpoint import load_arrays
+        from cosim.runtime.checkpoint import load_arrays
         why = self.cannot_checkpoint()
         if why:
             raise ValueError(f"netpyne node cannot restore a checkpoint: {why}")
@@ -446,7 +446,7 @@ class NetpyneAdapter(NodeAdapter):
             self.writer = None
             if self.p.record.plot and self.results_path is not None:
                 try:
-                    from cosim.spiking_plots import plot_results
+                    from cosim.sdk.spiking_figure import plot_results
                     summary["plot"] = str(plot_results(self.results_path))
                 except Exception as exc:   # a plot must never fail a finished run
                     log.warning("%s: plot failed: %s", self.ctx.node_name, exc)

@@ -12,7 +12,6 @@ shape of a backend plugin's hooks: ``entry`` a ``NodeEntry``, ``cfg`` the ``RunC
 from __future__ import annotations
 
 import io
-import math
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -21,6 +20,7 @@ import numpy as np
 
 from .config import NetpyneParams
 from .mechanisms import ModelError
+from cosim.config.timing import whole_ticks
 
 DEFAULT_CONNECTOME_REGIONS = 76     # tvb-data's default connectivity
 
@@ -72,8 +72,7 @@ def check_node(params: dict | NetpyneParams, regions: list[int], tvb_dt_ms: floa
                progress: Callable[[int, int, str], None] | None = None) -> None:
     """Everything that can be known about this node before it starts; raises ModelError."""
     p = params if isinstance(params, NetpyneParams) else NetpyneParams.model_validate(params or {})
-    n = round(tvb_dt_ms / p.dt_ms)
-    if n < 1 or not math.isclose(n * p.dt_ms, tvb_dt_ms, rel_tol=1e-9, abs_tol=1e-12):
+    if whole_ticks(tvb_dt_ms, p.dt_ms) is None:
         raise ModelError(f"params.dt_ms = {p.dt_ms} ms does not divide the TVB dt {tvb_dt_ms} ms "
                          "(NEURON must take a whole number of steps per TVB step)")
     if n_brain_regions is not None:

@@ -9,7 +9,7 @@ sum_j w[p, j], so each input neuron fires at the *weight-averaged rate of the re
 sources* (TVB's default RWW sits at R_e ~ 4-9 Hz; tvb-data's 76-region regions 33/71 have ~39
 units of incoming weight, so coupling ~ 150-350 Hz*weight -> 4-9 Hz per input neuron). With one
 input neuron per E cell at 0.006 uS, the default network then fires at ~5-12 Hz (measured with
-``python -m services.netpyne_node.drive``: input 5/10/20 Hz -> E ~7/11/13 Hz; 0 Hz -> 0 Hz).
+``python -m cosim.services.netpyne_node.drive``: input 5/10/20 Hz -> E ~7/11/13 Hz; 0 Hz -> 0 Hz).
 A number instead of "row_mean" is used as is: ``rate_hz = scale * signal + offset_hz``.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cosim.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,  # noqa: F401
+from cosim.sdk.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,  # noqa: F401
                                   default_conns as _conns)
 
 

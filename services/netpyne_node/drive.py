@@ -4,8 +4,8 @@ Plays the runtime's calls (requires, configure, initial_outputs, step k = 0..K-1
 synthetic ``coupling/R_e`` input: ``coupling = level * (1 + depth * sin(2 pi f t))`` per region.
 Works under MPI (rank 0 drives, other ranks follow)::
 
-    python -m services.netpyne_node.drive --duration 200 --out /tmp/np --regions 33 71
-    mpiexec -n 2 python -m services.netpyne_node.drive --duration 200 --out /tmp/np2 --dump spikes.npz
+    python -m cosim.services.netpyne_node.drive --duration 200 --out /tmp/np --regions 33 71
+    mpiexec -n 2 python -m cosim.services.netpyne_node.drive --duration 200 --out /tmp/np2 --dump spikes.npz
 
 ``--params`` takes a JSON/YAML file of NetpyneParams; ``--set a.b=value`` overrides one field.
 ``run_fake_lockstep`` is the same loop as a function (tests, benchmarks).
@@ -36,7 +36,7 @@ def make_context(regions, params: dict, duration_ms: float, tvb_dt_ms: float = 0
                  seed: int = 42, results_dir: str | None = None, node_name: str = "spiking",
                  outputs=("state/S_e", "state/R_e", "state/R_i"), connectome: dict | None = None,
                  tick_ms: float | None = None):
-    from cosim.adapter import RunContext, SignalSpec
+    from cosim.runtime.adapter import RunContext, SignalSpec
     regions = tuple(int(r) for r in regions)
     K = int(round(duration_ms / (W * tvb_dt_ms)))
     config = {"run": {"seed": seed}, "tvb": {"model": {}},

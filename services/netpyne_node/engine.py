@@ -163,7 +163,7 @@ class SpikingEngine:
         atomically. Not covered by SaveState and kept by the adapter: the Poisson generators, the
         input history, the rate proxy, the step counter. Spikes of the window were read already."""
         import os
-        from cosim.checkpoint import fsync_dir
+        from cosim.runtime.checkpoint import fsync_dir
         h = self.h
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")

@@ -28,8 +28,7 @@ _loaded: set[str] = set()
 INCLUDES = ("*.inc", "*.h")
 
 
-class ModelError(ValueError):
-    """A spiking model that cannot run: the message is one line naming the file and cause."""
+from cosim.errors import ModelError  # noqa: E402  (one hierarchy: cosim.errors)
 
 
 def default_build_root() -> Path:

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 
 
 class NullParams(BaseModel):
@@ -93,3 +93,11 @@ def null_connectome(p: NullParams) -> dict:
     np.fill_diagonal(d, 0)
     return {"weights": w, "idelays": d, "tract_lengths": d * 0.3, "region_labels": [f"r{i}" for i in range(n)],
             "speed_mm_per_ms": 3.0}
+
+
+def connectome_of_config(cfg) -> dict:
+    """The synthetic connectome a NullTVB serves for run config ``cfg`` (before any service starts)."""
+    tvb = NullTVB()
+    tvb.requires(RunContext(config=cfg.model_dump(mode="json"), node_name="tvb", regions=tuple(cfg.spiking_regions()),
+                            tvb_dt_ms=cfg.tvb.dt_ms, tick_ms=cfg.tvb.dt_ms))
+    return tvb.connectome()

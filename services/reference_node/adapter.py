@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals, lag_of
-from services.reference_node.config import ReferenceParams
-from services.tvb_node.adapter import (STATE_VARS, UNITS, check_dt, parse_sections, restore_tvb_copy,
+from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals, lag_of
+from cosim.services.reference_node.config import ReferenceParams
+from cosim.services.tvb_node.adapter import (STATE_VARS, UNITS, check_dt, parse_sections, restore_tvb_copy,
                                        state_input_blocks, validate_regions)
-from services.tvb_node.h5out import H5Appender
-from cosim.timing import crossing_min_delay_steps
-from services.tvb_node.windowed import WindowedTVB, WindowRecord
+from cosim.services.tvb_node.tvb_file import H5Appender
+from cosim.config.timing import crossing_min_delay_steps
+from cosim.services.tvb_node.windowed import WindowedTVB, WindowRecord
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class ReferenceAdapter(NodeAdapter):
 
     def checkpoint(self, directory) -> dict[str, Any]:
         """Its TVB copy's state (history, current state, noise position) and window counter."""
-        from cosim.checkpoint import save_arrays
+        from cosim.runtime.checkpoint import save_arrays
         name = f"{self.ctx.node_name}.npz"
         save_arrays(Path(directory) / name, {**{f"tvb_{k}": v for k, v in self.tvb.get_state().items()},
                                              "k_next": np.int64(self._k_next), "lag_windows": np.int64(self.m)})

@@ -1,7 +1,7 @@
 """TVBAdapter: the whole-brain TVB node behind the NodeAdapter interface (role "tvb").
 
 ``ctx.regions`` are the spiking regions, which TVB keeps as proxies. With a lag of m windows
-(``ctx.lag_windows``, cosim/adapter.py), window k's inputs are the spiking side's
+(``ctx.lag_windows``, cosim/runtime/adapter.py), window k's inputs are the spiking side's
 ``state/S_e`` (+ ``S_i``) of window k-m: before window k the proxies' history of steps
 ``(k-m)*W+1 .. (k-m+1)*W`` is overwritten with them (for m = 1 the block ends at the current
 step, so the current state is overwritten too), then the window is integrated with
@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals, lag_of
+from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals, lag_of
 from cosim.config import RunSection, TVBSection
-from services.tvb_node.h5out import H5Appender
-from cosim.timing import crossing_min_delay_steps
-from services.tvb_node.windowed import WindowedTVB, WindowRecord
+from cosim.services.tvb_node.tvb_file import H5Appender
+from cosim.config.timing import crossing_min_delay_steps
+from cosim.services.tvb_node.windowed import WindowedTVB, WindowRecord
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def restore_tvb_copy(tvb: WindowedTVB, directory, info: dict[str, Any], lag: int
     """Load a checkpoint's ``.npz`` (PROTOCOL.md §10.1) into ``tvb`` (keys ``tvb_*``), refuse one
     written with another lag; returns the file's arrays and its window counter ``k_next``. Shared
     by the TVB node and the reference node, which both checkpoint a WindowedTVB this way."""
-    from cosim.checkpoint import load_arrays
+    from cosim.runtime.checkpoint import load_arrays
     d = load_arrays(Path(directory) / info["files"][0])
     tvb.set_state({k[4:]: v for k, v in d.items() if k.startswith("tvb_")})
     saved = int(d["lag_windows"]) if "lag_windows" in d else 1      # before the lag existed: 1
@@ -398,7 +398,7 @@ class TVBAdapter(NodeAdapter):
         ``restore`` also reads the format written before the lag existed (one waiting window:
         scalar ``pending_first_step``, ``pending_<var>`` (W, N))."""
         self.after_window()             # tvb.h5 holds every window that has its proxies' values
-        from cosim.checkpoint import save_arrays
+        from cosim.runtime.checkpoint import save_arrays
         d = {f"tvb_{k}": v for k, v in self.tvb.get_state().items()}
         d["k_next"] = np.int64(self._k_next)
         d["lag_windows"] = np.int64(self.m)

@@ -34,7 +34,7 @@ from cosim.config import TVBSection
 
 log = logging.getLogger(__name__)
 
-# two simulators built at once in one process (cosim.inprocess: nodes are threads) must not
+# two simulators built at once in one process (cosim.launch.inprocess: nodes are threads) must not
 # interleave seeding and drawing from numpy's global RNG
 _GLOBAL_RNG = threading.Lock()
 
@@ -334,7 +334,7 @@ class WindowedTVB:
              "step": np.int64(self.step), "current_step": np.int64(self.sim.current_step)}
         rs = getattr(getattr(self.sim.integrator, "noise", None), "random_stream", None)
         if rs is not None:
-            from cosim.checkpoint import rng_state
+            from cosim.runtime.checkpoint import rng_state
             d.update({f"noise_{k}": v for k, v in rng_state(rs).items()})
         return {k: np.array(v, copy=True) for k, v in d.items()}
 
@@ -350,7 +350,7 @@ class WindowedTVB:
         self.sim.current_state, self.sim.current_step = self._state, int(d["current_step"])
         rs = getattr(getattr(self.sim.integrator, "noise", None), "random_stream", None)
         if rs is not None:
-            from cosim.checkpoint import set_rng_state
+            from cosim.runtime.checkpoint import set_rng_state
             set_rng_state(rs, d, "noise_")
 
     def overwrite(self, region_idx, S_e_block: np.ndarray, S_i_block: np.ndarray | None,

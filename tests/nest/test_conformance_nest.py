@@ -1,7 +1,7 @@
 """The NEST backend passes the backend conformance kit (small network)."""
 import nest  # noqa: F401  (a missing install must fail, not skip)
 
-from cosim.conformance import BackendConformance
+from cosim.sdk.conformance import BackendConformance
 
 
 class TestNest(BackendConformance):

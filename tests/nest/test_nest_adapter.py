@@ -7,10 +7,10 @@ import pytest
 
 import nest  # noqa: F401  (a missing install must fail, not skip)
 
-from cosim.adapter import RunContext, SignalSpec
-from services.nest_node import adapter as nest_adapter
-from services.nest_node.adapter import NestAdapter
-from services.nest_node.network import ModelError
+from cosim.runtime.adapter import RunContext, SignalSpec
+from cosim.services.nest_node import adapter as nest_adapter
+from cosim.services.nest_node.adapter import NestAdapter
+from cosim.services.nest_node.network import ModelError
 
 SMALL = {"network": {"n_exc": 40, "n_inh": 12}, "record": {"plot": False}, "input": {"scale": 1.0}}
 

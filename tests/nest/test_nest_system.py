@@ -12,7 +12,7 @@ import yaml
 
 import nest  # noqa: F401  (a missing install must fail, not skip)
 
-from cosim import launch
+from cosim.launch import command_lines
 
 REPO = Path(__file__).resolve().parents[2]
 MIXED = yaml.safe_load((REPO / "examples" / "mixed_backends.yaml").read_text())
@@ -64,7 +64,7 @@ def test_missing_population_is_one_line(cosim, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
     for argv in (["validate", str(path)], ["run", str(path), "--out", str(tmp_path / "o")]):
-        p = subprocess.run(launch.cosim_cmd() + argv, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        p = subprocess.run(command_lines.cosim_cmd() + argv, capture_output=True, text=True, timeout=120, cwd=tmp_path)
         lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
         assert p.returncode == 2 and len(lines) == 1, p.stderr
         assert "spiking_nodes[0].params.model_file.populations.Inh" in lines[0], lines[0]

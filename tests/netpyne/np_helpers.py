@@ -21,8 +21,8 @@ def tiny(**over) -> dict:
 
 
 def run(params: dict, regions=(33,), duration_ms=150.0, level=300.0, seed=42, results_dir=None, W=16):
-    from services.netpyne_node.adapter import NetpyneAdapter
-    from services.netpyne_node.drive import make_context, run_fake_lockstep
+    from cosim.services.netpyne_node.adapter import NetpyneAdapter
+    from cosim.services.netpyne_node.drive import make_context, run_fake_lockstep
     ad = NetpyneAdapter(params)
     ctx = make_context(regions, params, duration_ms, W=W, seed=seed,
                        results_dir=None if results_dir is None else str(results_dir))

@@ -2,7 +2,7 @@
 import netpyne  # noqa: F401  (a missing install must fail, not skip)
 from np_helpers import TINY
 
-from cosim.conformance import BackendConformance
+from cosim.sdk.conformance import BackendConformance
 
 
 class TestNetpyne(BackendConformance):

@@ -22,7 +22,7 @@ def _drive(n: int, tmp: Path, tag: str, *extra: str) -> dict:
     cmd = ["mpiexec", "--oversubscribe", "-n", str(n)]
     if os.geteuid() == 0:
         cmd.insert(1, "--allow-run-as-root")
-    cmd += [sys.executable, "-m", "services.netpyne_node.drive", "--regions", "33", "71", "--duration", "80",
+    cmd += [sys.executable, "-m", "cosim.services.netpyne_node.drive", "--regions", "33", "71", "--duration", "80",
             "--level", "900", "--seed", "11", "--out", str(out), "--dump", str(dump),
             "--set", "network.n_exc=20", "--set", "network.n_inh=8", "--set", "input.scale=0.05",
             "--set", "record.plot=false", *extra]
@@ -64,7 +64,7 @@ def test_user_model_with_templates_and_mechanisms_on_two_ranks(tmp_path):
     for n in (2, 1):      # 2 first: the mechanisms are not compiled yet
         out, dump = tmp_path / f"u{n}", tmp_path / f"u{n}.npz"
         cmd = ["mpiexec", "--oversubscribe", "-n", str(n)] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
-        cmd += [sys.executable, "-m", "services.netpyne_node.drive", "--regions", "33", "--duration", "50",
+        cmd += [sys.executable, "-m", "cosim.services.netpyne_node.drive", "--regions", "33", "--duration", "50",
                 "--params", str(tmp_path / "p.yaml"), "--out", str(out), "--dump", str(dump)]
         p = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO)),
                            capture_output=True, text=True, timeout=300)

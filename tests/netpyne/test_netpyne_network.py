@@ -61,8 +61,8 @@ def test_results_file_and_plot(tmp_path):
 
 
 def test_finish_aborted_marks_file_stopped(tmp_path):
-    from services.netpyne_node.adapter import NetpyneAdapter
-    from services.netpyne_node.drive import make_context
+    from cosim.services.netpyne_node.adapter import NetpyneAdapter
+    from cosim.services.netpyne_node.drive import make_context
     ad = NetpyneAdapter(tiny())
     ctx = make_context((33,), tiny(), 50.0, results_dir=str(tmp_path))
     ad.configure(ctx)
@@ -79,7 +79,7 @@ def test_finish_aborted_marks_file_stopped(tmp_path):
 def test_params_validation_messages():
     from pydantic import ValidationError
 
-    from services.netpyne_node.config import NetpyneParams
+    from cosim.services.netpyne_node.config import NetpyneParams
     with pytest.raises(ValidationError, match="tau1_ms < tau2_ms"):
         NetpyneParams.model_validate({"network": {"syn_exc": {"tau1_ms": 5, "tau2_ms": 1, "e_mV": 0}}})
     with pytest.raises(ValidationError, match="unknown connection"):
@@ -91,9 +91,9 @@ def test_params_validation_messages():
 
 
 def test_neuron_dt_must_divide_tvb_dt():
-    from services.netpyne_node.adapter import NetpyneAdapter
-    from services.netpyne_node.drive import make_context
-    from services.netpyne_node.mechanisms import ModelError
+    from cosim.services.netpyne_node.adapter import NetpyneAdapter
+    from cosim.services.netpyne_node.drive import make_context
+    from cosim.services.netpyne_node.mechanisms import ModelError
     p = tiny(dt_ms=0.03)
     with pytest.raises(ModelError, match="does not divide|whole number of ticks"):
         NetpyneAdapter(p).configure(make_context((33,), p, 10.0, tick_ms=0.01))

@@ -18,7 +18,7 @@ from neuron import rxd  # noqa: F401,E402  (a missing install must fail, not ski
 
 def _run(tmp: Path, tau: float) -> tuple[float, float]:
     out = tmp / f"tau{tau:g}"
-    cmd = [sys.executable, "-m", "services.netpyne_node.drive", "--regions", "33", "--duration", "200",
+    cmd = [sys.executable, "-m", "cosim.services.netpyne_node.drive", "--regions", "33", "--duration", "200",
            "--level", "300", "--seed", "3", "--out", str(out), "--set", "rxd.enabled=true",
            "--set", f"rxd.tau_ca_ms={tau}", "--set", "record.plot=false"]
     env = dict(os.environ, PYTHONPATH=str(REPO), COSIM_NO_MPI="1")

@@ -14,9 +14,9 @@ from bench.model_startup import config, write_model  # noqa: E402
 
 def test_setup_clock_stands_still_while_a_node_compiles(monkeypatch):
     from cosim.config import parse_config
-    from services.coordinator.coordinator import Coordinator, Peer
+    from cosim.services.coordinator.coordinator import Coordinator, Peer
     now = [100.0]
-    monkeypatch.setattr("services.coordinator.coordinator.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("cosim.services.coordinator.coordinator.time.monotonic", lambda: now[0])
     c = Coordinator(parse_config({"spiking_nodes": [{"name": "a", "backend": "noop"}, {"name": "b", "backend": "noop",
                                                                                          "regions": [1]}]}), "/tmp")
     c.t_setup = 100.0

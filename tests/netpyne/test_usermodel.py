@@ -21,8 +21,8 @@ def _params(path, tmp_path, populations=None):
 
 
 def _configure(params, regions=(33,)):
-    from services.netpyne_node.adapter import NetpyneAdapter
-    from services.netpyne_node.drive import make_context
+    from cosim.services.netpyne_node.adapter import NetpyneAdapter
+    from cosim.services.netpyne_node.drive import make_context
     NetpyneAdapter(params).configure(make_context(regions, params, 10.0))
 
 
@@ -37,13 +37,13 @@ def test_user_model_with_custom_mod_runs_and_is_cached(tmp_path):
     assert res["state/R_e"].mean() > 1.0
     builds = list((tmp_path / "build").iterdir())
     assert len(builds) == 1                                  # one content-hashed build
-    from services.netpyne_node.mechanisms import compile_mods
+    from cosim.services.netpyne_node.mechanisms import compile_mods
     assert compile_mods(EXAMPLE, tmp_path / "build") == builds[0]   # cached, no recompilation
 
 
 def test_model_without_netparams(tmp_path):
     (tmp_path / "m.py").write_text("x = 1\n")
-    from services.netpyne_node.mechanisms import ModelError
+    from cosim.services.netpyne_node.mechanisms import ModelError
     with pytest.raises(ModelError) as ei:
         _configure(_params(tmp_path / "m.py", tmp_path))
     assert "does not define netParams" in _one_line(ei)
@@ -51,14 +51,14 @@ def test_model_without_netparams(tmp_path):
 
 def test_json_model_and_unknown_population(tmp_path):
     (tmp_path / "m.json").write_text('{"netParams": {"popParams": {"A": {"cellModel": "NetStim", "numCells": 2}}}}')
-    from services.netpyne_node.mechanisms import ModelError
+    from cosim.services.netpyne_node.mechanisms import ModelError
     with pytest.raises(ModelError) as ei:
         _configure(_params(tmp_path / "m.json", tmp_path))
     assert "'drive'" in _one_line(ei) and "not in netParams.popParams" in str(ei.value)
 
 
 def test_population_mapped_to_missing_or_foreign_region(tmp_path):
-    from services.netpyne_node.mechanisms import ModelError
+    from cosim.services.netpyne_node.mechanisms import ModelError
     bad = dict(MAP, BAS={"region": 500, "role": "inh"})
     with pytest.raises(ModelError) as ei:
         _configure(_params(EXAMPLE / "model.py", tmp_path, bad))
@@ -74,7 +74,7 @@ def test_broken_mod_file_fails_in_one_line(tmp_path):
     d.mkdir()
     shutil.copy(EXAMPLE / "model.py", d / "model.py")
     (d / "broken.mod").write_text("NEURON { SUFFIX broken RANGE g }\nPARAMETER { g = 1 \nBREAKPOINT { x = = 2 }\n")
-    from services.netpyne_node.mechanisms import ModelError
+    from cosim.services.netpyne_node.mechanisms import ModelError
     with pytest.raises(ModelError) as ei:
         _configure(_params(d / "model.py", tmp_path))
     assert "broken.mod line 3" in _one_line(ei)
@@ -84,7 +84,7 @@ def test_broken_mod_file_fails_in_one_line(tmp_path):
 def test_cxx_error_is_traced_back_to_the_mod_line(tmp_path):
     """A .mod written for NEURON 7 (C) that NEURON 9's C++ compiler refuses: the message names the
     .mod file and the line of the VERBATIM code, not the generated .cpp."""
-    from services.netpyne_node.mechanisms import ModelError, compile_mods
+    from cosim.services.netpyne_node.mechanisms import ModelError, compile_mods
     d = tmp_path / "mod"
     d.mkdir()
     shutil.copy(Path(__file__).parent / "models" / "srclayout" / "mod" / "legacy_c.mod", d)
@@ -95,8 +95,8 @@ def test_cxx_error_is_traced_back_to_the_mod_line(tmp_path):
 
 def test_drive_attached_to_a_seeded_fraction_with_several_sources():
     from netpyne import specs
-    from services.netpyne_node.config import UserModel
-    from services.netpyne_node.usermodel import DRIVE_SYN, attach_drive
+    from cosim.services.netpyne_node.config import UserModel
+    from cosim.services.netpyne_node.usermodel import DRIVE_SYN, attach_drive
 
     def drive(seed):
         net = specs.NetParams()
@@ -122,7 +122,7 @@ def test_model_runs_in_its_folder_and_leaves_nothing_behind(tmp_path):
     sys.path; afterwards cwd, sys.path, sys.argv are restored and its `cfg` module is forgotten."""
     import os
     import sys
-    from services.netpyne_node.usermodel import _read
+    from cosim.services.netpyne_node.usermodel import _read
     path = Path(__file__).parent / "models" / "srclayout" / "src" / "netParams.py"
     cwd, syspath, argv = os.getcwd(), list(sys.path), list(sys.argv)
     net, cfg = _read(path)
@@ -132,7 +132,7 @@ def test_model_runs_in_its_folder_and_leaves_nothing_behind(tmp_path):
 
 
 def test_build_cache_key_covers_includes(tmp_path):
-    from services.netpyne_node.mechanisms import build_path
+    from cosim.services.netpyne_node.mechanisms import build_path
     src = Path(__file__).parent / "models" / "srclayout" / "mod"
     d = tmp_path / "mod"
     shutil.copytree(src, d)
@@ -147,8 +147,8 @@ def test_drive_only_where_a_region_has_no_input_population(tmp_path):
     mapping = {"drive": {"region": 33, "role": "input"}, "PYR": {"region": 33, "role": "exc"},
                "BAS": {"region": 71, "role": "exc"}}
     ad, ctx, res = run(_params(EXAMPLE / "model.py", tmp_path, mapping), regions=(33, 71), duration_ms=30.0)
-    from services.netpyne_node.config import NetpyneParams
-    from services.netpyne_node.usermodel import load_user_model
+    from cosim.services.netpyne_node.config import NetpyneParams
+    from cosim.services.netpyne_node.usermodel import load_user_model
     built = load_user_model(NetpyneParams.model_validate(_params(EXAMPLE / "model.py", tmp_path, mapping)),
                             (33, 71), 42)
     assert built.popmap["cosim_drive_BAS"] == (71, "input") and "cosim_drive_PYR" not in built.popmap
@@ -156,7 +156,7 @@ def test_drive_only_where_a_region_has_no_input_population(tmp_path):
 
 
 def test_error_inside_an_include_names_the_include(tmp_path):
-    from services.netpyne_node.mechanisms import ModelError, compile_mods
+    from cosim.services.netpyne_node.mechanisms import ModelError, compile_mods
     d = tmp_path / "mod"
     d.mkdir()
     (d / "m.mod").write_text('NEURON { SUFFIX m RANGE g }\nINCLUDE "defs.inc"\nBREAKPOINT { g = 2 }\n')
@@ -172,7 +172,7 @@ def test_a_tutorial_ending_in_check_output_loads(tmp_path):
     raised AttributeError: module 'netpyne.sim' has no attribute 'rank'), and it is no call
     whose first argument could be taken for netParams."""
     from netpyne import sim
-    from services.netpyne_node.usermodel import _read
+    from cosim.services.netpyne_node.usermodel import _read
     path = tmp_path / "tut.py"
     path.write_text("from netpyne import specs, sim\n"
                     "netParams = specs.NetParams()\n"
@@ -251,8 +251,8 @@ def test_netpyne_model_index_is_the_root_and_can_be_the_model_file():
     to it): `src/init.py` beside it runs from the index's folder (its `loadFromIndexFile
     ('index.npjson')` failed with FileNotFoundError from src/), the mechanisms are the index's
     `mod_folder`, and the index itself may be the model file (NetPyNE's own loader reads it)."""
-    from services.netpyne_node.config import UserModel
-    from services.netpyne_node.usermodel import _read, find_mod_dir, model_root
+    from cosim.services.netpyne_node.config import UserModel
+    from cosim.services.netpyne_node.usermodel import _read, find_mod_dir, model_root
     root = Path(__file__).parent / "models" / "indexed"
     assert model_root(root / "src" / "init.py") == root.resolve() == model_root(root / "index.npjson")
     pops = {"Epop": {"region": 33, "role": "exc"}}

@@ -1,14 +1,14 @@
 """``Brian2Adapter``: Brian2 spiking regions behind the cosim node interface (backend "brian2").
 
 Role "spiking". Consumes ``coupling/R_e`` of its regions (and ``state/R_e`` of other spiking
-services' regions in mixed runs, :mod:`cosim.spiking_input`); produces the proxy state
+services' regions in mixed runs, :mod:`cosim.sdk.spiking_input`); produces the proxy state
 ``state/{R_e,S_e,R_i,S_i}`` of the window just simulated. Per window::
 
-    coupling --(rate = scale*c + offset)--> cosim.transformers.PoissonInput (one train per input
+    coupling --(rate = scale*c + offset)--> cosim.sdk.transformers.PoissonInput (one train per input
         neuron, seeded by (run seed, region)) --> SpikeGeneratorGroup.set_spikes (on Brian2's grid)
     net.run(window)                       (one Network built at configure, run window after window)
     SpikeMonitor (only the spikes of this window) --count per TVB step / (N dt)-->
-        r --dR/dt=(r-R)/tau_r, RWW S eq.--> R, S            (cosim.transformers, as NEST and NetPyNE)
+        r --dR/dt=(r-R)/tau_r, RWW S eq.--> R, S            (cosim.sdk.transformers, as NEST and NetPyNE)
 
 Why the core's PoissonInput through a SpikeGeneratorGroup, and not Brian2's PoissonGroup or
 PoissonInput with a TimedArray: (1) for the same seed the trains are the very ones the NetPyNE
@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cosim.adapter import NodeAdapter, RunContext, SignalSpec, Signals
-from cosim.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb
-from cosim.spiking_input import CouplingInput
-from cosim.transformers import PoissonInput, RateProxy, rates_from_signal
+from cosim.sdk import NodeAdapter, RunContext, SignalSpec, Signals
+from cosim.sdk.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb
+from cosim.sdk.spiking_input import CouplingInput
+from cosim.sdk.transformers import PoissonInput, RateProxy, rates_from_signal
 
 from ._compat import import_brian2
 from .config import Brian2Params
@@ -120,7 +120,7 @@ class Brian2Adapter(NodeAdapter):
         results_dir = Path(ctx.results_dir).resolve() if ctx.results_dir else None
         self.results_path = None if results_dir is None else results_dir / f"{ctx.node_name}.h5"
         if results_dir is not None:
-            from cosim.spiking_results import ResultsWriter
+            from cosim.sdk.spiking_file import ResultsWriter
             attrs = {"node": ctx.node_name, "backend": "brian2", "regions": np.array(self.regions),
                      "tvb_dt_ms": self.tvb_dt, "sim_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
                      "brian2_version": b2.__version__, "params_json": p.model_dump_json()}
@@ -219,7 +219,7 @@ class Brian2Adapter(NodeAdapter):
             self.writer = None
             if self.p.record.plot and self.results_path is not None:
                 try:
-                    from cosim.spiking_plots import plot_results
+                    from cosim.sdk.spiking_figure import plot_results
                     summary["plot"] = str(plot_results(self.results_path))
                 except Exception as exc:   # a plot must never fail a finished run
                     log.warning("%s: plot failed: %s", self.ctx.node_name, exc)

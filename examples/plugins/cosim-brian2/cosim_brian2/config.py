@@ -1,7 +1,7 @@
 """Parameters of the Brian2 backend (``spiking_nodes[i].params``); imports neither Brian2 nor NumPy.
 
 The default region is the Brian2 counterpart of cosim's default spiking region (DOMAIN.md):
-the same sizes (120 E + 40 I, ``scale``), the same within-region rules (cosim.region_params:
+the same sizes (120 E + 40 I, ``scale``), the same within-region rules (cosim.sdk.region_params:
 probability, weight, 5 ms delay), the same Exp2Syn-shaped synapses (rise/decay, reversal), the
 same E->E coupling between this node's regions and the same input/output transformers. Only
 the neuron differs: the default NetPyNE cell's passive membrane (1 µF/cm², leak 0.003 S/cm²,
@@ -22,7 +22,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cosim.region_params import InputTransformer, InterRegion, OutputTransformer, RegionConns, default_conns
+from cosim.sdk.region_params import InputTransformer, InterRegion, OutputTransformer, RegionConns, default_conns
 
 
 class _S(BaseModel):
@@ -91,7 +91,7 @@ class Brian2Network(_S):
 
 
 class Brian2Input(InputTransformer):
-    """TVB coupling -> one Poisson train per input neuron (cosim.transformers.PoissonInput), input
+    """TVB coupling -> one Poisson train per input neuron (cosim.sdk.transformers.PoissonInput), input
     neuron i -> E cell i mod n_exc of its region (one-to-one by default: n_input = n_exc)."""
     weight_uS: float = Field(0.03, ge=0, description="input -> E peak conductance (µS): one input spike fires its cell")
 

@@ -29,8 +29,7 @@ ON_EXC = "ge_d_post += w\nge_r_post += w"      # Exp2Syn: both exponentials jump
 ON_INH = "gi_d_post += w\ngi_r_post += w"
 
 
-class ModelError(ValueError):
-    """A network that cannot be built; the message names the culprit."""
+from cosim.errors import ModelError  # noqa: E402  (one hierarchy: cosim.errors)
 
 
 @dataclass

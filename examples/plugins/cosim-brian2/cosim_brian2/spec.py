@@ -1,9 +1,9 @@
-"""Plugin spec of the Brian2 backend (entry point ``cosim.backends: brian2``).
+"""Plugin spec of the Brian2 backend (entry point ``cosim.plugins: brian2``).
 
 Imports neither Brian2 nor NumPy: the coordinator and ``cosim backends`` read this module
 without the simulator. Brian2's numpy target runs in one process (no MPI, no threads), so the
 spec names no parallel knob."""
-from cosim.backends import BackendSpec
+from cosim.sdk import BackendSpec
 
 SPEC = BackendSpec(
     name="brian2",

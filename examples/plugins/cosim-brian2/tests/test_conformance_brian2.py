@@ -1,5 +1,5 @@
 """The Brian2 plugin passes cosim's backend conformance kit (small network, in-process)."""
-from cosim.conformance import BackendConformance
+from cosim.sdk.conformance import BackendConformance
 from cosim_brian2._compat import import_brian2
 
 import_brian2()   # a missing Brian2 must fail here, not skip

@@ -1,0 +1,357 @@
+"""`cosim`: the command line. The only place that configures logging and turns errors into exit codes.
+
+  cosim run [CONFIG]          the embedded default: every service as a local process
+  cosim resume RUN_DIR        continue a broken run from its last good checkpoint (run.checkpoint)
+  cosim coordinator CONFIG    the coordinator alone (nodes connect to it)
+  cosim tvb-node              the TVB node alone, pointed at a coordinator
+  cosim spiking-node          a spiking node alone (backend from the config, or --backend)
+  cosim validate CONFIG       check a config (and load each node's model, nothing simulated) and exit
+  cosim build CONFIG          compile the nodes' mechanisms ahead (cached by content)
+  cosim keys DIR              CURVE key pairs for the coordinator and nodes
+  cosim backends              the installed spiking backends (plugins), with versions
+  cosim report RUN_DIR        a run's summary and where its time went (cosim.results.breakdown)
+  cosim watch [ADDRESS]       live view of a running co-simulation (PUB channel)
+  cosim export RUN_DIR --nwb FILE    the run's spikes, rates and TVB time series as NWB
+
+Exit codes: 0 completed, 1 run failed (a node or the coordinator), 2 bad configuration or
+usage, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from cosim.config import apply_overrides, dump_yaml
+from cosim.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CosimError
+from cosim.runtime.progress import compile_progress
+
+log = logging.getLogger("cosim")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def setup_logging(level: str, who: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format=f"%(asctime)s {who} %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("tvb", "numba", "matplotlib", "h5py", "PIL", "numexpr"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers separated by commas, e.g. 33,71") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cosim", description="TVB ⇄ NetPyNE/NEURON co-simulation over ZeroMQ")
+    p.add_argument("--log-level", default=_env("COSIM_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run coordinator and nodes as local processes (the embedded default)")
+    r.add_argument("config", nargs="?", help="YAML/TOML run config; default: the documented example")
+    r.add_argument("--out", help="results directory for this run (default: <run.results_dir>/<name>_<time>)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set run.duration_ms=200 (YAML value)")
+    r.add_argument("--no-plots", action="store_true")
+
+    rs = sub.add_parser("resume", help="continue a broken run from its last good checkpoint, into the same folder")
+    rs.add_argument("run_dir")
+    rs.add_argument("--no-plots", action="store_true")
+
+    c = sub.add_parser("coordinator", help="run the coordinator alone")
+    c.add_argument("config", nargs="?", default=_env("COSIM_CONFIG"))
+    c.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last good checkpoint "
+                                                        "(config: RUN_DIR/config.yaml unless given)")
+    c.add_argument("--router", default=_env("COSIM_ROUTER"), help="bind address, e.g. tcp://*:5555")
+    c.add_argument("--pub", default=_env("COSIM_PUB"), help="bind address, e.g. tcp://*:5556")
+    c.add_argument("--out", default=_env("COSIM_RESULTS"), help="results directory")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--no-plots", action="store_true")
+
+    for name, role in (("tvb-node", "tvb"), ("spiking-node", "spiking")):
+        n = sub.add_parser(name, help=f"run a {role} node alone")
+        n.add_argument("--coordinator", default=_env("COSIM_COORDINATOR", "tcp://127.0.0.1:5555"),
+                       help="the coordinator's ROUTER address")
+        n.add_argument("--name", default=_env("COSIM_NODE_NAME", "tvb" if role == "tvb" else "spiking"))
+        n.add_argument("--out", default=_env("COSIM_RESULTS"), help="results directory (default: the coordinator's)")
+        n.add_argument("--keys", default=_env("COSIM_KEYS"), help="CURVE keys folder (enables encryption)")
+        n.add_argument("--resume", metavar="RUN_DIR", help="only join a resumed run (results folder: RUN_DIR "
+                                                            "unless --out)")
+        n.add_argument("--register-timeout-ms", type=int, default=int(_env("COSIM_REGISTER_TIMEOUT_MS", "30000")),
+                       help="how long to wait for the coordinator to configure this node")
+        n.add_argument("--data-bind", default=_env("COSIM_DATA_BIND"),
+                       help="where this node's data inbox listens (protocol 3: data goes node to node); default "
+                            "loopback for a loopback coordinator, else every interface, on a free port")
+        n.add_argument("--data-advertise", default=_env("COSIM_DATA_ADVERTISE"),
+                       help="the address other nodes reach the inbox at (default: the bound port on this machine's "
+                            "address towards the coordinator); e.g. behind NAT or a proxy")
+        if role == "tvb":
+            n.add_argument("--backend", default=_env("COSIM_TVB_BACKEND", "tvb"),
+                           help="the whole-brain side (entry points cosim.whole_brain): 'tvb', or 'noop', which "
+                                "serves a synthetic connectome and simulates nothing (protocol benchmarks)")
+        if role == "spiking":
+            n.add_argument("--backend", default=_env("COSIM_BACKEND", ""),
+                           help="refuse to run any other backend (default: whatever the config says)")
+
+    b = sub.add_parser("backends", help="list the installed spiking backends (plugins) with versions")
+    b.add_argument("--json", action="store_true")
+
+    v = sub.add_parser("validate", help="validate a config file")
+    v.add_argument("config")
+
+    b = sub.add_parser("build", help="compile the spiking nodes' mechanisms ahead (cached by content)")
+    b.add_argument("config")
+
+    rp = sub.add_parser("report", help="a run's summary and where its time went (per service); draws breakdown.png")
+    rp.add_argument("run_dir")
+    rp.add_argument("--json", action="store_true", help="print the breakdown as JSON")
+    rp.add_argument("--no-plot", action="store_true")
+
+    w = sub.add_parser("watch", help="live view of a running co-simulation (from the coordinator's PUB channel)")
+    w.add_argument("address", nargs="?", help="PUB address tcp://HOST:PORT or a run directory "
+                                              "(default: the newest running run under ./results)")
+    w.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    w.add_argument("--regions", type=_int_list, help="only these regions, e.g. 33,71")
+    w.add_argument("--timeout", type=float, default=30.0, help="give up after this many seconds of silence")
+    w.add_argument("--keys", default=_env("COSIM_KEYS"), help="CURVE keys folder (when the run uses CURVE)")
+    w.add_argument("--key-name", default="watch", help="whose key pair to use (`cosim keys DIR watch` makes one)")
+
+    e = sub.add_parser("export", help="convert a run's results to another format")
+    e.add_argument("run_dir")
+    e.add_argument("--nwb", required=True, metavar="FILE", help="write an NWB file (pynwb)")
+
+    k = sub.add_parser("keys", help="generate CURVE key pairs")
+    k.add_argument("dir")
+    k.add_argument("names", nargs="*", default=["coordinator", "tvb", "spiking"])
+    return p
+
+
+def cmd_coordinator(a) -> int:
+    from pathlib import Path
+    from cosim.runtime.store import write_status
+    from cosim.services.coordinator.coordinator import Coordinator, RunFailed
+    from cosim.runtime.progress import ProgressBar
+    from cosim.results.report import write_run_outputs
+    if a.resume:
+        from cosim.runtime.checkpoint import resume_target
+        a.config, a.out = resume_target(a.resume, a.config, a.out)
+    cfg = apply_overrides(a.config, a.set)
+    from cosim.launch.preflight import check_address, writable_dir
+    updates = {k: v for k, v in (("router", a.router), ("pub", a.pub)) if v}
+    for k, v in updates.items():
+        check_address(v, f"--{k}")
+    if updates:
+        cfg.coordinator = cfg.coordinator.model_copy(update=updates)
+    out = Path(a.out or Path(cfg.run.results_dir) / cfg.run.name)
+    writable_dir(out, "--out" if a.out else "run.results_dir")
+    if not a.resume:       # a resumed run keeps the config it started with
+        (out / "config.yaml").write_text(dump_yaml(cfg))
+    else:
+        from cosim.config import check_nodes
+        check_nodes(cfg, a.config)       # e.g. a backend that cannot checkpoint
+    curve = None
+    if cfg.coordinator.curve:
+        from cosim.runtime import security
+        curve = security.server_from_dir(cfg.coordinator.keys_dir or _env("COSIM_KEYS"))
+    bar = ProgressBar(cfg.run.progress)
+    coord = Coordinator(cfg, out, curve=curve, progress=bar.update, resume=bool(a.resume))
+    try:
+        summary = coord.run()
+    except RunFailed as e:
+        bar.close()
+        print(f"cosim: run failed: {e}", file=sys.stderr)
+        print(f"cosim: results up to the last completed window are in {out}", file=sys.stderr)
+        return e.exit_code
+    bar.close()
+    write_run_outputs(out, summary, plots=not a.no_plots)
+    return EXIT_OK
+
+
+def cmd_node(a, role: str) -> int:
+    from cosim.launch.preflight import check_address
+    from cosim.errors import CoordinatorLost, CosimError, PeerTimeout, RemoteError, RunAborted
+    from cosim.runtime.node import NodeRuntime
+    check_address(a.coordinator, "--coordinator")
+    curve = None
+    if a.keys:
+        from cosim.runtime import security
+        curve = security.client_from_dir(a.keys, a.name)
+    backend = getattr(a, "backend", "") or ""
+    mpi = _mpi_world()
+    if role == "spiking" and mpi is not None and mpi.Get_rank() > 0:
+        from cosim import plugins
+        if not backend:
+            print(f"cosim {a.name}: MPI rank {mpi.Get_rank()}: --backend is required under mpiexec "
+                  f"(followers cannot ask the coordinator)", file=sys.stderr)
+            return EXIT_CONFIG
+        plugins.adapter_class(backend)().follow()
+        return EXIT_OK
+
+    def make_adapter(config: dict):
+        from cosim import plugins
+        if role == "tvb":
+            return plugins.whole_brain(backend or "tvb").adapter_class()()
+        entry = next(n for n in config["spiking_nodes"] if n["name"] == a.name)
+        return plugins.adapter_class(entry["backend"])()
+
+    rt = NodeRuntime(a.name, role, a.coordinator, make_adapter, backend=backend if role == "spiking" else "",
+                     results_dir=a.out or a.resume, curve=curve, register_timeout_ms=a.register_timeout_ms,
+                     require_resume=bool(a.resume), data_bind=a.data_bind, data_advertise=a.data_advertise)
+    try:
+        rt.run()
+    except CosimError as e:       # one hierarchy (cosim.errors): the exit code travels with the error
+        what = {RunAborted: "run aborted by the coordinator: ", RemoteError: "refused by the coordinator: "}
+        kept = "; partial results kept" if isinstance(e, (CoordinatorLost, PeerTimeout)) else ""
+        print(f"cosim {a.name}: {what.get(type(e), '')}{e}{kept}", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:       # a bug or an unexpected state: traceback to the log, one line here
+        from cosim.runtime.node import traceback_note
+        log.error("%s: unexpected error", a.name, exc_info=e)
+        print(f"cosim {a.name}: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+              f"({traceback_note()})", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if mpi is not None:
+            _mpi_release(a)
+    return EXIT_OK
+
+
+def _mpi_world():
+    """mpi4py's COMM_WORLD when started under mpiexec with >1 rank (imported before NEURON)."""
+    size = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
+    if size <= 1:
+        return None
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+def _mpi_release(a) -> None:
+    """Rank 0 left the run (ended or failed): make sure followers are released."""
+    try:
+        from cosim import plugins
+        cls = plugins.adapter_class(getattr(a, "backend", ""))
+        release = getattr(cls, "release_followers", None)
+        if release:
+            release()
+    except Exception:
+        pass
+
+
+def cmd_validate(a) -> int:
+    from cosim.launch.preflight import check_run
+    from cosim.config import check_nodes
+    cfg = apply_overrides(a.config, [])
+    check_run(cfg, a.config)
+    check_nodes(cfg, a.config)
+    print(f"{a.config}: ok ({len(cfg.spiking_nodes)} spiking node(s), regions {cfg.spiking_regions()})")
+    return EXIT_OK
+
+
+def cmd_build(a) -> int:
+    from cosim.config import check_nodes
+    cfg = apply_overrides(a.config, [])
+    check_nodes(cfg, a.config, build_only=True, progress=compile_progress)
+    print(f"{a.config}: mechanisms built (cache: $COSIM_NRNMECH_CACHE or ~/.cache/cosim/nrnmech)")
+
+
+def cmd_backends(a) -> int:
+    import json
+    from cosim import plugins
+    rows = plugins.describe()
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return EXIT_OK
+    for r in rows:
+        sims = ", ".join(f"{k} {v}" for k, v in r["simulators"].items())
+        state = "ready" if r["ready"] else f"not installed: {', '.join(r['missing'])} ({r['install']})"
+        par = "/".join(x for x in ("MPI" if r["mpi"] else "", "threads" if r["threads"] else "") if x)
+        print(f"{r['name']:<10} {r['distribution']} {r['version']}  [{state}]" + (f"  {sims}" if sims else "")
+              + (f"  parallel: {par}" if par else ""))
+        if r["description"]:
+            print(f"{'':<10} {r['description']}")
+    return EXIT_OK
+
+
+def cmd_keys(a) -> int:
+    from cosim.runtime import security
+    for path in security.generate(a.dir, a.names):
+        print(path)
+    return EXIT_OK
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cosim.plugins import UnknownBackend
+    from cosim.config import ConfigError
+    a = build_parser().parse_args(argv)
+    who = {"tvb-node": getattr(a, "name", "tvb"), "spiking-node": getattr(a, "name", "spiking")}.get(a.cmd, a.cmd)
+    setup_logging(a.log_level, who)
+    # SIGTERM ends a service the way Ctrl-C does: abort the run, keep the results
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if a.cmd == "run":
+            from cosim.launch.local import run_embedded
+            return run_embedded(a)
+        if a.cmd == "resume":
+            from cosim.launch.local import resume_embedded
+            return resume_embedded(a)
+        if a.cmd == "coordinator":
+            return cmd_coordinator(a)
+        if a.cmd == "tvb-node":
+            return cmd_node(a, "tvb")
+        if a.cmd == "spiking-node":
+            return cmd_node(a, "spiking")
+        if a.cmd == "watch":
+            from cosim.results.watch import resolve_address, watch
+            address, _ = resolve_address(a.address)
+            return watch(address, once=a.once, timeout_s=a.timeout, regions=a.regions, keys=a.keys, key_name=a.key_name)
+        if a.cmd == "export":
+            try:
+                from cosim.results.nwb import export_nwb
+                print(export_nwb(a.run_dir, a.nwb))
+            except ImportError as e:
+                print(f"cosim export: {e.name or e} is not installed (pip install 'brain-cosim[nwb]')", file=sys.stderr)
+                return EXIT_CONFIG
+            except (FileNotFoundError, LookupError) as e:
+                print(f"cosim export: {e}", file=sys.stderr)
+                return EXIT_CONFIG
+            return EXIT_OK
+        if a.cmd == "validate":
+            return cmd_validate(a)
+        if a.cmd == "build":
+            return cmd_build(a)
+        if a.cmd == "keys":
+            return cmd_keys(a)
+        if a.cmd == "backends":
+            return cmd_backends(a)
+        if a.cmd == "report":
+            from cosim.results.report import report
+            try:
+                return report(a.run_dir, as_json=a.json, plot=not a.no_plot)
+            except FileNotFoundError as e:
+                print(f"cosim report: {e}", file=sys.stderr)
+                return EXIT_CONFIG
+    except UnknownBackend as e:
+        print(f"cosim: {e}", file=sys.stderr)
+        return e.exit_code
+    except ConfigError as e:
+        print(f"cosim: configuration error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("cosim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Checks of a run config that need more than the config itself: files, addresses, time steps and
+the connectome (`cosim validate`, and `cosim run` before it creates the results folder).
+
+Each raises `ConfigError` with one line naming the field. Everything here is also re-checked
+where it matters at run time (the coordinator, the nodes); these make the mistakes visible
+before a run starts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cosim.config import ConfigError, RunConfig, address_problem, check_files
+
+
+def check_address(addr: str, what: str) -> None:
+    """A ZeroMQ endpoint: tcp://HOST:PORT, ipc://PATH or inproc://NAME."""
+    why = address_problem(addr)
+    if why:
+        raise ConfigError(f"{what}: {why}")
+
+
+def check_model_files(cfg: RunConfig, source: str) -> None:
+    """Every file a spiking node's params name (its backend's ``path_params``, e.g. a model file)
+    exists where it will be read."""
+    from cosim import plugins
+    for i, n in enumerate(cfg.spiking_nodes):
+        spec = plugins.get(n.backend)
+        for dotted in spec.path_params:
+            v = plugins._get(n.params or {}, dotted)
+            if isinstance(v, str) and not Path(v).expanduser().exists():
+                raise ConfigError(f"{source}: spiking_nodes[{i}].params.{dotted}: not found: {v!r}")
+
+
+def connectome_of(cfg: RunConfig) -> dict:
+    """The weights and integer delays the whole-brain node will serve: the one the launcher will
+    start (the noop stand-in when every spiking node is noop: its synthetic connectome)."""
+    from cosim import plugins
+    side = plugins.whole_brain(whole_brain_side(cfg))
+    try:
+        return side.load_connectome(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def whole_brain_side(cfg: RunConfig) -> str:
+    """Which whole-brain side a local run starts: 'noop' when every spiking node is noop, else 'tvb'."""
+    return "noop" if all(n.backend == "noop" for n in cfg.spiking_nodes) else "tvb"
+
+
+def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) -> None:
+    """Spiking regions exist, and an explicit run.window_ms is within the causal limit
+    (W <= the smallest integer delay between differently simulated regions, PROTOCOL.md §3)."""
+    from cosim.config.timing import crossing_min_delay_steps
+    con = connectome if connectome is not None else connectome_of(cfg)
+    n = con["weights"].shape[0]
+    for i, node in enumerate(cfg.spiking_nodes):
+        bad = [r for r in node.regions if r >= n]
+        if bad:
+            raise ConfigError(f"{source}: spiking_nodes[{i}].regions: region(s) {bad} do not exist "
+                              f"(the connectivity has {n} regions, 0..{n - 1})")
+    if cfg.run.window_ms is None:
+        return
+    groups = [set(nd.regions) for nd in cfg.spiking_nodes]
+    d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
+    if d is None:
+        return
+    from cosim.config.timing import window_limit_text
+    W = round(cfg.run.window_ms / cfg.tvb.dt_ms)
+    if W > max(int(d), 1):
+        raise ConfigError(f"{source}: run.window_ms: {window_limit_text(cfg.run.window_ms, int(d), cfg.tvb.dt_ms)}")
+
+
+def check_run(cfg: RunConfig, source: str, connectome: bool = True) -> None:
+    """Everything `cosim validate` checks beyond the config's own fields (addresses are checked
+    by the config itself); `connectome=False` skips loading the connectivity (~2 s)."""
+    check_files(cfg, source)
+    check_model_files(cfg, source)
+    if connectome:
+        check_window(cfg, source)
+
+
+def writable_dir(path: Path, what: str) -> None:
+    """Create `path` (and parents) and make sure files can be written in it; ConfigError if not."""
+    import os
+    import tempfile
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".cosim-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot write to {str(path)!r}: {e.strerror or e}") from None

@@ -1,0 +1,75 @@
+"""What a finished run leaves for people: summary.json, a printed summary, and plots.
+
+The summary carries the timing breakdown per service (cosim.results.breakdown) so a user sees why a
+run is slow; `cosim report RUN_DIR` prints it again for any run directory.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def write_run_outputs(out: Path, summary: dict, plots: bool = True) -> None:
+    out = Path(out)
+    try:
+        from cosim.results.breakdown import breakdown
+        summary["breakdown"] = breakdown(out)
+    except Exception as e:  # the breakdown is a convenience; the data is already safe
+        log.warning("could not compute the timing breakdown: %s", e)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if plots:
+        try:
+            from cosim.results.figures import plot_run
+            for p in plot_run(out):
+                log.info("plot written: %s", p)
+            from cosim.results.breakdown import plot_breakdown
+            log.info("plot written: %s", plot_breakdown(out))
+        except Exception as e:  # plots are a convenience; the data is already safe
+            log.warning("could not draw plots: %s", e)
+    print(format_summary(summary))
+
+
+def format_summary(s: dict, with_breakdown: bool = True) -> str:
+    lines = [f"cosim: completed {s['windows']} windows of {s['window_ms']:g} ms = {s['simulated_ms']:g} ms simulated "
+             f"in {s['wall_s']:.2f} s ({s['windows_per_s']:.0f} windows/s, real-time factor {s['real_time_factor']:.2f})"]
+    dur = s.get("duration_ms")
+    if dur is not None and abs(s["simulated_ms"] - dur) > 1e-9 * max(dur, 1):
+        lines.append(f"  run.duration_ms {dur:g} ms is not a whole number of windows: the run ends with its last "
+                     f"window at {s['simulated_ms']:g} ms")
+    t = s.get("timing", {})
+    if "window_wall_ms" in t:
+        lines.append(f"  per window: {t['window_wall_ms']:.3f} ms wall at the coordinator")
+    if with_breakdown and s.get("breakdown"):
+        from cosim.results.breakdown import format_breakdown
+        lines.append(format_breakdown(s["breakdown"]))
+    else:
+        for node, v in t.items():
+            if isinstance(v, dict):
+                lines.append(f"  {node:>12}: compute {v['compute_ms']:.3f} ms, waiting {v['wait_ms']:.3f} ms per window")
+    lines.append(f"  results: {s['results_dir']}")
+    return "\n".join(lines)
+
+
+def report(run_dir: str | Path, as_json: bool = False, plot: bool = True) -> int:
+    """`cosim report RUN_DIR`: the run's summary (if it finished) and where its time went."""
+    import json
+    out = Path(run_dir)
+    if not (out / "coordinator.h5").exists():
+        raise FileNotFoundError(f"{out}: no coordinator.h5 (not a run directory, or the run never started)")
+    from cosim.results.breakdown import breakdown, format_breakdown, plot_breakdown
+    b = breakdown(out)
+    if as_json:
+        print(json.dumps(b, indent=2))
+        return 0
+    s = out / "summary.json"
+    if s.exists():
+        print(format_summary(json.loads(s.read_text()), with_breakdown=False))
+    else:
+        print(f"cosim: {out}: no summary.json (the run did not complete); timing of the windows recorded:")
+    print(format_breakdown(b))
+    if plot:
+        print(f"  plot: {plot_breakdown(out)}")
+    return 0

@@ -1,0 +1,367 @@
+"""Sockets, framing and heartbeats shared by every service (PROTOCOL.md §2, §5, §8).
+
+- `Channel`: a node's DEALER to the coordinator's ROUTER, sending/receiving `proto.Message`.
+- `Heartbeat`: a thread with its own DEALER (`<identity>/hb`) that keeps the node visibly
+  alive while the main thread is busy simulating, and notices a vanished coordinator.
+- `RejectCounter`: counts rejected messages and logs each kind once (then at most once a minute).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+
+import zmq
+
+from cosim.proto import codec
+from cosim.proto.messages import Message, MessageType
+
+log = logging.getLogger(__name__)
+
+
+from cosim.errors import CoordinatorLost, PeerTimeout, RemoteError  # noqa: E402,F401  (re-exported)
+
+
+def printable(value, limit: int = 80) -> str:
+    """`value` as text safe for one log line: control characters (newlines that would forge a log
+    line, terminal escapes) escaped as \\n, \\x1b …, and at most `limit` characters (then
+    "…(+N chars)"). For anything a peer sent that reaches a log or a reason line."""
+    text = value if isinstance(value, str) else str(value)
+    cut = len(text) - limit
+    if cut > 0:
+        text = text[:limit]
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return out + (f"…(+{cut} chars)" if cut > 0 else "")
+
+
+class RejectCounter:
+    """Counts rejections per kind; logs the first of each kind, then at most one line per kind
+    every `every_s` seconds (a flood of hostile input must not flood the log)."""
+
+    def __init__(self, where: str, every_s: float = 60.0):
+        self.where, self.counts, self.every_s = where, Counter(), every_s
+        self._logged: dict[str, float] = {}
+
+    def reject(self, kind: str, detail: str, peer: str = "?") -> None:
+        self.counts[kind] += 1
+        n = self.counts[kind]
+        now = time.monotonic()
+        if n == 1 or now - self._logged.get(kind, now) >= self.every_s:
+            self._logged[kind] = now
+            log.warning("%s: rejected %s message from %s (%d so far): %s", self.where, printable(kind, 64),
+                        printable(peer, 80), n, printable(detail, 400))
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class _Trace:
+    """Optional per-message trace (off unless COSIM_TRACE=FILE is set): every process appends one
+    line per message sent or received, and per window computed, to FILE:
+    `<monotonic ns> <pid> <who> <send|recv|begin|end> <TYPE|step> <window> <peer> <bytes>`
+    (CLOCK_MONOTONIC is shared by the processes of one machine). Lines are buffered and appended
+    in whole-line chunks (O_APPEND), at the latest at exit. When off, `trace` is None and each
+    call site costs one global lookup."""
+
+    def __init__(self, path: str):
+        import atexit
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.buf: list[str] = []
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        atexit.register(self.flush)
+
+    def __call__(self, who: str, what: str, type_, window, peer: str = "-", nbytes: int = 0) -> None:
+        t = time.monotonic_ns()
+        name = getattr(type_, "value", type_)
+        with self.lock:
+            self.buf.append(f"{t} {self.pid} {who} {what} {name} {window} {peer} {nbytes}\n")
+            if len(self.buf) >= 512:
+                self._write()
+
+    def _write(self) -> None:
+        if self.buf:
+            data, self.buf = "".join(self.buf).encode(), []
+            os.write(self.fd, data)
+
+    def flush(self) -> None:
+        with self.lock:
+            self._write()
+
+
+trace = _Trace(os.environ["COSIM_TRACE"]) if os.environ.get("COSIM_TRACE") else None
+
+
+def identity_label(identity: bytes) -> str:
+    """A routing id as a trace names it: the node's name, plus "/hb" for its heartbeat socket."""
+    return identity.decode(errors="replace").split("#", 1)[0] + ("/hb" if identity.endswith(b"/hb") else "")
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def routing_id(name: str, token: str) -> bytes:
+    """Unique per process, so two processes claiming one name are told apart (§7)."""
+    return f"{name}#{token[:12]}".encode()
+
+
+class Channel:
+    """A DEALER with a fixed identity; one per thread."""
+
+    def __init__(self, ctx: zmq.Context, address: str, identity: bytes, curve=None,
+                 max_bytes: int = codec.DEFAULT_MAX_BYTES):
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.IDENTITY, identity)
+        self.sock.setsockopt(zmq.LINGER, 1000)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        if curve is not None:
+            curve.apply_client(self.sock)
+        self.sock.connect(address)
+        self.max_bytes = max_bytes
+        self.who = identity_label(identity)
+        self.rejects = RejectCounter(identity.decode(errors="replace"))
+        self._next_id = 0
+        self.last_encode_s = self.last_decode_s = 0.0   # codec time of the last send / recv (timing breakdown)
+
+    def send(self, msg: Message) -> None:
+        self._next_id += 1
+        msg.msg_id = self._next_id
+        t0 = time.perf_counter()
+        frames = codec.encode(msg)
+        self.last_encode_s = time.perf_counter() - t0
+        self.sock.send_multipart(frames)  # copying is faster than zero-copy for frames < ~64 kB
+        if trace is not None:
+            trace(self.who, "send", msg.type, msg.window, "coordinator", sum(map(len, frames)))
+
+    def recv(self, timeout_ms: int) -> Message | None:
+        """Next valid message, or None after timeout_ms. Malformed messages are counted and dropped."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            left = int(max(0.0, deadline - time.monotonic()) * 1000)
+            if not self.sock.poll(left):
+                return None
+            frames = self.sock.recv_multipart()
+            t0 = time.perf_counter()
+            try:
+                msg = codec.decode(frames, self.max_bytes)
+                self.last_decode_s = time.perf_counter() - t0
+                if trace is not None:
+                    trace(self.who, "recv", msg.type, msg.window, "coordinator", sum(map(len, frames)))
+                return msg
+            except codec.ProtocolError as e:
+                self.rejects.reject(type(e).__name__, str(e), "coordinator")
+
+    def close(self) -> None:
+        self.sock.close(linger=200)
+
+
+class Heartbeat(threading.Thread):
+    """Sends HEARTBEAT every interval on its own socket; sets `lost` when replies stop."""
+
+    def __init__(self, ctx: zmq.Context, address: str, identity: bytes, node: str, curve=None,
+                 interval_ms: int = 500, timeout_ms: int = 5000):
+        super().__init__(name=f"heartbeat-{node}", daemon=True)
+        self.ctx, self.address, self.identity, self.node, self.curve = ctx, address, identity, node, curve
+        self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self.last_reply = time.monotonic()
+        # the runtime's progress, sent with every heartbeat ({"done": k, "waiting": bool} while
+        # running, + until/missing): lets the coordinator repeat what a reset connection lost (§8)
+        self.status: dict = {}
+        self.acked = -10**9         # the last window whose STEP_DONE the coordinator has (heartbeat replies)
+        import collections
+        self.rtts: collections.deque = collections.deque(maxlen=9)   # seconds, the last heartbeat round trips
+
+    def set_timing(self, interval_ms: int, timeout_ms: int) -> None:
+        self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
+        self.heard()      # called on CONFIGURE: the coordinator has just been heard
+
+    def heard(self) -> None:
+        """Any message from the coordinator proves it alive (not only heartbeat replies)."""
+        self.last_reply = time.monotonic()
+
+    def run(self) -> None:
+        ch = Channel(self.ctx, self.address, self.identity + b"/hb", self.curve)
+        sent_at: dict[int, float] = {}
+        try:
+            next_send = 0.0
+            last_loop = time.monotonic()
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_send:
+                    content = dict(self.status)
+                    if self.rtts:       # the round trip to the coordinator (run.lookahead: auto uses it)
+                        content["rtt_ms"] = min(self.rtts) * 1e3    # queueing and a busy GIL only add
+                    m = Message(MessageType.HEARTBEAT, content, node=self.node)
+                    ch.send(m)
+                    sent_at = {m.msg_id: time.perf_counter()}      # only the latest one is timed
+                    next_send = now + self.interval_ms / 1000
+                wait_ms = min(self.interval_ms, 100)
+                msg = ch.recv(wait_ms)
+                now = time.monotonic()
+                if msg is not None and msg.type == MessageType.HEARTBEAT:
+                    self.last_reply = now
+                    ack = msg.content.get("ack")
+                    if isinstance(ack, int) and ack > self.acked:
+                        self.acked = ack
+                    t_sent = sent_at.pop(msg.parent_id, None)
+                    if t_sent is not None:
+                        self.rtts.append(time.perf_counter() - t_sent)
+                # the starvation guard, checked before the timeout (a stall usually ends inside
+                # recv()): if this loop took far longer than its own wait, this thread itself did not
+                # run (the main thread held the GIL: imports, JIT, a long C call; or the whole process
+                # was stopped): no evidence against the coordinator; give it a fresh timeout
+                if now - last_loop > wait_ms / 1000 + max(2 * self.interval_ms / 1000, 0.5):
+                    self.last_reply, next_send = now, 0.0
+                last_loop = now
+                if now - self.last_reply > self.timeout_ms / 1000:
+                    log.error("%s: no heartbeat from the coordinator for %d ms", self.node, self.timeout_ms)
+                    self.lost.set()
+                    return
+        finally:
+            ch.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def local_address_towards(address: str) -> str:
+    """The IP address of this machine on the route to ``address``'s host (a UDP "connect" sends
+    nothing): what peers on that network can reach this process at."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((socket.gethostbyname(host), 9))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def default_data_bind(coordinator: str, name: str, token: str) -> str:
+    """Where a node binds its data inbox when not told (protocol 3, §4.1): in-process for an
+    in-process coordinator, loopback for a loopback coordinator, else every interface."""
+    if coordinator.startswith("inproc://"):
+        return f"inproc://cosim-data-{name}-{token[:12]}"
+    host = coordinator.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return "tcp://127.0.0.1:*"
+    return "tcp://0.0.0.0:*"
+
+
+class DataPlane:
+    """A node's direct data links (protocol 3, PROTOCOL.md §4.1): the inbox it binds (PULL), where
+    producers push DATA, and one PUSH per consumer. Under CURVE the inbox is a CURVE server with
+    the node's own key pair that accepts only the keys of its producers (``allow``), and every
+    PUSH is a client that knows its consumer's public key."""
+
+    def __init__(self, ctx: zmq.Context, bind: str, advertise: str | None, coordinator: str, node: str,
+                 curve=None, max_bytes: int = codec.DEFAULT_MAX_BYTES):
+        self.ctx, self.node, self.curve, self.max_bytes = ctx, node, curve, max_bytes
+        self.inbox = ctx.socket(zmq.PULL)
+        self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        self.inbox.setsockopt(zmq.RCVHWM, 0)          # never drop a window's data (bounded by lookahead)
+        if curve is not None:
+            curve.apply_data_server(ctx, self.inbox)
+        try:
+            self.inbox.bind(bind)
+        except zmq.ZMQError as e:
+            from cosim.errors import ConfigError
+            raise ConfigError(f"--data-bind: cannot bind {bind}: {e}") from None
+        bound = self.inbox.getsockopt(zmq.LAST_ENDPOINT).decode()
+        if advertise:
+            self.address = advertise
+        elif bound.startswith("tcp://0.0.0.0:"):
+            self.address = f"tcp://{local_address_towards(coordinator)}:{bound.rsplit(':', 1)[1]}"
+        else:
+            self.address = bound
+        self.out: dict[str, zmq.Socket] = {}
+        self.rejects = RejectCounter(f"{node} data")
+        self._next_id = 0
+        self.last_encode_s = self.decode_s = 0.0
+        self.send_timeout_ms = 5000         # a consumer that takes nothing for this long is unreachable
+        self.addresses: dict[str, str] = {}
+
+    def connect(self, consumer: str, address: str, server_key: str | None = None) -> None:
+        s = self.ctx.socket(zmq.PUSH)
+        s.setsockopt(zmq.LINGER, 2000)               # the last window's DATA must leave before exit
+        s.setsockopt(zmq.SNDHWM, 0)
+        s.setsockopt(zmq.IMMEDIATE, 0)
+        if self.curve is not None:
+            self.curve.apply_data_client(s, server_key)
+        s.connect(address)
+        self.out[consumer] = s
+        self.addresses[consumer] = address
+
+    def send(self, consumer: str, window: int, signals: dict, while_blocked=None) -> None:
+        """Queue DATA for `consumer` (never blocks while its connection is up: no high-water mark).
+        With no connection to its inbox, wait for one, calling `while_blocked()` every 100 ms (the
+        runtime checks there for ABORT: a dead consumer is the coordinator's to report, by its
+        heartbeats); after `send_timeout_ms` without one the consumer is unreachable: PeerLost."""
+        self._next_id += 1
+        t0 = time.perf_counter()
+        frames = codec.encode(Message(MessageType.DATA, {"signals": signals}, node=self.node, window=window,
+                                      msg_id=self._next_id))
+        self.last_encode_s += time.perf_counter() - t0
+        sock = self.out[consumer]
+        deadline = time.monotonic() + self.send_timeout_ms / 1000
+        while True:
+            try:
+                sock.send_multipart(frames, flags=zmq.NOBLOCK)
+                break
+            except zmq.Again:
+                if time.monotonic() > deadline:
+                    from cosim.errors import PeerLost
+                    raise PeerLost(f"cannot send data to node {consumer!r} at {self.addresses[consumer]}: not "
+                                   f"reachable for {self.send_timeout_ms} ms (its data inbox; PROTOCOL.md §4.1)") from None
+                sock.poll(100, zmq.POLLOUT)
+                if while_blocked is not None:
+                    while_blocked()
+        if trace is not None:
+            trace(self.node, "send", MessageType.DATA, window, consumer, sum(map(len, frames)))
+
+    def drain(self, put, most: int = 64) -> int:
+        """Every DATA already waiting in the inbox (at most `most`), each valid one given to
+        `put`; never waits. Returns how many messages were read."""
+        n, sock = 0, self.inbox
+        while n < most and sock.get(zmq.EVENTS) & zmq.POLLIN:      # (cheaper than catching zmq.Again)
+            frames = sock.recv_multipart()
+            n += 1
+            m = self._decode(frames)
+            if m is not None:
+                put(m)
+        return n
+
+    def _decode(self, frames: list) -> Message | None:
+        t0 = time.perf_counter()
+        try:
+            msg = codec.decode(frames, self.max_bytes)
+            self.decode_s += time.perf_counter() - t0     # the runtime reports it per window (timing decode_s)
+        except codec.ProtocolError as e:
+            self.rejects.reject(type(e).__name__, str(e), "a producer")
+            return None
+        if msg.type != MessageType.DATA:
+            self.rejects.reject("UnexpectedMessage", f"{msg!r} on the data inbox", msg.node)
+            return None
+        if trace is not None:
+            trace(self.node, "recv", msg.type, msg.window, msg.node, sum(map(len, frames)))
+        return msg
+
+    def close(self) -> None:
+        for s in self.out.values():
+            s.close()
+        self.inbox.close(linger=0)

@@ -1,0 +1,70 @@
+"""Plot of the TVB node's results: whole-brain activity with the spiking regions marked.
+
+``plot(results_dir)`` reads ``<results_dir>/tvb.h5`` (raw record, else temporal average) and
+writes ``tvb_activity.png``: a heatmap of one variable (R_e by default) over time for every
+region, spiking regions marked, and below it the traces of the spiking regions.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def plot(results_dir: str | Path, var: str = "R_e", max_columns: int = 2000,
+         name: str = "tvb_activity.png") -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results_dir = Path(results_dir)
+    path = results_dir / "tvb.h5"
+    if not path.is_file():
+        raise FileNotFoundError(f"no TVB results at {path}")
+    with h5py.File(path, "r") as f:
+        group = next((g for g in ("raw", "tavg") if g in f and var in f[g] and f[g]["time_ms"].shape[0]), None)
+        if group is None:
+            raise ValueError(f"{path}: no recorded {var!r} in raw or tavg")
+        t = f[group]["time_ms"][:]
+        step = max(1, int(np.ceil(t.size / max_columns)))
+        t = t[::step]
+        x = f[group][var][::step]
+        spiking = [int(r) for r in np.atleast_1d(f.attrs.get("spiking_regions", []))]
+        labels = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs.get("region_labels", [])]
+        completed = bool(f.attrs.get("completed", False))
+    n = x.shape[1]
+    unit = "Hz" if var.startswith("R") else ""
+    fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(11, 8), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1.4]})
+    im = ax0.imshow(x.T, aspect="auto", origin="lower", interpolation="nearest", cmap="viridis",
+                    extent=(t[0], t[-1], -0.5, n - 0.5))
+    fig.colorbar(im, ax=ax0, label=f"{var} {unit}".strip(), pad=0.01)
+    for r in spiking:
+        ax0.axhline(r, color="w", lw=0.6, ls="--")
+    if spiking:
+        ax0.set_yticks(spiking)
+        ax0.set_yticklabels([f"{r} {labels[r]}" if r < len(labels) else str(r) for r in spiking], fontsize=7)
+    ax0.set_ylabel("region (spiking marked)")
+    ax0.set_title(f"TVB {var} ({group}){'' if completed else ' — run did not complete'}", fontsize=10)
+    for r in spiking:
+        ax1.plot(t, x[:, r], lw=0.8, label=f"{r} {labels[r]}" if r < len(labels) else str(r))
+    if not spiking:
+        ax1.plot(t, x.mean(axis=1), lw=0.8, label="mean over regions")
+    ax1.set_xlabel("time (ms)")
+    ax1.set_ylabel(f"{var} {unit}".strip())
+    ax1.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    out = results_dir / name
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    log.info("wrote %s", out)
+    return out
+
+
+def plot_results(results_dir: str | Path) -> list[Path]:
+    """Entry point used by ``cosim.results.figures.plot_run``."""
+    return [plot(results_dir)]
