@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from cosim.config import parse_config
-from cosim.services.tvb_node.windowed import build_simulator
 
+pytestmark = [pytest.mark.system, pytest.mark.tvb]
 DURATION_MS = 500.0
 
 
 def tvb_alone(cfg_dict: dict, region_params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    from cosim.services.tvb_node.windowed import build_simulator
     cfg = parse_config(cfg_dict)
     sim = build_simulator(cfg.tvb, cfg.run.seed, region_params)
     np.random.seed(cfg.run.seed)   # the deterministic integrator draws the initial history from it

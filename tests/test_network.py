@@ -21,6 +21,8 @@ from cosim.launch.local import free_port
 from harness import Services, check_prefix, log_time, read_results, ref_config, record_fault
 from tcp_proxy import TcpProxy
 
+pytestmark = [pytest.mark.system, pytest.mark.tvb]
+
 HB_MS = 1000
 DURATION = 200        # ms: 41 windows of 4.9 ms
 W = 49

@@ -11,6 +11,8 @@ import pytest
 
 from psutil_free import cosim_processes
 
+pytestmark = [pytest.mark.system, pytest.mark.netpyne, pytest.mark.tvb]
+
 
 def cfg(**params):
     base = {"network": {"n_exc": 40, "n_inh": 12}}

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+pytestmark = [pytest.mark.system, pytest.mark.netpyne, pytest.mark.tvb]
 MODELS = Path(__file__).resolve().parent / "models"
 LAYOUTS = ["tutorial", "srclayout", "rxd_json", "saved", "templates", "indexed"]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.mpi
+pytestmark = [pytest.mark.system, pytest.mark.mpi, pytest.mark.netpyne]
 
 
 def _drive(n: int, tmp: Path, tag: str, *extra: str) -> dict:
