@@ -69,6 +69,7 @@ def test_validate_refuses_checkpoints_for_a_backend_that_cannot(tmp_path, backen
     assert _cosim("validate", str(path)).returncode == 0
 
 
+@pytest.mark.tvb
 def test_resume_refusals_are_one_line(tmp_path):
     p = _cosim("resume", str(tmp_path / "nope"))
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [
