@@ -23,11 +23,14 @@ COMPOSE = REPO.parent / "shared" / "tools" / "compose"     # this machine's comp
 
 
 def _missing_modules(*names: str) -> str | None:
-    """None if every module can be found (found, not imported: importing TVB takes seconds)."""
+    """None if every module can be found (found, not imported: importing TVB takes seconds).
+    A namespace package does not count: tests/nest and tests/netpyne are folders on sys.path, so
+    without NEST ``import nest`` finds tests/nest (an installed package always wins over them)."""
     gone = []
     for name in names:
         try:
-            found = importlib.util.find_spec(name) is not None
+            spec = importlib.util.find_spec(name)
+            found = spec is not None and spec.origin is not None
         except (ImportError, ValueError):        # a parent package missing, or hidden
             found = False
         if not found:

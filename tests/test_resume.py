@@ -54,6 +54,7 @@ def _cosim(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "cosim.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
+@pytest.mark.tvb         # it ends by validating resume_config(), a reference-backend config
 @pytest.mark.parametrize("backend", ["noop", pytest.param("nest", marks=pytest.mark.nest)])
 def test_validate_refuses_checkpoints_for_a_backend_that_cannot(tmp_path, backend):
     """NEST has no state save: its spec says checkpoint=False (noop: nothing to save, not worth it)."""
