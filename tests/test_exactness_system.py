@@ -28,7 +28,8 @@ def tvb_alone(cfg_dict: dict, region_params: dict | None = None) -> tuple[np.nda
 # reference node's dynamics differ from TVB's stand-in for those regions, so only correctly timed
 # exchange keeps TVB's regions exact (issue "Reliability II" §3; a too-long window is then a
 # mismatch: test_exactness_inprocess.py::test_too_long_window_is_a_mismatch_when_dynamics_differ)
-@pytest.mark.parametrize("regions,iext", [([33, 71], None), ([0, 1, 40], None), ([33, 71], 0.1), ([3, 41, 40], 0.1)])
+@pytest.mark.parametrize("regions,iext", [([33, 71], None), pytest.param([0, 1, 40], None, marks=pytest.mark.slow),
+                                          pytest.param([33, 71], 0.1, marks=pytest.mark.slow), ([3, 41, 40], 0.1)])
 def test_reference_cosimulation_equals_tvb_alone(cosim, regions, iext):
     cfg = {"run": {"name": "exact", "duration_ms": DURATION_MS, "seed": 3},
            "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": regions,

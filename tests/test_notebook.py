@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.system, pytest.mark.netpyne, pytest.mark.tvb]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.netpyne, pytest.mark.tvb]
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")

@@ -97,6 +97,7 @@ def test_cosim_run_with_the_plugin(tmp_path):
     assert (r.out / "spiking_spiking.png").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.brian2
 @pytest.mark.nest

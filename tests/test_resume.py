@@ -27,7 +27,8 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.tvb
-@pytest.mark.parametrize("seed", [11, 12, 13, 14, 15])
+@pytest.mark.parametrize("seed", [11, 12, 13, pytest.param(14, marks=pytest.mark.slow),
+                                  pytest.param(15, marks=pytest.mark.slow)])   # 11-13: each victim once
 def test_killed_run_resumed_equals_the_uninterrupted_one(tmp_path, reference, seed):
     rng = random.Random(seed)
     victim = ["coordinator", "tvb", "spiking"][seed % 3]      # each service is killed; the moment is random
@@ -120,6 +121,7 @@ def netpyne_reference(tmp_path_factory):
     return uninterrupted(netpyne_config(), tmp_path_factory.mktemp("np_uninterrupted"))
 
 
+@pytest.mark.slow
 @pytest.mark.netpyne
 @pytest.mark.tvb
 @pytest.mark.parametrize("victim", ["spiking", "coordinator"])

@@ -61,6 +61,7 @@ def test_run_completes_with_results_and_plots_and_is_reproducible(cosim, plain):
     assert not cosim_processes(str(a.out)) and not cosim_processes(str(b.out))
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_two_mpi_ranks_exchange_the_same_as_one(tmp_path, plain):
     from conftest import run_cosim

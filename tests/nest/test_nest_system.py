@@ -84,6 +84,7 @@ def _mixed(cosim, tmp_path, tag, silence=None):
     return r.out
 
 
+@pytest.mark.slow
 @pytest.mark.netpyne
 def test_mixed_run_couples_nest_and_netpyne_both_ways(cosim, tmp_path):
     base = _mixed(cosim, tmp_path, "base")

@@ -16,6 +16,7 @@ import yaml
 pytestmark = [pytest.mark.system, pytest.mark.netpyne, pytest.mark.tvb]
 MODELS = Path(__file__).resolve().parent / "models"
 LAYOUTS = ["tutorial", "srclayout", "rxd_json", "saved", "templates", "indexed"]
+QUICK = {"tutorial", "templates"}    # -m "not slow": a plain model, and one with templates, mechanisms and plots
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def tree(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if "__pycache__" not in p.parts}
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", [p if p in QUICK else pytest.param(p, marks=pytest.mark.slow) for p in LAYOUTS])
 def test_layout_runs_unchanged(layout, tmp_path, mech_cache):
     folder = MODELS / layout
     before = tree(folder)
