@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 import pytest
 
-pytestmark = [pytest.mark.system, pytest.mark.tvb]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.tvb]
 
 REPO = Path(__file__).resolve().parents[1]
 

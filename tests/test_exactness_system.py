@@ -69,6 +69,7 @@ def test_reference_cosimulation_equals_tvb_alone(cosim, regions, iext):
             assert np.array_equal(got[:m], ref[:m, i][:, regions]), f"spiking.h5 raw/{v} differs from TVB alone"
 
 
+@pytest.mark.slow
 def test_exact_over_the_latency_proxy_with_lookahead(tmp_path):
     """Protocol 3 with lookahead m = 2 and EVERY link of both nodes (coordinator links and the
     direct data links) through a delay proxy with jitter: still TVB alone, bit for bit (the

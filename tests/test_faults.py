@@ -156,6 +156,7 @@ def test_slow_node_is_not_killed(cosim):
     assert "completed 2 windows" in r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.tvb
 def test_node_restarted_during_setup_replaces_its_registration(tmp_path, clean):
     """A node killed while it builds its simulator and started again under the same name takes
@@ -230,7 +231,7 @@ def _kill_coordinator_of(out, when, got: dict) -> None:
 
 
 @pytest.mark.tvb
-@pytest.mark.parametrize("phase", ["running", "setup"])
+@pytest.mark.parametrize("phase", ["running", pytest.param("setup", marks=pytest.mark.slow)])
 def test_coordinator_death_is_reported_by_cosim_run(cosim, tmp_path, phase):
     """`cosim run` whose coordinator is SIGKILLed: exit 1 (documented: the run failed) and a line
     saying the coordinator died, how, and how many windows are kept. Before the fix: exit 247

@@ -60,6 +60,7 @@ def test_delay_and_jitter_change_nothing(tmp_path, clean):
         assert px.stats["bytes"] > 0
 
 
+@pytest.mark.slow
 def test_short_cut_is_survived(tmp_path, clean):
     """Held for 40 % of the heartbeat timeout, twice: TCP keeps the connections, nothing is lost."""
     px, s = _proxied(tmp_path, ref_config(DURATION, hb_timeout_ms=HB_MS))
@@ -74,6 +75,7 @@ def test_short_cut_is_survived(tmp_path, clean):
         _complete_and_equal(s, tmp_path, clean)
 
 
+@pytest.mark.slow
 def test_connection_resets_are_survived(tmp_path, clean):
     """RST on every connection at random moments: ZeroMQ reconnects; lost messages are repeated."""
     rng = random.Random(3)

@@ -26,6 +26,7 @@ def _export(run_dir, path):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.netpyne
 @pytest.mark.tvb

@@ -27,10 +27,11 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.tvb
-@pytest.mark.parametrize("seed", [11, 12, 13])      # each service killed once, at a random moment
+@pytest.mark.parametrize("seed", [11] + [pytest.param(s, marks=pytest.mark.slow) for s in (12, 13)])   # one victim each
 def test_killed_run_resumed_equals_the_uninterrupted_one(tmp_path, reference, seed):
-    """Three seeds, one per victim (seeds 14 and 15 killed the spiking node and the coordinator a
-    second time; the many random kills are bench/resume.py's 20-kill loop, not the suite's)."""
+    """Three seeds, one per victim: the spiking node in the quick loop, the others in the full
+    suite (slow). Seeds 14 and 15 killed the spiking node and the coordinator a second time; the
+    many random kills are bench/resume.py's 20-kill loop, not the suite's."""
     rng = random.Random(seed)
     victim = ["coordinator", "tvb", "spiking"][seed % 3]      # each service is killed; the moment is random
     got = kill_and_resume(resume_config(), tmp_path, victim, rng)

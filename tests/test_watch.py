@@ -131,6 +131,7 @@ def test_watch_once_shows_the_run_and_watchers_never_disturb_it(tmp_path):
     assert not cosim_processes(str(watched))
 
 
+@pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.tvb
 def test_watch_with_curve_keys(tmp_path):

@@ -97,6 +97,7 @@ def test_silencing_one_source_changes_only_the_trains_of_its_targets(tmp_path):
     assert not np.array_equal(base["coupling"][:, 1], quiet["coupling"][:, 1])
 
 
+@pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.tvb
 def test_real_run_each_link_carries_tvbs_rate_of_its_source_delayed(cosim):

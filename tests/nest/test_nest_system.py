@@ -49,6 +49,7 @@ def _user_cfg(tmp_path, populations) -> dict:
     return cfg
 
 
+@pytest.mark.slow
 def test_user_nest_file_runs(cosim, tmp_path):
     r = cosim(_user_cfg(tmp_path, {"E": {"region": 34, "role": "exc"}, "I": {"region": 34, "role": "inh"}}))
     _ok(r)

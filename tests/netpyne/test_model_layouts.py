@@ -16,7 +16,7 @@ import yaml
 pytestmark = [pytest.mark.system, pytest.mark.netpyne, pytest.mark.tvb]
 MODELS = Path(__file__).resolve().parent / "models"
 LAYOUTS = ["tutorial", "srclayout", "rxd_json", "saved", "templates", "indexed"]
-QUICK = {"tutorial", "templates"}    # -m "not slow": a plain model, and one with templates, mechanisms and plots
+QUICK = {"templates"}    # -m "not slow": the layout with templates, mechanisms and plots
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,7 @@ def test_silencing_one_source_changes_only_the_trains_of_its_targets(tmp_path):
     np.testing.assert_array_equal(base["rate"][:, [0, 1]], quiet["rate"][:, [0, 1]])
 
 
+@pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.tvb
 def test_real_run_each_link_carries_tvbs_rate_of_its_source_delayed(cosim):

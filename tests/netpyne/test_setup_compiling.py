@@ -32,6 +32,7 @@ def test_setup_clock_stands_still_while_a_node_compiles(monkeypatch):
     assert not c.compiling and c.paused_at is None
 
 
+@pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.netpyne
 @pytest.mark.tvb
