@@ -47,9 +47,10 @@ def clean(tmp_path_factory):
 
 
 @pytest.mark.tvb
-@pytest.mark.parametrize("victim,seed", [("spiking", 1), ("tvb", 3), ("coordinator", 5)] + [  # each victim once; again:
-    pytest.param(v, s, marks=pytest.mark.slow) for v, s in (("spiking", 2), ("tvb", 4), ("coordinator", 6))])
+@pytest.mark.parametrize("victim,seed", [("spiking", 1), ("tvb", 3), ("coordinator", 5)])
 def test_kill_at_a_random_window_keeps_a_clean_prefix(tmp_path, clean, victim, seed):
+    """Each service killed once at a random moment (seeds 2, 4 and 6 killed each a second time, at
+    another moment: the same checks again; repeated random kills belong in a soak, not the suite)."""
     rng = random.Random(seed)
     with Services(ref_config(DURATION, hb_timeout_ms=HB_MS), tmp_path).start_all() as s:
         s.wait_running()
