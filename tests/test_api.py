@@ -85,6 +85,7 @@ def test_a_failed_run_raises_run_failed_with_the_reason(tmp_path):
     assert not cosim_processes(str(tmp_path / "fail"))
 
 
+@pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.tvb
 def test_interrupting_a_blocking_run_stops_it_and_keeps_results(tmp_path):

@@ -36,6 +36,7 @@ def test_tvb_side_under_the_preset():
     assert type(w.sim.integrator).__name__ == "HeunStochastic"
 
 
+@pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.tvb
 def test_reference_cosimulation_equals_tvb_alone_under_the_preset(cosim):

@@ -94,6 +94,7 @@ def test_disk_full_mid_run_aborts_naming_the_cause(tmp_path):
     print(json.dumps({"windows_kept": n, "reason": fails[0]}))
 
 
+@pytest.mark.slow
 @pytest.mark.tvb
 def test_disk_full_with_every_node_writing_leaves_consistent_marked_files(tmp_path):
     """Reference backend: the TVB node's tvb.h5 (76 regions per step) fills the disk first. The

@@ -28,7 +28,7 @@ def tvb_alone(cfg_dict: dict, region_params: dict | None = None) -> tuple[np.nda
 # reference node's dynamics differ from TVB's stand-in for those regions, so only correctly timed
 # exchange keeps TVB's regions exact (issue "Reliability II" §3; a too-long window is then a
 # mismatch: test_exactness_inprocess.py::test_too_long_window_is_a_mismatch_when_dynamics_differ)
-@pytest.mark.parametrize("regions,iext", [([33, 71], None), ([3, 41, 40], 0.1)])
+@pytest.mark.parametrize("regions,iext", [pytest.param([33, 71], None, marks=pytest.mark.slow), ([3, 41, 40], 0.1)])
 def test_reference_cosimulation_equals_tvb_alone(cosim, regions, iext):
     """Through real processes once per kind: the default regions as TVB's stand-in has them, and
     three regions with an I_ext of their own (the strong case). Region sets [0, 1, 40] without and

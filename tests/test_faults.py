@@ -47,7 +47,7 @@ def clean(tmp_path_factory):
 
 
 @pytest.mark.tvb
-@pytest.mark.parametrize("victim,seed", [("spiking", 1), ("tvb", 3), ("coordinator", 5)])
+@pytest.mark.parametrize("victim,seed", [("spiking", 1), pytest.param("tvb", 3, marks=pytest.mark.slow), ("coordinator", 5)])
 def test_kill_at_a_random_window_keeps_a_clean_prefix(tmp_path, clean, victim, seed):
     """Each service killed once at a random moment (seeds 2, 4 and 6 killed each a second time, at
     another moment: the same checks again; repeated random kills belong in a soak, not the suite)."""

@@ -95,6 +95,7 @@ def test_connection_resets_are_survived(tmp_path, clean):
     assert resets >= 2
 
 
+@pytest.mark.slow
 def test_long_cut_aborts_cleanly(tmp_path):
     """Cut (connections held) for 3 heartbeat timeouts: the coordinator fails the run naming a node,
     the nodes conclude the coordinator is gone; every process exits by itself, in bounded time."""

@@ -42,6 +42,7 @@ def test_killed_run_resumed_equals_the_uninterrupted_one(tmp_path, reference, se
     assert_equal_results(read_results(tmp_path), reference)
 
 
+@pytest.mark.slow
 @pytest.mark.tvb
 def test_corrupted_newest_checkpoint_falls_back_to_the_previous(tmp_path, reference):
     rng = random.Random(7)
@@ -87,6 +88,7 @@ def test_resume_refusals_are_one_line(tmp_path):
     assert p.returncode == 2 and "the run completed; nothing to resume" in p.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.tvb
 def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
     """Protocol 2 added CHECKPOINT: a node of protocol 1 is refused at REGISTER, in words."""
@@ -149,6 +151,7 @@ def test_netpyne_configurations_that_cannot_checkpoint_are_refused_by_validate(t
         f"mpi_ranks > 1 (checkpoints save one NEURON process)"]
 
 
+@pytest.mark.slow
 @pytest.mark.tvb
 def test_a_node_started_with_resume_refuses_a_fresh_run(tmp_path):
     """Services started one by one: `--resume RUN_DIR` on a node means "only join a resumed run";

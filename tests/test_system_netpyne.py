@@ -75,6 +75,7 @@ def test_two_mpi_ranks_exchange_the_same_as_one(tmp_path, plain):
         assert np.array_equal(e1[k], e2[k]), k
 
 
+@pytest.mark.slow
 def test_silencing_the_input_lowers_the_proxy_rate(tmp_path, plain):
     from conftest import run_cosim
     (tmp_path / "off").mkdir()

@@ -200,6 +200,7 @@ def test_addresses_resolve_from_run_directories(tmp_path, monkeypatch):
         resolve_address("nonsense")
 
 
+@pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.tvb
 def test_a_watch_region_that_does_not_exist_is_one_line(tmp_path):

@@ -104,6 +104,7 @@ def test_failure_is_one_line_and_exit_2_from_validate_and_run(kind, tmp_path, me
     assert not (tmp_path / "out").exists()          # cosim run stopped before starting any service
 
 
+@pytest.mark.slow
 def test_unexpected_node_error_leaves_its_traceback_in_the_log(tmp_path, mech_cache):
     """A model that loads but breaks NetPyNE while the node builds it (a weight NetPyNE cannot
     evaluate): exit 1, one line that says where the traceback is, and the traceback there."""
