@@ -128,10 +128,12 @@ def netpyne_reference(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.netpyne
 @pytest.mark.tvb
-@pytest.mark.parametrize("victim", ["spiking", "coordinator"])
+@pytest.mark.parametrize("victim", ["spiking"])
 def test_netpyne_killed_run_resumed_equals_spike_for_spike(tmp_path, netpyne_reference, victim):
     """NEURON SaveState (with the relays' queued Poisson events) + generators, proxy, counters:
-    the resumed run has the same spikes (and therefore the same exchanged signals)."""
+    the resumed run has the same spikes (and therefore the same exchanged signals). The spiking
+    node (whose NEURON state is the point) is the victim; killing the coordinator instead was one
+    more NetPyNE run of the same resume path (bench/resume.py --backend netpyne kills each 20 times)."""
     got = kill_and_resume(netpyne_config(), tmp_path, victim,
                           random.Random(len(victim)))
     assert got["resumed_from"] == got["expected_from"], got

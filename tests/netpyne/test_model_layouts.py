@@ -83,8 +83,11 @@ FAILURES = {   # kind -> (how to break the tutorial config, text the one line mu
     "dt does not divide": (lambda mf, d: None, "params.dt_ms: 0.03 ms does not divide tvb.dt_ms"),
 }
 
+# -m "not slow": a missing file, a wrong mapping, a mod file that does not compile, a model that raises
+QUICK_FAILURES = {"missing model file", "unknown population", "mod does not compile", "model raises"}
 
-@pytest.mark.parametrize("kind", list(FAILURES))
+
+@pytest.mark.parametrize("kind", [k if k in QUICK_FAILURES else pytest.param(k, marks=pytest.mark.slow) for k in FAILURES])
 def test_failure_is_one_line_and_exit_2_from_validate_and_run(kind, tmp_path, mech_cache):
     cfg = yaml.safe_load((MODELS / "tutorial" / "cosim.yaml").read_text())
     params = cfg["spiking_nodes"][0]["params"]
