@@ -1,7 +1,15 @@
-"""Shared fixtures: run `cosim` as a real subprocess with a config written from a dict."""
+"""Shared fixtures (run `cosim` as a real subprocess with a config written from a dict) and the
+test markers' meaning: a test marked with a simulator (or tool) that this machine lacks is skipped
+with the reason, before it imports anything (pyproject.toml registers the markers; README, "Tests
+and benchmarks", lists them). In CI (``CI`` set) nothing is skipped for a missing simulator: the
+test runs and fails on the import, so a green CI never hides a missing install step.
+"""
 from __future__ import annotations
 
+import importlib.util
 import os
+import resource
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,6 +19,132 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+COMPOSE = REPO.parent / "shared" / "tools" / "compose"     # this machine's compose wrapper (podman)
+
+
+def _missing_modules(*names: str) -> str | None:
+    """None if every module can be found (found, not imported: importing TVB takes seconds).
+    A namespace package does not count: tests/nest and tests/netpyne are folders on sys.path, so
+    without NEST ``import nest`` finds tests/nest (an installed package always wins over them)."""
+    gone = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+            found = spec is not None and spec.origin is not None
+        except (ImportError, ValueError):        # a parent package missing, or hidden
+            found = False
+        if not found:
+            gone.append(name)
+    return f"{', '.join(gone)} not installed" if gone else None
+
+
+def _missing_programs(*names: str) -> str | None:
+    gone = [n for n in names if shutil.which(n) is None]
+    return f"{', '.join(gone)} not on PATH" if gone else None
+
+
+def _netns() -> str | None:
+    try:
+        from netns import available
+    except ImportError:
+        from tests.netns import available
+    return available()          # root, iproute2, and a namespace can be made
+
+
+def _compose() -> str | None:
+    if not COMPOSE.is_file():
+        return f"{COMPOSE} not found (this machine's compose wrapper)"
+    return _missing_programs("podman")
+
+
+#: marker -> what it needs: a function giving None when present, else the reason it is missing
+NEEDS = {
+    "tvb": lambda: _missing_modules("tvb.simulator", "tvb_data"),
+    "netpyne": lambda: _missing_modules("netpyne", "neuron"),
+    "nest": lambda: _missing_modules("nest"),
+    "brian2": lambda: _missing_modules("brian2", "cosim_brian2"),
+    "mpi": lambda: _missing_programs("mpiexec") or _missing_modules("mpi4py"),
+    "netns": _netns,
+    "compose": _compose,
+}
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and of every child it has waited for (services, mpiexec ranks)."""
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def require(marker: str) -> None:
+    """For a test module that imports a simulator (or a module importing one) at import time,
+    called before those imports: skips the whole module, with the reason, where the simulator is
+    missing. In CI it does nothing, so the import fails loudly."""
+    why = None if os.environ.get("CI") else NEEDS[marker]()
+    if why:
+        pytest.skip(f"needs {marker}: {why}", allow_module_level=True)
+
+
+class _Durations:
+    """Each test's CPU seconds (setup, call, teardown) go into the JUnit XML beside its wall time
+    (property ``cpu_s``), and ``--slowest N`` prints the N slowest tests with both: on a shared
+    machine the wall time says how busy the machine was, the CPU time what the test costs. A
+    plugin object, so that it sees every test, the brian2 plugin's outside tests/ too."""
+
+    def __init__(self):
+        self.start: dict[str, float] = {}
+        self.rows: dict[str, list] = {}          # nodeid -> [wall s, CPU s, outcome]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        self.start[item.nodeid] = _cpu_s()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        if call.when == "teardown" and item.nodeid in self.start:
+            cpu = _cpu_s() - self.start.pop(item.nodeid)
+            item.user_properties.append(("cpu_s", f"{cpu:.2f}"))
+            self.rows.setdefault(item.nodeid, [0.0, 0.0, "passed"])[1] = cpu
+        yield
+
+    def pytest_runtest_logreport(self, report):
+        row = self.rows.setdefault(report.nodeid, [0.0, 0.0, "passed"])
+        row[0] += report.duration
+        if report.outcome != "passed" and row[2] == "passed":
+            row[2] = report.outcome
+
+    def pytest_terminal_summary(self, terminalreporter, config):
+        n = config.getoption("slowest")
+        if not n or not self.rows:
+            return
+        wall, cpu = (sum(r[i] for r in self.rows.values()) for i in (0, 1))
+        tr = terminalreporter
+        tr.section(f"slowest {min(n, len(self.rows))} tests (wall and CPU seconds; CPU counts child processes)")
+        tr.write_line(f"all {len(self.rows)} tests: {wall:.0f} s wall, {cpu:.0f} s CPU")
+        for nodeid, (w, c, outcome) in sorted(self.rows.items(), key=lambda kv: -kv[1][0])[:n]:
+            tr.write_line(f"{w:8.1f} {c:8.1f}  {nodeid}{'' if outcome == 'passed' else f'  ({outcome})'}")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slowest", type=int, default=0, metavar="N",
+                     help="print the N slowest tests with their wall and CPU seconds")
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_Durations(), "cosim-durations")
+
+
+@pytest.hookimpl(trylast=True)      # after -m/-k deselection: probe only what the selected tests need
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("CI"):
+        return
+    why: dict[str, str | None] = {}
+    for item in items:
+        for name in NEEDS:
+            if item.get_closest_marker(name) is not None:
+                if name not in why:
+                    why[name] = NEEDS[name]()
+                if why[name]:
+                    item.add_marker(pytest.mark.skip(reason=f"needs {name}: {why[name]}"))
 
 
 @dataclass

@@ -22,6 +22,7 @@ from psutil_free import cosim_processes
 REF = {"spiking_nodes.0.backend": "reference", "run.progress": False}
 
 
+@pytest.mark.system
 def test_import_is_cheap_and_lazy():
     code = ("import sys, cosim; assert cosim.run and cosim.load; "
             "heavy = [m for m in ('neuron', 'tvb', 'xarray', 'pandas', 'netpyne') if m in sys.modules]; "
@@ -30,6 +31,8 @@ def test_import_is_cheap_and_lazy():
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stderr + p.stdout
 
 
+@pytest.mark.system
+@pytest.mark.tvb
 def test_run_blocking_returns_labelled_results(tmp_path):
     r = cosim.run(duration_ms=100, out=tmp_path / "ref", set=REF, run__seed=7)
     assert isinstance(r, cosim.Results) and r.completed and r.summary["windows"] == 21
@@ -52,6 +55,8 @@ def test_run_blocking_returns_labelled_results(tmp_path):
     assert not cosim_processes(str(tmp_path / "ref"))
 
 
+@pytest.mark.system
+@pytest.mark.tvb
 def test_run_in_background_reports_progress_and_stops(tmp_path):
     h = cosim.run(duration_ms=20000, out=tmp_path / "bg", set=REF, block=False)
     try:
@@ -69,6 +74,8 @@ def test_run_in_background_reports_progress_and_stops(tmp_path):
     assert not cosim_processes(str(tmp_path / "bg"))
 
 
+@pytest.mark.system
+@pytest.mark.tvb
 def test_a_failed_run_raises_run_failed_with_the_reason(tmp_path):
     with pytest.raises(cosim.RunFailed) as e:
         cosim.run(duration_ms=50, out=tmp_path / "fail", progress=False,
@@ -78,6 +85,9 @@ def test_a_failed_run_raises_run_failed_with_the_reason(tmp_path):
     assert not cosim_processes(str(tmp_path / "fail"))
 
 
+@pytest.mark.slow
+@pytest.mark.system
+@pytest.mark.tvb
 def test_interrupting_a_blocking_run_stops_it_and_keeps_results(tmp_path):
     """Ctrl-C (or a Jupyter kernel interrupt: SIGINT) in cosim.run → RunInterrupted, nothing left running."""
     out = tmp_path / "int"
@@ -99,12 +109,14 @@ def test_interrupting_a_blocking_run_stops_it_and_keeps_results(tmp_path):
     assert not cosim_processes(str(out))
 
 
+@pytest.mark.unit
 def test_bad_override_raises_config_error(tmp_path):
     with pytest.raises(cosim.ConfigError, match="duration_ms"):
         cosim.run(duration_ms=-5, out=tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.unit
 def test_load_refuses_a_directory_without_results(tmp_path):
     with pytest.raises(FileNotFoundError, match="no results"):
         cosim.load(tmp_path)

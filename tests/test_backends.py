@@ -26,6 +26,7 @@ def _cli(*args, env=None, cwd=None, timeout=120):
                           env={**os.environ, **(env or {})}, cwd=cwd)
 
 
+@pytest.mark.unit
 def test_builtin_backends_are_entry_points_of_cosim():
     reg = plugins.registry()
     for name in BUILTIN:
@@ -33,6 +34,10 @@ def test_builtin_backends_are_entry_points_of_cosim():
         assert reg[name].distribution == "brain-cosim" and reg[name].version
 
 
+@pytest.mark.system
+@pytest.mark.nest
+@pytest.mark.netpyne
+@pytest.mark.tvb
 def test_cosim_backends_lists_them_with_versions():
     p = _cli("backends")
     assert p.returncode == 0, p.stderr
@@ -62,6 +67,7 @@ def ghost_plugin(tmp_path):
     return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
 
 
+@pytest.mark.system
 def test_a_plugin_appears_once_installed(ghost_plugin):
     p = _cli("backends", env=ghost_plugin)
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("ghost "))
@@ -69,6 +75,10 @@ def test_a_plugin_appears_once_installed(ghost_plugin):
     assert "pip install cosim-ghost[sim]" in line
 
 
+@pytest.mark.system
+@pytest.mark.nest      # the line lists every installed backend: all four must be
+@pytest.mark.netpyne
+@pytest.mark.tvb
 def test_missing_simulator_is_one_line_naming_the_extra(ghost_plugin, tmp_path):
     p = _cli("run", "--set", "spiking_nodes.0.backend=ghost", "--set", "run.duration_ms=10",
              "--out", str(tmp_path / "out"), env=ghost_plugin, cwd=tmp_path)
@@ -81,6 +91,10 @@ def test_missing_simulator_is_one_line_naming_the_extra(ghost_plugin, tmp_path):
     assert not (tmp_path / "out").exists(), "a refused run leaves no results folder"
 
 
+@pytest.mark.system
+@pytest.mark.nest      # the line lists every installed backend: all four must be
+@pytest.mark.netpyne
+@pytest.mark.tvb
 def test_unknown_backend_is_one_line_listing_the_installed(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"spiking_nodes": [{"backend": "neuronn", "regions": [1]}]}))
@@ -91,6 +105,7 @@ def test_unknown_backend_is_one_line_listing_the_installed(tmp_path):
     assert all(n in lines[0] for n in BUILTIN)
 
 
+@pytest.mark.unit
 def test_missing_module_check():
     spec = plugins.BackendSpec(name="x", params="a:b", adapter="a:c", requires=("json", "no_such_mod_xyz"),
                                 install="pip install x")
@@ -99,6 +114,7 @@ def test_missing_module_check():
         spec.ensure_installed()
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("name", BUILTIN)
 def test_params_validate_without_the_simulator(name):
     """The coordinator validates every node's params; its image has no simulator."""
@@ -108,6 +124,7 @@ def test_params_validate_without_the_simulator(name):
     assert p.returncode == 0, p.stderr[-2000:]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", BUILTIN)
 def test_container_image_follows_compose(name):
     """compose.yaml builds services/<backend>_node/Dockerfile as cosim-<backend>:latest."""
@@ -119,6 +136,7 @@ def test_container_image_follows_compose(name):
     assert "image: cosim-${COSIM_BACKEND:-netpyne}:latest" in compose
 
 
+@pytest.mark.unit
 def test_core_names_no_backend():
     """cosim/ imports no spiking backend and uses no backend's name as a value in code (docstrings
     and comments may mention them); the one name is the documented default of the config."""

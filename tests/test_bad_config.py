@@ -23,6 +23,7 @@ import yaml
 from psutil_free import cosim_processes
 
 PY = [sys.executable, "-m", "cosim.cli"]
+pytestmark = [pytest.mark.system]       # `cosim validate` / `cosim run` as processes
 
 
 def base() -> dict:
@@ -120,6 +121,21 @@ STATIC = [
 ]
 
 
+def _params(table: list) -> list:
+    """The cases for parametrize; one whose config has a NetPyNE node needs NetPyNE (its checks run)."""
+    out = []
+    for name, case, words in table:
+        needs = []
+        if not isinstance(case, str):
+            c = copy.deepcopy(base())
+            case(c)
+            nodes = c.get("spiking_nodes")
+            if isinstance(nodes, list) and any(isinstance(n, dict) and n.get("backend") == "netpyne" for n in nodes):
+                needs = [pytest.mark.netpyne]
+        out.append(pytest.param(name, case, words, id=name, marks=needs))
+    return out
+
+
 def _write(tmp_path, case) -> str:
     p = tmp_path / "bad.yaml"
     if isinstance(case, str):
@@ -142,7 +158,7 @@ def _check_refusal(p: subprocess.CompletedProcess, words: list[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("name,case,words", STATIC, ids=[c[0] for c in STATIC])
+@pytest.mark.parametrize("name,case,words", _params(STATIC))
 def test_static_mistakes_are_refused_by_validate(tmp_path, name, case, words):
     p = subprocess.run(PY + ["validate", _write(tmp_path, case)], capture_output=True, text=True, timeout=60)
     _check_refusal(p, words)
@@ -179,7 +195,7 @@ RUNTIME = [
 ]
 
 
-@pytest.mark.parametrize("name,case,words", RUNTIME, ids=[c[0] for c in RUNTIME])
+@pytest.mark.parametrize("name,case,words", _params(RUNTIME))
 def test_mistakes_found_at_setup_are_refused_by_run(tmp_path, name, case, words):
     busy = None
     if isinstance(case, str):               # a port held by someone else
@@ -197,6 +213,7 @@ def test_mistakes_found_at_setup_are_refused_by_run(tmp_path, name, case, words)
     assert not cosim_processes(str(out))
 
 
+@pytest.mark.tvb
 def test_window_longer_than_the_causal_limit_of_the_default_connectome(tmp_path):
     """The TVB connectome (tvb-data's 76 regions, regions 33 and 71): the smallest crossing delay
     is 49 steps (4.9 ms): 5.0 ms is refused by validate, 4.9 ms passes."""
@@ -218,6 +235,7 @@ def test_refused_run_leaves_no_results_folder(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.tvb
 def test_refused_at_setup_leaves_no_results_folder(tmp_path):
     """Refused only once the nodes run (a node rejects its parameters while building): exit 2,
     no window simulated, and the folder the launcher created is removed."""

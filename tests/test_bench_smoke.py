@@ -9,6 +9,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+import pytest
+
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.tvb]
 
 REPO = Path(__file__).resolve().parents[1]
 

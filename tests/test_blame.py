@@ -22,6 +22,7 @@ HB_MS = 2000
 
 # protocol 3: the producer's runtime checks its outputs before they leave (consumers check what they
 # receive too, and the coordinator the copy): every bad value is named at once as the producer's
+@pytest.mark.system
 @pytest.mark.parametrize("bad,words", [("nan", "bad outputs"), ("inf", "bad outputs"), ("huge", "bad outputs"),
                                        ("float32", "bad outputs")])
 def test_bad_values_are_blamed_on_their_producer_at_once(cosim, bad, words):
@@ -46,6 +47,7 @@ def test_bad_values_are_blamed_on_their_producer_at_once(cosim, bad, words):
     print(f"{bad}: whole cosim run {wall:.1f} s")
 
 
+@pytest.mark.unit
 def test_routing_check_outputs_refuses_bad_values():
     from cosim.runtime.adapter import SignalSpec
     from cosim.services.coordinator.routing import check_outputs
@@ -81,6 +83,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.system
 def test_refused_message_of_a_registered_node_is_named_at_once(tmp_path):
     cfg = noop_cfg(duration_ms=16 * 0.1 * 20, hb_interval_ms=100, hb_timeout_ms=HB_MS)
     with Services(cfg, tmp_path) as s:

@@ -10,6 +10,8 @@ import pytest
 
 from cosim.runtime import checkpoint as ck
 
+pytestmark = [pytest.mark.unit]
+
 
 def _make(run, k, cfg_hash="h", payload=b"state"):
     d = ck.begin(run, k)

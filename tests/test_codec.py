@@ -9,6 +9,8 @@ import pytest
 from cosim.proto import PROTOCOL_VERSION, SIGNATURE, Message, MessageType as T, decode, encode
 from cosim.proto.codec import MalformedMessage, MessageTooLarge, UnknownType, VersionMismatch
 
+pytestmark = [pytest.mark.unit]
+
 
 def step_done(arr=None):
     arr = np.arange(32.0).reshape(16, 2) if arr is None else arr

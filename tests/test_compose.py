@@ -29,7 +29,7 @@ from cosim.launch.run import free_port
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO.parent / "shared" / "tools" / "compose"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.compose, pytest.mark.timeout(2400)]
 
 
 def _compose_available() -> str | None:

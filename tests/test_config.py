@@ -5,6 +5,8 @@ import pytest
 
 from cosim.config import ConfigError, load_config, parse_config
 
+pytestmark = [pytest.mark.unit]
+
 REPO = Path(__file__).resolve().parents[1]
 
 

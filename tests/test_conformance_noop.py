@@ -1,5 +1,9 @@
 """The noop backend passes the conformance kit (it is what the protocol benchmarks use)."""
+import pytest
+
 from cosim.sdk.conformance import BackendConformance
+
+pytestmark = [pytest.mark.tvb]      # in-process; the kit takes TVB's connectome
 
 
 class TestNoop(BackendConformance):

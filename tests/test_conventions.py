@@ -3,11 +3,12 @@ settings win, and that the TVB side stays exact under it (reference backend vs T
 zero history given to tvb-library as its own full-length initial conditions)."""
 import h5py
 import numpy as np
+import pytest
 
 from cosim.config import parse_config
-from cosim.services.tvb_node.windowed import WindowedTVB, build_simulator
 
 
+@pytest.mark.unit
 def test_preset_fills_the_toolboxs_conventions_and_explicit_settings_win():
     cfg = parse_config({"tvb": {"conventions": "tvb-multiscale", "model": {"G": 3.0}}})
     t = cfg.tvb
@@ -25,7 +26,9 @@ def test_preset_fills_the_toolboxs_conventions_and_explicit_settings_win():
     assert parse_config({}).tvb.weights_scaling == "none"                  # the default is untouched
 
 
+@pytest.mark.tvb
 def test_tvb_side_under_the_preset():
+    from cosim.services.tvb_node.windowed import WindowedTVB
     w = WindowedTVB({"conventions": "tvb-multiscale"}, 42)
     assert w.weights.max() == 1.0 and not np.diag(w.weights).any()
     assert not w.initial.S_e.any() and not w.initial.S_i.any()
@@ -33,7 +36,11 @@ def test_tvb_side_under_the_preset():
     assert type(w.sim.integrator).__name__ == "HeunStochastic"
 
 
+@pytest.mark.slow
+@pytest.mark.system
+@pytest.mark.tvb
 def test_reference_cosimulation_equals_tvb_alone_under_the_preset(cosim):
+    from cosim.services.tvb_node.windowed import build_simulator
     duration = 300.0
     cfg = {"run": {"name": "exact", "duration_ms": duration, "seed": 3}, "tvb": {"conventions": "tvb-multiscale"},
            "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": [33, 71]}]}
@@ -56,6 +63,7 @@ def test_reference_cosimulation_equals_tvb_alone_under_the_preset(cosim):
     assert S_e[:m].std(axis=0).min() > 0                         # the noise is on (stochastic Heun)
 
 
+@pytest.mark.unit
 def test_the_toolbox_example_config_says_what_docs_science_says():
     from pathlib import Path
     from cosim.config import load_config

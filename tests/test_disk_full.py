@@ -23,8 +23,9 @@ import yaml
 from cosim.launch.run import free_port
 from cosim.runtime.store import open_h5
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
-                                reason="needs root and unshare (a private tmpfs)")
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
+                                 reason="needs root and unshare (a private tmpfs)")]
 
 PY = [sys.executable, "-m", "cosim.cli"]
 
@@ -93,6 +94,8 @@ def test_disk_full_mid_run_aborts_naming_the_cause(tmp_path):
     print(json.dumps({"windows_kept": n, "reason": fails[0]}))
 
 
+@pytest.mark.slow
+@pytest.mark.tvb
 def test_disk_full_with_every_node_writing_leaves_consistent_marked_files(tmp_path):
     """Reference backend: the TVB node's tvb.h5 (76 regions per step) fills the disk first. The
     node that cannot write is named with the cause at once; nobody crashes (before: SIGSEGV in

@@ -10,6 +10,9 @@ import sys
 import yaml
 
 from conftest import noop_config
+import pytest
+
+pytestmark = [pytest.mark.system]
 
 PY = [sys.executable, "-m", "cosim.cli"]
 
@@ -28,6 +31,7 @@ def test_nothing_crossing_runs_in_ordinary_windows(cosim):
     assert "nothing crosses between nodes" in log, log
 
 
+@pytest.mark.tvb
 def test_smallest_delay_of_zero_steps_is_named_as_such(tmp_path):
     """Conduction so fast that every delay rounds to 0 steps: the largest causal window is 1 step;
     the refusal says the delay is 0 steps (it said '1 steps')."""

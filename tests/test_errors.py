@@ -6,6 +6,7 @@ import pytest
 from cosim import errors
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("exc,code", [
     (errors.ConfigError("x"), 2), (errors.RunFailed("x"), 1), (errors.RunFailed("x", 2), 2),
     (errors.NodeFailed("x"), 1), (errors.RunAborted("x"), 1), (errors.CoordinatorLost("x"), 1),
@@ -16,6 +17,7 @@ def test_every_error_carries_its_exit_code(exc, code):
     assert isinstance(exc, errors.CosimError) and exc.exit_code == code
 
 
+@pytest.mark.unit
 def test_the_old_names_are_the_same_classes():
     """Modules re-export the hierarchy's classes rather than defining their own."""
     import cosim.api
@@ -29,6 +31,7 @@ def test_the_old_names_are_the_same_classes():
     assert isinstance(errors.ConfigError("x"), ValueError)      # pydantic validators raise it as a ValueError
 
 
+@pytest.mark.system
 def test_a_refused_node_exits_with_the_errors_code(tmp_path):
     """A node refused at REGISTER (no coordinator speaks for that name) exits 2, from the error's code."""
     import subprocess

@@ -14,13 +14,16 @@ import h5py
 import numpy as np
 import pytest
 
-import tvb  # noqa: F401,E402  (a missing install must fail, not skip)
+from conftest import require
+
+require("tvb")      # before the imports below (the TVB node needs tvb-library)
 
 from cosim.runtime.adapter import RunContext, SignalSpec  # noqa: E402
 from lockstep_inprocess import run_lockstep  # noqa: E402
 from cosim.services.reference_node.adapter import ReferenceAdapter  # noqa: E402
 from cosim.services.tvb_node.adapter import TVBAdapter  # noqa: E402
 
+pytestmark = [pytest.mark.tvb]
 SEED = 42
 ALL_PROXY_VARS = ("S_i", "R_e", "R_i")
 

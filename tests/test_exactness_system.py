@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 from cosim.config import parse_config
-from cosim.services.tvb_node.windowed import build_simulator
 
+pytestmark = [pytest.mark.system, pytest.mark.tvb]
 DURATION_MS = 500.0
 
 
 def tvb_alone(cfg_dict: dict, region_params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    from cosim.services.tvb_node.windowed import build_simulator
     cfg = parse_config(cfg_dict)
     sim = build_simulator(cfg.tvb, cfg.run.seed, region_params)
     np.random.seed(cfg.run.seed)   # the deterministic integrator draws the initial history from it
@@ -27,8 +28,12 @@ def tvb_alone(cfg_dict: dict, region_params: dict | None = None) -> tuple[np.nda
 # reference node's dynamics differ from TVB's stand-in for those regions, so only correctly timed
 # exchange keeps TVB's regions exact (issue "Reliability II" §3; a too-long window is then a
 # mismatch: test_exactness_inprocess.py::test_too_long_window_is_a_mismatch_when_dynamics_differ)
-@pytest.mark.parametrize("regions,iext", [([33, 71], None), ([0, 1, 40], None), ([33, 71], 0.1), ([3, 41, 40], 0.1)])
+@pytest.mark.parametrize("regions,iext", [pytest.param([33, 71], None, marks=pytest.mark.slow), ([3, 41, 40], 0.1)])
 def test_reference_cosimulation_equals_tvb_alone(cosim, regions, iext):
+    """Through real processes once per kind: the default regions as TVB's stand-in has them, and
+    three regions with an I_ext of their own (the strong case). Region sets [0, 1, 40] without and
+    [33, 71] with an I_ext of their own were two more runs of this path; region sets and lags are
+    covered in-process (test_inprocess_runtime.py, test_exactness_inprocess.py, test_lookahead.py)."""
     cfg = {"run": {"name": "exact", "duration_ms": DURATION_MS, "seed": 3},
            "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": regions,
                               "params": {"model": {"I_ext": iext}} if iext is not None else {}}]}
@@ -67,6 +72,7 @@ def test_reference_cosimulation_equals_tvb_alone(cosim, regions, iext):
             assert np.array_equal(got[:m], ref[:m, i][:, regions]), f"spiking.h5 raw/{v} differs from TVB alone"
 
 
+@pytest.mark.slow
 def test_exact_over_the_latency_proxy_with_lookahead(tmp_path):
     """Protocol 3 with lookahead m = 2 and EVERY link of both nodes (coordinator links and the
     direct data links) through a delay proxy with jitter: still TVB alone, bit for bit (the

@@ -10,9 +10,23 @@ import pytest
 from cosim.launch import command_lines
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.system]        # `cosim validate` as a process
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def _examples() -> list:
+    """Each example, marked with what its validation needs: its backends' simulators, and TVB
+    (the connectome) unless every node is noop."""
+    from cosim.config import load_config
+    out = []
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        backends = {n.backend for n in load_config(path).spiking_nodes}
+        needs = [getattr(pytest.mark, b) for b in sorted(backends & {"netpyne", "nest", "brian2"})]
+        needs += [] if backends == {"noop"} else [pytest.mark.tvb]
+        out.append(pytest.param(path, id=path.name, marks=needs))
+    return out
+
+
+@pytest.mark.parametrize("path", _examples())
 def test_example_validates(path, tmp_path):
     p = subprocess.run(command_lines.cosim_cmd() + ["validate", str(path)], capture_output=True, text=True,
                        timeout=180, cwd=tmp_path)

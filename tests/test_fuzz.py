@@ -22,6 +22,9 @@ import numpy as np
 from cosim.runtime.store import open_h5
 from fuzzlib import FakeNode, Fuzzer
 from harness import Services, noop_cfg, wait_for
+import pytest
+
+pytestmark = [pytest.mark.system]
 
 N_FUZZ = 20_000
 MAX_BYTES = 1 << 20

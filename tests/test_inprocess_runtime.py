@@ -11,14 +11,19 @@ import numpy as np
 import pytest
 
 from cosim.launch.inprocess import run_inprocess
-from cosim.services.reference_node.adapter import ReferenceAdapter
-from cosim.services.tvb_node.adapter import TVBAdapter
-from test_exactness_inprocess import ALL_PROXY_VARS, SEED, tvb_alone
 
 IEXT = 0.1
 
 
+def _nodes(**tvb):
+    """The TVB node and the reference node (imported here: the TVB node needs tvb-library)."""
+    from cosim.services.reference_node.adapter import ReferenceAdapter
+    from cosim.services.tvb_node.adapter import TVBAdapter
+    return {"tvb": TVBAdapter(**tvb), "spiking": ReferenceAdapter()}
+
+
 def _config(regions, duration_ms, lag):
+    from test_exactness_inprocess import SEED       # tvb_alone's seed (that module needs tvb-library)
     return {"run": {"duration_ms": duration_ms, "seed": SEED, "lookahead": lag, "progress": False},
             "tvb": {"integrator": {"kind": "heun_deterministic"}},
             "coordinator": {"heartbeat_interval_ms": 200, "heartbeat_timeout_ms": 10_000},
@@ -26,11 +31,13 @@ def _config(regions, duration_ms, lag):
                                "params": {"model": {"I_ext": IEXT}}}]}
 
 
+@pytest.mark.system      # the real coordinator and runtime, over ZeroMQ's in-process transport
+@pytest.mark.tvb
 @pytest.mark.parametrize("lag", [1, 2, 4])
 def test_reference_equals_tvb_alone_through_the_real_runtime(tmp_path, lag):
+    from test_exactness_inprocess import ALL_PROXY_VARS, tvb_alone
     regions = [3, 41, 40]                     # smallest crossing delay 29 steps
-    summary = run_inprocess(_config(regions, 120.0, lag), {
-        "tvb": TVBAdapter(record_proxy_vars=ALL_PROXY_VARS), "spiking": ReferenceAdapter()}, tmp_path)
+    summary = run_inprocess(_config(regions, 120.0, lag), _nodes(record_proxy_vars=ALL_PROXY_VARS), tmp_path)
     W, K = summary["steps_per_window"], summary["windows"]
     assert W == 29 // lag and K * W >= 1200
     alone = tvb_alone(K * W, {r: IEXT for r in regions})
@@ -46,13 +53,15 @@ def test_reference_equals_tvb_alone_through_the_real_runtime(tmp_path, lag):
     assert np.abs(tvb_alone(200)[:, 0, regions] - alone[:200, 0, regions]).max() > 1e-3
 
 
+@pytest.mark.system
+@pytest.mark.tvb
 def test_a_lookahead_that_does_not_fit_is_refused(tmp_path):
     from cosim.errors import RunFailed
     with pytest.raises(RunFailed, match="run.lookahead: 30 windows"):
-        run_inprocess(_config([3, 41, 40], 20.0, 30), {"tvb": TVBAdapter(), "spiking": ReferenceAdapter()},
-                      tmp_path)
+        run_inprocess(_config([3, 41, 40], 20.0, 30), _nodes(), tmp_path)
 
 
+@pytest.mark.unit
 def test_lookahead_auto_model():
     """run.lookahead: auto (cosim.services.coordinator.setup.choose_lag): no latency → plain lockstep;
     latency comparable to the compute of D steps → look ahead; the chosen lag's modelled time
@@ -65,21 +74,25 @@ def test_lookahead_auto_model():
     assert choose_lag(5e-3, 8e-3, 2) <= 2                                        # never beyond the delay
 
 
+@pytest.mark.system
+@pytest.mark.tvb
 def test_lookahead_auto_in_process_is_lockstep(tmp_path):
     """In one process the round trip is microseconds: auto picks m = 1 and says why."""
     cfg = _config([3, 41, 40], 20.0, "auto")
-    summary = run_inprocess(cfg, {"tvb": TVBAdapter(), "spiking": ReferenceAdapter()}, tmp_path)
+    summary = run_inprocess(cfg, _nodes(), tmp_path)
     assert summary["lookahead"] == 1 and summary["lookahead_reason"].startswith("auto: one-way latency")
     assert summary["steps_per_window"] == 29
 
 
+@pytest.mark.system
+@pytest.mark.tvb
 def test_a_window_too_long_for_the_lookahead_is_refused(tmp_path):
     """run.window_ms with run.lookahead: m windows of it must fit in the smallest crossing delay."""
     from cosim.errors import RunFailed
     cfg = _config([3, 41, 40], 20.0, 2)
     cfg["run"]["window_ms"] = 2.0                   # 2 × 20 steps > 29
     with pytest.raises(RunFailed, match=r"run.window_ms: 2 ms windows with run.lookahead 2 need 40 steps") as e:
-        run_inprocess(cfg, {"tvb": TVBAdapter(), "spiking": ReferenceAdapter()}, tmp_path)
+        run_inprocess(cfg, _nodes(), tmp_path)
     assert e.value.exit_code == 2
     cfg["run"]["window_ms"] = 1.4                   # 2 × 14 steps ≤ 29: runs
-    assert run_inprocess(cfg, {"tvb": TVBAdapter(), "spiking": ReferenceAdapter()}, tmp_path / "ok")["steps_per_window"] == 14
+    assert run_inprocess(cfg, _nodes(), tmp_path / "ok")["steps_per_window"] == 14

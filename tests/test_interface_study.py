@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.netpyne, pytest.mark.tvb]
 
 REPO = Path(__file__).resolve().parents[1]
 

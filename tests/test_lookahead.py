@@ -11,7 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-import tvb  # noqa: F401  (a missing install must fail, not skip)
+from conftest import require
+
+require("tvb")      # before the imports below (the TVB node needs tvb-library)
 
 from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, split_initial_outputs
 from cosim.sdk.spiking_input import CouplingInput, PerSourceInput
@@ -21,6 +23,7 @@ from cosim.services.tvb_node.adapter import CouplingPlan, TVBAdapter
 from test_exactness_inprocess import (ALL_PROXY_VARS, SEED, _bypass_causality_guard, assert_exact,
                                       check_coupling_signals, run_case, tvb_alone)
 
+pytestmark = [pytest.mark.tvb]
 HET = {"spiking": [3, 41, 40]}      # D = 29: 3 <-> 41 cross to TVB ... and inside the node
 TWO = {"a": [3], "b": [41, 33]}     # D = 16: 3 (node a) <-> 41 (node b)
 

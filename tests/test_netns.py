@@ -29,7 +29,7 @@ try:
 except ImportError:                      # tests/ is on sys.path, not the repository
     from netns import Lab, available, leftovers
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.netns, pytest.mark.timeout(600)]
 PY = [sys.executable, "-m", "cosim.cli"]
 
 
@@ -73,7 +73,8 @@ def _node_keys(keys: Path, name: str, dest: Path) -> Path:
     return dest
 
 
-@pytest.mark.parametrize("backend,curve", [("noop", False), ("noop", True), ("reference", False)])
+@pytest.mark.parametrize("backend,curve", [("noop", False), ("noop", True),
+                                           pytest.param("reference", False, marks=pytest.mark.tvb)])
 def test_three_namespaces_match_loopback(lab, tmp_path, backend, curve):
     keys = None
     if curve:

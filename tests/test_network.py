@@ -21,6 +21,8 @@ from cosim.launch.run import free_port
 from harness import Services, check_prefix, log_time, read_results, ref_config, record_fault
 from tcp_proxy import TcpProxy
 
+pytestmark = [pytest.mark.system, pytest.mark.tvb]
+
 HB_MS = 1000
 DURATION = 200        # ms: 41 windows of 4.9 ms
 W = 49
@@ -58,6 +60,7 @@ def test_delay_and_jitter_change_nothing(tmp_path, clean):
         assert px.stats["bytes"] > 0
 
 
+@pytest.mark.slow
 def test_short_cut_is_survived(tmp_path, clean):
     """Held for 40 % of the heartbeat timeout, twice: TCP keeps the connections, nothing is lost."""
     px, s = _proxied(tmp_path, ref_config(DURATION, hb_timeout_ms=HB_MS))
@@ -72,6 +75,7 @@ def test_short_cut_is_survived(tmp_path, clean):
         _complete_and_equal(s, tmp_path, clean)
 
 
+@pytest.mark.slow
 def test_connection_resets_are_survived(tmp_path, clean):
     """RST on every connection at random moments: ZeroMQ reconnects; lost messages are repeated."""
     rng = random.Random(3)
@@ -91,6 +95,7 @@ def test_connection_resets_are_survived(tmp_path, clean):
     assert resets >= 2
 
 
+@pytest.mark.slow
 def test_long_cut_aborts_cleanly(tmp_path):
     """Cut (connections held) for 3 heartbeat timeouts: the coordinator fails the run naming a node,
     the nodes conclude the coordinator is gone; every process exits by itself, in bounded time."""

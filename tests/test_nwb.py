@@ -26,6 +26,10 @@ def _export(run_dir, path):
     return path
 
 
+@pytest.mark.slow
+@pytest.mark.system
+@pytest.mark.netpyne
+@pytest.mark.tvb
 def test_default_example_exports_valid_nwb_with_the_same_spikes(cosim, tmp_path):
     run = cosim({"run": {"duration_ms": 100.0}}, "--no-plots")      # the default example, shortened
     assert run.code == 0, run.stderr[-2000:]
@@ -53,6 +57,8 @@ def test_default_example_exports_valid_nwb_with_the_same_spikes(cosim, tmp_path)
         assert nwb.processing["tvb"]["regions"]["simulated_by"][33] == "spiking"
 
 
+@pytest.mark.system
+@pytest.mark.tvb
 def test_reference_run_exports_without_units(cosim, tmp_path):
     run = cosim({"run": {"duration_ms": 50.0}, "spiking_nodes": [{"name": "spiking", "backend": "reference",
                                                                    "regions": [33, 71]}]}, "--no-plots")
@@ -65,6 +71,7 @@ def test_reference_run_exports_without_units(cosim, tmp_path):
         assert "spiking_state_R_e" in nwb.processing["exchange"].data_interfaces
 
 
+@pytest.mark.system
 def test_export_of_a_directory_without_results_is_one_line(tmp_path):
     p = subprocess.run(PY + ["export", str(tmp_path), "--nwb", str(tmp_path / "x.nwb")], capture_output=True,
                        text=True, timeout=60)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from conftest import REPO, run_cosim
 
@@ -47,6 +48,7 @@ def brian2_config(duration_ms: float = 100.0) -> dict:
                                "params": {"network": {"n_exc": 60, "n_inh": 20}}}]}
 
 
+@pytest.mark.brian2      # the plugin's distribution installed
 def test_the_plugin_is_installed_as_its_own_distribution():
     assert _installed(), f"{DIST} is not installed: pip install {PLUGIN.relative_to(REPO)}"
     eps = [ep for ep in md.entry_points(group="cosim.backends") if ep.name == "brian2"]
@@ -57,6 +59,8 @@ def test_the_plugin_is_installed_as_its_own_distribution():
     assert Path(cosim.__file__).parent not in Path(cosim_brian2.__file__).parents
 
 
+@pytest.mark.system
+@pytest.mark.brian2
 def test_cosim_backends_lists_it_with_distribution_and_version():
     p = subprocess.run([sys.executable, "-m", "cosim.cli", "backends"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -66,6 +70,9 @@ def test_cosim_backends_lists_it_with_distribution_and_version():
     assert f"Brian2 {md.version('brian2')}" in line, line      # the simulator's version too
 
 
+@pytest.mark.system
+@pytest.mark.brian2
+@pytest.mark.tvb
 def test_cosim_run_with_the_plugin(tmp_path):
     r = run_cosim(brian2_config(), tmp_path, timeout=300)
     assert r.code == 0, r.stderr[-3000:]
@@ -90,6 +97,11 @@ def test_cosim_run_with_the_plugin(tmp_path):
     assert (r.out / "spiking_spiking.png").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.system
+@pytest.mark.brian2
+@pytest.mark.nest
+@pytest.mark.tvb
 def test_mixed_run_with_nest_feeds_the_plugin_the_nest_region_rates(tmp_path):
     cfg = {"run": {"name": "mixed", "duration_ms": 60.0, "seed": 3},
            "spiking_nodes": [
@@ -116,6 +128,8 @@ def test_mixed_run_with_nest_feeds_the_plugin_the_nest_region_rates(tmp_path):
     np.testing.assert_allclose(from_nest, expected, rtol=0, atol=1e-9)
 
 
+@pytest.mark.system
+@pytest.mark.brian2
 def test_missing_brian2_is_one_line_with_the_install_hint(tmp_path):
     # find_spec("brian2") is None when sys.modules holds None for it: Brian2 "not installed"
     # for the cosim process and every node it starts (PYTHONPATH carries this sitecustomize)
@@ -131,6 +145,7 @@ def test_missing_brian2_is_one_line_with_the_install_hint(tmp_path):
     assert "brian2" in lines[0] and "not installed" in lines[0] and "pip install ./examples/plugins/cosim-brian2" in lines[0]
 
 
+@pytest.mark.unit
 def test_the_plugin_imports_nothing_from_services():
     sources = sorted(PLUGIN.rglob("*.py"))
     assert any(p.name == "adapter.py" for p in sources)
@@ -147,6 +162,7 @@ def test_the_plugin_imports_nothing_from_services():
     assert not bad, "the outside plugin reaches into cosim's services: " + "; ".join(bad)
 
 
+@pytest.mark.brian2      # the plugin installed (its params validate)
 def test_the_readme_config_validates():
     import yaml
     from cosim.config import parse_config

@@ -18,14 +18,20 @@ import yaml
 from harness import read_results
 from resumelib import assert_equal_results, kill_and_resume, netpyne_config, resume_config, uninterrupted
 
+pytestmark = [pytest.mark.system]
+
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     return uninterrupted(resume_config(), tmp_path_factory.mktemp("uninterrupted"))
 
 
-@pytest.mark.parametrize("seed", [11, 12, 13, 14, 15])
+@pytest.mark.tvb
+@pytest.mark.parametrize("seed", [11] + [pytest.param(s, marks=pytest.mark.slow) for s in (12, 13)])   # one victim each
 def test_killed_run_resumed_equals_the_uninterrupted_one(tmp_path, reference, seed):
+    """Three seeds, one per victim: the spiking node in the quick loop, the others in the full
+    suite (slow). Seeds 14 and 15 killed the spiking node and the coordinator a second time; the
+    many random kills are bench/resume.py's 20-kill loop, not the suite's."""
     rng = random.Random(seed)
     victim = ["coordinator", "tvb", "spiking"][seed % 3]      # each service is killed; the moment is random
     got = kill_and_resume(resume_config(), tmp_path, victim, rng)
@@ -36,6 +42,8 @@ def test_killed_run_resumed_equals_the_uninterrupted_one(tmp_path, reference, se
     assert_equal_results(read_results(tmp_path), reference)
 
 
+@pytest.mark.slow
+@pytest.mark.tvb
 def test_corrupted_newest_checkpoint_falls_back_to_the_previous(tmp_path, reference):
     rng = random.Random(7)
     got = kill_and_resume(resume_config(), tmp_path, "spiking", rng, after_checkpoints=2, kill_within_s=0.05,
@@ -50,7 +58,8 @@ def _cosim(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "cosim.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
-@pytest.mark.parametrize("backend", ["noop", "nest"])
+@pytest.mark.tvb         # it ends by validating resume_config(), a reference-backend config
+@pytest.mark.parametrize("backend", ["noop", pytest.param("nest", marks=pytest.mark.nest)])
 def test_validate_refuses_checkpoints_for_a_backend_that_cannot(tmp_path, backend):
     """NEST has no state save: its spec says checkpoint=False (noop: nothing to save, not worth it)."""
     cfg = resume_config(backend=backend, regions=(3, 5))
@@ -65,6 +74,7 @@ def test_validate_refuses_checkpoints_for_a_backend_that_cannot(tmp_path, backen
     assert _cosim("validate", str(path)).returncode == 0
 
 
+@pytest.mark.tvb
 def test_resume_refusals_are_one_line(tmp_path):
     p = _cosim("resume", str(tmp_path / "nope"))
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [
@@ -78,6 +88,8 @@ def test_resume_refusals_are_one_line(tmp_path):
     assert p.returncode == 2 and "the run completed; nothing to resume" in p.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.tvb
 def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
     """Protocol 2 added CHECKPOINT: a node of protocol 1 is refused at REGISTER, in words."""
     import zmq
@@ -110,14 +122,18 @@ def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def netpyne_reference(tmp_path_factory):
-    pytest.importorskip("netpyne")
     return uninterrupted(netpyne_config(), tmp_path_factory.mktemp("np_uninterrupted"))
 
 
-@pytest.mark.parametrize("victim", ["spiking", "coordinator"])
+@pytest.mark.slow
+@pytest.mark.netpyne
+@pytest.mark.tvb
+@pytest.mark.parametrize("victim", ["spiking"])
 def test_netpyne_killed_run_resumed_equals_spike_for_spike(tmp_path, netpyne_reference, victim):
     """NEURON SaveState (with the relays' queued Poisson events) + generators, proxy, counters:
-    the resumed run has the same spikes (and therefore the same exchanged signals)."""
+    the resumed run has the same spikes (and therefore the same exchanged signals). The spiking
+    node (whose NEURON state is the point) is the victim; killing the coordinator instead was one
+    more NetPyNE run of the same resume path (bench/resume.py --backend netpyne kills each 20 times)."""
     got = kill_and_resume(netpyne_config(), tmp_path, victim,
                           random.Random(len(victim)))
     assert got["resumed_from"] == got["expected_from"], got
@@ -126,8 +142,8 @@ def test_netpyne_killed_run_resumed_equals_spike_for_spike(tmp_path, netpyne_ref
     assert_equal_results(res, netpyne_reference)
 
 
+@pytest.mark.netpyne
 def test_netpyne_configurations_that_cannot_checkpoint_are_refused_by_validate(tmp_path):
-    pytest.importorskip("netpyne")
     cfg = resume_config(backend="netpyne", params={"mpi_ranks": 2})
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -137,6 +153,8 @@ def test_netpyne_configurations_that_cannot_checkpoint_are_refused_by_validate(t
         f"mpi_ranks > 1 (checkpoints save one NEURON process)"]
 
 
+@pytest.mark.slow
+@pytest.mark.tvb
 def test_a_node_started_with_resume_refuses_a_fresh_run(tmp_path):
     """Services started one by one: `--resume RUN_DIR` on a node means "only join a resumed run";
     a coordinator starting afresh is refused in words (the run: exit 2, a configuration error)."""

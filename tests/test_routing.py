@@ -5,6 +5,8 @@ import pytest
 from cosim.runtime.adapter import SignalSpec as S
 from cosim.services.coordinator.routing import PlanError, check_outputs, plan, route
 
+pytestmark = [pytest.mark.unit]
+
 
 def owners():
     o = {r: "tvb" for r in range(6)}

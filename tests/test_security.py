@@ -22,6 +22,7 @@ from cosim.runtime import security
 from cosim.config import ConfigError
 from cosim.launch.run import free_port
 
+
 PY = [sys.executable, "-m", "cosim.cli"]
 
 
@@ -53,6 +54,7 @@ def procs():
         p.wait(timeout=10)
 
 
+@pytest.mark.unit
 def test_generate_writes_pairs_and_authorized(tmp_path):
     paths = security.generate(tmp_path / "k", ["coordinator", "tvb", "spiking"])
     k = tmp_path / "k"
@@ -70,6 +72,7 @@ def test_generate_writes_pairs_and_authorized(tmp_path):
     assert (k / "tvb.key").read_bytes() == before and (k / "authorized" / "extra.key").is_file()
 
 
+@pytest.mark.unit
 def test_missing_keys_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="no keys folder"):
         security.server_from_dir(None)
@@ -80,6 +83,7 @@ def test_missing_keys_are_config_errors(tmp_path):
         security.client_from_dir(tmp_path, "tvb")
 
 
+@pytest.mark.system
 def test_curve_run_completes(tmp_path):
     keys = tmp_path / "keys"
     subprocess.run(PY + ["keys", str(keys)], check=True, timeout=60, capture_output=True)
@@ -94,6 +98,7 @@ def test_curve_run_completes(tmp_path):
         assert f["signals/spiking/state/S_e"].shape[0] > 0
 
 
+@pytest.mark.system
 def test_foreign_key_is_refused_and_run_proceeds(tmp_path, procs):
     keys, rogue = tmp_path / "keys", tmp_path / "rogue"
     security.generate(keys, ["coordinator", "tvb", "spiking"])
@@ -128,6 +133,7 @@ def test_foreign_key_is_refused_and_run_proceeds(tmp_path, procs):
         assert f.attrs["n_windows"] > 0 and f["signals/spiking/state/S_e"].shape[0] > 0
 
 
+@pytest.mark.system
 def test_accepted_messages_carry_the_key_name_as_user_id(tmp_path):
     """The ZAP handler maps an authorized key to its name: a receiver can bind names to keys."""
     security.generate(tmp_path, ["coordinator", "tvb"])
@@ -151,6 +157,7 @@ def test_accepted_messages_carry_the_key_name_as_user_id(tmp_path):
         ctx.term()
 
 
+@pytest.mark.system
 def test_an_authorized_key_cannot_register_under_another_nodes_name(tmp_path, procs):
     """The tvb node's own (authorized) key used to claim the name 'spiking' is refused."""
     keys = tmp_path / "keys"
@@ -173,6 +180,7 @@ def test_an_authorized_key_cannot_register_under_another_nodes_name(tmp_path, pr
     assert coord.wait(timeout=60) == 0, (tmp_path / "coordinator.log").read_text()[-3000:]
 
 
+@pytest.mark.system
 def test_plaintext_attempts_under_curve_are_logged_rate_limited_and_counted(tmp_path, procs):
     """Clients without CURVE never reach the protocol (libzmq refuses them in the handshake); the
     coordinator now sees them through a socket monitor: one log line for the first, counted in
@@ -212,6 +220,7 @@ def test_plaintext_attempts_under_curve_are_logged_rate_limited_and_counted(tmp_
     assert counts.get("PlaintextConnection", 0) >= 30, counts
 
 
+@pytest.mark.system
 def test_register_fields_cannot_forge_or_flood_log_lines(tmp_path, procs):
     """REGISTER fields reach the log: a newline in `host` must not start a forged line, 100 kB must
     not land as one line, and a refused name is shown escaped and bounded too."""
@@ -249,6 +258,7 @@ def test_register_fields_cannot_forge_or_flood_log_lines(tmp_path, procs):
     assert "evil\\n2026" in log                   # shown, escaped
 
 
+@pytest.mark.system
 def test_data_inbox_accepts_a_producer_that_connects_before_prepare(tmp_path):
     """A producer may handle its PREPARE and connect to a consumer's inbox before the consumer has
     handled its own PREPARE (and so learnt its producers' keys). libzmq never reconnects after a

@@ -6,6 +6,7 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 
 from cosim.launch.inprocess import run_inprocess
 from cosim.runtime.step_copies import StepCopies
@@ -14,6 +15,7 @@ from cosim.proto.messages import MessageType as T
 from cosim.services.noop_node.adapter import NullSpiking, NullTVB
 
 
+@pytest.mark.unit
 def test_a_batch_stacks_windows_in_order_and_survives_the_codec():
     c = StepCopies("spiking", max_windows=3, max_age_s=60.0)
     assert c.take() is None and not c.due()
@@ -28,6 +30,7 @@ def test_a_batch_stacks_windows_in_order_and_survives_the_codec():
     assert [t["compute_s"] for t in msg.content["timing"]] == [0.007, 0.008, 0.009]
 
 
+@pytest.mark.unit
 def test_an_adapter_may_overwrite_its_outputs_while_the_copy_waits():
     c = StepCopies("spiking", max_windows=2, max_age_s=60.0)
     out = {"state/S_e": np.zeros((4, 2))}
@@ -37,6 +40,7 @@ def test_an_adapter_may_overwrite_its_outputs_while_the_copy_waits():
     np.testing.assert_array_equal(c.take().content["outputs"]["state/S_e"][:, 0], np.repeat([0.0, 1.0], 4))
 
 
+@pytest.mark.unit
 def test_a_single_window_is_a_plain_step_done_and_age_makes_it_due():
     c = StepCopies("spiking", max_windows=100, max_age_s=0.01)
     c.add(0, {"state/S_e": np.zeros((4, 2))}, {})
@@ -47,6 +51,7 @@ def test_a_single_window_is_a_plain_step_done_and_age_makes_it_due():
     assert msg.window == 0 and "first" not in msg.content and isinstance(msg.content["timing"], dict)
 
 
+@pytest.mark.system      # the real coordinator and runtime over ZeroMQ (in-process transport)
 def test_the_coordinator_records_every_window_of_every_batch(tmp_path):
     """Null nodes output the window number in every row: the coordinator's record of each
     window must hold exactly its own number, for windows sent in batches of every size

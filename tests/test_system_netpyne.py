@@ -11,6 +11,8 @@ import pytest
 
 from psutil_free import cosim_processes
 
+pytestmark = [pytest.mark.system, pytest.mark.netpyne, pytest.mark.tvb]
+
 
 def cfg(**params):
     base = {"network": {"n_exc": 40, "n_inh": 12}}
@@ -32,17 +34,25 @@ def spikes(out):
         return {k: grp[k][:] for k in grp}
 
 
-def test_run_completes_with_results_and_plots_and_is_reproducible(tmp_path, cosim):
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """One run of cfg() without plots, shared: the second run of the reproducibility check, the
+    one-rank run of the MPI check and the driven run of the silencing check (the same config and
+    seed each time, so one run serves all three)."""
     from conftest import run_cosim
+    r = run_cosim(cfg(), tmp_path_factory.mktemp("plain"), "--no-plots")
+    assert r.code == 0, r.stderr[-2000:]
+    return r
+
+
+def test_run_completes_with_results_and_plots_and_is_reproducible(cosim, plain):
     a = cosim(cfg())
     assert a.code == 0, a.stderr[-2000:]
     for f in ("coordinator.h5", "tvb.h5", "spiking.h5", "tvb_activity.png", "spiking_spiking.png", "exchange.png"):
         assert (a.out / f).exists(), f
     ea = exchanged(a.out)
     assert ea["R_e"].max() > 0, "the spiking regions never fired"
-    (tmp_path / "second").mkdir()
-    b = run_cosim(cfg(), tmp_path / "second", "--no-plots")
-    assert b.code == 0, b.stderr[-2000:]
+    b = plain
     eb = exchanged(b.out)
     for k in ea:
         assert np.array_equal(ea[k], eb[k]), k
@@ -51,26 +61,26 @@ def test_run_completes_with_results_and_plots_and_is_reproducible(tmp_path, cosi
     assert not cosim_processes(str(a.out)) and not cosim_processes(str(b.out))
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
-def test_two_mpi_ranks_exchange_the_same_as_one(tmp_path):
+def test_two_mpi_ranks_exchange_the_same_as_one(tmp_path, plain):
     from conftest import run_cosim
-    (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    one = run_cosim(cfg(), tmp_path / "one", "--no-plots")
+    one = plain
     two = run_cosim(cfg(mpi_ranks=2), tmp_path / "two", "--no-plots")
-    assert one.code == 0 and two.code == 0, (one.stderr[-1500:], two.stderr[-1500:])
+    assert two.code == 0, two.stderr[-1500:]
     assert "rank 1/2" in (two.out / "logs" / "spiking.log").read_text()
     e1, e2 = exchanged(one.out), exchanged(two.out)
     for k in e1:
         assert np.array_equal(e1[k], e2[k]), k
 
 
-def test_silencing_the_input_lowers_the_proxy_rate(tmp_path):
+@pytest.mark.slow
+def test_silencing_the_input_lowers_the_proxy_rate(tmp_path, plain):
     from conftest import run_cosim
-    (tmp_path / "on").mkdir()
     (tmp_path / "off").mkdir()
-    on = run_cosim(cfg(), tmp_path / "on", "--no-plots")
+    on = plain
     off = run_cosim(cfg(input={"weight_uS": 0.0}), tmp_path / "off", "--no-plots")
-    assert on.code == 0 and off.code == 0
+    assert off.code == 0, off.stderr[-1500:]
     r_on, r_off = exchanged(on.out)["R_e"], exchanged(off.out)["R_e"]
     assert r_off.mean() < 0.5 * r_on.mean(), (r_on.mean(), r_off.mean())

@@ -18,6 +18,9 @@ import numpy as np
 
 from conftest import noop_config, run_cosim
 from psutil_free import cosim_processes
+import pytest
+
+pytestmark = [pytest.mark.system]
 
 
 def test_clean_run_records_every_window_and_routes_signals(cosim, tmp_path):

@@ -8,6 +8,8 @@ import pytest
 
 from cosim.sdk.transformers import PoissonInput, RateProxy, bin_counts, bin_rates, rates_from_signal
 
+pytestmark = [pytest.mark.unit]
+
 
 def _trains(rate_hz, n=200, dt=0.1, W=16, windows=500, seed=1):
     g = PoissonInput(n, dt, seed, 33)

@@ -5,6 +5,7 @@ import pytest
 from cosim.config.timing import crossing_min_delay_steps
 
 
+@pytest.mark.unit
 def test_self_connections_excluded_and_zero_weights_ignored():
     w = np.array([[5.0, 1.0, 0.0],
                   [1.0, 5.0, 2.0],
@@ -24,6 +25,7 @@ def test_self_connections_excluded_and_zero_weights_ignored():
     assert crossing_min_delay_steps(w, d, [{0}, {1}, {2}]) == 4
 
 
+@pytest.mark.unit
 def test_bad_groups_rejected():
     w, d = np.ones((3, 3)), np.ones((3, 3), dtype=int)
     with pytest.raises(ValueError, match="region 1 is in group 0 and group 1"):
@@ -34,13 +36,13 @@ def test_bad_groups_rejected():
         crossing_min_delay_steps(w, np.ones((2, 2)), [{0}])
 
 
+@pytest.mark.tvb
 def test_default_connectivity_delays():
     """tvb-data 76 regions, speed 3 mm/ms, dt 0.1 ms: idelays = rint(length / speed / dt).
 
     The 1.6 ms (16 steps) of the issue is the *global* shortest inter-region delay
     (rCCA <-> lCCA, regions 3 and 41); regions {33, 71} (rTCS, lTCS) cross at 49 steps (1 -> 33).
     """
-    import tvb  # noqa: F401
     from tvb.datatypes.connectivity import Connectivity
     conn = Connectivity.from_file()
     conn.speed = np.array([3.0])

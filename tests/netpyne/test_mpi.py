@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.mpi
+pytestmark = [pytest.mark.system, pytest.mark.mpi, pytest.mark.netpyne]
 
 
 def _drive(n: int, tmp: Path, tag: str, *extra: str) -> dict:
@@ -40,6 +40,7 @@ def test_one_vs_two_ranks_identical_spikes(tmp_path):
     assert np.array_equal(a["R_e"], b["R_e"])
 
 
+@pytest.mark.slow
 def test_two_ranks_counts_only_matches(tmp_path):
     """Without spike recording only per-step counts are reduced to rank 0: same rates."""
     a = _drive(1, tmp_path, "c1", "--set", "record.spikes=false")
@@ -48,6 +49,7 @@ def test_two_ranks_counts_only_matches(tmp_path):
     assert np.array_equal(a["R_e"], b["R_e"])
 
 
+@pytest.mark.slow
 def test_user_model_with_templates_and_mechanisms_on_two_ranks(tmp_path):
     """A user model (hoc/Python/SWC templates, own mechanisms, drive attached by cosim) under MPI:
     rank 0 compiles alone without starting NEURON (that would deadlock), then every rank loads it;

@@ -32,7 +32,8 @@ except ImportError:                      # tests/ is on sys.path, not the reposi
 REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / "tests" / "netns_rsh.sh"
 PY = [sys.executable, "-m", "cosim.cli"]
-pytestmark = [pytest.mark.slow, pytest.mark.mpi, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.mpi, pytest.mark.netns, pytest.mark.netpyne,
+              pytest.mark.tvb, pytest.mark.timeout(300)]
 
 
 @pytest.fixture

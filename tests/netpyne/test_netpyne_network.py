@@ -7,7 +7,7 @@ import pytest
 
 from np_helpers import run, tiny
 
-import netpyne  # noqa: F401,E402  (a missing install must fail, not skip)
+pytestmark = [pytest.mark.netpyne]      # in-process, a synthetic connectome
 
 
 def test_stronger_drive_raises_rate():

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+import pytest
 
 from cosim.runtime.adapter import RunContext, SignalSpec
 from harness import tvb_sent
 from cosim.services.coordinator import routing
 from np_helpers import tiny
 
+pytestmark = [pytest.mark.netpyne]
 N, W, DT = 76, 16, 0.1
 A, B = 33, 34
 S1, S2 = 10, 11                     # S1 -> A (20 steps), S1 -> B (40), S2 -> B only (25)
@@ -80,6 +82,9 @@ def test_silencing_one_source_changes_only_the_trains_of_its_targets(tmp_path):
     np.testing.assert_array_equal(base["rate"][:, [0, 1]], quiet["rate"][:, [0, 1]])
 
 
+@pytest.mark.slow
+@pytest.mark.system
+@pytest.mark.tvb
 def test_real_run_each_link_carries_tvbs_rate_of_its_source_delayed(cosim):
     """TVB and NetPyNE as services: every link's rate is the source's R_e as TVB sent it, delayed."""
     cfg = {"run": {"duration_ms": 40},

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-from neuron import rxd  # noqa: F401,E402  (a missing install must fail, not skip)
+pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.netpyne]      # the node's driver in subprocesses
 
 
 def _run(tmp: Path, tau: float) -> tuple[float, float]:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 import harness
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.model_startup import config, write_model  # noqa: E402
 
 
+@pytest.mark.unit
 def test_setup_clock_stands_still_while_a_node_compiles(monkeypatch):
     from cosim.config import parse_config
     from cosim.services.coordinator.coordinator import Coordinator, Peer
@@ -29,6 +32,10 @@ def test_setup_clock_stands_still_while_a_node_compiles(monkeypatch):
     assert not c.compiling and c.paused_at is None
 
 
+@pytest.mark.slow
+@pytest.mark.system
+@pytest.mark.netpyne
+@pytest.mark.tvb
 def test_standalone_node_compiling_does_not_time_out_setup(tmp_path, monkeypatch):
     model = write_model(tmp_path / "model", 4)
     monkeypatch.setenv("COSIM_NRNMECH_CACHE", str(tmp_path / "cache"))      # cold: the node compiles

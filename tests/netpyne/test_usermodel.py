@@ -8,7 +8,7 @@ import pytest
 
 from np_helpers import run
 
-import netpyne  # noqa: F401,E402  (a missing install must fail, not skip)
+pytestmark = [pytest.mark.netpyne]      # in-process
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "services" / "netpyne_node" / "examples" / "user_model"
 MAP = {"drive": {"region": 33, "role": "input"}, "PYR": {"region": 33, "role": "exc"},
