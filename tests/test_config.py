@@ -1,4 +1,5 @@
 """Config loading: the documented default equals the built-in one; errors name the field."""
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_mpi_block_places_the_ranks(tmp_path):
     cfg = apply_overrides(str(p), ["spiking_nodes.0.mpi.hosts=[a, 'b:2']", "spiking_nodes.0.mpi.args=[--mca, btl, 'self,tcp']"])
     for entry in (cfg.spiking_nodes[0], cfg.spiking_nodes[0].model_dump(mode="json")):
         argv = command_lines.spiking_cmd(entry, "tcp://10.0.0.1:5555")
-        prog = argv.index("-m") - 1
+        prog = argv.index(sys.executable)          # the program: python -P -m cosim.cli ...
         assert argv[:5] == ["mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", "3"]
         assert argv[prog - 5:prog] == ["--host", "a,b:2", "--mca", "btl", "self,tcp"]
     plain = parse_config({"spiking_nodes": [{"backend": "netpyne", "regions": [1], "params": {"mpi_ranks": 2}}]})
