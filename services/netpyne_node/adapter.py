@@ -202,6 +202,14 @@ class NetpyneAdapter(NodeAdapter):
                  len(self.regions), self.regions, self.n_exc.tolist(), self.n_inh.tolist(), self.W,
                  self.rank, e.nhost)
 
+    def _drawn(self, rates: np.ndarray) -> np.ndarray:
+        """The rates a window's trains are drawn from: the transformer's, or the toolbox's shifted,
+        one-step-short version (toolbox.input_skips_last_step; services/netpyne_node/toolbox.py (b))."""
+        if not self.p.toolbox.input_skips_last_step:
+            return rates
+        from .toolbox import gap_rates
+        return gap_rates(rates)
+
     def _train(self, n: int, dt_ms: float, seed: int, tag: int):
         """The input trains' generator: Poisson (default) or rate-matched regular (input.process)."""
         cls = RegularInput if self.p.input.process == "regular" else PoissonInput
@@ -296,20 +304,22 @@ class NetpyneAdapter(NodeAdapter):
             src_rates = coupling if coupling is not None else np.zeros((W, self.src.n_links))
             coupling = self.src.coupling(src_rates)            # the summed equivalent, for records
             rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
+            drawn = self._drawn(src_rates)
             for l, (r, first, gen) in enumerate(self.link_gens):
-                times, idx = gen.window(src_rates[:, l], t0)
+                times, idx = gen.window(drawn[:, l], t0)
                 e.deliver(r, times, idx + first)
                 if self.p.record.input_spikes:
                     in_spk.append((times, np.full(times.size, r), idx + first))
             for r, (first, gen) in self.offset_gens.items():
-                times, idx = gen.window(np.full(W, self.p.input.offset_hz), t0)
+                times, idx = gen.window(self._drawn(np.full(W, self.p.input.offset_hz)), t0)
                 e.deliver(r, times, idx + first)
         else:
             if coupling is None:
                 coupling = np.zeros((W, len(self.regions)))
             rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
+            drawn = self._drawn(rates)
             for j, r in enumerate(self.regions):
-                times, idx = self.gens[r].window(rates[:, j], t0)
+                times, idx = self.gens[r].window(drawn[:, j], t0)
                 e.deliver(r, times, idx)
                 if self.p.record.input_spikes:
                     in_spk.append((times, np.full(times.size, r), idx))
@@ -327,7 +337,11 @@ class NetpyneAdapter(NodeAdapter):
             return {}
         r_e = counts[0] / (np.maximum(self.n_exc, 1) * self.tvb_dt * 1e-3)
         r_i = counts[1] / (np.maximum(self.n_inh, 1) * self.tvb_dt * 1e-3)
-        prox = self.proxy.advance(r_e, r_i if self.want_inh else None)
+        if self.p.toolbox.rate_kernel_per_window:         # what TVB sees; rates/ keep the counts
+            from .toolbox import window_kernel_rates
+            prox = self.proxy.advance(window_kernel_rates(r_e), window_kernel_rates(r_i) if self.want_inh else None)
+        else:
+            prox = self.proxy.advance(r_e, r_i if self.want_inh else None)
         out = proxy_outputs(prox, self.ctx.outputs, self.col)
         t_e = CLOCK()
         T["rates_s"] += t_e - t_d
