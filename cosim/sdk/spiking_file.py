@@ -7,6 +7,8 @@ Layout (all appended window by window; time in ms, rates in Hz)::
     pops/label, pops/region, pops/role, pops/n_cells      one row per population (any spiking backend)
     spikes/t_ms, spikes/gid, spikes/pop, spikes/region    pop = row index into pops/
     input_spikes/t_ms, input_spikes/region, input_spikes/index     (record.input_spikes)
+    stimulus/pulse_t_ms, stimulus/pulse_device     each delivered pulse's start (params.stimulus; device = index
+                                                   into attrs stimulus_json, cosim.sdk.stimulus.describe)
     steps                                                  TVB step numbers n (rows below)
     rates/exc, rates/inh                  (n_steps, n_regions) measured rates per TVB step
     input/coupling, input/rate_hz         (n_steps, n_regions) signal received, Poisson rate used
@@ -68,8 +70,9 @@ class ResultsWriter:
         d[n:] = arr
 
     def window(self, steps: np.ndarray, blocks: dict[str, np.ndarray], spikes: dict[str, np.ndarray] | None = None,
-               input_spikes: dict[str, np.ndarray] | None = None) -> None:
-        """Append one window: ``blocks`` name -> (W, n_regions); spikes columns -> 1-D arrays.
+               input_spikes: dict[str, np.ndarray] | None = None, columns: dict[str, np.ndarray] | None = None) -> None:
+        """Append one window: ``blocks`` name -> (W, n_regions); spikes columns -> 1-D arrays; ``columns``
+        dataset path -> 1-D array of any length (e.g. ``stimulus/pulse_t_ms``).
         Buffered in memory and written every ``flush_every`` windows or ``flush_s`` seconds (and at close)."""
         buf = self._buf
         buf.setdefault("steps", []).append(np.asarray(steps, dtype=np.int64))
@@ -79,6 +82,8 @@ class ResultsWriter:
             if cols is not None:
                 for col, arr in cols.items():
                     buf.setdefault(f"{group}/{col}", []).append(np.asarray(arr))
+        for name, arr in (columns or {}).items():
+            buf.setdefault(name, []).append(np.asarray(arr))
         self._windows += 1
         if self._windows % self.flush_every == 0 or time.monotonic() - self._last_flush >= self.flush_s:
             self.flush()

@@ -106,6 +106,10 @@ class NetpyneAdapter(NodeAdapter):
                 from .builder import RXD_MOD_DIR
                 from .mechanisms import compile_mods
                 compile_mods(RXD_MOD_DIR)
+            if p.stimulus:
+                from .mechanisms import compile_mods
+                from .stimulus import STIM_MOD_DIR
+                compile_mods(STIM_MOD_DIR, p.model_file.build_dir if p.model_file else None)
 
     @contextlib.contextmanager
     def _compiling(self, p: NetpyneParams):
@@ -187,6 +191,12 @@ class NetpyneAdapter(NodeAdapter):
             attrs = {"node": ctx.node_name, "regions": np.array(self.regions), "tvb_dt_ms": self.tvb_dt,
                      "neuron_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
                      "params_json": p.model_dump_json()}
+            if self.stims:
+                import json
+                from cosim.sdk.stimulus import describe
+                attrs["stimulus_json"] = json.dumps([describe(st.name, st.device, st.grid,
+                                                              [(lab, e.popmap[lab][0], e.n_cells_of(lab)) for lab in st.pops])
+                                                     for st in self.stims])
             if self.per_source:
                 d = self.src
                 attrs.update({"input_mode": "per_source",
@@ -256,6 +266,8 @@ class NetpyneAdapter(NodeAdapter):
             if b.rxd_params is not None:
                 built.simConfig.recordTraces.setdefault("cai", {"sec": "soma", "loc": 0.5, "var": "cai"})
                 built.simConfig.recordCells = list(built.simConfig.recordCells) + [(f"E_{b.rxd_region}", [0, 1, 2])]
+        from .stimulus import add_stimuli
+        self.stims = add_stimuli(built, p, self.regions)      # current devices (params.stimulus)
         with self._compiling(p):
             for d in built.mod_dirs:
                 ensure_mechanisms(d, p.model_file.build_dir if p.model_file else None)
@@ -355,8 +367,13 @@ class NetpyneAdapter(NodeAdapter):
                 isp = {"t_ms": np.concatenate([a[0] for a in in_spk]),
                        "region": np.concatenate([a[1] for a in in_spk]).astype(np.int32),
                        "index": np.concatenate([a[2] for a in in_spk]).astype(np.int32)}
+            cols = None
+            if self.stims:                               # the pulses this window delivered (NEURON steps)
+                from cosim.sdk.stimulus import window_pulses
+                cols = {f"stimulus/{c}": v for c, v in window_pulses(
+                    [st.grid for st in self.stims], start, start + W * self.nrn_per_tvb).items()}
             # written by after_window(), once the outputs have left (recording off the critical path)
-            self._to_write.append((np.arange(k * W + 1, k * W + W + 1), blocks, spikes, isp))
+            self._to_write.append((np.arange(k * W + 1, k * W + W + 1), blocks, spikes, isp, cols))
         return out
 
     def after_window(self) -> None:
