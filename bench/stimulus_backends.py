@@ -62,29 +62,44 @@ def run_one(backend: str, stim: list, seed: int, duration_ms: float, out: Path) 
         return {"t_ms": f["steps"][()] * TVB_DT, "exc": f["rates/exc"][()][:, 0], "dt": dt}
 
 
+def measure(backend: str, amplitudes: list[float], seeds: int, duration: float, onset: float) -> list[dict]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-stim-{backend}-"))
+    unit = "nA" if backend == "netpyne" else "pA"
+    rows = []
+    for amp in [0.0, *amplitudes]:
+        before, after = [], []
+        for seed in range(1, seeds + 1):
+            stim = [device(amp, onset, unit)] if amp else []
+            r = run_one(backend, stim, seed, duration, tmp / f"{amp}_{seed}")
+            before.append(float(r["exc"][(r["t_ms"] > 20) & (r["t_ms"] <= onset)].mean()))
+            after.append(float(r["exc"][r["t_ms"] > onset + 20].mean()))
+        rows.append({"backend": backend, "amplitude_nA": amp, "amplitude_key": f"amplitude_{unit}",
+                     "before_hz": [float(np.mean(before)), float(np.std(before))],
+                     "after_hz": [float(np.mean(after)), float(np.std(after))]})
+        print(f"{backend:8s} {amp:4.1f} nA: E33 before {np.mean(before):6.2f} ± {np.std(before):5.2f} Hz, "
+              f"after {np.mean(after):6.2f} ± {np.std(after):5.2f} Hz", file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> None:
+    import subprocess
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--amplitudes", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="nA (x1000 in pA)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=400.0)
     ap.add_argument("--onset", type=float, default=100.0)
     ap.add_argument("--backends", nargs="+", default=["netpyne", "nest", "brian2"])
+    ap.add_argument("--one", help=argparse.SUPPRESS)          # internal: one backend, rows as JSON on stdout
     a = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-stim-"))
+    if a.one:
+        print(json.dumps(measure(a.one, a.amplitudes, a.seeds, a.duration, a.onset)))
+        return
     rows = []
-    for backend in a.backends:
-        unit = "nA" if backend == "netpyne" else "pA"
-        for amp in [0.0, *a.amplitudes]:
-            before, after = [], []
-            for seed in range(1, a.seeds + 1):
-                stim = [device(amp, a.onset, unit)] if amp else []
-                r = run_one(backend, stim, seed, a.duration, tmp / f"{backend}_{amp}_{seed}")
-                before.append(float(r["exc"][(r["t_ms"] > 20) & (r["t_ms"] <= a.onset)].mean()))
-                after.append(float(r["exc"][r["t_ms"] > a.onset + 20].mean()))
-            rows.append({"backend": backend, "amplitude_nA": amp, "amplitude_key": f"amplitude_{unit}",
-                         "before_hz": [np.mean(before), np.std(before)], "after_hz": [np.mean(after), np.std(after)]})
-            print(f"{backend:8s} {amp:4.1f} nA: E33 before {np.mean(before):6.2f} ± {np.std(before):5.2f} Hz, "
-                  f"after {np.mean(after):6.2f} ± {np.std(after):5.2f} Hz", file=sys.stderr, flush=True)
+    for backend in a.backends:        # one process per simulator (NEST and NEURON in one process do not mix)
+        p = subprocess.run([sys.executable, __file__, "--one", backend, "--seeds", str(a.seeds), "--duration",
+                            str(a.duration), "--onset", str(a.onset), "--amplitudes", *map(str, a.amplitudes)],
+                           stdout=subprocess.PIPE, text=True, check=True)
+        rows += json.loads(p.stdout.strip().splitlines()[-1])
     print("| backend | device | E 33 before onset (Hz) | E 33 after onset (Hz) |\n|---|---|---|---|")
     for r in rows:
         dev = "none" if not r["amplitude_nA"] else (f"{r['amplitude_nA']:g} nA" if r["backend"] == "netpyne"
