@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+# bench/ holds a nest.py (the NEST benchmark): keep it from shadowing the simulator's module
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 W, TVB_DT = 16, 0.1
@@ -34,9 +36,17 @@ def device(amplitude_nA: float, onset_ms: float, unit: str) -> dict:
             "onset_ms": onset_ms}
 
 
+def connectome(n: int = 76) -> dict:
+    """A random 76-region connectome (what netpyne_node.drive uses; not imported from there: it loads
+    mpi4py, after which NEST's module does not initialise)."""
+    rng = np.random.default_rng(0)
+    w = rng.random((n, n)) * (rng.random((n, n)) < 0.3) * 3.0
+    return {"weights": w, "idelays": np.full((n, n), W, dtype=np.int64), "tract_lengths": np.full((n, n), W * 0.3),
+            "region_labels": [f"r{i}" for i in range(n)], "speed_mm_per_ms": 3.0}
+
+
 def run_one(backend: str, stim: list, seed: int, duration_ms: float, out: Path) -> dict:
     from cosim.runtime.adapter import RunContext, SignalSpec
-    from cosim.services.netpyne_node.drive import synthetic_connectome
     K = int(round(duration_ms / (W * TVB_DT)))
     params = {"record": {"plot": False}, "stimulus": stim}
     dt = {"netpyne": 0.025, "nest": 0.05, "brian2": 0.05}[backend]
@@ -44,7 +54,7 @@ def run_one(backend: str, stim: list, seed: int, duration_ms: float, out: Path) 
            "spiking_nodes": [{"name": "s", "backend": backend, "regions": [33], "params": params}]}
     ctx = RunContext(config=cfg, node_name="s", regions=(33,), tvb_dt_ms=TVB_DT, tick_ms=0.025, steps_per_window=W,
                      n_windows=K, outputs=[SignalSpec("state/R_e", (33,))], results_dir=str(out),
-                     connectome=synthetic_connectome(76, W))
+                     connectome=connectome())
     if backend == "netpyne":
         from cosim.services.netpyne_node.adapter import NetpyneAdapter as A
     elif backend == "nest":

@@ -2,8 +2,8 @@
 
 Runs `cosim run` (TVB, NetPyNE and the coordinator as separate processes) over several seeds for:
 the toolbox's *intent* (examples/tvb_multiscale_conventions.yaml), what it *computes*
-(examples/tvb_multiscale_compat.yaml), and the intent with each cause (a)–(g) switched on alone
-(services/netpyne_node/toolbox.py). For each run, from its files (spiking.h5, tvb.h5), means over
+(examples/tvb_multiscale_compat.yaml), the intent with each cause (a)–(g) switched on alone
+(services/netpyne_node/toolbox.py), and a few combinations. For each run, from its files (spiking.h5, tvb.h5), means over
 100–1000 ms: E and I rates of regions 33 and 71, R_e of the two proxies (what TVB holds for them),
 and R_e of TVB's own regions. Reported per variant as mean ± sd over seeds, against the toolbox's
 means ± sd measured from outside over 10 seeds (issue 20): difference in toolbox sds and Welch's p.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import sys
 import tempfile
@@ -60,8 +61,12 @@ VARIANTS: dict[str, tuple[Path, dict]] = {
     "intent + (g) the toolbox's fixed wiring": (INTENT, _node(toolbox={"fixed_wiring": True})),
     "intent + (a)(b)(c)": (INTENT, _node(dt_ms=0.05, toolbox={"weight_sd_as_variance": True,
                                                               "input_skips_last_step": True})),
-    "compat (tvb-multiscale-compat: (a)-(d), (f), (g))": (COMPAT, {}),
-    "compat but wiring drawn per seed (no (g))": (COMPAT, _node(toolbox={"fixed_wiring": False})),
+    "intent + (a) as mean-scaled weights (x1.48, x1.82), (b), (c)": (INTENT, _node(
+        dt_ms=0.05, toolbox={"input_skips_last_step": True},
+        network={"conns": {"EE": {"weight_uS": 0.02 * 1.48}, "EI": {"weight_uS": 0.01 * 1.82},
+                           "IE": {"weight_uS": 0.01 * 1.82}, "II": {"weight_uS": 0.01 * 1.82}}})),
+    "compat (tvb-multiscale-compat: (a)-(d), (f))": (COMPAT, {}),
+    "compat + (g) the toolbox's fixed wiring": (COMPAT, _node(toolbox={"fixed_wiring": True})),
 }
 SIZES = {"tiny": {"seeds": 1, "duration_ms": 40.0, "transient_ms": 10.0, "variants": 2},
          "full": {"seeds": 10, "duration_ms": 1000.0, "transient_ms": 100.0, "variants": None}}
@@ -181,7 +186,7 @@ def run(size: str = "full", out: Path | None = None, seeds: int | None = None, j
     todo = [(v, s) for s in range(1, n_seeds + 1) for v in names if str(s) not in runs.get(v, {})]
 
     def one(variant: str, seed: int) -> tuple[str, int, dict]:
-        tag = f"v{names.index(variant)}_s{seed}"
+        tag = f"v{hashlib.sha1(variant.encode()).hexdigest()[:8]}_s{seed}"
         t0 = time.perf_counter()
         try:
             r = cosim_run(make_config(variant, seed, sz["duration_ms"]), out / tag, timeout=timeout)

@@ -82,10 +82,11 @@ TVB_MULTISCALE_TVB = {"remove_self_connections": True, "weights_scaling": "p99",
                       "integrator": {"kind": "heun_stochastic", "noise_sigma": 1e-3}}
 TVB_MULTISCALE_PRESETS = ("tvb-multiscale", "tvb-multiscale-compat")
 #: what ``tvb-multiscale-compat`` adds to a spiking node's params: the toolbox's NEURON dt (c) and
-#: each of its computed differences (services/netpyne_node/toolbox.py); backends without them get none
+#: its computed differences (a), (b), (d), (f) (services/netpyne_node/toolbox.py; (e), (g) are
+#: switches the preset leaves off, docs/science.md says why); backends without them get none
 TVB_MULTISCALE_COMPAT_NODE = {"dt_ms": 0.05, "toolbox": {"weight_sd_as_variance": True, "input_skips_last_step": True,
                                                          "rate_kernel_per_window": True,
-                                                         "input_random_divergence": True, "fixed_wiring": True}}
+                                                         "input_random_divergence": True}}
 
 
 class TVBSection(_Strict):

@@ -146,8 +146,8 @@ class NetpyneStimulus(CurrentNA):
 
 class ToolboxCompat(_S):
     """What TVB-multiscale's TVB⇄NetPyNE example computes where it differs from its intent
-    (services/netpyne_node/toolbox.py; docs/science.md §2). Each switch is off unless set here or by
-    ``tvb.conventions: tvb-multiscale-compat`` (which also sets ``dt_ms: 0.05``, cause (c))."""
+    (services/netpyne_node/toolbox.py; docs/science.md §2). Each switch is off unless set here;
+    ``tvb.conventions: tvb-multiscale-compat`` sets all but ``fixed_wiring`` (and ``dt_ms: 0.05``, cause (c))."""
     weight_sd_as_variance: bool = Field(False, description="(a) within-region weights: NEURON's normal() given "
                                                            "sd_frac*w as its variance, as the toolbox does")
     input_skips_last_step: bool = Field(False, description="(b) each window's trains cover W-1 steps: step i's "

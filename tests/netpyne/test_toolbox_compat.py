@@ -14,7 +14,7 @@ from cosim.config import parse_config
 from cosim.services.netpyne_node import toolbox
 
 TOOLBOX_ALL = {"weight_sd_as_variance": True, "input_skips_last_step": True, "rate_kernel_per_window": True,
-               "input_random_divergence": True, "fixed_wiring": True}
+               "input_random_divergence": True}          # the preset; fixed_wiring (g) stays off
 
 
 # ---- pure -------------------------------------------------------------------------------------
@@ -63,9 +63,10 @@ def test_compat_preset_fills_dt_and_every_switch_and_explicit_settings_win():
     assert p["dt_ms"] == 0.05 and p["toolbox"] == TOOLBOX_ALL and p["input"]["mode"] == "per_source"
     assert cfg.tvb.weights_scaling == "p99" and cfg.tvb.integrator.noise_seed is None
     own = parse_config({"tvb": {"conventions": "tvb-multiscale-compat"},
-                        "spiking_nodes": [{"params": {"dt_ms": 0.025, "toolbox": {"fixed_wiring": False}}}]})
+                        "spiking_nodes": [{"params": {"dt_ms": 0.025, "toolbox": {"fixed_wiring": True,
+                                                                                   "rate_kernel_per_window": False}}}]})
     q = own.spiking_nodes[0].params
-    assert q["dt_ms"] == 0.025 and q["toolbox"] == {**TOOLBOX_ALL, "fixed_wiring": False}
+    assert q["dt_ms"] == 0.025 and q["toolbox"] == {**TOOLBOX_ALL, "fixed_wiring": True, "rate_kernel_per_window": False}
     nest = parse_config({"tvb": {"conventions": "tvb-multiscale-compat"}, "spiking_nodes": [{"backend": "nest"}]})
     assert "toolbox" not in nest.spiking_nodes[0].params                  # NEST has no such block
     assert parse_config({"tvb": {"conventions": "tvb-multiscale"}}).spiking_nodes[0].params.get("toolbox") is None
