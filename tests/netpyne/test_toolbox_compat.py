@@ -184,3 +184,27 @@ def test_random_divergence_gives_a_binomial_number_of_trains_per_cell():
     sim.clearAll()
     assert per_cell.sum() == len(relays) == 120                            # every train lands once
     assert (per_cell == 0).sum() > 20 and per_cell.max() >= 3              # binomial(120, 1/120): ~37% get none
+
+
+@pytest.mark.system
+@pytest.mark.slow
+def test_the_bench_runs_tiny_and_reads_every_figure(tmp_path):
+    """bench/toolbox_compat.py --size tiny: the intent and compat presets, one seed, 40 ms, through
+    `cosim run` (TVB, NetPyNE, coordinator as processes); every column read from the run's files."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "runs"
+    p = subprocess.run([sys.executable, "bench/toolbox_compat.py", "--size", "tiny", "--jobs", "1", "--out", str(out)],
+                       cwd=repo, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert list(res["table"]) == ["intent (tvb-multiscale)", "compat (tvb-multiscale-compat: (a)-(d), (f))"]
+    for row in res["table"].values():
+        assert row["n"] == 1 and all(row[c]["mean"] >= 0 for c in ("E33", "I33", "E71", "I71", "R_e proxy 33",
+                                                                    "R_e proxy 71", "TVB R_e"))
+    configs = sorted(out.glob("v*_s1.yaml"))
+    assert len(configs) == 2 and all("window_ms: 1.6" in c.read_text() for c in configs)
+    assert "| **toolbox** (issue 20) | 21.0 ± 0.5 |" in res["markdown"]
