@@ -1,9 +1,9 @@
 """What TVB-multiscale's TVB⇄NetPyNE example *computes*, where it differs from what it intends.
 
 ``params.toolbox`` (:class:`~.config.ToolboxCompat`) switches each difference on; the preset
-``tvb.conventions: tvb-multiscale-compat`` turns them all on (docs/science.md §2, "What the toolbox
-computes", gives the toolbox's file and line of each and what each moves). Paths below are in
-``the-virtual-brain/tvb-multiscale`` at commit ``550cb032``.
+``tvb.conventions: tvb-multiscale-compat`` turns on all but (g) (docs/science.md §2, "What the toolbox
+computes", gives the toolbox's file and line of each, what each moves, and why (g) stays off). Paths
+below are in ``the-virtual-brain/tvb-multiscale`` at commit ``550cb032``.
 
 - (a) ``weight_sd_as_variance``: ``netpyne_templates.py:46-49`` writes
   ``max(0.0, normal(w, w*0.1))``, but NEURON's ``normal(mean, variance)`` takes a variance: the
