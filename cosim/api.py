@@ -1,7 +1,7 @@
 """The Python API: `cosim.run(...)` and `cosim.load(RUN_DIR)`.
 
 `cosim.run` starts the same services as `cosim run` (coordinator, TVB node, spiking nodes as
-separate processes; cosim.launch.local.Launch) and follows them with a `tqdm.auto` progress bar
+separate processes; cosim.launch.run.Launch) and follows them with a `tqdm.auto` progress bar
 (a widget in Jupyter). It raises instead of exiting: `ConfigError` for a bad configuration,
 `RunFailed` (with `.exit_code`, `.out` and the one-line reason) when a node or the coordinator
 fails, `RunInterrupted` when stopped. Overrides are the `--set` of the command line:
@@ -57,9 +57,11 @@ class RunHandle:
 
     def _follow(self, bar) -> None:
         try:
-            self.code = self._launch.supervise(bar_cls=bar, err=sys.stderr)
+            self._launch.supervise(bar_cls=bar, err=sys.stderr)
+            self.code = 0
         except BaseException as e:   # reported by wait()
             self._error = e
+            self.code = getattr(e, "exit_code", 1)
         finally:
             self._launch.reap()
 
@@ -84,14 +86,13 @@ class RunHandle:
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise TimeoutError(f"the run in {self.out} is still going after {timeout} s")
-        if self._error is not None:
-            raise self._error
-        if self.code != 0 or self._launch.stopped:
-            reason = next((l for l in self._launch.lines if "run failed" in l or "error" in l),
-                          self._launch.lines[0] if self._launch.lines else f"exit code {self.code}")
-            reason = reason.removeprefix("cosim: ")
-            cls = RunInterrupted if self._launch.stopped or self.code == 130 else RunFailed
-            raise cls(f"{reason} (results and logs in {self.out})", self.code or 130, self.out)
+        e = self._error
+        if isinstance(e, RunFailed) and not isinstance(e, RunInterrupted) and self._launch.stopped:
+            e = RunInterrupted(str(e), out=self.out)
+        if e is not None:
+            if isinstance(e, RunFailed) and e.out is not None and str(e.out) not in str(e):
+                e.args = (f"{e} (results and logs in {e.out})",)
+            raise e
         return Results(self.out)
 
     def __repr__(self) -> str:
@@ -111,7 +112,7 @@ def run(config: str | Path | None = None, *, duration_ms: float | None = None, o
     are tied to the thread that starts them.
     """
     from cosim.config import apply_overrides
-    from cosim.launch.local import start
+    from cosim.launch.run import start
     sets = _settings(duration_ms, set, overrides)
     cfg = apply_overrides(str(config) if config is not None else None, sets)
     a = argparse.Namespace(config=str(config) if config is not None else None, set=sets,
@@ -125,4 +126,4 @@ def run(config: str | Path | None = None, *, duration_ms: float | None = None, o
     except KeyboardInterrupt:        # Ctrl-C or a Jupyter kernel interrupt: end the run, keep its results
         handle.stop()
         raise RunInterrupted(f"interrupted; results up to the last completed window are in {handle.out}",
-                             130, handle.out) from None
+                             out=handle.out) from None

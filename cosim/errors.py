@@ -7,6 +7,7 @@
     │   ├── PlanError               2  the nodes' requirements cannot be routed (PROTOCOL.md §4)
     │   └── CheckpointError         2  no usable checkpoint, or one of another run (PROTOCOL.md §10.1)
     ├── RunFailed                   1  the run ended early (node, window, time); `.out` = its results folder
+    │   ├── RunRefused              2  refused during setup (also a ConfigError): no window ran
     │   └── RunInterrupted        130  stopped by the user (Ctrl-C, SIGTERM, RunHandle.stop)
     ├── NodeFailed                  1  this node's own simulation failed; the coordinator was told
     ├── RunAborted                  1  the coordinator aborted the run (another node failed)
@@ -68,6 +69,13 @@ class RunFailed(CosimError):
     def __init__(self, message: str = "", exit_code: int | None = None, out: str | Path | None = None):
         super().__init__(message, exit_code)
         self.out = Path(out) if out is not None else None
+
+
+class RunRefused(RunFailed, ConfigError):
+    """The run was refused during setup (a node or the coordinator found the configuration
+    unusable): no window ran. Both a RunFailed and a ConfigError; exit 2. `removed` is True when
+    the results folder, created for this run, was removed again."""
+    removed = False
 
 
 class RunInterrupted(RunFailed):

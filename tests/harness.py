@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from cosim.launch import command_lines
-from cosim.launch.local import free_port
+from cosim.launch.run import free_port
 from cosim.runtime.store import open_h5
 
 PY = command_lines.cosim_cmd()

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cosim.launch.local import free_port
+from cosim.launch.run import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO.parent / "shared" / "tools" / "compose"
@@ -116,3 +116,35 @@ def test_compose_run(images, tmp_path, backend):
         if left:
             subprocess.run(["podman", "rm", "-f", *left], capture_output=True, timeout=120)
         assert not left, f"containers left behind by compose down: {left}"
+
+
+def test_the_container_starter_runs_each_service_in_its_image(images, tmp_path):
+    """`cosim.launch.run.start(..., starter=Container(...))`: the three services as containers of
+    the images compose builds, on the host network, the results folder mounted at its own path;
+    the run completes like a local one and no container is left."""
+    import argparse
+
+    from cosim.config import parse_config
+    from cosim.launch.run import start
+    from cosim.launch.starters import Container
+    _build_spiking(images, "noop")
+    cfg = parse_config({"run": {"duration_ms": 100, "progress": False},
+                        "spiking_nodes": [{"name": "spiking", "backend": "noop", "regions": [33, 71]}],
+                        "coordinator": {"heartbeat_interval_ms": 500, "heartbeat_timeout_ms": 10000}})
+    out = tmp_path / "out"
+    a = argparse.Namespace(config=None, set=[], out=str(out), no_plots=True, log_level="INFO")
+    starter = Container(engine="podman", mounts=[str(tmp_path)])
+    job = start(a, cfg, starter=starter)
+    try:
+        summary = job.supervise()
+    finally:
+        job.reap()
+        left = subprocess.run(["podman", "ps", "-aq", "--filter", f"name=cosim-.*-{os.getpid()}"],
+                              capture_output=True, text=True, timeout=60).stdout.split()
+        if left:
+            subprocess.run(["podman", "rm", "-f", *left], capture_output=True, timeout=120)
+    assert not left, f"containers left behind: {left}"
+    assert summary["windows"] >= 1
+    with h5py.File(out / "coordinator.h5") as f:
+        assert f.attrs["status"] == "completed" and f.attrs["windows"] == summary["windows"]
+    assert "registered" in (out / "logs" / "coordinator.log").read_text()

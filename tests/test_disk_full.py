@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cosim.launch.local import free_port
+from cosim.launch.run import free_port
 from cosim.runtime.store import open_h5
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
@@ -97,7 +97,8 @@ def test_disk_full_with_every_node_writing_leaves_consistent_marked_files(tmp_pa
     """Reference backend: the TVB node's tvb.h5 (76 regions per step) fills the disk first. The
     node that cannot write is named with the cause at once; nobody crashes (before: SIGSEGV in
     h5py's destructors); every file opens, every group's datasets hold the same number of rows,
-    and a file whose flush was refused says so (`stopped_reason` = "write failed: …")."""
+    and a file whose flush was refused says so (`status` = "write failed: …", the same mark in every
+    results file: cosim.runtime.store.Appender)."""
     cfg = {"run": {"name": "df", "duration_ms": 3000, "progress": False},
            "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": [33, 71]}],
            "coordinator": {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 1000}}
@@ -115,7 +116,7 @@ def test_disk_full_with_every_node_writing_leaves_consistent_marked_files(tmp_pa
                     groups.setdefault(key.rsplit("/", 1)[0] if name != "coordinator" else "", set()).add(obj.shape[0])
             f.visititems(visit)
             assert all(len(v) == 1 for v in groups.values()), (name, groups)
-            marked += str(f.attrs.get("stopped_reason", "")).startswith("write failed: No space left on device")
+            marked += str(f.attrs.get("status", "")).startswith("write failed: No space left on device")
     status = json.loads((copy / "status_coordinator.json").read_text())
     assert not status["completed"] and "No space left on device" in status["reason"], status
     assert marked or status.get("write_error"), "no file says its write failed"

@@ -36,7 +36,7 @@ def test_a_refused_node_exits_with_the_errors_code(tmp_path):
     import threading
 
     from cosim.config import parse_config
-    from cosim.launch.local import free_port
+    from cosim.launch.run import free_port
     from cosim.services.coordinator.coordinator import Coordinator
     port = free_port()
     cfg = parse_config({"run": {"duration_ms": 10}, "coordinator": {"router": f"tcp://127.0.0.1:{port}",

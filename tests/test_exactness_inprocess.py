@@ -70,7 +70,7 @@ def run_case(tmp_path, nodes: dict[str, list[int]], duration_ms: float, iext: fl
 def assert_exact(tmp_path, res, nodes, alone, spiking):
     W, K, m = res.W, res.K, res.lag
     with h5py.File(tmp_path / "tvb.h5", "r") as f:
-        assert f.attrs["completed"] and f.attrs["stopped_reason"] == "completed"
+        assert f.attrs["status"] == "completed" and f.attrs["windows"] == K
         raw = f["raw"]
         flag = raw["proxy_from_spiking"][:].astype(bool)
         assert raw["S_e"].shape == (K * W, 76)
@@ -85,7 +85,7 @@ def assert_exact(tmp_path, res, nodes, alone, spiking):
             np.testing.assert_array_equal(x[:, own], alone[:, i, own], err_msg=f"tvb.h5 raw/{v} own regions")
     for name, regions in nodes.items():
         with h5py.File(tmp_path / f"{name}.h5", "r") as f:
-            assert f.attrs["completed"]
+            assert f.attrs["status"] == "completed" and f.attrs["windows"] == K
             for i, v in enumerate(("S_e", "S_i")):
                 np.testing.assert_array_equal(f["raw"][v][:], alone[:, i][:, regions], err_msg=f"{name}.h5 {v}")
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from cosim.runtime import security
-from cosim.launch.local import free_port
+from cosim.launch.run import free_port
 
 try:
     from tests.netns import Lab, available, leftovers

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from cosim.launch.local import free_port
+from cosim.launch.run import free_port
 from harness import Services, check_prefix, log_time, read_results, ref_config, record_fault
 from tcp_proxy import TcpProxy
 

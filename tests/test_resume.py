@@ -82,7 +82,7 @@ def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
     """Protocol 2 added CHECKPOINT: a node of protocol 1 is refused at REGISTER, in words."""
     import zmq
     from cosim.config import parse_config
-    from cosim.launch.local import free_port
+    from cosim.launch.run import free_port
     from cosim.proto import codec
     from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T
     from cosim.services.coordinator.coordinator import Coordinator

@@ -20,7 +20,7 @@ import zmq
 
 from cosim.runtime import security
 from cosim.config import ConfigError
-from cosim.launch.local import free_port
+from cosim.launch.run import free_port
 
 PY = [sys.executable, "-m", "cosim.cli"]
 

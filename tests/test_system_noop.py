@@ -127,5 +127,5 @@ def test_second_process_with_a_name_in_use_is_refused(tmp_path):
 
 
 def _port():
-    from cosim.launch.local import free_port
+    from cosim.launch.run import free_port
     return free_port()

@@ -25,7 +25,8 @@ import signal
 import sys
 
 from cosim.config import apply_overrides, dump_yaml
-from cosim.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CosimError
+from cosim.errors import (EXIT_FAILED, EXIT_OK, ConfigError, CosimError, Interrupted, PeerTimeout, RemoteError,
+                          RunAborted, RunFailed, RunInterrupted, RunRefused, UnknownBackend)
 from cosim.runtime.progress import compile_progress
 
 log = logging.getLogger("cosim")
@@ -133,17 +134,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def cmd_run(a) -> int:
+    """`cosim run`: every service as a local process, a progress bar, the summary."""
+    from tqdm import tqdm
+    from cosim.launch.run import start
+    return _follow(start(a), tqdm)
+
+
+def cmd_resume(a) -> int:
+    """`cosim resume RUN_DIR`: every service started again with `--resume`, on fresh ports."""
+    from tqdm import tqdm
+    from cosim.launch.run import start_resume
+    return _follow(start_resume(a), tqdm)
+
+
+def _follow(job, bar_cls) -> int:
+    from cosim.results.report import format_summary
+    try:
+        summary = job.supervise(bar_cls=bar_cls)
+    except KeyboardInterrupt:
+        job.stop()
+        job.reap()
+        raise RunInterrupted("interrupted", out=job.out) from None
+    finally:
+        job.reap()
+    print(format_summary(summary))
+    return EXIT_OK
+
+
 def cmd_coordinator(a) -> int:
     from pathlib import Path
-    from cosim.runtime.store import write_status
-    from cosim.services.coordinator.coordinator import Coordinator, RunFailed
+    from cosim.launch.preflight import check_address, writable_dir
+    from cosim.launch.service import run_coordinator
     from cosim.runtime.progress import ProgressBar
-    from cosim.results.report import write_run_outputs
     if a.resume:
         from cosim.runtime.checkpoint import resume_target
         a.config, a.out = resume_target(a.resume, a.config, a.out)
     cfg = apply_overrides(a.config, a.set)
-    from cosim.launch.preflight import check_address, writable_dir
     updates = {k: v for k, v in (("router", a.router), ("pub", a.pub)) if v}
     for k, v in updates.items():
         check_address(v, f"--{k}")
@@ -156,67 +183,35 @@ def cmd_coordinator(a) -> int:
     else:
         from cosim.config import check_nodes
         check_nodes(cfg, a.config)       # e.g. a backend that cannot checkpoint
-    curve = None
-    if cfg.coordinator.curve:
-        from cosim.runtime import security
-        curve = security.server_from_dir(cfg.coordinator.keys_dir or _env("COSIM_KEYS"))
     bar = ProgressBar(cfg.run.progress)
-    coord = Coordinator(cfg, out, curve=curve, progress=bar.update, resume=bool(a.resume))
     try:
-        summary = coord.run()
+        run_coordinator(cfg, out, resume=bool(a.resume), plots=not a.no_plots, keys_dir=_env("COSIM_KEYS"),
+                        progress=bar.update)
     except RunFailed as e:
+        e.out = out
+        raise
+    finally:
         bar.close()
-        print(f"cosim: run failed: {e}", file=sys.stderr)
-        print(f"cosim: results up to the last completed window are in {out}", file=sys.stderr)
-        return e.exit_code
-    bar.close()
-    write_run_outputs(out, summary, plots=not a.no_plots)
     return EXIT_OK
 
 
 def cmd_node(a, role: str) -> int:
     from cosim.launch.preflight import check_address
-    from cosim.errors import CoordinatorLost, CosimError, PeerTimeout, RemoteError, RunAborted
-    from cosim.runtime.node import NodeRuntime
+    from cosim.launch.service import run_node
     check_address(a.coordinator, "--coordinator")
-    curve = None
-    if a.keys:
-        from cosim.runtime import security
-        curve = security.client_from_dir(a.keys, a.name)
     backend = getattr(a, "backend", "") or ""
     mpi = _mpi_world()
     if role == "spiking" and mpi is not None and mpi.Get_rank() > 0:
         from cosim import plugins
         if not backend:
-            print(f"cosim {a.name}: MPI rank {mpi.Get_rank()}: --backend is required under mpiexec "
-                  f"(followers cannot ask the coordinator)", file=sys.stderr)
-            return EXIT_CONFIG
+            raise ConfigError(f"MPI rank {mpi.Get_rank()}: --backend is required under mpiexec "
+                              f"(followers cannot ask the coordinator)")
         plugins.adapter_class(backend)().follow()
         return EXIT_OK
-
-    def make_adapter(config: dict):
-        from cosim import plugins
-        if role == "tvb":
-            return plugins.whole_brain(backend or "tvb").adapter_class()()
-        entry = next(n for n in config["spiking_nodes"] if n["name"] == a.name)
-        return plugins.adapter_class(entry["backend"])()
-
-    rt = NodeRuntime(a.name, role, a.coordinator, make_adapter, backend=backend if role == "spiking" else "",
-                     results_dir=a.out or a.resume, curve=curve, register_timeout_ms=a.register_timeout_ms,
-                     require_resume=bool(a.resume), data_bind=a.data_bind, data_advertise=a.data_advertise)
     try:
-        rt.run()
-    except CosimError as e:       # one hierarchy (cosim.errors): the exit code travels with the error
-        what = {RunAborted: "run aborted by the coordinator: ", RemoteError: "refused by the coordinator: "}
-        kept = "; partial results kept" if isinstance(e, (CoordinatorLost, PeerTimeout)) else ""
-        print(f"cosim {a.name}: {what.get(type(e), '')}{e}{kept}", file=sys.stderr)
-        return e.exit_code
-    except Exception as e:       # a bug or an unexpected state: traceback to the log, one line here
-        from cosim.runtime.node import traceback_note
-        log.error("%s: unexpected error", a.name, exc_info=e)
-        print(f"cosim {a.name}: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-              f"({traceback_note()})", file=sys.stderr)
-        return EXIT_FAILED
+        run_node(a.name, role, a.coordinator, backend=backend, keys=a.keys, results_dir=a.out or a.resume,
+                 resume=bool(a.resume), register_timeout_ms=a.register_timeout_ms, data_bind=a.data_bind,
+                 data_advertise=a.data_advertise)
     finally:
         if mpi is not None:
             _mpi_release(a)
@@ -290,67 +285,94 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+COMMANDS = {
+    "run": cmd_run, "resume": cmd_resume, "coordinator": cmd_coordinator,
+    "tvb-node": lambda a: cmd_node(a, "tvb"), "spiking-node": lambda a: cmd_node(a, "spiking"),
+    "watch": lambda a: cmd_watch(a), "export": lambda a: cmd_export(a), "validate": cmd_validate,
+    "build": cmd_build, "keys": cmd_keys, "backends": cmd_backends, "report": lambda a: cmd_report(a),
+}
+
+
+def cmd_watch(a) -> int:
+    from cosim.results.watch import resolve_address, watch
+    address, _ = resolve_address(a.address)
+    return watch(address, once=a.once, timeout_s=a.timeout, regions=a.regions, keys=a.keys, key_name=a.key_name)
+
+
+def cmd_export(a) -> int:
+    try:
+        from cosim.results.nwb import export_nwb
+    except ImportError as e:
+        raise ConfigError(f"{e.name or e} is not installed (pip install 'brain-cosim[nwb]')") from None
+    try:
+        print(export_nwb(a.run_dir, a.nwb))
+    except ImportError as e:
+        raise ConfigError(f"{e.name or e} is not installed (pip install 'brain-cosim[nwb]')") from None
+    except (FileNotFoundError, LookupError) as e:
+        raise ConfigError(str(e)) from None
+    return EXIT_OK
+
+
+def cmd_report(a) -> int:
+    from cosim.results.report import report
+    try:
+        return report(a.run_dir, as_json=a.json, plot=not a.no_plot)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
+
+
+def report_error(e: BaseException, a) -> int:
+    """The one place an error becomes what the user reads and the process's exit code."""
+    node = a.cmd in ("tvb-node", "spiking-node")
+    who = f"cosim {a.name}" if node else ("cosim" if a.cmd in ("run", "resume", "coordinator", "validate", "build",
+                                                               "keys", "backends") else f"cosim {a.cmd}")
+    say = lambda line: print(line, file=sys.stderr)   # noqa: E731
+    if isinstance(e, KeyboardInterrupt):
+        e = Interrupted("interrupted")
+    if not isinstance(e, CosimError):      # a bug or an unexpected state: traceback to the log, one line here
+        from cosim.runtime.node import traceback_note
+        log.error("%s: unexpected error", who, exc_info=e)
+        say(f"{who}: unexpected {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} ({traceback_note()})")
+        return EXIT_FAILED
+    out = getattr(e, "out", None)
+    if isinstance(e, UnknownBackend):
+        say(f"{who}: {e}")
+    elif isinstance(e, ConfigError):
+        say(f"{who}: configuration error: {e}")
+        if isinstance(e, RunRefused) and e.removed:
+            say(f"{who}: run refused before its first window; no results folder kept ({out})")
+        elif isinstance(e, RunRefused) and out is not None:
+            say(f"{who}: results and logs are in {out}")
+    elif isinstance(e, (RunInterrupted, Interrupted)):
+        say(f"{who}: interrupted" + (f"; results up to the last completed window are in {out}" if out else ""))
+    elif isinstance(e, RunFailed):
+        say(f"{who}: run failed: {e}")
+        if out is not None:
+            logs = " and logs" if a.cmd in ("run", "resume") else ""
+            say(f"{who}: results up to the last completed window{logs} are in {out}")
+    elif isinstance(e, RunAborted):
+        say(f"{who}: run aborted by the coordinator: {e}")
+    elif isinstance(e, RemoteError):
+        say(f"{who}: refused by the coordinator: {e}")
+    elif isinstance(e, PeerTimeout):       # CoordinatorLost included
+        say(f"{who}: {e}; partial results kept")
+    else:
+        say(f"{who}: {e}")
+    return e.exit_code
+
+
 def main(argv: list[str] | None = None) -> int:
-    from cosim.plugins import UnknownBackend
-    from cosim.config import ConfigError
     a = build_parser().parse_args(argv)
     who = {"tvb-node": getattr(a, "name", "tvb"), "spiking-node": getattr(a, "name", "spiking")}.get(a.cmd, a.cmd)
     setup_logging(a.log_level, who)
     # SIGTERM ends a service the way Ctrl-C does: abort the run, keep the results
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        if a.cmd == "run":
-            from cosim.launch.local import run_embedded
-            return run_embedded(a)
-        if a.cmd == "resume":
-            from cosim.launch.local import resume_embedded
-            return resume_embedded(a)
-        if a.cmd == "coordinator":
-            return cmd_coordinator(a)
-        if a.cmd == "tvb-node":
-            return cmd_node(a, "tvb")
-        if a.cmd == "spiking-node":
-            return cmd_node(a, "spiking")
-        if a.cmd == "watch":
-            from cosim.results.watch import resolve_address, watch
-            address, _ = resolve_address(a.address)
-            return watch(address, once=a.once, timeout_s=a.timeout, regions=a.regions, keys=a.keys, key_name=a.key_name)
-        if a.cmd == "export":
-            try:
-                from cosim.results.nwb import export_nwb
-                print(export_nwb(a.run_dir, a.nwb))
-            except ImportError as e:
-                print(f"cosim export: {e.name or e} is not installed (pip install 'brain-cosim[nwb]')", file=sys.stderr)
-                return EXIT_CONFIG
-            except (FileNotFoundError, LookupError) as e:
-                print(f"cosim export: {e}", file=sys.stderr)
-                return EXIT_CONFIG
-            return EXIT_OK
-        if a.cmd == "validate":
-            return cmd_validate(a)
-        if a.cmd == "build":
-            return cmd_build(a)
-        if a.cmd == "keys":
-            return cmd_keys(a)
-        if a.cmd == "backends":
-            return cmd_backends(a)
-        if a.cmd == "report":
-            from cosim.results.report import report
-            try:
-                return report(a.run_dir, as_json=a.json, plot=not a.no_plot)
-            except FileNotFoundError as e:
-                print(f"cosim report: {e}", file=sys.stderr)
-                return EXIT_CONFIG
-    except UnknownBackend as e:
-        print(f"cosim: {e}", file=sys.stderr)
-        return e.exit_code
-    except ConfigError as e:
-        print(f"cosim: configuration error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("cosim: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_CONFIG
+        return COMMANDS[a.cmd](a) or EXIT_OK
+    except BaseException as e:   # noqa: BLE001  (SystemExit passes: argparse, sys.exit)
+        if isinstance(e, SystemExit):
+            raise
+        return report_error(e, a)
 
 
 if __name__ == "__main__":

@@ -62,13 +62,15 @@ def linger(address: str, max_s: float, poll_s: float = 0.5) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cosim import cli
+    from cosim.cli.commands import build_parser
+    from cosim.cli.commands import main as cosim_main
+    from cosim.errors import EXIT_INTERRUPTED
     argv = list(sys.argv[1:] if argv is None else argv)
-    code = cli.main(argv)
-    args = cli.build_parser().parse_args(argv)
+    code = cosim_main(argv)
+    args = build_parser().parse_args(argv)
     address = getattr(args, "coordinator", None)
     max_s = float(os.environ.get("COSIM_LINGER_S", "0"))
-    if address and max_s > 0 and code != cli.EXIT_INTERRUPTED:   # stopped by a signal: leave now
+    if address and max_s > 0 and code != EXIT_INTERRUPTED:   # stopped by a signal: leave now
         try:
             linger(address, max_s)
         except KeyboardInterrupt:      # SIGTERM (cli turns it into KeyboardInterrupt)

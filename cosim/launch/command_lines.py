@@ -18,13 +18,16 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 
 
 def cosim_cmd(log_level: str | None = None) -> list[str]:
-    """``python -m cosim.cli [--log-level L]`` with this interpreter."""
-    return [sys.executable, "-m", "cosim.cli"] + (["--log-level", log_level] if log_level else [])
+    """``python -P -m cosim.cli [--log-level L]`` with this interpreter. ``-P``: the working
+    folder is not put first on the module path, so a folder of the user's own (a ``cosim/``,
+    ``services/`` or ``proto/`` package beside their scripts) never shadows the installed package."""
+    return [sys.executable, "-P", "-m", "cosim.cli"] + (["--log-level", log_level] if log_level else [])
 
 
-def coordinator_cmd(config_path: str, out: str, *, router: str | None = None, pub: str | None = None,
-                    plots: bool = True, log_level: str | None = None, extra: list[str] | None = None) -> list[str]:
-    argv = cosim_cmd(log_level) + ["coordinator", str(config_path), "--out", str(out)]
+def coordinator_args(config_path: str, out: str, *, router: str | None = None, pub: str | None = None,
+                     plots: bool = True, extra: list[str] | None = None) -> list[str]:
+    """The `cosim` arguments of the coordinator (no interpreter: a starter adds what runs them)."""
+    argv = ["coordinator", str(config_path), "--out", str(out)]
     if router:
         argv += ["--router", router]
     if pub:
@@ -32,10 +35,39 @@ def coordinator_cmd(config_path: str, out: str, *, router: str | None = None, pu
     return argv + ([] if plots else ["--no-plots"]) + list(extra or [])
 
 
+def tvb_args(router: str, *, name: str = "tvb", side: str = "tvb", keys: str | None = None) -> list[str]:
+    """The `cosim` arguments of the whole-brain node (``side``: its plugin, tvb or noop)."""
+    return (["tvb-node", "--coordinator", router, "--name", name] + (["--backend", side] if side != "tvb" else [])
+            + (["--keys", keys] if keys else []))
+
+
+def spiking_args(entry: Any, router: str, *, keys: str | None = None) -> list[str]:
+    """The `cosim` arguments of the spiking node ``entry`` (a ``NodeEntry`` or its dict)."""
+    name, backend, _ = _entry_fields(entry)
+    return (["spiking-node", "--coordinator", router, "--name", name, "--backend", backend]
+            + (["--keys", keys] if keys else []))
+
+
+def mpi_prefix(entry: Any) -> list[str]:
+    """``mpiexec -n N ...`` when the node's params ask for N > 1 MPI ranks, else []."""
+    from cosim import plugins
+    _, backend, params = _entry_fields(entry)
+    spec = plugins.get(backend)
+    ranks = spec.mpi_ranks(spec.params_model().model_validate(params))
+    if ranks <= 1:
+        return []
+    return ["mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks),
+            *[x for v in THREAD_VARS for x in ("-x", f"{v}=1")], *_mpi_args(entry)]
+
+
+def coordinator_cmd(config_path: str, out: str, *, router: str | None = None, pub: str | None = None,
+                    plots: bool = True, log_level: str | None = None, extra: list[str] | None = None) -> list[str]:
+    return cosim_cmd(log_level) + coordinator_args(config_path, out, router=router, pub=pub, plots=plots, extra=extra)
+
+
 def tvb_cmd(router: str, *, name: str = "tvb", noop: bool = False, keys: str | None = None,
             log_level: str | None = None) -> list[str]:
-    return (cosim_cmd(log_level) + ["tvb-node", "--coordinator", router, "--name", name]
-            + (["--backend", "noop"] if noop else []) + (["--keys", keys] if keys else []))
+    return cosim_cmd(log_level) + tvb_args(router, name=name, side="noop" if noop else "tvb", keys=keys)
 
 
 def _entry_fields(entry: Any) -> tuple[str, str, dict]:
@@ -47,16 +79,7 @@ def _entry_fields(entry: Any) -> tuple[str, str, dict]:
 
 def spiking_cmd(entry: Any, router: str, *, keys: str | None = None, log_level: str | None = None) -> list[str]:
     """Command line of the spiking node ``entry`` (a ``NodeEntry`` or its dict), MPI included."""
-    from cosim import plugins
-    name, backend, params = _entry_fields(entry)
-    spec = plugins.get(backend)
-    argv = cosim_cmd(log_level) + ["spiking-node", "--coordinator", router, "--name", name, "--backend", backend]
-    argv += ["--keys", keys] if keys else []
-    ranks = spec.mpi_ranks(spec.params_model().model_validate(params))
-    if ranks > 1:
-        argv = ["mpiexec", "--allow-run-as-root", "--oversubscribe", "-n", str(ranks),
-                *[x for v in THREAD_VARS for x in ("-x", f"{v}=1")], *_mpi_args(entry)] + argv
-    return argv
+    return mpi_prefix(entry) + cosim_cmd(log_level) + spiking_args(entry, router, keys=keys)
 
 
 def _mpi_args(entry: Any) -> list[str]:

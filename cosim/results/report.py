@@ -12,7 +12,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def write_run_outputs(out: Path, summary: dict, plots: bool = True) -> None:
+def write_run_outputs(out: Path, summary: dict, plots: bool = True, echo: bool = True) -> None:
     out = Path(out)
     try:
         from cosim.results.breakdown import breakdown
@@ -29,7 +29,8 @@ def write_run_outputs(out: Path, summary: dict, plots: bool = True) -> None:
             log.info("plot written: %s", plot_breakdown(out))
         except Exception as e:  # plots are a convenience; the data is already safe
             log.warning("could not draw plots: %s", e)
-    print(format_summary(summary))
+    if echo:
+        print(format_summary(summary))
 
 
 def format_summary(s: dict, with_breakdown: bool = True) -> str:

@@ -3,20 +3,28 @@ factor; tqdm) and one line per compiled mechanism."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from tqdm import tqdm
 
 
 class ProgressBar:
-    def __init__(self, enabled: bool = True):
+    """The one progress bar of a run: windows done of all, simulated time, windows/s and the
+    real-time factor. The coordinator draws it when run alone; `cosim run` and `cosim.run()`
+    draw it from the coordinator's PROGRESS broadcasts (``bar_cls``: tqdm, or tqdm.auto's widget
+    in Jupyter)."""
+
+    def __init__(self, enabled: bool = True, bar_cls: Any = None, file: Any = None):
         self.enabled, self.bar = enabled, None
+        self.bar_cls, self.file = bar_cls or tqdm, file
 
     def update(self, done: int, total: int, sim_ms: float, wall_s: float) -> None:
         if not self.enabled:
             return
         if self.bar is None:
-            self.bar = tqdm(total=total, unit="win", file=sys.stderr, mininterval=0.5, dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} windows [{elapsed}<{remaining}] {postfix}")
+            self.bar = self.bar_cls(total=total, unit="win", file=self.file or sys.stderr, mininterval=0.5,
+                                    dynamic_ncols=True,
+                                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} windows [{elapsed}<{remaining}] {postfix}")
         self.bar.n = done
         rate = done / wall_s if wall_s > 0 else 0.0
         rtf = wall_s / (sim_ms / 1000) if sim_ms else 0.0

@@ -1,16 +1,31 @@
-"""Window-by-window result files that survive a kill (HDF5 in SWMR mode + a status marker).
+"""Results files appended window by window that survive a kill: one appender for every writer.
 
-Layout is declared up front (datasets, column counts, attributes); then each completed window
-appends rows. The file is flushed at least every `flush_s` seconds (while windows arrive, and from
-`tick()` while they do not) and at close, so after any kill it opens with h5py (`open_h5`: an
-SWMR reader, since a killed writer leaves the 'open for write' flag set) and holds every window
-up to the last flush, never a partial window. `status_<who>.json` (written atomically, by the
-owner's `on_flush` callback after each flush and at close) says how many windows the file holds,
-whether the run completed, or where it stopped and why.
+Every results file of a run (coordinator.h5, tvb.h5, <node>.h5) is an :class:`Appender`: a set
+of HDF5 datasets growing along their first axis, with one rule for all of them:
+
+- **durability**: rows are buffered in memory (an HDF5 call costs ~50 µs: too much for every
+  window) and written at least every ``flush_s`` seconds (while windows arrive, and from
+  ``tick()`` while they do not), every ``flush_every`` windows if set, and at close. After any
+  kill the file opens with h5py (``open_h5``) and holds every window up to the last flush, never
+  a partial one.
+- **disk space**: a flush the file system cannot hold is refused *before* anything is written
+  (HDF5 that runs out of space mid-write leaves datasets it cannot even shrink back); a failed
+  flush rolls every dataset back to the rows durable before it and raises ResultsWriteError; a
+  small ballast file next to the results is released then, so the roll-back, the marks and the
+  close still succeed on a full disk.
+- **completion marking**: the file's attributes ``status`` ("running", "completed",
+  "stopped: <why>" or "write failed: <why>") and ``windows`` (windows durable in the file),
+  updated at every flush and at close; ``on_flush(windows)`` lets the owner write a status marker
+  next to it (``write_status``: the coordinator's ``status_coordinator.json``).
+
+``swmr=True`` (the coordinator's record) puts the file in HDF5's single-writer/multiple-reader
+mode once its datasets are declared, so it can be read while the run goes on; every dataset
+must then be declared before the first window. Other files may create datasets as they go.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -22,7 +37,9 @@ import h5py
 import numpy as np
 
 
-from cosim.errors import ResultsWriteError  # noqa: E402  (one hierarchy: cosim.errors)
+from cosim.errors import ResultsWriteError
+
+log = logging.getLogger(__name__)
 
 
 # Space set aside next to each recorded file (a "ballast" file, deleted when a write fails) so
@@ -73,16 +90,22 @@ def os_reason(e: BaseException) -> str:
 
 @dataclass
 class Column:
-    """A dataset of shape (rows, cols) growing by `rows_per_window` each window."""
+    """A declared dataset: rows of ``cols`` values (``cols == 0``: a 1-D dataset), ``rows_per_window`` a window."""
     cols: int
-    rows_per_window: int
+    rows_per_window: int = 1
     dtype: str = "f8"
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-class WindowRecorder:
-    def __init__(self, path: str | Path, layout: dict[str, Column], file_attrs: dict[str, Any] | None = None,
-                 flush_s: float = 1.0, on_flush: Callable[[int], None] | None = None, resume_windows: int | None = None):
+RUNNING, COMPLETED = "running", "completed"
+
+
+class Appender:
+    """One HDF5 results file appended window by window (module docstring: the rules)."""
+
+    def __init__(self, path: str | Path, attrs: dict[str, Any] | None = None, *, flush_s: float = 1.0,
+                 flush_every: int | None = None, swmr: bool = False, resume_windows: int | None = None,
+                 on_flush: Callable[[int], None] | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.failed: str | None = None   # why the last flush failed (the file then stays as it was before)
@@ -92,51 +115,113 @@ class WindowRecorder:
                 r.write(bytes(RESERVE_BYTES))
         except OSError:                   # already too full for the ballast: go on without it
             self._release_reserve()
-        resume = resume_windows is not None
         # resume_windows: continue a file already cut back to that many windows (cosim.runtime.checkpoint)
-        self.f = h5py.File(self.path, "a" if resume else "w", libver="latest")
-        for k, v in (file_attrs or {}).items():
+        resume = resume_windows is not None and self.path.exists()
+        self.swmr = swmr
+        self.f: h5py.File | None = h5py.File(self.path, "a" if resume else "w",
+                                             **({"libver": "latest"} if swmr else {}))
+        for k, v in (attrs or {}).items():
             self.f.attrs[k] = _attr(v)
-        self.layout = layout
+        self.f.attrs["status"] = RUNNING
+        self.windows = resume_windows if resume else 0    # windows appended
+        self.flushed = self.windows                       # windows durable in the file (a kill keeps these)
+        self.f.attrs["windows"] = self.flushed
+        # persistent handles: a dataset handle closed after each write flushes its chunk cache in
+        # h5py's destructor, where a failed write (disk full) cannot be caught; open ones are
+        # written by f.flush(), which raises
         self.ds: dict[str, h5py.Dataset] = {}
-        for name, c in layout.items():
-            if resume:
-                self.ds[name] = self.f[name]
-                continue
-            d = self.f.create_dataset(name, shape=(0, c.cols), maxshape=(None, c.cols), dtype=c.dtype,
-                                      chunks=(max(1, min(4096, c.rows_per_window * 64)), max(1, c.cols)))
-            for k, v in c.attrs.items():
-                d.attrs[k] = _attr(v)
-            self.ds[name] = d
-        self.f.swmr_mode = True        # from here on readers always see a consistent file
-        self.windows = resume_windows or 0   # windows appended
-        self.flushed = self.windows          # windows durable in the file (a kill keeps exactly these)
-        self.on_flush = on_flush       # called with `flushed` after every flush (status markers)
+        if resume:
+            self.f.visititems(lambda name, obj: self.ds.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
+        self.flush_s, self.flush_every, self.on_flush = flush_s, flush_every, on_flush
         self._pending: dict[str, list[np.ndarray]] = {}
-        self.flush_s = flush_s
         self._last_flush = time.monotonic()
+        self._swmr_on = False
+        self.f.flush()      # a file killed before its first data flush must still open
 
+    # ---- layout ---------------------------------------------------------------------------
+    def declare(self, layout: dict[str, Column]) -> None:
+        """Datasets known up front (a resumed file keeps its own); then SWMR starts if asked."""
+        for name, c in layout.items():
+            if name not in self.ds:
+                shape = (c.cols,) if c.cols else ()
+                self._create(name, shape, c.dtype, c.attrs, chunk_rows=max(1, min(4096, c.rows_per_window * 64)))
+        if self.swmr and not self._swmr_on:
+            self.f.swmr_mode = True       # from here on readers always see a consistent file
+            self._swmr_on = True
+
+    def _create(self, name: str, tail: tuple, dtype: Any, attrs: dict[str, Any] | None = None,
+                chunk_rows: int | None = None) -> h5py.Dataset:
+        if self._swmr_on:
+            raise RuntimeError(f"{self.path}: dataset {name!r} was not declared before the run (SWMR file)")
+        width = int(np.prod(tail, dtype=np.int64)) if tail else 1
+        rows = chunk_rows or max(1, min(4096, 2 ** 18 // max(width, 1)))
+        d = self.f.create_dataset(name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype,
+                                  chunks=(rows, *[max(1, t) for t in tail]))
+        for k, v in (attrs or {}).items():
+            d.attrs[k] = _attr(v)
+        self.ds[name] = d
+        return d
+
+    def has(self, name: str) -> bool:
+        return name in self.ds
+
+    def set_attrs(self, name: str, attrs: dict[str, Any]) -> None:
+        """Attributes of the file (``name`` "") or of a group/dataset; nothing after a failed write."""
+        if self.f is not None and not self.failed:
+            obj = self.f[name] if name else self.f
+            for k, v in attrs.items():
+                obj.attrs[k] = _attr(v)
+
+    def group(self, name: str) -> h5py.Group:
+        return self.f.require_group(name)
+
+    # ---- writing --------------------------------------------------------------------------
     def append(self, rows: dict[str, np.ndarray]) -> None:
-        """One completed window: rows for every dataset named in `rows`.
-
-        Rows are buffered in memory (HDF5 calls cost ~50 µs each: too much for every window)
-        and written at the next flush point, at most `flush_s` later.
-        """
+        """Rows for the datasets named in ``rows`` (copied: callers may reuse their arrays). A
+        dataset not seen before is created from its first rows (not in an SWMR file)."""
+        if self.f is None:
+            raise RuntimeError(f"{self.path} is closed")
         for name, arr in rows.items():
-            self._pending.setdefault(name, []).append(np.array(arr, copy=True))
-        self.windows += 1
-        if time.monotonic() - self._last_flush >= self.flush_s:
+            a = np.array(arr, copy=True)
+            if name not in self.ds:
+                self._create(name, a.shape[1:], a.dtype)
+            self._pending.setdefault(name, []).append(a)
+
+    def end_window(self, n: int = 1) -> None:
+        """``n`` more windows are complete: flush if one is due."""
+        self.windows += n
+        if (self.flush_every and self.windows % self.flush_every == 0) \
+                or time.monotonic() - self._last_flush >= self.flush_s:
             self.flush()
 
-    def flush(self) -> None:
-        """Write buffered windows and make them durable.
+    def tick(self) -> None:
+        """Flush if windows have waited ``flush_s`` (call it from an idle loop: slow windows stay durable)."""
+        if self.windows > self.flushed and time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
 
-        If that fails (disk full, I/O error), every dataset is shrunk back to the windows durable
-        before this flush (a consistent prefix; never rows of zeros counted as windows), the
-        buffered windows are dropped and ResultsWriteError is raised; later flushes do nothing."""
-        if self.failed:
+    def write_whole(self, name: str, data: np.ndarray, attrs: dict[str, Any] | None = None) -> None:
+        """A dataset written once, at the end (e.g. recorded traces); not in an SWMR file."""
+        if self.f is None or self.failed:
             return
-        rows_before = {name: d.shape[0] for name, d in self.ds.items()}
+        if self._swmr_on:
+            raise RuntimeError(f"{self.path}: {name!r} cannot be added to an SWMR file")
+        check_space(self.path, np.asarray(data).nbytes)
+        if name in self.f:
+            del self.f[name]
+        self.f[name] = data
+        for k, v in (attrs or {}).items():
+            self.f[name].attrs[k] = _attr(v)
+
+    def flush(self) -> None:
+        """Write buffered rows and make them durable.
+
+        If that fails (disk full, I/O error), every dataset is shrunk back to the rows durable
+        before this flush (a consistent prefix; never rows of zeros counted as windows), the
+        buffered rows are dropped, the file is marked "write failed: …" and ResultsWriteError is
+        raised; later flushes do nothing."""
+        if self.f is None or self.failed:
+            return
+        before = {name: d.shape[0] for name, d in self.ds.items()}
         try:
             check_space(self.path, sum(chunk_bytes_to_append(self.ds[name], sum(b.shape[0] for b in blocks))
                                        for name, blocks in self._pending.items()))
@@ -146,9 +231,10 @@ class WindowRecorder:
                 arr = np.concatenate(blocks, axis=0)
                 d.resize(n + arr.shape[0], axis=0)
                 d[n:] = arr
+            self.f.attrs["windows"] = self.windows
             self.f.flush()
         except Exception as e:       # h5py raises OSError, sometimes RuntimeError, for a failed write
-            self._roll_back(rows_before, os_reason(e))
+            self._roll_back(before, os_reason(e))
             raise ResultsWriteError(f"cannot write {self.path}: {self.failed}; it holds the first "
                                     f"{self.flushed} windows", self.flushed) from None
         self._pending = {}
@@ -157,17 +243,33 @@ class WindowRecorder:
         if self.on_flush is not None:
             self.on_flush(self.flushed)
 
-    def _roll_back(self, rows_before: dict[str, int], reason: str) -> None:
+    def rows(self) -> dict[str, int]:
+        """Rows durable per dataset of the file (every dataset, also those written whole), after
+        writing what is buffered: a checkpoint's ``rows`` (cosim.runtime.checkpoint.truncate_h5)."""
+        self.flush()
+        if self.failed:
+            raise ResultsWriteError(f"cannot write {self.path}: {self.failed}", self.flushed)
+        out: dict[str, int] = {}
+        self.f.visititems(lambda name, obj: out.__setitem__(name, int(obj.shape[0]))
+                          if isinstance(obj, h5py.Dataset) and obj.shape else None)
+        return out
+
+    def _roll_back(self, before: dict[str, int], reason: str) -> None:
         self.failed = reason
         self._pending = {}
-        self._release_reserve()       # room for the metadata the roll-back and the close write
-        try:
-            for name, n in rows_before.items():
+        self._release_reserve()       # room for the metadata the roll-back, the marks and the close write
+        for name, n in before.items():    # each on its own: one failing must not leave the others long
+            try:
                 if self.ds[name].shape[0] != n:
                     self.ds[name].resize(n, axis=0)
-            self.f.flush()
-        except Exception:             # the status marker still says how many windows are valid
-            pass
+            except Exception as e:   # the marks still say how many windows are valid
+                log.error("%s: cannot roll %s back to %d rows: %s", self.path, name, n, os_reason(e))
+        for step in (lambda: self.f.attrs.__setitem__("status", f"write failed: {reason}"),
+                     lambda: self.f.attrs.__setitem__("windows", self.flushed), self.f.flush):
+            try:
+                step()
+            except Exception as e:
+                log.error("%s: cannot mark the file after a failed write: %s", self.path, os_reason(e))
 
     def _release_reserve(self) -> None:
         try:
@@ -175,24 +277,37 @@ class WindowRecorder:
         except OSError:
             pass
 
-    def tick(self) -> None:
-        """Flush if windows have waited `flush_s` (call it from an idle loop: slow windows stay durable)."""
-        if self.windows > self.flushed and time.monotonic() - self._last_flush >= self.flush_s:
+    def close(self, completed: bool = True, reason: str | None = None) -> None:
+        """Flush, mark the file ("completed" or "stopped: <reason>") and close it. After a failed
+        write the file keeps its "write failed" mark and closes with what it holds; a flush that
+        fails here raises ResultsWriteError after closing."""
+        if self.f is None:
+            return
+        error: ResultsWriteError | None = None
+        try:
             self.flush()
-
-    def close(self) -> None:
-        """Flush and close; after a failed write, close what is there (raising nothing more)."""
-        if self.f:
+        except ResultsWriteError as e:
+            error = e
+        try:
+            if not self.failed:
+                self.f.attrs["status"] = COMPLETED if completed else f"stopped: {reason or 'stopped'}"
+                self.f.attrs["windows"] = self.flushed
+                self.f.flush()
+        except Exception as e:       # the marks could not be written: keep what the last flush made durable
+            self._roll_back({}, os_reason(e))
+            error = error or ResultsWriteError(f"cannot write {self.path}: {self.failed}", self.flushed)
+        finally:
             try:
-                self.flush()
-            finally:
-                try:
-                    self.f.close()
-                except Exception:
-                    if not self.failed:
-                        raise
-                self.f = None
-                self._release_reserve()
+                self.ds = {}
+                self.f.close()
+            except Exception:
+                if not self.failed:
+                    raise
+            self.f = None
+            self._release_reserve()
+        log.info("results written to %s%s", self.path, f" (up to the last flush: {self.failed})" if self.failed else "")
+        if error is not None:
+            raise error
 
 
 def open_h5(path: str | Path) -> h5py.File:
@@ -205,7 +320,9 @@ def open_h5(path: str | Path) -> h5py.File:
 
 
 def _attr(v: Any) -> Any:
-    if isinstance(v, (list, tuple)) and v and isinstance(v[0], str):
+    if v is None:
+        return ""
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, str) for x in v):
         return np.array(v, dtype=h5py.string_dtype())
     if isinstance(v, dict):
         return json.dumps(v)

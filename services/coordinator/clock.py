@@ -32,7 +32,7 @@ class ClockMixin:
     @contextlib.contextmanager
     def _writing(self):
         """A results write that fails (disk full, I/O error) ends the run with the cause; the file
-        was rolled back to its last durable window (cosim.runtime.store.WindowRecorder.flush)."""
+        was rolled back to its last durable window (cosim.runtime.store.Appender.flush)."""
         try:
             yield
         except ResultsWriteError as e:

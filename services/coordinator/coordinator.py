@@ -80,6 +80,7 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         self.ckpt_costs: list[float] = []        # seconds per checkpoint (the run waits for it)
         self.config_sha256 = checkpoint.config_hash(cfg.model_dump(mode="json"))
         self.resume: dict | None = None          # the manifest of the checkpoint this run resumes from
+        self._stop_requested = False
         if resume:
             try:
                 self.resume = checkpoint.select(self.results_dir, self.config_sha256)
@@ -87,6 +88,10 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                 raise ConfigError(str(e)) from None
             log.info("coordinator: resuming %s from the checkpoint of window %d", self.results_dir,
                      self.resume["window"])
+
+    def request_stop(self) -> None:
+        """Abort the run as Ctrl-C would (every node is told; results are kept), from any thread."""
+        self._stop_requested = True
 
     def bind(self) -> None:
         if getattr(self, "router", None) is not None:    # bound already (cosim.launch.inprocess binds first)
@@ -151,6 +156,8 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         self.t_start = None
         try:
             while self.state != "DONE":
+                if self._stop_requested:       # request_stop(): as Ctrl-C, from another thread
+                    raise KeyboardInterrupt
                 if self.router.poll(min(100, self.cc.heartbeat_interval_ms)):
                     self.handle(self.router.recv_multipart(copy=self._copy))
                     for _ in range(_MAX_BATCH):

@@ -1,6 +1,6 @@
 """The coordinator's record of a run: every signal exchanged, per-window timings, status.
 
-`<results_dir>/coordinator.h5` (SWMR, see cosim.runtime.store):
+`<results_dir>/coordinator.h5` (an SWMR cosim.runtime.store.Appender: readable while the run goes on):
   time_ms                       (K·W, 1)  end time of each TVB step
   signals/<producer>/<name>     (K·W, n)  what the producer sent each window; attrs: regions,
                                           window_offset (1 for coupling/*: rows belong to the
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cosim.runtime.store import Column, WindowRecorder, write_status
+from cosim.runtime.store import Appender, Column, write_status
 
 TIMING_FIELDS = ("compute_s", "wait_s", "simulate_s", "decode_s", "encode_s")
 _NAN = float("nan")
@@ -50,9 +50,10 @@ class RunRecord:
             layout[f"timing/{n}"] = Column(len(TIMING_FIELDS), 1, attrs={"fields": list(TIMING_FIELDS), "units": "s"})
         layout["timing/window_wall_s"] = Column(1, 1, attrs={"units": "s"})
         layout["timing/coordinator_s"] = Column(1, 1, attrs={"units": "s"})
-        self.rec = WindowRecorder(self.path, layout, file_attrs={
-            "steps_per_window": W, "n_windows": K, "tvb_dt_ms": dt_ms, "config": cfg.model_dump(mode="json")},
-            on_flush=on_flush, resume_windows=resume_windows)
+        self.rec = Appender(self.path, {"steps_per_window": W, "n_windows": K, "tvb_dt_ms": dt_ms,
+                                        "config": cfg.model_dump(mode="json")},
+                            swmr=True, on_flush=on_flush, resume_windows=resume_windows)
+        self.rec.declare(layout)
         self.sums = {n: [0.0] * len(TIMING_FIELDS) for n in nodes}
         self.wall_sum = 0.0
         self.k = 0
@@ -73,6 +74,7 @@ class RunRecord:
         rows["timing/coordinator_s"] = np.array([[coordinator_s]])
         self.wall_sum += wall_s
         self.rec.append(rows)
+        self.rec.end_window()
         self.k = k + 1
 
     def tick(self) -> None:
@@ -85,5 +87,5 @@ class RunRecord:
         return out
 
     def close(self, status: dict) -> None:
-        self.rec.close()
+        self.rec.close(bool(status.get("completed")), status.get("reason"))
         write_status(self.path.parent, "coordinator", **status)

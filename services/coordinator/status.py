@@ -80,7 +80,7 @@ class StatusMixin:
         from cosim.runtime.store import write_status
         if self.record is not None:
             try:
-                self.record.rec.close()
+                self.record.rec.close(bool(status["completed"]), status["reason"])
             except ResultsWriteError as e:     # the last flush failed: the file holds fewer windows
                 if self.failure is None:
                     self.failure = RunFailed(f"cannot write results: {e}")

@@ -114,7 +114,7 @@ class ReferenceAdapter(NodeAdapter):
             self.out_specs.append((s, var, r))
         if ctx.results_dir and self.params.record:
             self.out = H5Appender(Path(ctx.results_dir) / f"{ctx.node_name}.h5", flush_every=self.flush_every,
-                                   append=ctx.resume is not None, attrs={
+                                  resume_windows=None if ctx.resume is None else ctx.resume["window"] + 1, attrs={
                 "node": ctx.node_name, "backend": "reference", "regions": self.own.tolist(),
                 "region_labels": [w.region_labels[r] for r in self.own], "dt_ms": w.dt,
                 "steps_per_window": W, "lag_windows": m, "seed": self.run_cfg.seed, "units": json.dumps(UNITS)})
@@ -149,6 +149,7 @@ class ReferenceAdapter(NodeAdapter):
         rec = w.run_window(self.W)
         if self.out is not None:
             self.out.append("raw", rec.steps * w.dt, {v: getattr(rec, v)[:, self.own] for v in STATE_VARS})
+            self.out.end_window()
         self._compute_s += time.perf_counter() - t0
         self._k_next = k + 1
         return self._outputs(rec)

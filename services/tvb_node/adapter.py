@@ -289,8 +289,11 @@ class TVBAdapter(NodeAdapter):
             self.out = None
             return
         sources = {v: ("spiking" if v in self.in_cols else "tvb_standin") for v in STATE_VARS}
+        # a resumed file holds the windows recorded by the checkpoint: all but the last m, which
+        # wait for the proxies' true values (they are in the checkpoint)
+        done = None if ctx.resume is None else max(0, ctx.resume["window"] + 1 - self.m)
         self.out = H5Appender(Path(ctx.results_dir) / "tvb.h5", flush_every=self.flush_every,
-                              append=ctx.resume is not None, attrs={
+                              resume_windows=done, attrs={
             "node": ctx.node_name, "region_labels": w.region_labels, "spiking_regions": self.proxies.tolist(),
             "dt_ms": w.dt, "steps_per_window": self.W, "lag_windows": self.m, "n_windows": ctx.n_windows,
             "seed": self.run_cfg.seed,
@@ -376,6 +379,8 @@ class TVBAdapter(NodeAdapter):
             self.out.append("raw", t_ms, {**{v: X[i] for i, v in enumerate(STATE_VARS)},
                                           "proxy_from_spiking": np.full(len(t_ms), from_spiking, np.uint8)})
         if not from_spiking:
+            if self.out is not None:
+                self.out.end_window()
             return
         off = self.tvb.offset
         for name, (mon, vois) in self.monitors.items():
@@ -388,6 +393,8 @@ class TVBAdapter(NodeAdapter):
             if rows and self.out is not None:
                 data = np.stack(rows, axis=1)
                 self.out.append(name, np.array(times), {v: data[j] for j, v in enumerate(vois)})
+        if self.out is not None:
+            self.out.end_window()
 
     # ---- checkpoint (PROTOCOL.md §10.1) -----------------------------------------------------
     def checkpoint(self, directory) -> dict[str, Any]:

@@ -1,0 +1,345 @@
+"""A run: its services started by a starter (cosim.launch.starters), followed to their end.
+
+`start()` checks everything that can be refused before the results folder exists, writes
+`<results>/config.yaml` and starts the coordinator, the TVB node and every spiking node (as
+local processes unless another starter is given); `start_resume()` restarts a broken run's
+services from its newest good checkpoint. Both return a :class:`Launch`, which `cosim run`,
+`cosim resume` and `cosim.run()` drive: `supervise()` follows the run (progress from the
+coordinator's PUB channel, nodes that die before registering) and raises what ended it early
+(cosim.errors: RunFailed, RunInterrupted, ConfigError, each with its exit code and `out`);
+`stop()` asks it to abort, keeping results; `reap()` leaves nothing running.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+import zmq
+
+from cosim.config import ConfigError
+from cosim.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, RunFailed, RunInterrupted, RunRefused
+from cosim.launch import command_lines
+from cosim.launch.starters import LocalProcess, ServiceSpec, Started, Starter
+from cosim.proto import codec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(addr: str) -> bool:
+    host, port = addr.rsplit("//", 1)[1].rsplit(":", 1)
+    host = "0.0.0.0" if host == "*" else host
+    with socket.socket() as s:
+        try:
+            s.bind((host, int(port)))
+            return True
+        except OSError:
+            return False
+
+
+def _say(line: str, err=None) -> None:
+    print(line, file=err or sys.stderr)
+
+
+def services_of(cfg: Any, cfg_path: str, out: Path, router: str, pub: str, *, plots: bool = True,
+                extra: list[str] | None = None, append_logs: bool = False) -> list[ServiceSpec]:
+    """The services of run ``cfg`` (coordinator first), for any starter."""
+    from cosim.launch.preflight import whole_brain_side
+    cc = cfg.coordinator
+    keys = cc.keys_dir if cc.curve and cc.keys_dir else None
+    side = whole_brain_side(cfg)
+    again = list(extra or [])
+    logs = out / "logs"
+    resume = "--resume" in again
+    specs = [ServiceSpec("coordinator", "coordinator",
+                         command_lines.coordinator_args(cfg_path, str(out), router=router if resume else None,
+                                                        pub=pub if resume else None, plots=plots, extra=again),
+                         log=logs / "coordinator.log", append_log=append_logs,
+                         options={"cfg": cfg, "out": out, "resume": resume, "plots": plots}),
+             ServiceSpec("tvb", "tvb", command_lines.tvb_args(router, side=side, keys=keys) + again, backend=side,
+                         log=logs / "tvb.log", append_log=append_logs,
+                         options={"coordinator": router, "backend": side, "keys": keys, "results_dir": str(out),
+                                  "resume": resume})]
+    for n in cfg.spiking_nodes:
+        specs.append(ServiceSpec(n.name, "spiking", command_lines.spiking_args(n, router, keys=keys) + again,
+                                 backend=n.backend, entry=n, log=logs / f"{n.name}.log", append_log=append_logs,
+                                 options={"coordinator": router, "backend": n.backend, "keys": keys,
+                                          "results_dir": str(out), "resume": resume}))
+    return specs
+
+
+def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> "Launch":
+    """Validate, write `<out>/config.yaml` and start every service; `a` holds the `cosim run`
+    arguments (config, set, out, no_plots, log_level); `cfg`, if given, is the config already
+    loaded with its overrides. Local processes are tied to the calling thread (PR_SET_PDEATHSIG):
+    call this from a thread that outlives the run (the main thread)."""
+    if cfg is None:
+        from cosim.config import apply_overrides
+        cfg = apply_overrides(a.config, a.set)
+    from cosim.config import check_nodes
+    from cosim.launch.preflight import check_run, writable_dir
+    from cosim.runtime.progress import compile_progress
+    source = a.config or "<default>"
+    # everything that can be refused is refused before the results folder exists (the connectome
+    # is loaded only to check an explicit window: the default window is causal by construction)
+    check_run(cfg, source, connectome=cfg.run.window_ms is not None)
+    _check_installed(cfg)
+    # compile + load each model now: the setup clock never sees it
+    check_nodes(cfg, source, progress=compile_progress)
+    out = Path(a.out) if a.out else Path(cfg.run.results_dir) / f"{cfg.run.name}_{datetime.now():%Y%m%d-%H%M%S}"
+    cc = cfg.coordinator
+    explicit = cc.model_fields_set
+    router = cc.router if "router" in explicit else f"tcp://127.0.0.1:{free_port()}"
+    pub = cc.pub if "pub" in explicit else f"tcp://127.0.0.1:{free_port()}"
+    for addr, what in ((router, "coordinator.router"), (pub, "coordinator.pub")):
+        if addr.startswith("tcp://") and not _port_free(addr):
+            raise ConfigError(f"{what}: {addr} is already in use")
+    _check_rank0_host(cfg, router)
+    created = not out.exists()
+    writable_dir(out, "--out" if a.out else "run.results_dir")
+    (out / "logs").mkdir(exist_ok=True)
+    data = cfg.model_dump(mode="json")
+    data["coordinator"].update(router=router, pub=pub)
+    data["run"]["progress"] = False          # the launcher draws the bar
+    cfg_path = out / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    from cosim.config import parse_config
+    run_cfg = parse_config(data, str(cfg_path))
+    specs = services_of(run_cfg, str(cfg_path), out, router, pub, plots=not a.no_plots)
+    starter = starter or LocalProcess(getattr(a, "log_level", "INFO"))
+    print(f"cosim: run '{cfg.run.name}' → {out} (logs in {out / 'logs'})", file=sys.stderr)
+    job = Launch(_start_all(starter, specs), pub, cfg, out)
+    job.created = created
+    return job
+
+
+def start_resume(a: Any, starter: Starter | None = None) -> "Launch":
+    """Restart the services of the run in `a.run_dir` from its newest good checkpoint (PROTOCOL.md
+    §10.1): the coordinator picks the checkpoint and tells every node; logs are appended to."""
+    from cosim.config import apply_overrides, check_nodes
+    from cosim.launch.preflight import check_run
+    from cosim.runtime import checkpoint
+    cfg_path, out_dir = checkpoint.resume_target(a.run_dir)
+    cfg = apply_overrides(cfg_path, [])
+    check_run(cfg, cfg_path, connectome=False)
+    _check_installed(cfg)
+    check_nodes(cfg, cfg_path)
+    k = checkpoint.select(out_dir, checkpoint.config_hash(cfg.model_dump(mode="json")))["window"]
+    out = Path(out_dir)
+    router, pub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    _check_rank0_host(cfg, router)
+    (out / "logs").mkdir(exist_ok=True)
+    specs = services_of(cfg, cfg_path, out, router, pub, plots=not a.no_plots, extra=["--resume", str(out)],
+                        append_logs=True)
+    starter = starter or LocalProcess(getattr(a, "log_level", "INFO"))
+    print(f"cosim: resuming run '{cfg.run.name}' in {out} from the checkpoint of window {k}", file=sys.stderr)
+    job = Launch(_start_all(starter, specs), pub, cfg, out)
+    job.created = False
+    return job
+
+
+def _start_all(starter: Starter, specs: list[ServiceSpec]) -> list[Started]:
+    starter.prepare(specs)
+    started: list[Started] = []
+    try:
+        for spec in specs:
+            started.append(starter.start(spec))
+    except BaseException:
+        _reap(started, grace_s=0)
+        raise
+    return started
+
+
+def _check_rank0_host(cfg: Any, router: str) -> None:
+    """A node spread over machines (``mpi.hosts``) talks to the coordinator from rank 0, on its
+    first host: with a coordinator on loopback, that host must be this machine."""
+    host = router.split("://", 1)[1].rsplit(":", 1)[0] if router.startswith("tcp://") else None
+    if host not in ("127.0.0.1", "localhost", "[::1]"):
+        return
+    for i, n in enumerate(cfg.spiking_nodes):
+        first = n.mpi.hosts[0].split(":")[0] if n.mpi is not None and n.mpi.hosts else None
+        if first is not None and not _is_this_machine(first):
+            raise ConfigError(f"spiking_nodes[{i}].mpi.hosts: rank 0 runs on the first host, {first!r}, which is "
+                              f"not this machine (or does not resolve), and the coordinator listens on {router}: "
+                              f"list this machine first, or set coordinator.router to an address {first!r} reaches")
+
+
+def _is_this_machine(host: str) -> bool:
+    """True if ``host`` resolves to an address of this machine (one a socket can bind)."""
+    try:
+        addrs = {ai[4][0] for ai in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        return False
+    for addr in addrs:
+        with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as s:
+            try:
+                s.bind((addr, 0))
+                return True
+            except OSError:
+                continue
+    return False
+
+
+def _check_installed(cfg: Any) -> None:
+    """Every node runs here: each backend's simulator must be installed (one line if not)."""
+    from cosim import plugins
+    for i, n in enumerate(cfg.spiking_nodes):
+        try:
+            plugins.get(n.backend).ensure_installed()
+        except plugins.UnknownBackend as e:
+            raise ConfigError(f"spiking_nodes[{i}].backend: {e} (installed: {', '.join(plugins.installed())})") from None
+
+
+class Launch:
+    """A started run (module docstring). ``services[0]`` is the coordinator."""
+
+    def __init__(self, services: list[Started], pub: str, cfg: Any, out: Path):
+        self.services, self.pub, self.cfg, self.out = services, pub, cfg, Path(out)
+        self.progress: dict | None = None    # the latest PROGRESS content (PROTOCOL.md §6.1)
+        self.stopped = False
+        self.created = False                 # the results folder did not exist before this run
+        self.summary: dict | None = None
+
+    def stop(self) -> None:
+        """SIGTERM to the coordinator: it aborts the run for every node and keeps the results."""
+        self.stopped = True
+        self.services[0].signal(signal.SIGTERM)
+
+    def reap(self) -> None:
+        _reap(self.services, grace_s=self.cfg.coordinator.heartbeat_timeout_ms / 1000 + 5)
+
+    def supervise(self, bar_cls: Any = None, err: Any = None) -> dict:
+        """Until the coordinator ends: its summary, or the error that ended the run (cosim.errors,
+        with `out` set). ``bar_cls`` draws progress (tqdm, tqdm.auto; None: no bar)."""
+        from cosim.runtime.progress import ProgressBar
+        err = err or sys.stderr
+        services, cfg, out = self.services, self.cfg, self.out
+        coord = services[0]
+        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"progress")
+        if cfg.coordinator.curve:  # the PUB is a CURVE server too: observe with the tvb node's keys
+            from cosim.runtime import security
+            security.client_from_dir(cfg.coordinator.keys_dir or os.environ.get("COSIM_KEYS"), "tvb").apply_client(sub)
+        sub.connect(self.pub)
+        bar = ProgressBar(bool(cfg.run.progress and bar_cls is not None), bar_cls=bar_cls, file=err)
+        node_died_at: float | None = None
+        grace = cfg.coordinator.heartbeat_timeout_ms / 1000 + 3
+        try:
+            while coord.poll() is None:
+                if sub.poll(200):
+                    try:
+                        msg = codec.decode_published(sub.recv_multipart())
+                    except codec.ProtocolError:    # PUB carries nothing the run needs: skip it
+                        continue
+                    p = self.progress = msg.content
+                    bar.update(p["windows_done"], p["windows"], p["t_ms"], p["wall_s"])
+                # a node that dies before registering is invisible to heartbeats: stop the coordinator
+                dead = [c for c in services[1:] if c.poll() not in (None, 0)]
+                if dead and node_died_at is None:
+                    node_died_at = time.monotonic()
+                if node_died_at is not None and time.monotonic() - node_died_at > grace and coord.poll() is None:
+                    _stop(coord)
+                    c = dead[0]
+                    raise RunFailed(f"node '{c.name}' exited with code {c.poll()}: {c.last_error_line()}",
+                                    EXIT_FAILED, out=out)
+        finally:
+            bar.close()
+            sub.close()
+        return self._outcome(coord.poll())
+
+    def _outcome(self, code: int | None) -> dict:
+        out = self.out
+        if code == 0:
+            try:
+                self.summary = json.loads((out / "summary.json").read_text())
+            except (OSError, ValueError):
+                self.summary = getattr(self.services[0], "result", None) or {}
+            return self.summary
+        if code not in (1, 2, 130):
+            # killed by a signal (Popen: -N) or crashed: not one of the documented exit codes. Say what
+            # happened and what is kept; the run failed (exit 1). The nodes notice the dead coordinator
+            # by its heartbeats and exit by themselves (the reaper waits for that).
+            raise RunFailed(_death(code, out), EXIT_FAILED, out=out)
+        status = out / "status_coordinator.json"
+        try:
+            reason = json.loads(status.read_text()).get("reason") if status.exists() else None
+        except (OSError, ValueError):
+            reason = None
+        line = self.services[0].last_error_line()
+        if code == EXIT_INTERRUPTED or self.stopped:
+            raise RunInterrupted(reason if reason and reason != "completed" else "interrupted", EXIT_INTERRUPTED, out=out)
+        if code == EXIT_CONFIG:    # a node or the coordinator refused the configuration during setup
+            told = reason if reason and reason != "completed" and not reason.startswith("running") else _strip(line)
+            e = RunRefused(told or "the run was refused during setup", out=out)
+            if self.created and not (out / "coordinator.h5").exists():   # no window ran: keep no folder
+                import shutil
+                shutil.rmtree(out, ignore_errors=True)
+                e.removed = True
+            raise e
+        if not reason or reason == "completed":
+            raise RunFailed(_strip(line) or f"coordinator exited with code {code}", code, out=out)
+        raise RunFailed(reason, code, out=out)
+
+
+def _strip(line: str) -> str:
+    """A service's one-line reason without its own prefix ("cosim: run failed: ", ...)."""
+    for prefix in ("cosim: configuration error: ", "cosim: run failed: ", "cosim: "):
+        if line.startswith(prefix):
+            return line[len(prefix):]
+    return line
+
+
+def _death(code: int | None, out: Path) -> str:
+    """'the coordinator died (killed by SIGKILL) in window … / during setup' from its exit status and
+    its status marker (rewritten after every flush: it says what coordinator.h5 holds)."""
+    how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 and -code in signal.valid_signals() \
+        else f"exit code {code}"
+    try:
+        st = json.loads((out / "status_coordinator.json").read_text())
+    except (OSError, ValueError):
+        st = None
+    if st is None or not (out / "coordinator.h5").exists():
+        return f"the coordinator died ({how}) during setup; no window was simulated"
+    return (f"the coordinator died ({how}) while running; coordinator.h5 holds the first "
+            f"{st.get('windows_completed', 0)} of {st.get('windows_planned', '?')} windows "
+            f"(t = {float(st.get('simulated_ms') or 0):.1f} ms); the nodes keep theirs")
+
+
+def _stop(svc: Started) -> None:
+    """Ask a service to abort (SIGTERM: it aborts the run and keeps results), then insist."""
+    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        svc.signal(sig)
+        if svc.wait(wait_s) is not None:
+            return
+
+
+def _reap(services: list[Started], grace_s: float) -> None:
+    """Wait for every service to exit by itself, then SIGTERM, then SIGKILL: nothing stays behind."""
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(c.poll() is None for c in services):
+        time.sleep(0.05)
+    for sig, wait_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        alive = [c for c in services if c.poll() is None]
+        if not alive:
+            break
+        for c in alive:
+            c.signal(sig)
+            if sig == signal.SIGTERM:
+                c.signal(signal.SIGCONT)   # a stopped (SIGSTOP) child acts on SIGTERM only once continued
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end and any(c.poll() is None for c in alive):
+            time.sleep(0.05)
+    for c in services:
+        c.close()

@@ -1,0 +1,276 @@
+"""Starters: one interface for the ways a service of a run is started (as mosaik's starters share one).
+
+A run is a coordinator, a TVB node and one or more spiking nodes, each described by a
+:class:`ServiceSpec`. A :class:`Starter` starts one and returns a :class:`Started` handle that
+the run's supervisor (cosim.launch.run.Launch) treats the same whatever started it:
+
+- :class:`LocalProcess`: a child process of this one (`cosim run`, the default): ``python -m
+  cosim.cli ...``, under ``mpiexec`` for a node with several MPI ranks, tied to this process by
+  PR_SET_PDEATHSIG, its output in ``<results>/logs/<name>.log``;
+- :class:`Thread`: a thread of this process, around adapters the caller may build itself
+  (cosim.launch.inprocess: the exactness tests, notebooks), on ZeroMQ's ``inproc://`` transport;
+- :class:`Container`: a container of the service's image (``podman``/``docker run --network
+  host``), the results folder mounted at the same path.
+"""
+from __future__ import annotations
+
+import abc
+import os
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from cosim.launch import command_lines
+
+
+@dataclass
+class ServiceSpec:
+    """One service of a run, independent of how it is started.
+
+    ``role`` is "coordinator", "tvb" or "spiking"; ``args`` are the `cosim` subcommand and its
+    options (``["coordinator", CONFIG, "--out", DIR]``, ``["spiking-node", "--coordinator", ...]``);
+    ``entry`` is a spiking node's config entry (its MPI ranks and threads); ``log`` the file that
+    receives the service's output (a local process). ``options`` hold the same things as
+    keyword arguments for a starter that calls the service in-process (cosim.launch.service)."""
+    name: str
+    role: str
+    args: list[str]
+    backend: str = ""
+    entry: Any = None
+    log: Path | None = None
+    append_log: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Started(abc.ABC):
+    """A started service: poll it, signal it, wait for it, and say why it failed."""
+    name: str
+
+    @abc.abstractmethod
+    def poll(self) -> int | None:
+        """Its exit code once it has ended (negative: killed by that signal), else None."""
+
+    @abc.abstractmethod
+    def signal(self, sig: int) -> None:
+        """SIGTERM asks it to abort the run and keep its results; SIGKILL ends it at once."""
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        import time
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None and (end is None or time.monotonic() < end):
+            time.sleep(0.05)
+        return self.poll()
+
+    def last_error_line(self) -> str:
+        """The one-line reason it gave for failing ("" if none)."""
+        return ""
+
+    def close(self) -> None:
+        """Release what it holds (log files); after it has ended."""
+
+
+class Starter(abc.ABC):
+    """Starts services. ``prepare(specs)`` sees every service of the run first (e.g. to bind
+    in-process addresses); ``start`` is called coordinator first."""
+
+    def prepare(self, specs: list[ServiceSpec]) -> None:   # noqa: B027  (optional hook)
+        pass
+
+    @abc.abstractmethod
+    def start(self, spec: ServiceSpec) -> Started:
+        ...
+
+
+# --------------------------------------------------------------------------- local processes
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` wrapped so that the child gets SIGTERM when the thread that started it dies
+    (PR_SET_PDEATHSIG, set by util-linux's ``setpriv`` before it execs ``argv``; the setting
+    survives exec). No Python code runs between fork and exec (``preexec_fn`` is not safe in a
+    process with threads, such as a Jupyter kernel). Without ``setpriv`` the child is not tied."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
+
+
+class Process(Started):
+    """A child process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None, append: bool = False):
+        self.name, self.log_path = name, log_path
+        self.log = open(log_path, "ab" if append else "wb")
+        self.proc = subprocess.Popen(die_with_parent(argv), stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True,   # its own process group
+                                     env={**(env or command_lines.service_env()), "COSIM_LOG_FILE": str(log_path)})
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def last_error_line(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        for line in reversed(lines):       # the service's own one-line reason, not where its results are
+            if line.startswith("cosim") and not line.split(": ", 1)[-1].startswith(("results ", "run '")):
+                return line
+        # no line of ours: the last error, never an arbitrary INFO line
+        for line in reversed(lines):
+            if " ERROR " in line or " CRITICAL " in line or (line and not line[0].isspace() and "Error" in line):
+                return line.strip()
+        return ""
+
+    def close(self) -> None:
+        self.log.close()
+
+
+class LocalProcess(Starter):
+    """Every service as a child process of this one (`cosim run`)."""
+
+    def __init__(self, log_level: str | None = None):
+        self.log_level = log_level
+
+    def argv(self, spec: ServiceSpec) -> list[str]:
+        argv = command_lines.cosim_cmd(self.log_level) + list(spec.args)
+        if spec.role == "spiking" and spec.entry is not None:
+            argv = command_lines.mpi_prefix(spec.entry) + argv
+        return argv
+
+    def start(self, spec: ServiceSpec) -> Started:
+        env = command_lines.spiking_env(spec.entry) if spec.role == "spiking" and spec.entry is not None else None
+        assert spec.log is not None, "a local process writes its output to a log file"
+        return Process(spec.name, self.argv(spec), spec.log, env=env, append=spec.append_log)
+
+
+# --------------------------------------------------------------------------- containers
+class Container(Starter):
+    """Every service in a container of its image, on the host's network, the results folder
+    mounted at the same path (``podman`` or ``docker``; images built by ``docker compose build``:
+    cosim-coordinator, cosim-tvb, and each backend's own, ``cosim backends --json``)."""
+
+    def __init__(self, engine: str | None = None, images: dict[str, str] | None = None, mounts: list[str] | None = None,
+                 log_level: str | None = None):
+        self.engine = engine or shutil.which("podman") or shutil.which("docker") or "docker"
+        self.images = images or {}
+        self.mounts = list(mounts or [])
+        self.log_level = log_level
+
+    def image(self, spec: ServiceSpec) -> str:
+        if spec.name in self.images:
+            return self.images[spec.name]
+        if spec.role == "coordinator":
+            return "cosim-coordinator:latest"
+        if spec.role == "tvb":
+            return "cosim-tvb:latest" if spec.backend in ("", "tvb") else "cosim-noop:latest"
+        from cosim import plugins
+        return plugins.get(spec.backend).image or f"cosim-{spec.backend}:latest"
+
+    def argv(self, spec: ServiceSpec) -> list[str]:
+        if spec.role == "spiking" and spec.entry is not None and command_lines.mpi_prefix(spec.entry):
+            from cosim.errors import ConfigError
+            raise ConfigError(f"spiking_nodes: {spec.name!r} runs on several MPI ranks, which the container "
+                              "starter does not start; run it as a local process or under compose")
+        vols = [x for m in self.mounts for x in ("-v", f"{m}:{m}")]
+        env = [x for k, v in command_lines.service_env({}).items() for x in ("-e", f"{k}={v}")]
+        level = ["--log-level", self.log_level] if self.log_level else []
+        return [self.engine, "run", "--rm", "--network", "host", "--name", f"cosim-{spec.name}-{os.getpid()}",
+                *vols, *env, self.image(spec), *level, *spec.args]
+
+    def start(self, spec: ServiceSpec) -> Started:
+        assert spec.log is not None
+        return Process(spec.name, self.argv(spec), spec.log, append=spec.append_log)
+
+
+# --------------------------------------------------------------------------- threads
+class ThreadService(Started):
+    """A service running in a thread of this process; its exit code is 0, or its error's."""
+
+    def __init__(self, name: str, target: Callable[[], Any], on_signal: Callable[[int], None] | None = None):
+        self.name, self.error, self.result = name, None, None
+        self._on_signal = on_signal
+        self.thread = threading.Thread(target=self._run, args=(target,), name=f"cosim-{name}", daemon=True)
+
+    def _run(self, target: Callable[[], Any]) -> None:
+        try:
+            self.result = target()
+        except BaseException as e:   # noqa: BLE001  (kept: the supervisor reports it)
+            self.error = e
+
+    def start(self) -> "ThreadService":
+        self.thread.start()
+        return self
+
+    def poll(self) -> int | None:
+        if self.thread.is_alive():
+            return None
+        if self.error is None:
+            return 0
+        return int(getattr(self.error, "exit_code", 1))
+
+    def signal(self, sig: int) -> None:
+        if self._on_signal is not None:
+            self._on_signal(sig)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self.thread.join(timeout)
+        return self.poll()
+
+    def last_error_line(self) -> str:
+        if self.error is None:
+            return ""
+        text = str(self.error).splitlines()[0] if str(self.error) else type(self.error).__name__
+        return text
+
+
+class Thread(Starter):
+    """Every service as a thread of this process (cosim.launch.inprocess). ``adapters`` maps a
+    node name to an adapter, or to a factory taking the run config, built by the caller; a
+    node without one gets its backend's adapter."""
+
+    def __init__(self, adapters: dict[str, Any] | None = None):
+        self.adapters = adapters or {}
+        self.coordinator: Any = None
+        self._bound = threading.Event()
+
+    def _factory(self, name: str) -> Callable[[dict], Any] | None:
+        from cosim.runtime.adapter import NodeAdapter
+        a = self.adapters.get(name)
+        if a is None:
+            return None
+        return a if callable(a) and not isinstance(a, NodeAdapter) else (lambda _cfg, a=a: a)
+
+    def start(self, spec: ServiceSpec) -> Started:
+        from cosim.launch import service
+        o = dict(spec.options)
+        if spec.role == "coordinator":
+            o.setdefault("echo", False)
+            def bound(coord: Any) -> None:
+                self.coordinator = coord
+                self._bound.set()
+            svc = ThreadService(spec.name, lambda: service.run_coordinator(started=bound, **o),
+                                on_signal=lambda sig: self.coordinator and self.coordinator.request_stop())
+            svc.start()
+            # inproc: the ROUTER must exist before anyone connects
+            if not self._bound.wait(60) and svc.poll() is None:
+                raise RuntimeError("the in-process coordinator did not bind within 60 s")
+            return svc
+        factory = self._factory(spec.name)
+        return ThreadService(spec.name, lambda: service.run_node(spec.name, spec.role, make_adapter=factory,
+                                                                 **o)).start()
