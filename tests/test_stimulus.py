@@ -124,3 +124,23 @@ def test_the_figure_shows_what_was_delivered(tmp_path):
     assert np.allclose(t, g.pulse_starts(0, 40 * 64) * 0.025) and t.size == 8 and grid_of(d) == g
     png = plot_results(tmp_path / "s.h5")
     assert png.stat().st_size > 10_000
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("backend,device,msg", [
+    ("netpyne", {"population": "STN", "frequency_hz": 130, "width_ms": 0.3, "amplitude_nA": 1.0},
+     "params.stimulus[0].population 'STN' is not a population of this node (populations: E, I)"),
+    ("nest", {"population": "E", "frequency_hz": 130, "width_ms": 0.33, "amplitude_pA": 1.0, "onset_ms": 5.0},
+     "params.stimulus[0].width_ms = 0.33 ms is not a whole number (>= 1) of steps of 0.05 ms"),
+])
+def test_validate_refuses_a_device_in_one_line(tmp_path, backend, device, msg):
+    """`cosim validate` checks devices before any service starts: exit 2, one line naming the device."""
+    import subprocess
+    import yaml
+    from cosim.launch import command_lines
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"run": {"duration_ms": 50}, "spiking_nodes": [
+        {"name": "spiking", "backend": backend, "regions": [33], "params": {"stimulus": [device]}}]}))
+    p = subprocess.run(command_lines.cosim_cmd() + ["validate", str(path)], capture_output=True, text=True, timeout=180)
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.startswith("cosim:")]
+    assert p.returncode == 2 and lines == [f"cosim: configuration error: {path}: spiking_nodes[0] (spiking): {msg}"]

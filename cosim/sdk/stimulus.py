@@ -210,6 +210,21 @@ def targets(dev: _Device, pops: dict[str, tuple[int, str]], regions: list[int], 
     return found
 
 
+def check_devices(devices: list[_Device], pops: dict[str, tuple[int, str]], regions: list[int], dt_ms: float,
+                  where: str = "params.stimulus") -> None:
+    """What a node's configure would refuse, checked before any service starts (``cosim validate``):
+    every device on the grid and its populations among ``pops`` (label -> (region, role)). ValueError."""
+    labels(devices)
+    for i, dev in enumerate(devices):
+        on_grid(dev, dt_ms, f"{where}[{i}]")
+        targets(dev, pops, regions, f"{where}[{i}]")
+
+
+def default_pops(regions: list[int]) -> dict[str, tuple[int, str]]:
+    """The default region network's populations (E and I per region), as :func:`targets` takes them."""
+    return {f"{name}_{r}": (int(r), role) for r in regions for name, role in (("E", "exc"), ("I", "inh"))}
+
+
 def labels(devices: list[_Device]) -> list[str]:
     """Each device's name in the results: its label, or stim<index>; ValueError on a repeated name."""
     names = [d.label or f"stim{i}" for i, d in enumerate(devices)]

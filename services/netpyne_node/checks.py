@@ -90,6 +90,14 @@ def check_node(params: dict | NetpyneParams, regions: list[int], tvb_dt_ms: floa
         bad = [r for r in regions if r >= n_brain_regions]
         if bad:
             raise ModelError(f"regions {bad} do not exist (the connectome has {n_brain_regions} regions)")
+    if p.stimulus:                       # the current devices: on NEURON's grid, onto populations that exist
+        from cosim.sdk.stimulus import check_devices, default_pops
+        pops = ({k: (m.region, m.role) for k, m in p.model_file.populations.items()} if p.model_file is not None
+                else default_pops(regions))
+        try:
+            check_devices(p.stimulus, pops, [int(r) for r in regions], p.dt_ms)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
     if p.model_file is not None:
         from .usermodel import load_user_model
         load_user_model(p, regions, seed, n_brain_regions, progress=progress)   # mapping first, then builds
