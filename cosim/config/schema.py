@@ -246,8 +246,9 @@ class RunConfig(_Strict):
         spikeNet coupling mode builds it (docs/science.md): one train per E cell and source region
         at the source's R_e (scale 1), weight ``coupling_a * G * w[p, j]`` µS, input delay one TVB
         step, E->E between spiking regions at ``coupling_a * G * w`` µS, and the proxy's (S, R)
-        integrated by forward Euler (``output.integrator``); set only where the
-        node's ``params`` leave them unset."""
+        integrated by forward Euler (``output.integrator``); ``tvb-multiscale-compat`` adds
+        TVB_MULTISCALE_COMPAT_NODE (NEURON dt, ``params.toolbox``); set only where the node's
+        ``params`` leave them unset and only the fields its backend has."""
         if not isinstance(data, dict) or not isinstance(data.get("tvb"), dict) \
                 or data["tvb"].get("conventions") not in TVB_MULTISCALE_PRESETS:
             return data
