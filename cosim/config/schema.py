@@ -65,6 +65,9 @@ class RunSection(_Strict):
 class IntegratorSection(_Strict):
     kind: Literal["heun_deterministic", "heun_stochastic"] = "heun_deterministic"
     noise_sigma: float = Field(1e-3, ge=0, description="additive noise on S_e and S_i (stochastic only)")
+    noise_seed: int | None = Field(None, ge=0, le=SEED_MAX,
+                                   description="seed of the noise stream; None: run.seed. A fixed number gives every "
+                                               "run the same noise, as tvb-multiscale does (docs/science.md, cause (e))")
 
 
 class MonitorSection(_Strict):
@@ -77,13 +80,22 @@ class MonitorSection(_Strict):
 #: toolbox file and line of each); the spiking nodes' input block is filled by RunConfig
 TVB_MULTISCALE_TVB = {"remove_self_connections": True, "weights_scaling": "p99", "initial_history": "zero",
                       "integrator": {"kind": "heun_stochastic", "noise_sigma": 1e-3}}
+TVB_MULTISCALE_PRESETS = ("tvb-multiscale", "tvb-multiscale-compat")
+#: what ``tvb-multiscale-compat`` adds to a spiking node's params: the toolbox's NEURON dt (c) and
+#: its computed differences (a), (b), (d), (f) (services/netpyne_node/toolbox.py; (e), (g) are
+#: switches the preset leaves off, docs/science.md says why); backends without them get none
+TVB_MULTISCALE_COMPAT_NODE = {"dt_ms": 0.05, "toolbox": {"weight_sd_as_variance": True, "input_skips_last_step": True,
+                                                         "rate_kernel_per_window": True,
+                                                         "input_random_divergence": True}}
 
 
 class TVBSection(_Strict):
-    conventions: Literal["default", "tvb-multiscale"] = Field(
+    conventions: Literal["default", "tvb-multiscale", "tvb-multiscale-compat"] = Field(
         "default", description="tvb-multiscale: the reference toolbox's interface conventions as defaults "
                                "(weights / 99th percentile, no self-connections, stochastic Heun, zero initial "
-                               "history, per-source input at weight a*G*w); explicit settings still win")
+                               "history, per-source input at weight a*G*w); tvb-multiscale-compat: the same plus "
+                               "what the toolbox computes where it differs (NetPyNE dt 0.05 ms, params.toolbox); "
+                               "explicit settings still win")
     weights_scaling: Literal["none", "p99"] = Field(
         "none", description="p99: weights divided by their 99th percentile after removing self-connections "
                             "(tvb-multiscale; tvb-data's 76 regions: maximum 3 -> 1)")
@@ -104,7 +116,7 @@ class TVBSection(_Strict):
     @classmethod
     def _preset(cls, data):
         """``conventions: tvb-multiscale`` fills what the config leaves unset (integrator: key by key)."""
-        if isinstance(data, dict) and data.get("conventions") == "tvb-multiscale":
+        if isinstance(data, dict) and data.get("conventions") in TVB_MULTISCALE_PRESETS:
             data = dict(data)
             for k, v in TVB_MULTISCALE_TVB.items():
                 if isinstance(v, dict) and isinstance(data.get(k), dict):
@@ -234,10 +246,11 @@ class RunConfig(_Strict):
         spikeNet coupling mode builds it (docs/science.md): one train per E cell and source region
         at the source's R_e (scale 1), weight ``coupling_a * G * w[p, j]`` µS, input delay one TVB
         step, E->E between spiking regions at ``coupling_a * G * w`` µS, and the proxy's (S, R)
-        integrated by forward Euler (``output.integrator``); set only where the
-        node's ``params`` leave them unset."""
+        integrated by forward Euler (``output.integrator``); ``tvb-multiscale-compat`` adds
+        TVB_MULTISCALE_COMPAT_NODE (NEURON dt, ``params.toolbox``); set only where the node's
+        ``params`` leave them unset and only the fields its backend has."""
         if not isinstance(data, dict) or not isinstance(data.get("tvb"), dict) \
-                or data["tvb"].get("conventions") != "tvb-multiscale":
+                or data["tvb"].get("conventions") not in TVB_MULTISCALE_PRESETS:
             return data
         tvb = data["tvb"]
         a = float(tvb.get("coupling_a", TVBSection.model_fields["coupling_a"].default))
@@ -249,6 +262,8 @@ class RunConfig(_Strict):
         preset = {"input": {"mode": "per_source", "scale": 1.0, "weight_uS": a * G, "delay_ms": dt},
                   "inter_region": {"weight_factor_uS": a},          # E->E between spiking regions: a*G*w
                   "output": {"integrator": "euler"}}                # the toolbox's transformer integration
+        if data["tvb"]["conventions"] == "tvb-multiscale-compat":
+            preset.update(TVB_MULTISCALE_COMPAT_NODE)
         from cosim import plugins
         out = []
         for n in nodes:
@@ -260,6 +275,10 @@ class RunConfig(_Strict):
                     fields = {}
                 params = dict(n.get("params") or {})
                 for block, vals in preset.items():
+                    if not isinstance(vals, dict):          # a plain field (dt_ms), if this backend has it
+                        if block in fields:
+                            params.setdefault(block, vals)
+                        continue
                     sub = getattr(fields.get(block), "annotation", None)
                     known = getattr(sub, "model_fields", {})
                     vals = {k: v for k, v in vals.items() if k in known}

@@ -7,6 +7,8 @@ Layout (all appended window by window; time in ms, rates in Hz)::
     pops/label, pops/region, pops/role, pops/n_cells      one row per population (any spiking backend)
     spikes/t_ms, spikes/gid, spikes/pop, spikes/region    pop = row index into pops/
     input_spikes/t_ms, input_spikes/region, input_spikes/index     (record.input_spikes)
+    stimulus/pulse_t_ms, stimulus/pulse_device     each delivered pulse's start (params.stimulus; device = index
+                                                   into attrs stimulus_json, cosim.sdk.stimulus.describe)
     steps                                                  TVB step numbers n (rows below)
     rates/exc, rates/inh                  (n_steps, n_regions) measured rates per TVB step
     input/coupling, input/rate_hz         (n_steps, n_regions) signal received, Poisson rate used
@@ -45,14 +47,16 @@ class ResultsWriter:
         return self.store.f
 
     def window(self, steps: np.ndarray, blocks: dict[str, np.ndarray], spikes: dict[str, np.ndarray] | None = None,
-               input_spikes: dict[str, np.ndarray] | None = None) -> None:
-        """Append one window: ``blocks`` name -> (W, n_regions); spikes columns -> 1-D arrays.
+               input_spikes: dict[str, np.ndarray] | None = None, columns: dict[str, np.ndarray] | None = None) -> None:
+        """Append one window: ``blocks`` name -> (W, n_regions); spikes columns -> 1-D arrays; ``columns``
+        dataset path -> 1-D array of any length (e.g. ``stimulus/pulse_t_ms``).
         Written every ``flush_every`` windows or ``flush_s`` seconds (and at close)."""
         rows = {"steps": np.asarray(steps, dtype=np.int64)}
         rows.update({name: np.asarray(arr, dtype=np.float64) for name, arr in blocks.items()})
         for group, cols in (("spikes", spikes), ("input_spikes", input_spikes)):
             if cols is not None:
                 rows.update({f"{group}/{col}": np.asarray(arr) for col, arr in cols.items()})
+        rows.update({name: np.asarray(arr) for name, arr in (columns or {}).items()})
         self.store.append(rows)
         self.store.end_window()
 

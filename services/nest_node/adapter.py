@@ -84,6 +84,24 @@ class SpikeFileReader:
         self.f.close()
 
 
+def stimulus_lead_steps(p: NestParams) -> int:
+    """Delay of the current generators' connections, in NEST steps: the input synapses' (module doc)."""
+    return max(1, round(p.input.delay_ms / p.dt_ms) - 1)
+
+
+def current_generator(nest, g, n_end: int, lead: int, targets: list):
+    """A ``step_current_generator`` that gives every neuron of ``targets`` (NodeCollections) the
+    current ``g.samples`` (a cosim.sdk.stimulus.GridStimulus on NEST's resolution) over steps
+    ``[0, n_end)``: each edge scheduled ``lead`` steps early, connections ``lead`` steps long."""
+    h = g.dt_ms
+    steps, values = g.edges(n_end)
+    gen = nest.Create("step_current_generator", params={"amplitude_times": (steps - lead) * h,
+                                                        "amplitude_values": values})
+    for nodes in targets:
+        nest.Connect(gen, nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": 1.0, "delay": lead * h})
+    return gen
+
+
 class NestAdapter(NodeAdapter):
     role = "spiking"
 
@@ -95,6 +113,8 @@ class NestAdapter(NodeAdapter):
         self.in_reader = None
         self.in_recorder = None
         self.prepared = False
+        self.stims: list = []
+        self.stim_gens: list = []
         self.timing = dict.fromkeys(TIMERS, 0.0)
         self.windows_done = 0
 
@@ -155,6 +175,7 @@ class NestAdapter(NodeAdapter):
         else:
             self._wire_inputs(nest, p, pops)
         self._wire_recorder(nest, pops)
+        self._wire_stimuli(nest, p, pops, ctx)
 
         if not self.per_source:
             self.drive = CouplingInput(ctx, self.regions)
@@ -179,6 +200,11 @@ class NestAdapter(NodeAdapter):
                               "input_links": np.stack([d.target, d.source, d.dly], axis=1).astype(np.int64)
                               if d.n_links else np.zeros((0, 3), np.int64),
                               "input_link_weight_uS": self.link_w_nS / 1000.0})
+            if self.stims:
+                from cosim.sdk.stimulus import describe
+                sizes = {q.label: (q.region, q.size) for q in pops}
+                attrs["stimulus_json"] = json.dumps([describe(name, dev, g, [(lab, *sizes[lab]) for lab in labs])
+                                                     for name, dev, g, labs in self.stims])
             rows = [(q.label, q.region, q.role, q.size) for q in pops]
             self.writer = ResultsWriter(results_dir / f"{ctx.node_name}.h5", attrs, rows, len(self.regions),
                                         p.record.flush_every)
@@ -247,6 +273,32 @@ class NestAdapter(NodeAdapter):
                                                                      "label": f"{self.ctx.node_name}_input_spikes"})
             nest.Connect(self.parrots, self.in_recorder)
             self.parrot0 = int(self.parrots.tolist()[0])
+
+    def _wire_stimuli(self, nest, p: NestParams, pops: list[Population], ctx: RunContext) -> None:
+        """One ``step_current_generator`` per current device (cosim/sdk/stimulus.py), its schedule the
+        device's edges over the whole run, connected to every neuron of its populations with the input
+        synapses' delay D (a shorter one would lower NEST's min_delay, which changes how its update
+        slices interleave the Poisson generators' draws: every spike would change, before onset too).
+        A generator's amplitude set at step s reaches the neurons during step s + D/dt, so each edge is
+        scheduled D early: the neurons get exactly ``GridStimulus.samples`` (NestParams checks onset >= D)."""
+        from cosim.sdk.stimulus import labels, on_grid, targets
+        self.stims, self.stim_gens = [], []
+        if not p.stimulus:
+            return
+        n_end = int(ctx.n_windows) * self.W * self.h_per_tvb
+        lead = stimulus_lead_steps(p)
+        by_label = {q.label: q for q in pops}
+        popmap = {q.label: (q.region, q.role) for q in pops}
+        for i, (name, dev) in enumerate(zip(labels(p.stimulus), p.stimulus)):
+            where = f"params.stimulus[{i}]"
+            try:
+                g = on_grid(dev, p.dt_ms, where)
+                labs = targets(dev, popmap, self.regions, where)
+            except ValueError as e:
+                raise ModelError(str(e)) from None
+            gen = current_generator(nest, g, n_end, lead, [by_label[lab].nodes for lab in labs])
+            self.stims.append((name, dev, g, labs))
+            self.stim_gens.append(gen)
 
     def _wire_recorder(self, nest, pops: list[Population]) -> None:
         self.recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "label": f"{self.ctx.node_name}_spikes",
@@ -328,7 +380,12 @@ class NestAdapter(NodeAdapter):
                 order = np.lexsort((link, pt))
                 in_spikes = {"t_ms": pt[order], "region": self.drive.target[link[order]].astype(np.int32),
                              "index": link[order].astype(np.int64)}
-            self.writer.window(np.arange(window * W + 1, window * W + W + 1), blocks, spikes, in_spikes)
+            cols = None
+            if self.stims:                               # the pulses this window delivered (NEST steps)
+                from cosim.sdk.stimulus import window_pulses
+                cols = {f"stimulus/{c}": v for c, v in window_pulses(
+                    [g for _, _, g, _ in self.stims], start, start + W * self.h_per_tvb).items()}
+            self.writer.window(np.arange(window * W + 1, window * W + W + 1), blocks, spikes, in_spikes, cols)
         T["input_s"] += t_b - t_a
         T["integrate_s"] += t_c - t_b
         T["read_s"] += t_d - t_c

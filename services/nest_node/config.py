@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cosim.sdk.region_params import (InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,
                                  default_conns)
+from cosim.sdk.stimulus import CurrentPA
 
 
 class _S(BaseModel):
@@ -126,10 +127,22 @@ class NestParams(_S):
     inter_region: InterRegion = Field(default_factory=InterRegion)
     model_file: NestUserModel | None = None
     record: NestRecord = Field(default_factory=NestRecord)
+    stimulus: list[CurrentPA] = Field(default_factory=list, max_length=64,
+                                      description="current devices (pulse trains, constant currents) in pA: one "
+                                                  "step_current_generator each (1 nA in NetPyNE = 1000 pA here)")
 
     @model_validator(mode="after")
     def _input_delay(self) -> "NestParams":
         # generator rates change one resolution step late; the input delay absorbs it (adapter.py)
         if self.input.delay_ms <= self.dt_ms:
             raise ValueError(f"input.delay_ms ({self.input.delay_ms}) must exceed dt_ms ({self.dt_ms})")
+        from cosim.sdk.stimulus import labels
+        labels(self.stimulus)
+        lead_ms = max(1, round(self.input.delay_ms / self.dt_ms) - 1) * self.dt_ms
+        for i, d in enumerate(self.stimulus):
+            # a generator's current reaches its neurons after the input synapses' delay (adapter.py)
+            if d.onset_ms < lead_ms - 1e-9:
+                raise ValueError(f"stimulus[{i}].onset_ms ({d.onset_ms:g}) must be at least {lead_ms:g} ms: NEST "
+                                 "delivers a generator's current after the input synapses' delay "
+                                 "(input.delay_ms - dt_ms)")
         return self

@@ -106,6 +106,10 @@ class NetpyneAdapter(NodeAdapter):
                 from .builder import RXD_MOD_DIR
                 from .mechanisms import compile_mods
                 compile_mods(RXD_MOD_DIR)
+            if p.stimulus:
+                from .mechanisms import compile_mods
+                from .stimulus import STIM_MOD_DIR
+                compile_mods(STIM_MOD_DIR, p.model_file.build_dir if p.model_file else None)
 
     @contextlib.contextmanager
     def _compiling(self, p: NetpyneParams):
@@ -187,6 +191,12 @@ class NetpyneAdapter(NodeAdapter):
             attrs = {"node": ctx.node_name, "regions": np.array(self.regions), "tvb_dt_ms": self.tvb_dt,
                      "neuron_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
                      "params_json": p.model_dump_json()}
+            if self.stims:
+                import json
+                from cosim.sdk.stimulus import describe
+                attrs["stimulus_json"] = json.dumps([describe(st.name, st.device, st.grid,
+                                                              [(lab, e.popmap[lab][0], e.n_cells_of(lab)) for lab in st.pops])
+                                                     for st in self.stims])
             if self.per_source:
                 d = self.src
                 attrs.update({"input_mode": "per_source",
@@ -201,6 +211,14 @@ class NetpyneAdapter(NodeAdapter):
         log.info("%s: configured %d region(s) %s, E=%s I=%s cells, W=%d steps, rank %d/%d", ctx.node_name,
                  len(self.regions), self.regions, self.n_exc.tolist(), self.n_inh.tolist(), self.W,
                  self.rank, e.nhost)
+
+    def _drawn(self, rates: np.ndarray) -> np.ndarray:
+        """The rates a window's trains are drawn from: the transformer's, or the toolbox's shifted,
+        one-step-short version (toolbox.input_skips_last_step; services/netpyne_node/toolbox.py (b))."""
+        if not self.p.toolbox.input_skips_last_step:
+            return rates
+        from .toolbox import gap_rates
+        return gap_rates(rates)
 
     def _train(self, n: int, dt_ms: float, seed: int, tag: int):
         """The input trains' generator: Poisson (default) or rate-matched regular (input.process)."""
@@ -248,6 +266,8 @@ class NetpyneAdapter(NodeAdapter):
             if b.rxd_params is not None:
                 built.simConfig.recordTraces.setdefault("cai", {"sec": "soma", "loc": 0.5, "var": "cai"})
                 built.simConfig.recordCells = list(built.simConfig.recordCells) + [(f"E_{b.rxd_region}", [0, 1, 2])]
+        from .stimulus import add_stimuli
+        self.stims = add_stimuli(built, p, self.regions)      # current devices (params.stimulus)
         with self._compiling(p):
             for d in built.mod_dirs:
                 ensure_mechanisms(d, p.model_file.build_dir if p.model_file else None)
@@ -296,20 +316,22 @@ class NetpyneAdapter(NodeAdapter):
             src_rates = coupling if coupling is not None else np.zeros((W, self.src.n_links))
             coupling = self.src.coupling(src_rates)            # the summed equivalent, for records
             rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
+            drawn = self._drawn(src_rates)
             for l, (r, first, gen) in enumerate(self.link_gens):
-                times, idx = gen.window(src_rates[:, l], t0)
+                times, idx = gen.window(drawn[:, l], t0)
                 e.deliver(r, times, idx + first)
                 if self.p.record.input_spikes:
                     in_spk.append((times, np.full(times.size, r), idx + first))
             for r, (first, gen) in self.offset_gens.items():
-                times, idx = gen.window(np.full(W, self.p.input.offset_hz), t0)
+                times, idx = gen.window(self._drawn(np.full(W, self.p.input.offset_hz)), t0)
                 e.deliver(r, times, idx + first)
         else:
             if coupling is None:
                 coupling = np.zeros((W, len(self.regions)))
             rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
+            drawn = self._drawn(rates)
             for j, r in enumerate(self.regions):
-                times, idx = self.gens[r].window(rates[:, j], t0)
+                times, idx = self.gens[r].window(drawn[:, j], t0)
                 e.deliver(r, times, idx)
                 if self.p.record.input_spikes:
                     in_spk.append((times, np.full(times.size, r), idx))
@@ -327,7 +349,11 @@ class NetpyneAdapter(NodeAdapter):
             return {}
         r_e = counts[0] / (np.maximum(self.n_exc, 1) * self.tvb_dt * 1e-3)
         r_i = counts[1] / (np.maximum(self.n_inh, 1) * self.tvb_dt * 1e-3)
-        prox = self.proxy.advance(r_e, r_i if self.want_inh else None)
+        if self.p.toolbox.rate_kernel_per_window:         # what TVB sees; rates/ keep the counts
+            from .toolbox import window_kernel_rates
+            prox = self.proxy.advance(window_kernel_rates(r_e), window_kernel_rates(r_i) if self.want_inh else None)
+        else:
+            prox = self.proxy.advance(r_e, r_i if self.want_inh else None)
         out = proxy_outputs(prox, self.ctx.outputs, self.col)
         t_e = CLOCK()
         T["rates_s"] += t_e - t_d
@@ -341,8 +367,13 @@ class NetpyneAdapter(NodeAdapter):
                 isp = {"t_ms": np.concatenate([a[0] for a in in_spk]),
                        "region": np.concatenate([a[1] for a in in_spk]).astype(np.int32),
                        "index": np.concatenate([a[2] for a in in_spk]).astype(np.int32)}
+            cols = None
+            if self.stims:                               # the pulses this window delivered (NEURON steps)
+                from cosim.sdk.stimulus import window_pulses
+                cols = {f"stimulus/{c}": v for c, v in window_pulses(
+                    [st.grid for st in self.stims], start, start + W * self.nrn_per_tvb).items()}
             # written by after_window(), once the outputs have left (recording off the critical path)
-            self._to_write.append((np.arange(k * W + 1, k * W + W + 1), blocks, spikes, isp))
+            self._to_write.append((np.arange(k * W + 1, k * W + W + 1), blocks, spikes, isp, cols))
         return out
 
     def after_window(self) -> None:

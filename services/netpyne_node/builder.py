@@ -34,13 +34,14 @@ RXD_MOD_DIR = Path(__file__).parent / "examples" / "rxd_calcium"
 def _relay_pop(netParams, popmap: dict, label: str, region: int, tgt: str, n_in: int, n_tgt: int,
                weight: float, inp: dict) -> None:
     """A population of NetStim relays (events queued per window from Python) connected one to one
-    onto ``tgt`` (relay i → cell i mod n_tgt)."""
+    onto ``tgt`` (relay i → cell i mod n_tgt), or with ``inp["divergence"]`` each relay onto one
+    cell NetPyNE draws at random (its ``divergence: 1`` rule, as the toolbox connects its trains)."""
     netParams.popParams[label] = {"cellModel": "NetStim", "numCells": n_in, "number": 1,
                                   "start": -1, "noise": 0, "interval": 1e9}
     popmap[label] = (region, "input")
+    rule = {"divergence": 1} if inp.get("divergence") else {"connList": [[i, i % n_tgt] for i in range(n_in)]}
     netParams.connParams[f"{label}->{tgt}"] = {
-        "preConds": {"pop": label}, "postConds": {"pop": tgt},
-        "connList": [[i, i % n_tgt] for i in range(n_in)],
+        "preConds": {"pop": label}, "postConds": {"pop": tgt}, **rule,
         "weight": weight, "delay": inp["delay"], "synMech": inp["receptor"]}
 
 
@@ -136,7 +137,8 @@ class NetpyneNetworkBuilder:
     def set_input_devices(self) -> None:
         """One NetStim relay per input neuron, one-to-one onto the E cells."""
         self.input_devices = {"target": "E", "n": self.p.input.n_input, "weight": self.p.input.weight_uS,
-                              "delay": self.p.input.delay_ms, "receptor": "exc"}
+                              "delay": self.p.input.delay_ms, "receptor": "exc",
+                              "divergence": self.p.toolbox.input_random_divergence}
         if self.input_links is not None:
             # per-source mode: one relay population per (target region, source region) link, each
             # relay one-to-one onto the E cells at that link's weight; the offset train, if any, last
@@ -173,11 +175,17 @@ class NetpyneNetworkBuilder:
         return {"secs": {"soma": {"geom": {"diam": cm.diam_um, "L": cm.length_um, "Ra": cm.Ra_ohm_cm,
                                            "cm": cm.cm_uF_cm2}, "mechs": mechs}}}
 
-    @staticmethod
-    def _weight(w: float, sd_frac: float) -> float | str:
-        if sd_frac <= 0 or w == 0:
-            return float(w)
-        return f"max(0, normal({w!r}, {(sd_frac * w) ** 2!r}))"   # NEURON's normal(mean, variance)
+    def _weight(self, w: float, sd_frac: float) -> float | str:
+        from .toolbox import weight_expr                  # NEURON's normal(mean, variance)
+        return weight_expr(w, sd_frac, self.p.toolbox.weight_sd_as_variance)
+
+    def _pop_region_order(self) -> list[tuple[dict, int]]:
+        """(population, region) in the order NetPyNE numbers the cells: population by population,
+        or region by region (E, I of one region, then the next) as the toolbox does (toolbox.fixed_wiring)."""
+        pairs = [(pop, r) for pop in self.populations for r in self._nodes(pop.get("nodes"))]
+        if self.p.toolbox.fixed_wiring:
+            pairs.sort(key=lambda pr: self.regions.index(pr[1]))          # stable: populations keep their order
+        return pairs
 
     def build(self) -> BuiltNetwork:
         from netpyne import specs
@@ -188,21 +196,20 @@ class NetpyneNetworkBuilder:
         for name, syn in self.synapse_models.items():
             netParams.synMechParams[name] = dict(syn)
         sizes: dict[str, int] = {}
-        for pop in self.populations:
-            for r in self._nodes(pop.get("nodes")):
-                cell = pop["cell_model"]
-                if self.rxd_params is not None and r == self.rxd_region and pop["label"] in self.p.rxd.pops:
-                    cell = f"{cell}_rxd"
-                    if cell not in netParams.cellParams:
-                        rx = self.p.rxd
-                        netParams.cellParams[cell] = self._cell_spec(self.cell_models[pop["cell_model"]], {
-                            "cachan": {"gbar": rx.gcabar}, "kca": {"gbar": rx.gkcabar, "kd": rx.kd_mM}})
-                label = pop_label(pop["label"], r)
-                netParams.popParams[label] = {"cellType": cell, "numCells": int(pop["size"])}
-                sizes[label] = int(pop["size"])
-                role = ("exc" if pop["label"] in self.output_devices.get("exc", []) else
-                        "inh" if pop["label"] in self.output_devices.get("inh", []) else "other")
-                popmap[label] = (r, role)
+        for pop, r in self._pop_region_order():
+            cell = pop["cell_model"]
+            if self.rxd_params is not None and r == self.rxd_region and pop["label"] in self.p.rxd.pops:
+                cell = f"{cell}_rxd"
+                if cell not in netParams.cellParams:
+                    rx = self.p.rxd
+                    netParams.cellParams[cell] = self._cell_spec(self.cell_models[pop["cell_model"]], {
+                        "cachan": {"gbar": rx.gcabar}, "kca": {"gbar": rx.gkcabar, "kd": rx.kd_mM}})
+            label = pop_label(pop["label"], r)
+            netParams.popParams[label] = {"cellType": cell, "numCells": int(pop["size"])}
+            sizes[label] = int(pop["size"])
+            role = ("exc" if pop["label"] in self.output_devices.get("exc", []) else
+                    "inh" if pop["label"] in self.output_devices.get("inh", []) else "other")
+            popmap[label] = (r, role)
         for c in self.connections:
             for r in self._nodes(c.get("nodes")):
                 src, tgt = pop_label(c["source"], r), pop_label(c["target"], r)
@@ -253,6 +260,9 @@ def default_sim_config(cfg, p: NetpyneParams, seed: int, v_init: float | None = 
     cfg.saveJson = cfg.savePickle = cfg.saveMat = cfg.saveHDF5 = cfg.saveDpk = False
     cfg.analysis = {}
     cfg.seeds = {"conn": seed + 1, "stim": seed + 2, "loc": seed + 3, "cell": seed + 4}
+    if p.toolbox.fixed_wiring:                # the toolbox's network in every run (toolbox.py (g))
+        from .toolbox import NETPYNE_DEFAULT_SEEDS
+        cfg.seeds = dict(NETPYNE_DEFAULT_SEEDS)
     cfg.recordStep = p.record.trace_step_ms
     cfg.recordTraces = dict(p.record.traces)
     cfg.recordCells = list(p.record.trace_cells) if p.record.traces else []

@@ -40,14 +40,20 @@ def connectome_regions(connectivity: str) -> int | None:
 def build_node(params: dict | NetpyneParams, progress: Callable[[int, int, str], None] | None = None) -> Path | None:
     """Compile this node's mechanisms into the cache (no-op when cached); the build folder or None."""
     p = params if isinstance(params, NetpyneParams) else NetpyneParams.model_validate(params or {})
+    build = None
     if p.model_file is not None:
         from .usermodel import build_mechanisms
-        return build_mechanisms(p.model_file, progress)
-    if p.rxd.enabled:
+        build = build_mechanisms(p.model_file, progress)
+    elif p.rxd.enabled:
         from .builder import RXD_MOD_DIR
         from .mechanisms import compile_mods
-        return compile_mods(RXD_MOD_DIR, progress=progress)
-    return None
+        build = compile_mods(RXD_MOD_DIR, progress=progress)
+    if p.stimulus:                          # the current devices' mechanism (services/netpyne_node/stimulus.py)
+        from .mechanisms import compile_mods
+        from .stimulus import STIM_MOD_DIR
+        stim = compile_mods(STIM_MOD_DIR, p.model_file.build_dir if p.model_file else None, progress=progress)
+        build = build or stim
+    return build
 
 
 def needs_build(params: NetpyneParams) -> bool:
@@ -60,7 +66,12 @@ def needs_build(params: NetpyneParams) -> bool:
             d = find_mod_dir(um)
         except ValueError:
             return False                  # reported by the load itself
-        return d is not None and not is_cached(d, um.build_dir, um.mod_exclude)
+        if d is not None and not is_cached(d, um.build_dir, um.mod_exclude):
+            return True
+    if params.stimulus:
+        from .stimulus import STIM_MOD_DIR
+        if not is_cached(STIM_MOD_DIR, params.model_file.build_dir if params.model_file else None):
+            return True
     if params.rxd.enabled:
         from .builder import RXD_MOD_DIR
         return not is_cached(RXD_MOD_DIR)
@@ -79,6 +90,14 @@ def check_node(params: dict | NetpyneParams, regions: list[int], tvb_dt_ms: floa
         bad = [r for r in regions if r >= n_brain_regions]
         if bad:
             raise ModelError(f"regions {bad} do not exist (the connectome has {n_brain_regions} regions)")
+    if p.stimulus:                       # the current devices: on NEURON's grid, onto populations that exist
+        from cosim.sdk.stimulus import check_devices, default_pops
+        pops = ({k: (m.region, m.role) for k, m in p.model_file.populations.items()} if p.model_file is not None
+                else default_pops(regions))
+        try:
+            check_devices(p.stimulus, pops, [int(r) for r in regions], p.dt_ms)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
     if p.model_file is not None:
         from .usermodel import load_user_model
         load_user_model(p, regions, seed, n_brain_regions, progress=progress)   # mapping first, then builds

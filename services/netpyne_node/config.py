@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cosim.sdk.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,  # noqa: F401
                                   default_conns as _conns)
+from cosim.sdk.stimulus import CurrentNA
 
 
 class _S(BaseModel):
@@ -137,6 +138,28 @@ class RecordOptions(_S):
     plot: bool = True
 
 
+class NetpyneStimulus(CurrentNA):
+    """A current device (cosim/sdk/stimulus.py) as a ``CosimPulse`` point process in each cell."""
+    sec: str | None = Field(None, description="section of the target cells; default NetPyNE's (soma, else the first)")
+    loc: float = Field(0.5, ge=0, le=1)
+
+
+class ToolboxCompat(_S):
+    """What TVB-multiscale's TVB⇄NetPyNE example computes where it differs from its intent
+    (services/netpyne_node/toolbox.py; docs/science.md §2). Each switch is off unless set here;
+    ``tvb.conventions: tvb-multiscale-compat`` sets all but ``fixed_wiring`` (and ``dt_ms: 0.05``, cause (c))."""
+    weight_sd_as_variance: bool = Field(False, description="(a) within-region weights: NEURON's normal() given "
+                                                           "sd_frac*w as its variance, as the toolbox does")
+    input_skips_last_step: bool = Field(False, description="(b) each window's trains cover W-1 steps: step i's "
+                                                           "rate on slot i-1, the last slot silent")
+    rate_kernel_per_window: bool = Field(False, description="(d) the rate sent to TVB smoothed per window by a "
+                                                            "Gaussian (sigma one TVB step) without border correction")
+    input_random_divergence: bool = Field(False, description="(f) each input train onto one E cell drawn at random "
+                                                             "(NetPyNE divergence 1), not one to one")
+    fixed_wiring: bool = Field(False, description="(g) NetPyNE's default seeds and region-major cell order: the "
+                                                  "toolbox's own within-region network, whatever run.seed")
+
+
 class NetpyneParams(_S):
     dt_ms: float = Field(0.025, gt=0, description="NEURON dt; must divide the TVB dt")
     network: RegionNetwork = Field(default_factory=RegionNetwork)
@@ -148,11 +171,21 @@ class NetpyneParams(_S):
     record: RecordOptions = Field(default_factory=RecordOptions)
     celsius: float = 6.3
     mpi_ranks: int = Field(1, ge=1, le=256, description="`cosim run` starts this node under mpiexec -n mpi_ranks")
+    stimulus: list[NetpyneStimulus] = Field(default_factory=list, max_length=64,
+                                            description="current devices (pulse trains, constant currents) in nA")
+    toolbox: ToolboxCompat = Field(default_factory=ToolboxCompat,
+                                   description="emulate what TVB-multiscale computes (tvb.conventions: tvb-multiscale-compat)")
 
     @model_validator(mode="after")
     def _exclusive(self) -> "NetpyneParams":
         if self.model_file is not None and self.rxd.enabled:
             raise ValueError("rxd example works on the default network; put rxdParams in your model_file instead")
+        from cosim.sdk.stimulus import labels
+        labels(self.stimulus)                          # unique names
+        t = self.toolbox
+        if self.model_file is not None and (t.weight_sd_as_variance or t.fixed_wiring):
+            raise ValueError("toolbox.weight_sd_as_variance / fixed_wiring change the default network; "
+                             "a model_file builds its own")
         return self
 
     def cannot_checkpoint(self) -> str | None:

@@ -161,8 +161,9 @@ def build_simulator(tvb: TVBSection, seed: int, region_params: dict[str, dict[in
         integ = integrators.HeunDeterministic(dt=dt)
     else:
         sig = float(tvb.integrator.noise_sigma)
+        nseed = seed if tvb.integrator.noise_seed is None else tvb.integrator.noise_seed
         integ = integrators.HeunStochastic(dt=dt, noise=noise.Additive(nsig=np.array([sig, sig]),
-                                                                       noise_seed=int(seed)))
+                                                                       noise_seed=int(nseed)))
     sim = simulator.Simulator(model=model, connectivity=conn,
                               coupling=coupling.Linear(a=np.array([float(tvb.coupling_a)])),
                               integrator=integ, conduction_speed=float(tvb.conduction_speed_mm_per_ms),

@@ -98,7 +98,8 @@ class Brian2Adapter(NodeAdapter):
 
         b2 = self.b2 = import_brian2()
         G = float((tvb.get("model") or {}).get("G", 2.0))
-        self.built = bt = build(b2, p, self.regions, ctx.connectome, G, ctx.tvb_dt_ms, self.seed)
+        n_steps = int(ctx.n_windows) * self.W * self.h_per_tvb
+        self.built = bt = build(b2, p, self.regions, ctx.connectome, G, ctx.tvb_dt_ms, self.seed, n_steps)
         self.pops = bt.pops
         n_cells = sum(q.size for q in bt.pops)
         self._pop_of_cell = np.empty(n_cells, dtype=np.int64)
@@ -124,6 +125,12 @@ class Brian2Adapter(NodeAdapter):
             attrs = {"node": ctx.node_name, "backend": "brian2", "regions": np.array(self.regions),
                      "tvb_dt_ms": self.tvb_dt, "sim_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
                      "brian2_version": b2.__version__, "params_json": p.model_dump_json()}
+            if bt.stims:
+                import json
+                from cosim.sdk.stimulus import describe
+                sizes = {q.label: (q.region, q.size) for q in bt.pops}
+                attrs["stimulus_json"] = json.dumps([describe(name, dev, g, [(lab, *sizes[lab]) for lab in labs])
+                                                     for name, dev, g, labs in bt.stims])
             rows = [(q.label, q.region, q.role, q.size) for q in bt.pops]
             self.writer = ResultsWriter(self.results_path, attrs, rows, len(self.regions), p.record.flush_every)
         self._n_read = 0
@@ -199,7 +206,12 @@ class Brian2Adapter(NodeAdapter):
             if in_rec:
                 isp = {"t_ms": np.concatenate([a[0] for a in in_rec]), "region": np.concatenate([a[1] for a in in_rec]),
                        "index": np.concatenate([a[2] for a in in_rec])}
-            self.writer.window(np.arange(window * W + 1, window * W + W + 1), blocks, spikes, isp)
+            cols = None
+            if bt.stims:                                 # the pulses this window delivered (Brian2 steps)
+                from cosim.sdk.stimulus import window_pulses
+                cols = {f"stimulus/{c}": v for c, v in window_pulses(
+                    [g for _, _, g, _ in bt.stims], start, start + W * self.h_per_tvb).items()}
+            self.writer.window(np.arange(window * W + 1, window * W + W + 1), blocks, spikes, isp, cols)
         T["input_s"] += t_b - t_a
         T["integrate_s"] += t_c - t_b
         T["read_s"] += t_d - t_c

@@ -23,6 +23,7 @@ import math
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cosim.sdk.region_params import InputTransformer, InterRegion, OutputTransformer, RegionConns, default_conns
+from cosim.sdk.stimulus import CurrentPA
 
 
 class _S(BaseModel):
@@ -110,10 +111,15 @@ class Brian2Params(_S):
     output: OutputTransformer = Field(default_factory=OutputTransformer)
     inter_region: InterRegion = Field(default_factory=InterRegion)
     record: Brian2Record = Field(default_factory=Brian2Record)
+    stimulus: list[CurrentPA] = Field(default_factory=list, max_length=64,
+                                      description="current devices (pulse trains, constant currents) in pA, added to "
+                                                  "the membrane equation through a TimedArray (1 nA in NetPyNE = 1000 pA)")
 
     @model_validator(mode="after")
     def _input_delay(self) -> "Brian2Params":
         # input trains are placed on Brian2's grid and delivered after a whole number of steps
         if self.input.delay_ms < self.dt_ms:
             raise ValueError(f"input.delay_ms ({self.input.delay_ms}) must be at least dt_ms ({self.dt_ms})")
+        from cosim.sdk.stimulus import labels
+        labels(self.stimulus)
         return self

@@ -9,7 +9,7 @@ none (the input trains come from cosim's PoissonInput), which makes runs reprodu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,13 @@ g_i = f_i*(gi_d - gi_r) : siemens
 dgi_d/dt = -gi_d/tau_i_d : siemens
 dgi_r/dt = -gi_r/tau_i_r : siemens
 """
+#: with current devices (params.stimulus): their summed current, one TimedArray column per set of devices
+EQS_STIM = EQS.replace("g_i*(E_i - v)) / C_m", "g_i*(E_i - v) + I_stim) / C_m") + """
+I_stim = stim_ta(t, stim_col) : amp
+stim_col : integer (constant)
+"""
+#: at most this many values (steps x device sets) in the stimulus TimedArray (8 bytes each)
+MAX_STIM_VALUES = 50_000_000
 ON_EXC = "ge_d_post += w\nge_r_post += w"      # Exp2Syn: both exponentials jump by w
 ON_INH = "gi_d_post += w\ngi_r_post += w"
 
@@ -51,6 +58,7 @@ class Built:
     gen_offset: dict[int, int]   # region -> index of its first input neuron in gen
     n_input: dict[int, int]
     n_synapses: int
+    stims: list = field(default_factory=list)   # (name, device, GridStimulus, population labels) per current device
 
 
 def _rng(seed: int, *tags: int) -> np.random.Generator:
@@ -70,8 +78,39 @@ def _random_pairs(n_pre: int, n_post: int, prob: float, w_nS: float, sd_frac: fl
     return pre, post, w
 
 
+def _stimuli(p: Brian2Params, pops: list[Population], regions: list[int], n_cells: int, n_steps: int):
+    """Current devices as (TimedArray values in pA (n_steps, n_sets), column of each cell, placed devices):
+    one column per distinct set of devices a cell receives (column 0: none)."""
+    from cosim.sdk.stimulus import labels, on_grid, targets
+    popmap = {q.label: (q.region, q.role) for q in pops}
+    by = {q.label: q for q in pops}
+    placed, member = [], [[] for _ in range(n_cells)]
+    for i, (name, dev) in enumerate(zip(labels(p.stimulus), p.stimulus)):
+        where = f"params.stimulus[{i}]"
+        try:
+            g = on_grid(dev, p.dt_ms, where)
+            labs = targets(dev, popmap, regions, where)
+        except ValueError as e:
+            raise ModelError(str(e)) from None
+        for lab in labs:
+            for c in range(by[lab].start, by[lab].start + by[lab].size):
+                member[c].append(i)
+        placed.append((name, dev, g, labs))
+    sets = sorted({tuple(m) for m in member} | {()})
+    if n_steps * len(sets) > MAX_STIM_VALUES:
+        raise ModelError(f"params.stimulus: {n_steps} steps x {len(sets)} device set(s) exceed the Brian2 plugin's "
+                         f"{MAX_STIM_VALUES:,} stimulus values (a TimedArray of the whole run); shorten the run")
+    values = np.zeros((n_steps, len(sets)))
+    for j, st in enumerate(sets):
+        for i in st:
+            values[:, j] += placed[i][2].samples(0, n_steps)
+    col = np.array([sets.index(tuple(m)) for m in member], dtype=np.int64)
+    return values, col, placed
+
+
 def build(b2, p: Brian2Params, regions: list[int], connectome: dict | None, G: float, tvb_dt_ms: float,
-          seed: int) -> Built:
+          seed: int, n_steps: int = 0) -> Built:
+    """``n_steps``: Brian2 steps of the whole run (the current devices' waveform is built for them)."""
     net_p, cell = p.network, p.network.cell
     n_e, n_i = net_p.sizes()
     R = len(regions)
@@ -83,14 +122,20 @@ def build(b2, p: Brian2Params, regions: list[int], connectome: dict | None, G: f
           "tau_e_d": net_p.syn_exc.tau_decay_ms * ms, "tau_e_r": net_p.syn_exc.tau_rise_ms * ms,
           "tau_i_d": net_p.syn_inh.tau_decay_ms * ms, "tau_i_r": net_p.syn_inh.tau_rise_ms * ms,
           "V_th": cell.V_th_mV * mV, "V_reset": cell.V_reset_mV * mV}
-    cells = b2.NeuronGroup(R * (n_e + n_i), EQS, threshold="v > V_th", reset="v = V_reset",
-                           refractory=cell.t_ref_ms * ms, method="exponential_euler", namespace=ns, clock=clock)
-    cells.v = net_p.v_init_mV * mV
     E0, I0 = 0, R * n_e                          # all E cells, then all I cells
     e_of = {r: E0 + j * n_e for j, r in enumerate(regions)}
     i_of = {r: I0 + j * n_i for j, r in enumerate(regions)}
     pops = [Population(f"E_{r}", r, "exc", e_of[r], n_e) for r in regions] + \
            [Population(f"I_{r}", r, "inh", i_of[r], n_i) for r in regions]
+    stims = []
+    if p.stimulus:                               # without devices the equations stay as they were
+        values, stim_col, stims = _stimuli(p, pops, list(regions), R * (n_e + n_i), n_steps)
+        ns["stim_ta"] = b2.TimedArray(values * b2.pA, dt=p.dt_ms * ms)
+    cells = b2.NeuronGroup(R * (n_e + n_i), EQS_STIM if stims else EQS, threshold="v > V_th", reset="v = V_reset",
+                           refractory=cell.t_ref_ms * ms, method="exponential_euler", namespace=ns, clock=clock)
+    cells.v = net_p.v_init_mV * mV
+    if stims:
+        cells.stim_col = stim_col
 
     # within-region rules and E->E between this node's regions, as (pre, post, w nS, delay ms)
     exc, inh = [], []
@@ -146,4 +191,4 @@ def build(b2, p: Brian2Params, regions: list[int], connectome: dict | None, G: f
         objects.append(S_in)
     monitor = b2.SpikeMonitor(cells, record=True)
     objects.append(monitor)
-    return Built(b2.Network(*objects), cells, gen, monitor, pops, gen_offset, n_input, n_syn)
+    return Built(b2.Network(*objects), cells, gen, monitor, pops, gen_offset, n_input, n_syn, stims)
