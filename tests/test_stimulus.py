@@ -12,7 +12,6 @@ import pytest
 
 from cosim.sdk.stimulus import CurrentNA, CurrentPA, describe, grid_of, labels, on_grid, targets, window_pulses
 
-pytestmark = pytest.mark.unit
 
 DBS = dict(population="E", frequency_hz=130, width_ms=0.3, amplitude_nA=2.0, phase2_width_ms=3.0,
            phase2_amplitude_nA=-0.2, onset_ms=4.0, offset_ms=60.0)
@@ -42,6 +41,7 @@ def reference(dev, dt: str, n: int) -> np.ndarray:
     return out
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("freq,dt,onset", [(130, "0.025", 4.0), (130, "0.05", 0.0), (155, "0.025", 1.3),
                                            (100, "0.025", 2.0), (7, "0.1", 0.35), (1000, "0.05", 0.0)])
 def test_samples_equal_the_exact_waveform(freq, dt, onset):
@@ -62,6 +62,7 @@ def test_samples_equal_the_exact_waveform(freq, dt, onset):
     assert np.array_equal(y, x) and (np.diff(st) > 0).all()
 
 
+@pytest.mark.unit
 def test_constant_and_monophasic_and_the_pulse_table():
     c = on_grid(CurrentPA(population="I", kind="constant", amplitude_pA=-30.0, onset_ms=2.0, offset_ms=3.0), 0.1)
     assert c.samples(0, 40).tolist() == [0.0] * 20 + [-30.0] * 10 + [0.0] * 10
@@ -82,6 +83,7 @@ def test_constant_and_monophasic_and_the_pulse_table():
     ({"frequency_hz": -1.0}, "greater than 0"),
     ({"amplitude_pA": 1.0}, "Extra inputs are not permitted"),
 ])
+@pytest.mark.unit
 def test_bad_devices_are_one_line_errors(bad, msg):
     from pydantic import ValidationError
     with pytest.raises(ValidationError) as e:
@@ -89,6 +91,7 @@ def test_bad_devices_are_one_line_errors(bad, msg):
     assert msg in str(e.value)
 
 
+@pytest.mark.unit
 def test_grid_errors_name_the_device():
     with pytest.raises(ValueError, match=r"^params.stimulus\[0\].width_ms = 0.06 ms is not a whole number \(>= 1\) "
                                          r"of steps of 0.025 ms$"):
@@ -105,6 +108,7 @@ def test_grid_errors_name_the_device():
         labels([CurrentNA(**DBS, label="a"), CurrentNA(**DBS, label="a")])
 
 
+@pytest.mark.unit
 def test_the_figure_shows_what_was_delivered(tmp_path):
     """A results file with one device: the figure gets its extra row (the plot runs end to end)."""
     from cosim.sdk.spiking_figure import plot_results
