@@ -57,7 +57,7 @@ class RunError(RuntimeError):
     pass
 
 
-def cosim_run(cfg: dict, out: Path, timeout: float = 900, sampler: "TreeSampler | None" = None,
+def cosim_run(cfg: dict, out: Path, timeout: float = 900, sampler: TreeSampler | None = None,
               extra_env: dict | None = None) -> dict:
     """`cosim run CONFIG --out OUT --no-plots` as a subprocess; returns summary + whole wall time.
 
@@ -82,7 +82,7 @@ def cosim_run(cfg: dict, out: Path, timeout: float = 900, sampler: "TreeSampler 
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             p.communicate()
-        raise RunError(f"cosim run timed out after {timeout} s ({out})")
+        raise RunError(f"cosim run timed out after {timeout} s ({out})") from None
     finally:
         if sampler is not None:
             sampler.stop()

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import REPO, arg_parser, cosim_run, load_avg, loop_s, timing  # noqa: E402
+from bench.common import arg_parser, cosim_run, load_avg, loop_s, timing  # noqa: E402
 
 SIZES = {"tiny": {"duration_ms": 30.0, "big": (400, 100), "big_ms": 20.0, "compare_ms": 60.0},
          "full": {"duration_ms": 500.0, "big": (8000, 2000), "big_ms": 200.0, "compare_ms": 1000.0}}
@@ -90,7 +90,7 @@ def ten_thousand(sz: dict, out: Path) -> dict:
         rates = f["input/rate_hz"][...]
         spikes_loop = int(f["spikes/t_ms"].shape[0])
         loop_cpu = json.loads(f.attrs["timing_json"])["integrate_cpu_s"]
-        W, seed = int(f.attrs["steps_per_window"]), int(f.attrs["seed"])
+        W, _seed = int(f.attrs["steps_per_window"]), int(f.attrs["seed"])
     with h5py.File(out / "ten_k" / "coordinator.h5") as f:
         config = json.loads(f.attrs["config"]) if isinstance(f.attrs["config"], str) else None
     from cosim.config import parse_config
@@ -134,7 +134,6 @@ def compare(sz: dict, out: Path, docs: Path | None) -> dict:
         with h5py.File(run / "tvb.h5") as f:
             t = f["raw/time_ms"][...]
             Re = f["raw/R_e"][...][t > min(TRANSIENT_MS, sz["compare_ms"] / 2)]
-            labels = [x.decode() if isinstance(x, bytes) else str(x) for x in f.attrs["region_labels"]]
         tvb_cols = [j for j in range(Re.shape[1]) if j not in (33, 71)]
         res[backend] = {"E_hz": e.mean(0).tolist(), "I_hz": i.mean(0).tolist(),
                         "tvb_Re_hz": Re[:, tvb_cols].mean(0).tolist(), "tvb_Re_mean_hz": float(Re[:, tvb_cols].mean())}

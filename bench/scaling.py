@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import cosim_run, free_port, launch_services, load_avg, median, arg_parser  # noqa: E402
+from bench.common import cosim_run, free_port, launch_services, load_avg, arg_parser  # noqa: E402
 from bench.delay_proxy import DelayProxy  # noqa: E402
 
 SIZES = {

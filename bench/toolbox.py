@@ -4,7 +4,8 @@ the co-simulation loop on a 2-core machine; NEURON alone ~6 s, TVB alone ~2 s).
 tvb-data's 76-region connectome (self-connections kept in the model; the coordinator excludes
 them from the window, PROTOCOL.md §3), regions 33 and 71 spiking (120 E + 40 I HH cells each),
 NEURON dt 0.05 ms, TVB dt 0.1 ms, window 1.6 ms given explicitly (run.window_ms; 625 windows),
-1000 ms (plots off: the toolbox's figures are simulation only). Aims: loop ≥ 8× faster than 61 s, whole run ≥ 5× faster than 72 s. Our own TVB alone
+1000 ms (plots off: the toolbox's figures are simulation only). Aims: loop ≥ 8× faster than 61 s,
+whole run ≥ 5× faster than 72 s. Our own TVB alone
 and NEURON alone (bench/alone.py, same input) are measured in the same call for context.
 
 Issue 12: the time beyond the slower simulator per window (`cosim.results.breakdown`: loop per window

@@ -60,7 +60,7 @@ def analyse(path: str, skip: int = 10, lag: int = 1) -> dict:
         ev[(who, what, typ, w, peer)].setdefault("t", t)
     nodes = sorted({who for _, who, what, typ, *_ in rows if typ == "step"})
     producers = collections.defaultdict(set)           # consumer -> producers (from DATA received)
-    for _, who, what, typ, w, peer, _ in rows:
+    for _, who, what, typ, _w, peer, _ in rows:
         if what == "recv" and typ == "DATA":
             producers[who].add(peer)
     res = {"trace": path, "lag": lag, "nodes": {}, "messages": collections.Counter(

@@ -48,9 +48,10 @@ class RunHandle:
         self.out: Path = launch.out
         self.code: int | None = None
         self._error: BaseException | None = None
-        bar = None
+        bar: Any = None
         if progress:
-            from tqdm.auto import tqdm as bar
+            from tqdm.auto import tqdm
+            bar = tqdm
         self._thread = threading.Thread(target=self._follow, args=(bar,), name=f"cosim-run {self.out.name}",
                                         daemon=True)
         self._thread.start()

@@ -16,7 +16,8 @@ import importlib
 import importlib.metadata as md
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from cosim.errors import UnknownBackend
 
@@ -147,7 +148,7 @@ class WholeBrainSpec:
         return _load(self.connectome)(cfg)
 
 
-def _read_group(group: str, kind: type) -> dict[str, Any]:
+def _read_group(group: str, kind: type[Any]) -> dict[str, Any]:
     """name -> spec of every installed plugin of one entry-point group; a broken plugin is
     skipped with one warning naming it (it must not break the others)."""
     import logging
@@ -157,7 +158,7 @@ def _read_group(group: str, kind: type) -> dict[str, Any]:
         if ep.name in specs:      # the first one found on sys.path wins, as for any import
             continue
         try:
-            spec = ep.load()
+            spec: Any = ep.load()
         except Exception as e:
             warn("plugin %r of %s (%s) failed to load: %s", ep.name, group, ep.value, e)
             continue
@@ -225,7 +226,7 @@ def check_function(name: str) -> Callable | None:
 
 @functools.cache
 def _module_dists() -> dict[str, list[str]]:
-    return md.packages_distributions()
+    return dict(md.packages_distributions())
 
 
 def describe() -> list[dict]:

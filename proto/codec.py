@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import msgpack
 import numpy as np
@@ -55,7 +56,7 @@ def _pack_value(v: Any, buffers: list, depth: int = 0) -> Any:
         if dt.str not in ALLOWED_DTYPES:
             raise TypeError(f"array dtype {a.dtype} cannot travel; allowed {sorted(ALLOWED_DTYPES)}")
         a = a.astype(dt, copy=False)
-        buffers.append(memoryview(a).cast("B") if a.size else b"")
+        buffers.append(memoryview(a).cast("B") if a.size else b"")  # type: ignore[arg-type]  # ndarray is a buffer
         return {"__nd__": len(buffers) - 1, "dtype": dt.str, "shape": list(a.shape)}
     if isinstance(v, dict):
         return {k: _pack_value(x, buffers, depth + 1) for k, x in v.items()}
@@ -92,12 +93,12 @@ def _data_content(msg: Message, buffers: list) -> bytes | None:
     sig = msg.content.get("signals") if len(msg.content) == 1 else None
     if type(sig) is not dict:
         return None
-    key = []
+    parts = []
     for name, a in sig.items():
         if type(a) is not np.ndarray or a.dtype.str != "<f8" or not a.flags.c_contiguous or type(name) is not str:
             return None             # the general path converts or refuses it
-        key.append((name, a.shape))
-    key = tuple(key)
+        parts.append((name, a.shape))
+    key = tuple(parts)
     packed = _DATA_PACKED.get(key)
     if packed is None:
         packed = _packb(_pack_value(msg.content, []))
@@ -194,7 +195,7 @@ def decode(frames: Sequence, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     if not isinstance(header, dict) or not isinstance(content, dict):
         raise MalformedMessage("header and content must be maps")
     try:
-        mtype = _TYPES[header.get("type")]
+        mtype = _TYPES[header["type"]]
     except (KeyError, TypeError):
         raise UnknownType(f"unknown message type {str(header.get('type'))[:40]!r}") from None
     msg_id, node = header.get("msg_id"), header.get("node")

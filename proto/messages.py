@@ -19,7 +19,7 @@ PROTOCOL_VERSION = 3
 SIGNATURE = b"COSIM1"
 
 
-class MessageType(str, enum.Enum):
+class MessageType(str, enum.Enum):  # noqa: UP042 (str() and f-strings keep "MessageType.X")
     REGISTER = "REGISTER"
     CONFIGURE = "CONFIGURE"
     CONFIGURED = "CONFIGURED"
@@ -93,7 +93,7 @@ class Message:
     parent_id: int | None = None
     sent_ns: int = 0
 
-    def reply(self, type: MessageType, content: dict | None = None, node: str = "coordinator") -> "Message":
+    def reply(self, type: MessageType, content: dict | None = None, node: str = "coordinator") -> Message:
         return Message(type, content or {}, node=node, window=self.window, parent_id=self.msg_id)
 
     def __repr__(self) -> str:  # never arrays in logs

@@ -2,7 +2,16 @@
 the consumer on receipt and by the coordinator on its copy; one implementation for all. Pure."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 import numpy as np
+
+
+class SignalSpec(Protocol):
+    """What a check needs of a signal's spec (cosim.runtime.adapter.SignalSpec has it)."""
+    name: str
+    regions: Sequence[int]
 
 # The largest magnitude a signal may carry. Far above any physical value (S in [0, 1], rates
 # below 1e4 Hz) and far below float32's 3.4e38: TVB keeps the coupling variable in a float32

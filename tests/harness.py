@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -80,7 +79,7 @@ class Services:
             argv = command_lines.cosim_cmd() + ["spiking-node", "--coordinator", addr, "--name", name]
         return self._start(log_name or name, argv + self.node_args.get(name, []))
 
-    def start_all(self) -> "Services":
+    def start_all(self) -> Services:
         self.start_coordinator()
         self.start_node("tvb")
         for n in self.cfg["spiking_nodes"]:
@@ -125,7 +124,7 @@ class Services:
         for f in self._logs:
             f.close()
 
-    def __enter__(self) -> "Services":
+    def __enter__(self) -> Services:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -181,7 +180,7 @@ def read_results(out: Path) -> dict[str, dict[str, np.ndarray]]:
             continue
         d = {}
         with open_h5(p) as f:
-            def visit(name, obj):
+            def visit(name, obj, d=d):
                 if hasattr(obj, "shape") and not name.startswith("timing/"):
                     d[name] = obj[()]
             f.visititems(visit)

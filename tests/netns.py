@@ -160,7 +160,7 @@ class Lab:
                 _ip("netns", "del", ns, check=False)
             atexit.unregister(self.close)
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -68,7 +68,7 @@ class TcpProxy:
         if self._thread is not None:
             self._thread.join(5)
 
-    def __enter__(self) -> "TcpProxy":
+    def __enter__(self) -> TcpProxy:
         self.start()
         return self
 

@@ -88,7 +88,7 @@ def test_unknown_fields_are_tolerated():
 def test_random_bytes_never_crash_the_decoder():
     rng = np.random.default_rng(1)
     base = [bytes(f) for f in encode(step_done())]
-    for i in range(3000):
+    for _i in range(3000):
         frames = [bytes(f) for f in base]
         j = int(rng.integers(len(frames)))
         b = bytearray(frames[j])

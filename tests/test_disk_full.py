@@ -114,7 +114,7 @@ def test_disk_full_with_every_node_writing_leaves_consistent_marked_files(tmp_pa
     for name in ("coordinator", "tvb", "spiking"):
         with open_h5(copy / f"{name}.h5") as f:
             groups: dict[str, set] = {}
-            def visit(key, obj):
+            def visit(key, obj, groups=groups, name=name):
                 if hasattr(obj, "shape") and not key.startswith("timing/"):
                     groups.setdefault(key.rsplit("/", 1)[0] if name != "coordinator" else "", set()).add(obj.shape[0])
             f.visititems(visit)

@@ -98,7 +98,7 @@ def test_the_readme_layout_table_is_the_package_layers():
 def test_every_file_the_docs_name_exists():
     missing = []
     for doc, text in DOCS.items():
-        for m in re.finditer(r"`((?:cosim|services|proto|tests|bench|examples|docs|deploy)/[\w./-]+\.(?:py|md|yaml|toml|mod|ipynb|json|sh))`",
+        for m in re.finditer(r"`((?:cosim|services|proto|tests|bench|examples|docs|deploy)/[\w./-]+\.(?:py|md|yaml|toml|mod|ipynb|json|sh))`",  # noqa: E501
                              text):
             if not (REPO / m.group(1)).exists():
                 missing.append(f"{doc}: {m.group(1)}")

@@ -241,11 +241,13 @@ def test_coordinator_death_is_reported_by_cosim_run(cosim, tmp_path, phase):
     got: dict = {}
     if phase == "running":
         cfg = noop_config(duration_ms=20000, step_sleep_ms=1.0)
-        when = lambda out: (out / "coordinator.h5").exists() and time.sleep(0.5) is None
+        def when(out):
+            return (out / "coordinator.h5").exists() and time.sleep(0.5) is None
     else:
         cfg = ref_config(DURATION, hb_timeout_ms=HB_MS)      # the TVB node takes seconds to set up
-        when = lambda out: "registered" in ((out / "logs" / "coordinator.log").read_text()
-                                             if (out / "logs" / "coordinator.log").exists() else "")
+        def when(out):
+            return "registered" in ((out / "logs" / "coordinator.log").read_text()
+                                                     if (out / "logs" / "coordinator.log").exists() else "")
     cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": HB_MS}
     t = threading.Thread(target=_kill_coordinator_of, args=(tmp_path / "out", when, got))
     t.start()

@@ -32,7 +32,7 @@ def test_only_the_cli_imports_the_cli():
 def test_the_checker_sees_a_function_level_upward_import(tmp_path):
     """The check can fail: a function-level import of the CLI from the runtime is caught, and so is
     the cycle it makes with a module-level import back."""
-    for pkg, folder in layers.FOLDERS.items():
+    for _pkg, folder in layers.FOLDERS.items():
         (tmp_path / folder).mkdir(exist_ok=True)
     (tmp_path / "cosim" / "__init__.py").write_text("")
     (tmp_path / "cosim" / "runtime").mkdir()

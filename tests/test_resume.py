@@ -104,7 +104,7 @@ def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
                                                            "pub": f"tcp://127.0.0.1:{free_port()}",
                                                            "setup_timeout_ms": 3000}}, "<test>")
     coord = Coordinator(cfg, tmp_path)
-    t = threading.Thread(target=lambda: pytest.raises(Exception, coord.run), daemon=True)
+    t = threading.Thread(target=lambda: pytest.raises(Exception, coord.run), daemon=True)  # noqa: B017 (it only waits for the end)
     t.start()
     s = zmq.Context.instance().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)

@@ -195,7 +195,7 @@ def test_plaintext_attempts_under_curve_are_logged_rate_limited_and_counted(tmp_
     ctx = zmq.Context()
     socks = []
     try:
-        for i in range(30):               # 30 plaintext clients, each sending a REGISTER-like frame
+        for _i in range(30):               # 30 plaintext clients, each sending a REGISTER-like frame
             s = ctx.socket(zmq.DEALER)
             s.linger = 0
             s.connect(router)
@@ -224,7 +224,6 @@ def test_plaintext_attempts_under_curve_are_logged_rate_limited_and_counted(tmp_
 def test_register_fields_cannot_forge_or_flood_log_lines(tmp_path, procs):
     """REGISTER fields reach the log: a newline in `host` must not start a forged line, 100 kB must
     not land as one line, and a refused name is shown escaped and bounded too."""
-    import msgpack
     from cosim.proto import codec
     from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T
     cfg = {"run": {"name": "inj", "duration_ms": 50, "results_dir": str(tmp_path), "progress": False},

@@ -67,7 +67,8 @@ def test_processes_and_threads_give_the_same_run_bit_for_bit(tmp_path):
         assert summary["windows"] == 9, summary
         with h5py.File(tmp_path / name / "coordinator.h5") as f:
             sig: dict = {}
-            f.visititems(lambda k, o: sig.__setitem__(k, o[...]) if k.startswith("signals/") and hasattr(o, "shape") else None)
+            f.visititems(lambda k, o, sig=sig: sig.__setitem__(k, o[...])
+                         if k.startswith("signals/") and hasattr(o, "shape") else None)
         with h5py.File(tmp_path / name / "tvb.h5") as f:
             sig["raw/S_e"] = f["raw/S_e"][...]
         results[name] = sig

@@ -16,7 +16,7 @@ import time
 import h5py
 import numpy as np
 
-from conftest import noop_config, run_cosim
+from conftest import noop_config
 from psutil_free import cosim_processes
 import pytest
 

@@ -102,7 +102,7 @@ def test_proxy_matches_stepwise_equations_and_steady_state():
     d = math.exp(-0.01)
     for i in range(16):
         R = rr[i] + (R - rr[i]) * d
-        f = lambda s: -s / te + (1 - s) * ge * R   # noqa: E731
+        f = lambda s, R=R: -s / te + (1 - s) * ge * R   # noqa: E731
         pred = S + 0.1 * f(S)
         S = S + 0.05 * (f(S) + f(pred))
         assert np.allclose(o["R_e"][i], R, rtol=1e-12) and np.allclose(o["S_e"][i], S, rtol=1e-10)

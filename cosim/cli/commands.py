@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         n.add_argument("--keys", default=_env("COSIM_KEYS"), help="CURVE keys folder (enables encryption)")
         n.add_argument("--resume", metavar="RUN_DIR", help="only join a resumed run (results folder: RUN_DIR "
                                                             "unless --out)")
-        n.add_argument("--register-timeout-ms", type=int, default=int(_env("COSIM_REGISTER_TIMEOUT_MS", "30000")),
+        n.add_argument("--register-timeout-ms", type=int, default=int(_env("COSIM_REGISTER_TIMEOUT_MS") or "30000"),
                        help="how long to wait for the coordinator to configure this node")
         n.add_argument("--data-bind", default=_env("COSIM_DATA_BIND"),
                        help="where this node's data inbox listens (protocol 3: data goes node to node); default "
@@ -254,6 +254,7 @@ def cmd_build(a) -> int:
     cfg = apply_overrides(a.config, [])
     check_nodes(cfg, a.config, build_only=True, progress=compile_progress)
     print(f"{a.config}: mechanisms built (cache: $COSIM_NRNMECH_CACHE or ~/.cache/cosim/nrnmech)")
+    return EXIT_OK
 
 
 def cmd_backends(a) -> int:

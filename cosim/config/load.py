@@ -4,6 +4,7 @@ Every error is one ConfigError line naming the file and the field."""
 from __future__ import annotations
 
 import tomllib
+from typing import Any
 from pathlib import Path
 
 import yaml
@@ -57,6 +58,7 @@ def _check_mpi(n: NodeEntry, spec, params, where: str) -> None:
     if not spec.mpi_param:
         raise ConfigError(f"{where}: backend {n.backend!r} does not run under MPI; remove mpi")
     ranks = spec.mpi_ranks(params)
+    assert n.mpi is not None
     for a in n.mpi.args:
         if a.split("=")[0] in _MPI_RANK_OPTS:
             raise ConfigError(f"{where}.args: {a!r}: the rank count is params.{spec.mpi_param} ({ranks}), "
@@ -174,7 +176,8 @@ def apply_overrides(cfg_path: str | None, sets: list[str]) -> RunConfig:
         if "=" not in s:
             raise ConfigError(f"--set {s!r}: expected KEY=VALUE")
         key, val = s.split("=", 1)
-        node, ref, parts = data, full, key.split(".")
+        node, parts = data, key.split(".")
+        ref: Any = full
         try:
             for part in parts[:-1]:
                 if isinstance(node, list):

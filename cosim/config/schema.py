@@ -34,7 +34,7 @@ class CheckpointSection(_Strict):
     keep: int = Field(2, ge=1, le=100, description="checkpoints kept (2: a corrupted newest one falls back)")
 
     @model_validator(mode="after")
-    def _some(self) -> "CheckpointSection":
+    def _some(self) -> CheckpointSection:
         if self.every_windows is None and self.every_s is None:
             raise ValueError("run.checkpoint needs every_windows or every_s")
         return self
@@ -126,11 +126,12 @@ class TVBSection(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _monitor_periods(self) -> "TVBSection":
+    def _monitor_periods(self) -> TVBSection:
         for name in ("temporal_average_ms", "bold_period_ms"):
             period = getattr(self.monitors, name)
             if period is not None:
-                _require_whole(period, self.dt_ms, f"monitors.{name}: {period} ms must be a whole multiple of tvb.dt_ms {self.dt_ms} ms")
+                _require_whole(period, self.dt_ms,
+                               f"monitors.{name}: {period} ms must be a whole multiple of tvb.dt_ms {self.dt_ms} ms")
         return self
 
     @field_validator("model")
@@ -172,7 +173,7 @@ class MpiSection(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _one_host_list(self) -> "MpiSection":
+    def _one_host_list(self) -> MpiSection:
         given = [a for a in self.args if a.split("=")[0] in _MPI_HOST_OPTS]
         if self.hosts and given:
             raise ValueError(f"hosts and {given[0]!r} in args both place the ranks; keep one")
@@ -227,7 +228,7 @@ class CoordinatorSection(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _timeouts(self) -> "CoordinatorSection":
+    def _timeouts(self) -> CoordinatorSection:
         if self.heartbeat_timeout_ms < 2 * self.heartbeat_interval_ms:
             raise ValueError("heartbeat_timeout_ms must be at least twice heartbeat_interval_ms")
         return self
@@ -290,7 +291,7 @@ class RunConfig(_Strict):
         return {**data, "spiking_nodes": out}
 
     @model_validator(mode="after")
-    def _distinct(self) -> "RunConfig":
+    def _distinct(self) -> RunConfig:
         names = [n.name for n in self.spiking_nodes]
         if len(set(names)) != len(names) or "tvb" in names or "coordinator" in names:
             raise ValueError(f"spiking node names must be unique and not 'tvb'/'coordinator': {names}")

@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from cosim.config import parse_config
 from cosim.errors import RunFailed
@@ -41,14 +42,14 @@ def run_inprocess(config: dict, adapters: dict[str, NodeAdapter | Callable[[dict
     out = Path(results_dir)
     specs = services_of(cfg, "<in-process>", out, cfg.coordinator.router, cfg.coordinator.pub, plots=False)
     starter = Thread(adapters)
-    services = [starter.start(spec) for spec in specs]
+    services: list[Any] = [starter.start(spec) for spec in specs]     # ThreadServices
     job = Launch(services, cfg.coordinator.pub, cfg, out)
     deadline = time.monotonic() + timeout_s
     for svc in services:
         if svc.wait(max(0.0, deadline - time.monotonic())) is None:
             job.stop()
             raise RunFailed(f"in-process run did not finish within {timeout_s:g} s (thread {svc.name})", out=out)
-    errors: dict[str, Any] = {s.name: s.error for s in services if getattr(s, "error", None) is not None}
+    errors: dict[str, Any] = {s.name: s.error for s in services if s.error is not None}
     if "coordinator" in errors:
         raise errors["coordinator"]
     if errors:

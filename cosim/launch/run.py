@@ -79,7 +79,7 @@ def services_of(cfg: Any, cfg_path: str, out: Path, router: str, pub: str, *, pl
     return specs
 
 
-def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> "Launch":
+def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
     """Validate, write `<out>/config.yaml` and start every service; `a` holds the `cosim run`
     arguments (config, set, out, no_plots, log_level); `cfg`, if given, is the config already
     loaded with its overrides. Local processes are tied to the calling thread (PR_SET_PDEATHSIG):
@@ -124,7 +124,7 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> "Launch":
     return job
 
 
-def start_resume(a: Any, starter: Starter | None = None) -> "Launch":
+def start_resume(a: Any, starter: Starter | None = None) -> Launch:
     """Restart the services of the run in `a.run_dir` from its newest good checkpoint (PROTOCOL.md
     §10.1): the coordinator picks the checkpoint and tells every node; logs are appended to."""
     from cosim.config import apply_overrides, check_nodes
@@ -178,7 +178,7 @@ def _check_rank0_host(cfg: Any, router: str) -> None:
 def _is_this_machine(host: str) -> bool:
     """True if ``host`` resolves to an address of this machine (one a socket can bind)."""
     try:
-        addrs = {ai[4][0] for ai in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+        addrs = {str(ai[4][0]) for ai in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
     except OSError:
         return False
     for addr in addrs:
@@ -226,12 +226,12 @@ class Launch:
         err = err or sys.stderr
         services, cfg, out = self.services, self.cfg, self.out
         coord = services[0]
-        sub = zmq.Context.instance().socket(zmq.SUB)
+        sub: zmq.Socket = zmq.Context.instance().socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"progress")
         if cfg.coordinator.curve:  # the PUB is a CURVE server too: observe with the tvb node's keys
             from cosim.runtime import security
-            security.client_from_dir(cfg.coordinator.keys_dir or os.environ.get("COSIM_KEYS"), "tvb").apply_client(sub)
+            security.client_from_dir(cfg.coordinator.keys_dir or os.environ.get("COSIM_KEYS", ""), "tvb").apply_client(sub)
         sub.connect(self.pub)
         bar = ProgressBar(bool(cfg.run.progress and bar_cls is not None), bar_cls=bar_cls, file=err)
         node_died_at: float | None = None

@@ -21,7 +21,8 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from cosim.launch import command_lines
 
@@ -68,7 +69,7 @@ class Started(abc.ABC):
         """The one-line reason it gave for failing ("" if none)."""
         return ""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: most starters hold nothing)
         """Release what it holds (log files); after it has ended."""
 
 
@@ -203,7 +204,9 @@ class ThreadService(Started):
     """A service running in a thread of this process; its exit code is 0, or its error's."""
 
     def __init__(self, name: str, target: Callable[[], Any], on_signal: Callable[[int], None] | None = None):
-        self.name, self.error, self.result = name, None, None
+        self.name = name
+        self.error: BaseException | None = None
+        self.result: Any = None
         self._on_signal = on_signal
         self.thread = threading.Thread(target=self._run, args=(target,), name=f"cosim-{name}", daemon=True)
 
@@ -213,7 +216,7 @@ class ThreadService(Started):
         except BaseException as e:   # noqa: BLE001  (kept: the supervisor reports it)
             self.error = e
 
-    def start(self) -> "ThreadService":
+    def start(self) -> ThreadService:
         self.thread.start()
         return self
 
@@ -254,7 +257,9 @@ class Thread(Starter):
         a = self.adapters.get(name)
         if a is None:
             return None
-        return a if callable(a) and not isinstance(a, NodeAdapter) else (lambda _cfg, a=a: a)
+        if callable(a) and not isinstance(a, NodeAdapter):
+            return a
+        return lambda _cfg: a
 
     def start(self, spec: ServiceSpec) -> Started:
         from cosim.launch import service

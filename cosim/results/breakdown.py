@@ -131,7 +131,7 @@ def plot_breakdown(out: str | Path, path: str | Path | None = None, title: str |
     rows = [(n, [(p, v[p]) for p in NODE_PARTS]) for n, v in b["nodes"].items()]
     rows.append(("coordinator", [(p, b["coordinator"][p]) for p in COORD_PARTS]))
     seen = set()
-    for i, (name, parts) in enumerate(rows):
+    for i, (_name, parts) in enumerate(rows):
         left = 0.0
         for p, v in parts:
             v = v or 0.0
@@ -153,7 +153,7 @@ def plot_breakdown(out: str | Path, path: str | Path | None = None, title: str |
     ax2.legend(fontsize=7)
     ax2.set_title("per window", fontsize=9)
     fig.tight_layout()
-    p = Path(path) if path else out / "breakdown.png"
-    fig.savefig(p, dpi=110)
+    png = Path(path) if path else out / "breakdown.png"
+    fig.savefig(png, dpi=110)
     plt.close(fig)
-    return p
+    return png

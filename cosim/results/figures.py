@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ def export_nwb(run_dir: str | Path, path: str | Path) -> Path:
 
     path = Path(path)
     started = datetime.fromtimestamp((r.dir / "config.yaml").stat().st_mtime if (r.dir / "config.yaml").exists()
-                                     else r.dir.stat().st_mtime, tz=timezone.utc)
+                                     else r.dir.stat().st_mtime, tz=UTC)
     cfg = r.config
     nodes = {n["name"]: n for n in cfg.get("spiking_nodes", [])}
     backends = ", ".join(f"{k}: {v.get('backend')}" for k, v in nodes.items())

@@ -227,7 +227,7 @@ class Results:
         return df
 
     @property
-    def plot(self) -> "Plots":
+    def plot(self) -> Plots:
         return Plots(self)
 
 

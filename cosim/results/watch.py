@@ -57,7 +57,7 @@ def _from_run_dir(d: Path) -> tuple[str, dict]:
 
 def subscribe(address: str, keys: str | None = None, key_name: str = "watch") -> zmq.Socket:
     """A SUB socket on `address` for every broadcast (PROGRESS and EVENT)."""
-    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub: zmq.Socket = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.RCVHWM, 100)
     for topic in (b"progress", b"event"):
@@ -120,7 +120,7 @@ class View:
         lines = [f"window {self.window} ({done}/{total}, {100 * done / max(total, 1):.0f} %)  t = {t:.1f} ms  "
                  f"wall {wall:.1f} s  speed {rate:.0f} windows/s = {rate * p['window_ms']:.0f} ms/s simulated  "
                  f"real-time factor {rtf:.2f}"]
-        timing = p.get("timing") if isinstance(p.get("timing"), dict) else {}
+        timing: dict = p["timing"] if isinstance(p.get("timing"), dict) else {}
         nodes = {n: v for n, v in (timing.get("nodes") or {}).items() if isinstance(v, dict)}
         if timing:
             parts = [f"window {1e3 * _num(timing.get('window_wall_s')):.2f} ms"]

@@ -65,7 +65,7 @@ class SignalSpec:
         return {"name": self.name, "regions": list(self.regions)}
 
     @classmethod
-    def from_wire(cls, d: dict) -> "SignalSpec":
+    def from_wire(cls, d: dict) -> SignalSpec:
         return cls(str(d["name"]), tuple(int(r) for r in d["regions"]))
 
 
@@ -103,7 +103,7 @@ class RunContext:
         return model.model_validate(self.node_entry().get("params") or {})
 
 
-def lag_of(ctx: "RunContext") -> int:
+def lag_of(ctx: RunContext) -> int:
     """``ctx.lag_windows`` checked: an integer >= 1."""
     m = int(ctx.lag_windows)
     if m < 1 or m != ctx.lag_windows:
@@ -174,12 +174,12 @@ class NodeAdapter(abc.ABC):
         window ``ctx.resume["window"] + 1``."""
         raise NotImplementedError(f"{type(self).__name__} cannot restore a checkpoint")
 
-    def after_window(self) -> None:
+    def after_window(self) -> None:  # noqa: B027 (an optional hook)
         """Optional: called after each window's outputs have left (DATA to the consumers, the copy
         to the coordinator), while the other nodes compute: the place for work nobody waits for,
         e.g. writing results. Must not change what the next ``step`` computes."""
 
-    def warm_up(self) -> None:
+    def warm_up(self) -> None:  # noqa: B027 (an optional hook)
         """Optional: called once right after CONFIGURED is sent, while the coordinator waits for the
         other nodes to configure (e.g. import the simulator, so that ``configure`` on PREPARE is
         shorter). A failure here is logged and ignored; ``configure`` reports real errors."""

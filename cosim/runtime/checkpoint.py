@@ -59,7 +59,7 @@ def atomic_write(path: str | Path, data: bytes) -> str:
 def save_arrays(path: str | Path, arrays: dict[str, Any]) -> str:
     """An .npz of named arrays (no pickle), written atomically; returns its sha256."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]  # names are arrays
     return atomic_write(path, buf.getvalue())
 
 
@@ -76,7 +76,7 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def rng_state(rs: np.random.RandomState) -> dict[str, np.ndarray]:
+def rng_state(rs: np.random.RandomState) -> dict[str, Any]:
     """A legacy RandomState's full state as arrays (its position in the stream included)."""
     name, keys, pos, has_gauss, cached = rs.get_state()
     return {"keys": np.asarray(keys, np.uint32), "pos": np.int64(pos), "has_gauss": np.int64(has_gauss),
@@ -89,7 +89,7 @@ def set_rng_state(rs: np.random.RandomState, d: dict[str, np.ndarray], prefix: s
 
 
 # ---------------------------------------------------------------------------- config identity
-_NOT_RESULTS = {"coordinator": None, "run": ("progress", "checkpoint", "results_dir", "name")}
+_NOT_RESULTS = {"run": ("progress", "checkpoint", "results_dir", "name")}
 
 
 def config_hash(config: dict) -> str:
@@ -186,7 +186,7 @@ def select(run_dir: str | Path, cfg_hash: str) -> dict:
     found = windows_on_disk(run_dir)
     if not found:
         raise CheckpointError(f"{run_dir}: no checkpoint to resume from (was run.checkpoint set?)")
-    why = []
+    why: list[str] = []
     for k in found:
         manifest, bad = verify(run_dir, k, cfg_hash)
         if manifest is not None:

@@ -15,7 +15,8 @@ class ProgressBar:
     in Jupyter)."""
 
     def __init__(self, enabled: bool = True, bar_cls: Any = None, file: Any = None):
-        self.enabled, self.bar = enabled, None
+        self.enabled = enabled
+        self.bar: Any = None     # a tqdm bar, made on the first update
         self.bar_cls, self.file = bar_cls or tqdm, file
 
     def update(self, done: int, total: int, sim_ms: float, wall_s: float) -> None:

@@ -91,7 +91,7 @@ class _Authenticator(ThreadAuthenticator):
 
     address = ""
 
-    keys: "_AuthorizedKeys | None" = None
+    keys: _AuthorizedKeys | None = None
 
     async def handle_zap_message(self, msg: list[bytes]) -> None:
         self.address = msg[3].decode(errors="replace") if len(msg) > 3 else "?"
@@ -114,7 +114,7 @@ class _AuthorizedKeys:
         for f in sorted(folder.glob("*.key")):
             pub, _ = _load(f, "authorized key", secret=False)
             self.names[pub] = f.stem
-        self.refused = Counter()
+        self.refused: Counter[tuple[bytes, str]] = Counter()
         self.auth: _Authenticator | None = None
 
     def callback(self, domain: str, key: bytes) -> bool:

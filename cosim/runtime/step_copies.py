@@ -11,6 +11,7 @@ at most `max_age_s`, and never hold up a grant, a checkpoint or the end.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class StepCopies:
             return None
         first, last = self.windows[0], self.windows[-1]
         if len(self.windows) == 1:
-            content = {"outputs": self.outputs[0], "timing": self.timings[0]}
+            content: dict[str, Any] = {"outputs": self.outputs[0], "timing": self.timings[0]}
         else:
             names = self.outputs[0].keys()
             content = {"first": first, "timing": self.timings,

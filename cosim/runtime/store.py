@@ -31,7 +31,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import h5py
 import numpy as np
@@ -118,12 +119,12 @@ class Appender:
         # resume_windows: continue a file already cut back to that many windows (cosim.runtime.checkpoint)
         resume = resume_windows is not None and self.path.exists()
         self.swmr = swmr
-        self.f: h5py.File | None = h5py.File(self.path, "a" if resume else "w",
-                                             **({"libver": "latest"} if swmr else {}))
+        # an h5py.File; None once closed
+        self.f: Any = h5py.File(self.path, "a" if resume else "w", **({"libver": "latest"} if swmr else {}))
         for k, v in (attrs or {}).items():
             self.f.attrs[k] = _attr(v)
         self.f.attrs["status"] = RUNNING
-        self.windows = resume_windows if resume else 0    # windows appended
+        self.windows: int = resume_windows if resume_windows is not None and resume else 0    # windows appended
         self.flushed = self.windows                       # windows durable in the file (a kill keeps these)
         self.f.attrs["windows"] = self.flushed
         # persistent handles: a dataset handle closed after each write flushes its chunk cache in

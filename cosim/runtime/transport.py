@@ -43,7 +43,8 @@ class RejectCounter:
     every `every_s` seconds (a flood of hostile input must not flood the log)."""
 
     def __init__(self, where: str, every_s: float = 60.0):
-        self.where, self.counts, self.every_s = where, Counter(), every_s
+        self.where, self.every_s = where, every_s
+        self.counts: Counter[str] = Counter()
         self._logged: dict[str, float] = {}
 
     def reject(self, kind: str, detail: str, peer: str = "?") -> None:
@@ -210,7 +211,7 @@ class Heartbeat(threading.Thread):
                     ack = msg.content.get("ack")
                     if isinstance(ack, int) and ack > self.acked:
                         self.acked = ack
-                    t_sent = sent_at.pop(msg.parent_id, None)
+                    t_sent = sent_at.pop(msg.parent_id, None) if msg.parent_id is not None else None
                     if t_sent is not None:
                         self.rtts.append(time.perf_counter() - t_sent)
                 # the starvation guard, checked before the timeout (a stall usually ends inside

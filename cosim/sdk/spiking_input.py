@@ -120,7 +120,7 @@ class CouplingInput:
                 n = k * W + 1 + np.arange(W)              # the steps of window k
                 src = (n[:, None] - 1 - self.dly[None, :]) % self.depth
                 terms = self.wts[None, :] * self.hist[src, self.s_idx[None, :]]
-                np.add.at(c, (slice(None), self.t_idx), terms)
+                np.add.at(c, (slice(None), self.t_idx), terms)  # type: ignore[arg-type]  # numpy's stub lacks slices
         return c
 
 
@@ -224,5 +224,5 @@ class PerSourceInput:
     def coupling(self, rates: np.ndarray) -> np.ndarray:
         """The summed equivalent ``sum_j w[p, j] * rate[p, j]`` (W, n_regions), for records and plots."""
         c = np.zeros((rates.shape[0], len(self.regions)))
-        np.add.at(c, (slice(None), self.t_idx), rates * self.weight[None, :])
+        np.add.at(c, (slice(None), self.t_idx), rates * self.weight[None, :])  # type: ignore[arg-type]
         return c

@@ -57,7 +57,7 @@ class _Device(BaseModel):
         return None if v is None else float(v)
 
     @model_validator(mode="after")
-    def _shape(self) -> "_Device":
+    def _shape(self) -> _Device:
         a2 = f"phase2_amplitude_{self.UNIT}"
         if self.kind == "constant":
             given = [k for k in ("frequency_hz", "width_ms", "phase2_width_ms", a2) if getattr(self, k) is not None]
@@ -178,6 +178,7 @@ def on_grid(dev: _Device, dt_ms: float, where: str = "stimulus") -> GridStimulus
     n_off = NEVER if dev.offset_ms is None else _ceil_steps(dev.offset_ms, dt_ms)
     if dev.kind == "constant":
         return GridStimulus(dt_ms, dev.UNIT, n_on, n_off, 0.0, 0, 0, dev.amplitude(), 0.0)
+    assert dev.width_ms is not None and dev.frequency_hz is not None    # the model's validator saw to it
     w1 = _whole_steps(dev.width_ms, dt_ms, f"{where}.width_ms")
     w2 = 0 if dev.phase2_width_ms is None else _whole_steps(dev.phase2_width_ms, dt_ms, f"{where}.phase2_width_ms")
     ps = 1000.0 / (dev.frequency_hz * dt_ms)

@@ -43,7 +43,8 @@ class SetupMixin:
             self.rejects.reject(f"Register{kind}", text, repr(rid[:40]))
             self._send_to(rid, error(msg, kind, text))
         if c["protocol"] != PROTOCOL_VERSION:
-            return reply("VersionMismatch", f"coordinator speaks protocol {PROTOCOL_VERSION}, node {printable(c['protocol'], 20)}")
+            return reply("VersionMismatch",
+                         f"coordinator speaks protocol {PROTOCOL_VERSION}, node {printable(c['protocol'], 20)}")
         name = c["name"]
         # REGISTER comes from anyone who can connect: every field that reaches a log line or a reply
         # is escaped (a newline would forge a log line) and bounded (100 kB would land as one line)
@@ -94,7 +95,7 @@ class SetupMixin:
         try:
             peer.requires = [SignalSpec.from_wire(s) for s in msg.content["requires"]]
         except (KeyError, TypeError, ValueError) as e:
-            raise RunFailed(self.where(peer.name, f"malformed requires ({e})"))
+            raise RunFailed(self.where(peer.name, f"malformed requires ({e})")) from None
         if peer.role == "tvb":
             if not isinstance(msg.content.get("connectome"), dict):
                 raise RunFailed(self.where(peer.name, "CONFIGURED without a connectome"))
@@ -169,7 +170,7 @@ class SetupMixin:
         try:
             self.plan = routing.plan(requires, owner, weights=con["weights"])
         except routing.PlanError as e:
-            raise RunFailed(f"cannot route signals: {e}", 2)
+            raise RunFailed(f"cannot route signals: {e}", 2) from None
         log.info("coordinator: window %d steps (%.3g ms; %s), %d windows", self.W, self.W * self.tvb_dt_ms,
                  f"min crossing delay {d} step{'s' if d != 1 else ''}" if d is not None
                  else "nothing crosses between nodes: any window is causal", self.K)

@@ -101,7 +101,8 @@ class StatusMixin:
         sim_ms = self.K * self.W * self.tvb_dt_ms
         s = {"windows": self.K, "steps_per_window": self.W, "window_ms": self.W * self.tvb_dt_ms,
              "lookahead": self.lag, "lookahead_reason": self.lag_reason,
-             "simulated_ms": sim_ms, "duration_ms": self.cfg.run.duration_ms, "wall_s": wall, "windows_per_s": self.K / wall if wall else 0.0,
+             "simulated_ms": sim_ms, "duration_ms": self.cfg.run.duration_ms, "wall_s": wall,
+            "windows_per_s": self.K / wall if wall else 0.0,
              "real_time_factor": wall / (sim_ms / 1000), "results_dir": str(self.results_dir),
              "nodes": {n: p.info for n, p in self.peers.items()},
              "timing": self.record.timing_summary() if self.record else {}}

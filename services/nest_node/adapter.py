@@ -62,7 +62,7 @@ class SpikeFileReader:
     """New lines of a NEST ASCII spike file since the last read (sender, time_ms)."""
 
     def __init__(self, path: str):
-        self.f = open(path, "r")
+        self.f = open(path)
         self.rest = ""
         self.in_header = True      # NEST's header lines ("# NEST version…", "sender\ttime_ms") come first
 

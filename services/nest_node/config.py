@@ -40,7 +40,8 @@ class NestCell(_S):
     E_Na_mV: float = 50.0
     E_K_mV: float = -77.0
     V_T_mV: float = Field(-63.0, description="Traub's threshold shift (COBAHH: -63 mV)")
-    t_ref_ms: float = Field(8.0, ge=0, description="refractory period; 8 ms matches the NetPyNE soma's response to single EPSPs (docs/backends.md)")
+    t_ref_ms: float = Field(8.0, ge=0, description="refractory period; 8 ms matches the NetPyNE soma's response "
+                                                   "to single EPSPs (docs/backends.md)")
 
     def area_cm2(self) -> float:
         return math.pi * self.diam_um * self.length_um * 1e-8      # lateral surface, as NEURON's area()
@@ -61,7 +62,7 @@ class BetaSynapse(_S):
     E_rev_mV: float
 
     @model_validator(mode="after")
-    def _order(self) -> "BetaSynapse":
+    def _order(self) -> BetaSynapse:
         if self.tau_rise_ms >= self.tau_decay_ms:
             raise ValueError(f"tau_rise_ms must be < tau_decay_ms (got {self.tau_rise_ms} >= {self.tau_decay_ms})")
         return self
@@ -104,7 +105,7 @@ class NestUserModel(_S):
     populations: dict[str, PopMap] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _suffix(self) -> "NestUserModel":
+    def _suffix(self) -> NestUserModel:
         if not self.path.endswith(".py"):
             raise ValueError(f"NEST model file must be a .py file, got {self.path!r}")
         return self
@@ -132,7 +133,7 @@ class NestParams(_S):
                                                   "step_current_generator each (1 nA in NetPyNE = 1000 pA here)")
 
     @model_validator(mode="after")
-    def _input_delay(self) -> "NestParams":
+    def _input_delay(self) -> NestParams:
         # generator rates change one resolution step late; the input delay absorbs it (adapter.py)
         if self.input.delay_ms <= self.dt_ms:
             raise ValueError(f"input.delay_ms ({self.input.delay_ms}) must exceed dt_ms ({self.dt_ms})")

@@ -85,7 +85,7 @@ class NetpyneNetworkBuilder:
         self.rxd_params: dict | None = None
 
     # ---- the poster's steps --------------------------------------------------------------
-    def set_default(self) -> "NetpyneNetworkBuilder":
+    def set_default(self) -> NetpyneNetworkBuilder:
         self.set_cell_models()
         self.set_synapse_models()
         self.set_populations()

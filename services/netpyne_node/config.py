@@ -44,7 +44,7 @@ class SynapseModel(_S):
     e_mV: float
 
     @model_validator(mode="after")
-    def _order(self) -> "SynapseModel":
+    def _order(self) -> SynapseModel:
         if self.tau1_ms >= self.tau2_ms:
             raise ValueError(f"Exp2Syn needs tau1_ms < tau2_ms (got {self.tau1_ms} >= {self.tau2_ms})")
         return self
@@ -99,7 +99,7 @@ class UserModel(_S):
     drive: ModelDrive = Field(default_factory=ModelDrive, description="used in regions without an 'input' population")
 
     @model_validator(mode="after")
-    def _drive_or_input(self) -> "UserModel":
+    def _drive_or_input(self) -> UserModel:
         regions = {m.region for m in self.populations.values()}
         fed = {m.region for m in self.populations.values() if m.role == "input"}
         if "drive" in self.model_fields_set and regions <= fed:
@@ -177,7 +177,7 @@ class NetpyneParams(_S):
                                    description="emulate what TVB-multiscale computes (tvb.conventions: tvb-multiscale-compat)")
 
     @model_validator(mode="after")
-    def _exclusive(self) -> "NetpyneParams":
+    def _exclusive(self) -> NetpyneParams:
         if self.model_file is not None and self.rxd.enabled:
             raise ValueError("rxd example works on the default network; put rxdParams in your model_file instead")
         from cosim.sdk.stimulus import labels

@@ -215,7 +215,7 @@ def _read(path: Path, modifications: list | None = None) -> tuple[object, object
     cfg = next((ns[k] for k in ("simConfig", "cfg") if _is(ns.get(k), "SimConfig") or isinstance(ns.get(k), dict)), None)
     if net is None:
         net = next((v for v in ns.values() if _is(v, "NetParams")), None)
-    for name, n, c in calls:      # e.g. sim.createSimulateAnalyze(netParams=np_, simConfig=cfg_) with other names
+    for _name, n, c in calls:      # e.g. sim.createSimulateAnalyze(netParams=np_, simConfig=cfg_) with other names
         net = net if net is not None else n
         cfg = cfg if cfg is not None else c
     if calls:
@@ -245,7 +245,7 @@ def _check_mapping(um: UserModel, regions, n_brain_regions: int | None) -> list[
 
 
 def _turn_off_unsupported(cfg, path: Path) -> None:
-    for key, off in UNSUPPORTED.items():
+    for key, _off in UNSUPPORTED.items():
         val = cfg.get(key) if isinstance(cfg, dict) else getattr(cfg, key, None)
         if val:
             what = sorted(val) if isinstance(val, dict) else val

@@ -68,7 +68,7 @@ def test_each_window_reads_exactly_its_own_spikes(tmp_path, monkeypatch):
     a.finish(None)
     W = ctx.steps_per_window
     n = 0
-    for k, (gid, t) in enumerate(got):
+    for k, (_gid, t) in enumerate(got):
         n += t.size
         assert np.all((t > k * W * 0.1 - 1e-9) & (t <= (k + 1) * W * 0.1 + 1e-9)), f"window {k}: {t}"
     assert n > 20, "the region should spike at this input"

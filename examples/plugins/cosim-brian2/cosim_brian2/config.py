@@ -42,7 +42,7 @@ class LifCell(_S):
     t_ref_ms: float = Field(8.0, ge=0, description="one spike per input spike, not a burst (module doc)")
 
     @model_validator(mode="after")
-    def _order(self) -> "LifCell":
+    def _order(self) -> LifCell:
         if self.V_reset_mV >= self.V_th_mV:
             raise ValueError(f"V_reset_mV ({self.V_reset_mV}) must be below V_th_mV ({self.V_th_mV})")
         return self
@@ -64,7 +64,7 @@ class Exp2Synapse(_S):
     E_rev_mV: float
 
     @model_validator(mode="after")
-    def _order(self) -> "Exp2Synapse":
+    def _order(self) -> Exp2Synapse:
         if self.tau_rise_ms >= self.tau_decay_ms:
             raise ValueError(f"tau_rise_ms must be < tau_decay_ms (got {self.tau_rise_ms} >= {self.tau_decay_ms})")
         return self
@@ -116,7 +116,7 @@ class Brian2Params(_S):
                                                   "the membrane equation through a TimedArray (1 nA in NetPyNE = 1000 pA)")
 
     @model_validator(mode="after")
-    def _input_delay(self) -> "Brian2Params":
+    def _input_delay(self) -> Brian2Params:
         # input trains are placed on Brian2's grid and delivered after a whole number of steps
         if self.input.delay_ms < self.dt_ms:
             raise ValueError(f"input.delay_ms ({self.input.delay_ms}) must be at least dt_ms ({self.dt_ms})")

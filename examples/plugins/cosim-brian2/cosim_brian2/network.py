@@ -162,7 +162,7 @@ def build(b2, p: Brian2Params, regions: list[int], connectome: dict | None, G: f
 
     objects = [cells]
     n_syn = 0
-    for name, src, rules, on_pre in (("exc", cells[E0:I0], exc, ON_EXC), ("inh", cells[I0:], inh, ON_INH)):
+    for _name, src, rules, on_pre in (("exc", cells[E0:I0], exc, ON_EXC), ("inh", cells[I0:], inh, ON_INH)):
         pre, post, w, d = (np.concatenate([x[k] for x in rules]) if rules else np.empty(0) for k in range(4))
         if pre.size == 0:
             continue
