@@ -85,6 +85,22 @@ class NodeRuntime:
                 continue
             log.warning("%s: ignoring unexpected %s while waiting for %s", self.name, msg.type.value, what)
 
+    def _finish(self, summary: dict) -> None:
+        """FINISHED until the coordinator acknowledges it (PROTOCOL.md §8: a reset connection can
+        lose it), for at most one heartbeat timeout."""
+        deadline = time.monotonic() + self.hb.timeout_ms / 1000
+        while True:
+            self._send(T.FINISHED, {"summary": summary})
+            resend = time.monotonic() + self.hb.interval_ms / 1000
+            while (now := time.monotonic()) < min(resend, deadline):
+                msg = self.ch.recv(int(max(1, (min(resend, deadline) - now) * 1000)))
+                if msg is not None and msg.type == T.FINISHED:
+                    return
+            if time.monotonic() >= deadline or self.hb.lost.is_set():
+                log.warning("%s: the coordinator did not acknowledge FINISHED within %d ms (it may have "
+                            "completed and gone)", self.name, self.hb.timeout_ms)
+                return
+
     # ------------------------------------------------------------------ phases
     def register(self) -> Message:
         self._send(T.REGISTER, {"name": self.name, "role": self.role, "backend": self.backend,
@@ -377,7 +393,7 @@ class NodeRuntime:
             self.configure(self.register())
             self.prepare(self._wait({T.PREPARE}, self.setup_timeout_ms, "PREPARE"))
             summary = self.windows()
-            self._send(T.FINISHED, {"summary": _plain(summary)})
+            self._finish(_plain(summary))
             log.info("%s: finished", self.name)
             return summary
         except RemoteError as e:

@@ -270,8 +270,11 @@ class ClockMixin:
         self.grant()
 
     def on_finished(self, peer, msg: Message) -> None:
-        if self.state != "FINISHING":
+        if self.state not in ("FINISHING", "DONE"):
             return self.unexpected(peer, msg)
+        self.send(peer, T.FINISHED, {}, parent=msg)      # the acknowledgement (§8); again for a repeat
+        if peer.state == "finished":
+            return
         peer.state = "finished"
         peer.info["summary"] = msg.content.get("summary") or {}
         if all(p.state == "finished" for p in self.peers.values()):
