@@ -113,8 +113,8 @@ class NetpyneNetworkBuilder:
     def _prob(self, p: float) -> float:
         """A rule's probability at this ``scale``: ``prob / scale`` keeps each cell's expected in-degree
         (``network.scale_keeps: in_degree``), or ``prob`` as given."""
-        n = self.p.network
-        return min(1.0, p / n.scale) if n.scale_keeps == "in_degree" else p
+        from cosim.sdk.region_params import scaled_prob
+        return scaled_prob(p, self.p.network.scale, self.p.network.scale_keeps)
 
     def set_population_connections(self) -> None:
         self.connections = []

@@ -18,7 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cosim.sdk.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,  # noqa: F401
+from cosim.sdk.region_params import (SCALE_KEEPS_HELP, ConnSpec, InputTransformer, InterRegion, OutputTransformer,  # noqa: F401
+                                  PopMap, RegionConns, ScaleKeeps,
                                   default_conns as _conns)
 from cosim.sdk.stimulus import CurrentNA
 
@@ -55,11 +56,7 @@ class RegionNetwork(_S):
     n_exc: int = Field(120, ge=1)
     n_inh: int = Field(40, ge=1)
     scale: float = Field(1.0, gt=0, description="multiplies n_exc and n_inh (rounded, >= 1); see scale_keeps")
-    scale_keeps: Literal["in_degree", "probability"] = Field(
-        "in_degree", description="what `scale` keeps of each fixed-probability rule (within the region and E->E "
-                                 "between this node's regions): in_degree = prob / scale, so every cell keeps its "
-                                 "expected number of inputs and the network its regime; probability = prob as given "
-                                 "(in-degree grows with scale)")
+    scale_keeps: ScaleKeeps = Field("in_degree", description=SCALE_KEEPS_HELP)
     cell_E: CellModel = Field(default_factory=CellModel)
     cell_I: CellModel = Field(default_factory=CellModel)
     syn_exc: SynapseModel = Field(default_factory=lambda: SynapseModel(tau1_ms=0.8, tau2_ms=5.3, e_mV=0.0))
