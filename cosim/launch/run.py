@@ -121,6 +121,10 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> "Launch":
     # everything that can be refused is refused before the results folder exists (the connectome
     # is loaded only to check an explicit window: the default window is causal by construction)
     check_run(cfg, source, connectome=cfg.run.window_ms is not None)
+    from cosim.launch.preflight import split_coupling_note
+    note = split_coupling_note(cfg)
+    if note:
+        print(f"cosim: note: {note}", file=sys.stderr)
     _check_installed(cfg)
     # compile + load each model now: the setup clock never sees it
     check_nodes(cfg, source, progress=compile_progress)
