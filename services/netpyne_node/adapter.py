@@ -224,12 +224,10 @@ class NetpyneAdapter(NodeAdapter):
         results_dir = Path(ctx.results_dir).resolve() if ctx.results_dir else None
         work = (results_dir or Path.cwd()) / f".{ctx.node_name}_rxd_build"
         with self._setup_work():                  # building grows with the network: not on the setup clock
-            t_build = time.perf_counter()
             built = self._build(ctx, p, tvb)
             self._budget_for(built)
             from .engine import SpikingEngine
             self.engine = e = SpikingEngine(built, p.dt_ms, work_dir=work)
-            self.build_s = time.perf_counter() - t_build
         self._pop_kind = np.array([{"exc": 0, "inh": 1}.get(role, -1) for _, _, role, _, _ in e.pops], dtype=np.int64)
         self._pop_col = np.array([self.col.get(reg, -1) for _, reg, _, _, _ in e.pops], dtype=np.int64)
         self._pop_region = np.array([reg for _, reg, _, _, _ in e.pops], dtype=np.int32)
