@@ -188,3 +188,26 @@ def test_build_budget_grows_with_connections_and_pairs():
                                                                 "probability": 0.01}})
     assert build_budget_s(lst) == pytest.approx(BUILD_BUDGET_BASE_S + 10 * (2.0 + 0.5))
     assert build_budget_s(prob) == pytest.approx(BUILD_BUDGET_BASE_S + 10 * (2.0 + 0.5 + 3.0))
+
+
+@pytest.mark.system
+@pytest.mark.slow
+@pytest.mark.netpyne
+def test_the_build_bench_runs_tiny_and_reports_both_wirings(tmp_path):
+    """bench/netpyne_build.py at 160 cells: both wirings build in their own process, with times,
+    memory, connections and per-rule in-degree statistics."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "b.json"
+    p = subprocess.run([sys.executable, "bench/netpyne_build.py", "--size", "tiny", "--cells", "160", "--no-large",
+                        "--out", str(out)], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    pair = json.loads(out.read_text())["compare"][0]
+    for w in ("numpy", "netpyne"):
+        r = pair[w]
+        assert r["wiring"] == w and r["build_cpu_s"] > 0 and r["connections"] > 0
+        assert set(r["rules"]) == {"E_33->E_33", "E_33->I_33", "I_33->E_33", "I_33->I_33"}
+    assert pair["time_ratio_old_new"] > 0 and pair["mem_ratio_old_new"] > 0
