@@ -183,8 +183,9 @@ def test_heartbeat_claims_match_how_heartbeats_run():
 
 
 def test_the_run_diagram_shows_no_fixed_ports():
-    """`cosim run` picks free ports (cosim.launch.run.start): its diagram shows none."""
+    """`cosim run` picks free ports (cosim.launch.run.start, held until the coordinator binds them):
+    its diagram shows none."""
     block = README.split("## What runs", 1)[1].split("```", 2)[1]
     assert not re.search(r":\d{4}", block), block
     src = (REPO / "cosim" / "launch" / "run.py").read_text()
-    assert "free_port()" in src.split("def start(", 1)[1].split("\ndef ", 1)[0]
+    assert "held.pick()" in src.split("def start(", 1)[1].split("\ndef ", 1)[0]

@@ -122,3 +122,48 @@ def test_killing_the_launcher_ends_every_service(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def _rival_takes(addr: str) -> bool:
+    """Can another process's socket bind this loopback port now?"""
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", int(addr.rsplit(":", 1)[1])))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.mark.system
+def test_picked_ports_stay_held_from_the_pick_to_the_coordinators_bind(tmp_path, monkeypatch):
+    """Issue 25: `cosim run` picks the coordinator's free loopback ports and keeps them bound and
+    listening; the coordinator inherits the sockets and binds its ZeroMQ sockets on them
+    (ZMQ_USE_FD). A rival trying to take them before the coordinator starts, or just after (while
+    it is still importing, long before its bind), fails, and the run completes; picking a port
+    and releasing it (the old way) let the rival in and the run end as a configuration error."""
+    from conftest import noop_config
+    from cosim.launch import run as run_mod
+    seen = {}
+    real = run_mod._start_all
+
+    def racing(starter, specs):
+        addrs = list(specs[0].listen_fds)
+        seen["addrs"] = addrs
+        seen["before"] = [_rival_takes(a) for a in addrs]
+        started = real(starter, specs)
+        seen["after_start"] = [_rival_takes(a) for a in addrs]
+        return started
+    monkeypatch.setattr(run_mod, "_start_all", racing)
+    job = start(_args(tmp_path / "run"), parse_config(noop_config(duration_ms=16)))
+    try:
+        summary = job.supervise()
+    finally:
+        job.reap()
+    assert len(seen["addrs"]) == 2 and seen["before"] == [False, False] and seen["after_start"] == [False, False]
+    assert summary["windows"] == 10
+    cc = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["coordinator"]
+    assert [cc["router"], cc["pub"]] == seen["addrs"]        # the nodes reached the coordinator there
+    # the old way, for contrast: a port picked and released is anybody's
+    assert _rival_takes(f"tcp://127.0.0.1:{run_mod.free_port()}")
+    assert not cosim_processes(str(tmp_path))

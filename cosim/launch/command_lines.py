@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any
 
+from cosim.runtime.transport import LISTEN_FDS_ENV  # noqa: F401  (inherited listening sockets)
+
 #: one compute thread per service unless configured otherwise
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 

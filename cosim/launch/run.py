@@ -37,6 +37,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class HeldPorts:
+    """Free loopback ports picked by binding port 0 and kept bound and listening until the
+    coordinator, started with their descriptors, binds its ZeroMQ sockets on them (ZMQ_USE_FD): no
+    other process can take a port between the pick and the coordinator's bind, so a clash never
+    becomes a configuration error. A starter that cannot pass descriptors (containers) gets the
+    ports released just before it starts the coordinator, as before."""
+
+    def __init__(self) -> None:
+        self.socks: dict[str, socket.socket] = {}
+
+    def pick(self) -> str:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(128)
+        addr = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        self.socks[addr] = s
+        return addr
+
+    def fds(self, *addrs: str) -> dict[str, int]:
+        return {a: self.socks[a].fileno() for a in addrs if a in self.socks}
+
+    def release(self) -> None:
+        for s in self.socks.values():
+            s.close()
+        self.socks.clear()
+
+
 def _port_free(addr: str) -> bool:
     host, port = addr.rsplit("//", 1)[1].rsplit(":", 1)
     host = "0.0.0.0" if host == "*" else host
@@ -94,18 +121,32 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
     # everything that can be refused is refused before the results folder exists (the connectome
     # is loaded only to check an explicit window: the default window is causal by construction)
     check_run(cfg, source, connectome=cfg.run.window_ms is not None)
+    from cosim.launch.preflight import split_coupling_note
+    note = split_coupling_note(cfg)
+    if note:
+        print(f"cosim: note: {note}", file=sys.stderr)
     _check_installed(cfg)
     # compile + load each model now: the setup clock never sees it
     check_nodes(cfg, source, progress=compile_progress)
     out = Path(a.out) if a.out else Path(cfg.run.results_dir) / f"{cfg.run.name}_{datetime.now():%Y%m%d-%H%M%S}"
     cc = cfg.coordinator
     explicit = cc.model_fields_set
-    router = cc.router if "router" in explicit else f"tcp://127.0.0.1:{free_port()}"
-    pub = cc.pub if "pub" in explicit else f"tcp://127.0.0.1:{free_port()}"
-    for addr, what in ((router, "coordinator.router"), (pub, "coordinator.pub")):
-        if addr.startswith("tcp://") and not _port_free(addr):
-            raise ConfigError(f"{what}: {addr} is already in use")
-    _check_rank0_host(cfg, router)
+    held = HeldPorts()
+    router = cc.router if "router" in explicit else held.pick()
+    pub = cc.pub if "pub" in explicit else held.pick()
+    try:
+        for addr, what in ((router, "coordinator.router"), (pub, "coordinator.pub")):
+            if addr not in held.socks and addr.startswith("tcp://") and not _port_free(addr):
+                raise ConfigError(f"{what}: {addr} is already in use")
+        _check_rank0_host(cfg, router)
+        return _start_new(a, cfg, out, router, pub, held, starter)
+    finally:
+        held.release()                        # the coordinator holds its own copies by now
+
+
+def _start_new(a: Any, cfg: Any, out: Path, router: str, pub: str, held: HeldPorts,
+               starter: Starter | None) -> "Launch":
+    from cosim.launch.preflight import writable_dir
     created = not out.exists()
     writable_dir(out, "--out" if a.out else "run.results_dir")
     (out / "logs").mkdir(exist_ok=True)
@@ -118,6 +159,7 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
     run_cfg = parse_config(data, str(cfg_path))
     specs = services_of(run_cfg, str(cfg_path), out, router, pub, plots=not a.no_plots)
     starter = starter or LocalProcess(getattr(a, "log_level", "INFO"))
+    _hand_over(held, specs[0], starter, router, pub)
     print(f"cosim: run '{cfg.run.name}' → {out} (logs in {out / 'logs'})", file=sys.stderr)
     job = Launch(_start_all(starter, specs), pub, cfg, out)
     job.created = created
@@ -137,16 +179,30 @@ def start_resume(a: Any, starter: Starter | None = None) -> Launch:
     check_nodes(cfg, cfg_path)
     k = checkpoint.select(out_dir, checkpoint.config_hash(cfg.model_dump(mode="json")))["window"]
     out = Path(out_dir)
-    router, pub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    _check_rank0_host(cfg, router)
-    (out / "logs").mkdir(exist_ok=True)
-    specs = services_of(cfg, cfg_path, out, router, pub, plots=not a.no_plots, extra=["--resume", str(out)],
-                        append_logs=True)
-    starter = starter or LocalProcess(getattr(a, "log_level", "INFO"))
-    print(f"cosim: resuming run '{cfg.run.name}' in {out} from the checkpoint of window {k}", file=sys.stderr)
-    job = Launch(_start_all(starter, specs), pub, cfg, out)
+    held = HeldPorts()
+    try:
+        router, pub = held.pick(), held.pick()
+        _check_rank0_host(cfg, router)
+        (out / "logs").mkdir(exist_ok=True)
+        specs = services_of(cfg, cfg_path, out, router, pub, plots=not a.no_plots, extra=["--resume", str(out)],
+                            append_logs=True)
+        starter = starter or LocalProcess(getattr(a, "log_level", "INFO"))
+        _hand_over(held, specs[0], starter, router, pub)
+        print(f"cosim: resuming run '{cfg.run.name}' in {out} from the checkpoint of window {k}", file=sys.stderr)
+        job = Launch(_start_all(starter, specs), pub, cfg, out)
+    finally:
+        held.release()
     job.created = False
     return job
+
+
+def _hand_over(held: HeldPorts, coordinator: ServiceSpec, starter: Starter, router: str, pub: str) -> None:
+    """The coordinator binds on the ports held for it (a starter that passes descriptors), or
+    they are released now for it to bind them itself."""
+    if starter.passes_listen_fds:
+        coordinator.listen_fds = held.fds(router, pub)
+    else:
+        held.release()
 
 
 def _start_all(starter: Starter, specs: list[ServiceSpec]) -> list[Started]:

@@ -44,6 +44,9 @@ class ServiceSpec:
     log: Path | None = None
     append_log: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    # address -> descriptor of a listening socket the launcher holds for this service (the
+    # coordinator's free loopback ports): a starter that ``passes_listen_fds`` hands them over
+    listen_fds: dict[str, int] = field(default_factory=dict)
 
 
 class Started(abc.ABC):
@@ -75,7 +78,11 @@ class Started(abc.ABC):
 
 class Starter(abc.ABC):
     """Starts services. ``prepare(specs)`` sees every service of the run first (e.g. to bind
-    in-process addresses); ``start`` is called coordinator first."""
+    in-process addresses); ``start`` is called coordinator first. A starter that
+    ``passes_listen_fds`` gives a service the listening sockets of its ``listen_fds`` (the
+    coordinator binds its ZeroMQ sockets on them: ZMQ_USE_FD), so a port the launcher picked
+    stays held from the pick on and can never be taken by another process meanwhile."""
+    passes_listen_fds = False
 
     def prepare(self, specs: list[ServiceSpec]) -> None:   # noqa: B027  (optional hook)
         pass
@@ -98,12 +105,14 @@ def die_with_parent(argv: list[str]) -> list[str]:
 class Process(Started):
     """A child process in its own process group, its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None, append: bool = False):
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None, append: bool = False,
+                 pass_fds: tuple[int, ...] = ()):
         self.name, self.log_path = name, log_path
         self.log = open(log_path, "ab" if append else "wb")
         self.proc = subprocess.Popen(die_with_parent(argv), stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True,   # its own process group
-                                     env={**(env or command_lines.service_env()), "COSIM_LOG_FILE": str(log_path)})
+                                     env={**(env or command_lines.service_env()), "COSIM_LOG_FILE": str(log_path)},
+                                     pass_fds=pass_fds)
 
     @property
     def pid(self) -> int:
@@ -144,6 +153,7 @@ class Process(Started):
 
 class LocalProcess(Starter):
     """Every service as a child process of this one (`cosim run`)."""
+    passes_listen_fds = True
 
     def __init__(self, log_level: str | None = None):
         self.log_level = log_level
@@ -157,7 +167,11 @@ class LocalProcess(Starter):
     def start(self, spec: ServiceSpec) -> Started:
         env = command_lines.spiking_env(spec.entry) if spec.role == "spiking" and spec.entry is not None else None
         assert spec.log is not None, "a local process writes its output to a log file"
-        return Process(spec.name, self.argv(spec), spec.log, env=env, append=spec.append_log)
+        if spec.listen_fds:                # the child binds on the very sockets the launcher holds
+            import json
+            env = {**(env or command_lines.service_env()), command_lines.LISTEN_FDS_ENV: json.dumps(spec.listen_fds)}
+        return Process(spec.name, self.argv(spec), spec.log, env=env, append=spec.append_log,
+                       pass_fds=tuple(spec.listen_fds.values()))
 
 
 # --------------------------------------------------------------------------- containers

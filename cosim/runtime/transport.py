@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -250,6 +251,24 @@ def local_address_towards(address: str) -> str:
             return s.getsockname()[0]
     except OSError:
         return "127.0.0.1"
+
+
+#: environment variable carrying ``{address: file descriptor}`` (JSON) of listening sockets a
+#: service inherits from its launcher (`cosim run` holds the free ports it picks: cosim.launch.run.HeldPorts)
+LISTEN_FDS_ENV = "COSIM_LISTEN_FDS"
+
+
+def inherited_listen_fds() -> dict[str, int]:
+    """``{address: descriptor}`` of the listening sockets this process inherited (read once: the
+    variable is removed); binding a ZeroMQ socket to that address with ``zmq.USE_FD`` set to the
+    descriptor takes the socket over, so the port was never free in between."""
+    raw = os.environ.pop(LISTEN_FDS_ENV, "")
+    try:
+        fds = json.loads(raw) if raw else {}
+        return {str(a): int(fd) for a, fd in fds.items()}
+    except (ValueError, TypeError, AttributeError):
+        log.warning("ignoring malformed %s=%r", LISTEN_FDS_ENV, raw)
+        return {}
 
 
 def default_data_bind(coordinator: str, name: str, token: str) -> str:

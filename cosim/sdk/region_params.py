@@ -36,6 +36,19 @@ def default_conns() -> dict[str, ConnSpec]:
             "IE": ConnSpec(prob=0.03, weight_uS=0.01), "II": ConnSpec(prob=0.03, weight_uS=0.01)}
 
 
+#: what a region network's ``scale`` keeps of each fixed-probability rule (issue 25)
+ScaleKeeps = Literal["in_degree", "probability"]
+SCALE_KEEPS_HELP = ("what `scale` keeps of each fixed-probability rule (within the region and E->E between this "
+                    "node's regions): in_degree = prob / scale, so every cell keeps its expected number of inputs "
+                    "and the network its regime; probability = prob as given (in-degree grows with scale)")
+
+
+def scaled_prob(prob: float, scale: float, keeps: str) -> float:
+    """A rule's probability in a network ``scale`` times the size it was written for: ``prob / scale``
+    keeps each cell's expected in-degree (``keeps == "in_degree"``), else ``prob`` as given."""
+    return min(1.0, prob / scale) if keeps == "in_degree" else prob
+
+
 def _merge_conns(v):
     """Changing EE alone keeps EI, IE and II at their defaults (set prob 0 to drop one)."""
     if isinstance(v, dict):

@@ -113,8 +113,12 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
             # a plaintext (or otherwise broken) handshake never reaches the application: watch for it
             for sock, what in ((self.router, "ROUTER"), (self.pub, "PUB")):
                 self.monitors.append((sock, sock.get_monitor_socket(_HANDSHAKE_FAILED), what))
+        from cosim.runtime.transport import inherited_listen_fds
+        held = inherited_listen_fds()
         for sock, addr, what in ((self.router, self.cc.router, "coordinator.router"), (self.pub, self.cc.pub, "coordinator.pub")):
             try:
+                if addr in held:          # the launcher's listening socket for this port (ZMQ_USE_FD)
+                    sock.setsockopt(zmq.USE_FD, held[addr])
                 sock.bind(addr)
             except zmq.ZMQError as e:
                 raise ConfigError(f"{what}: cannot bind {addr}: {e}") from None

@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cosim.sdk.region_params import (InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,
-                                 default_conns)
+from cosim.sdk.region_params import (SCALE_KEEPS_HELP, InputTransformer, InterRegion, OutputTransformer, PopMap,
+                                 RegionConns, ScaleKeeps, default_conns)
 from cosim.sdk.stimulus import CurrentPA
 
 
@@ -72,7 +72,8 @@ class NestNetwork(_S):
     """The default spiking network of one region (E and I populations)."""
     n_exc: int = Field(120, ge=1)
     n_inh: int = Field(40, ge=1)
-    scale: float = Field(1.0, gt=0, description="multiplies n_exc and n_inh (rounded, >= 1)")
+    scale: float = Field(1.0, gt=0, description="multiplies n_exc and n_inh (rounded, >= 1); see scale_keeps")
+    scale_keeps: ScaleKeeps = Field("in_degree", description=SCALE_KEEPS_HELP)
     cell: NestCell = Field(default_factory=NestCell)
     syn_exc: BetaSynapse = Field(default_factory=lambda: BetaSynapse(tau_rise_ms=0.8, tau_decay_ms=5.3, E_rev_mV=0.0))
     syn_inh: BetaSynapse = Field(default_factory=lambda: BetaSynapse(tau_rise_ms=0.6, tau_decay_ms=8.5, E_rev_mV=-75.0))

@@ -90,11 +90,15 @@ def build_default(nest, p: NestParams, regions: list[int], connectome: dict | No
         by[r] = {"E": E, "I": I}
         pops += [Population(f"E_{r}", r, "exc", E), Population(f"I_{r}", r, "inh", I)]
     n_syn = 0
+    from cosim.sdk.region_params import scaled_prob
+
+    def prob(p_: float) -> float:                       # scale keeps the in-degree (network.scale_keeps)
+        return scaled_prob(p_, net.scale, net.scale_keeps)
     for r in regions:
         for key, c in net.conns.items():
             pre, post = by[r][key[0]], by[r][key[1]]
             sign = 1.0 if key[0] == "E" else -1.0       # negative weight = inhibitory receptor in NEST
-            n_syn += _connect_random(nest, pre, post, c.prob, sign * c.weight_uS * US_TO_NS, c.weight_sd_frac,
+            n_syn += _connect_random(nest, pre, post, prob(c.prob), sign * c.weight_uS * US_TO_NS, c.weight_sd_frac,
                                      c.delay_ms, _rng(seed, r, ord(key[0]), ord(key[1])))
     ir = p.inter_region
     if ir.enabled and connectome is not None and len(regions) > 1:
@@ -105,7 +109,7 @@ def build_default(nest, p: NestParams, regions: list[int], connectome: dict | No
                 if src == tgt or w[tgt, src] == 0:
                     continue
                 delay = max(float(idel[tgt, src]) * tvb_dt_ms, ir.min_delay_ms)
-                n_syn += _connect_random(nest, by[src]["E"], by[tgt]["E"], ir.prob,
+                n_syn += _connect_random(nest, by[src]["E"], by[tgt]["E"], prob(ir.prob),
                                          ir.weight_factor_uS * G * float(w[tgt, src]) * US_TO_NS, 0.0, delay,
                                          _rng(seed, tgt, src, 0xEE))
     log.info("built default NEST network: regions %s, %d E + %d I per region, %d synapses", regions, n_e, n_i, n_syn)

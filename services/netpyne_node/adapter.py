@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +38,29 @@ TIMERS = ("input_s", "integrate_s", "read_s", "rates_s", "write_s")
 #: clock of the per-window timers (bench/ swaps in time.process_time on a shared machine)
 CLOCK = time.perf_counter
 
+
+
+#: the setup clock's pause while building lasts at most this, plus what the network's size needs
+BUILD_BUDGET_BASE_S = 120.0
+
+
+def build_budget_s(netParams) -> float:
+    """A generous bound on building ``netParams`` (10× this machine's costs, docs/performance.md
+    "NetPyNE network build"): 1 ms per cell, 50 µs per connection of a ``connList`` (or expected of a
+    ``probability`` rule), 3 µs per candidate pair of NetPyNE's probability rule, plus the base."""
+    cells = {label: int(pop.get("numCells", 0) or 0) for label, pop in netParams.popParams.items()}
+    conns = pairs = 0.0
+    for rule in netParams.connParams.values():
+        pre = sum(n for lab, n in cells.items() if lab == (rule.get("preConds") or {}).get("pop"))
+        post = sum(n for lab, n in cells.items() if lab == (rule.get("postConds") or {}).get("pop"))
+        if "connList" in rule:
+            conns += len(rule["connList"])
+        elif isinstance(rule.get("probability"), (int, float)):
+            pairs += pre * post
+            conns += pre * post * float(rule["probability"])
+        else:
+            conns += post * 10 if post else 0
+    return BUILD_BUDGET_BASE_S + 10 * (1e-3 * sum(cells.values()) + 50e-6 * conns + 3e-6 * pairs)
 
 
 class NetpyneAdapter(NodeAdapter):
@@ -116,15 +140,55 @@ class NetpyneAdapter(NodeAdapter):
         """Say "compiling" in heartbeats while mechanisms that are not cached yet are compiled, so the
         coordinator does not count it against the setup timeout (`cosim run` compiles ahead instead)."""
         from .checks import needs_build
-        busy = needs_build(p)
-        if busy:
+        compile_now = needs_build(p)
+        if compile_now:
             log.info("mechanisms not cached: compiling them now (`cosim build CONFIG` does it ahead)")
+        busy = compile_now and "setup" not in self.setup_status     # (already said while building)
+        if busy:
             self.setup_status["setup"] = "compiling"
         try:
             yield
         finally:
             if busy:
                 self.setup_status.pop("setup", None)
+
+    @contextlib.contextmanager
+    def _setup_work(self):
+        """Building the network (NetPyNE's cells and connections, NEURON's objects) takes time that
+        grows with the network, once: heartbeats say so (PROTOCOL.md §8, ``setup: "compiling"``, the
+        one value that pauses the coordinator's setup clock) while it runs, for at most
+        ``build_budget_s`` (set from the network's size once its specs exist, :func:`build_budget_s`):
+        a build that hangs (e.g. a rank lost in a collective) then meets ``setup_timeout_ms`` again
+        instead of holding the clock forever."""
+        had = "setup" in self.setup_status
+        self.setup_status["setup"] = "compiling"
+        self._build_deadline = time.monotonic() + BUILD_BUDGET_BASE_S
+        done = threading.Event()
+
+        def watch():
+            while not done.wait(0.5):
+                if time.monotonic() > self._build_deadline:
+                    log.warning("building the network takes longer than its budget (%.0f s): the setup "
+                                "timeout counts again", self._build_budget)
+                    if not had:
+                        self.setup_status.pop("setup", None)
+                    return
+        self._build_budget = BUILD_BUDGET_BASE_S
+        t = threading.Thread(target=watch, name="build-budget", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            done.set()
+            t.join()
+            if not had:
+                self.setup_status.pop("setup", None)
+
+    def _budget_for(self, built) -> None:
+        """Once the specs exist: the pause lasts at most :func:`build_budget_s` of them from now."""
+        if getattr(self, "_build_deadline", None) is not None:
+            self._build_budget = build_budget_s(built.netParams)
+            self._build_deadline = time.monotonic() + self._build_budget
 
     @staticmethod
     def _n_brain(ctx: RunContext) -> int | None:
@@ -157,11 +221,13 @@ class NetpyneAdapter(NodeAdapter):
             d = self.src
             self.link_w_uS = p.input.weight_uS * d.scale(p.input.scale)[d.t_idx] * d.weight
             self.links = [(int(d.target[l]), int(d.source[l]), float(self.link_w_uS[l])) for l in range(d.n_links)]
-        built = self._build(ctx, p, tvb)
         results_dir = Path(ctx.results_dir).resolve() if ctx.results_dir else None
         work = (results_dir or Path.cwd()) / f".{ctx.node_name}_rxd_build"
-        from .engine import SpikingEngine
-        self.engine = e = SpikingEngine(built, p.dt_ms, work_dir=work)
+        with self._setup_work():                  # building grows with the network: not on the setup clock
+            built = self._build(ctx, p, tvb)
+            self._budget_for(built)
+            from .engine import SpikingEngine
+            self.engine = e = SpikingEngine(built, p.dt_ms, work_dir=work)
         self._pop_kind = np.array([{"exc": 0, "inh": 1}.get(role, -1) for _, _, role, _, _ in e.pops], dtype=np.int64)
         self._pop_col = np.array([self.col.get(reg, -1) for _, reg, _, _, _ in e.pops], dtype=np.int64)
         self._pop_region = np.array([reg for _, reg, _, _, _ in e.pops], dtype=np.int32)

@@ -110,10 +110,16 @@ class NetpyneNetworkBuilder:
         self.populations = [{"label": "E", "cell_model": "PYR_E", "size": n_e, "nodes": None},
                             {"label": "I", "cell_model": "PYR_I", "size": n_i, "nodes": None}]
 
+    def _prob(self, p: float) -> float:
+        """A rule's probability at this ``scale``: ``prob / scale`` keeps each cell's expected in-degree
+        (``network.scale_keeps: in_degree``), or ``prob`` as given."""
+        from cosim.sdk.region_params import scaled_prob
+        return scaled_prob(p, self.p.network.scale, self.p.network.scale_keeps)
+
     def set_population_connections(self) -> None:
         self.connections = []
         for key, c in self.p.network.conns.items():
-            self.connections.append({"source": key[0], "target": key[1], "prob": c.prob, "weight": c.weight_uS,
+            self.connections.append({"source": key[0], "target": key[1], "prob": self._prob(c.prob), "weight": c.weight_uS,
                                      "weight_sd_frac": c.weight_sd_frac, "delay": c.delay_ms,
                                      "receptor": "exc" if key[0] == "E" else "inh", "nodes": None})
 
@@ -130,7 +136,7 @@ class NetpyneNetworkBuilder:
                 if src == tgt or w[tgt, src] == 0:
                     continue
                 self.node_connections.append({
-                    "source": "E", "target": "E", "source_node": src, "target_node": tgt, "prob": ir.prob,
+                    "source": "E", "target": "E", "source_node": src, "target_node": tgt, "prob": self._prob(ir.prob),
                     "weight": ir.weight_factor_uS * self.G * float(w[tgt, src]),
                     "delay": max(float(idel[tgt, src]) * self.tvb_dt_ms, ir.min_delay_ms), "receptor": "exc"})
 
@@ -179,6 +185,26 @@ class NetpyneNetworkBuilder:
         from .toolbox import weight_expr                  # NEURON's normal(mean, variance)
         return weight_expr(w, sd_frac, self.p.toolbox.weight_sd_as_variance)
 
+    @property
+    def numpy_wiring(self) -> bool:
+        """Fixed-probability rules drawn by NumPy in O(N·k) (wiring.py), unless ``network.wiring:
+        netpyne`` or the toolbox's fixed wiring (NetPyNE's own draw of every pair) asks otherwise."""
+        return self.p.network.wiring == "numpy" and not self.p.toolbox.fixed_wiring
+
+    def _add_rule(self, netParams, sizes: dict[str, int], src: str, tgt: str, c: dict, sd_frac: float) -> None:
+        label = f"{src}->{tgt}"
+        if not self.numpy_wiring:
+            netParams.connParams[label] = {
+                "preConds": {"pop": src}, "postConds": {"pop": tgt}, "probability": c["prob"],
+                "weight": self._weight(c["weight"], sd_frac), "delay": c["delay"], "synMech": c["receptor"]}
+            return
+        from .wiring import conn_list_rule, weight_sd
+        sd = weight_sd(c["weight"], sd_frac, self.p.toolbox.weight_sd_as_variance)
+        rule = conn_list_rule(src, tgt, sizes[src], sizes[tgt], c["prob"], c["weight"], sd, c["delay"],
+                              c["receptor"], self.seed)
+        if rule is not None:
+            netParams.connParams[label] = rule
+
     def _pop_region_order(self) -> list[tuple[dict, int]]:
         """(population, region) in the order NetPyNE numbers the cells: population by population,
         or region by region (E, I of one region, then the next) as the toolbox does (toolbox.fixed_wiring)."""
@@ -213,15 +239,10 @@ class NetpyneNetworkBuilder:
         for c in self.connections:
             for r in self._nodes(c.get("nodes")):
                 src, tgt = pop_label(c["source"], r), pop_label(c["target"], r)
-                netParams.connParams[f"{src}->{tgt}"] = {
-                    "preConds": {"pop": src}, "postConds": {"pop": tgt}, "probability": c["prob"],
-                    "weight": self._weight(c["weight"], c.get("weight_sd_frac", 0.0)),
-                    "delay": c["delay"], "synMech": c["receptor"]}
+                self._add_rule(netParams, sizes, src, tgt, c, c.get("weight_sd_frac", 0.0))
         for c in self.node_connections:
             src, tgt = pop_label(c["source"], c["source_node"]), pop_label(c["target"], c["target_node"])
-            netParams.connParams[f"{src}->{tgt}"] = {
-                "preConds": {"pop": src}, "postConds": {"pop": tgt}, "probability": c["prob"],
-                "weight": c["weight"], "delay": c["delay"], "synMech": c["receptor"]}
+            self._add_rule(netParams, sizes, src, tgt, c, 0.0)
         inp = self.input_devices
         for r in self.regions:
             tgt = pop_label(inp["target"], r)

@@ -18,7 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cosim.sdk.region_params import (ConnSpec, InputTransformer, InterRegion, OutputTransformer, PopMap, RegionConns,  # noqa: F401
+from cosim.sdk.region_params import (SCALE_KEEPS_HELP, ConnSpec, InputTransformer, InterRegion, OutputTransformer,  # noqa: F401
+                                  PopMap, RegionConns, ScaleKeeps,
                                   default_conns as _conns)
 from cosim.sdk.stimulus import CurrentNA
 
@@ -54,13 +55,19 @@ class RegionNetwork(_S):
     """The default spiking network of one region (E and I populations)."""
     n_exc: int = Field(120, ge=1)
     n_inh: int = Field(40, ge=1)
-    scale: float = Field(1.0, gt=0, description="multiplies n_exc and n_inh (rounded, >= 1)")
+    scale: float = Field(1.0, gt=0, description="multiplies n_exc and n_inh (rounded, >= 1); see scale_keeps")
+    scale_keeps: ScaleKeeps = Field("in_degree", description=SCALE_KEEPS_HELP)
     cell_E: CellModel = Field(default_factory=CellModel)
     cell_I: CellModel = Field(default_factory=CellModel)
     syn_exc: SynapseModel = Field(default_factory=lambda: SynapseModel(tau1_ms=0.8, tau2_ms=5.3, e_mV=0.0))
     syn_inh: SynapseModel = Field(default_factory=lambda: SynapseModel(tau1_ms=0.6, tau2_ms=8.5, e_mV=-75.0))
     conns: RegionConns = Field(default_factory=_conns, description="keys among EE, EI, IE, II")
     v_init_mV: float = -65.0
+    wiring: Literal["numpy", "netpyne"] = Field(
+        "numpy", description="how fixed-probability rules are drawn: numpy = per post cell a Binomial in-degree and "
+                             "that many distinct sources (O(N·k), handed to NetPyNE as connList; wiring.py); "
+                             "netpyne = NetPyNE's probability rule, one random number per pair (O(N²) time and "
+                             "memory; the network of versions before it; toolbox.fixed_wiring always uses it)")
 
     def sizes(self) -> tuple[int, int]:
         return max(1, round(self.n_exc * self.scale)), max(1, round(self.n_inh * self.scale))

@@ -181,3 +181,21 @@ def test_a_script_with_another_resolution_is_refused_in_one_line(tmp_path):
     with pytest.raises(ModelError, match=r"standalone\.py sets the kernel resolution to 0\.1 ms, but params\.dt_ms "
                                          r"is 0\.05: set params\.dt_ms: 0\.1"):
         a.configure(ctx)
+
+
+def test_scale_keeps_each_cells_in_degree_unless_told_to_keep_the_probability(tmp_path):
+    """Issue 25: ``network.scale`` multiplies the cells; by default each rule's probability is
+    divided by it, so a cell keeps its expected number of inputs (and the network its regime)."""
+    import nest
+    counts = {}
+    for keeps in ("in_degree", "probability"):
+        a, ctx = make(tmp_path, params={"network": {"n_exc": 40, "n_inh": 12, "scale": 5.0, "scale_keeps": keeps,
+                                                    "conns": {"EE": {"prob": 0.1}}}}, tag=keeps)
+        a.configure(ctx)
+        E = next(p.nodes for p in a.pops if p.label == "E_33")
+        assert len(E) == 200
+        counts[keeps] = len(nest.GetConnections(source=E, target=E))
+        a.finish()
+    # 200 E cells, pairs (autapses allowed) 40,000: in_degree keeps 40 * 0.1 = 4 inputs per cell (800 in
+    # all, sd 28), probability 0.1 gives 20 per cell (4,000, sd 60); 5 sd either way
+    assert abs(counts["in_degree"] - 800) < 5 * 28 and abs(counts["probability"] - 4000) < 5 * 60
