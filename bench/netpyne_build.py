@@ -52,7 +52,8 @@ def build_once(cells: int, wiring: str, regions: list[int], keeps: str) -> dict:
                                       "record": {"plot": False}})
     conn = None
     if len(regions) > 1:
-        w = np.zeros((76, 76)); w[regions[0], regions[1]] = w[regions[1], regions[0]] = 1.0
+        w = np.zeros((76, 76))
+        w[regions[0], regions[1]] = w[regions[1], regions[0]] = 1.0
         conn = {"weights": w, "idelays": np.full((76, 76), 50)}
     rss0 = _rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()

@@ -115,7 +115,7 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
         from cosim.config import apply_overrides
         cfg = apply_overrides(a.config, a.set)
     from cosim.config import check_nodes
-    from cosim.launch.preflight import check_run, writable_dir
+    from cosim.launch.preflight import check_run
     from cosim.runtime.progress import compile_progress
     source = a.config or "<default>"
     # everything that can be refused is refused before the results folder exists (the connectome
@@ -145,7 +145,7 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
 
 
 def _start_new(a: Any, cfg: Any, out: Path, router: str, pub: str, held: HeldPorts,
-               starter: Starter | None) -> "Launch":
+               starter: Starter | None) -> Launch:
     from cosim.launch.preflight import writable_dir
     created = not out.exists()
     writable_dir(out, "--out" if a.out else "run.results_dir")
