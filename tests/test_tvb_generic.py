@@ -125,3 +125,125 @@ def test_reference_cosimulation_equals_tvb_library_alone(tmp_path, case):
         for i, v in enumerate(svars):
             np.testing.assert_array_equal(f["raw"][v][:], alone[:, i][:, regions], err_msg=f"{case}: ref.h5 {v}")
     assert np.abs(alone).max() > 0
+
+
+# ---- configuration --------------------------------------------------------------------------------
+
+@pytest.mark.unit
+@pytest.mark.parametrize("tvb,fragment", [
+    ({"model": {"class": "MontbrioPazoRoxn"}}, "'MontbrioPazoRoxn' is not a tvb-library model; close: MontbrioPazoRoxin"),
+    ({"model": {"class": "MontbrioPazoRoxin", "params": {"etaa": -5}}}, "'etaa' is not a parameter of MontbrioPazoRoxin; close: eta"),
+    ({"coupling": {"class": "Diference"}}, "'Diference' is not a tvb-library coupling; close: Difference"),
+    ({"coupling": {"class": "Difference", "params": {"b": 1}}}, "'b' is not a parameter of Difference"),
+    ({"integrator": {"class": "HeunStochastik"}}, "close: HeunStochastic"),
+    ({"monitors": ["Raw", "EGG"]}, "unknown monitor 'EGG'"),
+    ({"model": {"class": "JansenRit"}, "interface": {"rate": {"var": "y9"}, "proxy": {"y1": {}}}},
+     "'y9' is not a state variable of JansenRit"),
+    ({"stimulus": {"regions": [3], "equation": {"class": "PulseTrain", "params": {"Tt": 1}}}}, "'Tt' is not a parameter of PulseTrain"),
+    ({"model": {"G": 2.0, "Jn": 1}}, "tvb.model: unknown ReducedWongWangExcInh parameter(s) ['Jn']"),
+])
+def test_bad_class_or_parameter_is_one_line_with_close_matches(tvb, fragment):
+    from cosim.config import parse_config
+    from cosim.errors import ConfigError
+    with pytest.raises(ConfigError) as e:
+        parse_config({"tvb": tvb})
+    msg = str(e.value)
+    assert fragment in msg and "\n" not in msg, msg
+
+
+@pytest.mark.unit
+def test_model_without_interface_says_what_to_declare():
+    from cosim.config import parse_config
+    from cosim.errors import ConfigError
+    with pytest.raises(ConfigError) as e:
+        parse_config({"tvb": {"model": {"class": "Kuramoto"}}, "spiking_nodes": [{"backend": "nest", "regions": [3]}]})
+    assert "'Kuramoto' has no spiking interface: declare tvb.interface" in str(e.value) and "\n" not in str(e.value)
+    # the reference backend needs none (it runs TVB's own model); a declared one is enough for spiking nodes
+    parse_config({"tvb": {"model": {"class": "Kuramoto"}}, "spiking_nodes": [{"backend": "reference", "regions": [3]}]})
+    c = parse_config({"tvb": {"model": {"class": "Kuramoto"}, "interface": {"rate": {"var": "theta", "scale": 1.0},
+                                                                           "proxy": {"theta": {"from": "R_e"}}}},
+                      "spiking_nodes": [{"backend": "nest", "regions": [3]}]})
+    assert c.tvb.model_class == "Kuramoto"
+
+
+@pytest.mark.unit
+def test_new_spelling_of_the_default_is_the_default():
+    """{class: ReducedWongWangExcInh, params}, {class: Linear, a}, {class: HeunDeterministic} build
+    the same simulator as the legacy spelling: same trajectory bit for bit."""
+    from cosim.config import TVBSection
+    from cosim.services.tvb_node.windowed import WindowedTVB
+    old = TVBSection.model_validate({"model": {"G": 2.0}})
+    new = TVBSection.model_validate({"model": {"class": "ReducedWongWangExcInh", "params": {"G": 2.0}},
+                                     "coupling": {"class": "Linear", "params": {"a": 0.00390625}},
+                                     "integrator": {"class": "HeunDeterministic", "dt": 0.1}})
+    a, b = WindowedTVB(old, 3), WindowedTVB(new, 3)
+    ra, rb = a.run_window(50), b.run_window(50)
+    for v in ("S_e", "S_i", "R_e", "R_i"):
+        np.testing.assert_array_equal(getattr(ra, v), getattr(rb, v))
+
+
+@pytest.mark.unit
+def test_cosim_models_lists_the_shipped_interfaces(capsys):
+    from cosim.cli.commands import main
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for m in ("ReducedWongWangExcInh", "ReducedWongWang", "MontbrioPazoRoxin", "WilsonCowan", "JansenRit",
+              "Generic2dOscillator"):
+        assert f"\n{m} " in "\n" + out
+    import importlib.metadata as md
+    assert {e.name for e in md.entry_points(group="cosim.models")} >= {"MontbrioPazoRoxin", "JansenRit"}
+
+
+# ---- the spiking path: population rates through the interface's transformer ------------------------
+
+class _RateNode:
+    """A stand-in spiking node (unit test only): sends constant population rates R_e, R_i for its
+    regions and records the coupling/R_e TVB sends it."""
+    role = "spiking"
+    can_checkpoint = False
+
+    def __init__(self, R_e=12.0, R_i=30.0):
+        self.R_e, self.R_i, self.got = R_e, R_i, []
+
+    def requires(self, ctx):
+        from cosim.runtime.adapter import SignalSpec
+        return [SignalSpec("coupling/R_e", tuple(ctx.regions))]
+
+    def configure(self, ctx):
+        self.ctx = ctx
+
+    def initial_outputs(self):
+        return {}
+
+    def step(self, k, inputs):
+        self.got.append(inputs.get("coupling/R_e"))
+        W = self.ctx.steps_per_window
+        return {s.name: np.full((W, len(s.regions)), self.R_e if s.name == "state/R_e" else self.R_i)
+                for s in self.ctx.outputs}
+
+    def after_window(self):
+        pass
+
+    def finish(self, aborted=None):
+        return {}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("model,var,want", [("MontbrioPazoRoxin", "r", 12.0 / 1000), ("WilsonCowan", "E", 0.12),
+                                            ("WilsonCowan", "I", 0.30), ("Generic2dOscillator", "V", 12.0 / 10 - 2)])
+def test_spiking_rates_become_the_proxy_state(tmp_path, model, var, want):
+    """TVB node + a node sending population rates: the proxies' written state variable is the
+    interface's transform of the rates, the rest of the brain couples to it, and tvb.h5 records it."""
+    import h5py
+    from lockstep_inprocess import run_lockstep
+    from cosim.services.tvb_node.adapter import TVBAdapter
+    cfg = {"run": {"duration_ms": 30.0, "seed": 1}, "tvb": {"model": {"class": model}, "initial_history": "zero"},
+           "spiking_nodes": [{"name": "sp", "backend": "nest", "regions": [33, 71]}]}
+    node = _RateNode()
+    res = run_lockstep(cfg, {"tvb": TVBAdapter(), "sp": node}, results_dir=str(tmp_path))
+    with h5py.File(tmp_path / "tvb.h5", "r") as f:
+        flag = f["raw"]["proxy_from_spiking"][:].astype(bool)
+        x = f["raw"][var][:][flag][:, [33, 71]]
+        np.testing.assert_allclose(x, want, rtol=1e-12)
+        np.testing.assert_array_equal(f["raw"]["R_e"][:][flag][:, [33, 71]], 12.0)
+    assert all(g is not None and np.isfinite(g).all() for g in node.got)

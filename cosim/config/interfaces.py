@@ -188,6 +188,13 @@ def _shipped() -> dict[str, ModelInterface]:
 
 
 SHIPPED = _shipped()
+#: the shipped interfaces as entry points name them (pyproject.toml, group cosim.models)
+RWW_EXC_INH = SHIPPED["ReducedWongWangExcInh"]
+RWW_EXC_IO = SHIPPED["ReducedWongWang"]
+MONTBRIO_PAZO_ROXIN = SHIPPED["MontbrioPazoRoxin"]
+WILSON_COWAN = SHIPPED["WilsonCowan"]
+JANSEN_RIT = SHIPPED["JansenRit"]
+GENERIC_2D_OSCILLATOR = SHIPPED["Generic2dOscillator"]
 
 
 def installed() -> dict[str, ModelInterface]:

@@ -412,6 +412,9 @@ class RunConfig(_Strict):
                 if r in seen:
                     raise ValueError(f"spiking_nodes: region {r} is claimed by both {seen[r]!r} and {n.name!r}")
                 seen[r] = n.name
+        if self.tvb.model_class != DEFAULT_MODEL and any(n.backend not in ("reference", "noop") for n in self.spiking_nodes):
+            from cosim.config.interfaces import find     # spiking regions need the model's interface
+            find(self.tvb.model_class, self.tvb.interface)
         for n in self.spiking_nodes:       # the reference backend's per-region overrides name tvb.model's parameters
             model = n.params.get("model") if n.backend == "reference" and isinstance(n.params, dict) else None
             if isinstance(model, dict) and model:
