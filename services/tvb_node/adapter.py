@@ -124,7 +124,7 @@ class CouplingPlan:
         return acc
 
 
-def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_VARS):
+def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_VARS, connectivity=None):
     """tvb-library TemporalAverage / Bold configured for the recorded variables ``names`` (RWW: the
     4-variable state S_e, S_i, R_e, R_i; Bold on S_e and R_e). Other models: TemporalAverage of
     every variable, Bold of the first state variable and R_e if recorded."""
@@ -145,7 +145,39 @@ def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_
         mon.configure()
         mon.config_for_sim(shim)
         out[name] = (mon, [names[v] for v in voi])
+    for sm in tvb.monitors.sensors:      # EEG / MEG / iEEG: tvb-data's sensors, projection, region mapping
+        var = sm.variable or names[0]
+        if var not in names:
+            raise ValueError(f"tvb.monitors {sm.class_}: variable {var!r} is not recorded; recorded: {list(names)}")
+        _require_period(sm.period_ms, tvb.dt_ms)
+        cls = getattr(monitors, sm.class_)
+        try:
+            mon = cls.from_file(period=float(sm.period_ms), variables_of_interest=np.array([names.index(var)]))
+        except Exception as e:
+            raise ValueError(f"tvb.monitors {sm.class_}: cannot load tvb-data's default sensors and projection: {e}") from e
+        if connectivity is None or int(connectivity.number_of_regions) != int(mon.region_mapping.array_data.max()) + 1:
+            raise ValueError(f"tvb.monitors {sm.class_}: tvb-data's default sensors map onto its 76-region connectome; "
+                             f"this connectivity has {n_regions} regions")
+        sim_shim = SimpleNamespace(integrator=shim.integrator, number_of_nodes=n_regions, model=shim.model,
+                                   surface=None, connectivity=connectivity)
+        mon.config_for_sim(sim_shim)
+        key = sm.class_.lower()
+        i = 2
+        while key in out:
+            key, i = f"{sm.class_.lower()}{i}", i + 1
+        out[key] = (mon, [var])
     return out
+
+
+def _require_period(period: float, dt: float) -> None:
+    k = period / dt
+    if round(k) < 1 or not math.isclose(round(k), k, rel_tol=1e-9):
+        raise ValueError(f"tvb.monitors: period {period} ms is not a whole multiple of dt {dt} ms")
+
+
+def channel_labels(mon) -> list[str] | None:
+    sensors = getattr(mon, "sensors", None)
+    return None if sensors is None else [str(x) for x in sensors.labels]
 
 
 def state_input_blocks(inputs: Signals, in_cols: dict, W: int, k: int, k_expected: int,
@@ -319,7 +351,7 @@ class TVBAdapter(NodeAdapter):
         if "coupling/R_e" in self.plans:
             self._R_ring = np.empty((w.n_time, n))
             self._R_ring[w.slot(w.initial.steps)] = w.initial.R_e
-        self.monitors = make_monitors(self.tvb_cfg, n, self.names)
+        self.monitors = make_monitors(self.tvb_cfg, n, self.names, w.sim.connectivity)
         self._open_results()
         log.info("tvb node: %d regions, %d spiking %s, W=%d steps (%g ms), lag %d, %d windows, outputs %s",
                  n, len(self.proxies), self.proxies.tolist(), W, W * w.dt, m, ctx.n_windows,
@@ -401,7 +433,13 @@ class TVBAdapter(NodeAdapter):
             self.out.add_group("raw", {**{v: n for v in self.names}, "proxy_from_spiking": 0},
                                dtypes={"proxy_from_spiking": "u1"}, attrs={"units": units})
         for name, (mon, vois) in self.monitors.items():
-            self.out.add_group(name, {v: n for v in vois}, attrs={"period_ms": mon.period, "units": units})
+            labels = channel_labels(mon)
+            if labels is None:
+                self.out.add_group(name, {v: n for v in vois}, attrs={"period_ms": mon.period, "units": units})
+            else:         # sensor space: one column per channel
+                self.out.add_group(name, {v: len(labels) for v in vois}, attrs={
+                    "period_ms": mon.period, "units": json.dumps({v: "a.u." for v in vois}), "channel_labels": labels,
+                    "sensors": type(mon.sensors).__name__, "projection_of": json.dumps(vois)})
 
     # ---- signals -------------------------------------------------------------------------
     def _values_S_e(self, src, J):
