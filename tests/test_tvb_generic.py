@@ -291,3 +291,27 @@ def test_eeg_monitor_writes_channels_plot_and_loads_with_labels(tmp_path):
     want = [mon.record(i + 1, alone[i, 1][None, :, None]) for i in range((res.K - 1) * res.W)]
     want = np.array([w[1][0, :, 0] for w in want if w is not None])
     np.testing.assert_allclose(x[:len(want)], want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.unit
+def test_stimulus_and_stochastic_integrator_as_tvb_runs_them():
+    """tvb.stimulus (StimuliRegion + PulseTrain) and a named stochastic integrator with its noise:
+    WindowedTVB stepped window by window equals Simulator.run() of the same simulator, bit for bit."""
+    from cosim.config import TVBSection
+    from cosim.services.tvb_node.windowed import WindowedTVB, build_simulator
+    sec = TVBSection.model_validate({
+        "model": {"class": "Generic2dOscillator"}, "coupling": {"class": "Difference", "params": {"a": 0.05}},
+        "integrator": {"class": "HeunStochastic", "noise": {"class": "Additive", "nsig": [1e-4, 0.0]}},
+        "stimulus": {"regions": [3, 40], "weight": 2.0,
+                     "equation": {"class": "PulseTrain", "params": {"onset": 5.0, "T": 10.0, "tau": 2.0, "amp": 1.0}}}})
+    w = WindowedTVB(sec, 11, duration_ms=3.0)       # a shorter grid than the run: it grows
+    recs = [w.run_window(17) for _ in range(20)]
+    sim = build_simulator(sec, 11, duration_ms=34.0)
+    np.random.seed(11)
+    sim.configure()
+    (t, x), = sim.run(simulation_length=34.0)
+    got = np.concatenate([r.V for r in recs])
+    np.testing.assert_array_equal(got, x[:340, 0, :, 0])
+    plain = WindowedTVB(sec.model_copy(update={"stimulus": None}), 11).run_window(340).V
+    assert np.abs(got[:, 3] - plain[:, 3]).max() > 0.1       # the stimulus really drives region 3
+    np.testing.assert_array_equal(got[:40], plain[:40])      # and nothing before its onset (5 ms)
