@@ -22,7 +22,6 @@ def _proxy_blocks(rng, W, n):
     return rng.uniform(0.05, 0.4, (W, n)), rng.uniform(0.01, 0.2, (W, n))
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("tvb_cfg", [{}, {"integrator": {"kind": "heun_stochastic"}, "initial_history": "zero"},
                                      {"model": {"G": 1.5, "I_ext": 0.02}, "remove_self_connections": True}])
 def test_default_model_bit_identical_to_the_old_path(tvb_cfg):
@@ -91,7 +90,6 @@ def tvb_library_alone(model: str, coupling: dict, n_steps: int, own: dict[int, d
     return tuple(m.state_variables), x[:, :, :, 0]
 
 
-@pytest.mark.system
 @pytest.mark.parametrize("case", list(EXACT_CASES))
 def test_reference_cosimulation_equals_tvb_library_alone(tmp_path, case):
     """TVB node + reference node (in lockstep, W = the largest causal window) against tvb-library
@@ -129,7 +127,6 @@ def test_reference_cosimulation_equals_tvb_library_alone(tmp_path, case):
 
 # ---- configuration --------------------------------------------------------------------------------
 
-@pytest.mark.unit
 @pytest.mark.parametrize("tvb,fragment", [
     ({"model": {"class": "MontbrioPazoRoxn"}}, "'MontbrioPazoRoxn' is not a tvb-library model; close: MontbrioPazoRoxin"),
     ({"model": {"class": "MontbrioPazoRoxin", "params": {"etaa": -5}}}, "'etaa' is not a parameter of MontbrioPazoRoxin; close: eta"),
@@ -151,7 +148,6 @@ def test_bad_class_or_parameter_is_one_line_with_close_matches(tvb, fragment):
     assert fragment in msg and "\n" not in msg, msg
 
 
-@pytest.mark.unit
 def test_model_without_interface_says_what_to_declare():
     from cosim.config import parse_config
     from cosim.errors import ConfigError
@@ -166,7 +162,6 @@ def test_model_without_interface_says_what_to_declare():
     assert c.tvb.model_class == "Kuramoto"
 
 
-@pytest.mark.unit
 def test_new_spelling_of_the_default_is_the_default():
     """{class: ReducedWongWangExcInh, params}, {class: Linear, a}, {class: HeunDeterministic} build
     the same simulator as the legacy spelling: same trajectory bit for bit."""
@@ -182,7 +177,6 @@ def test_new_spelling_of_the_default_is_the_default():
         np.testing.assert_array_equal(getattr(ra, v), getattr(rb, v))
 
 
-@pytest.mark.unit
 def test_cosim_models_lists_the_shipped_interfaces(capsys):
     from cosim.cli.commands import main
     assert main(["models"]) == 0
@@ -228,7 +222,6 @@ class _RateNode:
         return {}
 
 
-@pytest.mark.unit
 @pytest.mark.parametrize("model,var,want", [("MontbrioPazoRoxin", "r", 12.0 / 1000), ("WilsonCowan", "E", 0.12),
                                             ("WilsonCowan", "I", 0.30), ("Generic2dOscillator", "V", 12.0 / 10 - 2)])
 def test_spiking_rates_become_the_proxy_state(tmp_path, model, var, want):
@@ -251,7 +244,6 @@ def test_spiking_rates_become_the_proxy_state(tmp_path, model, var, want):
 
 # ---- results: sensors --------------------------------------------------------------------------------
 
-@pytest.mark.system
 def test_eeg_monitor_writes_channels_plot_and_loads_with_labels(tmp_path):
     """An EEG monitor on tvb-data's 76 regions (its default sensors, projection, region mapping):
     tvb.h5 holds the channels' series, the figure is written, cosim.load labels the channels; the
@@ -293,7 +285,6 @@ def test_eeg_monitor_writes_channels_plot_and_loads_with_labels(tmp_path):
     np.testing.assert_allclose(x[:len(want)], want, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.unit
 def test_stimulus_and_stochastic_integrator_as_tvb_runs_them():
     """tvb.stimulus (StimuliRegion + PulseTrain) and a named stochastic integrator with its noise:
     WindowedTVB stepped window by window equals Simulator.run() of the same simulator, bit for bit."""
