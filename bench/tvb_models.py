@@ -5,8 +5,9 @@
 For JansenRit (SigmoidalJansenRit coupling) and MontbrioPazoRoxin (Linear), on tvb-data's 76
 regions with regions 33 and 71 spiking, dt 0.1 ms, W = the largest causal window:
 
-- **TVB alone**: tvb-library's own ``Simulator`` with Raw and TemporalAverage monitors, iterated
-  over the same number of steps (``for _ in sim(...)``).
+- **TVB alone**: tvb-library's own ``Simulator`` with Raw and TemporalAverage monitors of every
+  state variable (the node records them all), iterated over the same number of steps (``for _ in
+  sim(...)``), from zero history like the node.
 - **TVB node**: ``TVBAdapter.step`` + ``after_window`` for every window: the window's
   integration, the interface's rate, the spiking regions' ``coupling/R_e``, the proxies'
   overwrite from synthetic spike rates through the model's transformer, and recording (raw +
@@ -56,6 +57,7 @@ def tvb_alone(cfg: dict) -> tuple[float, int]:
     c = parse_config(cfg)
     sim = build_simulator(c.tvb, c.run.seed)
     sim.monitors = [monitors.Raw(), monitors.TemporalAverage(period=1.0)]
+    sim.model.variables_of_interest = tuple(sim.model.state_variables)   # record what the node records
     conn = sim.connectivity          # zero history, as the node's initial_history: zero
     horizon = int(np.max(np.rint(conn.tract_lengths / c.tvb.conduction_speed_mm_per_ms / c.tvb.dt_ms))) + 1
     sim.initial_conditions = np.zeros((horizon, len(sim.model.state_variables), conn.number_of_regions, 1))

@@ -53,3 +53,16 @@ def test_model_example_runs(cosim, path, backend):
     assert (r.out / "tvb_activity.png").is_file()
     if "EEG" in path.read_text():
         assert (r.out / "tvb_eeg.png").is_file()
+
+
+def test_tvb_models_bench_runs(tmp_path):
+    """bench/tvb_models.py at a tiny size: one JSON line per model with a finite, positive ratio."""
+    import json
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "bench/tvb_models.py", "--duration-ms", "30", "--repeats", "1"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    assert [r["model"] for r in rows] == ["JansenRit", "MontbrioPazoRoxin"]
+    assert all(0 < r["ratio_median"] < 20 and r["alone_ms_per_window"] > 0 for r in rows)
