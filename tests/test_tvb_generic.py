@@ -242,6 +242,35 @@ def test_spiking_rates_become_the_proxy_state(tmp_path, model, var, want):
     assert all(g is not None and np.isfinite(g).all() for g in node.got)
 
 
+def test_jansen_rit_and_wong_wang_transformers(tmp_path):
+    """JansenRit: the proxies' y1 - y2 put through the model's sigmoid gives back the rate the
+    spiking side sent. ReducedWongWang (ExcIO): S follows its own equation driven by that rate,
+    towards its fixed point gamma R / (1/tau_s + gamma R) (R in kHz)."""
+    import h5py
+    from lockstep_inprocess import run_lockstep
+    from cosim.config.interfaces import SHIPPED
+    from cosim.services.tvb_node.adapter import TVBAdapter
+    for model, rate in (("JansenRit", 3.0), ("ReducedWongWang", 40.0)):
+        cfg = {"run": {"duration_ms": 400.0 if model == "ReducedWongWang" else 30.0, "seed": 1},
+               "tvb": {"model": {"class": model}, "initial_history": "zero"},
+               "spiking_nodes": [{"name": "sp", "backend": "netpyne", "regions": [33, 71]}]}
+        out = tmp_path / model
+        run_lockstep(cfg, {"tvb": TVBAdapter(), "sp": _RateNode(R_e=rate)}, results_dir=str(out))
+        with h5py.File(out / "tvb.h5", "r") as f:
+            flag = f["raw"]["proxy_from_spiking"][:].astype(bool)
+            x = {v: f["raw"][v][:][flag][:, [33, 71]] for v in f["raw"] if v not in ("time_ms", "proxy_from_spiking")}
+        if model == "JansenRit":
+            from tvb.simulator.models import JansenRit
+            m = JansenRit()
+            p = {k: np.asarray(getattr(m, k)).ravel()[0] for k in ("nu_max", "r", "v0")}
+            np.testing.assert_allclose(SHIPPED["JansenRit"].rate(x, None, p), rate, rtol=1e-9)
+        else:
+            g = 0.641 * rate / 1000.0
+            s_inf = g / (1 / 100.0 + g)
+            assert np.all(np.diff(x["S"][:, 0]) > 0)                       # rising from 0 ...
+            assert abs(x["S"][-1, 0] - s_inf) < 0.05 * s_inf              # ... to its fixed point (4 tau_s)
+
+
 # ---- results: sensors --------------------------------------------------------------------------------
 
 def test_eeg_monitor_writes_channels_plot_and_loads_with_labels(tmp_path):
@@ -269,6 +298,18 @@ def test_eeg_monitor_writes_channels_plot_and_loads_with_labels(tmp_path):
     assert (tmp_path / "tvb_eeg.png") in figs and (tmp_path / "tvb_eeg.png").stat().st_size > 10_000
     eeg = cosim.load(tmp_path).monitors["eeg"]
     assert eeg.dims == ("time", "channel", "variable") and list(eeg["label"].values) == labels
+    # NWB export carries every state variable and the EEG series with its channel labels
+    from cosim.results.nwb import export_nwb
+    from pynwb import NWBHDF5IO
+    with open(tmp_path / "config.yaml", "w") as fh:
+        import yaml
+        yaml.safe_dump(cfg, fh)
+    path = export_nwb(tmp_path, tmp_path / "run.nwb")
+    with NWBHDF5IO(str(path), "r") as io:
+        tvb = io.read().processing["tvb"]
+        assert tvb["eeg_y1"].data.shape == x.shape and labels[0] in tvb["eeg_y1"].comments
+        for v in ("y0", "y1", "y2", "y3", "y4", "y5", "R_e"):
+            assert tvb[f"raw_{v}"].data.shape[1] == 76
     # TVB's own EEG monitor on a plain tvb-library run of the same model agrees (the co-simulation
     # is exact for this model, so only the monitor's use could differ)
     from tvb.simulator import monitors
