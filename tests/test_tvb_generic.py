@@ -347,3 +347,46 @@ def test_stimulus_and_stochastic_integrator_as_tvb_runs_them():
     plain = WindowedTVB(sec.model_copy(update={"stimulus": None}), 11).run_window(340).V
     assert np.abs(got[:, 3] - plain[:, 3]).max() > 0.1       # the stimulus really drives region 3
     np.testing.assert_array_equal(got[:40], plain[:40])      # and nothing before its onset (5 ms)
+
+
+def test_user_model_by_dotted_path(tmp_path):
+    """tvb.model.class as a dotted path to a user's Model subclass: validated, simulated with the
+    user's dfun (it differs from the parent's), inherits the parent's spiking interface, and
+    co-simulates with the reference backend exactly as a plain tvb-library run of the same class."""
+    import h5py
+    import user_tvb_model
+    from cosim.config import parse_config
+    from cosim.errors import ConfigError
+    from lockstep_inprocess import run_lockstep
+    from cosim.services.reference_node.adapter import ReferenceAdapter
+    from cosim.services.tvb_node.adapter import TVBAdapter
+    from cosim.services.tvb_node.windowed import WindowedTVB
+    cls = "user_tvb_model.ShiftedMPR"
+    with pytest.raises(ConfigError, match="cannot import 'user_tvb_model.Nope'"):
+        parse_config({"tvb": {"model": {"class": "user_tvb_model.Nope"}}})
+    c = parse_config({"tvb": {"model": {"class": cls}, "initial_history": "zero"},
+                      "spiking_nodes": [{"backend": "nest", "regions": [33]}]})        # interface: MPR's
+    own = WindowedTVB(c.tvb, 1).run_window(200).r
+    plain = WindowedTVB(c.tvb.model_copy(update={"model_class": "MontbrioPazoRoxin"}), 1).run_window(200).r
+    assert np.abs(own - plain).max() > 1e-4
+    cfg = {"run": {"duration_ms": 40.0, "seed": 5}, "tvb": {"model": {"class": cls}, "initial_history": "zero"},
+           "spiking_nodes": [{"name": "ref", "backend": "reference", "regions": [33, 71]}]}
+    res = run_lockstep(cfg, {"tvb": TVBAdapter(), "ref": ReferenceAdapter()}, results_dir=str(tmp_path))
+    # tvb-library alone with the user's class, zero history, its own API
+    from tvb.datatypes.connectivity import Connectivity
+    from tvb.simulator import coupling, integrators, monitors, simulator
+    conn = Connectivity.from_file()
+    conn.speed = np.array([3.0])
+    m = user_tvb_model.ShiftedMPR()
+    m.variables_of_interest = tuple(m.state_variables)
+    sim = simulator.Simulator(model=m, connectivity=conn, coupling=coupling.Linear(a=np.array([0.00390625])),
+                              integrator=integrators.HeunDeterministic(dt=0.1), monitors=[monitors.Raw()])
+    conn.configure()
+    horizon = int(np.max(np.rint(conn.tract_lengths / 3.0 / 0.1))) + 1
+    sim.initial_conditions = np.zeros((horizon, 2, 76, 1))
+    sim.configure()
+    (_, x), = sim.run(simulation_length=(res.K * res.W - 0.5) * 0.1)
+    with h5py.File(tmp_path / "tvb.h5", "r") as f:
+        flag = f["raw"]["proxy_from_spiking"][:].astype(bool)
+        for i, v in enumerate(("r", "V")):
+            np.testing.assert_array_equal(f["raw"][v][:][flag], x[flag, i, :, 0])

@@ -221,6 +221,16 @@ def find(model_class: str, declared: dict | None = None) -> ModelInterface:
         return known[model_class]
     if short in known and "." in model_class:
         return known[short]
+    if "." in model_class:           # a user's subclass of a model with an interface inherits it
+        import importlib
+        mod, _, attr = model_class.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError):
+            cls = None
+        for base in getattr(cls, "__mro__", ())[1:]:
+            if base.__name__ in known and base.__module__.startswith("tvb."):
+                return known[base.__name__]
     close = difflib.get_close_matches(short, list(known), n=3)
     raise ValueError(f"tvb.model.class {model_class!r} has no spiking interface: declare tvb.interface "
                      "{rate: {var: <state variable>, scale: <Hz per unit>}, proxy: {<state variable>: "
