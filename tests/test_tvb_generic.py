@@ -57,6 +57,7 @@ EXACT_CASES = {
     "JansenRit+SigmoidalJansenRit": ("JansenRit", {}, {"class": "SigmoidalJansenRit", "params": {}}, {"mu": 0.09}),
     "Generic2dOscillator+Difference": ("Generic2dOscillator", {}, {"class": "Difference", "params": {"a": 0.1}},
                                        {"I": 0.5}),
+    "Kuramoto+Kuramoto": ("Kuramoto", {}, {"class": "Kuramoto", "params": {"a": 1.0}}, {"omega": 1.5}),
 }
 
 
