@@ -1,3 +1,5 @@
+# The TVB node simulator module as it stood before issue 20 (main before the tvbgen branch), kept as
+# the oracle of tests/test_tvb_generic.py (same-run comparison, not a recorded fingerprint).
 """WindowedTVB: a real tvb-library Simulator advanced a window of W steps at a time.
 
 Pure simulator code (no sockets). It repeats the body of ``Simulator.__call__``'s loop
