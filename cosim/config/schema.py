@@ -237,7 +237,10 @@ class TVBSection(_Strict):
         if self.model_class == DEFAULT_MODEL:
             self._known_model_params(self.model)
         if self.integrator.dt is not None and not _close(self.integrator.dt, self.dt_ms):
-            raise ValueError(f"integrator.dt {self.integrator.dt} differs from tvb.dt_ms {self.dt_ms}; give one")
+            raise ValueError(f"tvb.integrator.dt {self.integrator.dt} differs from tvb.dt_ms {self.dt_ms}; give one")
+        if self.integrator.noise is not None and not self.integrator.stochastic():
+            raise ValueError(f"tvb.integrator.noise: {self.integrator.class_name()} is deterministic; "
+                             "name a *Stochastic class")
         from cosim.config import tvb_classes    # named classes and parameters, checked against tvb-library
         tvb_classes.check(self)
         return self

@@ -151,10 +151,25 @@ def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_
             raise ValueError(f"tvb.monitors {sm.class_}: variable {var!r} is not recorded; recorded: {list(names)}")
         _require_period(sm.period_ms, tvb.dt_ms)
         cls = getattr(monitors, sm.class_)
+        voi = np.array([names.index(var)])
+        analytic = False
         try:
-            mon = cls.from_file(period=float(sm.period_ms), variables_of_interest=np.array([names.index(var)]))
+            mon = cls.from_file(period=float(sm.period_ms), variables_of_interest=voi)
         except Exception as e:
-            raise ValueError(f"tvb.monitors {sm.class_}: cannot load tvb-data's default sensors and projection: {e}") from e
+            if sm.class_ != "iEEG":
+                raise ValueError(f"tvb.monitors {sm.class_}: cannot load tvb-data's default sensors and projection: "
+                                 f"{e}") from e
+            # some tvb-data releases ship the 588 SEEG contacts but not their projection matrix:
+            # TVB's own analytic lead field (iEEG.analytic, a point dipole per region) instead
+            from tvb.datatypes.region_mapping import RegionMapping
+            from tvb.datatypes.sensors import SensorsInternal
+            mon = cls(period=float(sm.period_ms), variables_of_interest=voi)
+            mon.sensors = SensorsInternal.from_file("seeg_588.txt")
+            mon.region_mapping = RegionMapping.from_file("regionMapping_16k_76.txt")
+            if connectivity is not None:
+                mon.sensors.configure()
+                mon.gain = mon.analytic(np.asarray(connectivity.centres), np.asarray(connectivity.orientations))
+            analytic = True
         if connectivity is None or int(connectivity.number_of_regions) != int(mon.region_mapping.array_data.max()) + 1:
             raise ValueError(f"tvb.monitors {sm.class_}: tvb-data's default sensors map onto its 76-region connectome; "
                              f"this connectivity has {n_regions} regions")
@@ -165,6 +180,8 @@ def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_
         i = 2
         while key in out:
             key, i = f"{sm.class_.lower()}{i}", i + 1
+        mon.cosim_gain = "analytic (iEEG.analytic per region; tvb-data has no SEEG projection)" if analytic \
+            else "tvb-data projection"
         out[key] = (mon, [var])
     return out
 
@@ -439,7 +456,8 @@ class TVBAdapter(NodeAdapter):
             else:         # sensor space: one column per channel
                 self.out.add_group(name, {v: len(labels) for v in vois}, attrs={
                     "period_ms": mon.period, "units": json.dumps({v: "a.u." for v in vois}), "channel_labels": labels,
-                    "sensors": type(mon.sensors).__name__, "projection_of": json.dumps(vois)})
+                    "sensors": type(mon.sensors).__name__, "projection_of": json.dumps(vois),
+                    "gain": getattr(mon, "cosim_gain", "")})
 
     # ---- signals -------------------------------------------------------------------------
     def _values_S_e(self, src, J):
