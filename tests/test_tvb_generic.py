@@ -142,6 +142,10 @@ def test_reference_cosimulation_equals_tvb_library_alone(tmp_path, case):
     ({"integrator": {"class": "HeunDeterministic", "dt": 0.05}}, "tvb.integrator.dt 0.05 differs from tvb.dt_ms 0.1"),
     ({"integrator": {"class": "HeunDeterministic", "noise": {"nsig": 0.1}}}, "HeunDeterministic is deterministic"),
     ({"model": {"class": "user_tvb_model.Nope"}}, "cannot import 'user_tvb_model.Nope'"),
+    ({"monitors": [1]}, "a monitor is a class name or {class: ..., period_ms: ...}, got 1"),
+    ({"monitors": [{"class": "EEG", "period_ms": 0.15}]}, "period_ms 0.15 must be a whole multiple of tvb.dt_ms"),
+    ({"model": {"class": "MontbrioPazoRoxin"}, "integrator": {"class": "EulerStochastic", "noise": {"nsig": [1, 2, 3]}}},
+     "3 values for the 2 state variables of MontbrioPazoRoxin"),
 ])
 def test_bad_class_or_parameter_is_one_line_with_close_matches(tvb, fragment):
     from cosim.config import parse_config

@@ -131,6 +131,8 @@ class MonitorSection(_Strict):
             return data
         out: dict[str, Any] = {"raw": False, "temporal_average_ms": None, "bold_period_ms": None, "sensors": []}
         for m in data:
+            if not isinstance(m, (str, dict)):
+                raise ValueError(f"a monitor is a class name or {{class: ..., period_ms: ...}}, got {m!r:.60}")
             m = {"class": m} if isinstance(m, str) else dict(m)
             name = m.get("class")
             if name == "Raw":
@@ -230,6 +232,9 @@ class TVBSection(_Strict):
             period = getattr(self.monitors, name)
             if period is not None:
                 _require_whole(period, self.dt_ms, f"monitors.{name}: {period} ms must be a whole multiple of tvb.dt_ms {self.dt_ms} ms")
+        for sm in self.monitors.sensors:
+            _require_whole(sm.period_ms, self.dt_ms, f"monitors {sm.class_}: period_ms {sm.period_ms} must be a whole "
+                                                     f"multiple of tvb.dt_ms {self.dt_ms} ms")
         return self
 
     @model_validator(mode="after")

@@ -110,6 +110,13 @@ def check(sec) -> None:
         check_params(coupling_class(sec.coupling.class_), sec.coupling.params, "tvb.coupling.params")
     if sec.integrator.class_ is not None:
         integrator_class(sec.integrator.class_)
+    nvar = len(m().state_variables)
+    nz = sec.integrator.noise
+    if nz is not None and isinstance(nz.nsig, list) and len(nz.nsig) not in (1, nvar):
+        raise ValueError(f"tvb.integrator.noise.nsig: {len(nz.nsig)} values for the {nvar} state variables of {m.__name__}")
+    for k, v in sec.model.items():
+        if isinstance(v, list) and len(v) == 0:
+            raise ValueError(f"tvb.model.params.{k}: an empty list")
     if sec.stimulus is not None:
         eq = equation_class(sec.stimulus.equation.class_)
         known = equation_params(eq)
