@@ -91,7 +91,7 @@ class WindowRecord:
         """(4, T, N): S_e, S_i, R_e, R_i."""
         return np.stack([self.S_e, self.S_i, self.R_e, self.R_i])
 
-    def tail(self, n: int) -> "WindowRecord":
+    def tail(self, n: int) -> WindowRecord:
         t = self.S_e.shape[0]
         if not 0 < n <= t:
             raise ValueError(f"cannot take the last {n} of {t} recorded steps")

@@ -130,14 +130,16 @@ def test_reference_cosimulation_equals_tvb_library_alone(tmp_path, case):
 
 @pytest.mark.parametrize("tvb,fragment", [
     ({"model": {"class": "MontbrioPazoRoxn"}}, "'MontbrioPazoRoxn' is not a tvb-library model; close: MontbrioPazoRoxin"),
-    ({"model": {"class": "MontbrioPazoRoxin", "params": {"etaa": -5}}}, "'etaa' is not a parameter of MontbrioPazoRoxin; close: eta"),
+    ({"model": {"class": "MontbrioPazoRoxin", "params": {"etaa": -5}}},
+     "'etaa' is not a parameter of MontbrioPazoRoxin; close: eta"),
     ({"coupling": {"class": "Diference"}}, "'Diference' is not a tvb-library coupling; close: Difference"),
     ({"coupling": {"class": "Difference", "params": {"b": 1}}}, "'b' is not a parameter of Difference"),
     ({"integrator": {"class": "HeunStochastik"}}, "close: HeunStochastic"),
     ({"monitors": ["Raw", "EGG"]}, "unknown monitor 'EGG'"),
     ({"model": {"class": "JansenRit"}, "interface": {"rate": {"var": "y9"}, "proxy": {"y1": {}}}},
      "'y9' is not a state variable of JansenRit"),
-    ({"stimulus": {"regions": [3], "equation": {"class": "PulseTrain", "params": {"Tt": 1}}}}, "'Tt' is not a parameter of PulseTrain"),
+    ({"stimulus": {"regions": [3], "equation": {"class": "PulseTrain", "params": {"Tt": 1}}}},
+     "'Tt' is not a parameter of PulseTrain"),
     ({"model": {"G": 2.0, "Jn": 1}}, "tvb.model: unknown ReducedWongWangExcInh parameter(s) ['Jn']"),
     ({"integrator": {"class": "HeunDeterministic", "dt": 0.05}}, "tvb.integrator.dt 0.05 differs from tvb.dt_ms 0.1"),
     ({"integrator": {"class": "HeunDeterministic", "noise": {"nsig": 0.1}}}, "HeunDeterministic is deterministic"),
@@ -241,7 +243,7 @@ def test_spiking_rates_become_the_proxy_state(tmp_path, model, var, want):
     cfg = {"run": {"duration_ms": 30.0, "seed": 1}, "tvb": {"model": {"class": model}, "initial_history": "zero"},
            "spiking_nodes": [{"name": "sp", "backend": "nest", "regions": [33, 71]}]}
     node = _RateNode()
-    res = run_lockstep(cfg, {"tvb": TVBAdapter(), "sp": node}, results_dir=str(tmp_path))
+    run_lockstep(cfg, {"tvb": TVBAdapter(), "sp": node}, results_dir=str(tmp_path))
     with h5py.File(tmp_path / "tvb.h5", "r") as f:
         flag = f["raw"]["proxy_from_spiking"][:].astype(bool)
         x = f["raw"][var][:][flag][:, [33, 71]]
@@ -364,7 +366,6 @@ def test_user_model_by_dotted_path(tmp_path):
     import h5py
     import user_tvb_model
     from cosim.config import parse_config
-    from cosim.errors import ConfigError
     from lockstep_inprocess import run_lockstep
     from cosim.services.reference_node.adapter import ReferenceAdapter
     from cosim.services.tvb_node.adapter import TVBAdapter

@@ -25,7 +25,8 @@ from __future__ import annotations
 import difflib
 import importlib.metadata as md
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 

@@ -238,7 +238,7 @@ class TVBSection(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _classes(self) -> "TVBSection":
+    def _classes(self) -> TVBSection:
         if self.model_class == DEFAULT_MODEL:
             self._known_model_params(self.model)
         if self.integrator.dt is not None and not _close(self.integrator.dt, self.dt_ms):

@@ -86,7 +86,7 @@ def plot_sensors(results_dir: str | Path, max_channels: int = 32) -> list[Path]:
             y = x[:, pick] - x[:, pick].mean(axis=0)
             gap = float(np.percentile(np.abs(y), 99)) * 2 or 1.0
             fig, ax = plt.subplots(figsize=(11, max(4, 0.28 * len(pick))))
-            for j, c in enumerate(pick):
+            for j in range(len(pick)):
                 ax.plot(t, y[:, j] + j * gap, lw=0.6, color="k")
             ax.set_yticks(np.arange(len(pick)) * gap)
             ax.set_yticklabels([labels[c] if c < len(labels) else str(c) for c in pick], fontsize=6)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +105,7 @@ class WindowRecord:
         """(V, T, N) in ``names`` order (RWW: S_e, S_i, R_e, R_i)."""
         return np.stack(list(self.vars.values()))
 
-    def tail(self, n: int) -> "WindowRecord":
+    def tail(self, n: int) -> WindowRecord:
         t = self.coupling.shape[0]
         if not 0 < n <= t:
             raise ValueError(f"cannot take the last {n} of {t} recorded steps")
