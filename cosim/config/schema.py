@@ -208,11 +208,6 @@ class TVBSection(_Strict):
             data = {**data, "model_class": m["class"], "model": m.get("params") or {}}
         return data
 
-    def is_default_rww(self) -> bool:
-        """The project's original model, coupling and integrator (the numba-rate path)."""
-        return (self.model_class == DEFAULT_MODEL and (self.coupling is None or self.coupling.class_ == "Linear")
-                and self.integrator.class_name() in _KIND_CLASS.values() and self.integrator.noise is None)
-
     @model_validator(mode="before")
     @classmethod
     def _preset(cls, data):
