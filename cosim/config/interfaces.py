@@ -128,20 +128,26 @@ class _WongWangS(Transformer):
             self.S = np.array(d["S"], copy=True)
 
 
+#: JansenRit's sigmoid tops at 2 nu_max = 5 spikes/s, below what spiking regions fire; the
+#: interface maps the sigmoid's fraction of its maximum onto 0 .. JR_RATE_MAX_HZ (a choice)
+JR_RATE_MAX_HZ = 50.0
+JR_FRACTION_CLIP = 1e-3
+
+
 def _jr_sigmoid_hz(s, p):
-    return 1000.0 * 2.0 * p["nu_max"] / (1.0 + np.exp(p["r"] * (p["v0"] - (s["y1"] - s["y2"]))))
+    return JR_RATE_MAX_HZ / (1.0 + np.exp(p["r"] * (p["v0"] - (s["y1"] - s["y2"]))))
 
 
 class _JansenRitInverse(Transformer):
-    """JansenRit through its sigmoid: the measured rate R (Hz) of the pyramidal population is
-    what SigmoidalJansenRit's ``pre`` would compute from y1 - y2, so y1 = y2 + v0 - ln(2 nu_max /
-    R - 1) / r (R in 1/ms, clipped inside the sigmoid's open range); y2 stays TVB's."""
+    """JansenRit through its sigmoid: the measured rate R (Hz) of the pyramidal population, as a
+    fraction f = R / JR_RATE_MAX_HZ of the maximum, is what SigmoidalJansenRit's ``pre`` computes
+    (over 2 nu_max) from y1 - y2, so y1 = y2 + v0 - ln(1/f - 1) / r (f clipped to
+    [1e-3, 1 - 1e-3]); y2 stays TVB's."""
 
     def __call__(self, rates, stand_in):
         p = self.params
-        top = 2.0 * p["nu_max"]
-        R = np.clip(np.asarray(rates["R_e"], np.float64) / 1000.0, 1e-6 * top, (1 - 1e-6) * top)
-        return {"y1": stand_in["y2"] + p["v0"] - np.log(top / R - 1.0) / p["r"]}
+        f = np.clip(np.asarray(rates["R_e"], np.float64) / JR_RATE_MAX_HZ, JR_FRACTION_CLIP, 1 - JR_FRACTION_CLIP)
+        return {"y1": stand_in["y2"] + p["v0"] - np.log(1.0 / f - 1.0) / p["r"]}
 
 
 #: WilsonCowan's E and I are fractions of active cells; the rate of a fully active population
@@ -175,9 +181,11 @@ def _shipped() -> dict[str, ModelInterface]:
             f"E = R_e / {WC_RATE_MAX_HZ:g} Hz, I = R_i / {WC_RATE_MAX_HZ:g} Hz (normalised rates, clipped to [0, 1])",
             needs_R_i=True, citation="Wilson & Cowan 1972, Biophys J 12:1"),
         "JansenRit": ModelInterface(
-            "JansenRit", "R = 1000 * 2 nu_max / (1 + exp(r (v0 - (y1 - y2)))), the pyramidal cells' rate (Hz)",
+            "JansenRit", f"R = {JR_RATE_MAX_HZ:g} / (1 + exp(r (v0 - (y1 - y2)))) Hz: the pyramidal sigmoid's "
+                         f"fraction of its maximum, times {JR_RATE_MAX_HZ:g} Hz",
             lambda s, c, p: _jr_sigmoid_hz(s, p), ("y1",), lambda n, dt, p: _JansenRitInverse(n, dt, p),
-            "y1 = y2 + v0 - ln(2 nu_max / R - 1) / r: the measured rate through the inverse of the sigmoid",
+            f"y1 = y2 + v0 - ln(1/f - 1) / r, f = R_e / {JR_RATE_MAX_HZ:g} Hz: the measured rate through the inverse "
+            "of the sigmoid",
             coupling_hint="SigmoidalJansenRit", citation="Jansen & Rit 1995, Biol Cybern 73:357"),
         "Generic2dOscillator": ModelInterface(
             "Generic2dOscillator", f"R = max(0, {G2D_HZ_PER_V:g} (V - ({G2D_V0:g}))) Hz (a phenomenological map)",
