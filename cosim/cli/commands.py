@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backends", help="list the installed spiking backends (plugins) with versions")
     b.add_argument("--json", action="store_true")
 
+    mo = sub.add_parser("models", help="list the whole-brain models with a spiking interface (entry points cosim.models)")
+    mo.add_argument("--json", action="store_true")
+
     v = sub.add_parser("validate", help="validate a config file")
     v.add_argument("config")
 
@@ -275,6 +278,21 @@ def cmd_backends(a) -> int:
     return EXIT_OK
 
 
+def cmd_models(a) -> int:
+    import json
+    from cosim.config import interfaces
+    rows = [{"model": name, "rate_hz": i.rate_doc, "proxy_vars": list(i.proxy_vars), "transformer": i.transformer_doc,
+             "coupling": i.coupling_hint, "citation": i.citation} for name, i in sorted(interfaces.installed().items())]
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['model']:<22} to spiking: {r['rate_hz']}")
+        print(f"{'':<22} from spiking: {', '.join(r['proxy_vars'])} <- {r['transformer']}")
+    print("any other tvb-library model: declare tvb.interface in the config (docs/models.md)")
+    return EXIT_OK
+
+
 def cmd_keys(a) -> int:
     from cosim.runtime import security
     for path in security.generate(a.dir, a.names):
@@ -290,7 +308,8 @@ COMMANDS = {
     "run": cmd_run, "resume": cmd_resume, "coordinator": cmd_coordinator,
     "tvb-node": lambda a: cmd_node(a, "tvb"), "spiking-node": lambda a: cmd_node(a, "spiking"),
     "watch": lambda a: cmd_watch(a), "export": lambda a: cmd_export(a), "validate": cmd_validate,
-    "build": cmd_build, "keys": cmd_keys, "backends": cmd_backends, "report": lambda a: cmd_report(a),
+    "build": cmd_build, "keys": cmd_keys, "backends": cmd_backends, "models": cmd_models,
+    "report": lambda a: cmd_report(a),
 }
 
 
@@ -326,7 +345,7 @@ def report_error(e: BaseException, a) -> int:
     """The one place an error becomes what the user reads and the process's exit code."""
     node = a.cmd in ("tvb-node", "spiking-node")
     who = f"cosim {a.name}" if node else ("cosim" if a.cmd in ("run", "resume", "coordinator", "validate", "build",
-                                                               "keys", "backends") else f"cosim {a.cmd}")
+                                                               "keys", "backends", "models") else f"cosim {a.cmd}")
     say = lambda line: print(line, file=sys.stderr)   # noqa: E731
     if isinstance(e, KeyboardInterrupt):
         e = Interrupted("interrupted")

@@ -62,18 +62,93 @@ class RunSection(_Strict):
     checkpoint: CheckpointSection | None = Field(None, description="checkpoints for `cosim resume`; off if null")
 
 
+class ClassSpec(_Strict):
+    """A tvb-library class by name (or a user's dotted path) and its parameters."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
+    class_: str = Field(alias="class", min_length=1, max_length=300)
+    params: dict[str, float | list[float]] = Field(default_factory=dict)
+
+
+class NoiseSection(_Strict):
+    """TVB noise: ``Additive`` (or ``Multiplicative``) with ``nsig`` per state variable (one number: all)."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
+    class_: Literal["Additive", "Multiplicative"] = Field("Additive", alias="class")
+    nsig: float | list[float] = 1e-3
+    noise_seed: int | None = Field(None, ge=0, le=SEED_MAX, description="None: run.seed")
+
+
+#: integrator classes by the legacy ``kind``
+_KIND_CLASS = {"heun_deterministic": "HeunDeterministic", "heun_stochastic": "HeunStochastic"}
+
+
 class IntegratorSection(_Strict):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
     kind: Literal["heun_deterministic", "heun_stochastic"] = "heun_deterministic"
     noise_sigma: float = Field(1e-3, ge=0, description="additive noise on S_e and S_i (stochastic only)")
     noise_seed: int | None = Field(None, ge=0, le=SEED_MAX,
                                    description="seed of the noise stream; None: run.seed. A fixed number gives every "
                                                "run the same noise, as tvb-multiscale does (docs/science.md, cause (e))")
+    class_: str | None = Field(None, alias="class", description="a tvb-library integrator class (HeunDeterministic, "
+                               "HeunStochastic, EulerDeterministic, EulerStochastic, RungeKutta4thOrderDeterministic, "
+                               "...); None: from kind")
+    dt: float | None = Field(None, gt=0, description="if set, must equal tvb.dt_ms")
+    noise: NoiseSection | None = Field(None, description="stochastic integrators' noise; None: Additive at "
+                                       "noise_sigma on every state variable")
 
+    def class_name(self) -> str:
+        return self.class_ or _KIND_CLASS[self.kind]
+
+    def stochastic(self) -> bool:
+        return self.class_name().endswith("Stochastic")
+
+
+class SensorMonitor(_Strict):
+    """EEG, MEG or iEEG through tvb-data's default sensors, projection and region mapping (76 regions)."""
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
+    class_: Literal["EEG", "MEG", "iEEG"] = Field(alias="class")
+    period_ms: float = Field(1.0, gt=0)
+    variable: str | None = Field(None, description="the state variable projected; None: the model's first "
+                                 "variable of interest")
+
+
+class StimulusSection(_Strict):
+    """TVB's StimuliRegion: ``weight`` on ``regions``, times a temporal equation (tvb.datatypes.equations)."""
+    regions: list[int] = Field(min_length=1)
+    weight: float = 1.0
+    equation: ClassSpec = Field(description="e.g. {class: PulseTrain, params: {onset: 100, T: 25, tau: 5, amp: 1}}")
 
 class MonitorSection(_Strict):
     raw: bool = True
     temporal_average_ms: float | None = Field(1.0, gt=0)
     bold_period_ms: float | None = Field(None, gt=0, description="BOLD sampling period, e.g. 2000; off if null")
+    sensors: list[SensorMonitor] = Field(default_factory=list, description="EEG/MEG/iEEG monitors")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data):
+        """``monitors: [Raw, {class: TemporalAverage, period_ms: 1}, {class: Bold, period_ms: 2000}, {class: EEG}]``."""
+        if not isinstance(data, list):
+            return data
+        out: dict[str, Any] = {"raw": False, "temporal_average_ms": None, "bold_period_ms": None, "sensors": []}
+        for m in data:
+            if not isinstance(m, (str, dict)):
+                raise ValueError(f"a monitor is a class name or {{class: ..., period_ms: ...}}, got {m!r:.60}")
+            m = {"class": m} if isinstance(m, str) else dict(m)
+            name = m.get("class")
+            if name == "Raw":
+                out["raw"] = True
+            elif name == "TemporalAverage":
+                out["temporal_average_ms"] = m.get("period_ms", 1.0)
+            elif name == "Bold":
+                out["bold_period_ms"] = m.get("period_ms", 2000.0)
+            elif name in ("EEG", "MEG", "iEEG"):
+                out["sensors"].append(m)
+            else:
+                import difflib
+                close = difflib.get_close_matches(str(name), ["Raw", "TemporalAverage", "Bold", "EEG", "MEG", "iEEG"])
+                raise ValueError(f"unknown monitor {name!r}; known: Raw, TemporalAverage, Bold, EEG, MEG, iEEG"
+                                 + (f" (close: {close})" if close else ""))
+        return out
 
 
 #: what ``tvb.conventions: tvb-multiscale`` sets when the config does not (docs/science.md gives the
@@ -81,6 +156,7 @@ class MonitorSection(_Strict):
 TVB_MULTISCALE_TVB = {"remove_self_connections": True, "weights_scaling": "p99", "initial_history": "zero",
                       "integrator": {"kind": "heun_stochastic", "noise_sigma": 1e-3}}
 TVB_MULTISCALE_PRESETS = ("tvb-multiscale", "tvb-multiscale-compat")
+DEFAULT_MODEL = "ReducedWongWangExcInh"
 #: what ``tvb-multiscale-compat`` adds to a spiking node's params: the toolbox's NEURON dt (c) and
 #: its computed differences (a), (b), (d), (f) (services/netpyne_node/toolbox.py; (e), (g) are
 #: switches the preset leaves off, docs/science.md says why); backends without them get none
@@ -108,9 +184,29 @@ class TVBSection(_Strict):
     conduction_speed_mm_per_ms: float = Field(3.0, ge=0.01, le=1e6)
     remove_self_connections: bool = False
     coupling_a: float = Field(0.00390625, description="Linear coupling slope (TVB's default)")
-    model: dict[str, float] = Field(default_factory=dict, description="ReducedWongWangExcInh parameters, e.g. {G: 2.0}")
+    model: dict[str, float | list[float]] = Field(default_factory=dict, description="the model's parameters, e.g. {G: 2.0}; "
+                                                  "written {class: MontbrioPazoRoxin, params: {...}} to name the class")
+    model_class: str = Field(DEFAULT_MODEL, min_length=1, max_length=300,
+                             description="a tvb-library model class, or a dotted path to a user's Model subclass")
+    coupling: ClassSpec | None = Field(None, description="a tvb-library coupling, e.g. {class: Difference, params: "
+                                       "{a: 0.1}}; None: Linear with coupling_a")
+    interface: dict[str, Any] | None = Field(None, description="the model's spiking interface, for a model without a "
+                                             "shipped one (cosim.config.interfaces.from_config; docs/models.md)")
+    stimulus: StimulusSection | None = None
     integrator: IntegratorSection = Field(default_factory=IntegratorSection)
     monitors: MonitorSection = Field(default_factory=MonitorSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_class(cls, data):
+        """``model: {class: X, params: {...}}`` is ``model_class: X`` and ``model: {...}``."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict) and "class" in data["model"]:
+            m = dict(data["model"])
+            extra = sorted(set(m) - {"class", "params"})
+            if extra:
+                raise ValueError(f"tvb.model: unknown key(s) {extra}; write {{class: ..., params: {{...}}}}")
+            data = {**data, "model_class": m["class"], "model": m.get("params") or {}}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -132,16 +228,34 @@ class TVBSection(_Strict):
             if period is not None:
                 _require_whole(period, self.dt_ms,
                                f"monitors.{name}: {period} ms must be a whole multiple of tvb.dt_ms {self.dt_ms} ms")
+        for sm in self.monitors.sensors:
+            _require_whole(sm.period_ms, self.dt_ms, f"monitors {sm.class_}: period_ms {sm.period_ms} must be a whole "
+                                                     f"multiple of tvb.dt_ms {self.dt_ms} ms")
         return self
 
-    @field_validator("model")
-    @classmethod
-    def _known_model_params(cls, v: dict[str, float]) -> dict[str, float]:
+    @model_validator(mode="after")
+    def _classes(self) -> TVBSection:
+        if self.model_class == DEFAULT_MODEL:
+            self._known_model_params(self.model)
+        if self.integrator.dt is not None and not _close(self.integrator.dt, self.dt_ms):
+            raise ValueError(f"tvb.integrator.dt {self.integrator.dt} differs from tvb.dt_ms {self.dt_ms}; give one")
+        if self.integrator.noise is not None and not self.integrator.stochastic():
+            raise ValueError(f"tvb.integrator.noise: {self.integrator.class_name()} is deterministic; "
+                             "name a *Stochastic class")
+        from cosim.config import tvb_classes    # named classes and parameters, checked against tvb-library
+        tvb_classes.check(self)
+        return self
+
+    @staticmethod
+    def _known_model_params(v: dict) -> dict:
         known = {"a_e", "b_e", "d_e", "gamma_e", "tau_e", "w_p", "J_N", "W_e", "a_i", "b_i", "d_i",
                  "gamma_i", "tau_i", "J_i", "W_i", "I_o", "I_ext", "G", "lamda"}
         bad = sorted(set(v) - known)
         if bad:
-            raise ValueError(f"unknown ReducedWongWangExcInh parameter(s) {bad}; known: {sorted(known)}")
+            import difflib
+            close = sorted({c for b in bad for c in difflib.get_close_matches(b, known, n=2)})
+            raise ValueError(f"tvb.model: unknown ReducedWongWangExcInh parameter(s) {bad}" +
+                             (f" (close: {close})" if close else f"; known: {sorted(known)}"))
         return v
 
 
@@ -255,7 +369,8 @@ class RunConfig(_Strict):
             return data
         tvb = data["tvb"]
         a = float(tvb.get("coupling_a", TVBSection.model_fields["coupling_a"].default))
-        G = float((tvb.get("model") or {}).get("G", 2.0))
+        model = tvb.get("model") or {}
+        G = float((model.get("params") or {} if "class" in model else model).get("G", 2.0))
         dt = float(tvb.get("dt_ms", TVBSection.model_fields["dt_ms"].default))
         nodes = data.get("spiking_nodes")
         if nodes is None:
@@ -301,6 +416,25 @@ class RunConfig(_Strict):
                 if r in seen:
                     raise ValueError(f"spiking_nodes: region {r} is claimed by both {seen[r]!r} and {n.name!r}")
                 seen[r] = n.name
+        if self.tvb.model_class != DEFAULT_MODEL and any(n.backend not in ("reference", "noop") for n in self.spiking_nodes):
+            from cosim.config.interfaces import find     # spiking regions need the model's interface
+            find(self.tvb.model_class, self.tvb.interface)
+        for n in self.spiking_nodes:       # the reference backend's per-region overrides name tvb.model's parameters
+            model = n.params.get("model") if n.backend == "reference" and isinstance(n.params, dict) else None
+            if isinstance(model, dict) and model:
+                try:
+                    if self.tvb.model_class == DEFAULT_MODEL:
+                        TVBSection._known_model_params(model)
+                    else:
+                        from cosim.config import tvb_classes
+                        try:
+                            cls = tvb_classes.model_class(self.tvb.model_class)
+                        except ImportError:
+                            cls = None
+                        if cls is not None:
+                            tvb_classes.check_params(cls, model, "params.model")
+                except ValueError as e:
+                    raise ValueError(f"spiking_nodes[{n.name}].params.model: {e}") from None
         steps = self.run.duration_ms / self.tvb.dt_ms
         if steps > MAX_STEPS:
             raise ValueError(f"run.duration_ms: {self.run.duration_ms:g} ms is {steps:.3g} TVB steps of "
@@ -336,6 +470,10 @@ def address_problem(addr: str) -> str | None:
     if m.group(2) != "*" and not 1 <= int(m.group(2)) <= 65535:
         return f"port {m.group(2)} of {addr!r} is not in 1..65535"
     return None
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-12 * max(abs(a), abs(b))
 
 
 def _require_whole(ms: float, unit_ms: float, why: str) -> None:

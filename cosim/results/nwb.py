@@ -9,7 +9,8 @@ What goes where (times in seconds, as NWB wants):
                                  reference backend); `comments` lists the regions
   processing/tvb/regions         table of the connectome's regions: label, simulated_by
   processing/tvb/<monitor>_<var> TVB time series (time, region) in region order 0…N-1 (the
-                                 rows of processing/tvb/regions)
+                                 rows of processing/tvb/regions); EEG/MEG/iEEG monitors (time,
+                                 channel), the channel labels in `comments`
   processing/exchange/<producer>_<signal>   every signal exchanged between the services
 Reads through cosim.results.reader (the same data as `cosim.load`).
 """
@@ -95,7 +96,7 @@ def export_nwb(run_dir: str | Path, path: str | Path) -> Path:
     if (r.dir / "tvb.h5").exists() and r.monitors:
         mod = nwb.create_processing_module("tvb", "The Virtual Brain: whole-brain model time series")
         owner = {reg: name for name, n in nodes.items() for reg in n.get("regions", [])}
-        n = len(labels) or next(iter(r.monitors.values())).sizes["region"]
+        n = len(labels) or next(da for da in r.monitors.values() if "region" in da.dims).sizes["region"]
         mod.add(DynamicTable(name="regions", description="connectome regions (row i = column i of the TVB series)",
                              columns=[VectorData(name="label", description="connectome label",
                                                  data=[label(i) for i in range(n)]),
@@ -103,11 +104,14 @@ def export_nwb(run_dir: str | Path, path: str | Path) -> Path:
                                                  data=[owner.get(i, "tvb") for i in range(n)])]))
         for mon, da in r.monitors.items():
             units = json.loads(da.attrs.get("units", "{}"))
+            sensors = "channel" in da.dims          # EEG / MEG / iEEG: columns are channels
+            cols = (f"columns: {da.sizes['channel']} channels {', '.join(map(str, da['label'].values))}" if sensors
+                    else f"columns: regions 0..{da.sizes['region'] - 1}, labels in processing/tvb/regions")
             for var in da["variable"].values:
                 mod.add(_series(f"{mon}_{var}", da.sel(variable=var).values, da.time.values,
                                 units.get(str(var), "n/a") if units.get(str(var)) not in ("1", "") else "dimensionless",
-                                f"TVB {mon} monitor, variable {var}",
-                                f"columns: regions 0..{da.sizes['region'] - 1}, labels in processing/tvb/regions"))
+                                f"TVB {mon} monitor, variable {var}" + (" projected to sensors" if sensors else ""),
+                                cols))
 
     # ---- the exchange -------------------------------------------------------------------
     if (r.dir / "coordinator.h5").exists() and r.signals:

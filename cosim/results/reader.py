@@ -108,6 +108,16 @@ class Results:
                 data = np.stack([g[v][()] for v in vars_], axis=-1)
                 n = data.shape[1]
                 units = json.loads(g.attrs.get("units", f.attrs.get("units", "{}")) or "{}")
+                if "channel_labels" in g.attrs:          # EEG / MEG / iEEG: sensor space
+                    ch = [_str(x) for x in g.attrs["channel_labels"]]
+                    out[name] = xr.DataArray(
+                        data, dims=("time", "channel", "variable"), name=f"tvb_{name}",
+                        coords={"time": g["time_ms"][()], "channel": np.arange(n),
+                                "label": ("channel", ch if len(ch) == n else [str(i) for i in range(n)]),
+                                "variable": vars_},
+                        attrs={"units": json.dumps(units), "time_units": "ms", "monitor": name,
+                               "sensors": _str(g.attrs.get("sensors", ""))})
+                    continue
                 out[name] = xr.DataArray(
                     data, dims=("time", "region", "variable"), name=f"tvb_{name}",
                     coords={"time": g["time_ms"][()], "region": np.arange(n),

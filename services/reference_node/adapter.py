@@ -25,8 +25,8 @@ import numpy as np
 
 from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals, lag_of
 from cosim.services.reference_node.config import ReferenceParams
-from cosim.services.tvb_node.adapter import (STATE_VARS, UNITS, check_dt, parse_sections, restore_tvb_copy,
-                                       state_input_blocks, validate_regions)
+from cosim.services.tvb_node.adapter import (check_dt, parse_sections, restore_tvb_copy,
+                                       state_input_blocks, units_of, validate_regions)
 from cosim.services.tvb_node.tvb_file import H5Appender
 from cosim.config.timing import crossing_min_delay_steps
 from cosim.services.tvb_node.windowed import WindowedTVB, WindowRecord
@@ -62,7 +62,7 @@ class ReferenceAdapter(NodeAdapter):
                              f"tvb.dt_ms {tvb.dt_ms}")
         if self.tvb is None:
             self.run_cfg, self.tvb_cfg = run, tvb
-            self.tvb = WindowedTVB(tvb, run.seed, self._region_params(ctx.regions))
+            self.tvb = WindowedTVB(tvb, run.seed, self._region_params(ctx.regions), run.duration_ms)
         n = self.tvb.n_regions
         own = validate_regions(ctx.regions, n, f"reference node {ctx.node_name!r} regions")
         if own.size == 0:
@@ -71,7 +71,10 @@ class ReferenceAdapter(NodeAdapter):
         mask = np.ones(n, dtype=bool)
         mask[own] = False
         self.others = np.flatnonzero(mask)
-        return [SignalSpec("state/S_e", tuple(int(r) for r in self.others))]
+        others = tuple(int(r) for r in self.others)
+        if self.tvb.legacy:
+            return [SignalSpec("state/S_e", others)]
+        return [SignalSpec(f"state/{v}", others) for v in self.tvb.state_vars]   # TVB's own model: its full state
 
     def _region_params(self, regions) -> dict[str, dict[int, float]] | None:
         if not self.params.model:
@@ -94,19 +97,19 @@ class ReferenceAdapter(NodeAdapter):
         self.in_cols: dict[str, np.ndarray] = {}
         for s in ctx.inputs:
             kind, _, var = s.name.partition("/")
-            if kind != "state" or var not in ("S_e", "S_i"):
+            if kind != "state" or var not in (("S_e", "S_i") if w.legacy else w.state_vars):
                 raise ValueError(f"reference node cannot consume {s.name!r}")
             r = validate_regions(s.regions, w.n_regions, s.name)
             if np.isin(r, self.own).any():
                 raise ValueError(f"input {s.name} covers the node's own regions")
             self.in_cols[var] = r
-        if "S_i" in self.in_cols and not np.array_equal(np.sort(self.in_cols["S_i"]), np.sort(self.in_cols["S_e"])):
+        if w.legacy and "S_i" in self.in_cols and not np.array_equal(np.sort(self.in_cols["S_i"]), np.sort(self.in_cols["S_e"])):
             raise ValueError("state/S_i input must cover the same regions as state/S_e")
         self.out_specs = []
         for s in ctx.outputs:
             kind, _, var = s.name.partition("/")
             r = validate_regions(s.regions, w.n_regions, s.name)
-            if kind != "state" or var not in STATE_VARS:
+            if kind != "state" or var not in w.names:
                 raise ValueError(f"reference node cannot produce {s.name!r}")
             if not np.isin(r, self.own).all():
                 raise ValueError(f"output {s.name} asks for regions {r[~np.isin(r, self.own)].tolist()} "
@@ -117,8 +120,9 @@ class ReferenceAdapter(NodeAdapter):
                                   resume_windows=None if ctx.resume is None else ctx.resume["window"] + 1, attrs={
                 "node": ctx.node_name, "backend": "reference", "regions": self.own.tolist(),
                 "region_labels": [w.region_labels[r] for r in self.own], "dt_ms": w.dt,
-                "steps_per_window": W, "lag_windows": m, "seed": self.run_cfg.seed, "units": json.dumps(UNITS)})
-            self.out.add_group("raw", {v: len(self.own) for v in STATE_VARS}, attrs={"units": json.dumps(UNITS)})
+                "steps_per_window": W, "lag_windows": m, "seed": self.run_cfg.seed,
+                "units": json.dumps(units_of(w.names)), "model": type(w.sim.model).__name__})
+            self.out.add_group("raw", {v: len(self.own) for v in w.names}, attrs={"units": json.dumps(units_of(w.names))})
         log.info("reference node %s: regions %s, W=%d, lag %d, inputs %s", ctx.node_name, self.own.tolist(), W,
                  m, sorted(self.in_cols))
 
@@ -137,10 +141,21 @@ class ReferenceAdapter(NodeAdapter):
         k = int(window)
         if self.ctx is None:
             raise RuntimeError("step() before configure()")
-        blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the other regions", self.m)
-        t0 = time.perf_counter()
         w = self.tvb
-        if "S_e" in blocks:
+        blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the other regions", self.m,
+                                    "S_e" if w.legacy else w.state_vars[0])
+        t0 = time.perf_counter()
+        if not w.legacy:
+            if blocks:
+                cols = self.in_cols[w.state_vars[0]]
+                vals = {}
+                for v, b in blocks.items():
+                    if not np.array_equal(self.in_cols[v], cols):
+                        pos = {int(r): i for i, r in enumerate(self.in_cols[v])}
+                        b = b[:, [pos[int(r)] for r in cols]]
+                    vals[v] = b
+                w.overwrite_vars(cols, vals, (k - self.m) * self.W + 1)
+        elif "S_e" in blocks:
             s_i = None
             if "S_i" in blocks:
                 pos = {int(r): i for i, r in enumerate(self.in_cols["S_i"])}
@@ -148,7 +163,7 @@ class ReferenceAdapter(NodeAdapter):
             w.overwrite(self.in_cols["S_e"], blocks["S_e"], s_i, (k - self.m) * self.W + 1)
         rec = w.run_window(self.W)
         if self.out is not None:
-            self.out.append("raw", rec.steps * w.dt, {v: getattr(rec, v)[:, self.own] for v in STATE_VARS})
+            self.out.append("raw", rec.steps * w.dt, {v: rec.vars[v][:, self.own] for v in w.names})
             self.out.end_window()
         self._compute_s += time.perf_counter() - t0
         self._k_next = k + 1

@@ -4,9 +4,7 @@ Light imports only: the coordinator validates these without tvb-library installe
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from cosim.config import TVBSection
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ReferenceParams(BaseModel):
@@ -15,10 +13,8 @@ class ReferenceParams(BaseModel):
     dt_ms: float | None = Field(None, gt=0, description="if set, must equal tvb.dt_ms (the oracle steps with TVB)")
     record: bool = Field(True, description="write <results_dir>/<node>.h5")
     model: dict[str, float] = Field(default_factory=dict, description=(
-        "ReducedWongWangExcInh parameter overrides for this node's own regions only (e.g. {I_ext: 0.05}); "
+        "parameter overrides of tvb.model's class for this node's own regions only (e.g. {I_ext: 0.05}); "
         "the oracle then differs from TVB's stand-in for them, which exercises the proxy path"))
 
-    @field_validator("model")
-    @classmethod
-    def _known(cls, v: dict[str, float]) -> dict[str, float]:
-        return TVBSection._known_model_params(v)
+    # names are checked against tvb.model's class when the node builds its simulator (the
+    # config's tvb section is not known here)

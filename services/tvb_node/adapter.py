@@ -43,7 +43,15 @@ log = logging.getLogger(__name__)
 STATE_VARS = ("S_e", "S_i", "R_e", "R_i")
 COUPLING_VARS = ("S_e", "R_e")
 UNITS = {"S_e": "1", "S_i": "1", "R_e": "Hz", "R_i": "Hz"}
-_RECORD_FIELDS = ("S_e", "S_i", "R_e", "R_i", "coupling")   # WindowRecord's arrays, in order
+_RECORD_FIELDS = ("S_e", "S_i", "R_e", "R_i", "coupling")   # WindowRecord's arrays, in order (RWW)
+#: backends whose nodes send a mean-field region's full state (every state variable), not spike rates
+FULL_STATE_BACKENDS = ("reference",)
+
+
+def units_of(names: Sequence[str]) -> dict[str, str]:
+    """Units of recorded variables: RWW's as before; R_e is always Hz; other state variables '1'
+    (the model's own units, docs/models.md)."""
+    return {v: UNITS.get(v, "Hz" if v.startswith("R_") else "1") for v in names}
 
 
 def parse_sections(config: dict) -> tuple[RunSection, TVBSection]:
@@ -116,14 +124,18 @@ class CouplingPlan:
         return acc
 
 
-def make_monitors(tvb: TVBSection, n_regions: int):
-    """tvb-library TemporalAverage / Bold configured for a 4-variable (S_e, S_i, R_e, R_i) state."""
+def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_VARS, connectivity=None):
+    """tvb-library TemporalAverage / Bold configured for the recorded variables ``names`` (RWW: the
+    4-variable state S_e, S_i, R_e, R_i; Bold on S_e and R_e). Other models: TemporalAverage of
+    every variable, Bold of the first state variable and R_e if recorded."""
     from tvb.simulator import monitors
+    names = tuple(names)
     shim = SimpleNamespace(integrator=SimpleNamespace(dt=tvb.dt_ms), number_of_nodes=n_regions,
-                           model=SimpleNamespace(variables_of_interest=STATE_VARS, number_of_modes=1))
+                           model=SimpleNamespace(variables_of_interest=names, number_of_modes=1))
     out = {}
-    for name, period, voi, cls in (("tavg", tvb.monitors.temporal_average_ms, [0, 1, 2, 3], monitors.TemporalAverage),
-                                   ("bold", tvb.monitors.bold_period_ms, [0, 2], monitors.Bold)):
+    bold_voi = [0, 2] if names == STATE_VARS else [0] + ([names.index("R_e")] if "R_e" in names else [])
+    for name, period, voi, cls in (("tavg", tvb.monitors.temporal_average_ms, list(range(len(names))), monitors.TemporalAverage),
+                                   ("bold", tvb.monitors.bold_period_ms, bold_voi, monitors.Bold)):
         if period is None:
             continue
         k = period / tvb.dt_ms
@@ -132,12 +144,61 @@ def make_monitors(tvb: TVBSection, n_regions: int):
         mon = cls(period=float(period), variables_of_interest=np.array(voi))
         mon.configure()
         mon.config_for_sim(shim)
-        out[name] = (mon, [STATE_VARS[v] for v in voi])
+        out[name] = (mon, [names[v] for v in voi])
+    for sm in tvb.monitors.sensors:      # EEG / MEG / iEEG: tvb-data's sensors, projection, region mapping
+        var = sm.variable or names[0]
+        if var not in names:
+            raise ValueError(f"tvb.monitors {sm.class_}: variable {var!r} is not recorded; recorded: {list(names)}")
+        _require_period(sm.period_ms, tvb.dt_ms)
+        cls = getattr(monitors, sm.class_)
+        voi = np.array([names.index(var)])
+        analytic = False
+        try:
+            mon = cls.from_file(period=float(sm.period_ms), variables_of_interest=voi)
+        except Exception as e:
+            if sm.class_ != "iEEG":
+                raise ValueError(f"tvb.monitors {sm.class_}: cannot load tvb-data's default sensors and projection: "
+                                 f"{e}") from e
+            # some tvb-data releases ship the 588 SEEG contacts but not their projection matrix:
+            # TVB's own analytic lead field (iEEG.analytic, a point dipole per region) instead
+            from tvb.datatypes.region_mapping import RegionMapping
+            from tvb.datatypes.sensors import SensorsInternal
+            mon = cls(period=float(sm.period_ms), variables_of_interest=voi)
+            mon.sensors = SensorsInternal.from_file("seeg_588.txt")
+            mon.region_mapping = RegionMapping.from_file("regionMapping_16k_76.txt")
+            if connectivity is not None:
+                mon.sensors.configure()
+                mon.gain = mon.analytic(np.asarray(connectivity.centres), np.asarray(connectivity.orientations))
+            analytic = True
+        if connectivity is None or int(connectivity.number_of_regions) != int(mon.region_mapping.array_data.max()) + 1:
+            raise ValueError(f"tvb.monitors {sm.class_}: tvb-data's default sensors map onto its 76-region connectome; "
+                             f"this connectivity has {n_regions} regions")
+        sim_shim = SimpleNamespace(integrator=shim.integrator, number_of_nodes=n_regions, model=shim.model,
+                                   surface=None, connectivity=connectivity)
+        mon.config_for_sim(sim_shim)
+        key = sm.class_.lower()
+        i = 2
+        while key in out:
+            key, i = f"{sm.class_.lower()}{i}", i + 1
+        mon.cosim_gain = "analytic (iEEG.analytic per region; tvb-data has no SEEG projection)" if analytic \
+            else "tvb-data projection"
+        out[key] = (mon, [var])
     return out
 
 
+def _require_period(period: float, dt: float) -> None:
+    k = period / dt
+    if round(k) < 1 or not math.isclose(round(k), k, rel_tol=1e-9):
+        raise ValueError(f"tvb.monitors: period {period} ms is not a whole multiple of dt {dt} ms")
+
+
+def channel_labels(mon) -> list[str] | None:
+    sensors = getattr(mon, "sensors", None)
+    return None if sensors is None else [str(x) for x in sensors.labels]
+
+
 def state_input_blocks(inputs: Signals, in_cols: dict, W: int, k: int, k_expected: int,
-                       whose: str, lag: int = 1) -> dict[str, np.ndarray]:
+                       whose: str, lag: int = 1, required: str | None = "S_e") -> dict[str, np.ndarray]:
     """Validated ``state/<var>`` inputs of window k as {var: (W, n) float64}; shared by the
     TVB node and the reference node, which both take other nodes' state ``lag`` windows late
     (window k-lag's rows; for k < lag they come from initial outputs and may be missing)."""
@@ -156,8 +217,8 @@ def state_input_blocks(inputs: Signals, in_cols: dict, W: int, k: int, k_expecte
         if not np.isfinite(a).all():
             raise ValueError(f"window {k}: input {name} contains non-finite values")
         blocks[var] = a
-    if k >= lag and "S_e" not in blocks:
-        raise ValueError(f"window {k}: missing state/S_e of {whose} (window {k - lag})")
+    if k >= lag and required is not None and required not in blocks:
+        raise ValueError(f"window {k}: missing state/{required} of {whose} (window {k - lag})")
     return blocks
 
 
@@ -214,7 +275,33 @@ class TVBAdapter(NodeAdapter):
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
         w = self._build(ctx.config or self._config or {}, ctx.tvb_dt_ms)
         proxies = tuple(int(r) for r in validate_regions(ctx.regions, w.n_regions, "spiking regions"))
-        return [SignalSpec("state/S_e", proxies)] + [SignalSpec(f"state/{v}", proxies) for v in self.record_proxy_vars]
+        if w.legacy:
+            return [SignalSpec("state/S_e", proxies)] + [SignalSpec(f"state/{v}", proxies) for v in self.record_proxy_vars]
+        full, rates = self._proxy_groups(ctx, proxies)
+        out = []
+        if full:
+            out += [SignalSpec(f"state/{v}", full) for v in w.state_vars]
+        if rates:
+            iface = self._interface()
+            out += [SignalSpec("state/R_e", rates)] + ([SignalSpec("state/R_i", rates)] if iface.needs_R_i else [])
+        return out
+
+    def _proxy_groups(self, ctx: RunContext, proxies) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Proxies whose owner sends the full mean-field state (reference backend) and those that send
+        population rates (spiking backends), from the config's spiking_nodes."""
+        full = set()
+        for n in (ctx.config or self._config or {}).get("spiking_nodes") or []:
+            if isinstance(n, dict) and n.get("backend") in FULL_STATE_BACKENDS:
+                full.update(int(r) for r in n.get("regions") or [])
+        return tuple(r for r in proxies if r in full), tuple(r for r in proxies if r not in full)
+
+    def _interface(self):
+        """The model's spiking interface; one line saying what to declare if it has none."""
+        w = self.tvb
+        if w.interface is None:
+            from cosim.config.interfaces import find
+            find(self.tvb_cfg.model_class, self.tvb_cfg.interface)      # raises the one line
+        return w.interface
 
     def estimate_step_s(self) -> float | None:
         """Seconds per TVB step (CONFIGURED.cost; run.lookahead: auto)."""
@@ -242,15 +329,19 @@ class TVBAdapter(NodeAdapter):
                              f"spiking regions is {D} steps (lag x window must not exceed {D + 1} steps)")
         # inputs
         self.in_cols: dict[str, np.ndarray] = {}
+        self.names = w.names
+        consumable = STATE_VARS if w.legacy else w.state_vars + ("R_e", "R_i")
         for s in ctx.inputs:
             kind, _, var = s.name.partition("/")
-            if kind != "state" or var not in STATE_VARS:
+            if kind != "state" or var not in consumable:
                 raise ValueError(f"tvb node cannot consume {s.name!r}")
             r = validate_regions(s.regions, n, s.name)
             if not self.is_proxy[r].all():
                 raise ValueError(f"input {s.name} covers non-spiking regions {r[~self.is_proxy[r]].tolist()}")
             self.in_cols[var] = r
-        if "S_e" not in self.in_cols or set(self.in_cols["S_e"].tolist()) != set(self.proxies.tolist()):
+        if not w.legacy:
+            self._configure_generic(ctx)
+        elif "S_e" not in self.in_cols or set(self.in_cols["S_e"].tolist()) != set(self.proxies.tolist()):
             raise ValueError("tvb node needs state/S_e of every spiking region as input")
         if "S_i" in self.in_cols and set(self.in_cols["S_i"].tolist()) != set(self.proxies.tolist()):
             raise ValueError("state/S_i input must cover the same regions as state/S_e")
@@ -264,11 +355,11 @@ class TVBAdapter(NodeAdapter):
         for s in ctx.outputs:
             kind, _, var = s.name.partition("/")
             r = validate_regions(s.regions, n, s.name)
-            if kind == "state" and var in STATE_VARS:
+            if kind == "state" and var in self.names:
                 if self.is_proxy[r].any():
                     log.warning("output %s includes spiking regions %s: TVB's stand-in values",
                                 s.name, r[self.is_proxy[r]].tolist())
-            elif kind == "coupling" and var in COUPLING_VARS:
+            elif kind == "coupling" and var in (COUPLING_VARS if w.legacy else ("R_e",) if "R_e" in self.names else ()):
                 self.plans[s.name] = CouplingPlan(r, ~self.is_proxy, w.weights, w.idelays, W, s.name, m)
             else:
                 raise ValueError(f"tvb node cannot produce {s.name!r}")
@@ -277,18 +368,70 @@ class TVBAdapter(NodeAdapter):
         if "coupling/R_e" in self.plans:
             self._R_ring = np.empty((w.n_time, n))
             self._R_ring[w.slot(w.initial.steps)] = w.initial.R_e
-        self.monitors = make_monitors(self.tvb_cfg, n)
+        self.monitors = make_monitors(self.tvb_cfg, n, self.names, w.sim.connectivity)
         self._open_results()
         log.info("tvb node: %d regions, %d spiking %s, W=%d steps (%g ms), lag %d, %d windows, outputs %s",
                  n, len(self.proxies), self.proxies.tolist(), W, W * w.dt, m, ctx.n_windows,
                  [s.name for s, _ in self.out_specs])
+
+    def _configure_generic(self, ctx: RunContext) -> None:
+        """Any model but ReducedWongWangExcInh: proxies owned by a full-state (reference) node get
+        every state variable; proxies of spiking nodes get R_e (R_i) through the interface's transformer."""
+        w = self.tvb
+        full, rates = self._proxy_groups(ctx, tuple(int(r) for r in self.proxies))
+        for v in w.state_vars:
+            if full and (v not in self.in_cols or set(self.in_cols[v].tolist()) != set(full)):
+                raise ValueError(f"tvb node needs state/{v} of regions {list(full)} (full-state nodes) as input")
+        self._full = np.array(full, dtype=np.int64)
+        self._rate_regions = np.array(rates, dtype=np.int64)
+        self._transformer = None
+        if rates:
+            iface = self._interface()
+            if iface.transformer is None:
+                raise ValueError(f"the {iface.model} interface has no transformer for spiking regions")
+            if "R_e" not in self.in_cols or set(self.in_cols["R_e"].tolist()) != set(rates):
+                raise ValueError(f"tvb node needs state/R_e of spiking regions {list(rates)} as input")
+            params = {k: np.asarray(v)[self.in_cols["R_e"]] for k, v in w._mparams.items()}
+            self._transformer = iface.transformer(len(rates), w.dt, params)
+
+    def _apply_generic(self, blocks: dict[str, np.ndarray], first: int, rec: WindowRecord | None) -> dict:
+        """Overwrite the proxies of window k-m (steps ``first ..``); returns {var: (cols, block)} to record."""
+        w = self.tvb
+        put: dict[str, list] = {}
+        if self._full.size and w.state_vars[0] in blocks:
+            cols = self.in_cols[w.state_vars[0]]
+            vals = {}
+            for v in w.state_vars:
+                b = blocks[v]
+                if not np.array_equal(self.in_cols[v], cols):
+                    pos = {int(r): i for i, r in enumerate(self.in_cols[v])}
+                    b = b[:, [pos[int(r)] for r in cols]]
+                vals[v] = b
+            w.overwrite_vars(cols, vals, first)
+            for v, b in vals.items():
+                put.setdefault(v, []).append((cols, b))
+        if self._transformer is not None and "R_e" in blocks:
+            cols = self.in_cols["R_e"]
+            rates = {"R_e": blocks["R_e"]}
+            if "R_i" in blocks:
+                pos = {int(r): i for i, r in enumerate(self.in_cols["R_i"])}
+                rates["R_i"] = blocks["R_i"][:, [pos[int(r)] for r in cols]]
+            stand_in = {v: rec.vars[v][:, cols] for v in w.state_vars} if rec is not None else \
+                {v: np.repeat(w._state[i, cols, 0][None], blocks["R_e"].shape[0], 0) for i, v in enumerate(w.state_vars)}
+            vals = self._transformer(rates, stand_in)
+            w.overwrite_vars(cols, vals, first)
+            for v, b in vals.items():
+                put.setdefault(v, []).append((cols, b))
+            put.setdefault("R_e", []).append((cols, blocks["R_e"]))
+        return put
 
     def _open_results(self) -> None:
         ctx, w = self.ctx, self.tvb
         if not ctx.results_dir:
             self.out = None
             return
-        sources = {v: ("spiking" if v in self.in_cols else "tvb_standin") for v in STATE_VARS}
+        sources = {v: ("spiking" if v in self.in_cols else "tvb_standin") for v in self.names}
+        units = json.dumps(units_of(self.names))
         # a resumed file holds the windows recorded by the checkpoint: all but the last m, which
         # wait for the proxies' true values (they are in the checkpoint)
         done = None if ctx.resume is None else max(0, ctx.resume["window"] + 1 - self.m)
@@ -297,16 +440,24 @@ class TVBAdapter(NodeAdapter):
             "node": ctx.node_name, "region_labels": w.region_labels, "spiking_regions": self.proxies.tolist(),
             "dt_ms": w.dt, "steps_per_window": self.W, "lag_windows": self.m, "n_windows": ctx.n_windows,
             "seed": self.run_cfg.seed,
-            "tvb_config": json.dumps(self.tvb_cfg.model_dump()), "units": json.dumps(UNITS),
+            "tvb_config": json.dumps(self.tvb_cfg.model_dump(mode="json")), "units": units,
+            "model": type(w.sim.model).__name__, "state_variables": list(w.state_vars),
             "proxy_sources": json.dumps(sources),
             "note": "proxy (spiking region) columns come from the spiking side (see proxy_sources); "
                     "raw/proxy_from_spiking is 0 for rows where they are TVB's stand-in values"})
         n = w.n_regions
         if self.tvb_cfg.monitors.raw:
-            self.out.add_group("raw", {**{v: n for v in STATE_VARS}, "proxy_from_spiking": 0},
-                               dtypes={"proxy_from_spiking": "u1"}, attrs={"units": json.dumps(UNITS)})
+            self.out.add_group("raw", {**{v: n for v in self.names}, "proxy_from_spiking": 0},
+                               dtypes={"proxy_from_spiking": "u1"}, attrs={"units": units})
         for name, (mon, vois) in self.monitors.items():
-            self.out.add_group(name, {v: n for v in vois}, attrs={"period_ms": mon.period, "units": json.dumps(UNITS)})
+            labels = channel_labels(mon)
+            if labels is None:
+                self.out.add_group(name, {v: n for v in vois}, attrs={"period_ms": mon.period, "units": units})
+            else:         # sensor space: one column per channel
+                self.out.add_group(name, {v: len(labels) for v in vois}, attrs={
+                    "period_ms": mon.period, "units": json.dumps({v: "a.u." for v in vois}), "channel_labels": labels,
+                    "sensors": type(mon.sensors).__name__, "projection_of": json.dumps(vois),
+                    "gain": getattr(mon, "cosim_gain", "")})
 
     # ---- signals -------------------------------------------------------------------------
     def _values_S_e(self, src, J):
@@ -343,9 +494,13 @@ class TVBAdapter(NodeAdapter):
         if self.ctx is None:
             raise RuntimeError("step() before configure()")
         m = self.m
-        blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the spiking regions", m)
+        blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the spiking regions", m,
+                                    "S_e" if self.tvb.legacy else None)
         w, W = self.tvb, self.W
-        if "S_e" in blocks:            # window k-m's rows: steps (k-m)W+1 .. (k-m+1)W
+        if not w.legacy:
+            rec = self._pending[0] if k >= m and self._pending else None
+            put = self._apply_generic(blocks, (k - m) * W + 1, rec) if blocks else {}
+        elif "S_e" in blocks:            # window k-m's rows: steps (k-m)W+1 .. (k-m+1)W
             s_i = blocks["S_i"][:, self._si_order] if "S_i" in blocks else None
             w.overwrite(self.in_cols["S_e"], blocks["S_e"], s_i, (k - m) * W + 1)
         if k >= m:                     # window k-m gets the proxies' true values and is recorded
@@ -353,8 +508,18 @@ class TVBAdapter(NodeAdapter):
             if rec.first_step != (k - m) * W + 1:
                 raise RuntimeError(f"window {k}: the oldest window waiting to be recorded starts at step "
                                    f"{rec.first_step}, expected window {k - m}")
-            for var, b in blocks.items():
-                getattr(rec, var)[:, self.in_cols[var]] = b
+            if w.legacy:
+                for var, b in blocks.items():
+                    getattr(rec, var)[:, self.in_cols[var]] = b
+            else:
+                for var, parts in put.items():
+                    if var in rec.vars:
+                        for cols, b in parts:
+                            rec.vars[var][:, cols] = b
+                if "R_e" in rec.vars and self._full.size and w.interface is not None:
+                    sv = {v: rec.vars[v][:, self._full] for v in w.state_vars}
+                    p = {kk: vv[self._full] for kk, vv in w._mparams.items()}
+                    rec.vars["R_e"][:, self._full] = w.interface.rate(sv, rec.coupling[:, self._full], p)
             self._complete.append(rec)      # recorded by after_window(), once the outputs are out
         t1 = time.perf_counter()
         rec = w.run_window(W)
@@ -376,7 +541,7 @@ class TVBAdapter(NodeAdapter):
         t_ms = rec.steps * self.tvb.dt
         X = rec.stacked()
         if self.out is not None and self.out.has_group("raw"):
-            self.out.append("raw", t_ms, {**{v: X[i] for i, v in enumerate(STATE_VARS)},
+            self.out.append("raw", t_ms, {**{v: X[i] for i, v in enumerate(rec.names)},
                                           "proxy_from_spiking": np.full(len(t_ms), from_spiking, np.uint8)})
         if not from_spiking:
             if self.out is not None:
@@ -412,8 +577,10 @@ class TVBAdapter(NodeAdapter):
         if self._pending:
             q = list(self._pending)
             d["pending_first_steps"] = np.array([p.first_step for p in q], dtype=np.int64)
-            for v in _RECORD_FIELDS:
+            for v in self.names + ("coupling",):
                 d[f"pending_{v}"] = np.stack([getattr(p, v) for p in q])
+        if getattr(self, "_transformer", None) is not None:
+            d.update({f"transformer_{k}": v for k, v in self._transformer.get_state().items()})
         if self._R_ring is not None:
             d["R_ring"] = self._R_ring
         for name, (mon, _) in self.monitors.items():
@@ -430,11 +597,14 @@ class TVBAdapter(NodeAdapter):
         self._pending = deque()
         if "pending_first_steps" in d:
             for i, first in enumerate(d["pending_first_steps"]):
-                self._pending.append(WindowRecord(int(first), *(np.array(d[f"pending_{v}"][i])
-                                                                for v in _RECORD_FIELDS)))
+                self._pending.append(WindowRecord(int(first), {v: np.array(d[f"pending_{v}"][i]) for v in self.names},
+                                                  np.array(d["pending_coupling"][i])))
         elif "pending_S_e" in d:       # written before the lag existed: one waiting window
             self._pending.append(WindowRecord(int(d["pending_first_step"]),
-                                              *(np.array(d[f"pending_{v}"]) for v in _RECORD_FIELDS)))
+                                              {v: np.array(d[f"pending_{v}"]) for v in self.names},
+                                              np.array(d["pending_coupling"])))
+        if getattr(self, "_transformer", None) is not None:
+            self._transformer.set_state({k[12:]: v for k, v in d.items() if k.startswith("transformer_")})
         want = min(self._k_next, self.m)
         if len(self._pending) != want:
             raise ValueError(f"checkpoint holds {len(self._pending)} window(s) waiting to be recorded, "

@@ -65,6 +65,48 @@ def plot(results_dir: str | Path, var: str = "R_e", max_columns: int = 2000,
     return out
 
 
+def plot_sensors(results_dir: str | Path, max_channels: int = 32) -> list[Path]:
+    """One figure per sensor monitor (EEG, MEG, iEEG) in tvb.h5: ``tvb_<monitor>.png``, the
+    channels' time series stacked with their labels (at most ``max_channels``, evenly chosen)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results_dir = Path(results_dir)
+    outs = []
+    with h5py.File(results_dir / "tvb.h5", "r") as f:
+        groups = [(k, g) for k, g in f.items() if hasattr(g, "attrs") and "channel_labels" in g.attrs]
+        for name, g in groups:
+            var = next(k for k in g if k != "time_ms")
+            t, x = g["time_ms"][:], g[var][:]
+            if not t.size:
+                continue
+            labels = [s.decode() if isinstance(s, bytes) else str(s) for s in g.attrs["channel_labels"]]
+            pick = np.unique(np.linspace(0, x.shape[1] - 1, min(max_channels, x.shape[1])).astype(int))
+            y = x[:, pick] - x[:, pick].mean(axis=0)
+            gap = float(np.percentile(np.abs(y), 99)) * 2 or 1.0
+            fig, ax = plt.subplots(figsize=(11, max(4, 0.28 * len(pick))))
+            for j in range(len(pick)):
+                ax.plot(t, y[:, j] + j * gap, lw=0.6, color="k")
+            ax.set_yticks(np.arange(len(pick)) * gap)
+            ax.set_yticklabels([labels[c] if c < len(labels) else str(c) for c in pick], fontsize=6)
+            ax.set_xlabel("time (ms)")
+            ax.set_title(f"{name.upper()} ({len(labels)} channels, {len(pick)} shown) of {var}, "
+                         f"{g.attrs.get('period_ms', '')} ms sampling", fontsize=10)
+            fig.tight_layout()
+            out = results_dir / f"tvb_{name}.png"
+            fig.savefig(out, dpi=100)
+            plt.close(fig)
+            outs.append(out)
+    return outs
+
+
 def plot_results(results_dir: str | Path) -> list[Path]:
-    """Entry point used by ``cosim.results.figures.plot_run``."""
-    return [plot(results_dir)]
+    """Entry point used by ``cosim.results.figures.plot_run``: the activity figure (R_e, else the
+    model's first recorded variable) and one per sensor monitor."""
+    var = "R_e"
+    with h5py.File(Path(results_dir) / "tvb.h5", "r") as f:
+        g = f["raw"] if "raw" in f else f["tavg"] if "tavg" in f else None
+        if g is not None and "R_e" not in g:
+            var = next((k for k in g if k not in ("time_ms", "proxy_from_spiking")), var)
+    return [plot(results_dir, var=var)] + plot_sensors(results_dir)
