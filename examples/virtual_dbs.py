@@ -43,6 +43,9 @@ STATES = ["healthy", "parkinson", "parkinson_dbs"]
 POPULATIONS = {"GPe": 0, "GPi": 2, "STN": 4, "dSN": 6, "iSN": 6, "Thal": 8}
 BG_REGIONS = list(range(10))
 FRONTAL = ("Precentral", "Frontal", "Rolandic_Oper", "Supp_Motor_Area", "Olfactory", "Rectus", "OFC")
+#: AAL regions that are not cortex (left out of the cortical change)
+SUBCORTICAL = ("Caudate", "Putamen", "Pallidum", "Thalamus", "Hippocampus", "ParaHippocampal", "Amygdala",
+               "Cerebelum", "Vermis")
 
 
 def connectome(out: Path) -> tuple[Path, list[str]]:
@@ -121,7 +124,7 @@ def summarise(per: dict, labels: list[str], seeds: list[int]) -> dict:
                            for p in POPULATIONS} for s in STATES}}
     change = {}
     for i, lab in enumerate(labels):
-        if i in BG_REGIONS:
+        if i in BG_REGIONS or lab.startswith(SUBCORTICAL):
             continue
         change[lab] = [per[("parkinson_dbs", sd)]["cortex_mean"][i] - per[("parkinson", sd)]["cortex_mean"][i] for sd in seeds]
     mean_abs = {lab: float(np.mean(np.abs(v))) for lab, v in change.items()}
