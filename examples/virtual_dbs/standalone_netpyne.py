@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
-from dbs_params import DBS, FIT, T_SKIP_MS  # noqa: E402
+from dbs_params import DEFAULT_AMPLITUDE_NA, DEFAULT_VARIANT, FIT, T_SKIP_MS, VARIANTS, dbs_devices  # noqa: E402
 from analysis import beta_power, rate_hz  # noqa: E402
 
 
@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("seed", type=int)
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--duration", type=float, default=2000.0)
+    ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT)
+    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA)")
     a = ap.parse_args(argv)
 
     import neuron
@@ -63,15 +65,15 @@ def main(argv=None) -> int:
     cfg.seeds = {"conn": a.seed, "stim": a.seed + 1, "loc": a.seed + 2, "cell": a.seed + 3}
     cfg.recordStep = 1.0
     if a.state == "parkinson_dbs":
-        for i, d in enumerate(DBS):
-            dev = CurrentNA(**{k: v for k, v in d.items() if k != "populations"}, population=d["populations"][0])
+        for i, d in enumerate(dbs_devices(a.dbs, a.amp)):
+            dev = CurrentNA(**d)
             g = on_grid(dev, cfg.dt, f"DBS[{i}]")
             src = f"dbs{i}"
             net.stimSourceParams[src] = {"type": "CosimPulse", "n_on": float(g.n_on), "n_off": float(g.n_off),
                                          "ps": g.period_steps, "w1": float(g.w1), "w2": float(g.w2),
                                          "a1": g.a1, "a2": g.a2}
-            for pop in d["populations"]:
-                net.stimTargetParams[f"{src}->{pop}"] = {"source": src, "conds": {"pop": pop}, "loc": 0.5}
+            net.stimTargetParams[f"{src}->{d['population']}"] = {"source": src, "conds": {"pop": d["population"]},
+                                                                 "loc": 0.5}
     t0 = time.perf_counter()
     sim.create(netParams=net, simConfig=cfg, output=False)
     sim.simulate()
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
     spkt = np.asarray(sim.allSimData["spkt"])
     spkid = np.asarray(sim.allSimData["spkid"]).astype(int)
     sizes = pop_sizes(a.n)
-    out = {"backend": "netpyne", "state": a.state, "seed": a.seed, "n": a.n, "duration_ms": a.duration,
+    out = {"backend": "netpyne", "state": a.state, "seed": a.seed, "dbs": [a.dbs, a.amp], "n": a.n, "duration_ms": a.duration,
            "wall_s": wall, "nuclei": {}}
     for pop in list(NUCLEI) + ["CxE", "CxI"]:
         gids = np.asarray(sim.net.allPops[pop]["cellGids"])
