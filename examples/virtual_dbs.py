@@ -35,7 +35,7 @@ DBS_DIR = HERE / "virtual_dbs"
 sys.path.insert(0, str(DBS_DIR))
 
 from analysis import beta_power, rate_hz  # noqa: E402
-from dbs_params import DBS  # noqa: E402
+from dbs_params import DEFAULT_AMPLITUDE_NA, DEFAULT_VARIANT, VARIANTS, dbs_devices  # noqa: E402
 
 CONN = HERE / "data" / "basal_ganglia" / "conn"
 STATES = ["healthy", "parkinson", "parkinson_dbs"]
@@ -74,7 +74,7 @@ def connectome(out: Path) -> tuple[Path, list[str]]:
     return path, [str(x) for x in labels]
 
 
-def config(state: str, seed: int, conn: Path, duration: float, tvb_sets: list[str]) -> dict:
+def config(state: str, seed: int, conn: Path, duration: float, dbs: list[dict]) -> dict:
     params = {"dt_ms": 0.1,
               "model_file": {"path": str(DBS_DIR / ("bg_healthy.py" if state == "healthy" else "bg_parkinson.py")),
                              "populations": {p: {"region": r, "role": "exc"} for p, r in POPULATIONS.items()},
@@ -82,10 +82,13 @@ def config(state: str, seed: int, conn: Path, duration: float, tvb_sets: list[st
                              # region's TVB sources, onto Hamker's AMPA conductance
                              "drive": {"roles": ["exc"], "synapse": "AMPA", "weight_uS": 0.005, "sources_per_cell": 1}}}
     if state == "parkinson_dbs":
-        params["stimulus"] = [{k: v for k, v in d.items() if k != "populations"} | {"population": d["populations"][0]}
-                              for d in DBS]
+        params["stimulus"] = dbs
     return {"run": {"name": f"dbs_{state}_s{seed}", "duration_ms": duration, "seed": seed},
-            "tvb": {"connectivity": str(conn), "conduction_speed_mm_per_ms": 4.0},
+            # a 2-core machine shared with other work can starve a node for seconds
+            "coordinator": {"heartbeat_timeout_ms": 60_000},
+            # the streamline counts (up to 6058) divided by their 99th percentile, as tvb-multiscale does:
+            # raw, they drive Reduced Wong-Wang regions to thousands of Hz
+            "tvb": {"connectivity": str(conn), "conduction_speed_mm_per_ms": 4.0, "weights_scaling": "p99"},
             "spiking_nodes": [{"name": "bg", "backend": "netpyne", "regions": sorted(set(POPULATIONS.values())),
                                "params": params}]}
 
@@ -94,7 +97,7 @@ def one_run(state, seed, conn, a, runs: Path) -> dict:
     import yaml
 
     import cosim
-    cfg = config(state, seed, conn, a.duration, a.tvb)
+    cfg = config(state, seed, conn, a.duration, dbs_devices(a.dbs, a.amp))
     cpath = runs / f"{state}_s{seed}.yaml"
     cpath.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.perf_counter()
@@ -183,6 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--n", type=int, default=100, help="cells per nucleus (the fits: 200)")
     ap.add_argument("--duration", type=float, default=1500.0)
+    ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT, help="where the DBS pulses go")
+    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA)")
     ap.add_argument("--tvb", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args(argv)
     if a.small:
@@ -209,7 +214,7 @@ def main(argv=None) -> int:
         return getattr(e, "exit_code", 1)
     res = summarise(per, labels, seeds)
     res["meta"] = {"seeds": seeds, "cells_per_nucleus": a.n, "duration_ms": a.duration, "small": a.small,
-                   "tvb_sets": a.tvb, "dbs": DBS, "wall_s_total": time.perf_counter() - t0,
+                   "tvb_sets": a.tvb, "dbs": dbs_devices(a.dbs, a.amp), "wall_s_total": time.perf_counter() - t0,
                    "wall_s_per_run": {f"{s}_s{sd}": per[(s, sd)]["wall_s"] for (s, sd) in per},
                    "beta_power": "share of the population spike-count PSD (Welch) in 13-30 Hz of 2-100 Hz"}
     (out / "dbs_results.json").write_text(json.dumps(res, indent=1))
