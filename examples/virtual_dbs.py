@@ -16,6 +16,7 @@ choice (e.g. ReducedWongWangExcIO once the TVB side takes a model by class).
 Writes OUT/dbs_results.json ({BACKEND: {STATE: {NUCLEUS: {rate_hz: [per seed], beta_power: [per
 seed]}}}}, plus "cortex_dbs_change" per region and "meta") and OUT/dbs_results.png; each run's
 results stay in OUT/runs/. --small: 2 seeds, 20 cells per nucleus, 400 ms (a CI check of the chain).
+--standalone netpyne,brian2 adds the spiking network alone on those backends (same seeds and sizes).
 """
 from __future__ import annotations
 
@@ -188,6 +189,9 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=1500.0)
     ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT, help="where the DBS pulses go")
     ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA)")
+    ap.add_argument("--standalone", default="", metavar="BACKENDS",
+                    help="also the spiking network alone on these backends (netpyne,brian2), same seeds, "
+                         "as '<backend>_standalone' in dbs_results.json")
     ap.add_argument("--tvb", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args(argv)
     if a.small:
@@ -213,6 +217,14 @@ def main(argv=None) -> int:
         print(f"virtual_dbs: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 1)
     res = summarise(per, labels, seeds)
+    if a.standalone:
+        from standalone_sweep import sweep
+        try:
+            res.update(sweep([b.strip() for b in a.standalone.split(",") if b.strip()],
+                             argparse.Namespace(seeds=a.seeds, n=a.n, duration=a.duration, dbs=a.dbs, amp=a.amp)))
+        except RuntimeError as e:
+            print(f"virtual_dbs: {e}", file=sys.stderr)
+            return 1
     res["meta"] = {"seeds": seeds, "cells_per_nucleus": a.n, "duration_ms": a.duration, "small": a.small,
                    "tvb_sets": a.tvb, "dbs": dbs_devices(a.dbs, a.amp), "wall_s_total": time.perf_counter() - t0,
                    "wall_s_per_run": {f"{s}_s{sd}": per[(s, sd)]["wall_s"] for (s, sd) in per},
