@@ -75,22 +75,35 @@ def connectome(out: Path) -> tuple[Path, list[str]]:
     return path, [str(x) for x in labels]
 
 
-def config(state: str, seed: int, conn: Path, duration: float, dbs: list[dict]) -> dict:
-    params = {"dt_ms": 0.1,
-              "model_file": {"path": str(DBS_DIR / ("bg_healthy.py" if state == "healthy" else "bg_parkinson.py")),
-                             "populations": {p: {"region": r, "role": "exc"} for p, r in POPULATIONS.items()},
-                             # TVB's drive: one Poisson source per cell at the weighted mean rate of the
-                             # region's TVB sources, onto Hamker's AMPA conductance
-                             "drive": {"roles": ["exc"], "synapse": "AMPA", "weight_uS": 0.005, "sources_per_cell": 1}}}
-    if state == "parkinson_dbs":
-        params["stimulus"] = dbs
+def config(state: str, seed: int, conn: Path, duration: float, dbs: list[dict], backend: str = "netpyne") -> dict:
+    pops = {p: {"region": r, "role": "exc"} for p, r in POPULATIONS.items()}
+    file_state = "healthy" if state == "healthy" else "parkinson"
+    if backend == "netpyne":
+        params = {"dt_ms": 0.1,
+                  "model_file": {"path": str(DBS_DIR / f"bg_{file_state}.py"), "populations": pops,
+                                 # TVB's drive: one Poisson source per cell at the weighted mean rate of
+                                 # the region's TVB sources, onto Hamker's AMPA conductance
+                                 "drive": {"roles": ["exc"], "synapse": "AMPA", "weight_uS": 0.005,
+                                           "sources_per_cell": 1}}}
+        if state == "parkinson_dbs":
+            params["stimulus"] = dbs
+    elif backend == "brian2":
+        # the same network in Brian2 (examples/virtual_dbs/bg_brian2.py), TVB's drive the same: one
+        # train per cell of the mapped populations, Hamker's AMPA conductance += 0.005
+        params = {"dt_ms": 0.1, "model_file": {"path": str(DBS_DIR / f"bg_brian2_{file_state}.py"), "populations": pops},
+                  "input": {"weight_uS": 0.005, "delay_ms": 1.0}, "record": {"plot": False}}
+        if state == "parkinson_dbs":   # the devices in pA (1 nA in NEURON = 1000 pA: the same mV/ms here)
+            params["stimulus"] = [{k.replace("_nA", "_pA"): (1000 * v if k.endswith("_nA") else v) for k, v in d.items()}
+                                  for d in dbs]
+    else:
+        raise ValueError(f"backend {backend!r}: netpyne or brian2")
     return {"run": {"name": f"dbs_{state}_s{seed}", "duration_ms": duration, "seed": seed},
             # a 2-core machine shared with other work can starve a node for seconds
             "coordinator": {"heartbeat_timeout_ms": 60_000},
             # the streamline counts (up to 6058) divided by their 99th percentile, as tvb-multiscale does:
             # raw, they drive Reduced Wong-Wang regions to thousands of Hz
             "tvb": {"connectivity": str(conn), "conduction_speed_mm_per_ms": 4.0, "weights_scaling": "p99"},
-            "spiking_nodes": [{"name": "bg", "backend": "netpyne", "regions": sorted(set(POPULATIONS.values())),
+            "spiking_nodes": [{"name": "bg", "backend": backend, "regions": sorted(set(POPULATIONS.values())),
                                "params": params}]}
 
 
@@ -98,11 +111,11 @@ def one_run(state, seed, conn, a, runs: Path) -> dict:
     import yaml
 
     import cosim
-    cfg = config(state, seed, conn, a.duration, dbs_devices(a.dbs, a.amp))
-    cpath = runs / f"{state}_s{seed}.yaml"
+    cfg = config(state, seed, conn, a.duration, dbs_devices(a.dbs, a.amp), a.backend)
+    cpath = runs / f"{a.backend}_{state}_s{seed}.yaml"
     cpath.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.perf_counter()
-    res = cosim.run(cpath, out=runs / f"{state}_s{seed}", set={f"tvb.{k}": v for k, v in (s.split("=", 1) for s in a.tvb)},
+    res = cosim.run(cpath, out=runs / f"{a.backend}_{state}_s{seed}", set={f"tvb.{k}": v for k, v in (s.split("=", 1) for s in a.tvb)},
                     progress=False, log_level="WARNING")
     wall = time.perf_counter() - t0
     sp = res.spikes
@@ -123,8 +136,8 @@ def frontal(label: str) -> bool:
     return label.startswith(FRONTAL)
 
 
-def summarise(per: dict, labels: list[str], seeds: list[int]) -> dict:
-    out = {"netpyne": {s: {p: {k: [per[(s, sd)]["nuclei"][p][k] for sd in seeds] for k in ("rate_hz", "beta_power")}
+def summarise(per: dict, labels: list[str], seeds: list[int], backend: str = "netpyne") -> dict:
+    out = {backend: {s: {p: {k: [per[(s, sd)]["nuclei"][p][k] for sd in seeds] for k in ("rate_hz", "beta_power")}
                            for p in POPULATIONS} for s in STATES}}
     change = {}
     for i, lab in enumerate(labels):
@@ -137,19 +150,19 @@ def summarise(per: dict, labels: list[str], seeds: list[int]) -> dict:
     top = sorted(mean_abs, key=mean_abs.get, reverse=True)[:10]
     crit = {}
     for p in ("GPi", "STN", "Thal"):
-        m = {s: float(np.mean(out["netpyne"][s][p]["rate_hz"])) for s in STATES}
+        m = {s: float(np.mean(out[backend][s][p]["rate_hz"])) for s in STATES}
         crit[p] = {"healthy": m["healthy"], "parkinson": m["parkinson"], "parkinson_dbs": m["parkinson_dbs"],
                    "dbs_closer_to_healthy": abs(m["parkinson_dbs"] - m["healthy"]) < abs(m["parkinson"] - m["healthy"])}
-    out["cortex_dbs_change"] = {"netpyne": {"variable": per[("parkinson", seeds[0])]["cortex_var"],
+    out["cortex_dbs_change"] = {backend: {"variable": per[("parkinson", seeds[0])]["cortex_var"],
                                             "per_region": change,
                                             "frontal_mean_abs": float(np.mean(fr)), "other_mean_abs": float(np.mean(nf)),
                                             "largest_in_frontal": bool(np.mean(fr) > np.mean(nf)),
                                             "top10": top, "top10_frontal": sum(frontal(t) for t in top)}}
-    out["criteria"] = {"netpyne": crit}
+    out["criteria"] = {backend: crit}
     return out
 
 
-def figure(res: dict, labels: list[str], path: Path) -> None:
+def figure(res: dict, labels: list[str], path: Path, backend: str = "netpyne") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -160,19 +173,19 @@ def figure(res: dict, labels: list[str], path: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
     pops = list(POPULATIONS)
     for k, s in enumerate(STATES):
-        r = np.array([res["netpyne"][s][p]["rate_hz"] for p in pops])
+        r = np.array([res[backend][s][p]["rate_hz"] for p in pops])
         ax[0].bar(np.arange(len(pops)) + (k - 1) * 0.27, r.mean(1), 0.27, yerr=r.std(1), capsize=2, label=s)
     ax[0].set_xticks(range(len(pops)), pops)
     ax[0].set_ylabel("rate (Hz), mean ± sd over seeds")
-    ax[0].set_title("spiking basal ganglia (NetPyNE) in the co-simulation")
+    ax[0].set_title(f"spiking basal ganglia ({backend}) in the co-simulation")
     ax[0].legend()
-    ch = res["cortex_dbs_change"]["netpyne"]["per_region"]
+    ch = res["cortex_dbs_change"][backend]["per_region"]
     idx = [labels.index(lab) for lab in ch]
     v = np.array([np.mean(ch[lab]) for lab in ch])
     lim = max(1e-12, np.abs(v).max())
     sc = ax[1].scatter(centres[idx, 0], centres[idx, 1], c=v, cmap="RdBu_r", vmin=-lim, vmax=lim, s=40,
                        edgecolors=["k" if frontal(lab) else "none" for lab in ch])
-    fig.colorbar(sc, ax=ax[1], label=f"Δ{res['cortex_dbs_change']['netpyne']['variable']} (DBS − PD)")
+    fig.colorbar(sc, ax=ax[1], label=f"Δ{res['cortex_dbs_change'][backend]['variable']} (DBS − PD)")
     ax[1].set_title("cortical change under DBS (frontal regions outlined)")
     ax[1].set_xlabel("x (mm)"); ax[1].set_ylabel("y (mm)"); ax[1].set_aspect("equal")
     fig.tight_layout()
@@ -187,6 +200,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--n", type=int, default=100, help="cells per nucleus (the fits: 200)")
     ap.add_argument("--duration", type=float, default=1500.0)
+    ap.add_argument("--backend", choices=["netpyne", "brian2"], default="netpyne",
+                    help="the spiking side of the co-simulation (brian2: the cosim-brian2 plugin of this repository)")
     ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT, help="where the DBS pulses go")
     ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA)")
     ap.add_argument("--standalone", default="", metavar="BACKENDS",
@@ -204,6 +219,10 @@ def main(argv=None) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     conn, labels = connectome(out)
     os.environ["BG_N"] = str(a.n)              # read by examples/virtual_dbs/bg_network.py in the node
+    if a.backend == "brian2":                  # this repository's plugin (model files), first on the path
+        plugin = str(HERE / "plugins" / "cosim-brian2")
+        sys.path.insert(0, plugin)
+        os.environ["PYTHONPATH"] = os.pathsep.join([plugin] + [x for x in os.environ.get("PYTHONPATH", "").split(os.pathsep) if x])
     seeds = list(range(1, a.seeds + 1))
     per, t0 = {}, time.perf_counter()
     from cosim.errors import CosimError
@@ -216,7 +235,7 @@ def main(argv=None) -> int:
     except CosimError as e:
         print(f"virtual_dbs: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 1)
-    res = summarise(per, labels, seeds)
+    res = summarise(per, labels, seeds, a.backend)
     if a.standalone:
         from standalone_sweep import sweep
         try:
@@ -230,11 +249,11 @@ def main(argv=None) -> int:
                    "wall_s_per_run": {f"{s}_s{sd}": per[(s, sd)]["wall_s"] for (s, sd) in per},
                    "beta_power": "share of the population spike-count PSD (Welch) in 13-30 Hz of 2-100 Hz"}
     (out / "dbs_results.json").write_text(json.dumps(res, indent=1))
-    figure(res, labels, out / "dbs_results.png")
-    for p, c in res["criteria"]["netpyne"].items():
+    figure(res, labels, out / "dbs_results.png", a.backend)
+    for p, c in res["criteria"][a.backend].items():
         print(f"{p}: healthy {c['healthy']:.1f}  PD {c['parkinson']:.1f}  PD+DBS {c['parkinson_dbs']:.1f} Hz"
               f"  -> DBS closer to healthy: {c['dbs_closer_to_healthy']}")
-    cc = res["cortex_dbs_change"]["netpyne"]
+    cc = res["cortex_dbs_change"][backend]
     print(f"cortex |change| under DBS: frontal {cc['frontal_mean_abs']:.3g}, other {cc['other_mean_abs']:.3g}"
           f" ({cc['top10_frontal']}/10 largest are frontal); wall {res['meta']['wall_s_total']:.0f} s")
     print(f"wrote {out / 'dbs_results.json'} and {out / 'dbs_results.png'}")
