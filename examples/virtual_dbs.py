@@ -1,14 +1,15 @@
 """Virtual deep brain stimulation (Meier et al. 2022) as co-simulations: TVB + the spiking basal ganglia.
 
-    python examples/virtual_dbs.py [--small] [--out OUT] [--seeds 5] [--n 100] [--duration 1500]
-                                   [--tvb KEY=VALUE ...]
+    python examples/virtual_dbs.py [--small] [--out OUT] [--backends netpyne,brian2] [--seeds 5]
+                                   [--n 100] [--duration 1500] [--dbs stn] [--amp 100] [--tvb KEY=VALUE ...]
 
 Three states -- healthy, parkinson, parkinson_dbs -- over several seeds, each one co-simulation:
 TVB (the tvb section of main's config: Reduced Wong-Wang ExcInh) on the AAL + basal-ganglia
 connectome of the study (examples/data/basal_ganglia, with the study's edits: AAL thalami removed,
 GPe/GPi/striatum -> cortex and cortex -> GPe/GPi removed, 4 mm/ms), whose left basal ganglia and
 thalamus (GPe_Left, GPi_Left, STN_Left, Striatum_Left, Thal_Left) are proxies of the spiking network
-of Maith et al. 2021 on NetPyNE (examples/virtual_dbs/, our Izhikevich-Hamker mechanism). DBS is
+of Maith et al. 2021, on NetPyNE (examples/virtual_dbs/, our Izhikevich-Hamker mechanism) and on
+Brian2 (the same equations, through this repository's cosim-brian2 plugin and its model files). DBS is
 cosim's stimulation device (params.stimulus) on STN (examples/virtual_dbs/dbs_params.py).
 ``--tvb KEY=VALUE`` is passed as ``--set tvb.KEY=VALUE``: the whole-brain model stays a config
 choice (e.g. ReducedWongWangExcIO once the TVB side takes a model by class).
@@ -107,15 +108,15 @@ def config(state: str, seed: int, conn: Path, duration: float, dbs: list[dict], 
                                "params": params}]}
 
 
-def one_run(state, seed, conn, a, runs: Path) -> dict:
+def one_run(state, seed, conn, a, runs: Path, backend: str) -> dict:
     import yaml
 
     import cosim
-    cfg = config(state, seed, conn, a.duration, dbs_devices(a.dbs, a.amp), a.backend)
-    cpath = runs / f"{a.backend}_{state}_s{seed}.yaml"
+    cfg = config(state, seed, conn, a.duration, dbs_devices(a.dbs, a.amp), backend)
+    cpath = runs / f"{backend}_{state}_s{seed}.yaml"
     cpath.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.perf_counter()
-    res = cosim.run(cpath, out=runs / f"{a.backend}_{state}_s{seed}", set={f"tvb.{k}": v for k, v in (s.split("=", 1) for s in a.tvb)},
+    res = cosim.run(cpath, out=runs / f"{backend}_{state}_s{seed}", set={f"tvb.{k}": v for k, v in (s.split("=", 1) for s in a.tvb)},
                     progress=False, log_level="WARNING")
     wall = time.perf_counter() - t0
     sp = res.spikes
@@ -162,32 +163,33 @@ def summarise(per: dict, labels: list[str], seeds: list[int], backend: str = "ne
     return out
 
 
-def figure(res: dict, labels: list[str], path: Path, backend: str = "netpyne") -> None:
+def figure(res: dict, labels: list[str], path: Path, backends: list[str]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    lab_all = np.loadtxt(CONN / "aal_plus_BG_centers.txt", dtype=str, usecols=(0,))
     centres = np.loadtxt(CONN / "aal_plus_BG_centers.txt", usecols=(1, 2, 3))
-    keep = [i for i, lab in enumerate(np.loadtxt(CONN / "aal_plus_BG_centers.txt", dtype=str, usecols=(0,)))
-            if lab not in ("Thalamus_L", "Thalamus_R")]
-    centres = centres[keep]
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+    centres = centres[[i for i, lab in enumerate(lab_all) if lab not in ("Thalamus_L", "Thalamus_R")]]
+    fig, axes = plt.subplots(len(backends), 2, figsize=(12, 4.5 * len(backends)), squeeze=False)
     pops = list(POPULATIONS)
-    for k, s in enumerate(STATES):
-        r = np.array([res[backend][s][p]["rate_hz"] for p in pops])
-        ax[0].bar(np.arange(len(pops)) + (k - 1) * 0.27, r.mean(1), 0.27, yerr=r.std(1), capsize=2, label=s)
-    ax[0].set_xticks(range(len(pops)), pops)
-    ax[0].set_ylabel("rate (Hz), mean ± sd over seeds")
-    ax[0].set_title(f"spiking basal ganglia ({backend}) in the co-simulation")
-    ax[0].legend()
-    ch = res["cortex_dbs_change"][backend]["per_region"]
-    idx = [labels.index(lab) for lab in ch]
-    v = np.array([np.mean(ch[lab]) for lab in ch])
-    lim = max(1e-12, np.abs(v).max())
-    sc = ax[1].scatter(centres[idx, 0], centres[idx, 1], c=v, cmap="RdBu_r", vmin=-lim, vmax=lim, s=40,
-                       edgecolors=["k" if frontal(lab) else "none" for lab in ch])
-    fig.colorbar(sc, ax=ax[1], label=f"Δ{res['cortex_dbs_change'][backend]['variable']} (DBS − PD)")
-    ax[1].set_title("cortical change under DBS (frontal regions outlined)")
-    ax[1].set_xlabel("x (mm)"); ax[1].set_ylabel("y (mm)"); ax[1].set_aspect("equal")
+    for ax, backend in zip(axes, backends):
+        for k, s in enumerate(STATES):
+            r = np.array([res[backend][s][p]["rate_hz"] for p in pops])
+            ax[0].bar(np.arange(len(pops)) + (k - 1) * 0.27, r.mean(1), 0.27, yerr=r.std(1), capsize=2, label=s)
+        ax[0].set_xticks(range(len(pops)), pops)
+        ax[0].set_ylabel("rate (Hz), mean ± sd over seeds")
+        ax[0].set_title(f"spiking basal ganglia ({backend}) in the co-simulation")
+        ax[0].legend()
+        cc = res["cortex_dbs_change"][backend]
+        ch = cc["per_region"]
+        idx = [labels.index(lab) for lab in ch]
+        v = np.array([np.mean(ch[lab]) for lab in ch])
+        lim = max(1e-12, float(np.abs(v).max()))
+        sc = ax[1].scatter(centres[idx, 0], centres[idx, 1], c=v, cmap="RdBu_r", vmin=-lim, vmax=lim, s=40,
+                           edgecolors=["k" if frontal(lab) else "none" for lab in ch])
+        fig.colorbar(sc, ax=ax[1], label=f"Δ{cc['variable']} (DBS − PD), mean over seeds")
+        ax[1].set_title(f"cortical change under DBS ({backend}; frontal regions outlined)")
+        ax[1].set_xlabel("x (mm)"); ax[1].set_ylabel("y (mm)"); ax[1].set_aspect("equal")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -200,8 +202,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--n", type=int, default=100, help="cells per nucleus (the fits: 200)")
     ap.add_argument("--duration", type=float, default=1500.0)
-    ap.add_argument("--backend", choices=["netpyne", "brian2"], default="netpyne",
-                    help="the spiking side of the co-simulation (brian2: the cosim-brian2 plugin of this repository)")
+    ap.add_argument("--backends", default="netpyne,brian2",
+                    help="the spiking side of the co-simulations, comma-separated: netpyne, brian2 (this "
+                         "repository's cosim-brian2 plugin)")
     ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT, help="where the DBS pulses go")
     ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA)")
     ap.add_argument("--standalone", default="", metavar="BACKENDS",
@@ -219,23 +222,34 @@ def main(argv=None) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     conn, labels = connectome(out)
     os.environ["BG_N"] = str(a.n)              # read by examples/virtual_dbs/bg_network.py in the node
-    if a.backend == "brian2":                  # this repository's plugin (model files), first on the path
+    backends = [b.strip() for b in a.backends.split(",") if b.strip()]
+    if not backends or set(backends) - {"netpyne", "brian2"}:
+        print(f"virtual_dbs: --backends takes netpyne and/or brian2, not {a.backends!r}", file=sys.stderr)
+        return 2
+    if "brian2" in backends:                   # this repository's plugin (model files), first on the path
         plugin = str(HERE / "plugins" / "cosim-brian2")
         sys.path.insert(0, plugin)
         os.environ["PYTHONPATH"] = os.pathsep.join([plugin] + [x for x in os.environ.get("PYTHONPATH", "").split(os.pathsep) if x])
     seeds = list(range(1, a.seeds + 1))
-    per, t0 = {}, time.perf_counter()
+    t0 = time.perf_counter()
+    res, walls = {"cortex_dbs_change": {}, "criteria": {}}, {}
     from cosim.errors import CosimError
-    try:
-        for sd in seeds:
-            for s in STATES:
-                per[(s, sd)] = one_run(s, sd, conn, a, runs)
-                print(f"{s:14s} seed {sd}: " + " ".join(f"{p} {v['rate_hz']:.1f}" for p, v in per[(s, sd)]["nuclei"].items())
-                      + f"  ({per[(s, sd)]['wall_s']:.0f} s)", flush=True)
-    except CosimError as e:
-        print(f"virtual_dbs: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 1)
-    res = summarise(per, labels, seeds, a.backend)
+    for backend in backends:
+        per = {}
+        try:
+            for sd in seeds:
+                for s in STATES:
+                    per[(s, sd)] = r = one_run(s, sd, conn, a, runs, backend)
+                    walls[f"{backend}_{s}_s{sd}"] = r["wall_s"]
+                    print(f"{backend:8s} {s:14s} seed {sd}: " + " ".join(f"{p} {v['rate_hz']:.1f}" for p, v in r["nuclei"].items())
+                          + f"  ({r['wall_s']:.0f} s)", flush=True)
+        except CosimError as e:
+            print(f"virtual_dbs: {e}", file=sys.stderr)
+            return getattr(e, "exit_code", 1)
+        one = summarise(per, labels, seeds, backend)
+        res[backend] = one[backend]
+        res["cortex_dbs_change"][backend] = one["cortex_dbs_change"][backend]
+        res["criteria"][backend] = one["criteria"][backend]
     if a.standalone:
         from standalone_sweep import sweep
         try:
@@ -246,16 +260,18 @@ def main(argv=None) -> int:
             return 1
     res["meta"] = {"seeds": seeds, "cells_per_nucleus": a.n, "duration_ms": a.duration, "small": a.small,
                    "tvb_sets": a.tvb, "dbs": dbs_devices(a.dbs, a.amp), "wall_s_total": time.perf_counter() - t0,
-                   "wall_s_per_run": {f"{s}_s{sd}": per[(s, sd)]["wall_s"] for (s, sd) in per},
+                   "wall_s_per_run": walls, "backends": backends,
                    "beta_power": "share of the population spike-count PSD (Welch) in 13-30 Hz of 2-100 Hz"}
     (out / "dbs_results.json").write_text(json.dumps(res, indent=1))
-    figure(res, labels, out / "dbs_results.png", a.backend)
-    for p, c in res["criteria"][a.backend].items():
-        print(f"{p}: healthy {c['healthy']:.1f}  PD {c['parkinson']:.1f}  PD+DBS {c['parkinson_dbs']:.1f} Hz"
-              f"  -> DBS closer to healthy: {c['dbs_closer_to_healthy']}")
-    cc = res["cortex_dbs_change"][backend]
-    print(f"cortex |change| under DBS: frontal {cc['frontal_mean_abs']:.3g}, other {cc['other_mean_abs']:.3g}"
-          f" ({cc['top10_frontal']}/10 largest are frontal); wall {res['meta']['wall_s_total']:.0f} s")
+    figure(res, labels, out / "dbs_results.png", backends)
+    for backend in backends:
+        for p, c in res["criteria"][backend].items():
+            print(f"{backend:8s} {p:4s}: healthy {c['healthy']:.1f}  PD {c['parkinson']:.1f}  PD+DBS {c['parkinson_dbs']:.1f} Hz"
+                  f"  -> DBS closer to healthy: {c['dbs_closer_to_healthy']}")
+        cc = res["cortex_dbs_change"][backend]
+        print(f"{backend:8s} cortex |change| under DBS: frontal {cc['frontal_mean_abs']:.3g}, other {cc['other_mean_abs']:.3g}"
+              f" ({cc['top10_frontal']}/10 largest are frontal)")
+    print(f"wall time {res['meta']['wall_s_total']:.0f} s")
     print(f"wrote {out / 'dbs_results.json'} and {out / 'dbs_results.png'}")
     return 0
 

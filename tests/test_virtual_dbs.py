@@ -48,29 +48,32 @@ def test_the_network_on_netpyne_and_brian2_alone(tmp_path):
 @pytest.mark.slow
 @pytest.mark.tvb
 @pytest.mark.netpyne
+@pytest.mark.brian2
 def test_virtual_dbs_small(tmp_path):
-    """`examples/virtual_dbs.py --small`: three states x 2 seeds as co-simulations, results in the issue's format."""
+    """`examples/virtual_dbs.py --small`: three states x 2 seeds as co-simulations with TVB, the
+    spiking side on NetPyNE and on Brian2, results in the issue's format."""
     out = tmp_path / "dbs"
     p = subprocess.run([sys.executable, str(REPO / "examples/virtual_dbs.py"), "--small", "--out", str(out)],
                        capture_output=True, text=True, timeout=1800)
     assert p.returncode == 0, p.stderr[-2000:]
     res = json.loads((out / "dbs_results.json").read_text())
-    assert set(res["netpyne"]) == set(STATES)
-    for s in STATES:
-        assert set(res["netpyne"][s]) == set(NUCLEI)
-        for n in NUCLEI:
-            v = res["netpyne"][s][n]
-            assert len(v["rate_hz"]) == len(v["beta_power"]) == 2
-            assert all(math.isfinite(r) and r > 0 for r in v["rate_hz"]), (s, n, v)
-            assert all(0.0 <= b <= 1.0 for b in v["beta_power"])
-    # DBS is delivered: STN fires more under it, on every seed
-    for k in range(2):
-        assert res["netpyne"]["parkinson_dbs"]["STN"]["rate_hz"][k] > res["netpyne"]["parkinson"]["STN"]["rate_hz"][k]
-    ch = res["cortex_dbs_change"]["netpyne"]
-    assert "Precentral_L" in ch["per_region"] and "GPi_Left" not in ch["per_region"]
-    assert "Caudate_L" not in ch["per_region"]
-    assert all(len(v) == 2 for v in ch["per_region"].values())
-    # the spiking side reaches the cortex: some region's rate changes under DBS
-    assert max(abs(x) for v in ch["per_region"].values() for x in v) > 0
-    assert set(res["criteria"]["netpyne"]) == {"GPi", "STN", "Thal"}
+    for backend in ("netpyne", "brian2"):
+        assert set(res[backend]) == set(STATES)
+        for s in STATES:
+            assert set(res[backend][s]) == set(NUCLEI)
+            for n in NUCLEI:
+                v = res[backend][s][n]
+                assert len(v["rate_hz"]) == len(v["beta_power"]) == 2
+                assert all(math.isfinite(r) and r > 0 for r in v["rate_hz"]), (backend, s, n, v)
+                assert all(0.0 <= b <= 1.0 for b in v["beta_power"])
+        # DBS is delivered: STN fires more under it, on every seed
+        for k in range(2):
+            assert res[backend]["parkinson_dbs"]["STN"]["rate_hz"][k] > res[backend]["parkinson"]["STN"]["rate_hz"][k]
+        ch = res["cortex_dbs_change"][backend]
+        assert "Precentral_L" in ch["per_region"] and "GPi_Left" not in ch["per_region"]
+        assert "Caudate_L" not in ch["per_region"]
+        assert all(len(v) == 2 for v in ch["per_region"].values())
+        # the spiking side reaches the cortex: some region's rate changes under DBS
+        assert max(abs(x) for v in ch["per_region"].values() for x in v) > 0
+        assert set(res["criteria"][backend]) == {"GPi", "STN", "Thal"}
     assert res["meta"]["wall_s_total"] > 0 and (out / "dbs_results.png").stat().st_size > 10_000
