@@ -1,7 +1,7 @@
 """Virtual deep brain stimulation (Meier et al. 2022) as co-simulations: TVB + the spiking basal ganglia.
 
     python examples/virtual_dbs.py [--small] [--out OUT] [--backends netpyne,brian2] [--seeds 5]
-                                   [--n 100] [--duration 1500] [--dbs stn] [--amp 100] [--tvb KEY=VALUE ...]
+                                   [--n 100] [--duration 1000] [--dbs stn] [--amp 100] [--tvb KEY=VALUE ...]
 
 Three states -- healthy, parkinson, parkinson_dbs -- over several seeds, each one co-simulation:
 TVB (the tvb section of main's config: Reduced Wong-Wang ExcInh) on the AAL + basal-ganglia
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/virtual_dbs")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--n", type=int, default=100, help="cells per nucleus (the fits: 200)")
-    ap.add_argument("--duration", type=float, default=1500.0)
+    ap.add_argument("--duration", type=float, default=1000.0)
     ap.add_argument("--backends", default="netpyne,brian2",
                     help="the spiking side of the co-simulations, comma-separated: netpyne, brian2 (this "
                          "repository's cosim-brian2 plugin)")
