@@ -154,11 +154,18 @@ def summarise(per: dict, labels: list[str], seeds: list[int], backend: str = "ne
         m = {s: float(np.mean(out[backend][s][p]["rate_hz"])) for s in STATES}
         crit[p] = {"healthy": m["healthy"], "parkinson": m["parkinson"], "parkinson_dbs": m["parkinson_dbs"],
                    "dbs_closer_to_healthy": abs(m["parkinson_dbs"] - m["healthy"]) < abs(m["parkinson"] - m["healthy"])}
+    # regions that never change on any seed: the connectome gives them no path from the spiking regions
+    unreached = sorted(lab for lab, v in change.items() if not np.any(np.asarray(v) != 0))
+    fr_r = [v for lab, v in mean_abs.items() if frontal(lab) and lab not in unreached]
+    nf_r = [v for lab, v in mean_abs.items() if not frontal(lab) and lab not in unreached]
     out["cortex_dbs_change"] = {backend: {"variable": per[("parkinson", seeds[0])]["cortex_var"],
-                                            "per_region": change,
-                                            "frontal_mean_abs": float(np.mean(fr)), "other_mean_abs": float(np.mean(nf)),
-                                            "largest_in_frontal": bool(np.mean(fr) > np.mean(nf)),
-                                            "top10": top, "top10_frontal": sum(frontal(t) for t in top)}}
+                                          "per_region": change,
+                                          "frontal_mean_abs": float(np.mean(fr)), "other_mean_abs": float(np.mean(nf)),
+                                          "largest_in_frontal": bool(np.mean(fr) > np.mean(nf)),
+                                          "unreached": unreached,
+                                          "frontal_mean_abs_reached": float(np.mean(fr_r)) if fr_r else 0.0,
+                                          "other_mean_abs_reached": float(np.mean(nf_r)) if nf_r else 0.0,
+                                          "top10": top, "top10_frontal": sum(frontal(t) for t in top)}}
     out["criteria"] = {backend: crit}
     return out
 
@@ -270,7 +277,8 @@ def main(argv=None) -> int:
                   f"  -> DBS closer to healthy: {c['dbs_closer_to_healthy']}")
         cc = res["cortex_dbs_change"][backend]
         print(f"{backend:8s} cortex |change| under DBS: frontal {cc['frontal_mean_abs']:.3g}, other {cc['other_mean_abs']:.3g}"
-              f" ({cc['top10_frontal']}/10 largest are frontal)")
+              f" ({cc['top10_frontal']}/10 largest are frontal); over the {len(cc['per_region']) - len(cc['unreached'])}"
+              f" regions that change at all: frontal {cc['frontal_mean_abs_reached']:.3g}, other {cc['other_mean_abs_reached']:.3g}")
     print(f"wall time {res['meta']['wall_s_total']:.0f} s")
     print(f"wrote {out / 'dbs_results.json'} and {out / 'dbs_results.png'}")
     return 0

@@ -75,5 +75,9 @@ def test_virtual_dbs_small(tmp_path):
         assert all(len(v) == 2 for v in ch["per_region"].values())
         # the spiking side reaches the cortex: some region's rate changes under DBS
         assert max(abs(x) for v in ch["per_region"].values() for x in v) > 0
+        # regions listed as unreached never change; the rest do on some seed
+        for lab, v in ch["per_region"].items():
+            assert (lab in ch["unreached"]) == all(x == 0 for x in v), lab
+        assert "Calcarine_L" in ch["unreached"]             # no incoming connection in this connectome
         assert set(res["criteria"][backend]) == {"GPi", "STN", "Thal"}
     assert res["meta"]["wall_s_total"] > 0 and (out / "dbs_results.png").stat().st_size > 10_000
