@@ -105,7 +105,7 @@ class Brian2Adapter(NodeAdapter):
         self._pop_of_cell = np.empty(n_cells, dtype=np.int64)
         for i, q in enumerate(bt.pops):
             self._pop_of_cell[q.start:q.start + q.size] = i
-        self._pop_kind = np.array([0 if q.role == "exc" else 1 for q in bt.pops], dtype=np.int64)
+        self._pop_kind = np.array([{"exc": 0, "inh": 1}.get(q.role, -1) for q in bt.pops], dtype=np.int64)
         self._pop_col = np.array([self.col[q.region] for q in bt.pops], dtype=np.int64)
         self._pop_region = np.array([q.region for q in bt.pops], dtype=np.int32)
         self.n_exc = np.array([sum(q.size for q in bt.pops if q.region == r and q.role == "exc") for r in self.regions])
@@ -141,7 +141,7 @@ class Brian2Adapter(NodeAdapter):
         gc.collect()
         gc.freeze()
         self._frozen = True
-        log.info("%s: Brian2 %s configured %d region(s) %s, %d E + %d I per region, %d synapses, W=%d steps, "
+        log.info("%s: Brian2 %s configured %d region(s) %s, %d E + %d I in the first, %d synapses, W=%d steps, "
                  "dt=%g ms", ctx.node_name, b2.__version__, len(self.regions), self.regions, int(self.n_exc[0]),
                  int(self.n_inh[0]), bt.n_synapses, self.W, p.dt_ms)
 

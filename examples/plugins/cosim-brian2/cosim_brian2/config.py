@@ -19,6 +19,7 @@ chose for the same reason, puts the region in the other backends' regime (README
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -104,6 +105,19 @@ class Brian2Record(_S):
     plot: bool = True
 
 
+class Brian2PopMap(_S):
+    region: int = Field(ge=0)
+    role: Literal["exc", "inh", "other"] = Field(description="exc: counted as the region's R_e (and driven by "
+                                                              "TVB's input), inh: R_i, other: simulated only")
+
+
+class Brian2ModelFile(_S):
+    """A Brian2 network of your own (a Python file; see the plugin's README, "Bring your Brian2 model")."""
+    path: str = Field(description="Python file defining POPULATIONS {label: size} and build(b2, clock, seed, stim_ta, "
+                                  "stim_col) -> (NeuronGroup, [other Brian2 objects], input on_pre statement)")
+    populations: dict[str, Brian2PopMap] = Field(min_length=1)
+
+
 class Brian2Params(_S):
     dt_ms: float = Field(0.05, gt=0, description="Brian2's time step; must divide the TVB dt")
     network: Brian2Network = Field(default_factory=Brian2Network)
@@ -111,6 +125,9 @@ class Brian2Params(_S):
     output: OutputTransformer = Field(default_factory=OutputTransformer)
     inter_region: InterRegion = Field(default_factory=InterRegion)
     record: Brian2Record = Field(default_factory=Brian2Record)
+    model_file: Brian2ModelFile | None = Field(None, description="a Brian2 network of your own instead of the "
+                                                                  "default E/I network (network and inter_region "
+                                                                  "are then not used)")
     stimulus: list[CurrentPA] = Field(default_factory=list, max_length=64,
                                       description="current devices (pulse trains, constant currents) in pA, added to "
                                                   "the membrane equation through a TimedArray (1 nA in NetPyNE = 1000 pA)")

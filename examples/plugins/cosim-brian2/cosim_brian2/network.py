@@ -108,9 +108,90 @@ def _stimuli(p: Brian2Params, pops: list[Population], regions: list[int], n_cell
     return values, col, placed
 
 
+def _load_model_file(path: str):
+    """The user's Brian2 model module (its folder first on sys.path while it loads)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    f = Path(path).expanduser().resolve()
+    if not f.is_file():
+        raise ModelError(f"model_file.path {f} not found")
+    spec = importlib.util.spec_from_file_location(f"cosim_brian2_user_{abs(hash(str(f)))}", f)
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(f.parent))
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as e:
+        raise ModelError(f"model file {f}: raised {type(e).__name__}: {e}") from None
+    finally:
+        sys.path.remove(str(f.parent))
+    for name in ("POPULATIONS", "build"):
+        if not hasattr(mod, name):
+            raise ModelError(f"model file {f} defines no {name} (a Brian2 model file needs POPULATIONS and build)")
+    return f, mod
+
+
+def build_model_file(b2, p: Brian2Params, regions: list[int], seed: int, n_steps: int) -> Built:
+    """A user's Brian2 network (``params.model_file``): its cells in one NeuronGroup, populations contiguous
+    in the order of POPULATIONS; TVB's input drives every cell of the ``exc`` populations, one Poisson train
+    each, through the model's own ``input on_pre`` statement (e.g. ``g_ampa_post += w``, w = input.weight_uS)."""
+    mf = p.model_file
+    f, mod = _load_model_file(mf.path)
+    sizes = {str(k): int(v) for k, v in dict(mod.POPULATIONS).items()}
+    unknown = sorted(set(mf.populations) - set(sizes))
+    if unknown:
+        raise ModelError(f"model_file.populations {unknown} are not in the model's POPULATIONS {sorted(sizes)}")
+    for lab, m in mf.populations.items():
+        if m.region not in regions:
+            raise ModelError(f"population {lab!r} is mapped to region {m.region}, which this node does not simulate "
+                             f"(its regions: {list(regions)})")
+    missing = [r for r in regions if not any(m.region == r and m.role == "exc" for m in mf.populations.values())]
+    if missing:
+        raise ModelError(f"model_file.populations: region(s) {missing} have no 'exc' population")
+    pops, start = [], 0
+    for lab, n in sizes.items():
+        m = mf.populations.get(lab)
+        pops.append(Population(lab, m.region if m else regions[0], m.role if m else "other", start, n))
+        start += n
+    clock = b2.Clock(dt=p.dt_ms * b2.ms)
+    stims, stim_ta, stim_col = [], None, None
+    if p.stimulus:
+        values, stim_col, stims = _stimuli(p, pops, list(regions), start, n_steps)
+        stim_ta = b2.TimedArray(values, dt=p.dt_ms * b2.ms)        # pA, as plain numbers
+    try:
+        cells, objects, on_input = mod.build(b2, clock, seed, stim_ta, stim_col)
+    except ModelError:
+        raise
+    except Exception as e:
+        raise ModelError(f"model file {f}: build raised {type(e).__name__}: {e}") from None
+    if len(cells) != start:
+        raise ModelError(f"model file {f}: build made {len(cells)} cells, POPULATIONS says {start}")
+    exc_cells = {r: np.concatenate([np.arange(q.start, q.start + q.size) for q in pops
+                                    if q.region == r and q.role == "exc"]) for r in regions}
+    n_input = {r: int(exc_cells[r].size) for r in regions}
+    gen_offset, off = {}, 0
+    for r in regions:
+        gen_offset[r] = off
+        off += n_input[r]
+    gen = b2.SpikeGeneratorGroup(off, np.empty(0, np.int64), np.empty(0) * b2.ms, clock=clock)
+    objects = [cells, *objects, gen]
+    if p.input.weight_uS > 0:
+        S_in = b2.Synapses(gen, cells, "w : 1 (constant)", on_pre=on_input, namespace={}, clock=clock,
+                           delay=p.input.delay_ms * b2.ms)
+        S_in.connect(i=np.arange(off), j=np.concatenate([exc_cells[r] for r in regions]))
+        S_in.w = p.input.weight_uS
+        objects.append(S_in)
+    monitor = b2.SpikeMonitor(cells, record=True)
+    objects.append(monitor)
+    n_syn = sum(len(o) for o in objects if isinstance(o, b2.Synapses))
+    return Built(b2.Network(*objects), cells, gen, monitor, pops, gen_offset, n_input, n_syn, stims)
+
+
 def build(b2, p: Brian2Params, regions: list[int], connectome: dict | None, G: float, tvb_dt_ms: float,
           seed: int, n_steps: int = 0) -> Built:
     """``n_steps``: Brian2 steps of the whole run (the current devices' waveform is built for them)."""
+    if p.model_file is not None:
+        return build_model_file(b2, p, regions, seed, n_steps)
     net_p, cell = p.network, p.network.cell
     n_e, n_i = net_p.sizes()
     R = len(regions)
