@@ -1,0 +1,160 @@
+"""`cosim sweep` / `cosim.sweep`: a grid × seeds of ordinary runs on a Dask LocalCluster.
+
+  the grid and seeds parse as documented; a value the schema refuses fails that run alone (unit)
+  a run made to fail by its grid value fails alone, named with its reason; exit 1; a second
+  invocation skips the completed runs and reruns only the failed ones (noop services, 2 workers)
+  a sweep killed half-way (SIGTERM) and run again completes only the missing runs
+  each run of a sweep equals a single `cosim run` of the same config bit for bit (reference backend)
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from harness import noop_cfg, ref_config, wait_for
+from psutil_free import cosim_processes
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cosim.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _write(path: Path, cfg: dict) -> str:
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+# ---- parsing and planning (pure) -------------------------------------------------------------
+@pytest.mark.unit
+def test_grid_values_are_yaml_and_brackets_keep_their_commas():
+    from cosim.launch.sweep import parse_grid, parse_seeds
+    g = parse_grid(["tvb.coupling_a=0.002,0.004", "spiking_nodes.0.regions=[33, 71],[10,20,30]",
+                    "spiking_nodes.0.params.fail_at_window=null,2"])
+    assert g == {"tvb.coupling_a": [0.002, 0.004], "spiking_nodes.0.regions": [[33, 71], [10, 20, 30]],
+                 "spiking_nodes.0.params.fail_at_window": [None, 2]}
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7] and parse_seeds(2) == [0, 1]
+    assert parse_seeds(None) is None
+    from cosim.errors import ConfigError
+    for bad in (["tvb.coupling_a"], ["=1,2"], ["a=1", "a=2"]):
+        with pytest.raises(ConfigError, match="--grid"):
+            parse_grid(bad)
+    with pytest.raises(ConfigError, match="--seeds"):
+        parse_seeds("two")
+
+
+@pytest.mark.unit
+def test_plan_names_each_run_by_its_config_hash_and_keeps_a_refused_value_to_its_run(tmp_path):
+    from cosim.launch.sweep import plan
+    cfg = _write(tmp_path / "c.yaml", noop_cfg())
+    tasks = plan(cfg, {"run.duration_ms": [20, -5, 30]}, [0, 1], [], tmp_path / "out")
+    assert len(tasks) == 6 and [t["seed"] for t in tasks] == [0, 1] * 3
+    assert [t["values"]["run.duration_ms"] for t in tasks] == [20, 20, -5, -5, 30, 30]
+    assert len({t["folder"] for t in tasks}) == 6                      # every run its own folder
+    bad = [t for t in tasks if t["error"]]
+    assert [t["index"] for t in bad] == [2, 3] and all("run.duration_ms" in t["error"] for t in bad)
+    again = plan(cfg, {"run.duration_ms": [30]}, [1], [], tmp_path / "out")
+    assert again[0]["hash"] == tasks[5]["hash"]                          # same config, same run: resumable
+
+
+# ---- a sweep on a LocalCluster (real services) ----------------------------------------------
+@pytest.mark.system
+@pytest.mark.dask
+def test_a_failing_run_fails_alone_with_its_reason_and_a_rerun_skips_the_completed(tmp_path):
+    cfg = _write(tmp_path / "noop.yaml", noop_cfg(duration_ms=30))
+    out = tmp_path / "sweep"
+    args = ["sweep", cfg, "--grid", "spiking_nodes.0.params.fail_at_window=null,2", "--seeds", "2",
+            "--workers", "2", "--out", str(out)]
+    p = _cli(*args)
+    assert p.returncode == 1, p.stderr
+    assert "2 of 4 runs failed" in p.stderr
+    assert p.stderr.count("null node told to fail at window 2") >= 2, p.stderr
+    import cosim
+    ds = cosim.load_sweep(out)
+    assert ds.sizes["run"] == 4 and list(ds["seed"].values) == [0, 1, 0, 1]
+    assert list(ds["spiking_nodes.0.params.fail_at_window"].values) == ["null", "null", "2", "2"]
+    assert list(ds["status"].values) == ["completed", "completed", "failed", "failed"]
+    assert all("fail at window 2" in r for r in ds["reason"].values[2:])
+    for folder in ds["folder"].values[:2]:      # the completed runs are whole: every window recorded
+        r = cosim.load(folder)
+        assert r.completed and r.summary["windows"] == r.timings.shape[0] > 2
+    for folder in ds["folder"].values[2:]:      # each failed run kept its results up to its last window
+        assert json.loads((Path(folder) / "sweep_run.json").read_text())["status"] == "failed"
+    assert (out / "sweep.csv").read_text().count("\n") == 5 and (out / "sweep.png").stat().st_size > 0
+    assert not cosim_processes(str(out))
+    done = {f: (Path(f) / "coordinator.h5").stat().st_mtime_ns for f in ds["folder"].values[:2]}
+
+    p2 = _cli(*args)                             # again: the completed runs are skipped, the failed rerun
+    assert p2.returncode == 1 and "(2 already completed, 2 to run)" in p2.stderr, p2.stderr
+    assert {f: (Path(f) / "coordinator.h5").stat().st_mtime_ns for f in done} == done
+    p3 = _cli(*args[:3], "spiking_nodes.0.params.fail_at_window=null", *args[4:])
+    assert p3.returncode == 0 and "(2 already completed, 0 to run)" in p3.stderr, p3.stderr
+    assert "2 of 2 runs completed" in p3.stdout
+    assert not cosim_processes(str(out))
+
+
+@pytest.mark.system
+@pytest.mark.dask
+@pytest.mark.slow
+def test_a_sweep_stopped_half_way_completes_only_the_missing_runs_when_run_again(tmp_path):
+    cfg = _write(tmp_path / "noop.yaml", noop_cfg(duration_ms=100, step_sleep_ms=30))
+    out = tmp_path / "sweep"
+    args = [sys.executable, "-m", "cosim.cli", "sweep", cfg, "--seeds", "4", "--workers", "1", "--out", str(out)]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(list(out.glob("runs/*/sweep_run.json"))) >= 1, 120, "a first completed run")
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, err
+    wait_for(lambda: not cosim_processes(str(out)), 30, "the stopped sweep's services to end")
+    first = {f.parent.name: f.stat().st_mtime_ns for f in out.glob("runs/*/sweep_run.json")}
+    assert 1 <= len(first) < 4
+    q = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert q.returncode == 0, q.stderr
+    assert f"({len(first)} already completed, {4 - len(first)} to run)" in q.stderr
+    assert {k: (out / "runs" / k / "sweep_run.json").stat().st_mtime_ns for k in first} == first
+    assert len(list(out.glob("runs/*/sweep_run.json"))) == 4
+
+
+@pytest.mark.system
+@pytest.mark.dask
+@pytest.mark.tvb
+@pytest.mark.slow
+def test_each_run_of_a_sweep_equals_a_single_cosim_run_of_its_config(tmp_path):
+    import cosim
+    cfg = _write(tmp_path / "ref.yaml", ref_config(duration_ms=30))
+    ds = cosim.sweep(cfg, grid={"tvb.coupling_a": [0.002, 0.006]}, seeds=2, workers=2, out=tmp_path / "sweep",
+                     progress=False)
+    assert list(ds["status"].values) == ["completed"] * 4
+    assert list(ds["tvb.coupling_a"].values) == [0.002, 0.002, 0.006, 0.006] and list(ds["seed"].values) == [0, 1, 0, 1]
+    # the grid value and the seed each change the result (so the comparison below can fail)
+    tvb_rate = ds["tvb_rate"].values
+    assert not np.array_equal(tvb_rate[0], tvb_rate[1]) and not np.array_equal(tvb_rate[0], tvb_rate[2])
+    # a single `cosim run` of run 3's config (coupling 0.006, seed 1), made now: equal bit for bit
+    single = tmp_path / "single"
+    p = _cli("run", cfg, "--set", "tvb.coupling_a=0.006", "--set", "run.seed=1", "--out", str(single), "--no-plots")
+    assert p.returncode == 0, p.stderr
+    swept = Path(str(ds["folder"].values[3]))
+    with h5py.File(swept / "tvb.h5") as a, h5py.File(single / "tvb.h5") as b:
+        for v in ("R_e", "R_i", "S_e", "S_i"):
+            assert np.array_equal(a[f"raw/{v}"][()], b[f"raw/{v}"][()]), v
+    with h5py.File(swept / "spiking.h5") as a, h5py.File(single / "spiking.h5") as b:
+        assert np.array_equal(a["raw/R_e"][()], b["raw/R_e"][()])
+    # and the dataset's measures are the single run's
+    from cosim.launch.sweep import run_metrics
+    m = run_metrics(single)
+    assert np.array_equal(ds["tvb_rate"].values[3], np.array(m["tvb_rate"]["values"]))
+    assert np.array_equal(ds["rate"].sel(spiking_region=[33, 71]).values[3], np.array(m["rate"]["values"]))
+    assert not cosim_processes(str(tmp_path))
