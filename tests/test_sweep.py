@@ -5,10 +5,13 @@
   invocation skips the completed runs and reruns only the failed ones (noop services, 2 workers)
   a sweep killed half-way (SIGTERM) and run again completes only the missing runs
   each run of a sweep equals a single `cosim run` of the same config bit for bit (reference backend)
+  a sweep sent to a real Dask cluster (scheduler and two workers on network-namespace hosts) equals
+  the local pool's bit for bit
 """
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -128,15 +131,26 @@ def test_a_sweep_stopped_half_way_completes_only_the_missing_runs_when_run_again
     assert len(list(out.glob("runs/*/sweep_run.json"))) == 4
 
 
+GRID = {"tvb.coupling_a": [0.002, 0.006]}
+GRID_ARGS = ["--grid", "tvb.coupling_a=0.002,0.006", "--seeds", "2"]
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    """A 2-value grid × 2 seeds of reference runs on a 2-worker LocalCluster: (config path, dataset)."""
+    import cosim
+    tmp = tmp_path_factory.mktemp("local_sweep")
+    cfg = _write(tmp / "ref.yaml", ref_config(duration_ms=30))
+    ds = cosim.sweep(cfg, grid=GRID, seeds=2, workers=2, out=tmp / "sweep", progress=False)
+    return cfg, ds
+
+
 @pytest.mark.system
 @pytest.mark.dask
 @pytest.mark.tvb
 @pytest.mark.slow
-def test_each_run_of_a_sweep_equals_a_single_cosim_run_of_its_config(tmp_path):
-    import cosim
-    cfg = _write(tmp_path / "ref.yaml", ref_config(duration_ms=30))
-    ds = cosim.sweep(cfg, grid={"tvb.coupling_a": [0.002, 0.006]}, seeds=2, workers=2, out=tmp_path / "sweep",
-                     progress=False)
+def test_each_run_of_a_sweep_equals_a_single_cosim_run_of_its_config(local_sweep, tmp_path):
+    cfg, ds = local_sweep
     assert list(ds["status"].values) == ["completed"] * 4
     assert list(ds["tvb.coupling_a"].values) == [0.002, 0.002, 0.006, 0.006] and list(ds["seed"].values) == [0, 1, 0, 1]
     # the grid value and the seed each change the result (so the comparison below can fail)
@@ -147,14 +161,65 @@ def test_each_run_of_a_sweep_equals_a_single_cosim_run_of_its_config(tmp_path):
     p = _cli("run", cfg, "--set", "tvb.coupling_a=0.006", "--set", "run.seed=1", "--out", str(single), "--no-plots")
     assert p.returncode == 0, p.stderr
     swept = Path(str(ds["folder"].values[3]))
-    with h5py.File(swept / "tvb.h5") as a, h5py.File(single / "tvb.h5") as b:
-        for v in ("R_e", "R_i", "S_e", "S_i"):
-            assert np.array_equal(a[f"raw/{v}"][()], b[f"raw/{v}"][()]), v
-    with h5py.File(swept / "spiking.h5") as a, h5py.File(single / "spiking.h5") as b:
-        assert np.array_equal(a["raw/R_e"][()], b["raw/R_e"][()])
+    _assert_same_run(swept, single)
     # and the dataset's measures are the single run's
     from cosim.launch.sweep import run_metrics
     m = run_metrics(single)
     assert np.array_equal(ds["tvb_rate"].values[3], np.array(m["tvb_rate"]["values"]))
     assert np.array_equal(ds["rate"].sel(spiking_region=[33, 71]).values[3], np.array(m["rate"]["values"]))
     assert not cosim_processes(str(tmp_path))
+
+
+def _assert_same_run(a_dir: Path, b_dir: Path) -> None:
+    with h5py.File(a_dir / "tvb.h5") as a, h5py.File(b_dir / "tvb.h5") as b:
+        for v in ("R_e", "R_i", "S_e", "S_i"):
+            assert np.array_equal(a[f"raw/{v}"][()], b[f"raw/{v}"][()]), v
+    with h5py.File(a_dir / "spiking.h5") as a, h5py.File(b_dir / "spiking.h5") as b:
+        assert np.array_equal(a["raw/R_e"][()], b["raw/R_e"][()]) and np.array_equal(a["raw/R_i"][()], b["raw/R_i"][()])
+
+
+@pytest.mark.system
+@pytest.mark.dask
+@pytest.mark.tvb
+@pytest.mark.netns
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_sweep_on_a_real_dask_cluster_of_two_hosts_equals_the_local_pool(local_sweep, tmp_path):
+    """`dask scheduler` on h0, one `dask worker` on each of h1 and h2 (network namespaces), the sweep
+    sent from h0 with --scheduler: each run's services on its worker's host, results bit for bit
+    those of the local pool."""
+    import cosim
+    try:
+        from tests.netns import Lab, available
+    except ImportError:
+        from netns import Lab, available
+    why = available()
+    if why:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(why)
+    cfg, local = local_sweep
+    out = tmp_path / "cluster"
+    with Lab(3, prefix="cosimdask") as lab:
+        h0, h1, h2 = lab.hosts
+        scheduler = f"tcp://{h0.ip}:8786"
+        lab_logs = tmp_path / "logs"
+        lab_logs.mkdir()
+        h0.popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", h0.ip, "--port", "8786",
+                  "--no-dashboard"], lab_logs / "scheduler.log")
+        for h in (h1, h2):
+            h.popen([sys.executable, "-m", "distributed.cli.dask_worker", scheduler, "--host", h.ip, "--nworkers", "1",
+                     "--nthreads", "1", "--no-dashboard"], lab_logs / f"worker_{h.index}.log")
+        p = h0.run([sys.executable, "-m", "cosim.cli", "sweep", cfg, *GRID_ARGS, "--scheduler", scheduler,
+                    "--out", str(out)], timeout=400)
+        logs = "".join(f.read_text() for f in sorted(lab_logs.iterdir()))
+        assert p.returncode == 0, p.stderr + logs
+    ds = cosim.load_sweep(out)
+    assert list(ds["status"].values) == ["completed"] * 4
+    for v in ("tvb.coupling_a", "seed", "tvb_rate", "rate"):
+        assert np.array_equal(ds[v].values, local[v].values), v
+    workers = set()
+    for i in range(4):
+        a, b = Path(str(ds["folder"].values[i])), Path(str(local["folder"].values[i]))
+        assert a.name == b.name                       # the same config hash
+        _assert_same_run(a, b)
+        workers.add(json.loads((a / "sweep_run.json").read_text())["worker"].split("//")[1].rsplit(":", 1)[0])
+    assert workers == {h1.ip, h2.ip}

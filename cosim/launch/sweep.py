@@ -145,7 +145,7 @@ def execute(task: dict, plots: bool = False, transient_ms: float = 0.0, log_leve
         shutil.rmtree(folder)
     record = {k: task[k] for k in ("index", "hash", "values", "seed", "sets", "folder")}
     record.update(status="failed", reason=None, exit_code=None, metrics=None, host=os.uname().nodename,
-                  transient_ms=transient_ms)
+                  worker=_worker_address(), transient_ms=transient_ms)
     t0 = time.perf_counter()
     said = io.StringIO()
     try:
@@ -172,6 +172,15 @@ def execute(task: dict, plots: bool = False, transient_ms: float = 0.0, log_leve
     folder.mkdir(parents=True, exist_ok=True)      # a refused run's folder was removed: keep its record
     (folder / RECORD).write_text(json.dumps(record, indent=1))
     return record
+
+
+def _worker_address() -> str | None:
+    """The Dask worker running this task (its address names its host), if any."""
+    try:
+        from distributed import get_worker
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
 
 
 def run_metrics(folder: str | Path, transient_ms: float = 0.0) -> dict:
