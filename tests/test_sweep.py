@@ -223,3 +223,34 @@ def test_a_sweep_on_a_real_dask_cluster_of_two_hosts_equals_the_local_pool(local
         _assert_same_run(a, b)
         workers.add(json.loads((a / "sweep_run.json").read_text())["worker"].split("//")[1].rsplit(":", 1)[0])
     assert workers == {h1.ip, h2.ip}
+
+
+@pytest.mark.system
+@pytest.mark.dask
+@pytest.mark.tvb
+@pytest.mark.netpyne
+@pytest.mark.slow
+def test_netpyne_services_forked_from_a_warm_zygote_equal_fresh_processes_spike_for_spike(tmp_path):
+    """Two seeds in one worker (the second run's services forked from the zygote that the first
+    started, NEURON and TVB imported there once) against `cosim run` of each: same spikes, same TVB."""
+    import cosim
+    params = {"network": {"n_exc": 30, "n_inh": 10}, "record": {"plot": False},
+              "input": {"offset_hz": 3000.0}}          # driven hard: tens of spikes in 40 ms
+    cfg = _write(tmp_path / "np.yaml", {"run": {"name": "np", "duration_ms": 40, "progress": False},
+                                        "spiking_nodes": [{"name": "spiking", "backend": "netpyne", "regions": [33, 71],
+                                                           "params": params}]})
+    ds = cosim.sweep(cfg, seeds=[3, 4], workers=1, out=tmp_path / "sweep", progress=False)
+    assert list(ds["status"].values) == ["completed"] * 2
+    spikes = []
+    for i, seed in enumerate((3, 4)):
+        single = tmp_path / f"single{seed}"
+        p = _cli("run", cfg, "--set", f"run.seed={seed}", "--out", str(single), "--no-plots")
+        assert p.returncode == 0, p.stderr
+        swept = Path(str(ds["folder"].values[i]))
+        a, b = cosim.load(swept).spikes, cosim.load(single).spikes
+        assert len(a) > 0 and a.equals(b), seed
+        with h5py.File(swept / "tvb.h5") as x, h5py.File(single / "tvb.h5") as y:
+            assert np.array_equal(x["raw/R_e"][()], y["raw/R_e"][()])
+        spikes.append(a)
+    assert not spikes[0].equals(spikes[1])       # the seed matters: the comparison above can fail
+    assert not cosim_processes(str(tmp_path))

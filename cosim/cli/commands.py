@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     sw.add_argument("--transient-ms", type=float, default=0.0, help="left out of the per-run measures")
     sw.add_argument("--plots", action="store_true", help="also draw each run's figures")
+    sw.add_argument("--cold", action="store_true", help="start every service as a fresh process (default: forked "
+                                                        "from a process that imported the simulators once per worker)")
 
     rs = sub.add_parser("resume", help="continue a broken run from its last good checkpoint, into the same folder")
     rs.add_argument("run_dir")
@@ -163,7 +165,7 @@ def cmd_sweep(a) -> int:
     from cosim.launch.sweep import parse_grid, parse_seeds, run_sweep, summary_line
     ds = run_sweep(a.config, parse_grid(a.grid), parse_seeds(a.seeds), a.out, sets=a.set, workers=a.workers,
                    scheduler=a.scheduler, plots=a.plots, transient_ms=a.transient_ms, log_level=a.log_level,
-                   bar_cls=tqdm)
+                   warm=not a.cold, bar_cls=tqdm)
     print(summary_line(ds))
     print(f"cosim sweep: results in {a.out}/sweep.nc (cosim.load_sweep), sweep.csv, sweep.png")
     return EXIT_OK

@@ -12,7 +12,9 @@ every run whose folder says it completed (`sweep_run.json`) and runs again the f
 ones. Each run is one Dask task (dask.distributed): a `LocalCluster` of `--workers N` worker
 processes, or an existing cluster at `--scheduler tcp://HOST:PORT`, whose workers start each
 run's services on their own host (OUT and CONFIG at the same path there: a shared filesystem).
-A worker process is the run's launcher and stays up between runs, so its imports are paid once.
+A worker process is the run's launcher and stays up between runs; it forks each run's services
+from a zygote that imported cosim and the simulators once (cosim.launch.zygote; `warm=False`,
+`--cold`: fresh processes), so the imports are paid once per worker, not once per run.
 
 The per-run summary measures (run_metrics) are gathered into one xarray dataset with a `run`
 dimension and a coordinate per grid key and for the seed, written to `OUT/sweep.nc` (netCDF4 via
@@ -135,11 +137,13 @@ def plan(config: str | None, grid: dict[str, list], seeds: list[int] | None, bas
 
 
 # ---- one run (a Dask task, in a worker process) -----------------------------------------------
-def execute(task: dict, plots: bool = False, transient_ms: float = 0.0, log_level: str = "INFO") -> dict:
+def execute(task: dict, plots: bool = False, transient_ms: float = 0.0, log_level: str = "INFO",
+            warm: bool = True) -> dict:
     """Run one task as an ordinary `cosim run` into its folder; its record (status, reason, metrics).
     Never raises for a run that fails: the failure is the record's `reason`."""
     from cosim.config import apply_overrides
     from cosim.launch.run import start
+    from cosim.launch.starters import LocalProcess, Warm
     folder = Path(task["folder"])
     if folder.exists():                 # an earlier attempt that failed or was killed
         shutil.rmtree(folder)
@@ -153,7 +157,7 @@ def execute(task: dict, plots: bool = False, transient_ms: float = 0.0, log_leve
             cfg = apply_overrides(task["config"], task["sets"])
             a = argparse.Namespace(config=task["config"], set=task["sets"], out=str(folder), no_plots=not plots,
                                    log_level=log_level)
-            launch = start(a, cfg)
+            launch = start(a, cfg, starter=(Warm if warm else LocalProcess)(log_level))
             try:
                 summary = launch.supervise(bar_cls=None, err=said)
             finally:
@@ -249,7 +253,7 @@ def _done(task: dict) -> dict | None:
 def run_sweep(config: str | None, grid: dict[str, list], seeds: list[int] | None, out: str | Path, *,
               sets: list[str] | None = None, workers: int | None = None, scheduler: str | None = None,
               plots: bool = False, transient_ms: float = 0.0, progress: bool = True, log_level: str = "INFO",
-              bar_cls: Any = None, err: Any = None):
+              warm: bool = True, bar_cls: Any = None, err: Any = None):
     """The sweep (module docstring); its xarray dataset. SweepFailed if any run failed."""
     err = err or sys.stderr
     out = Path(out).resolve()
@@ -285,7 +289,7 @@ def run_sweep(config: str | None, grid: dict[str, list], seeds: list[int] | None
         bar = bar_cls(total=len(tasks), initial=len(records), unit="run", file=err, dynamic_ncols=True)
     try:
         if todo:
-            _dispatch(todo, records, workers, scheduler, plots, transient_ms, log_level, bar, err)
+            _dispatch(todo, records, workers, scheduler, plots, transient_ms, log_level, warm, bar, err)
     finally:
         if bar is not None:
             bar.close()
@@ -308,7 +312,7 @@ def _label(rec: dict) -> str:
 
 
 def _dispatch(todo: list[dict], records: dict, workers: int | None, scheduler: str | None, plots: bool,
-              transient_ms: float, log_level: str, bar, err) -> None:
+              transient_ms: float, log_level: str, warm: bool, bar, err) -> None:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -330,7 +334,7 @@ def _dispatch(todo: list[dict], records: dict, workers: int | None, scheduler: s
     futures = {}
     try:
         for t in todo:
-            f = client.submit(execute, t, plots, transient_ms, log_level, key=f"cosim-run-{t['hash'][:16]}-{t['index']}",
+            f = client.submit(execute, t, plots, transient_ms, log_level, warm, key=f"cosim-run-{t['hash'][:16]}-{t['index']}",
                               pure=False)
             futures[f] = t
         for f in as_completed(futures):
