@@ -94,6 +94,13 @@ def one_run(work: Path, duration_ms: float, backend: str) -> dict:
     phases["spiking: imports (warm-up, overlapping TVB's)"] = float(warm.group(1)) if warm else None
     phases["spiking: network build"] = float(built.group(1)) if built else None
     phases["planned → every node ready"] = (t_ready - t_plan) if t_ready and t_plan else None
+    t_fig, _ = _find(logs / "spiking.log", r"plot written to")
+    t_done, _ = _find(logs / "coordinator.log", r"results written to")
+    loop_end = t0_wall + (first or 0) + loop
+    phases["tear-down: last window → spiking figure drawn"] = (t_fig - loop_end) if t_fig else None
+    phases["tear-down: last window → coordinator's results written"] = (t_done - loop_end) if t_done else None
+    phases["tear-down: coordinator's results → command exits (services exit, summary)"] = \
+        (t0_wall + total - t_done) if t_done else None
     return {"total_s": total, "first_window_s": first, "loop_s": loop, "startup_s": first,
             "teardown_s": total - (first or 0) - loop, "phases": phases, "windows": summary["windows"]}
 
