@@ -4,7 +4,7 @@ and the wall time per run of a sweep with fresh (cold) and forked (warm) service
 1. **Floor**: ``python -P -c "import tvb.simulator.simulator"`` and ``python -P -c "from netpyne
    import sim"`` (NEURON with it), each twice, the faster kept: what any process that uses TVB or
    NetPyNE pays before doing anything.
-2. **One `cosim run`** of the default example (NetPyNE regions 33 and 71; shortened): the time
+2. **One `cosim run`** (twice: services ending as before, COSIM_SLOW_EXIT=1, then as now) of the default example (NetPyNE regions 33 and 71; shortened): the time
    from the command's start until the coordinator starts the windows (it creates coordinator.h5
    then), the loop (summary.json), and everything after; per service, from the logs: the
    spiking node's imports (its warm-up), its network build, when TVB was configured.
@@ -60,16 +60,18 @@ def _find(log: Path, pattern: str) -> tuple[float | None, re.Match | None]:
     return None, None
 
 
-def one_run(work: Path, duration_ms: float, backend: str) -> dict:
-    """`cosim run` of the default example: start-up, loop, tear-down, and the services' phases."""
-    out = work / "run"
+def one_run(work: Path, duration_ms: float, backend: str, slow_exit: bool = False) -> dict:
+    """`cosim run` of the default example: start-up, loop, tear-down, and the services' phases.
+    slow_exit: the services end with the interpreter's full teardown (COSIM_SLOW_EXIT=1, as before)."""
+    out = work / ("run_slow_exit" if slow_exit else "run")
     cfg = write_config({"run": {"duration_ms": duration_ms, "progress": False},
                         "spiking_nodes": [{"name": "spiking", "backend": backend, "regions": [33, 71]}]},
                        work / "run.yaml")
     t0_wall = time.time()
     t0 = time.perf_counter()
     p = subprocess.Popen(command_lines.cosim_cmd("INFO") + ["run", str(cfg), "--out", str(out), "--no-plots"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**env(), **({"COSIM_SLOW_EXIT": "1"} if slow_exit else {})})
     first = None
     while p.poll() is None:
         if first is None and (out / "coordinator.h5").exists():
@@ -135,6 +137,7 @@ def run(size: str, out: Path | None = None) -> dict:
     slowest = res["floor_netpyne_s"] if p["backend"] == "netpyne" else res["floor_tvb_s"]
     with tempfile.TemporaryDirectory(prefix="cosim-bench-startup-") as tmp:
         work = Path(tmp)
+        res["run_slow_exit"] = one_run(work, p["duration_ms"], p["backend"], slow_exit=True)
         r = one_run(work, p["duration_ms"], p["backend"])
         res["run"] = r
         res["run"]["startup_plus_teardown_over_floor"] = (r["startup_s"] + r["teardown_s"]) / max(
@@ -159,6 +162,10 @@ def main() -> None:
           f"{r['startup_plus_teardown_over_floor']:.2f}")
     for k, v in r["phases"].items():
         print(f"  {k}: {v:.2f} s" if v is not None else f"  {k}: -")
+    b = res["run_slow_exit"]
+    print(f"the same with the services' full interpreter teardown (COSIM_SLOW_EXIT=1, as before): {b['total_s']:.2f} s "
+          f"= start-up {b['startup_s']:.2f} + loop {b['loop_s']:.2f} + tear-down {b['teardown_s']:.2f} (coordinator's "
+          f"results → exit {b['phases']['tear-down: coordinator' + chr(39) + 's results → command exits (services exit, summary)'] or float('nan'):.2f} s)")
     for kind in ("sweep_cold", "sweep_warm"):
         s = res[kind]
         print(f"{kind}: {len(s['wall_s'])} runs in {s['total_s']:.1f} s; first run {s['first_run_s']:.2f} s, later runs "
