@@ -63,7 +63,7 @@ def _find(log: Path, pattern: str) -> tuple[float | None, re.Match | None]:
 def one_run(work: Path, duration_ms: float, backend: str, slow_exit: bool = False) -> dict:
     """`cosim run` of the default example: start-up, loop, tear-down, and the services' phases.
     slow_exit: the services end with the interpreter's full teardown (COSIM_SLOW_EXIT=1, as before)."""
-    out = work / ("run_slow_exit" if slow_exit else "run")
+    out = work / f"run_{'slow_exit_' if slow_exit else ''}{time.time_ns()}"
     cfg = write_config({"run": {"duration_ms": duration_ms, "progress": False},
                         "spiking_nodes": [{"name": "spiking", "backend": backend, "regions": [33, 71]}]},
                        work / "run.yaml")
