@@ -245,7 +245,10 @@ class Warm(LocalProcess):
         env = command_lines.spiking_env(spec.entry) if spec.role == "spiking" and spec.entry is not None \
             else command_lines.service_env()
         assert spec.log is not None, "a warm process writes its output to a log file"
-        zyg = zygote(getattr(self, "modules", None) or preload_modules(set(), set()), command_lines.service_env())
+        try:
+            zyg = zygote(getattr(self, "modules", None) or preload_modules(set(), set()), command_lines.service_env())
+        except OSError:                          # no zygote (it died importing): a fresh process, as cold
+            return super().start(spec)
         if any(env.get(v) != zyg_env for v, zyg_env in zip(command_lines.THREAD_VARS, _thread_values())):
             return super().start(spec)          # e.g. NEST threads: its own process, its own settings
         argv = (["--log-level", self.log_level] if self.log_level else []) + list(spec.args)
