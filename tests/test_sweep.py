@@ -68,6 +68,16 @@ def test_plan_names_each_run_by_its_config_hash_and_keeps_a_refused_value_to_its
     assert again[0]["hash"] == tasks[5]["hash"]                          # same config, same run: resumable
 
 
+@pytest.mark.unit
+def test_a_sweep_whose_every_run_is_refused_is_a_configuration_error_and_leaves_nothing(tmp_path):
+    from cosim.errors import ConfigError
+    from cosim.launch.sweep import run_sweep
+    cfg = _write(tmp_path / "c.yaml", noop_cfg())
+    with pytest.raises(ConfigError, match="tvb.no_such_key"):
+        run_sweep(cfg, {"tvb.no_such_key": [1, 2]}, None, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 # ---- a sweep on a LocalCluster (real services) ----------------------------------------------
 @pytest.mark.system
 @pytest.mark.dask

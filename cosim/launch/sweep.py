@@ -263,6 +263,8 @@ def run_sweep(config: str | None, grid: dict[str, list], seeds: list[int] | None
     if workers is not None and scheduler:
         raise ConfigError("--workers and --scheduler: give one (the cluster's workers are its own)")
     tasks = plan(config, grid, seeds, list(sets or []), out)
+    if all(t["error"] for t in tasks):      # e.g. a misspelt grid key: no run can start, nothing to keep
+        raise ConfigError(f"every run of the sweep is refused: {tasks[0]['error']}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps({"config": config, "grid": grid, "seeds": seeds, "sets": sets or [],
                                                 "transient_ms": transient_ms, "runs": len(tasks)}, indent=1))
