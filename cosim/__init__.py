@@ -3,6 +3,7 @@
     import cosim
     results = cosim.run(duration_ms=200)          # the services as subprocesses, like `cosim run`
     results = cosim.load("results/default_…")     # a finished (or stopped) run
+    ds = cosim.sweep(grid={"tvb.coupling_a": [0.002, 0.004]}, seeds=2, workers=2, out="study")   # many runs
     results.tvb, results.spikes, results.rates, results.signals, results.timings, results.plot.activity()
 
 Everything is imported on first use: `import cosim` stays cheap, and services that import
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 _API = {"run": "cosim.api", "load": "cosim.api", "RunHandle": "cosim.api", "RunFailed": "cosim.errors",
         "RunInterrupted": "cosim.errors", "ConfigError": "cosim.errors", "CosimError": "cosim.errors",
-        "Results": "cosim.results.reader", "export_nwb": "cosim.results.nwb"}
+        "Results": "cosim.results.reader", "export_nwb": "cosim.results.nwb", "sweep": "cosim.api",
+        "load_sweep": "cosim.api", "SweepFailed": "cosim.errors"}
 
 __all__ = sorted(_API)
 

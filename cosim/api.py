@@ -10,6 +10,11 @@ fails, `RunInterrupted` when stopped. Overrides are the `--set` of the command l
     cosim.run("my.yaml", run__seed=3)           # keyword: "__" for "."
 
 With `block=False` it returns a `RunHandle` at once (`.progress`, `.done()`, `.wait()`, `.stop()`).
+
+`cosim.sweep` runs many such runs, a grid of overrides × seeds, on a local pool or a Dask
+cluster (cosim.launch.sweep), and `cosim.load_sweep(OUT)` reads the sweep's dataset back:
+
+    ds = cosim.sweep(grid={"tvb.coupling_a": [0.002, 0.004]}, seeds=2, workers=2, out="study")
 """
 from __future__ import annotations
 
@@ -20,10 +25,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cosim.errors import ConfigError, RunFailed, RunInterrupted
+from cosim.errors import ConfigError, RunFailed, RunInterrupted, SweepFailed
 from cosim.results.reader import Results
 
-__all__ = ["ConfigError", "Results", "RunFailed", "RunHandle", "RunInterrupted", "load", "run"]
+__all__ = ["ConfigError", "Results", "RunFailed", "RunHandle", "RunInterrupted", "SweepFailed", "load", "load_sweep",
+           "run", "sweep"]
 
 
 def load(run_dir: str | Path) -> Results:
@@ -128,3 +134,33 @@ def run(config: str | Path | None = None, *, duration_ms: float | None = None, o
         handle.stop()
         raise RunInterrupted(f"interrupted; results up to the last completed window are in {handle.out}",
                              out=handle.out) from None
+
+
+def sweep(config: str | Path | None = None, grid: dict[str, list] | None = None, seeds: int | list[int] | None = None,
+          *, out: str | Path, workers: int | None = None, scheduler: str | None = None, duration_ms: float | None = None,
+          set: dict[str, Any] | None = None, transient_ms: float = 0.0, plots: bool = False, progress: bool = True,
+          log_level: str = "INFO", warm: bool = True, **overrides: Any):
+    """Run a parameter sweep like `cosim sweep`; its xarray dataset (dimension `run`).
+
+    grid: {key: [values]} (`--set` keys), every combination run; seeds: a count (seeds 0..N-1) or
+    a list, set as `run.seed`; workers: a LocalCluster of that many worker processes (default 1),
+    or scheduler: the address of an existing Dask cluster. A rerun into the same `out` skips the
+    runs that completed. Raises SweepFailed (`.failures`: folder → reason, `.results`: the
+    dataset) if any run failed, after writing OUT/sweep.nc. warm=False: every service a fresh
+    process (default: forked from a process per worker that imported the simulators once).
+    """
+    from cosim.launch.sweep import parse_seeds, run_sweep
+    bar: Any = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm
+    sets = _settings(duration_ms, set, overrides)
+    return run_sweep(str(config) if config is not None else None, dict(grid or {}), parse_seeds(seeds), out,
+                     sets=sets, workers=workers, scheduler=scheduler, plots=plots, transient_ms=transient_ms,
+                     progress=progress, log_level=log_level, warm=warm, bar_cls=bar)
+
+
+def load_sweep(out: str | Path):
+    """The dataset of the sweep in `out` (OUT/sweep.nc)."""
+    from cosim.launch.sweep import load_sweep as _load
+    return _load(out)

@@ -8,7 +8,8 @@
     │   └── CheckpointError         2  no usable checkpoint, or one of another run (PROTOCOL.md §10.1)
     ├── RunFailed                   1  the run ended early (node, window, time); `.out` = its results folder
     │   ├── RunRefused              2  refused during setup (also a ConfigError): no window ran
-    │   └── RunInterrupted        130  stopped by the user (Ctrl-C, SIGTERM, RunHandle.stop)
+    │   ├── RunInterrupted        130  stopped by the user (Ctrl-C, SIGTERM, RunHandle.stop)
+    │   └── SweepFailed             1  runs of a sweep failed, each named with its reason; `.out` = the sweep folder
     ├── NodeFailed                  1  this node's own simulation failed; the coordinator was told
     ├── RunAborted                  1  the coordinator aborted the run (another node failed)
     ├── PeerTimeout                 1  a peer did not answer in time
@@ -81,6 +82,17 @@ class RunRefused(RunFailed, ConfigError):
 class RunInterrupted(RunFailed):
     """Stopped by the user (Ctrl-C, SIGTERM, `RunHandle.stop()`); results so far are kept."""
     exit_code = EXIT_INTERRUPTED
+
+
+class SweepFailed(RunFailed):
+    """One or more runs of a sweep failed (the others completed and are kept). `failures` maps each
+    failed run's folder to its one-line reason; `results` is the sweep's dataset (failed runs NaN)."""
+
+    def __init__(self, message: str = "", exit_code: int | None = None, out: str | Path | None = None,
+                 failures: dict | None = None, results=None):
+        super().__init__(message, exit_code, out)
+        self.failures = dict(failures or {})
+        self.results = results
 
 
 class NodeFailed(CosimError):

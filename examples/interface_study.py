@@ -9,16 +9,18 @@ TVB-simulated regions, after a transient. Reported as mean ± sd over seeds, in 
 
     python examples/interface_study.py                      # full study (~45 runs of 500 ms)
     python examples/interface_study.py --small --out DIR    # CI: tiny runs, 2 seeds, 3 choices
+    python examples/interface_study.py --workers 2           # two runs at a time
 
-Each run is a real ``cosim run`` (TVB and NetPyNE as separate processes), one after another.
+Each run is a real co-simulation (TVB and NetPyNE as separate processes): each choice is a
+``cosim.sweep`` over the seeds, every choice on the same Dask LocalCluster (``--workers N`` runs at
+a time), whose workers import TVB and NetPyNE once and fork every run's services from there.
+Run folders are named by their config's hash: running the study again skips the runs it has.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -102,18 +104,6 @@ def summarize(out: Path, transient_ms: float) -> dict:
     return res
 
 
-def run_one(cfg: dict, out: Path, timeout: float) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    path = out.parent / f"{out.name}.yaml"
-    cfg = _merge(cfg, {"run": {"results_dir": str(out.parent)}})
-    path.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    p = subprocess.run([sys.executable, "-m", "cosim.cli", "run", str(path), "--out", str(out), "--no-plots"],
-                       capture_output=True, text=True, timeout=timeout, env=env, cwd=out.parent)
-    if p.returncode != 0:
-        raise RuntimeError(f"run {out.name} failed (exit {p.returncode}): {p.stderr.strip()[-1500:]}")
-
-
 def table(results: dict[str, list[dict]]) -> tuple[list[str], str]:
     cols = list(next(iter(results.values()))[0].keys())
     lines = ["| choice | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
@@ -160,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help="seeds per choice (default 5; --small: 2)")
     ap.add_argument("--duration-ms", type=float, default=None, help="per run (default 500; --small: 40)")
     ap.add_argument("--transient-ms", type=float, default=None, help="left out of the means (default 100; --small: 10)")
+    ap.add_argument("--workers", type=int, default=1, help="runs at once (Dask LocalCluster workers)")
     ap.add_argument("--choices", nargs="*", default=None, help="subset of choices (exact names)")
     ap.add_argument("--preset-decomposition", action="store_true",
                     help="instead: the tvb-multiscale preset with one of its settings reverted at a time")
@@ -178,21 +169,27 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[dict]] = {}
     t0 = time.time()
-    for i, name in enumerate(names):
-        results[name] = []
-        for s in range(seeds):
-            run_dir = out / "runs" / f"c{i}_s{s}"
+    import cosim
+    from distributed import LocalCluster
+    seed_list = [42 + s for s in range(seeds)]
+    with LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        for i, name in enumerate(names):
             if a.preset_decomposition:
-                cfg = make_config(CHOICES["tvb-multiscale preset (all of its conventions)"], 42 + s, duration, a.small)
+                cfg = make_config(CHOICES["tvb-multiscale preset (all of its conventions)"], 42, duration, a.small)
                 tvb_over, spk_over = PRESET_REVERTED[name]
                 cfg["tvb"] = _merge(cfg["tvb"], tvb_over)
                 cfg["spiking_nodes"][0]["params"] = _merge(cfg["spiking_nodes"][0]["params"], spk_over)
             else:
-                cfg = make_config(CHOICES[name], 42 + s, duration, a.small)
-            run_one(cfg, run_dir, timeout=1800)
-            results[name].append(summarize(run_dir, transient))
-            print(f"[{time.time() - t0:6.0f} s] {name} seed {42 + s}: "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in results[name][-1].items()), flush=True)
+                cfg = make_config(CHOICES[name], 42, duration, a.small)
+            path = out / "configs" / f"c{i}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(_merge(cfg, {"run": {"results_dir": str(out / "runs")}})))
+            ds = cosim.sweep(path, seeds=seed_list, scheduler=cluster.scheduler_address, out=out / "sweeps" / f"c{i}",
+                             progress=False)
+            results[name] = [summarize(Path(str(f)), transient) for f in ds["folder"].values]
+            for seed, r in zip(seed_list, results[name]):
+                print(f"[{time.time() - t0:6.0f} s] {name} seed {seed}: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in r.items()), flush=True)
     cols, md = table(results)
     what = ("The tvb-multiscale preset, one of its settings reverted at a time" if a.preset_decomposition
             else "Default example, one choice changed at a time")

@@ -71,7 +71,9 @@ def connectome(out: Path) -> tuple[Path, list[str]]:
     path = out / "conn_aal_bg.zip"
     with zipfile.ZipFile(path, "w") as z:
         for name, arr, fmt in (("weights.txt", w, "%.8g"), ("tract_lengths.txt", tl, "%.6g")):
-            b = io.StringIO(); np.savetxt(b, arr, fmt=fmt); z.writestr(name, b.getvalue())
+            b = io.StringIO()
+            np.savetxt(b, arr, fmt=fmt)
+            z.writestr(name, b.getvalue())
         z.writestr("centres.txt", "".join(f"{lab} {x:.4f} {y:.4f} {zz:.4f}\n" for lab, (x, y, zz) in zip(labels, centres)))
     return path, [str(x) for x in labels]
 
@@ -116,7 +118,8 @@ def one_run(state, seed, conn, a, runs: Path, backend: str) -> dict:
     cpath = runs / f"{backend}_{state}_s{seed}.yaml"
     cpath.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.perf_counter()
-    res = cosim.run(cpath, out=runs / f"{backend}_{state}_s{seed}", set={f"tvb.{k}": v for k, v in (s.split("=", 1) for s in a.tvb)},
+    res = cosim.run(cpath, out=runs / f"{backend}_{state}_s{seed}",
+                    set={f"tvb.{k}": v for k, v in (s.split("=", 1) for s in a.tvb)},
                     progress=False, log_level="WARNING")
     wall = time.perf_counter() - t0
     sp = res.spikes
@@ -196,7 +199,9 @@ def figure(res: dict, labels: list[str], path: Path, backends: list[str]) -> Non
                            edgecolors=["k" if frontal(lab) else "none" for lab in ch])
         fig.colorbar(sc, ax=ax[1], label=f"Δ{cc['variable']} (DBS − PD), mean over seeds")
         ax[1].set_title(f"cortical change under DBS ({backend}; frontal regions outlined)")
-        ax[1].set_xlabel("x (mm)"); ax[1].set_ylabel("y (mm)"); ax[1].set_aspect("equal")
+        ax[1].set_xlabel("x (mm)")
+        ax[1].set_ylabel("y (mm)")
+        ax[1].set_aspect("equal")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -236,7 +241,8 @@ def main(argv=None) -> int:
     if "brian2" in backends:                   # this repository's plugin (model files), first on the path
         plugin = str(HERE / "plugins" / "cosim-brian2")
         sys.path.insert(0, plugin)
-        os.environ["PYTHONPATH"] = os.pathsep.join([plugin] + [x for x in os.environ.get("PYTHONPATH", "").split(os.pathsep) if x])
+        rest = [x for x in os.environ.get("PYTHONPATH", "").split(os.pathsep) if x]
+        os.environ["PYTHONPATH"] = os.pathsep.join([plugin] + rest)
     seeds = list(range(1, a.seeds + 1))
     t0 = time.perf_counter()
     res, walls = {"cortex_dbs_change": {}, "criteria": {}}, {}
@@ -248,7 +254,8 @@ def main(argv=None) -> int:
                 for s in STATES:
                     per[(s, sd)] = r = one_run(s, sd, conn, a, runs, backend)
                     walls[f"{backend}_{s}_s{sd}"] = r["wall_s"]
-                    print(f"{backend:8s} {s:14s} seed {sd}: " + " ".join(f"{p} {v['rate_hz']:.1f}" for p, v in r["nuclei"].items())
+                    rates = " ".join(f"{p} {v['rate_hz']:.1f}" for p, v in r["nuclei"].items())
+                    print(f"{backend:8s} {s:14s} seed {sd}: " + rates
                           + f"  ({r['wall_s']:.0f} s)", flush=True)
         except CosimError as e:
             print(f"virtual_dbs: {e}", file=sys.stderr)
@@ -278,7 +285,8 @@ def main(argv=None) -> int:
         cc = res["cortex_dbs_change"][backend]
         print(f"{backend:8s} cortex |change| under DBS: frontal {cc['frontal_mean_abs']:.3g}, other {cc['other_mean_abs']:.3g}"
               f" ({cc['top10_frontal']}/10 largest are frontal); over the {len(cc['per_region']) - len(cc['unreached'])}"
-              f" regions that change at all: frontal {cc['frontal_mean_abs_reached']:.3g}, other {cc['other_mean_abs_reached']:.3g}")
+              f" regions that change at all: frontal {cc['frontal_mean_abs_reached']:.3g}, "
+              f"other {cc['other_mean_abs_reached']:.3g}")
     print(f"wall time {res['meta']['wall_s_total']:.0f} s")
     print(f"wrote {out / 'dbs_results.json'} and {out / 'dbs_results.png'}")
     return 0

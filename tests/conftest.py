@@ -64,6 +64,7 @@ NEEDS = {
     "nest": lambda: _missing_modules("nest"),
     "brian2": lambda: _missing_modules("brian2", "cosim_brian2"),
     "mpi": lambda: _missing_programs("mpiexec") or _missing_modules("mpi4py"),
+    "dask": lambda: _missing_modules("distributed", "h5netcdf"),
     "netns": _netns,
     "compose": _compose,
 }

@@ -1,6 +1,7 @@
 """`cosim`: the command line. The only place that configures logging and turns errors into exit codes.
 
   cosim run [CONFIG]          the embedded default: every service as a local process
+  cosim sweep [CONFIG] --grid KEY=V1,V2 --seeds N --out DIR   many runs on a local pool or a Dask cluster
   cosim resume RUN_DIR        continue a broken run from its last good checkpoint (run.checkpoint)
   cosim coordinator CONFIG    the coordinator alone (nodes connect to it)
   cosim tvb-node              the TVB node alone, pointed at a coordinator
@@ -26,7 +27,7 @@ import sys
 
 from cosim.config import apply_overrides, dump_yaml
 from cosim.errors import (EXIT_FAILED, EXIT_OK, ConfigError, CosimError, Interrupted, PeerTimeout, RemoteError,
-                          RunAborted, RunFailed, RunInterrupted, RunRefused, UnknownBackend)
+                          RunAborted, RunFailed, RunInterrupted, RunRefused, SweepFailed, UnknownBackend)
 from cosim.runtime.progress import compile_progress
 
 log = logging.getLogger("cosim")
@@ -39,7 +40,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 def setup_logging(level: str, who: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format=f"%(asctime)s {who} %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("tvb", "numba", "matplotlib", "h5py", "PIL", "numexpr"):
+    for noisy in ("tvb", "numba", "matplotlib", "h5py", "PIL", "numexpr", "distributed", "tornado", "bokeh"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -61,6 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set run.duration_ms=200 (YAML value)")
     r.add_argument("--no-plots", action="store_true")
+
+    sw = sub.add_parser("sweep", help="a parameter sweep: every combination of --grid values × --seeds, each an "
+                                      "ordinary run in DIR/runs/, on a local pool or a Dask cluster")
+    sw.add_argument("config", nargs="?", help="YAML/TOML run config; default: the documented example")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                    help="a config key and its values (YAML, like --set), e.g. --grid tvb.coupling_a=0.002,0.004")
+    sw.add_argument("--seeds", help="N (run.seed = 0..N-1) or seeds separated by commas; default: the config's")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="runs at once on this machine (a Dask LocalCluster; default 1)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask cluster, e.g. tcp://HOST:8786 "
+                                                              "(DIR and CONFIG on a filesystem its workers share)")
+    sw.add_argument("--out", required=True, help="the sweep's folder: runs/, sweep.nc, sweep.csv, sweep.png")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    sw.add_argument("--transient-ms", type=float, default=0.0, help="left out of the per-run measures")
+    sw.add_argument("--plots", action="store_true", help="also draw each run's figures")
+    sw.add_argument("--cold", action="store_true", help="start every service as a fresh process (default: forked "
+                                                        "from a process that imported the simulators once per worker)")
 
     rs = sub.add_parser("resume", help="continue a broken run from its last good checkpoint, into the same folder")
     rs.add_argument("run_dir")
@@ -142,6 +160,18 @@ def cmd_run(a) -> int:
     from tqdm import tqdm
     from cosim.launch.run import start
     return _follow(start(a), tqdm)
+
+
+def cmd_sweep(a) -> int:
+    """`cosim sweep`: a grid × seeds of ordinary runs (cosim.launch.sweep); exit 1 if any failed."""
+    from tqdm import tqdm
+    from cosim.launch.sweep import parse_grid, parse_seeds, run_sweep, summary_line
+    ds = run_sweep(a.config, parse_grid(a.grid), parse_seeds(a.seeds), a.out, sets=a.set, workers=a.workers,
+                   scheduler=a.scheduler, plots=a.plots, transient_ms=a.transient_ms, log_level=a.log_level,
+                   warm=not a.cold, bar_cls=tqdm)
+    print(summary_line(ds))
+    print(f"cosim sweep: results in {a.out}/sweep.nc (cosim.load_sweep), sweep.csv, sweep.png")
+    return EXIT_OK
 
 
 def cmd_resume(a) -> int:
@@ -305,7 +335,7 @@ def _raise_interrupt(signum, frame):
 
 
 COMMANDS = {
-    "run": cmd_run, "resume": cmd_resume, "coordinator": cmd_coordinator,
+    "run": cmd_run, "sweep": cmd_sweep, "resume": cmd_resume, "coordinator": cmd_coordinator,
     "tvb-node": lambda a: cmd_node(a, "tvb"), "spiking-node": lambda a: cmd_node(a, "spiking"),
     "watch": lambda a: cmd_watch(a), "export": lambda a: cmd_export(a), "validate": cmd_validate,
     "build": cmd_build, "keys": cmd_keys, "backends": cmd_backends, "models": cmd_models,
@@ -363,6 +393,12 @@ def report_error(e: BaseException, a) -> int:
             say(f"{who}: run refused before its first window; no results folder kept ({out})")
         elif isinstance(e, RunRefused) and out is not None:
             say(f"{who}: results and logs are in {out}")
+    elif isinstance(e, SweepFailed):
+        n = len(e.failures)
+        say(f"{who}: {str(e).split(':', 1)[0]}; the others completed (results in {out}/sweep.nc)")
+        for folder, reason in e.failures.items():
+            say(f"{who}:   {folder}: {reason}")
+        say(f"{who}: run the same command again to rerun the {n} failed run{'s' if n > 1 else ''} only")
     elif isinstance(e, (RunInterrupted, Interrupted)):
         say(f"{who}: interrupted" + (f"; results up to the last completed window are in {out}" if out else ""))
     elif isinstance(e, RunFailed):
@@ -381,8 +417,37 @@ def report_error(e: BaseException, a) -> int:
     return e.exit_code
 
 
+#: the command this process ran (main); services end with exit_fast
+_ran: str | None = None
+SERVICES = ("coordinator", "tvb-node", "spiking-node")
+
+
+def exit_fast(code: int):
+    """End the process with `code`. A service (coordinator, node) not under MPI skips the
+    interpreter's teardown of every module, which takes 1-2 s with TVB, NEURON and numba loaded
+    and is on the critical path of `cosim run` (it waits for its services to exit): ZeroMQ's
+    context is destroyed first (what was sent still leaves, up to each socket's linger, at most
+    1 s), the atexit handlers run (trace flush, logging), stdio is flushed, then os._exit. Results
+    files are closed by then (each node closes its own before FINISHED). Anything else exits normally."""
+    mpi = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1) > 1
+    if _ran not in SERVICES or mpi or os.environ.get("COSIM_SLOW_EXIT"):
+        sys.exit(code)
+    try:
+        zmq = sys.modules.get("zmq")
+        if zmq is not None:
+            zmq.Context.instance().destroy(linger=1000)
+        import atexit
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code if isinstance(code, int) else 1)
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _ran
     a = build_parser().parse_args(argv)
+    _ran = a.cmd
     who = {"tvb-node": getattr(a, "name", "tvb"), "spiking-node": getattr(a, "name", "spiking")}.get(a.cmd, a.cmd)
     setup_logging(a.log_level, who)
     # SIGTERM ends a service the way Ctrl-C does: abort the run, keep the results

@@ -7,6 +7,8 @@ the run's supervisor (cosim.launch.run.Launch) treats the same whatever started 
 - :class:`LocalProcess`: a child process of this one (`cosim run`, the default): ``python -m
   cosim.cli ...``, under ``mpiexec`` for a node with several MPI ranks, tied to this process by
   PR_SET_PDEATHSIG, its output in ``<results>/logs/<name>.log``;
+- :class:`Warm`: the same services, forked from a zygote that imported what they use once
+  (cosim.launch.zygote): for many runs from one long-lived process (`cosim sweep`'s workers);
 - :class:`Thread`: a thread of this process, around adapters the caller may build itself
   (cosim.launch.inprocess: the exactness tests, notebooks), on ZeroMQ's ``inproc://`` transport;
 - :class:`Container`: a container of the service's image (``podman``/``docker run --network
@@ -102,6 +104,22 @@ def die_with_parent(argv: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
 
 
+def last_error_line(log_path: Path) -> str:
+    """The one-line reason a service gave for failing, from its log ("" if none)."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):       # the service's own one-line reason, not where its results are
+        if line.startswith("cosim") and not line.split(": ", 1)[-1].startswith(("results ", "run '")):
+            return line
+    # no line of ours: the last error, never an arbitrary INFO line
+    for line in reversed(lines):
+        if " ERROR " in line or " CRITICAL " in line or (line and not line[0].isspace() and "Error" in line):
+            return line.strip()
+    return ""
+
+
 class Process(Started):
     """A child process in its own process group, its output in a log file."""
 
@@ -134,18 +152,7 @@ class Process(Started):
             return None
 
     def last_error_line(self) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        for line in reversed(lines):       # the service's own one-line reason, not where its results are
-            if line.startswith("cosim") and not line.split(": ", 1)[-1].startswith(("results ", "run '")):
-                return line
-        # no line of ours: the last error, never an arbitrary INFO line
-        for line in reversed(lines):
-            if " ERROR " in line or " CRITICAL " in line or (line and not line[0].isspace() and "Error" in line):
-                return line.strip()
-        return ""
+        return last_error_line(self.log_path)
 
     def close(self) -> None:
         self.log.close()
@@ -172,6 +179,101 @@ class LocalProcess(Starter):
             env = {**(env or command_lines.service_env()), command_lines.LISTEN_FDS_ENV: json.dumps(spec.listen_fds)}
         return Process(spec.name, self.argv(spec), spec.log, env=env, append=spec.append_log,
                        pass_fds=tuple(spec.listen_fds.values()))
+
+
+# --------------------------------------------------------------------------- warm processes
+#: what a backend's ``requires`` names, the module that actually costs the import time
+HEAVY = {"tvb": "tvb.simulator.simulator", "netpyne": "netpyne.sim"}
+#: never imported before a fork: NEST starts its OpenMP threads on import
+NOT_BEFORE_FORK = frozenset({"nest", "pynest"})
+_zygotes: dict[tuple, Any] = {}
+_zygotes_lock = threading.Lock()
+
+
+def preload_modules(backends: set[str], whole_brain: set[str]) -> list[str]:
+    """cosim's command line, and each backend's adapter and simulator (cosim.plugins specs)."""
+    from cosim import plugins
+    mods = ["cosim.cli.commands", "cosim.launch.service", "h5py", "zmq"]
+    specs = [plugins.whole_brain(b) for b in sorted(whole_brain)] + [plugins.get(b) for b in sorted(backends)]
+    for spec in specs:
+        if spec.missing():
+            continue
+        for r in getattr(spec, "requires", ()):
+            if r not in NOT_BEFORE_FORK:
+                mods.append(HEAVY.get(r, r))
+        if not set(getattr(spec, "requires", ())) & NOT_BEFORE_FORK:
+            mods.append(spec.adapter.split(":", 1)[0])
+    return list(dict.fromkeys(mods))
+
+
+def zygote(modules: list[str], env: dict[str, str]):
+    """This process's zygote for these modules and thread settings, started on first use (and again
+    if it ended, e.g. with the thread that started it)."""
+    from cosim.launch.zygote import Zygote
+    key = (tuple(modules), tuple(env.get(v) for v in command_lines.THREAD_VARS))
+    with _zygotes_lock:
+        z = _zygotes.get(key)
+        if z is None or not z.alive():
+            z = _zygotes[key] = Zygote(modules, env, die_with_parent([]))
+        return z
+
+
+class Forked(Started):
+    """A service forked by a zygote: its own process group, its output in a log file."""
+
+    def __init__(self, name: str, zyg, pid: int, log_path: Path):
+        self.name, self.zygote, self.pid, self.log_path = name, zyg, pid, log_path
+        self.code: int | None = None
+
+    def poll(self) -> int | None:
+        if self.code is None:
+            try:
+                self.code = self.zygote.poll(self.pid)
+            except OSError:             # the zygote ended, and its children with it
+                self.code = -15
+        return self.code
+
+    def signal(self, sig: int) -> None:
+        if self.poll() is not None:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def last_error_line(self) -> str:
+        return last_error_line(self.log_path)
+
+
+class Warm(LocalProcess):
+    """Like LocalProcess, but every service (except one under mpiexec, or one whose thread settings
+    differ) is forked from a zygote that has imported cosim and the run's simulators once: the
+    second run of a sweep worker starts without paying the imports again."""
+
+    def prepare(self, specs: list[ServiceSpec]) -> None:
+        self.modules = preload_modules({s.backend for s in specs if s.role == "spiking"},
+                                       {s.backend for s in specs if s.role == "tvb"})
+
+    def start(self, spec: ServiceSpec) -> Started:
+        if spec.role == "spiking" and spec.entry is not None and command_lines.mpi_prefix(spec.entry):
+            return super().start(spec)
+        env = command_lines.spiking_env(spec.entry) if spec.role == "spiking" and spec.entry is not None \
+            else command_lines.service_env()
+        assert spec.log is not None, "a warm process writes its output to a log file"
+        try:
+            zyg = zygote(getattr(self, "modules", None) or preload_modules(set(), set()), command_lines.service_env())
+        except OSError:                          # no zygote (it died importing): a fresh process, as cold
+            return super().start(spec)
+        if any(env.get(v) != zyg_env for v, zyg_env in zip(command_lines.THREAD_VARS, _thread_values())):
+            return super().start(spec)          # e.g. NEST threads: its own process, its own settings
+        argv = (["--log-level", self.log_level] if self.log_level else []) + list(spec.args)
+        pid = zyg.fork(argv, {**env, "COSIM_LOG_FILE": str(spec.log)}, spec.log, append=spec.append_log)
+        return Forked(spec.name, zyg, pid, spec.log)
+
+
+def _thread_values() -> tuple:
+    env = command_lines.service_env()
+    return tuple(env.get(v) for v in command_lines.THREAD_VARS)
 
 
 # --------------------------------------------------------------------------- containers

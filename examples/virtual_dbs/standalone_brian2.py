@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t0
     t = np.asarray(M.t / ms)
     idx = np.asarray(M.i)
-    out = {"backend": "brian2", "state": args.state, "seed": args.seed, "dbs": [args.dbs, args.amp], "n": args.n, "duration_ms": args.duration,
+    out = {"backend": "brian2", "state": args.state, "seed": args.seed, "dbs": [args.dbs, args.amp], "n": args.n,
+        "duration_ms": args.duration,
            "wall_s": wall, "nuclei": {}}
     for p in order:
         sel = (idx >= first[p]) & (idx < first[p] + sizes[p])

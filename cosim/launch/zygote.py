@@ -1,0 +1,164 @@
+"""Warm service processes: a zygote that imports what the services use once, then forks one per service.
+
+Starting a service costs mostly imports (TVB, NEURON and NetPyNE take seconds each, numba and
+matplotlib with them) and every run of a sweep would pay them again. A zygote is one process,
+started as ``python -P -m cosim.launch.zygote MODULE...`` with the services' environment, that
+imports the modules given (cosim's command line, each backend's adapter and simulator) and then
+waits on its standard input. For each request it forks a child that becomes an ordinary service:
+its own session (process group), tied to the zygote by PR_SET_PDEATHSIG, output to its log file,
+its own environment, then exactly what ``python -P -m cosim.cli ARGS`` runs (runpy). Nothing has
+run in the zygote but imports, so a forked service computes what a fresh process computes (tested
+bit for bit, cosim.launch.starters.Warm).
+
+Requests and answers are JSON lines on the zygote's stdin/stdout:
+``{"op": "fork", "argv": [...], "env": {...}, "log": PATH, "append": false}`` → ``{"pid": N}``;
+``{"op": "poll", "pid": N}`` → ``{"code": null | int}`` (negative: killed by that signal, as
+subprocess says). The first line the zygote writes is ``{"ready": true, "import_s": ..., "failed": [...]}``.
+A zygote ends when its standard input closes (the launcher ended): its children, tied to it, get
+SIGTERM, the signal that makes a service abort its run and keep its results.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def _child(req: dict) -> int:
+    """In the forked child: become the service; its exit code. The caller then ends the child the
+    way any Python process ends (SystemExit: atexit, garbage collection, ZeroMQ's context
+    terminated, so a message the service sent last still leaves), never with os._exit."""
+    try:
+        os.setsid()
+        try:
+            import ctypes
+            import signal
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if req.get("append") else os.O_TRUNC)
+        fd = os.open(req["log"], flags, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.close(null)
+        os.environ.clear()
+        os.environ.update(req["env"])
+        import faulthandler
+        import signal as _signal
+        faulthandler.register(_signal.SIGUSR1, all_threads=True)   # `kill -USR1 PID`: its stacks in its log
+        import runpy
+        sys.argv = ["cosim", *req["argv"]]
+        try:
+            runpy.run_module("cosim.cli", run_name="__main__", alter_sys=True)
+            return 0
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:  # noqa: BLE001  anything escaping the CLI: its traceback in the log
+        import traceback
+        traceback.print_exc()
+        return 1
+
+
+def main(modules: list[str]) -> int:
+    """The zygote: import `modules`, then serve fork/poll requests until stdin closes (0). In a
+    forked child it returns the service's exit code, which the `__main__` guard exits with."""
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)                      # whatever an import prints goes to stderr, not into the answers
+    t0 = time.perf_counter()
+    failed = []
+    import importlib
+    import logging
+    root_handlers, root_level = list(logging.root.handlers), logging.root.level
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except Exception as e:  # noqa: BLE001  a child imports it again and reports it properly
+            failed.append(f"{m}: {type(e).__name__}: {e}")
+    # an import that configured the root logger (TVB does) must not change how a service logs
+    logging.root.handlers[:], logging.root.level = root_handlers, root_level
+    import gc
+    gc.collect()
+    gc.freeze()        # what the imports made stays out of the children's collections (and shared pages)
+    out.write(json.dumps({"ready": True, "import_s": time.perf_counter() - t0, "failed": failed}) + "\n")
+    codes: dict[int, int] = {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req["op"] == "fork":
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                out.close()
+                return _child(req)            # leaves the zygote's loop: the child ends as a process does
+            out.write(json.dumps({"pid": pid}) + "\n")
+        elif req["op"] == "poll":
+            pid = int(req["pid"])
+            if pid not in codes:
+                try:
+                    got, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    got, status = pid, 255 << 8
+                if got:
+                    codes[pid] = os.waitstatus_to_exitcode(status)
+            out.write(json.dumps({"code": codes.get(pid)}) + "\n")
+    return 0
+
+
+class Zygote:
+    """The launcher's side of a zygote: start it, fork services from it, poll them (thread-safe)."""
+
+    def __init__(self, modules: list[str], env: dict[str, str], argv_prefix: list[str]):
+        self.modules = list(modules)
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen([*argv_prefix, sys.executable, "-P", "-m", "cosim.launch.zygote", *self.modules],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=env, text=True, bufsize=1)
+        assert self.proc.stdin is not None and self.proc.stdout is not None      # both are PIPEs
+        self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
+        hello = self.stdout.readline()
+        if not hello:
+            raise OSError(f"the zygote exited during its imports (code {self.proc.wait()})")
+        self.hello = json.loads(hello)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _ask(self, req: dict) -> dict:
+        with self.lock:
+            self.stdin.write(json.dumps(req) + "\n")
+            self.stdin.flush()
+            line = self.stdout.readline()
+        if not line:
+            raise OSError("the zygote has ended")
+        return json.loads(line)
+
+    def fork(self, argv: list[str], env: dict[str, str], log: Path, append: bool = False) -> int:
+        return int(self._ask({"op": "fork", "argv": list(argv), "env": dict(env), "log": str(log),
+                              "append": append})["pid"])
+
+    def poll(self, pid: int) -> int | None:
+        return self._ask({"op": "poll", "pid": pid})["code"]
+
+    def close(self) -> None:
+        try:
+            self.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
