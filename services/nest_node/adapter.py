@@ -84,6 +84,27 @@ class SpikeFileReader:
         self.f.close()
 
 
+class SpikeFilesReader:
+    """New lines of every file of one NEST ASCII spike recorder: NEST writes one file per
+    virtual process (thread), each holding the spikes of the neurons that thread updates, so a
+    recorder's spikes are the union of its files (reading only the first kept thread 0's share)."""
+
+    def __init__(self, paths: list[str]):
+        if not paths:
+            raise ModelError("the spike recorder has no files (NEST did not open them at Prepare)")
+        self.readers = [SpikeFileReader(p) for p in paths]
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        parts = [r.read() for r in self.readers]
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([g for g, _ in parts]), np.concatenate([t for _, t in parts])
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
+
+
 def stimulus_lead_steps(p: NestParams) -> int:
     """Delay of the current generators' connections, in NEST steps: the input synapses' (module doc)."""
     return max(1, round(p.input.delay_ms / p.dt_ms) - 1)
@@ -167,6 +188,9 @@ class NestAdapter(NodeAdapter):
         else:
             pops = build_default(nest, p, self.regions, ctx.connectome, G, ctx.tvb_dt_ms, self.seed)
         self.pops: list[Population] = pops
+        # the kernel's own count: a user model may set local_num_threads itself (params.local_num_threads
+        # is only what cosim set before the model file ran)
+        self.n_threads = int(nest.GetKernelStatus("local_num_threads"))
         self.per_source = p.input.mode == "per_source"
         if self.per_source:
             self.drive = PerSourceInput(ctx, self.regions)
@@ -193,7 +217,7 @@ class NestAdapter(NodeAdapter):
             from cosim.sdk.spiking_file import ResultsWriter
             attrs = {"node": ctx.node_name, "backend": "nest", "regions": np.array(self.regions),
                      "tvb_dt_ms": self.tvb_dt, "sim_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
-                     "nest_version": nest.__version__, "params_json": p.model_dump_json()}
+                     "nest_version": nest.__version__, "nest_threads": self.n_threads, "params_json": p.model_dump_json()}
             if self.per_source:
                 d = self.drive
                 attrs.update({"input_mode": "per_source",
@@ -210,14 +234,17 @@ class NestAdapter(NodeAdapter):
                                         p.record.flush_every)
         nest.Prepare()
         self.prepared = True
-        self.reader = SpikeFileReader(self._spike_file())
+        self.reader = SpikeFilesReader(self._spike_files())
         self._warned_slow = False
         self.hb_timeout_s = float((ctx.config.get("coordinator") or {}).get("heartbeat_timeout_ms", 5000)) / 1000
-        self.in_reader = SpikeFileReader(self._spike_file(self.in_recorder)) if self.in_recorder is not None else None
+        self.in_reader = SpikeFilesReader(self._spike_files(self.in_recorder)) if self.in_recorder is not None else None
         self.windows_done = 0
         log.info("%s: NEST %s configured %d region(s) %s, E=%s I=%s cells, W=%d steps, h=%g ms, %d thread(s)",
                  ctx.node_name, nest.__version__, len(self.regions), self.regions, self.n_exc.tolist(),
-                 self.n_inh.tolist(), self.W, p.dt_ms, p.local_num_threads)
+                 self.n_inh.tolist(), self.W, p.dt_ms, self.n_threads)
+        if self.n_threads != p.local_num_threads:
+            log.info("%s: the model file set local_num_threads to %d (params.local_num_threads: %d)",
+                     ctx.node_name, self.n_threads, p.local_num_threads)
 
     def _wire_inputs(self, nest, p: NestParams, pops: list[Population]) -> None:
         """One inhomogeneous Poisson generator per region; it sends an independent train to each
@@ -314,10 +341,27 @@ class NestAdapter(NodeAdapter):
         self._pop_col = np.array([self.col.get(q.region, -1) for q in pops], dtype=np.int64)
         self._pop_region = np.array([q.region for q in pops], dtype=np.int32)
 
-    def _spike_file(self, recorder=None) -> str:
+    def _spike_files(self, recorder=None) -> list[str]:
+        """Every file of the recorder. NEST replicates a recorder on every virtual process (thread),
+        each copy writing the spikes of that thread's neurons to ``<label>-<node id>-<vp>.dat``;
+        ``get("filenames")`` shows one copy's file only, so the others are found beside it."""
         names = (recorder or self.recorder).get("filenames")
-        names = names if isinstance(names, (list, tuple)) else [names]
-        return names[0]
+        names = list(names) if isinstance(names, (list, tuple)) else [names]
+        n_vp = int(self.nest.GetKernelStatus("total_num_virtual_procs"))
+        if n_vp == 1 or not names:
+            return names
+        stem = Path(names[0])
+        base, _, vp = stem.stem.rpartition("-")
+        if not vp.isdigit():
+            raise ModelError(f"unexpected NEST spike file name {stem.name!r} (expected <label>-<id>-<vp>.dat)")
+        files = {}
+        for f in stem.parent.glob(f"{base}-*{stem.suffix}"):
+            tail = f.stem[len(base) + 1:]
+            if tail.isdigit() and int(tail) < n_vp:         # stale files of a run with more threads are left out
+                files[int(tail)] = str(f)
+        if sorted(files) != list(range(n_vp)):
+            raise ModelError(f"NEST runs {n_vp} threads but wrote spike files for {sorted(files)} only ({base}-*)")
+        return [files[v] for v in range(n_vp)]
 
     def initial_outputs(self) -> Signals:
         return {}
