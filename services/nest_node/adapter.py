@@ -35,7 +35,8 @@ from cosim.sdk.spiking_input import CouplingInput, PerSourceInput
 from cosim.sdk.transformers import RateProxy, rates_from_signal
 
 from .config import NestParams
-from .network import ModelError, Population, build_default, load_user_model
+from .network import (ModelError, Population, build_default, drive_receptor, drive_targets, drive_weight,
+                      load_user_model)
 
 log = logging.getLogger(__name__)
 
@@ -217,13 +218,18 @@ class NestAdapter(NodeAdapter):
             from cosim.sdk.spiking_file import ResultsWriter
             attrs = {"node": ctx.node_name, "backend": "nest", "regions": np.array(self.regions),
                      "tvb_dt_ms": self.tvb_dt, "sim_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
-                     "nest_version": nest.__version__, "nest_threads": self.n_threads, "params_json": p.model_dump_json()}
+                     "nest_version": nest.__version__, "nest_threads": self.n_threads,
+                     "input_weight": self.in_w, "input_weight_unit": {"conductance": "nS", "current": "pA",
+                                                                      "delta": "mV"}[self.in_kind],
+                     "input_receptor_json": json.dumps(self.in_receptor), "params_json": p.model_dump_json()}
             if self.per_source:
                 d = self.drive
                 attrs.update({"input_mode": "per_source",
                               "input_links": np.stack([d.target, d.source, d.dly], axis=1).astype(np.int64)
                               if d.n_links else np.zeros((0, 3), np.int64),
-                              "input_link_weight_uS": self.link_w_nS / 1000.0})
+                              # in input_weight_unit; µS too when the targets are conductance-based (as NetPyNE)
+                              "input_link_weight": self.link_w,
+                              **({"input_link_weight_uS": self.link_w / 1000.0} if self.in_kind == "conductance" else {})})
             if self.stims:
                 from cosim.sdk.stimulus import describe
                 sizes = {q.label: (q.region, q.size) for q in pops}
@@ -246,28 +252,29 @@ class NestAdapter(NodeAdapter):
             log.info("%s: the model file set local_num_threads to %d (params.local_num_threads: %d)",
                      ctx.node_name, self.n_threads, p.local_num_threads)
 
+    def _plan_drive(self, nest, p: NestParams, pops: list[Population]) -> None:
+        """Targets per region, one weight in the unit their synapses take, a receptor per population
+        (network.drive_weight, drive_receptor): a model that cannot take the drive is one line here."""
+        self.in_targets = {r: drive_targets(p, pops, r) for r in self.regions}
+        every = [q for r in self.regions for q in self.in_targets[r]]
+        self.in_w, self.in_w_key, self.in_kind = drive_weight(nest, p, every)
+        self.in_receptor = {q.label: drive_receptor(nest, p, q) for q in every}
+
+    def _connect_drive(self, nest, gen, r: int, weight: float, delay: float) -> None:
+        for q in self.in_targets[r]:
+            nest.Connect(gen, q.nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": weight,
+                                                      "delay": delay, "receptor_type": self.in_receptor[q.label]})
+
     def _wire_inputs(self, nest, p: NestParams, pops: list[Population]) -> None:
         """One inhomogeneous Poisson generator per region; it sends an independent train to each
         target: the region's ``input`` population if the model has one, else its E (and I) cells."""
-        w_nS = p.input.weight_uS * 1000.0
+        self._plan_drive(nest, p, pops)
         delay = p.input.delay_ms - p.dt_ms                 # the rate schedule is one step late (module doc)
         # all at once: one NodeCollection gets every region's rates in one set() per window
         self.gen_nc = nest.Create("inhomogeneous_poisson_generator", len(self.regions))
         self.gens = [self.gen_nc[j] for j in range(len(self.regions))]
         for r, g in zip(self.regions, self.gens):
-            targets = [q for q in pops if q.region == r and q.role == "input"]
-            if not targets:
-                roles = ("exc",) if p.input.targets == "exc" else ("exc", "inh")
-                targets = [q for q in pops if q.region == r and q.role in roles]
-            for q in targets:
-                nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": w_nS, "delay": delay})
-
-    def _targets(self, p: NestParams, pops: list[Population], r: int) -> list[Population]:
-        targets = [q for q in pops if q.region == r and q.role == "input"]
-        if not targets:
-            roles = ("exc",) if p.input.targets == "exc" else ("exc", "inh")
-            targets = [q for q in pops if q.region == r and q.role in roles]
-        return targets
+            self._connect_drive(nest, g, r, self.in_w, delay)
 
     def _wire_per_source(self, nest, p: NestParams, pops: list[Population]) -> None:
         """One inhomogeneous Poisson generator per (target region, source region) link, sending an
@@ -276,21 +283,17 @@ class NestAdapter(NodeAdapter):
         parrot neuron (same delay), recorded: its spikes are the train one target cell receives."""
         d = self.drive
         scale = d.scale(p.input.scale)
-        w_nS = p.input.weight_uS * 1000.0
+        self._plan_drive(nest, p, pops)
         delay = p.input.delay_ms - p.dt_ms                 # the rate schedule is one step late (module doc)
-        self.link_w_nS = w_nS * scale[d.t_idx] * d.weight if d.n_links else np.zeros(0)
+        self.link_w = self.in_w * scale[d.t_idx] * d.weight if d.n_links else np.zeros(0)
         self.src_gens = nest.Create("inhomogeneous_poisson_generator", d.n_links) if d.n_links else None
         for l in range(d.n_links):
-            g = self.src_gens[l]
-            for q in self._targets(p, pops, int(d.target[l])):
-                nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse",
-                                                         "weight": float(self.link_w_nS[l]), "delay": delay})
+            self._connect_drive(nest, self.src_gens[l], int(d.target[l]), float(self.link_w[l]), delay)
         self.offset_gens = []
         if p.input.offset_hz > 0:
             for r in self.regions:
                 g = nest.Create("inhomogeneous_poisson_generator")
-                for q in self._targets(p, pops, r):
-                    nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": w_nS, "delay": delay})
+                self._connect_drive(nest, g, r, self.in_w, delay)
                 self.offset_gens.append(g)
         self.in_recorder = None
         if p.record.input_spikes and d.n_links:

@@ -86,6 +86,23 @@ class NestInput(InputTransformer):
     """TVB coupling -> one independent Poisson train per target cell (NEST's
     ``inhomogeneous_poisson_generator``, rates set per TVB step each window)."""
     targets: Literal["exc", "exc+inh"] = Field("exc", description="which populations get a train per cell")
+    # the weight of one input spike, in the unit its target's synapses take (network.drive_weight):
+    # weight_uS (inherited, NetPyNE's key) and weight_nS for conductance-based neurons (*_cond_*),
+    # weight_pA for current-based ones (*_psc_*), weight_mV for delta synapses (*_psc_delta, izhikevich)
+    weight_nS: float | None = Field(None, ge=0, description="per input spike, conductance-based targets (nS)")
+    weight_pA: float | None = Field(None, ge=0, description="per input spike, current-based targets (pA)")
+    weight_mV: float | None = Field(None, ge=0, description="per input spike, delta-synapse targets (mV jump)")
+    receptor: int | str | dict[str, int | str] | None = Field(
+        None, description="the target's receptor port for TVB's drive: a number, a name from the neuron's "
+                          "receptor_types, or {population: port}; default: chosen from the neuron's receptors")
+
+    @model_validator(mode="after")
+    def _one_weight(self) -> "NestInput":
+        given = [k for k in ("weight_uS", "weight_nS", "weight_pA", "weight_mV")
+                 if k in self.model_fields_set and getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one input weight, not {' and '.join(given)} (the unit follows the target's synapses)")
+        return self
 
     @field_validator("process")
     @classmethod

@@ -210,3 +210,137 @@ def load_user_model(nest, p: NestParams, regions: list[int], seed: int) -> list[
         if not any(q.region == r and q.role in ("exc", "inh") for q in pops):
             raise ModelError(f"region {r}: no population mapped to it with role exc or inh")
     return pops
+
+
+# ---- TVB's drive: which cells, in which unit, on which receptor ---------------------------------
+
+#: a weight key of ``params.input`` -> (the synapse kind it is for, factor to NEST's unit)
+WEIGHT_KEYS = {"weight_uS": ("conductance", US_TO_NS), "weight_nS": ("conductance", 1.0),
+               "weight_pA": ("current", 1.0), "weight_mV": ("delta", 1.0)}
+KIND_KEY = {"conductance": "weight_nS (or weight_uS)", "current": "weight_pA", "delta": "weight_mV"}
+KIND_WHAT = {"conductance": "conductance-based synapses (a weight in nS)",
+             "current": "current-based synapses (a weight in pA)",
+             "delta": "delta synapses (a weight is a jump of the membrane potential in mV)"}
+
+
+def drive_targets(p: NestParams, pops: list[Population], region: int) -> list[Population]:
+    """The populations of ``region`` that get TVB's trains: its ``input`` populations if any, else its
+    ``exc`` ones (and ``inh`` with ``input.targets: exc+inh``)."""
+    targets = [q for q in pops if q.region == region and q.role == "input"]
+    if not targets:
+        roles = ("exc",) if p.input.targets == "exc" else ("exc", "inh")
+        targets = [q for q in pops if q.region == region and q.role in roles]
+    return targets
+
+
+def models_of(q: Population) -> list[str]:
+    """The NEST model names of a population's neurons (one unless it joins several)."""
+    m = q.nodes.get("model")
+    return sorted({str(x) for x in m}) if isinstance(m, (list, tuple)) else [str(m)]
+
+
+def synapse_kind(nest, model: str) -> str | None:
+    """How a NEST neuron takes a spike's weight: "conductance" (nS), "current" (pA), "delta" (mV),
+    "any" (parrot neurons repeat spikes, the weight is unused), or None (cannot tell). From NEST's
+    naming convention (``*_cond_*``, ``*_psc_*``, ``*_psc_delta*``), then the model's reversal
+    potentials (``E_ex``/``E_rev`` mean conductances)."""
+    if model.startswith("parrot_neuron"):
+        return "any"
+    if "psc_delta" in model or model == "izhikevich":
+        return "delta"
+    if "_cond" in model or model == "ht_neuron" or model.startswith("iaf_bw_2001"):
+        return "conductance"
+    if "_psc" in model:
+        return "current"
+    try:
+        d = nest.GetDefaults(model)
+    except Exception:  # noqa: BLE001  (not a NEST model name)
+        return None
+    return "conductance" if ("E_ex" in d or "E_rev" in d) else None
+
+
+def drive_weight(nest, p: NestParams, targets: list[Population]) -> tuple[float, str, str]:
+    """The weight of one of TVB's input spikes in NEST's unit for the targets' synapses, the
+    ``params.input`` key it came from and the kind: a key whose unit does not fit the targets'
+    synapses is one line naming both (``weight_uS`` on ``iaf_psc_delta`` used to be read as
+    1000x mV); without a key, conductance targets take ``weight_uS``'s default, others must say."""
+    kinds: dict[str, list[str]] = {}
+    for q in targets:
+        for m in models_of(q):
+            kinds.setdefault(synapse_kind(nest, m) or "unknown", []).append(f"{q.label} ({m})")
+    kinds.pop("any", None)
+    inp = p.input
+    given = [k for k in WEIGHT_KEYS if k in inp.model_fields_set and getattr(inp, k) is not None]
+    if len(kinds) > 1:
+        raise ModelError("params.input: TVB's drive reaches populations with different synapse kinds ("
+                         + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(kinds.items()))
+                         + "): map an input population, or drive only one kind (input.targets)")
+    kind = next(iter(kinds), "any")
+    who = ", ".join(next(iter(kinds.values()), []))
+    if given:
+        key = given[0]
+        need, factor = WEIGHT_KEYS[key]
+        if kind not in ("any", "unknown") and need != kind:
+            raise ModelError(f"params.input.{key}: TVB's drive reaches {who}, which has {KIND_WHAT[kind]}: "
+                             f"give params.input.{KIND_KEY[kind]} instead")
+        return float(getattr(inp, key)) * factor, key, need
+    if kind in ("conductance", "any"):
+        return float(inp.weight_uS) * US_TO_NS, "weight_uS", "conductance"
+    if kind == "unknown":
+        raise ModelError(f"params.input: cannot tell how {who} takes a spike's weight: give "
+                         "params.input.weight_nS, weight_pA or weight_mV (conductance, current or delta synapses)")
+    raise ModelError(f"params.input: TVB's drive reaches {who}, which has {KIND_WHAT[kind]}: give "
+                     f"params.input.{KIND_KEY[kind]} (the default weight_uS is for conductance-based neurons)")
+
+
+def _is_seq(x) -> bool:
+    return isinstance(x, (list, tuple, np.ndarray))
+
+
+def drive_receptor(nest, p: NestParams, q: Population) -> int:
+    """The receptor port TVB's drive connects to on ``q``'s neurons: ``input.receptor`` (a port, a
+    name of the neuron's ``receptor_types``, or per population), else chosen from what the neuron
+    declares: ``AMPA`` (or the ``*_exc`` port nearest the soma) of named receptors, the first
+    excitatory port (E_rev >= -20 mV) of a ``*_multisynapse`` neuron (ports 1..n; port 0 is
+    refused), else 0."""
+    given = p.input.receptor
+    if isinstance(given, dict):
+        given = given.get(q.label)
+    model = models_of(q)[0]
+    st = q.nodes[0].get()
+    types = st.get("receptor_types") or {}
+    where = f"params.input.receptor for {q.label} ({model})"
+    if types:
+        if given is None:
+            for name in ("AMPA", "soma_exc", "proximal_exc", "distal_exc"):
+                if name in types:
+                    return int(types[name])
+            raise ModelError(f"{where}: the neuron's receptors are {sorted(types)}: name the one TVB's drive "
+                             "should reach (params.input.receptor)")
+        if isinstance(given, str):
+            if given not in types:
+                raise ModelError(f"{where}: {given!r} is not one of its receptors {sorted(types)}")
+            return int(types[given])
+        if int(given) not in types.values():
+            raise ModelError(f"{where}: port {given} is not one of its receptors {types}")
+        return int(given)
+    taus = st.get("tau_syn")
+    if _is_seq(taus) and ("multisynapse" in model or model.startswith("glif")):
+        n = len(taus)
+        if n == 0:
+            raise ModelError(f"{where}: the neuron has no receptor ports (its tau_syn is empty)")
+        if given is None:
+            e_rev = st.get("E_rev")
+            if _is_seq(e_rev) and len(e_rev) == n:
+                exc = [i + 1 for i, e in enumerate(e_rev) if e >= -20.0]
+                if not exc:
+                    raise ModelError(f"{where}: none of its {n} receptor ports is excitatory (E_rev {list(e_rev)}): "
+                                     "give params.input.receptor")
+                return exc[0]
+            return 1
+        if isinstance(given, str) or not 1 <= int(given) <= n:
+            raise ModelError(f"{where}: its receptor ports are 1..{n}, got {given!r}")
+        return int(given)
+    if given not in (None, 0):
+        raise ModelError(f"{where}: the neuron has one receptor port (0), got {given!r}")
+    return 0

@@ -61,7 +61,8 @@ def standalone(tmp_path, threads: int) -> tuple[int, int]:
 def under_cosim(tmp_path, threads: int, set_by: str, caplog) -> dict:
     f = tmp_path / f"model_{set_by}{threads}.py"
     f.write_text(model_text(threads if set_by == "file" else None))
-    params = {"model_file": {"path": str(f), "populations": POPS}, "dt_ms": 0.05}
+    params = {"model_file": {"path": str(f), "populations": POPS}, "dt_ms": 0.05,
+              "input": {"scale": 1.0, "weight_pA": 20.0}}
     if set_by == "params":
         params["local_num_threads"] = threads
     tag = f"{set_by}{threads}"
