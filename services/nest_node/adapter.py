@@ -181,7 +181,7 @@ class NestAdapter(NodeAdapter):
         nest.ResetKernel()
         nest.SetKernelStatus({"resolution": p.dt_ms, "local_num_threads": p.local_num_threads,
                               "rng_seed": 1 + (self.seed * 7919 + sum(self.regions)) % (2**31 - 2),
-                              "data_path": str(work), "overwrite_files": True, "print_time": False,
+                              "overwrite_files": True, "print_time": False,
                               "use_wfr": False})
         G = float((tvb.get("model") or {}).get("G", 2.0))
         if p.model_file is not None:
@@ -189,6 +189,7 @@ class NestAdapter(NodeAdapter):
         else:
             pops = build_default(nest, p, self.regions, ctx.connectome, G, ctx.tvb_dt_ms, self.seed)
         self.pops: list[Population] = pops
+        self.rec_prefix = self._place_files(nest, work)
         # the kernel's own count: a user model may set local_num_threads itself (params.local_num_threads
         # is only what cosim set before the model file ran)
         self.n_threads = int(nest.GetKernelStatus("local_num_threads"))
@@ -300,7 +301,7 @@ class NestAdapter(NodeAdapter):
             self.parrots = nest.Create("parrot_neuron", d.n_links)
             nest.Connect(self.src_gens, self.parrots, "one_to_one", {"synapse_model": "static_synapse", "delay": delay})
             self.in_recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "precision": 6,
-                                                                     "label": f"{self.ctx.node_name}_input_spikes"})
+                                                                     "label": f"{self.rec_prefix}{self.ctx.node_name}_input_spikes"})
             nest.Connect(self.parrots, self.in_recorder)
             self.parrot0 = int(self.parrots.tolist()[0])
 
@@ -330,8 +331,28 @@ class NestAdapter(NodeAdapter):
             self.stims.append((name, dev, g, labs))
             self.stim_gens.append(gen)
 
+    @staticmethod
+    def _place_files(nest, work: Path) -> str:
+        """Where recorders write: the kernel's ``data_path`` becomes cosim's work folder (a model's
+        relative recorder files land there, never in its own folder), unless a recorder of the model
+        has an absolute label (NEST's Potjans-Diesmann microcircuit: ``os.path.join(data_path,
+        "spike_recorder")``), which NEST would put under data_path and fail to open (``IOError``):
+        then data_path is "/" (NEST refuses an empty one) and cosim's own recorders get absolute labels.
+        Returns the prefix of cosim's labels."""
+        recs = nest.GetNodes({"element_type": "recorder"})
+        labels = recs.get("label") if len(recs) else []
+        labels = [labels] if isinstance(labels, str) else list(labels)
+        absolute = [x for x in labels if x and os.path.isabs(x)]
+        if not absolute:
+            nest.SetKernelStatus({"data_path": str(work)})
+            return ""
+        # NEST joins data_path and label with "/" and refuses an empty data_path: "/" keeps absolute labels whole
+        nest.SetKernelStatus({"data_path": "/"})
+        log.info("a recorder of the model has an absolute label (%s): the kernel's data_path is '/'", absolute[0])
+        return str(work) + os.sep
+
     def _wire_recorder(self, nest, pops: list[Population]) -> None:
-        self.recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "label": f"{self.ctx.node_name}_spikes",
+        self.recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "label": f"{self.rec_prefix}{self.ctx.node_name}_spikes",
                                                               "precision": 6})
         recorded = [q for q in pops if q.role != "input"]
         for q in recorded:

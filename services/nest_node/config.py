@@ -14,7 +14,7 @@ to NEST's nS (x1000): a beta synapse of weight w peaks at w, as an Exp2Syn of we
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -114,11 +114,21 @@ class NestInput(InputTransformer):
 
 
 class NestUserModel(_S):
-    """Your own NEST network: a Python file that builds it with ``nest.Create/Connect`` and exposes a
-    dict ``populations`` (name -> NodeCollection), or a function ``build(nest, regions, seed)``
-    returning it. Each population is mapped onto a TVB region and a role here."""
+    """Your own NEST network: a Python file that builds it with ``nest.Create/Connect``, run as
+    ``python FILE`` runs it (``__name__ == "__main__"``) up to its first ``nest.Simulate``/``Run``,
+    or imported with ``function`` named and that function called. Each population is named by where
+    the script keeps it (``E``, ``populations.E``, ``net.pops.0``, ``main.E`` for a local of the
+    function ``main`` running when the script reached ``Simulate``) and mapped onto a region and a
+    role here (network.load_user_model)."""
     path: str = Field(description=".py file that builds the network")
-    populations: dict[str, PopMap] = Field(min_length=1)
+    populations: dict[str, PopMap] = Field(min_length=1, description="where the script keeps a population "
+                                           "(a name or a dotted path) -> region and role")
+    function: str | None = Field(None, description="import the file (guarded code does not run) and call this "
+                                                   "function; populations are looked up in what it returns first")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of `function`")
+    set: dict[str, Any] = Field(default_factory=dict, description="the script's own parameters: NAME (a top-level "
+                                "assignment of the file), VAR.key (an item or attribute of one) or MODULE.VAR.key "
+                                "(of a module beside the file), set before the network is built")
 
     @model_validator(mode="after")
     def _suffix(self) -> "NestUserModel":

@@ -129,14 +129,24 @@ def _model_dir(path: Path):
 #: on its own (NEST's examples: ``nest.ResetKernel()`` … ``nest.Simulate(1000.0)``, then a raster
 #: plot) loads with these doing nothing, so its network is taken and nothing is simulated
 NEST_RUNS = ("Simulate", "Run", "Prepare", "Cleanup", "ResetKernel")
+#: the calls at which a script stops loading: its network is built, what follows reads results
+NEST_STOPS = ("Simulate", "Run")
 #: NEST's plotting helpers a script calls after simulating (they raise "No events recorded")
 NEST_PLOTS = ("raster_plot", "voltage_trace")
 
 
+class _StopAtSimulate(ModelError):
+    """Raised by the stand-in of the script's first ``nest.Simulate``/``Run`` to end its loading (the
+    network is built); caught in _run_model, never seen outside it."""
+
+
 @contextlib.contextmanager
-def _intercepted(nest, calls: list):
-    """While a model file runs: NEST_RUNS and NEST_PLOTS functions record their call and do nothing."""
+def _intercepted(nest, calls: list, folder: Path | None = None, stopped: dict | None = None):
+    """While a model file runs: NEST_RUNS and NEST_PLOTS functions record their call and do nothing;
+    with ``stopped`` given, the first NEST_STOPS call also keeps the locals of every function of the
+    model's folder then running (``stopped[function name]``) and ends the script there."""
     import importlib
+    import inspect
     saved = [(nest, n, getattr(nest, n)) for n in NEST_RUNS if hasattr(nest, n)]
     for mod_name in NEST_PLOTS:
         try:
@@ -151,6 +161,12 @@ def _intercepted(nest, calls: list):
 
         def f(*args, **kw):
             calls.append(what)
+            if stopped is not None and owner is nest and name in NEST_STOPS:
+                for fr in inspect.stack()[1:]:
+                    if folder is not None and Path(fr.filename).resolve().parent == folder \
+                            and fr.function != "<module>":
+                        stopped.setdefault(fr.function, dict(fr.frame.f_locals))
+                raise _StopAtSimulate("stopped at the first Simulate/Run")
         return f
     import types
     put = types.ModuleType.__setattr__      # NEST 3's module object refuses plain attribute assignment
@@ -163,46 +179,218 @@ def _intercepted(nest, calls: list):
             put(owner, n, f)
 
 
+def _step(obj, part: str):
+    """One step of a dotted path: a dict key, a list index, or an attribute; KeyError if absent."""
+    if isinstance(obj, dict):
+        if part in obj:
+            return obj[part]
+        if part.lstrip("-").isdigit() and int(part) in obj:
+            return obj[int(part)]
+        raise KeyError(part)
+    if isinstance(obj, (list, tuple)) and part.lstrip("-").isdigit():
+        try:
+            return obj[int(part)]
+        except IndexError:
+            raise KeyError(part) from None
+    if hasattr(obj, part):
+        return getattr(obj, part)
+    raise KeyError(part)
+
+
+def _set_path(obj, parts: list[str], value, what: str) -> None:
+    """Set ``obj.parts`` (keys, indices or attributes) to ``value``; the key must exist (a typo is one line)."""
+    try:
+        for part in parts[:-1]:
+            obj = _step(obj, part)
+        _step(obj, parts[-1])
+    except KeyError as e:
+        raise ModelError(f"model_file.set.{what}: there is no {e.args[0]!r} to set") from None
+    last = parts[-1]
+    if isinstance(obj, dict):
+        obj[int(last) if last not in obj and last.lstrip("-").isdigit() else last] = value
+    elif isinstance(obj, list) and last.lstrip("-").isdigit():
+        obj[int(last)] = value
+    else:
+        setattr(obj, last, value)
+
+
+def _where(exc: BaseException, folder: Path) -> str:
+    """`` (at FILE line N)`` of the innermost frame of a file in the model's folder, or ''."""
+    import traceback
+    hit = ""
+    for fr in traceback.extract_tb(exc.__traceback__):
+        f = Path(fr.filename)
+        if f.is_absolute() and folder in f.resolve().parents:
+            hit = f" (at {f.resolve().relative_to(folder)} line {fr.lineno})"
+    return hit
+
+
+def _compile(path: Path, sets: dict[str, Any], folder: Path):
+    """The model file compiled, with ``model_file.set`` entries for the script's own variables
+    inserted after each top-level assignment of the variable (line numbers kept); the entries for a
+    module beside the file are returned to be set on the module before the script runs."""
+    import ast
+    src = path.read_text()
+    tree = ast.parse(src, str(path))
+    script, modules = {}, {}
+    for key, value in sets.items():
+        head = key.split(".")[0]
+        if (folder / f"{head}.py").is_file() or (folder / head / "__init__.py").is_file():
+            if "." not in key:
+                raise ModelError(f"model_file.set.{key}: {head} is a module: name what to set in it ({head}.VAR)")
+            modules[key] = value
+        else:
+            script[key] = value
+    body, done = [], set()
+    for stmt in tree.body:
+        body.append(stmt)
+        names = set()
+        if isinstance(stmt, ast.Assign):
+            names = {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            names = {stmt.target.id}
+        for key in script:
+            if key.split(".")[0] in names:
+                call = ast.parse(f"__cosim_set__({key.split('.')[0]!s}, {key!r})").body[0]
+                if "." not in key:
+                    call = ast.parse(f"{key} = __cosim_values__[{key!r}]").body[0]
+                for node in ast.walk(call):
+                    ast.copy_location(node, stmt)
+                    node.end_lineno = getattr(stmt, "end_lineno", stmt.lineno)
+                body.append(call)
+                done.add(key)
+    missing = [k for k in script if k not in done]
+    if missing:
+        raise ModelError(f"model_file.set.{missing[0]}: {path.name} assigns no {missing[0].split('.')[0]!r} at its "
+                         "top level (and no module of that name is beside it)")
+    tree.body = body
+    return compile(tree, str(path), "exec"), modules, script
+
+
+def _run_model(nest, path: Path, um, calls: list) -> tuple[dict, Any, dict]:
+    """Run the model file as the published script runs (``__main__``), or import it and call
+    ``um.function``; stop at its first Simulate/Run. Returns (module globals, the function's
+    return value, locals of the model's functions running at the stop)."""
+    import builtins
+    import importlib
+    folder = path.parent
+    code, module_sets, script_sets = _compile(path, um.set, folder)
+
+    def cosim_set(root, key):
+        _set_path(root, key.split(".")[1:], script_sets[key], key)
+    ns = {"__name__": "cosim_nest_model" if um.function else "__main__", "__file__": str(path),
+          "__builtins__": builtins, "__cosim_set__": cosim_set, "__cosim_values__": script_sets}
+    stopped: dict = {}
+    result = None
+    before = set(sys.modules)
+    try:
+        with _model_dir(path), _intercepted(nest, calls, folder, stopped):
+            for key, value in module_sets.items():
+                head, *rest = key.split(".")
+                _set_path(importlib.import_module(head), rest, value, key)
+            try:
+                exec(code, ns)
+                if um.function:
+                    fn = ns.get(um.function)
+                    if not callable(fn):
+                        raise ModelError(f"model_file.function: {path.name} defines no function {um.function!r}")
+                    result = fn(**um.kwargs)
+                elif callable(ns.get("build")):          # the convention of cosim's own examples
+                    result = ns["build"](nest, list(um._regions), int(um._seed))
+            except _StopAtSimulate:
+                pass
+            except SystemExit as e:              # a script that ends itself while it builds
+                raise ModelError(f"{path.name}: the model file exited (sys.exit({e.code!r})) while it was "
+                                 f"loading{_where(e, folder)}") from None
+    finally:
+        for name in set(sys.modules) - before:           # the model's own modules: fresh for the next load
+            f = getattr(sys.modules[name], "__file__", None)
+            if f and folder in Path(f).resolve().parents:
+                del sys.modules[name]
+    return ns, result, stopped
+
+
+def _lookup(name: str, result, ns: dict, stopped: dict, nest):
+    """A population named by where the script keeps it: in what ``function`` returned, in the
+    module's globals (also a dict ``populations``, cosim's own convention), or ``FUNC.VAR`` among
+    the locals of a function running at the stop. Returns (NodeCollection or None, why not)."""
+    parts = name.split(".")
+    roots = []
+    if result is not None:
+        roots.append(("the function's return value", result, parts))
+    roots.append(("the script", ns, parts))
+    if isinstance(ns.get("populations"), dict):
+        roots.append(("populations", ns["populations"], parts))
+    if len(parts) > 1 and parts[0] in stopped:
+        roots.append((f"function {parts[0]}", stopped[parts[0]], parts[1:]))
+    for _, root, ps in roots:
+        obj = root
+        try:
+            for part in ps:
+                obj = _step(obj, part)
+        except KeyError:
+            continue
+        if isinstance(obj, nest.NodeCollection):
+            return obj, ""
+        return None, f"{name} is a {type(obj).__name__}, not a NodeCollection"
+    return None, ""
+
+
+def _available(result, ns: dict, stopped: dict, nest) -> list[str]:
+    out = []
+    if isinstance(result, dict):
+        out += [str(k) for k, v in result.items() if isinstance(v, nest.NodeCollection)]
+    out += [k for k, v in ns.items() if isinstance(v, nest.NodeCollection)]
+    if isinstance(ns.get("populations"), dict):
+        out += [k for k, v in ns["populations"].items() if isinstance(v, nest.NodeCollection)]
+    for fn, loc in stopped.items():
+        out += [f"{fn}.{k}" for k, v in loc.items() if isinstance(v, nest.NodeCollection)]
+    return sorted(dict.fromkeys(out))
+
+
 def load_user_model(nest, p: NestParams, regions: list[int], seed: int) -> list[Population]:
-    """Run the user's file (it builds its network with ``nest.Create/Connect``) and map its
-    populations: module-level NodeCollections, a dict ``populations``, or ``build(nest, regions,
-    seed)`` returning a dict. Simulating, resetting the kernel and plotting do nothing while it
-    runs (NEST_RUNS, NEST_PLOTS); kernel settings it changes are checked (resolution) or put back
-    (data_path, print_time) afterwards."""
+    """Run the user's file (it builds its network with ``nest.Create/Connect``) as ``python FILE``
+    runs it, up to its first ``nest.Simulate``/``Run`` (or import it and call ``model_file.function``),
+    with ``model_file.set`` applied to its own parameters, and map its populations by where it keeps
+    them (:func:`_lookup`). Simulating, resetting the kernel and plotting do nothing while it runs
+    (NEST_RUNS, NEST_PLOTS); kernel settings it changes are checked (resolution) or put back
+    (data_path, print_time) afterwards. Its errors name the file and line."""
     um = p.model_file
-    path = Path(um.path).expanduser()
+    path = Path(um.path).expanduser().resolve()
     if not path.is_file():
         raise ModelError(f"model_file.path: file not found: {um.path}")
-    kernel = {k: nest.GetKernelStatus(k) for k in ("data_path", "overwrite_files")}
+    kernel = {k: nest.GetKernelStatus(k) for k in ("overwrite_files",)}      # data_path: adapter._place_files
     calls: list[str] = []
     try:
-        with _model_dir(path), _intercepted(nest, calls):
-            ns = runpy.run_path(str(path), run_name="cosim_nest_model")
-            if callable(ns.get("build")):
-                found = ns["build"](nest, list(regions), int(seed))
-            else:
-                found = ns.get("populations") if isinstance(ns.get("populations"), dict) else ns
+        um_run = _RunSpec(um, regions, seed)
+        ns, found, stopped = _run_model(nest, path, um_run, calls)
     except ModelError:
         raise
     except Exception as e:
-        raise ModelError(f"{path.name}: the model file failed: {type(e).__name__}: {e}") from e
+        after = [c for c in calls if c.split(".")[-1] in NEST_RUNS or "plot" in c or "trace" in c]
+        hint = (f"; it had called {', '.join(dict.fromkeys(after))}, which do nothing while cosim loads a model"
+                if after else "")
+        msg = str(e).splitlines()[0] if str(e) else ""
+        raise ModelError(f"{path.name}: the model file failed: {type(e).__name__}: {msg}{_where(e, path.parent)}"
+                         f"{hint}") from e
     if calls:
         log.info("model file %s called %s: nothing was simulated, reset or plotted (cosim runs the network "
-                 "window by window)", path.name, ", ".join(dict.fromkeys(calls)))
+                 "window by window)%s", path.name, ", ".join(dict.fromkeys(calls)),
+                 "; it was loaded up to its first Simulate/Run" if any(c.split(".")[-1] in NEST_STOPS for c in calls)
+                 else "")
     resolution = float(nest.GetKernelStatus("resolution"))
     if abs(resolution - p.dt_ms) > 1e-9:
         raise ModelError(f"{path.name} sets the kernel resolution to {resolution:g} ms, but params.dt_ms is "
                          f"{p.dt_ms:g}: set params.dt_ms: {resolution:g} in the config (cosim steps NEST at it)")
-    # cosim's recorder files and no progress printing (a data_path never set stays unset: NEST refuses '')
+    # cosim's recorder files and no progress printing
     restore = {k: v for k, v in kernel.items() if v not in ("", None) and nest.GetKernelStatus(k) != v}
     nest.SetKernelStatus({**restore, "print_time": False})
-    available = sorted(k for k, v in (found or {}).items() if isinstance(v, nest.NodeCollection))
     pops = []
     for name, m in um.populations.items():
-        nodes = (found or {}).get(name)
-        if not isinstance(nodes, nest.NodeCollection):
-            raise ModelError(f"model_file.populations.{name}: {path.name} defines no population {name!r} "
-                             f"(its populations: {', '.join(available) or 'none'})")
+        nodes, why = _lookup(name, found, ns, stopped, nest)
+        if nodes is None:
+            raise ModelError(f"model_file.populations.{name}: {why or f'{path.name} defines no population {name!r}'} "
+                             f"(its populations: {', '.join(_available(found, ns, stopped, nest)) or 'none'})")
         if m.region not in regions:
             raise ModelError(f"model_file.populations.{name}.region: {m.region} is not one of this node's regions {regions}")
         pops.append(Population(name, int(m.region), m.role, nodes))
@@ -210,6 +398,21 @@ def load_user_model(nest, p: NestParams, regions: list[int], seed: int) -> list[
         if not any(q.region == r and q.role in ("exc", "inh") for q in pops):
             raise ModelError(f"region {r}: no population mapped to it with role exc or inh")
     return pops
+
+
+@dataclass
+class _RunSpec:
+    """What _run_model needs of ``model_file``, with the node's regions and seed for ``build``."""
+    um: Any
+    regions: list
+    seed: int
+
+    def __getattr__(self, name):
+        if name == "_regions":
+            return self.regions
+        if name == "_seed":
+            return self.seed
+        return getattr(self.um, name)
 
 
 # ---- TVB's drive: which cells, in which unit, on which receptor ---------------------------------
