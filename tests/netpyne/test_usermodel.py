@@ -286,3 +286,18 @@ def test_rxd_over_all_cells_keeps_to_the_models_own_cells(tmp_path, caplog):
         _configure(_params(path, tmp_path, {"cell": {"region": 33, "role": "exc"}}))
     assert "rxdParams region 'cyt' over the model's own populations ['cell']" in caplog.text
     assert sim.net.rxd["regions"]["cyt"]["hObj"] is not None
+
+
+def test_an_include_beside_the_model_is_found_where_nrnivmodl_finds_it(tmp_path):
+    """NetPyNE's doc/source/code: `mod/AMPA.mod` INCLUDEs `netcon.inc`, which sits in the folder above
+    (where the user runs `nrnivmodl mod`); cosim compiled the .mod files alone and nocmodl failed
+    (tut_import, tut_artif). Now includes are looked for where nocmodl looks: beside the .mod files,
+    then in the folder above."""
+    d = tmp_path / "mod"
+    d.mkdir()
+    (d / "m.mod").write_text('NEURON { SUFFIX mbeside RANGE g }\nINCLUDE "defs_above.inc"\nBREAKPOINT { g = 2 }\n')
+    (tmp_path / "defs_above.inc").write_text("PARAMETER { g = 1 }\n")
+    from cosim.services.netpyne_node.mechanisms import compile_mods
+    build = compile_mods(d, tmp_path / "build")
+    assert build is not None
+    assert any(build.glob("*/libnrnmech.so")) or any(build.glob("*/.libs/libnrnmech.so"))
