@@ -336,16 +336,43 @@ def _lookup(name: str, result, ns: dict, stopped: dict, nest):
     return None, ""
 
 
+def _kept(prefix: str, v, nest, depth: int) -> list[str]:
+    """Paths of the NodeCollections held by ``v``: itself, the items of a list/tuple/dict, and (``depth``
+    levels down) the attributes of an object of the model's own classes (``net.pops.0``)."""
+    if isinstance(v, nest.NodeCollection):
+        return [prefix]
+    if depth <= 0:
+        return []
+    import types
+    if isinstance(v, dict):
+        items = list(v.items())
+    elif isinstance(v, (list, tuple)):
+        items = list(enumerate(v))
+    elif not isinstance(v, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)) \
+            and hasattr(v, "__dict__") and type(v).__module__ not in ("builtins",) \
+            and not type(v).__module__.startswith(("nest", "numpy")):
+        items = [(k, x) for k, x in vars(v).items() if not str(k).startswith("__")]
+    else:
+        return []
+    out = []
+    for k, x in items[:200]:
+        out += _kept(f"{prefix}.{k}", x, nest, depth - 1)
+    return out
+
+
 def _available(result, ns: dict, stopped: dict, nest) -> list[str]:
+    """Where the script keeps NodeCollections, as paths ``_lookup`` resolves (in the order it keeps them)."""
     out = []
     if isinstance(result, dict):
-        out += [str(k) for k, v in result.items() if isinstance(v, nest.NodeCollection)]
-    out += [k for k, v in ns.items() if isinstance(v, nest.NodeCollection)]
-    if isinstance(ns.get("populations"), dict):
-        out += [k for k, v in ns["populations"].items() if isinstance(v, nest.NodeCollection)]
+        for k, v in result.items():
+            out += _kept(str(k), v, nest, 2)
+    for k, v in ns.items():
+        if not k.startswith("__"):
+            out += _kept(k, v, nest, 2)
     for fn, loc in stopped.items():
-        out += [f"{fn}.{k}" for k, v in loc.items() if isinstance(v, nest.NodeCollection)]
-    return sorted(dict.fromkeys(out))
+        for k, v in loc.items():
+            out += _kept(f"{fn}.{k}", v, nest, 2)
+    return list(dict.fromkeys(out))
 
 
 def load_user_model(nest, p: NestParams, regions: list[int], seed: int) -> list[Population]:
@@ -528,8 +555,11 @@ def drive_receptor(nest, p: NestParams, q: Population) -> int:
             raise ModelError(f"{where}: port {given} is not one of its receptors {types}")
         return int(given)
     taus = st.get("tau_syn")
-    if _is_seq(taus) and ("multisynapse" in model or model.startswith("glif")):
+    n = st.get("n_receptors")
+    if n is None and _is_seq(taus):
         n = len(taus)
+    if n is not None and ("multisynapse" in model or model.startswith("glif")):
+        n = int(n)
         if n == 0:
             raise ModelError(f"{where}: the neuron has no receptor ports (its tau_syn is empty)")
         if given is None:
