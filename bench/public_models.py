@@ -97,7 +97,9 @@ from cosim.services.nest_node.adapter import NestAdapter, import_nest
 from cosim.runtime.adapter import RunContext, SignalSpec
 
 def one(e):
-    return (type(e).__name__ + ": " + (str(e).splitlines() or [""])[0])[:300]
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "errors.pydantic.dev" not in ln]
+    keep = lines[-1:] if "validation error" in str(e) else lines[:2] if lines and lines[0].endswith(":") else lines[:1]
+    return (type(e).__name__ + ": " + " ".join(keep))[:300]
 
 def done(**kw):
     print("\nRESULT " + json.dumps(kw)); sys.exit(0)
@@ -146,9 +148,9 @@ ctx = RunContext(config=cfg, node_name="s", regions=(33,), tvb_dt_ms=0.1, tick_m
                  n_windows=K, outputs=[SignalSpec("state/R_e", (33,)), SignalSpec("state/S_e", (33,))],
                  connectome={"weights": np.zeros((n, n)), "idelays": np.full((n, n), 32)}, results_dir=str(out))
 a = NestAdapter()
-ctx.inputs = a.requires(ctx)
 t = time.perf_counter()
 try:
+    ctx.inputs = a.requires(ctx)
     a.configure(ctx)
     for k in range(K):
         a.step(k, {"coupling/R_e": np.full((W, 1), 10.0)})

@@ -339,10 +339,13 @@ class NestAdapter(NodeAdapter):
         "spike_recorder")``), which NEST would put under data_path and fail to open (``IOError``):
         then data_path is "/" (NEST refuses an empty one) and cosim's own recorders get absolute labels.
         Returns the prefix of cosim's labels."""
-        recs = nest.GetNodes({"element_type": "recorder"})
-        labels = recs.get("label") if len(recs) else []
-        labels = [labels] if isinstance(labels, str) else list(labels)
-        absolute = [x for x in labels if x and os.path.isabs(x)]
+        labels = []
+        for node in nest.GetNodes({"element_type": "recorder"}):
+            try:
+                labels.append(node.get("label"))
+            except Exception:  # noqa: BLE001  (a detector without a label, e.g. correlospinmatrix_detector)
+                continue
+        absolute = [x for x in labels if isinstance(x, str) and x and os.path.isabs(x)]
         if not absolute:
             nest.SetKernelStatus({"data_path": str(work)})
             return ""
