@@ -357,8 +357,9 @@ class NestAdapter(NodeAdapter):
     def _wire_recorder(self, nest, pops: list[Population]) -> None:
         self.recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "label": f"{self.rec_prefix}{self.ctx.node_name}_spikes",
                                                               "precision": 6})
-        recorded = [q for q in pops if q.role != "input"]
-        for q in recorded:
+        # every population, the model's ``input`` ones too (TVB's trains as they arrive: they looked silent in the
+        # results); only exc/inh count towards the rates (self._pop_kind)
+        for q in pops:
             nest.Connect(q.nodes, self.recorder)
         top = max(max(q.nodes.tolist()) for q in pops) + 1
         self.pop_of_gid = np.full(top, -1, dtype=np.int64)

@@ -148,3 +148,29 @@ def test_validate_refuses_a_drive_the_model_cannot_take_in_one_line(tmp_path, te
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.startswith("cosim:")]
     assert p.returncode == 2 and lines == [f"cosim: configuration error: {path}: spiking_nodes[0] (spiking): {msg}"], \
         (p.returncode, p.stderr[-1500:])
+
+
+PARROTS = """
+import nest
+inp = nest.Create("parrot_neuron", 20)
+E = nest.Create("iaf_cond_alpha", 20)
+I = nest.Create("iaf_cond_alpha", 5)
+nest.Connect(inp, E, "one_to_one", {"weight": 30.0})
+"""
+
+
+def test_an_input_population_shows_the_trains_it_received(tmp_path):
+    """A population mapped `input` (parrots relaying TVB's trains) is recorded: its spikes are the
+    trains that arrived (before, the results showed it silent); the rates sent to TVB stay E's."""
+    f = _model(tmp_path, PARROTS)
+    pops = {"inp": {"region": 33, "role": "input"}, "E": {"region": 33, "role": "exc"}, "I": {"region": 33, "role": "inh"}}
+    a, ctx = make(tmp_path, params={"model_file": {"path": str(f), "populations": pops}, "input": {"scale": 1.0}}, K=50)
+    drive(a, ctx, rate_hz=100.0)
+    a.finish(None)
+    with h5py.File(tmp_path / "a" / "s.h5") as h:
+        pop = h["spikes/pop"][...]
+        n_in, n_e = int((pop == 0).sum()), int((pop == 1).sum())
+        e_from_rates = float(h["rates/exc"][...].sum() * 20 * 0.1e-3)
+    # 20 parrots x 100 Hz x 80 ms = 160 expected; Poisson, so within 5 sd (~63)
+    assert abs(n_in - 160) < 5 * np.sqrt(160), n_in
+    assert e_from_rates == pytest.approx(n_e)
