@@ -1,6 +1,7 @@
 """User models: loading, mapping, .mod compilation, and one-line errors before the run."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -301,3 +302,26 @@ def test_an_include_beside_the_model_is_found_where_nrnivmodl_finds_it(tmp_path)
     build = compile_mods(d, tmp_path / "build")
     assert build is not None
     assert any(build.glob("*/libnrnmech.so")) or any(build.glob("*/.libs/libnrnmech.so"))
+
+
+def test_a_model_index_the_script_names_is_found_levels_above(tmp_path):
+    """NetPyNE's examples/LFPrecording: `src/net/init.py` calls `sim.loadFromIndexFile('index_net.npjson')`
+    and is run from the model's root, two levels up; cosim looked for `index.npjson` only, one level
+    up, and the model failed. Now the index the script names is looked for where NetPyNE would
+    resolve it (the file's folder and up to four above), as the model's root."""
+    from cosim.services.netpyne_node.config import UserModel
+    from cosim.services.netpyne_node.usermodel import _read, find_mod_dir, model_root
+    src = Path(__file__).parent / "models" / "indexed"
+    root = tmp_path / "lfp"
+    shutil.copytree(src, root)
+    index = json.loads((root / "index.npjson").read_text())
+    (root / "index.npjson").unlink()
+    (root / "index_net.npjson").write_text(json.dumps({**index, "python_run": "src/net/init.py"}))
+    (root / "src" / "net").mkdir()
+    (root / "src" / "init.py").rename(root / "src" / "net" / "init.py")
+    init = root / "src" / "net" / "init.py"
+    init.write_text(init.read_text().replace("'index.npjson'", "'index_net.npjson'"))
+    assert model_root(init) == root.resolve()
+    assert find_mod_dir(UserModel(path=str(init), populations={"Epop": {"region": 33, "role": "exc"}})) == root.resolve() / "mod"
+    net, cfg = _read(init)
+    assert sorted(net.popParams) == ["Epop", "Ipop"]
