@@ -293,6 +293,33 @@ def _keep_rxd_on_own_cells(net, own: list[str], path: Path) -> None:
                      path.name, label, own)
 
 
+def density_cells(net, pp: dict) -> int | None:
+    """How many cells NetPyNE makes of a population given by a number ``density`` (cells/mm³): its
+    own arithmetic (netpyne/network/pop.py, ``Pop.createCellsDensity``: the network's volume by
+    ``shape`` and ``sizeX/Y/Z`` µm, times each normalized range, ``int(density * volume)``; no
+    ``netParams.scale``); None for a density given as a function (NetPyNE draws the count)."""
+    import math
+    d = pp.get("density")
+    if d is None or isinstance(d, str):
+        return None
+    size = {c: float(getattr(net, f"size{c.upper()}", 100) or 100) for c in "xyz"}
+    shape = getattr(net, "shape", "cuboid") or "cuboid"
+    v = size["y"] / 1e3 * size["x"] / 1e3 * size["z"] / 1e3
+    if shape == "cylinder":
+        v = size["y"] / 1e3 * size["x"] / 1e3 / 2 * size["z"] / 1e3 / 2 * math.pi
+    elif shape == "ellipsoid":
+        v = size["y"] / 1e3 / 2.0 * size["x"] / 1e3 / 2.0 * size["z"] / 1e3 / 2.0 * math.pi * 4.0 / 3.0
+    for c in "xyz":
+        if f"{c}Range" in pp:
+            lo, hi = (pt / size[c] for pt in pp[f"{c}Range"])
+        elif f"{c}normRange" in pp:
+            lo, hi = pp[f"{c}normRange"]
+        else:
+            continue
+        v *= hi - lo
+    return int(d * v)
+
+
 def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
     """Add one NetStim relay population per driven population, connected one relay per (cell, source).
 
@@ -319,9 +346,10 @@ def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
             n = int(scale * pp["numCells"])
         elif "cellsList" in pp:
             n = len(pp["cellsList"])
-        else:
-            raise ModelError(f"population {pop!r} has no numCells, so cosim cannot attach the TVB drive: give it "
-                             "numCells or add a NetStim population with role 'input'")
+        elif (n := density_cells(net, pp)) is None:
+            raise ModelError(f"population {pop!r} has no numCells and its density is a function of position (NetPyNE "
+                             "draws how many cells it makes), so cosim cannot size the TVB drive: give it numCells or "
+                             "add a NetStim population with role 'input'")
         if pp.get("cellModel") in ("NetStim", "VecStim"):
             raise ModelError(f"population {pop!r} (role {m.role!r}) is made of {pp['cellModel']} point processes: "
                              "map spiking cells as exc/inh")

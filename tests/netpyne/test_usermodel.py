@@ -325,3 +325,30 @@ def test_a_model_index_the_script_names_is_found_levels_above(tmp_path):
     assert find_mod_dir(UserModel(path=str(init), populations={"Epop": {"region": 33, "role": "exc"}})) == root.resolve() / "mod"
     net, cfg = _read(init)
     assert sorted(net.popParams) == ["Epop", "Ipop"]
+
+
+def test_density_defined_populations_get_a_drive_sized_as_netpyne_makes_them(tmp_path):
+    """NetPyNE's examples/M1 gives its populations by `density` (cells/mm³) over a `ynormRange` of a
+    cuboid, not `numCells`: cosim refused it ('cannot attach the TVB drive'). The drive is now sized
+    with NetPyNE's own arithmetic, and every created cell gets its relay (checked against the cells
+    NetPyNE made)."""
+    path = tmp_path / "dens.py"
+    path.write_text(
+        "from netpyne import specs\n"
+        "netParams = specs.NetParams()\n"
+        "netParams.sizeX, netParams.sizeY, netParams.sizeZ = 50, 1350, 50\n"
+        "netParams.cellParams['PYR'] = {'secs': {'soma': {'geom': {'diam': 18.8, 'L': 18.8}, 'mechs': {'hh': {}}}}}\n"
+        "netParams.popParams['IT_L23'] = {'cellType': 'PYR', 'ynormRange': [0.12, 0.31], 'density': 80e3}\n"
+        "netParams.popParams['PV_L23'] = {'cellType': 'PYR', 'yRange': [162, 418.5], 'density': 10e3}\n"
+        "simConfig = specs.SimConfig()\n")
+    params = _params(path, tmp_path, {"IT_L23": {"region": 33, "role": "exc"}, "PV_L23": {"region": 33, "role": "inh"}})
+    params["model_file"]["drive"] = {"roles": ["exc", "inh"]}
+    from cosim.services.netpyne_node.adapter import NetpyneAdapter
+    from cosim.services.netpyne_node.drive import make_context
+    ad = NetpyneAdapter(params)
+    ad.configure(make_context((33,), params, 10.0))
+    e = ad.engine
+    # NetPyNE: int(80e3 * 0.05 * 1.35 * 0.05 * 0.19) = 51 and int(10e3 * 0.003375 * 0.19) = 6
+    assert e.n_cells_of("IT_L23") == 51 and e.n_cells_of("PV_L23") == 6
+    assert e.n_cells_of("cosim_drive_IT_L23") == 51 and e.n_cells_of("cosim_drive_PV_L23") == 6
+    ad.finish(None)
