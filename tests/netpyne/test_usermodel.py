@@ -352,3 +352,29 @@ def test_density_defined_populations_get_a_drive_sized_as_netpyne_makes_them(tmp
     assert e.n_cells_of("IT_L23") == 51 and e.n_cells_of("PV_L23") == 6
     assert e.n_cells_of("cosim_drive_IT_L23") == 51 and e.n_cells_of("cosim_drive_PV_L23") == 6
     ad.finish(None)
+
+
+@pytest.mark.system
+def test_validate_builds_the_network_the_run_would(tmp_path):
+    """`cosim validate` said ok to models NEURON cannot build (issue 22: tut_artif, netClamp), and the
+    run failed while building; it now builds the network as the node does (nothing simulated) and
+    refuses in one line, exit 2."""
+    import subprocess
+    import yaml
+    from cosim.launch import command_lines
+    path = tmp_path / "bad.py"
+    path.write_text(
+        "from netpyne import specs\n"
+        "netParams = specs.NetParams()\n"
+        "netParams.cellParams['PYR'] = {'secs': {'soma': {'geom': {'diam': 18.8, 'L': 18.8}, "
+        "'mechs': {'hh': {}}, 'pointps': {'clamp': {'mod': 'NoSuchPointProcess', 'loc': 0.5}}}}}\n"
+        "netParams.popParams['E'] = {'cellType': 'PYR', 'numCells': 4}\n"
+        "simConfig = specs.SimConfig()\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"run": {"duration_ms": 50}, "spiking_nodes": [
+        {"name": "spiking", "regions": [33], "params": {"model_file": {
+            "path": str(path), "populations": {"E": {"region": 33, "role": "exc"}}}}}]}))
+    p = subprocess.run(command_lines.cosim_cmd() + ["validate", str(cfg)], capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.startswith("cosim:")]
+    assert p.returncode == 2 and len(lines) == 1 and "spiking_nodes[0] (spiking)" in lines[0], (p.returncode, p.stderr[-1500:])
+    assert "NoSuchPointProcess" in lines[0], lines
