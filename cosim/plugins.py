@@ -66,6 +66,9 @@ class BackendSpec:
     dockerfile: str | None = None
     check: str | None = None
     build: str | None = None
+    #: optional ``"module:attr"`` of ``validate(entry, cfg, source, progress)``, for ``cosim validate``
+    #: only: build the node's network as the run would (cells, connections, TVB's drive), simulate nothing
+    validate: str | None = None
     #: the adapter implements checkpoint/restore (PROTOCOL.md §10.1); `cosim validate` refuses
     #: `run.checkpoint` for a backend that cannot
     checkpoint: bool = False

@@ -277,7 +277,7 @@ def cmd_validate(a) -> int:
     from cosim.config import check_nodes
     cfg = apply_overrides(a.config, [])
     check_run(cfg, a.config)
-    check_nodes(cfg, a.config)
+    check_nodes(cfg, a.config, deep=True)     # builds each node's network as the run would, simulates nothing
     print(f"{a.config}: ok ({len(cfg.spiking_nodes)} spiking node(s), regions {cfg.spiking_regions()})")
     return EXIT_OK
 

@@ -123,11 +123,13 @@ def check_files(cfg: RunConfig, source: str = "<config>") -> None:
         raise ConfigError(f"{source}: tvb.connectivity: file not found: {c!r} (use 'default' or a TVB connectivity zip)")
 
 
-def check_nodes(cfg: RunConfig, source: str = "<config>", build_only: bool = False, progress=None) -> None:
+def check_nodes(cfg: RunConfig, source: str = "<config>", build_only: bool = False, progress=None,
+                deep: bool = False) -> None:
     """Each backend's own deeper checks (``BackendSpec.check``: model files, populations,
     mechanisms; ``BackendSpec.build`` with ``build_only``), run where the nodes will run
     (`cosim validate`, `cosim build`, `cosim run` before any service starts). ``progress(node)``
-    gives a callback ``(done, total, what)`` for long work such as compiling mechanisms."""
+    gives a callback ``(done, total, what)`` for long work such as compiling mechanisms. ``deep``
+    (`cosim validate`): also each backend's ``validate``, which builds the network the run would."""
     from cosim import plugins
     for i, n in enumerate(cfg.spiking_nodes):
         spec = plugins.get(n.backend)
@@ -138,30 +140,32 @@ def check_nodes(cfg: RunConfig, source: str = "<config>", build_only: bool = Fal
             why = getattr(spec.params_model().model_validate(n.params or {}), "cannot_checkpoint", lambda: None)()
             if why:
                 raise ConfigError(f"{source}: spiking_nodes[{i}].params: {n.backend!r} cannot checkpoint with {why}")
-        ref = spec.build if build_only else spec.check
-        if not ref or spec.missing():
-            continue
-        fn = plugins._load(ref)
-        try:
-            fn(n, cfg, source, progress(n.name) if progress else None)
-        except ValueError as e:     # the backend's one-line refusal (a model error, a value it cannot run)
-            if isinstance(e, ConfigError) and not isinstance(e, ModelError):
-                raise               # already names its field
-            msg = str(e)
-            head = msg.split(":", 1)[0]
-            if ":" in msg and head.split(".")[0] in spec.params_model().model_fields and " " not in head:
-                raise ConfigError(f"{source}: spiking_nodes[{i}].params.{msg}") from None   # names a param
-            raise ConfigError(f"{source}: spiking_nodes[{i}] ({n.name}): {msg}") from None
-        except Exception as e:      # noqa: BLE001  a model the simulator cannot digest, or a bug: keep the traceback
-            import tempfile
-            import traceback
-            with tempfile.NamedTemporaryFile("w", prefix="cosim-traceback-", suffix=".txt", delete=False) as f:
-                traceback.print_exception(e, file=f)
-            first = str(e).splitlines()[0] if str(e) else ""
-            raise ConfigError(f"{source}: spiking_nodes[{i}] ({n.name}): loading the model failed: "
-                              f"{type(e).__name__}: {first} (full traceback in {f.name})") from None
+        refs = [spec.build] if build_only else [spec.check] + ([spec.validate] if deep else [])
+        for ref in refs:
+            if ref and not spec.missing():
+                _check_one(plugins._load(ref), i, n, spec, cfg, source, progress)
 
 
+def _check_one(fn, i: int, n, spec, cfg: RunConfig, source: str, progress) -> None:
+    """One backend hook on one node entry; its refusal becomes one line naming the node."""
+    try:
+        fn(n, cfg, source, progress(n.name) if progress else None)
+    except ValueError as e:     # the backend's one-line refusal (a model error, a value it cannot run)
+        if isinstance(e, ConfigError) and not isinstance(e, ModelError):
+            raise               # already names its field
+        msg = str(e)
+        head = msg.split(":", 1)[0]
+        if ":" in msg and head.split(".")[0] in spec.params_model().model_fields and " " not in head:
+            raise ConfigError(f"{source}: spiking_nodes[{i}].params.{msg}") from None   # names a param
+        raise ConfigError(f"{source}: spiking_nodes[{i}] ({n.name}): {msg}") from None
+    except Exception as e:      # noqa: BLE001  a model the simulator cannot digest, or a bug: keep the traceback
+        import tempfile
+        import traceback
+        with tempfile.NamedTemporaryFile("w", prefix="cosim-traceback-", suffix=".txt", delete=False) as f:
+            traceback.print_exception(e, file=f)
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ConfigError(f"{source}: spiking_nodes[{i}] ({n.name}): loading the model failed: "
+                          f"{type(e).__name__}: {first} (full traceback in {f.name})") from None
 
 
 def apply_overrides(cfg_path: str | None, sets: list[str]) -> RunConfig:

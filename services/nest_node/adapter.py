@@ -35,7 +35,8 @@ from cosim.sdk.spiking_input import CouplingInput, PerSourceInput
 from cosim.sdk.transformers import RateProxy, rates_from_signal
 
 from .config import NestParams
-from .network import ModelError, Population, build_default, load_user_model
+from .network import (ModelError, Population, build_default, drive_receptor, drive_targets, drive_weight,
+                      load_user_model)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,27 @@ class SpikeFileReader:
 
     def close(self) -> None:
         self.f.close()
+
+
+class SpikeFilesReader:
+    """New lines of every file of one NEST ASCII spike recorder: NEST writes one file per
+    virtual process (thread), each holding the spikes of the neurons that thread updates, so a
+    recorder's spikes are the union of its files (reading only the first kept thread 0's share)."""
+
+    def __init__(self, paths: list[str]):
+        if not paths:
+            raise ModelError("the spike recorder has no files (NEST did not open them at Prepare)")
+        self.readers = [SpikeFileReader(p) for p in paths]
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        parts = [r.read() for r in self.readers]
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([g for g, _ in parts]), np.concatenate([t for _, t in parts])
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
 
 
 def stimulus_lead_steps(p: NestParams) -> int:
@@ -159,7 +181,7 @@ class NestAdapter(NodeAdapter):
         nest.ResetKernel()
         nest.SetKernelStatus({"resolution": p.dt_ms, "local_num_threads": p.local_num_threads,
                               "rng_seed": 1 + (self.seed * 7919 + sum(self.regions)) % (2**31 - 2),
-                              "data_path": str(work), "overwrite_files": True, "print_time": False,
+                              "overwrite_files": True, "print_time": False,
                               "use_wfr": False})
         G = float((tvb.get("model") or {}).get("G", 2.0))
         if p.model_file is not None:
@@ -167,6 +189,10 @@ class NestAdapter(NodeAdapter):
         else:
             pops = build_default(nest, p, self.regions, ctx.connectome, G, ctx.tvb_dt_ms, self.seed)
         self.pops: list[Population] = pops
+        self.rec_prefix = self._place_files(nest, work)
+        # the kernel's own count: a user model may set local_num_threads itself (params.local_num_threads
+        # is only what cosim set before the model file ran)
+        self.n_threads = int(nest.GetKernelStatus("local_num_threads"))
         self.per_source = p.input.mode == "per_source"
         if self.per_source:
             self.drive = PerSourceInput(ctx, self.regions)
@@ -193,13 +219,18 @@ class NestAdapter(NodeAdapter):
             from cosim.sdk.spiking_file import ResultsWriter
             attrs = {"node": ctx.node_name, "backend": "nest", "regions": np.array(self.regions),
                      "tvb_dt_ms": self.tvb_dt, "sim_dt_ms": p.dt_ms, "steps_per_window": self.W, "seed": self.seed,
-                     "nest_version": nest.__version__, "params_json": p.model_dump_json()}
+                     "nest_version": nest.__version__, "nest_threads": self.n_threads,
+                     "input_weight": self.in_w, "input_weight_unit": {"conductance": "nS", "current": "pA",
+                                                                      "delta": "mV"}[self.in_kind],
+                     "input_receptor_json": json.dumps(self.in_receptor), "params_json": p.model_dump_json()}
             if self.per_source:
                 d = self.drive
                 attrs.update({"input_mode": "per_source",
                               "input_links": np.stack([d.target, d.source, d.dly], axis=1).astype(np.int64)
                               if d.n_links else np.zeros((0, 3), np.int64),
-                              "input_link_weight_uS": self.link_w_nS / 1000.0})
+                              # in input_weight_unit; µS too when the targets are conductance-based (as NetPyNE)
+                              "input_link_weight": self.link_w,
+                              **({"input_link_weight_uS": self.link_w / 1000.0} if self.in_kind == "conductance" else {})})
             if self.stims:
                 from cosim.sdk.stimulus import describe
                 sizes = {q.label: (q.region, q.size) for q in pops}
@@ -210,37 +241,41 @@ class NestAdapter(NodeAdapter):
                                         p.record.flush_every)
         nest.Prepare()
         self.prepared = True
-        self.reader = SpikeFileReader(self._spike_file())
+        self.reader = SpikeFilesReader(self._spike_files())
         self._warned_slow = False
         self.hb_timeout_s = float((ctx.config.get("coordinator") or {}).get("heartbeat_timeout_ms", 5000)) / 1000
-        self.in_reader = SpikeFileReader(self._spike_file(self.in_recorder)) if self.in_recorder is not None else None
+        self.in_reader = SpikeFilesReader(self._spike_files(self.in_recorder)) if self.in_recorder is not None else None
         self.windows_done = 0
         log.info("%s: NEST %s configured %d region(s) %s, E=%s I=%s cells, W=%d steps, h=%g ms, %d thread(s)",
                  ctx.node_name, nest.__version__, len(self.regions), self.regions, self.n_exc.tolist(),
-                 self.n_inh.tolist(), self.W, p.dt_ms, p.local_num_threads)
+                 self.n_inh.tolist(), self.W, p.dt_ms, self.n_threads)
+        if self.n_threads != p.local_num_threads:
+            log.info("%s: the model file set local_num_threads to %d (params.local_num_threads: %d)",
+                     ctx.node_name, self.n_threads, p.local_num_threads)
+
+    def _plan_drive(self, nest, p: NestParams, pops: list[Population]) -> None:
+        """Targets per region, one weight in the unit their synapses take, a receptor per population
+        (network.drive_weight, drive_receptor): a model that cannot take the drive is one line here."""
+        self.in_targets = {r: drive_targets(p, pops, r) for r in self.regions}
+        every = [q for r in self.regions for q in self.in_targets[r]]
+        self.in_w, self.in_w_key, self.in_kind = drive_weight(nest, p, every)
+        self.in_receptor = {q.label: drive_receptor(nest, p, q) for q in every}
+
+    def _connect_drive(self, nest, gen, r: int, weight: float, delay: float) -> None:
+        for q in self.in_targets[r]:
+            nest.Connect(gen, q.nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": weight,
+                                                      "delay": delay, "receptor_type": self.in_receptor[q.label]})
 
     def _wire_inputs(self, nest, p: NestParams, pops: list[Population]) -> None:
         """One inhomogeneous Poisson generator per region; it sends an independent train to each
         target: the region's ``input`` population if the model has one, else its E (and I) cells."""
-        w_nS = p.input.weight_uS * 1000.0
+        self._plan_drive(nest, p, pops)
         delay = p.input.delay_ms - p.dt_ms                 # the rate schedule is one step late (module doc)
         # all at once: one NodeCollection gets every region's rates in one set() per window
         self.gen_nc = nest.Create("inhomogeneous_poisson_generator", len(self.regions))
         self.gens = [self.gen_nc[j] for j in range(len(self.regions))]
         for r, g in zip(self.regions, self.gens):
-            targets = [q for q in pops if q.region == r and q.role == "input"]
-            if not targets:
-                roles = ("exc",) if p.input.targets == "exc" else ("exc", "inh")
-                targets = [q for q in pops if q.region == r and q.role in roles]
-            for q in targets:
-                nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": w_nS, "delay": delay})
-
-    def _targets(self, p: NestParams, pops: list[Population], r: int) -> list[Population]:
-        targets = [q for q in pops if q.region == r and q.role == "input"]
-        if not targets:
-            roles = ("exc",) if p.input.targets == "exc" else ("exc", "inh")
-            targets = [q for q in pops if q.region == r and q.role in roles]
-        return targets
+            self._connect_drive(nest, g, r, self.in_w, delay)
 
     def _wire_per_source(self, nest, p: NestParams, pops: list[Population]) -> None:
         """One inhomogeneous Poisson generator per (target region, source region) link, sending an
@@ -249,28 +284,24 @@ class NestAdapter(NodeAdapter):
         parrot neuron (same delay), recorded: its spikes are the train one target cell receives."""
         d = self.drive
         scale = d.scale(p.input.scale)
-        w_nS = p.input.weight_uS * 1000.0
+        self._plan_drive(nest, p, pops)
         delay = p.input.delay_ms - p.dt_ms                 # the rate schedule is one step late (module doc)
-        self.link_w_nS = w_nS * scale[d.t_idx] * d.weight if d.n_links else np.zeros(0)
+        self.link_w = self.in_w * scale[d.t_idx] * d.weight if d.n_links else np.zeros(0)
         self.src_gens = nest.Create("inhomogeneous_poisson_generator", d.n_links) if d.n_links else None
         for l in range(d.n_links):
-            g = self.src_gens[l]
-            for q in self._targets(p, pops, int(d.target[l])):
-                nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse",
-                                                         "weight": float(self.link_w_nS[l]), "delay": delay})
+            self._connect_drive(nest, self.src_gens[l], int(d.target[l]), float(self.link_w[l]), delay)
         self.offset_gens = []
         if p.input.offset_hz > 0:
             for r in self.regions:
                 g = nest.Create("inhomogeneous_poisson_generator")
-                for q in self._targets(p, pops, r):
-                    nest.Connect(g, q.nodes, "all_to_all", {"synapse_model": "static_synapse", "weight": w_nS, "delay": delay})
+                self._connect_drive(nest, g, r, self.in_w, delay)
                 self.offset_gens.append(g)
         self.in_recorder = None
         if p.record.input_spikes and d.n_links:
             self.parrots = nest.Create("parrot_neuron", d.n_links)
             nest.Connect(self.src_gens, self.parrots, "one_to_one", {"synapse_model": "static_synapse", "delay": delay})
-            self.in_recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "precision": 6,
-                                                                     "label": f"{self.ctx.node_name}_input_spikes"})
+            label = f"{self.rec_prefix}{self.ctx.node_name}_input_spikes"
+            self.in_recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "precision": 6, "label": label})
             nest.Connect(self.parrots, self.in_recorder)
             self.parrot0 = int(self.parrots.tolist()[0])
 
@@ -300,11 +331,35 @@ class NestAdapter(NodeAdapter):
             self.stims.append((name, dev, g, labs))
             self.stim_gens.append(gen)
 
+    @staticmethod
+    def _place_files(nest, work: Path) -> str:
+        """Where recorders write: the kernel's ``data_path`` becomes cosim's work folder (a model's
+        relative recorder files land there, never in its own folder), unless a recorder of the model
+        has an absolute label (NEST's Potjans-Diesmann microcircuit: ``os.path.join(data_path,
+        "spike_recorder")``), which NEST would put under data_path and fail to open (``IOError``):
+        then data_path is "/" (NEST refuses an empty one) and cosim's own recorders get absolute labels.
+        Returns the prefix of cosim's labels."""
+        labels = []
+        for node in nest.GetNodes({"element_type": "recorder"}):
+            try:
+                labels.append(node.get("label"))
+            except Exception:  # noqa: BLE001  (a detector without a label, e.g. correlospinmatrix_detector)
+                continue
+        absolute = [x for x in labels if isinstance(x, str) and x and os.path.isabs(x)]
+        if not absolute:
+            nest.SetKernelStatus({"data_path": str(work)})
+            return ""
+        # NEST joins data_path and label with "/" and refuses an empty data_path: "/" keeps absolute labels whole
+        nest.SetKernelStatus({"data_path": "/"})
+        log.info("a recorder of the model has an absolute label (%s): the kernel's data_path is '/'", absolute[0])
+        return str(work) + os.sep
+
     def _wire_recorder(self, nest, pops: list[Population]) -> None:
-        self.recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "label": f"{self.ctx.node_name}_spikes",
-                                                              "precision": 6})
-        recorded = [q for q in pops if q.role != "input"]
-        for q in recorded:
+        label = f"{self.rec_prefix}{self.ctx.node_name}_spikes"
+        self.recorder = nest.Create("spike_recorder", params={"record_to": "ascii", "label": label, "precision": 6})
+        # every population, the model's ``input`` ones too (TVB's trains as they arrive: they looked silent in the
+        # results); only exc/inh count towards the rates (self._pop_kind)
+        for q in pops:
             nest.Connect(q.nodes, self.recorder)
         top = max(max(q.nodes.tolist()) for q in pops) + 1
         self.pop_of_gid = np.full(top, -1, dtype=np.int64)
@@ -314,10 +369,27 @@ class NestAdapter(NodeAdapter):
         self._pop_col = np.array([self.col.get(q.region, -1) for q in pops], dtype=np.int64)
         self._pop_region = np.array([q.region for q in pops], dtype=np.int32)
 
-    def _spike_file(self, recorder=None) -> str:
+    def _spike_files(self, recorder=None) -> list[str]:
+        """Every file of the recorder. NEST replicates a recorder on every virtual process (thread),
+        each copy writing the spikes of that thread's neurons to ``<label>-<node id>-<vp>.dat``;
+        ``get("filenames")`` shows one copy's file only, so the others are found beside it."""
         names = (recorder or self.recorder).get("filenames")
-        names = names if isinstance(names, (list, tuple)) else [names]
-        return names[0]
+        names = list(names) if isinstance(names, (list, tuple)) else [names]
+        n_vp = int(self.nest.GetKernelStatus("total_num_virtual_procs"))
+        if n_vp == 1 or not names:
+            return names
+        stem = Path(names[0])
+        base, _, vp = stem.stem.rpartition("-")
+        if not vp.isdigit():
+            raise ModelError(f"unexpected NEST spike file name {stem.name!r} (expected <label>-<id>-<vp>.dat)")
+        files = {}
+        for f in stem.parent.glob(f"{base}-*{stem.suffix}"):
+            tail = f.stem[len(base) + 1:]
+            if tail.isdigit() and int(tail) < n_vp:         # stale files of a run with more threads are left out
+                files[int(tail)] = str(f)
+        if sorted(files) != list(range(n_vp)):
+            raise ModelError(f"NEST runs {n_vp} threads but wrote spike files for {sorted(files)} only ({base}-*)")
+        return [files[v] for v in range(n_vp)]
 
     def initial_outputs(self) -> Signals:
         return {}

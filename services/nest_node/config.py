@@ -14,7 +14,7 @@ to NEST's nS (x1000): a beta synapse of weight w peaks at w, as an Exp2Syn of we
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -88,6 +88,23 @@ class NestInput(InputTransformer):
     """TVB coupling -> one independent Poisson train per target cell (NEST's
     ``inhomogeneous_poisson_generator``, rates set per TVB step each window)."""
     targets: Literal["exc", "exc+inh"] = Field("exc", description="which populations get a train per cell")
+    # the weight of one input spike, in the unit its target's synapses take (network.drive_weight):
+    # weight_uS (inherited, NetPyNE's key) and weight_nS for conductance-based neurons (*_cond_*),
+    # weight_pA for current-based ones (*_psc_*), weight_mV for delta synapses (*_psc_delta, izhikevich)
+    weight_nS: float | None = Field(None, ge=0, description="per input spike, conductance-based targets (nS)")
+    weight_pA: float | None = Field(None, ge=0, description="per input spike, current-based targets (pA)")
+    weight_mV: float | None = Field(None, ge=0, description="per input spike, delta-synapse targets (mV jump)")
+    receptor: int | str | dict[str, int | str] | None = Field(
+        None, description="the target's receptor port for TVB's drive: a number, a name from the neuron's "
+                          "receptor_types, or {population: port}; default: chosen from the neuron's receptors")
+
+    @model_validator(mode="after")
+    def _one_weight(self) -> NestInput:
+        given = [k for k in ("weight_uS", "weight_nS", "weight_pA", "weight_mV")
+                 if k in self.model_fields_set and getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one input weight, not {' and '.join(given)} (the unit follows the target's synapses)")
+        return self
 
     @field_validator("process")
     @classmethod
@@ -99,11 +116,21 @@ class NestInput(InputTransformer):
 
 
 class NestUserModel(_S):
-    """Your own NEST network: a Python file that builds it with ``nest.Create/Connect`` and exposes a
-    dict ``populations`` (name -> NodeCollection), or a function ``build(nest, regions, seed)``
-    returning it. Each population is mapped onto a TVB region and a role here."""
+    """Your own NEST network: a Python file that builds it with ``nest.Create/Connect``, run as
+    ``python FILE`` runs it (``__name__ == "__main__"``) up to its first ``nest.Simulate``/``Run``,
+    or imported with ``function`` named and that function called. Each population is named by where
+    the script keeps it (``E``, ``populations.E``, ``net.pops.0``, ``main.E`` for a local of the
+    function ``main`` running when the script reached ``Simulate``) and mapped onto a region and a
+    role here (network.load_user_model)."""
     path: str = Field(description=".py file that builds the network")
-    populations: dict[str, PopMap] = Field(min_length=1)
+    populations: dict[str, PopMap] = Field(min_length=1, description="where the script keeps a population "
+                                           "(a name or a dotted path) -> region and role")
+    function: str | None = Field(None, description="import the file (guarded code does not run) and call this "
+                                                   "function; populations are looked up in what it returns first")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of `function`")
+    set: dict[str, Any] = Field(default_factory=dict, description="the script's own parameters: NAME (a top-level "
+                                "assignment of the file), VAR.key (an item or attribute of one) or MODULE.VAR.key "
+                                "(of a module beside the file), set before the network is built")
 
     @model_validator(mode="after")
     def _suffix(self) -> NestUserModel:

@@ -332,6 +332,10 @@ class NetpyneAdapter(NodeAdapter):
             if b.rxd_params is not None:
                 built.simConfig.recordTraces.setdefault("cai", {"sec": "soma", "loc": 0.5, "var": "cai"})
                 built.simConfig.recordCells = list(built.simConfig.recordCells) + [(f"E_{b.rxd_region}", [0, 1, 2])]
+        # NetPyNE reads simConfig.duration while it creates cells (VecStim trains are cut to t <= duration,
+        # spike patterns and pulses end there, so do time-varying stims): the run's real length. With
+        # duration 0 a model's VecStim populations never fired (issue 22); cosim steps NEURON itself.
+        built.simConfig.duration = float(ctx.n_windows * ctx.steps_per_window * ctx.tvb_dt_ms)
         from .stimulus import add_stimuli
         self.stims = add_stimuli(built, p, self.regions)      # current devices (params.stimulus)
         with self._compiling(p):

@@ -267,7 +267,7 @@ class NetpyneNetworkBuilder:
 def default_sim_config(cfg, p: NetpyneParams, seed: int, v_init: float | None = None):
     """Fill a NetPyNE SimConfig with what window stepping needs (no file output, quiet)."""
     cfg.dt = p.dt_ms
-    cfg.duration = 0.0             # the adapter steps window by window
+    cfg.duration = 0.0             # the adapter sets the run's length before cells are created (adapter._build)
     cfg.hParams = dict(getattr(cfg, "hParams", {}) or {})
     cfg.hParams["celsius"] = p.celsius
     if v_init is not None:

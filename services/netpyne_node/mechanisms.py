@@ -40,9 +40,27 @@ def mod_files(mod_dir: str | Path, exclude: list[str] | tuple[str, ...] = ()) ->
     return sorted(m for m in Path(mod_dir).glob("*.mod") if not any(fnmatch.fnmatch(m.name, g) for g in exclude))
 
 
+_INCLUDE = re.compile(r'^\s*INCLUDE\s+"([^"]+)"', re.M)
+
+
 def _sources(mod_dir: Path, exclude) -> tuple[list[Path], list[Path]]:
-    incs = sorted({p for pat in INCLUDES for p in mod_dir.glob(pat)})
-    return mod_files(mod_dir, exclude), incs
+    """The ``.mod`` files and the files they ``INCLUDE``, found where nocmodl finds them when the
+    user runs ``nrnivmodl mod`` from the model's folder: beside the ``.mod`` files, in the folder
+    above (nrnivmodl's working directory; NetPyNE's ``doc/source/code/netcon.inc`` sits there, its
+    ``mod/AMPA.mod`` includes it), then the folders of ``$MODL_INCLUDE``."""
+    mods = mod_files(mod_dir, exclude)
+    incs = {p for pat in INCLUDES for p in mod_dir.glob(pat)}
+    have = {p.name for p in incs}
+    search = [mod_dir.parent] + [Path(d) for d in os.environ.get("MODL_INCLUDE", "").split(os.pathsep) if d]
+    for m in mods:
+        for name in _INCLUDE.findall(m.read_text(errors="replace")):
+            if Path(name).name in have or (mod_dir / name).is_file():
+                continue
+            found = next((d / name for d in search if (d / name).is_file()), None)
+            if found is not None:
+                incs.add(found)
+                have.add(found.name)
+    return mods, sorted(incs)
 
 
 def _neuron_version() -> str:

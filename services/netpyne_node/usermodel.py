@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import logging
 import os
 import runpy
@@ -67,24 +68,49 @@ DRIVE_SYN = "cosim_drive_syn"
 INDEX = "index.npjson"
 
 
-def model_root(path: Path) -> Path:
-    """The folder a model's scripts run from: NetPyNE's model index (``index.npjson``: its
-    ``mod_folder``, ``simConfig``, ``netParams`` and ``python_run``, all relative to it) marks a
-    model's root, next to the file or one level up (``src/init.py`` beside ``index.npjson``, as
-    NetPyNE's own examples are laid out and run); else the model file's own folder."""
+#: how a script names its model index: ``sim.loadFromIndexFile('index_net.npjson')``, ``sim.loadModel(...)``
+_INDEX_CALL = re.compile(r"""(?:loadFromIndexFile|loadModel)\(\s*(?:[A-Za-z_]+\s*=\s*)?['"]([^'"]+\.npjson)['"]""")
+#: how far above the model file an index is looked for (NetPyNE's LFPrecording: src/net/init.py)
+INDEX_LEVELS = 4
+
+
+def _index_file(path: Path) -> Path | None:
+    """The model index of a model file, found as NetPyNE's own examples are run (from the index's
+    folder): the index the script names (``sim.loadFromIndexFile('index_net.npjson')``, a path
+    relative to where it is run) or ``index.npjson``, in the file's folder or up to INDEX_LEVELS
+    folders above it; a ``.npjson`` given as the model is its own index."""
     path = Path(path).resolve()
-    for d in (path.parent, path.parent.parent):
-        if (d / INDEX).is_file():
-            return d
-    return path.parent
+    if path.suffix == ".npjson":
+        return path
+    names = []
+    if path.suffix == ".py":
+        try:
+            names = _INDEX_CALL.findall(path.read_text(errors="replace"))
+        except OSError:
+            names = []
+    names = list(dict.fromkeys(names + [INDEX]))
+    for d in [path.parent, *path.parent.parents][:INDEX_LEVELS + 1]:
+        for n in names:
+            if (d / n).is_file():
+                return d / n
+    return None
+
+
+def model_root(path: Path) -> Path:
+    """The folder a model's scripts run from: its model index's (_index_file: ``mod_folder``,
+    ``simConfig``, ``netParams`` and ``python_run`` are relative to it), else the model file's own."""
+    index = _index_file(path)
+    return index.parent if index is not None else Path(path).resolve().parent
 
 
 def _index(path: Path) -> dict:
-    root = model_root(path)
+    index = _index_file(path)
+    if index is None:
+        return {}
     try:
-        data = json.loads((root / INDEX).read_text()) if (root / INDEX).is_file() else {}
+        data = json.loads(index.read_text())
     except (OSError, ValueError) as e:
-        raise ModelError(f"model index {root / INDEX}: not readable JSON: {str(e).splitlines()[0]}") from None
+        raise ModelError(f"model index {index}: not readable JSON: {str(e).splitlines()[0]}") from None
     return data if isinstance(data, dict) else {}
 
 
@@ -267,6 +293,33 @@ def _keep_rxd_on_own_cells(net, own: list[str], path: Path) -> None:
                      path.name, label, own)
 
 
+def density_cells(net, pp: dict) -> int | None:
+    """How many cells NetPyNE makes of a population given by a number ``density`` (cells/mm³): its
+    own arithmetic (netpyne/network/pop.py, ``Pop.createCellsDensity``: the network's volume by
+    ``shape`` and ``sizeX/Y/Z`` µm, times each normalized range, ``int(density * volume)``; no
+    ``netParams.scale``); None for a density given as a function (NetPyNE draws the count)."""
+    import math
+    d = pp.get("density")
+    if d is None or isinstance(d, str):
+        return None
+    size = {c: float(getattr(net, f"size{c.upper()}", 100) or 100) for c in "xyz"}
+    shape = getattr(net, "shape", "cuboid") or "cuboid"
+    v = size["y"] / 1e3 * size["x"] / 1e3 * size["z"] / 1e3
+    if shape == "cylinder":
+        v = size["y"] / 1e3 * size["x"] / 1e3 / 2 * size["z"] / 1e3 / 2 * math.pi
+    elif shape == "ellipsoid":
+        v = size["y"] / 1e3 / 2.0 * size["x"] / 1e3 / 2.0 * size["z"] / 1e3 / 2.0 * math.pi * 4.0 / 3.0
+    for c in "xyz":
+        if f"{c}Range" in pp:
+            lo, hi = (pt / size[c] for pt in pp[f"{c}Range"])
+        elif f"{c}normRange" in pp:
+            lo, hi = pp[f"{c}normRange"]
+        else:
+            continue
+        v *= hi - lo
+    return int(d * v)
+
+
 def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
     """Add one NetStim relay population per driven population, connected one relay per (cell, source).
 
@@ -293,9 +346,10 @@ def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
             n = int(scale * pp["numCells"])
         elif "cellsList" in pp:
             n = len(pp["cellsList"])
-        else:
-            raise ModelError(f"population {pop!r} has no numCells, so cosim cannot attach the TVB drive: give it "
-                             "numCells or add a NetStim population with role 'input'")
+        elif (n := density_cells(net, pp)) is None:
+            raise ModelError(f"population {pop!r} has no numCells and its density is a function of position (NetPyNE "
+                             "draws how many cells it makes), so cosim cannot size the TVB drive: give it numCells or "
+                             "add a NetStim population with role 'input'")
         if pp.get("cellModel") in ("NetStim", "VecStim"):
             raise ModelError(f"population {pop!r} (role {m.role!r}) is made of {pp['cellModel']} point processes: "
                              "map spiking cells as exc/inh")

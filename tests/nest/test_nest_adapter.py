@@ -164,7 +164,7 @@ def test_a_standalone_nest_script_loads_without_simulating(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     f.write_text(STANDALONE.replace("RES", "0.05").replace("DATA", repr(str(tmp_path / "elsewhere"))))
     mf = {"path": str(f), "populations": {"E": {"region": 33, "role": "exc"}, "I": {"region": 33, "role": "inh"}}}
-    a, ctx = make(tmp_path, params={"model_file": mf, "dt_ms": 0.05}, K=10)
+    a, ctx = make(tmp_path, params={"model_file": mf, "dt_ms": 0.05, "input": {"scale": 1.0, "weight_pA": 6.0}}, K=10)
     outs = drive(a, ctx, rate_hz=80.0)
     assert [(p.label, p.size) for p in a.pops] == [("E", 30), ("I", 10)]
     assert a.nest.GetKernelStatus("biological_time") == pytest.approx(10 * 16 * 0.1)   # only cosim's windows ran

@@ -1,6 +1,7 @@
 """User models: loading, mapping, .mod compilation, and one-line errors before the run."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -286,3 +287,94 @@ def test_rxd_over_all_cells_keeps_to_the_models_own_cells(tmp_path, caplog):
         _configure(_params(path, tmp_path, {"cell": {"region": 33, "role": "exc"}}))
     assert "rxdParams region 'cyt' over the model's own populations ['cell']" in caplog.text
     assert sim.net.rxd["regions"]["cyt"]["hObj"] is not None
+
+
+def test_an_include_beside_the_model_is_found_where_nrnivmodl_finds_it(tmp_path):
+    """NetPyNE's doc/source/code: `mod/AMPA.mod` INCLUDEs `netcon.inc`, which sits in the folder above
+    (where the user runs `nrnivmodl mod`); cosim compiled the .mod files alone and nocmodl failed
+    (tut_import, tut_artif). Now includes are looked for where nocmodl looks: beside the .mod files,
+    then in the folder above."""
+    d = tmp_path / "mod"
+    d.mkdir()
+    (d / "m.mod").write_text('NEURON { SUFFIX mbeside RANGE g }\nINCLUDE "defs_above.inc"\nBREAKPOINT { g = 2 }\n')
+    (tmp_path / "defs_above.inc").write_text("PARAMETER { g = 1 }\n")
+    from cosim.services.netpyne_node.mechanisms import compile_mods
+    build = compile_mods(d, tmp_path / "build")
+    assert build is not None
+    assert any(build.glob("*/libnrnmech.so")) or any(build.glob("*/.libs/libnrnmech.so"))
+
+
+def test_a_model_index_the_script_names_is_found_levels_above(tmp_path):
+    """NetPyNE's examples/LFPrecording: `src/net/init.py` calls `sim.loadFromIndexFile('index_net.npjson')`
+    and is run from the model's root, two levels up; cosim looked for `index.npjson` only, one level
+    up, and the model failed. Now the index the script names is looked for where NetPyNE would
+    resolve it (the file's folder and up to four above), as the model's root."""
+    from cosim.services.netpyne_node.config import UserModel
+    from cosim.services.netpyne_node.usermodel import _read, find_mod_dir, model_root
+    src = Path(__file__).parent / "models" / "indexed"
+    root = tmp_path / "lfp"
+    shutil.copytree(src, root)
+    index = json.loads((root / "index.npjson").read_text())
+    (root / "index.npjson").unlink()
+    (root / "index_net.npjson").write_text(json.dumps({**index, "python_run": "src/net/init.py"}))
+    (root / "src" / "net").mkdir()
+    (root / "src" / "init.py").rename(root / "src" / "net" / "init.py")
+    init = root / "src" / "net" / "init.py"
+    init.write_text(init.read_text().replace("'index.npjson'", "'index_net.npjson'"))
+    assert model_root(init) == root.resolve()
+    assert find_mod_dir(UserModel(path=str(init), populations={"Epop": {"region": 33, "role": "exc"}})) == root.resolve() / "mod"
+    net, cfg = _read(init)
+    assert sorted(net.popParams) == ["Epop", "Ipop"]
+
+
+def test_density_defined_populations_get_a_drive_sized_as_netpyne_makes_them(tmp_path):
+    """NetPyNE's examples/M1 gives its populations by `density` (cells/mm³) over a `ynormRange` of a
+    cuboid, not `numCells`: cosim refused it ('cannot attach the TVB drive'). The drive is now sized
+    with NetPyNE's own arithmetic, and every created cell gets its relay (checked against the cells
+    NetPyNE made)."""
+    path = tmp_path / "dens.py"
+    path.write_text(
+        "from netpyne import specs\n"
+        "netParams = specs.NetParams()\n"
+        "netParams.sizeX, netParams.sizeY, netParams.sizeZ = 50, 1350, 50\n"
+        "netParams.cellParams['PYR'] = {'secs': {'soma': {'geom': {'diam': 18.8, 'L': 18.8}, 'mechs': {'hh': {}}}}}\n"
+        "netParams.popParams['IT_L23'] = {'cellType': 'PYR', 'ynormRange': [0.12, 0.31], 'density': 80e3}\n"
+        "netParams.popParams['PV_L23'] = {'cellType': 'PYR', 'yRange': [162, 418.5], 'density': 10e3}\n"
+        "simConfig = specs.SimConfig()\n")
+    params = _params(path, tmp_path, {"IT_L23": {"region": 33, "role": "exc"}, "PV_L23": {"region": 33, "role": "inh"}})
+    params["model_file"]["drive"] = {"roles": ["exc", "inh"]}
+    from cosim.services.netpyne_node.adapter import NetpyneAdapter
+    from cosim.services.netpyne_node.drive import make_context
+    ad = NetpyneAdapter(params)
+    ad.configure(make_context((33,), params, 10.0))
+    e = ad.engine
+    # NetPyNE: int(80e3 * 0.05 * 1.35 * 0.05 * 0.19) = 51 and int(10e3 * 0.003375 * 0.19) = 6
+    assert e.n_cells_of("IT_L23") == 51 and e.n_cells_of("PV_L23") == 6
+    assert e.n_cells_of("cosim_drive_IT_L23") == 51 and e.n_cells_of("cosim_drive_PV_L23") == 6
+    ad.finish(None)
+
+
+@pytest.mark.system
+def test_validate_builds_the_network_the_run_would(tmp_path):
+    """`cosim validate` said ok to models NEURON cannot build (issue 22: tut_artif, netClamp), and the
+    run failed while building; it now builds the network as the node does (nothing simulated) and
+    refuses in one line, exit 2."""
+    import subprocess
+    import yaml
+    from cosim.launch import command_lines
+    path = tmp_path / "bad.py"
+    path.write_text(
+        "from netpyne import specs\n"
+        "netParams = specs.NetParams()\n"
+        "netParams.cellParams['PYR'] = {'secs': {'soma': {'geom': {'diam': 18.8, 'L': 18.8}, "
+        "'mechs': {'hh': {}}, 'pointps': {'clamp': {'mod': 'NoSuchPointProcess', 'loc': 0.5}}}}}\n"
+        "netParams.popParams['E'] = {'cellType': 'PYR', 'numCells': 4}\n"
+        "simConfig = specs.SimConfig()\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"run": {"duration_ms": 50}, "spiking_nodes": [
+        {"name": "spiking", "regions": [33], "params": {"model_file": {
+            "path": str(path), "populations": {"E": {"region": 33, "role": "exc"}}}}}]}))
+    p = subprocess.run(command_lines.cosim_cmd() + ["validate", str(cfg)], capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.startswith("cosim:")]
+    assert p.returncode == 2 and len(lines) == 1 and "spiking_nodes[0] (spiking)" in lines[0], (p.returncode, p.stderr[-1500:])
+    assert "NoSuchPointProcess" in lines[0], lines
