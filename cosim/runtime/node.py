@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from typing import Callable
 
@@ -21,7 +22,8 @@ from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec
 from cosim.errors import CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
 from cosim.runtime import transport
 from cosim.runtime.step_copies import StepCopies
-from cosim.runtime.transport import Channel, DataPlane, Heartbeat, default_data_bind, new_token, routing_id
+from cosim.runtime.transport import (Channel, DataPlane, Echo, Heartbeat, default_data_bind, echo_bind, new_token,
+                                     routing_id)
 from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T
 from cosim.proto.signals import SIGNAL_BOUND, check_outputs, values_ok
 
@@ -50,14 +52,22 @@ class NodeRuntime:
         self.ch = Channel(self.zctx, address, ident, curve)
         self.hb = Heartbeat(self.zctx, address, ident, name, curve)
         # the data inbox is bound before REGISTER, so its address travels in CONFIGURED (§4.1)
-        self.data = DataPlane(self.zctx, data_bind or default_data_bind(address, name, self.token), data_advertise,
-                              address, name, curve)
+        bind = data_bind or default_data_bind(address, name, self.token)
+        self.data = DataPlane(self.zctx, bind, data_advertise, address, name, curve)
+        # the echo socket (§8): answered inside libzmq, so a GIL-holding step cannot make this node look dead
+        # (left out behind --data-advertise: no one could reach it there)
+        where = echo_bind(bind) if data_advertise is None else None
+        self.echo = Echo(self.zctx, where, address, curve) if where else None
         self.adapter: NodeAdapter | None = None
         self.ctx: RunContext | None = None
         self.window = -1
         self.inbox: Inbox | None = None
         self.held: collections.deque[Message] = collections.deque()   # dialog messages read during a send
         self.copies = StepCopies(name)      # STEP_DONE copies not sent yet (batched, §4.1)
+        # the heartbeat thread sends a due batch while the main thread is busy in a window (§4.1):
+        # a window that hangs must not hold back the record of the windows before it
+        self._copies_lock = threading.Lock()
+        self.hb.late_copies = self._late_copies
         self.sent: collections.deque[Message] = collections.deque()   # STEP_DONEs not acknowledged (§8)
 
     # ------------------------------------------------------------------ dialog helpers
@@ -116,6 +126,8 @@ class NodeRuntime:
                 raise ValueError(f"{type(self.adapter).__name__} cannot restore a checkpoint")
             requires = self.adapter.requires(self.ctx)
             content = {"requires": [s.as_wire() for s in requires], "data": self.data.address}
+            if self.echo is not None:
+                content["echo"] = self.echo.address
             if self.role == "tvb":
                 content["connectome"] = self.adapter.connectome()
             estimate = getattr(self.adapter, "estimate_step_s", None)
@@ -276,7 +288,7 @@ class NodeRuntime:
                     continue
                 if msg.type == T.RUN:
                     until = max(until, int(msg.content["until"]))
-                    for old in sent:            # the coordinator missed STEP_DONEs (§8): send them again
+                    for old in list(sent):      # the coordinator missed STEP_DONEs (§8): send them again
                         if old.window >= msg.content["first"]:
                             log.warning("%s: resending STEP_DONE of window %d", self.name, old.window)
                             self.ch.send(old)
@@ -335,7 +347,8 @@ class NodeRuntime:
             # window wall time, now that copies arrive in batches)
             timing["cycle_s"] = t_wait - (t_end if t_end is not None else t0)
             t_end = t_wait
-            self.copies.add(k, outputs, timing)
+            with self._copies_lock:
+                self.copies.add(k, outputs, timing)
             k += 1
             if self.copies.due() or k >= K or k > until:
                 self._send_copies()
@@ -344,10 +357,27 @@ class NodeRuntime:
 
     def _send_copies(self) -> None:
         """The STEP_DONE copies of the windows completed since the last batch (§4.1)."""
-        done = self.copies.take()
-        if done is not None:
-            self.ch.send(done)
-            self.sent.append(done)
+        with self._copies_lock:
+            done = self.copies.take()
+            if done is not None:
+                self.ch.send(done)
+                self.sent.append(done)
+
+    def _late_copies(self, ch: Channel) -> None:
+        """Called by the heartbeat thread on its own connection: while the main thread computes a
+        window, a batch that is due leaves from here (§4.1), so a window that hangs (or takes long)
+        does not hold back the coordinator's record of the windows before it."""
+        if self.hb.status.get("waiting") is not False or not self.copies.due():
+            return
+        if not self._copies_lock.acquire(blocking=False):
+            return
+        try:
+            done = self.copies.take()
+            if done is not None:
+                ch.send(done)
+                self.sent.append(done)
+        finally:
+            self._copies_lock.release()
 
     def _fail(self, parent: Message, exc: Exception, doing: str):
         from cosim.runtime.store import os_reason
@@ -380,6 +410,16 @@ class NodeRuntime:
             self._send(T.FINISHED, {"summary": _plain(summary)})
             log.info("%s: finished", self.name)
             return summary
+        except CoordinatorLost as e:
+            aborted = f"{type(e).__name__}: {e}".splitlines()[0]
+            if self.ctx is not None:
+                # best effort (§7): a coordinator that was only stalled reads this when it runs again, and
+                # then knows this node left because of the stall, not by a fault of its own
+                try:
+                    self._send(T.ERROR, {"error": "CoordinatorLost", "message": str(e)[:2000]}, window=self.window)
+                except zmq.ZMQError:
+                    pass
+            raise
         except RemoteError as e:
             aborted = f"{type(e).__name__}: {e}".splitlines()[0]
             if self.ctx is not None:
@@ -400,6 +440,8 @@ class NodeRuntime:
             self.hb.stop()
             self.ch.close()
             self.data.close()
+            if self.echo is not None:
+                self.echo.close()
 
 
 def _raise_if_ended(msg: Message) -> None:

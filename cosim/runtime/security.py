@@ -215,6 +215,8 @@ class CurveClient:
     def allow(self, keys: dict[str, str]) -> None:
         """The keys the inbox admits: public keys (z85 text) by node name (CONFIGURE.keys)."""
         self._data_keys = {k.encode(): n for n, k in keys.items() if k}
+        # the coordinator pings this node's echo socket, which shares the inbox's ZAP domain (§8)
+        self._data_keys.setdefault(self.server_public, "coordinator")
         self._keys_known = True
 
     def callback(self, domain: str, key: bytes):

@@ -177,6 +177,9 @@ class Heartbeat(threading.Thread):
         self.acked = -10**9         # the last window whose STEP_DONE the coordinator has (heartbeat replies)
         import collections
         self.rtts: collections.deque = collections.deque(maxlen=9)   # seconds, the last heartbeat round trips
+        # the runtime's hook (ch) -> None: sends a due STEP_DONE batch on this connection while the main
+        # thread is busy in a window (§4.1)
+        self.late_copies = None
 
     def set_timing(self, interval_ms: int, timeout_ms: int) -> None:
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
@@ -213,6 +216,11 @@ class Heartbeat(threading.Thread):
                     t_sent = sent_at.pop(msg.parent_id, None)
                     if t_sent is not None:
                         self.rtts.append(time.perf_counter() - t_sent)
+                if self.late_copies is not None:
+                    try:
+                        self.late_copies(ch)
+                    except Exception:  # noqa: BLE001  (the main thread sends them anyway once its window ends)
+                        log.debug("%s: could not send late copies", self.node, exc_info=True)
                 # the starvation guard, checked before the timeout (a stall usually ends inside
                 # recv()): if this loop took far longer than its own wait, this thread itself did not
                 # run (the main thread held the GIL: imports, JIT, a long C call; or the whole process
@@ -260,6 +268,59 @@ def default_data_bind(coordinator: str, name: str, token: str) -> str:
     if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
         return "tcp://127.0.0.1:*"
     return "tcp://0.0.0.0:*"
+
+
+class Echo:
+    """A node's echo socket (PROTOCOL.md §2, §8): a ROUTER served by ``zmq_proxy_steerable`` from
+    the socket to itself in a thread, as ipykernel's heartbeat is. libzmq sends every ping back
+    to its sender without Python's GIL, so a simulator call that holds the GIL (NEST's ``Run``)
+    cannot make the node look dead; only a stopped, frozen or vanished process stops answering.
+    Under CURVE it is a CURVE server with the node's key pair (the data inbox's ZAP domain, which
+    admits the run's nodes and the coordinator)."""
+
+    def __init__(self, ctx: zmq.Context, bind: str, coordinator: str, curve=None):
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, 4096)       # pings are one empty frame (CURVE handshakes need more)
+        self.sock.setsockopt(zmq.RCVHWM, 64)
+        self.sock.setsockopt(zmq.SNDHWM, 64)
+        if curve is not None:
+            curve.apply_data_server(ctx, self.sock)
+        self.sock.bind(bind)
+        bound = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        if bound.startswith("tcp://0.0.0.0:"):
+            self.address = f"tcp://{local_address_towards(coordinator)}:{bound.rsplit(':', 1)[1]}"
+        else:
+            self.address = bound
+        ctl = f"inproc://cosim-echo-ctl-{uuid.uuid4().hex}"
+        self._ctl = ctx.socket(zmq.PAIR)
+        self._ctl.bind(ctl)
+        self._ctl_peer = ctx.socket(zmq.PAIR)
+        self._ctl_peer.connect(ctl)
+        self.thread = threading.Thread(target=self._serve, name="echo", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            zmq.proxy_steerable(self.sock, self.sock, None, self._ctl_peer)    # runs in C, GIL released
+        except zmq.ZMQError as e:       # the context was terminated under it: nothing to answer any more
+            log.debug("echo proxy ended: %s", e)
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self._ctl.send(b"TERMINATE")
+            self.thread.join(2)
+        if not self.thread.is_alive():
+            self.sock.close(linger=0)
+            self._ctl_peer.close(linger=0)
+        self._ctl.close(linger=0)
+
+
+def echo_bind(data_bind: str) -> str | None:
+    """Where a node binds its echo: the data inbox's interface, any port; none off TCP."""
+    if not data_bind.startswith("tcp://"):
+        return None
+    return f"{data_bind.rsplit(':', 1)[0]}:*"
 
 
 class DataPlane:

@@ -102,6 +102,7 @@ class SetupMixin:
                 raise RunFailed(self.where(peer.name, "restarted with a different connectome"))
             self.connectome = msg.content["connectome"]
         peer.data = msg.content.get("data")
+        self.watch_echo(peer, msg.content.get("echo"))     # §8: liveness that no GIL can starve
         cost = msg.content.get("cost") or {}
         if isinstance(cost.get("step_s"), (int, float)) and 0 < cost["step_s"] < 1e3:
             peer.step_s = float(cost["step_s"])
