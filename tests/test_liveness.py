@@ -81,6 +81,7 @@ def test_gil_holding_steps_longer_than_the_heartbeat_timeout_complete(cosim, tmp
     spiking = (r.out / "logs" / "spiking.log").read_text()
     assert "stopped answering" not in spiking
     assert "refused CURVE key" not in spiking
+    assert "but its echo answers: alive, busy" in coord     # the Python heartbeats were starved indeed
     record_fault("GIL held 1.5 s per window", curve=curve, heartbeat_timeout_ms=500, windows=3,
                  cosim_run_wall_s=round(wall, 1))
     assert wall > 4.5       # the GIL really was held: 3 windows of 1.5 s

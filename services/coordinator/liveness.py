@@ -40,6 +40,10 @@ class LivenessMixin:
                        f"before (a network cut between them?)" if silent >= timeout / 2 else "killed or crashed")
                 raise RunFailed(self.where(p.name, f"its process is gone (echo connection closed "
                                                    f"{now - p.echo_down_at:.2f} s ago, reconnect refused: {why})"))
+            if running and now - p.last_seen > timeout and now - p.echo_seen <= timeout and not p.gil_noted:
+                p.gil_noted = True      # once per node: why a silent node is still alive
+                log.info("coordinator: node %r sent nothing for %.1f s, but its echo answers: alive, busy (a step "
+                         "holding the GIL?)", p.name, now - p.last_seen)
             # signal 1: alive while its heartbeats, its run messages or its echo replies arrive
             if p.routing_id is not None and p.state != "finished" and now - max(p.last_seen, p.echo_seen) > timeout:
                 if self.state == "SETUP":

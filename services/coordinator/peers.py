@@ -38,3 +38,4 @@ class Peer:
     echo_refused: bool = False          # ... and a reconnect failed: nothing listens there any more
     busy_since: float | None = None     # when its heartbeats first said it computes window busy_done + 1
     busy_done: int = -1
+    gil_noted: bool = False             # logged once: silent but its echo answers
