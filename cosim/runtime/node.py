@@ -91,7 +91,7 @@ class NodeRuntime:
                 return msg
             _raise_if_ended(msg)
             if msg.type == T.DATA and self.inbox is not None:     # the coordinator's copy (resume, resend)
-                self.inbox.put(msg)
+                self.inbox.put(msg, trusted=True)
                 continue
             log.warning("%s: ignoring unexpected %s while waiting for %s", self.name, msg.type.value, what)
 
@@ -162,8 +162,8 @@ class NodeRuntime:
             self.links = [(e["to"], [(s["name"], _cols_or_all(s["cols"], n_out.get(s["name"]))) for s in e["signals"]])
                           for e in c["send"]]
             for e in c["send"]:
-                self.data.connect(e["to"], e["address"], e.get("key"))
-            self.inbox = Inbox(ctx, c["receive"], m)
+                self.data.connect(e["to"], e["address"], e.get("key"), e.get("token") or "")
+            self.inbox = Inbox(ctx, c["receive"], m, self.data.rejects)
             if ctx.resume:
                 ckdir = self._resume_files(ctx)
                 self.adapter.configure(ctx)
@@ -292,8 +292,8 @@ class NodeRuntime:
                         if old.window >= msg.content["first"]:
                             log.warning("%s: resending STEP_DONE of window %d", self.name, old.window)
                             self.ch.send(old)
-                elif msg.type == T.DATA:
-                    inbox.put(msg)
+                elif msg.type == T.DATA:          # on the dialog: the coordinator's copy (§8)
+                    inbox.put(msg, trusted=True)
                 elif msg.type == T.END:
                     return self.adapter.finish(None)
                 elif msg.type == T.CHECKPOINT:
@@ -407,6 +407,8 @@ class NodeRuntime:
             self.configure(self.register())
             self.prepare(self._wait({T.PREPARE}, self.setup_timeout_ms, "PREPARE"))
             summary = self.windows()
+            if self.data.rejects.total():     # DATA dropped (forged, strangers'): reported (§4.1)
+                summary = {**(summary or {}), "rejected_data": dict(self.data.rejects.counts)}
             self._send(T.FINISHED, {"summary": _plain(summary)})
             log.info("%s: finished", self.name)
             return summary
@@ -458,8 +460,12 @@ class Inbox:
     Window k consumes the DATA of window k - m (m = the lag) from every producer in
     PREPARE.receive; each producer's blocks fill their columns of this node's inputs."""
 
-    def __init__(self, ctx: RunContext, receive: list[dict], lag: int):
-        self.lag, self.W = lag, ctx.steps_per_window
+    def __init__(self, ctx: RunContext, receive: list[dict], lag: int, rejects=None):
+        import hmac
+        self._same = hmac.compare_digest
+        self.lag, self.W, self.K = lag, ctx.steps_per_window, ctx.n_windows
+        self.rejects = rejects if rejects is not None else transport.RejectCounter(f"{ctx.node_name} data")
+        self.tokens = {e["from"]: str(e.get("token") or "") for e in receive}
         self.specs = {s.name: s for s in ctx.inputs}
         # per producer: (input, its columns, whether they are the whole input in order: no copy)
         self.parts = {e["from"]: [(s["name"], np.asarray(s["cols"], dtype=np.int64),
@@ -469,11 +475,26 @@ class Inbox:
         self.got: dict[int, dict[str, dict]] = {}
         self.taken = -10**9             # DATA of windows below this was consumed: a late copy is a duplicate
 
-    def put(self, msg: Message) -> None:
+    def put(self, msg: Message, key: str | None = None, trusted: bool = False) -> None:
+        """Keep a DATA for its window (§4.1). From the inbox it must name a producer, carry that
+        link's token, be of a window of the run and (CURVE: `key`) come from that producer's key;
+        else it is dropped and counted, never blamed on the producer it names. `trusted`: the
+        coordinator's copy, on the dialog."""
         j = msg.window
         if msg.node not in self.parts:
-            log.warning("inbox: DATA from %r, which is not a producer of this node; dropped", msg.node)
-            return
+            return self.rejects.reject("DataNotAProducer", f"DATA for window {j} names {msg.node!r}, not a producer "
+                                       f"of this node", "a data connection")
+        if not trusted:
+            token = msg.content.get("token")
+            if not isinstance(token, str) or not self._same(token.encode(), self.tokens[msg.node].encode()):
+                return self.rejects.reject("DataBadToken", f"DATA for window {j} under the name {msg.node!r} without "
+                                           f"that link's token (forged, or a stale process)", "a data connection")
+            if key is not None and key != msg.node:
+                return self.rejects.reject("DataWrongKey", f"DATA under the name {msg.node!r} from the CURVE key of "
+                                           f"{key!r}", key)
+        if not isinstance(j, int) or not -self.lag <= j < self.K:
+            return self.rejects.reject("DataWindowOutOfRange", f"DATA from {msg.node!r} for window {j}: the run has "
+                                       f"windows {-self.lag}..{self.K - 1}", msg.node)
         if j < self.taken or msg.node in self.got.get(j, {}):
             return                        # a copy the coordinator resent, or a repeat: keep the first
         self.got.setdefault(j, {})[msg.node] = msg.content["signals"]
@@ -500,6 +521,9 @@ class Inbox:
                     if j >= 0:            # only initial windows may leave a signal out (keep your own)
                         return out, (producer, f"DATA of window {j} lacks {name!r}")
                     continue
+                if getattr(b, "dtype", None) != np.float64:      # the same rule as STEP_DONE's (§4.1, §7)
+                    return out, (producer, f"{name!r} of window {j} is {getattr(b, 'dtype', type(b).__name__)}, "
+                                           f"not float64")
                 if b.shape != (W, len(cols)):
                     return out, (producer, f"{name!r} of window {j} has shape {b.shape}, expected {(W, len(cols))}")
                 if not values_ok(b):

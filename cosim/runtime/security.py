@@ -206,11 +206,17 @@ class CurveClient:
             auth = _Authenticator(ctx, log=logging.getLogger("zmq.auth"))
             auth.start()
             auth.configure_curve_callback(domain="cosim-data", credentials_provider=self)
+            auth.keys = self         # User-Id = the key's node name (`names`): DATA.node must match it (§4.1)
             self._data_auth = auth
         sock.zap_domain = b"cosim-data"
         sock.curve_secretkey = self.secret
         sock.curve_publickey = self.public
         sock.curve_server = True
+
+    @property
+    def names(self) -> dict[bytes, str]:
+        """Admitted public keys (z85) → node name: the User-Id of a data connection."""
+        return getattr(self, "_data_keys", {})
 
     def allow(self, keys: dict[str, str]) -> None:
         """The keys the inbox admits: public keys (z85 text) by node name (CONFIGURE.keys)."""

@@ -227,6 +227,12 @@ class Heartbeat(threading.Thread):
                 # was stopped): no evidence against the coordinator; give it a fresh timeout
                 if now - last_loop > wait_ms / 1000 + max(2 * self.interval_ms / 1000, 0.5):
                     self.last_reply, next_send = now, 0.0
+                else:
+                    # starved a little, often (a step that lets go of the GIL only now and then): the
+                    # time this loop overran its own wait is not the coordinator's silence either
+                    excess = now - last_loop - wait_ms / 1000 - 0.05
+                    if excess > 0:
+                        self.last_reply = min(now, self.last_reply + excess)
                 last_loop = now
                 if now - self.last_reply > self.timeout_ms / 1000:
                     log.error("%s: no heartbeat from the coordinator for %d ms", self.node, self.timeout_ms)
@@ -323,6 +329,9 @@ def echo_bind(data_bind: str) -> str | None:
     return f"{data_bind.rsplit(':', 1)[0]}:*"
 
 
+INBOX_RCVHWM = 64      # unread messages per connection to a data inbox (§4.1)
+
+
 class DataPlane:
     """A node's direct data links (protocol 3, PROTOCOL.md §4.1): the inbox it binds (PULL), where
     producers push DATA, and one PUSH per consumer. Under CURVE the inbox is a CURVE server with
@@ -335,7 +344,9 @@ class DataPlane:
         self.inbox = ctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.LINGER, 0)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, max_bytes)
-        self.inbox.setsockopt(zmq.RCVHWM, 0)          # never drop a window's data (bounded by lookahead)
+        # bounded (§4.1): at most 64 unread messages per connection; a PULL never drops, a producer that
+        # far ahead keeps its DATA in its own queue (SNDHWM 0) until this node reads
+        self.inbox.setsockopt(zmq.RCVHWM, INBOX_RCVHWM)
         if curve is not None:
             curve.apply_data_server(ctx, self.inbox)
         try:
@@ -356,8 +367,9 @@ class DataPlane:
         self.last_encode_s = self.decode_s = 0.0
         self.send_timeout_ms = 5000         # a consumer that takes nothing for this long is unreachable
         self.addresses: dict[str, str] = {}
+        self.tokens: dict[str, str] = {}        # the secret of each link this node sends on (§4.1)
 
-    def connect(self, consumer: str, address: str, server_key: str | None = None) -> None:
+    def connect(self, consumer: str, address: str, server_key: str | None = None, token: str = "") -> None:
         s = self.ctx.socket(zmq.PUSH)
         s.setsockopt(zmq.LINGER, 2000)               # the last window's DATA must leave before exit
         s.setsockopt(zmq.SNDHWM, 0)
@@ -367,6 +379,7 @@ class DataPlane:
         s.connect(address)
         self.out[consumer] = s
         self.addresses[consumer] = address
+        self.tokens[consumer] = token
 
     def send(self, consumer: str, window: int, signals: dict, while_blocked=None) -> None:
         """Queue DATA for `consumer` (never blocks while its connection is up: no high-water mark).
@@ -375,8 +388,8 @@ class DataPlane:
         heartbeats); after `send_timeout_ms` without one the consumer is unreachable: PeerLost."""
         self._next_id += 1
         t0 = time.perf_counter()
-        frames = codec.encode(Message(MessageType.DATA, {"signals": signals}, node=self.node, window=window,
-                                      msg_id=self._next_id))
+        frames = codec.encode(Message(MessageType.DATA, {"signals": signals, "token": self.tokens.get(consumer, "")},
+                                      node=self.node, window=window, msg_id=self._next_id))
         self.last_encode_s += time.perf_counter() - t0
         sock = self.out[consumer]
         deadline = time.monotonic() + self.send_timeout_ms / 1000
@@ -397,14 +410,22 @@ class DataPlane:
 
     def drain(self, put, most: int = 64) -> int:
         """Every DATA already waiting in the inbox (at most `most`), each valid one given to
-        `put`; never waits. Returns how many messages were read."""
+        `put(msg, key)` (`key`: under CURVE the node name of the key that sent it, else None);
+        never waits. Returns how many messages were read."""
         n, sock = 0, self.inbox
+        curve = self.curve is not None
         while n < most and sock.get(zmq.EVENTS) & zmq.POLLIN:      # (cheaper than catching zmq.Again)
-            frames = sock.recv_multipart()
+            key = None
+            if curve:         # the authenticated key's name travels as the frames' "User-Id" (ZAP)
+                raw = sock.recv_multipart(copy=False)
+                key = raw[-1].get("User-Id") or "?"
+                frames = [f.bytes for f in raw]
+            else:
+                frames = sock.recv_multipart()
             n += 1
             m = self._decode(frames)
             if m is not None:
-                put(m)
+                put(m, key)
         return n
 
     def _decode(self, frames: list) -> Message | None:

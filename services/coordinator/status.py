@@ -115,6 +115,10 @@ class StatusMixin:
              "real_time_factor": wall / (sim_ms / 1000), "results_dir": str(self.results_dir),
              "nodes": {n: p.info for n, p in self.peers.items()},
              "timing": self.record.timing_summary() if self.record else {}}
+        rejected = {n: p.info["summary"]["rejected_data"] for n, p in self.peers.items()
+                    if isinstance((p.info.get("summary") or {}).get("rejected_data"), dict)}
+        if rejected:            # DATA the nodes dropped (forged, strangers'; §4.1)
+            s["rejected_data"] = rejected
         if self.resume:
             s["resumed_from_window"] = self.resume["window"]
         if self.ckpt_costs:
