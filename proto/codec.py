@@ -220,21 +220,23 @@ def decode(frames: Sequence, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     if len(used) != len(buffers):
         raise MalformedMessage(f"{len(buffers) - len(used)} extra buffer frame(s)")
     _check_fields(mtype, content)
-    if mtype is MessageType.DATA and len(content) == 1:
-        _remember_data(bytes(frames[2]), content["signals"])
+    if mtype is MessageType.DATA and set(content) <= {"signals", "token"}:
+        _remember_data(bytes(frames[2]), content["signals"], content.get("token"))
     sent = header.get("sent_ns")
     return Message(mtype, content, node=node, window=window, msg_id=msg_id, parent_id=parent,
                    sent_ns=sent if isinstance(sent, int) else 0)
 
 
-def _remember_data(packed: bytes, signals: dict) -> None:
-    """A DATA content that passed every check, as (name, buffer index, shape, bytes) per signal."""
+def _remember_data(packed: bytes, signals: dict, token: str | None = None) -> None:
+    """A DATA content that passed every check, as (name, buffer index, shape, bytes) per signal,
+    and its link token (protocol 4, part of the packed content: the same on every message of a link)."""
     if len(_DATA_PARSED) >= _CACHE_MAX:
         _DATA_PARSED.clear()
-    _DATA_PARSED[packed] = tuple((name, i, a.shape, a.nbytes) for i, (name, a) in enumerate(signals.items()))
+    _DATA_PARSED[packed] = (tuple((name, i, a.shape, a.nbytes) for i, (name, a) in enumerate(signals.items())), token)
 
 
-def _data_message(parsed: tuple, buffers: Sequence, node: str, window, msg_id: int, parent, sent) -> Message:
+def _data_message(cached: tuple, buffers: Sequence, node: str, window, msg_id: int, parent, sent) -> Message:
+    parsed, token = cached
     if len(buffers) != len(parsed):
         raise MalformedMessage(f"{len(buffers)} buffer frame(s) for {len(parsed)} array(s)")
     signals = {}
@@ -243,7 +245,8 @@ def _data_message(parsed: tuple, buffers: Sequence, node: str, window, msg_id: i
         if len(buf) != nbytes:
             raise MalformedMessage(f"buffer {i} holds {len(buf)} bytes, shape {list(shape)} <f8 needs {nbytes}")
         signals[name] = np.frombuffer(buf, dtype="<f8").reshape(shape).copy()
-    return Message(MessageType.DATA, {"signals": signals}, node=node, window=window, msg_id=msg_id, parent_id=parent,
+    content = {"signals": signals} if token is None else {"signals": signals, "token": token}
+    return Message(MessageType.DATA, content, node=node, window=window, msg_id=msg_id, parent_id=parent,
                    sent_ns=sent if isinstance(sent, int) else 0)
 
 

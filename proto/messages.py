@@ -13,7 +13,7 @@ import numpy as np
 
 # the dialog's version (REGISTER.protocol; 2 added CHECKPOINT/CHECKPOINTED and CONFIGURE.resume;
 # 3 sends data straight between nodes (DATA), clocks windows with RUN grants and adds lookahead)
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 # frame 0 of every message: the framing's version (§5), unchanged since protocol 1, so that a peer
 # of another dialog version still decodes REGISTER and its ERROR VersionMismatch reply
 SIGNATURE = b"COSIM1"
@@ -51,13 +51,13 @@ SCHEMAS: dict[MessageType, dict[str, tuple]] = {
                             "results_dir": (str, None), "heartbeat_interval_ms": (int,),
                             "heartbeat_timeout_ms": (int,), "resume": (dict, None), "keys": (dict, None)},
     MessageType.CONFIGURED: {"requires": (list,), "connectome": (dict, None), "data": (str, None),
-                             "cost": (dict, None)},
+                             "cost": (dict, None), "echo": (str, None)},
     MessageType.PREPARE: {"outputs": (list,), "inputs": (list,), "steps_per_window": (int,),
                           "n_windows": (int,), "connectome": (dict,), "lag": (int,), "send": (list,),
                           "receive": (list,)},
     MessageType.READY: {"initial": _arrays, "info": (dict, None)},
     MessageType.RUN: {"first": (int,), "until": (int,)},
-    MessageType.DATA: {"signals": _arrays},
+    MessageType.DATA: {"signals": _arrays, "token": (str, None)},
     MessageType.STEP_DONE: {"outputs": _arrays, "first": (int, None), "timing": (dict, list, None)},
     MessageType.END: {"reason": (str, None)},
     MessageType.FINISHED: {"summary": (dict, None)},

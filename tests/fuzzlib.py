@@ -383,7 +383,8 @@ class FakeNode(threading.Thread):
         for e in send:
             sigs = {s["name"]: np.ascontiguousarray(out[s["name"]][:, s["cols"]]) for s in e["signals"] if s["name"] in out}
             self._id += 1
-            pushes[e["to"]].send_multipart(codec.encode(Message(T.DATA, {"signals": sigs}, node=self.node,
+            pushes[e["to"]].send_multipart(codec.encode(Message(T.DATA, {"signals": sigs, "token": e.get("token", "")},
+                                                                node=self.node,
                                                                 window=window, msg_id=self._id)))
 
     def _inject(self, k: int, outputs: list, W: int) -> None:

@@ -111,7 +111,10 @@ def test_long_cut_aborts_cleanly(tmp_path):
         assert codes == {"coordinator": 1, "tvb": 1, "spiking": 1}, (codes, s.logs_text())
         px.heal()
         fails = [l for l in s.log("coordinator").splitlines() if l.startswith("cosim: run failed")]
-        assert len(fails) == 1 and "no heartbeat" in fails[0] and "last completed window" in fails[0], fails
+        # the proxy cuts the dialog only: each node's echo (PROTOCOL.md §8) is reached directly, so the
+        # coordinator may first see a node exit (having given up on it) and say so, before its own timeout
+        assert len(fails) == 1 and "last completed window" in fails[0] and (
+            "no heartbeat" in fails[0] or "gave up on the coordinator" in fails[0]), fails
         t_abort = log_time(s.log("coordinator"), "aborting run")
         nodes = {}
         for n in ("tvb", "spiking"):

@@ -326,6 +326,9 @@ class CoordinatorSection(_Strict):
     heartbeat_interval_ms: int = Field(500, gt=0, le=MAX_MS_TIMEOUT)
     heartbeat_timeout_ms: int = Field(5000, gt=0, le=MAX_MS_TIMEOUT)
     setup_timeout_ms: int = Field(120_000, gt=0, le=MAX_MS_TIMEOUT, description="registration + configuration of every node")
+    window_timeout_ms: int | None = Field(None, gt=0, le=MAX_MS_TIMEOUT, description=(
+        "a window (or checkpoint) that has not ended this long after a node began it fails the run, naming "
+        "node and window (PROTOCOL.md §8); null: max(60 s, 10 x heartbeat_timeout_ms, 20 x the longest window so far)"))
     # ZMQ_MAXMSGSIZE is an int64 and msgpack frames are limited to 2**32 - 1 bytes
     max_message_bytes: int = Field(64 * 2**20, gt=1024, le=2**32 - 1)
     curve: bool = Field(False, description="CURVE encryption + authentication (see `cosim keys`)")

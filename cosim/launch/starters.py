@@ -246,9 +246,10 @@ class Forked(Started):
 
 
 class Warm(LocalProcess):
-    """Like LocalProcess, but every service (except one under mpiexec, or one whose thread settings
-    differ) is forked from a zygote that has imported cosim and the run's simulators once: the
-    second run of a sweep worker starts without paying the imports again."""
+    """Like LocalProcess, but every service (except one under mpiexec, one whose thread settings
+    differ, or the coordinator, which takes the held ports from this process) is forked from a
+    zygote that has imported cosim and the run's simulators once: the second run of a sweep worker
+    starts without paying the imports again."""
 
     def prepare(self, specs: list[ServiceSpec]) -> None:
         self.modules = preload_modules({s.backend for s in specs if s.role == "spiking"},
@@ -256,6 +257,8 @@ class Warm(LocalProcess):
 
     def start(self, spec: ServiceSpec) -> Started:
         if spec.role == "spiking" and spec.entry is not None and command_lines.mpi_prefix(spec.entry):
+            return super().start(spec)
+        if spec.listen_fds:     # held ports reach only a child of this process (the coordinator imports no simulator)
             return super().start(spec)
         env = command_lines.spiking_env(spec.entry) if spec.role == "spiking" and spec.entry is not None \
             else command_lines.service_env()

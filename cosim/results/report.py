@@ -50,6 +50,10 @@ def format_summary(s: dict, with_breakdown: bool = True) -> str:
         for node, v in t.items():
             if isinstance(v, dict):
                 lines.append(f"  {node:>12}: compute {v['compute_ms']:.3f} ms, waiting {v['wait_ms']:.3f} ms per window")
+    for node, counts in (s.get("rejected_data") or {}).items():
+        if isinstance(counts, dict):
+            what = ", ".join(f"{k} {v}" for k, v in counts.items())
+            lines.append(f"  {node}: dropped data messages (PROTOCOL.md §4.1): {what}")
     lines.append(f"  results: {s['results_dir']}")
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -21,7 +22,8 @@ from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec
 from cosim.errors import CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
 from cosim.runtime import transport
 from cosim.runtime.step_copies import StepCopies
-from cosim.runtime.transport import Channel, DataPlane, Heartbeat, default_data_bind, new_token, routing_id
+from cosim.runtime.transport import (Channel, DataPlane, Echo, Heartbeat, default_data_bind, echo_bind, new_token,
+                                     routing_id)
 from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T
 from cosim.proto.signals import SIGNAL_BOUND, check_outputs, values_ok
 
@@ -50,14 +52,22 @@ class NodeRuntime:
         self.ch = Channel(self.zctx, address, ident, curve)
         self.hb = Heartbeat(self.zctx, address, ident, name, curve)
         # the data inbox is bound before REGISTER, so its address travels in CONFIGURED (§4.1)
-        self.data = DataPlane(self.zctx, data_bind or default_data_bind(address, name, self.token), data_advertise,
-                              address, name, curve)
+        bind = data_bind or default_data_bind(address, name, self.token)
+        self.data = DataPlane(self.zctx, bind, data_advertise, address, name, curve)
+        # the echo socket (§8): answered inside libzmq, so a GIL-holding step cannot make this node look dead
+        # (left out behind --data-advertise: no one could reach it there)
+        where = echo_bind(bind) if data_advertise is None else None
+        self.echo = Echo(self.zctx, where, address, curve) if where else None
         self.adapter: NodeAdapter | None = None
         self.ctx: RunContext | None = None
         self.window = -1
         self.inbox: Inbox | None = None
         self.held: collections.deque[Message] = collections.deque()   # dialog messages read during a send
         self.copies = StepCopies(name)      # STEP_DONE copies not sent yet (batched, §4.1)
+        # the heartbeat thread sends a due batch while the main thread is busy in a window (§4.1):
+        # a window that hangs must not hold back the record of the windows before it
+        self._copies_lock = threading.Lock()
+        self.hb.late_copies = self._late_copies
         self.sent: collections.deque[Message] = collections.deque()   # STEP_DONEs not acknowledged (§8)
 
     # ------------------------------------------------------------------ dialog helpers
@@ -81,7 +91,7 @@ class NodeRuntime:
                 return msg
             _raise_if_ended(msg)
             if msg.type == T.DATA and self.inbox is not None:     # the coordinator's copy (resume, resend)
-                self.inbox.put(msg)
+                self.inbox.put(msg, trusted=True)
                 continue
             log.warning("%s: ignoring unexpected %s while waiting for %s", self.name, msg.type.value, what)
 
@@ -132,6 +142,8 @@ class NodeRuntime:
                 raise ValueError(f"{type(self.adapter).__name__} cannot restore a checkpoint")
             requires = self.adapter.requires(self.ctx)
             content = {"requires": [s.as_wire() for s in requires], "data": self.data.address}
+            if self.echo is not None:
+                content["echo"] = self.echo.address
             if self.role == "tvb":
                 content["connectome"] = self.adapter.connectome()
             estimate = getattr(self.adapter, "estimate_step_s", None)
@@ -166,8 +178,8 @@ class NodeRuntime:
             self.links = [(e["to"], [(s["name"], _cols_or_all(s["cols"], n_out.get(s["name"]))) for s in e["signals"]])
                           for e in c["send"]]
             for e in c["send"]:
-                self.data.connect(e["to"], e["address"], e.get("key"))
-            self.inbox = Inbox(ctx, c["receive"], m)
+                self.data.connect(e["to"], e["address"], e.get("key"), e.get("token") or "")
+            self.inbox = Inbox(ctx, c["receive"], m, self.data.rejects)
             if ctx.resume:
                 ckdir = self._resume_files(ctx)
                 self.adapter.configure(ctx)
@@ -292,12 +304,12 @@ class NodeRuntime:
                     continue
                 if msg.type == T.RUN:
                     until = max(until, int(msg.content["until"]))
-                    for old in sent:            # the coordinator missed STEP_DONEs (§8): send them again
+                    for old in list(sent):      # the coordinator missed STEP_DONEs (§8): send them again
                         if old.window >= msg.content["first"]:
                             log.warning("%s: resending STEP_DONE of window %d", self.name, old.window)
                             self.ch.send(old)
-                elif msg.type == T.DATA:
-                    inbox.put(msg)
+                elif msg.type == T.DATA:          # on the dialog: the coordinator's copy (§8)
+                    inbox.put(msg, trusted=True)
                 elif msg.type == T.END:
                     return self.adapter.finish(None)
                 elif msg.type == T.CHECKPOINT:
@@ -351,7 +363,8 @@ class NodeRuntime:
             # window wall time, now that copies arrive in batches)
             timing["cycle_s"] = t_wait - (t_end if t_end is not None else t0)
             t_end = t_wait
-            self.copies.add(k, outputs, timing)
+            with self._copies_lock:
+                self.copies.add(k, outputs, timing)
             k += 1
             if self.copies.due() or k >= K or k > until:
                 self._send_copies()
@@ -360,10 +373,27 @@ class NodeRuntime:
 
     def _send_copies(self) -> None:
         """The STEP_DONE copies of the windows completed since the last batch (§4.1)."""
-        done = self.copies.take()
-        if done is not None:
-            self.ch.send(done)
-            self.sent.append(done)
+        with self._copies_lock:
+            done = self.copies.take()
+            if done is not None:
+                self.ch.send(done)
+                self.sent.append(done)
+
+    def _late_copies(self, ch: Channel) -> None:
+        """Called by the heartbeat thread on its own connection: while the main thread computes a
+        window, a batch that is due leaves from here (§4.1), so a window that hangs (or takes long)
+        does not hold back the coordinator's record of the windows before it."""
+        if self.hb.status.get("waiting") is not False or not self.copies.due():
+            return
+        if not self._copies_lock.acquire(blocking=False):
+            return
+        try:
+            done = self.copies.take()
+            if done is not None:
+                ch.send(done)
+                self.sent.append(done)
+        finally:
+            self._copies_lock.release()
 
     def _fail(self, parent: Message, exc: Exception, doing: str):
         from cosim.runtime.store import os_reason
@@ -393,9 +423,21 @@ class NodeRuntime:
             self.configure(self.register())
             self.prepare(self._wait({T.PREPARE}, self.setup_timeout_ms, "PREPARE"))
             summary = self.windows()
+            if self.data.rejects.total():     # DATA dropped (forged, strangers'): reported (§4.1)
+                summary = {**(summary or {}), "rejected_data": dict(self.data.rejects.counts)}
             self._finish(_plain(summary))
             log.info("%s: finished", self.name)
             return summary
+        except CoordinatorLost as e:
+            aborted = f"{type(e).__name__}: {e}".splitlines()[0]
+            if self.ctx is not None:
+                # best effort (§7): a coordinator that was only stalled reads this when it runs again, and
+                # then knows this node left because of the stall, not by a fault of its own
+                try:
+                    self._send(T.ERROR, {"error": "CoordinatorLost", "message": str(e)[:2000]}, window=self.window)
+                except zmq.ZMQError:
+                    pass
+            raise
         except RemoteError as e:
             aborted = f"{type(e).__name__}: {e}".splitlines()[0]
             if self.ctx is not None:
@@ -416,6 +458,8 @@ class NodeRuntime:
             self.hb.stop()
             self.ch.close()
             self.data.close()
+            if self.echo is not None:
+                self.echo.close()
 
 
 def _raise_if_ended(msg: Message) -> None:
@@ -432,8 +476,12 @@ class Inbox:
     Window k consumes the DATA of window k - m (m = the lag) from every producer in
     PREPARE.receive; each producer's blocks fill their columns of this node's inputs."""
 
-    def __init__(self, ctx: RunContext, receive: list[dict], lag: int):
-        self.lag, self.W = lag, ctx.steps_per_window
+    def __init__(self, ctx: RunContext, receive: list[dict], lag: int, rejects=None):
+        import hmac
+        self._same = hmac.compare_digest
+        self.lag, self.W, self.K = lag, ctx.steps_per_window, ctx.n_windows
+        self.rejects = rejects if rejects is not None else transport.RejectCounter(f"{ctx.node_name} data")
+        self.tokens = {e["from"]: str(e.get("token") or "") for e in receive}
         self.specs = {s.name: s for s in ctx.inputs}
         # per producer: (input, its columns, whether they are the whole input in order: no copy)
         self.parts = {e["from"]: [(s["name"], np.asarray(s["cols"], dtype=np.int64),
@@ -443,11 +491,26 @@ class Inbox:
         self.got: dict[int, dict[str, dict]] = {}
         self.taken = -10**9             # DATA of windows below this was consumed: a late copy is a duplicate
 
-    def put(self, msg: Message) -> None:
+    def put(self, msg: Message, key: str | None = None, trusted: bool = False) -> None:
+        """Keep a DATA for its window (§4.1). From the inbox it must name a producer, carry that
+        link's token, be of a window of the run and (CURVE: `key`) come from that producer's key;
+        else it is dropped and counted, never blamed on the producer it names. `trusted`: the
+        coordinator's copy, on the dialog."""
         j = msg.window
         if msg.node not in self.parts:
-            log.warning("inbox: DATA from %r, which is not a producer of this node; dropped", msg.node)
-            return
+            return self.rejects.reject("DataNotAProducer", f"DATA for window {j} names {msg.node!r}, not a producer "
+                                       f"of this node", "a data connection")
+        if not trusted:
+            token = msg.content.get("token")
+            if not isinstance(token, str) or not self._same(token.encode(), self.tokens[msg.node].encode()):
+                return self.rejects.reject("DataBadToken", f"DATA for window {j} under the name {msg.node!r} without "
+                                           f"that link's token (forged, or a stale process)", "a data connection")
+            if key is not None and key != msg.node:
+                return self.rejects.reject("DataWrongKey", f"DATA under the name {msg.node!r} from the CURVE key of "
+                                           f"{key!r}", key)
+        if not isinstance(j, int) or not -self.lag <= j < self.K:
+            return self.rejects.reject("DataWindowOutOfRange", f"DATA from {msg.node!r} for window {j}: the run has "
+                                       f"windows {-self.lag}..{self.K - 1}", msg.node)
         if j < self.taken or msg.node in self.got.get(j, {}):
             return                        # a copy the coordinator resent, or a repeat: keep the first
         self.got.setdefault(j, {})[msg.node] = msg.content["signals"]
@@ -474,6 +537,9 @@ class Inbox:
                     if j >= 0:            # only initial windows may leave a signal out (keep your own)
                         return out, (producer, f"DATA of window {j} lacks {name!r}")
                     continue
+                if getattr(b, "dtype", None) != np.float64:      # the same rule as STEP_DONE's (§4.1, §7)
+                    return out, (producer, f"{name!r} of window {j} is {getattr(b, 'dtype', type(b).__name__)}, "
+                                           f"not float64")
                 if b.shape != (W, len(cols)):
                     return out, (producer, f"{name!r} of window {j} has shape {b.shape}, expected {(W, len(cols))}")
                 if not values_ok(b):

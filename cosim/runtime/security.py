@@ -27,6 +27,7 @@ import shutil
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.auth
@@ -91,7 +92,7 @@ class _Authenticator(ThreadAuthenticator):
 
     address = ""
 
-    keys: _AuthorizedKeys | None = None
+    keys: Any = None          # _AuthorizedKeys or CurveClient: what has `names` (public key → node name)
 
     async def handle_zap_message(self, msg: list[bytes]) -> None:
         self.address = msg[3].decode(errors="replace") if len(msg) > 3 else "?"
@@ -206,15 +207,23 @@ class CurveClient:
             auth = _Authenticator(ctx, log=logging.getLogger("zmq.auth"))
             auth.start()
             auth.configure_curve_callback(domain="cosim-data", credentials_provider=self)
+            auth.keys = self         # User-Id = the key's node name (`names`): DATA.node must match it (§4.1)
             self._data_auth = auth
         sock.zap_domain = b"cosim-data"
         sock.curve_secretkey = self.secret
         sock.curve_publickey = self.public
         sock.curve_server = True
 
+    @property
+    def names(self) -> dict[bytes, str]:
+        """Admitted public keys (z85) → node name: the User-Id of a data connection."""
+        return getattr(self, "_data_keys", {})
+
     def allow(self, keys: dict[str, str]) -> None:
         """The keys the inbox admits: public keys (z85 text) by node name (CONFIGURE.keys)."""
         self._data_keys = {k.encode(): n for n, k in keys.items() if k}
+        # the coordinator pings this node's echo socket, which shares the inbox's ZAP domain (§8)
+        self._data_keys.setdefault(self.server_public, "coordinator")
         self._keys_known = True
 
     def callback(self, domain: str, key: bytes):

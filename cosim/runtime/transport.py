@@ -179,6 +179,9 @@ class Heartbeat(threading.Thread):
         self.acked = -10**9         # the last window whose STEP_DONE the coordinator has (heartbeat replies)
         import collections
         self.rtts: collections.deque = collections.deque(maxlen=9)   # seconds, the last heartbeat round trips
+        # the runtime's hook (ch) -> None: sends a due STEP_DONE batch on this connection while the main
+        # thread is busy in a window (§4.1)
+        self.late_copies = None
 
     def set_timing(self, interval_ms: int, timeout_ms: int) -> None:
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
@@ -215,12 +218,23 @@ class Heartbeat(threading.Thread):
                     t_sent = sent_at.pop(msg.parent_id, None) if msg.parent_id is not None else None
                     if t_sent is not None:
                         self.rtts.append(time.perf_counter() - t_sent)
+                if self.late_copies is not None:
+                    try:
+                        self.late_copies(ch)
+                    except Exception:  # noqa: BLE001  (the main thread sends them anyway once its window ends)
+                        log.debug("%s: could not send late copies", self.node, exc_info=True)
                 # the starvation guard, checked before the timeout (a stall usually ends inside
                 # recv()): if this loop took far longer than its own wait, this thread itself did not
                 # run (the main thread held the GIL: imports, JIT, a long C call; or the whole process
                 # was stopped): no evidence against the coordinator; give it a fresh timeout
                 if now - last_loop > wait_ms / 1000 + max(2 * self.interval_ms / 1000, 0.5):
                     self.last_reply, next_send = now, 0.0
+                else:
+                    # starved a little, often (a step that lets go of the GIL only now and then): the
+                    # time this loop overran its own wait is not the coordinator's silence either
+                    excess = now - last_loop - wait_ms / 1000 - 0.05
+                    if excess > 0:
+                        self.last_reply = min(now, self.last_reply + excess)
                 last_loop = now
                 if now - self.last_reply > self.timeout_ms / 1000:
                     log.error("%s: no heartbeat from the coordinator for %d ms", self.node, self.timeout_ms)
@@ -282,6 +296,62 @@ def default_data_bind(coordinator: str, name: str, token: str) -> str:
     return "tcp://0.0.0.0:*"
 
 
+class Echo:
+    """A node's echo socket (PROTOCOL.md §2, §8): a ROUTER served by ``zmq_proxy_steerable`` from
+    the socket to itself in a thread, as ipykernel's heartbeat is. libzmq sends every ping back
+    to its sender without Python's GIL, so a simulator call that holds the GIL (NEST's ``Run``)
+    cannot make the node look dead; only a stopped, frozen or vanished process stops answering.
+    Under CURVE it is a CURVE server with the node's key pair (the data inbox's ZAP domain, which
+    admits the run's nodes and the coordinator)."""
+
+    def __init__(self, ctx: zmq.Context, bind: str, coordinator: str, curve=None):
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, 4096)       # pings are one empty frame (CURVE handshakes need more)
+        self.sock.setsockopt(zmq.RCVHWM, 64)
+        self.sock.setsockopt(zmq.SNDHWM, 64)
+        if curve is not None:
+            curve.apply_data_server(ctx, self.sock)
+        self.sock.bind(bind)
+        bound = self.sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        if bound.startswith("tcp://0.0.0.0:"):
+            self.address = f"tcp://{local_address_towards(coordinator)}:{bound.rsplit(':', 1)[1]}"
+        else:
+            self.address = bound
+        ctl = f"inproc://cosim-echo-ctl-{uuid.uuid4().hex}"
+        self._ctl = ctx.socket(zmq.PAIR)
+        self._ctl.bind(ctl)
+        self._ctl_peer = ctx.socket(zmq.PAIR)
+        self._ctl_peer.connect(ctl)
+        self.thread = threading.Thread(target=self._serve, name="echo", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            zmq.proxy_steerable(self.sock, self.sock, None, self._ctl_peer)    # runs in C, GIL released
+        except zmq.ZMQError as e:       # the context was terminated under it: nothing to answer any more
+            log.debug("echo proxy ended: %s", e)
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self._ctl.send(b"TERMINATE")
+            self.thread.join(2)
+        if not self.thread.is_alive():
+            self.sock.close(linger=0)
+            self._ctl_peer.close(linger=0)
+        self._ctl.close(linger=0)
+
+
+def echo_bind(data_bind: str) -> str | None:
+    """Where a node binds its echo: the data inbox's interface, any port; none off TCP."""
+    if not data_bind.startswith("tcp://"):
+        return None
+    return f"{data_bind.rsplit(':', 1)[0]}:*"
+
+
+INBOX_RCVHWM = 64      # unread messages per connection to a data inbox (§4.1)
+
+
 class DataPlane:
     """A node's direct data links (protocol 3, PROTOCOL.md §4.1): the inbox it binds (PULL), where
     producers push DATA, and one PUSH per consumer. Under CURVE the inbox is a CURVE server with
@@ -294,7 +364,9 @@ class DataPlane:
         self.inbox = ctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.LINGER, 0)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, max_bytes)
-        self.inbox.setsockopt(zmq.RCVHWM, 0)          # never drop a window's data (bounded by lookahead)
+        # bounded (§4.1): at most 64 unread messages per connection; a PULL never drops, a producer that
+        # far ahead keeps its DATA in its own queue (SNDHWM 0) until this node reads
+        self.inbox.setsockopt(zmq.RCVHWM, INBOX_RCVHWM)
         if curve is not None:
             curve.apply_data_server(ctx, self.inbox)
         try:
@@ -315,8 +387,9 @@ class DataPlane:
         self.last_encode_s = self.decode_s = 0.0
         self.send_timeout_ms = 5000         # a consumer that takes nothing for this long is unreachable
         self.addresses: dict[str, str] = {}
+        self.tokens: dict[str, str] = {}        # the secret of each link this node sends on (§4.1)
 
-    def connect(self, consumer: str, address: str, server_key: str | None = None) -> None:
+    def connect(self, consumer: str, address: str, server_key: str | None = None, token: str = "") -> None:
         s = self.ctx.socket(zmq.PUSH)
         s.setsockopt(zmq.LINGER, 2000)               # the last window's DATA must leave before exit
         s.setsockopt(zmq.SNDHWM, 0)
@@ -326,6 +399,7 @@ class DataPlane:
         s.connect(address)
         self.out[consumer] = s
         self.addresses[consumer] = address
+        self.tokens[consumer] = token
 
     def send(self, consumer: str, window: int, signals: dict, while_blocked=None) -> None:
         """Queue DATA for `consumer` (never blocks while its connection is up: no high-water mark).
@@ -334,8 +408,8 @@ class DataPlane:
         heartbeats); after `send_timeout_ms` without one the consumer is unreachable: PeerLost."""
         self._next_id += 1
         t0 = time.perf_counter()
-        frames = codec.encode(Message(MessageType.DATA, {"signals": signals}, node=self.node, window=window,
-                                      msg_id=self._next_id))
+        frames = codec.encode(Message(MessageType.DATA, {"signals": signals, "token": self.tokens.get(consumer, "")},
+                                      node=self.node, window=window, msg_id=self._next_id))
         self.last_encode_s += time.perf_counter() - t0
         sock = self.out[consumer]
         deadline = time.monotonic() + self.send_timeout_ms / 1000
@@ -356,14 +430,22 @@ class DataPlane:
 
     def drain(self, put, most: int = 64) -> int:
         """Every DATA already waiting in the inbox (at most `most`), each valid one given to
-        `put`; never waits. Returns how many messages were read."""
+        `put(msg, key)` (`key`: under CURVE the node name of the key that sent it, else None);
+        never waits. Returns how many messages were read."""
         n, sock = 0, self.inbox
+        curve = self.curve is not None
         while n < most and sock.get(zmq.EVENTS) & zmq.POLLIN:      # (cheaper than catching zmq.Again)
-            frames = sock.recv_multipart()
+            key = None
+            if curve:         # the authenticated key's name travels as the frames' "User-Id" (ZAP)
+                raw = sock.recv_multipart(copy=False)
+                key = raw[-1].get("User-Id") or "?"
+                frames = [f.bytes for f in raw]
+            else:
+                frames = sock.recv_multipart()
             n += 1
             m = self._decode(frames)
             if m is not None:
-                put(m)
+                put(m, key)
         return n
 
     def _decode(self, frames: list) -> Message | None:

@@ -160,6 +160,10 @@ class ClockMixin:
             copies[j] = outputs if n == 1 else {name: a[i * W:(i + 1) * W] for name, a in outputs.items()}
             t = timings[i]
             self.timing.setdefault(j, {})[peer.name] = t if isinstance(t, dict) else {}
+            if isinstance(t, dict):       # the adaptive window timeout follows the longest window (§8)
+                c_s = t.get("cycle_s", t.get("compute_s"))
+                if isinstance(c_s, (int, float)) and 0 < c_s < 1e6:
+                    self.longest_window_s = max(self.longest_window_s, float(c_s))
         peer.done = k
         while self.state == "RUNNING" and all(p.done >= self.window for p in self.peers.values()):
             self.complete_window(self.window)

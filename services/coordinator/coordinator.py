@@ -81,6 +81,10 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         self.config_sha256 = checkpoint.config_hash(cfg.model_dump(mode="json"))
         self.resume: dict | None = None          # the manifest of the checkpoint this run resumes from
         self._stop_requested = False
+        self.longest_window_s = 0.0              # the longest window cycle reported (adaptive window timeout, §8)
+        self.stalled: tuple[float, float] | None = None   # (when, seconds) of this process's last stall (§8)
+        self._next_ping = 0.0
+        self._loop_t = time.monotonic()
         if resume:
             try:
                 self.resume = checkpoint.select(self.results_dir, self.config_sha256)
@@ -162,11 +166,14 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
             while self.state != "DONE":
                 if self._stop_requested:       # request_stop(): as Ctrl-C, from another thread
                     raise KeyboardInterrupt
-                if self.router.poll(min(100, self.cc.heartbeat_interval_ms)):
+                ready = self.router.poll(min(100, self.cc.heartbeat_interval_ms))
+                self.check_stall()          # before any message: a stall is nobody's fault (§8)
+                if ready:
                     self.handle(self.router.recv_multipart(copy=self._copy))
                     for _ in range(_MAX_BATCH):
                         if not self.router.poll(0):
                             break
+                        self.check_stall()
                         self.handle(self.router.recv_multipart(copy=self._copy))
                 self.check_timers()
         except RunFailed as e:
@@ -182,6 +189,8 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
             for sock, mon, _ in self.monitors:
                 sock.disable_monitor()
                 mon.close(linger=0)
+            for p in self.peers.values():
+                self.close_echo(p)
             self.router.close(linger=500)
             self.pub.close(linger=200)      # the last broadcasts (completed/aborted) get a chance to leave
         if self.failure is not None:     # found only while closing (the last flush failed)
@@ -211,7 +220,9 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         if transport.trace is not None:
             transport.trace("coordinator", "recv", msg.type, msg.window, f"{name}/hb" if is_hb else name,
                             sum(len(f) for f in frames[1:]))
-        if is_hb:
+        if is_hb and not (msg.type == T.STEP_DONE and name is not None):
+            # (a STEP_DONE batch MAY come on the heartbeat connection while the node's main thread is
+            # busy in a window, §4.1: it is handled like one on the node's own connection)
             if name is not None:
                 self.peers[name].last_seen = time.monotonic()
                 self.peers[name].silent_warned = False
@@ -220,6 +231,7 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                     if isinstance(rtt, (int, float)) and 0 <= rtt < 1e6:
                         self.peers[name].rtt_ms = float(rtt)
                     self.check_stuck(self.peers[name], msg.content)
+                    self.note_progress(self.peers[name], msg.content)
                     self.note_setup_work(self.peers[name], msg.content)
             if msg.type == T.HEARTBEAT:   # answer even unknown peers: they may be registering
                 # while running: `ack`, the node's last STEP_DONE received in order (it may forget those, §8)
@@ -268,6 +280,12 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
     def on_error(self, peer: Peer, msg: Message) -> None:
         c = msg.content
         text = printable(c.get("reason") or f"{c.get('error')}: {c.get('message')}", 2000)   # stays one line
+        if c.get("error") == "CoordinatorLost":
+            if self.stalled is not None:
+                # §8: the node left because this process did not run, not by a fault of its own
+                raise RunFailed(self.stall_reason(peer.name))
+            raise RunFailed(self.where(peer.name, f"lost the coordinator ({printable(c.get('message'), 500)}): "
+                                                  f"its heartbeat replies stopped; a network cut one way?"))
         if c.get("error") == "BadInput" and c.get("producer") in self.peers:
             # a consumer refused what a producer sent it: the blame goes to the producer (§7)
             raise RunFailed(self.where(c["producer"], f"bad outputs (refused by {peer.name!r}): "

@@ -8,6 +8,7 @@ import time
 import zmq
 
 from cosim.errors import RunFailed
+from cosim.runtime.transport import printable
 from cosim.proto.messages import MessageType as T
 from cosim.services.coordinator.peers import Peer
 
@@ -15,6 +16,11 @@ log = logging.getLogger(__name__)
 
 # at most this many queued monitor events are handled per timer check
 _MAX_BATCH = 500
+_RECONNECT_MS = 100                # echo connections: reconnect interval (a refused reconnect = process gone)
+_GONE_GRACE_S = 0.15               # the messages a dying node sent before its end are read first
+_ADAPTIVE_FLOOR_S = 60.0           # window_timeout_ms: null never fails a window shorter than this
+_ECHO_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
+                | zmq.EVENT_HANDSHAKE_SUCCEEDED)
 
 
 class LivenessMixin:
@@ -23,8 +29,23 @@ class LivenessMixin:
     def check_timers(self) -> None:
         now = time.monotonic()
         timeout = self.cc.heartbeat_timeout_ms / 1000
+        self.serve_echoes(now)
+        running = self.state in ("RUNNING", "FINISHING")
         for p in self.peers.values():
-            if p.routing_id is not None and p.state != "finished" and now - p.last_seen > timeout:
+            if (running and p.echo_refused and p.state != "finished" and p.echo_down_at is not None
+                    and p.last_seen < p.echo_down_at and now - p.echo_down_at >= _GONE_GRACE_S):
+                # signal 2 (§8): its echo connection closed and nothing listens there any more
+                silent = p.echo_down_at - p.last_seen
+                why = (f"killed, crashed, or it gave up on the coordinator: nothing came from it for {silent:.1f} s "
+                       f"before (a network cut between them?)" if silent >= timeout / 2 else "killed or crashed")
+                raise RunFailed(self.where(p.name, f"its process is gone (echo connection closed "
+                                                   f"{now - p.echo_down_at:.2f} s ago, reconnect refused: {why})"))
+            if running and now - p.last_seen > timeout and now - p.echo_seen <= timeout and not p.gil_noted:
+                p.gil_noted = True      # once per node: why a silent node is still alive
+                log.info("coordinator: node %r sent nothing for %.1f s, but its echo answers: alive, busy (a step "
+                         "holding the GIL?)", p.name, now - p.last_seen)
+            # signal 1: alive while its heartbeats, its run messages or its echo replies arrive
+            if p.routing_id is not None and p.state != "finished" and now - max(p.last_seen, p.echo_seen) > timeout:
                 if self.state == "SETUP":
                     # a node building its simulator may starve its heartbeat thread (GIL-bound imports and
                     # JIT), or it died and is being restarted (§7: a restart replaces a stale registration):
@@ -38,6 +59,8 @@ class LivenessMixin:
                 after = f" (after {p.refused})" if p.refused else ""
                 raise RunFailed(self.where(p.name, f"no heartbeat for {now - p.last_seen:.1f} s "
                                                    f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung{after}"))
+        if running:
+            self.check_progress(now)
         self.check_handshakes()
         if self.record is not None:
             with self._writing():
@@ -46,6 +69,126 @@ class LivenessMixin:
             missing = [f"{p.name} ({p.state})" for p in self.peers.values() if p.state != "ready"]
             raise RunFailed(f"setup timed out after {self.cc.setup_timeout_ms} ms; not ready: {', '.join(missing)} "
                             f"(are they started and pointed at {self.router_addr}?)")
+
+    # ---------------------------------------------------------------- the three signals (§8)
+    def watch_echo(self, peer: Peer, address) -> None:
+        """Connect a DEALER to the node's echo socket (CONFIGURED.echo) and watch that connection."""
+        self.close_echo(peer)
+        if not isinstance(address, str) or not address.startswith(("tcp://", "ipc://")) or len(address) > 256:
+            return
+        s = self.zctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_MS)
+        s.setsockopt(zmq.SNDHWM, 4)
+        s.setsockopt(zmq.MAXMSGSIZE, 4096)      # (the CURVE handshake counts too)
+        if self.curve is not None:
+            key = self.curve.public_keys().get(peer.name)
+            if not key:
+                s.close(linger=0)
+                return
+            s.curve_secretkey, s.curve_publickey, s.curve_serverkey = self.curve.secret, self.curve.public, key.encode()
+        mon = s.get_monitor_socket(_ECHO_EVENTS)
+        try:
+            s.connect(address)
+        except zmq.ZMQError as e:
+            log.warning("coordinator: cannot watch node %r's echo at %s: %s", peer.name, printable(address), e)
+            s.disable_monitor()
+            mon.close(linger=0)
+            s.close(linger=0)
+            return
+        peer.echo, peer.echo_sock, peer.echo_mon = address, s, mon
+        peer.echo_seen, peer.echo_down_at, peer.echo_refused = 0.0, None, False
+
+    def close_echo(self, peer: Peer) -> None:
+        if peer.echo_sock is not None:
+            peer.echo_sock.disable_monitor()
+            peer.echo_mon.close(linger=0)
+            peer.echo_sock.close(linger=0)
+            peer.echo_sock = peer.echo_mon = None
+
+    def serve_echoes(self, now: float) -> None:
+        """Ping every node's echo once per heartbeat interval; take the replies and the connection events."""
+        from zmq.utils.monitor import recv_monitor_message
+        ping = now >= self._next_ping
+        if ping:
+            self._next_ping = now + self.cc.heartbeat_interval_ms / 1000
+        for p in self.peers.values():
+            s = p.echo_sock
+            if s is None:
+                continue
+            for _ in range(64):
+                if not s.get(zmq.EVENTS) & zmq.POLLIN:
+                    break
+                s.recv(zmq.NOBLOCK)
+                p.echo_seen = now
+            for _ in range(64):
+                if not p.echo_mon.poll(0):
+                    break
+                ev = recv_monitor_message(p.echo_mon)["event"]
+                if ev == zmq.EVENT_DISCONNECTED:
+                    if p.echo_down_at is None:
+                        p.echo_down_at = now
+                elif ev in (zmq.EVENT_CONNECTED, zmq.EVENT_HANDSHAKE_SUCCEEDED):
+                    p.echo_down_at, p.echo_refused = None, False
+                elif ev == zmq.EVENT_CLOSED and p.echo_down_at is not None:
+                    p.echo_refused = True          # a reconnect attempt failed: the port refuses
+            if ping:
+                try:
+                    s.send(b"", zmq.NOBLOCK)
+                except zmq.ZMQError:        # not connected (yet, or any more): nothing to answer
+                    pass
+
+    def note_progress(self, peer: Peer, hb: dict) -> None:
+        """Signal 3 (§8): when the node began its current window (or checkpoint), from its heartbeats."""
+        done, waiting = hb.get("done"), hb.get("waiting")
+        if not isinstance(done, int) or not isinstance(waiting, bool):
+            return
+        if waiting:
+            peer.busy_since = None
+        elif peer.busy_since is None or peer.busy_done != done:
+            peer.busy_since, peer.busy_done = time.monotonic(), done
+
+    def window_timeout_s(self) -> float:
+        if self.cc.window_timeout_ms is not None:
+            return self.cc.window_timeout_ms / 1000
+        return max(_ADAPTIVE_FLOOR_S, 10 * self.cc.heartbeat_timeout_ms / 1000, 20 * self.longest_window_s)
+
+    def check_progress(self, now: float) -> None:
+        """Signal 3 (§8): a node alive by its echo or heartbeats whose window does not end."""
+        limit = self.window_timeout_s()
+        setting = ("coordinator.window_timeout_ms" if self.cc.window_timeout_ms is not None
+                   else "coordinator.window_timeout_ms: adaptive")
+        for p in self.peers.values():
+            if p.routing_id is None or p.state == "finished":
+                continue
+            if p.busy_since is not None and now - p.busy_since > limit:
+                k = p.busy_done + 1
+                what = (f"the checkpoint of window {p.busy_done}" if self.ckpt is not None and p.name in self.ckpt["pending"]
+                        else f"window {k}")
+                raise RunFailed(self.where(p.name, f"{what} did not complete within {limit * 1000:.0f} ms ({setting}) "
+                                                   f"although the node is alive (its heartbeats go on): its step hangs",
+                                           window=k))
+            if p.echo_sock is not None and now - p.last_seen > limit and now - p.echo_seen < self.cc.heartbeat_timeout_ms / 1000:
+                raise RunFailed(self.where(p.name, f"its runtime has sent nothing for {now - p.last_seen:.1f} s "
+                                                   f"({setting}: {limit * 1000:.0f} ms) although its process answers "
+                                                   f"(echo): the node hangs"))
+
+    def check_stall(self) -> None:
+        """§8 "A stalled coordinator": if this loop itself did not run for a while (SIGSTOP, swapping,
+        a debugger), its silence is no node's fault: every node gets a fresh heartbeat timeout."""
+        now = time.monotonic()
+        gap, self._loop_t = now - self._loop_t, now
+        if gap <= max(2 * self.cc.heartbeat_interval_ms / 1000, 1.0) + 0.1:
+            return
+        self.stalled = (now, gap)
+        log.warning("coordinator: this process did not run for %.1f s (stopped or starved: SIGSTOP, swapping, a "
+                    "debugger); every node gets a fresh heartbeat timeout", gap)
+        for p in self.peers.values():
+            p.last_seen = max(p.last_seen, now)
+            if p.busy_since is not None:
+                p.busy_since += gap
+        self.t_setup += gap
+        self._next_ping = now
 
     def check_handshakes(self) -> None:
         """Connections refused during the ZMTP handshake under CURVE: plaintext clients (mechanism

@@ -29,3 +29,13 @@ class Peer:
     stuck_since: float | None = None    # idle (per its heartbeats) although the run waits for it
     stuck_key: tuple | None = None
     refused: str | None = None          # the last of its messages the coordinator answered with ERROR
+    # liveness (§8, "Three signals")
+    echo: str | None = None             # its echo socket's address (CONFIGURED.echo)
+    echo_sock: object = None            # the coordinator's DEALER to it, and that socket's monitor
+    echo_mon: object = None
+    echo_seen: float = 0.0              # the last echo reply
+    echo_down_at: float | None = None   # its echo connection closed (and not reconnected since)
+    echo_refused: bool = False          # ... and a reconnect failed: nothing listens there any more
+    busy_since: float | None = None     # when its heartbeats first said it computes window busy_done + 1
+    busy_done: int = -1
+    gil_noted: bool = False             # logged once: silent but its echo answers

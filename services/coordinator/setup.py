@@ -103,6 +103,7 @@ class SetupMixin:
                 raise RunFailed(self.where(peer.name, "restarted with a different connectome"))
             self.connectome = msg.content["connectome"]
         peer.data = msg.content.get("data")
+        self.watch_echo(peer, msg.content.get("echo"))     # §8: liveness that no GIL can starve
         cost = msg.content.get("cost") or {}
         if isinstance(cost.get("step_s"), (int, float)) and 0 < cost["step_s"] < 1e3:
             peer.step_s = float(cost["step_s"])
@@ -197,6 +198,13 @@ class SetupMixin:
                            f"per {max_w} steps (slowest estimate)")
         log.info("coordinator: run.lookahead auto → %d (%s)", self.lag, self.lag_reason)
 
+    def link_token(self, producer: str, consumer: str) -> str:
+        """The secret of a data link (§4.1, protocol 4): 128 random bits, one per (producer, consumer)
+        and run, known to those two nodes and the coordinator only (a restarted node gets the same)."""
+        import secrets
+        tokens = self.__dict__.setdefault("link_tokens", {})
+        return tokens.setdefault((producer, consumer), secrets.token_hex(16))
+
     def send_prepare(self, p: Peer) -> None:
         send, receive = routing.links(self.plan, p.name)
         keys = self.curve.public_keys() if self.curve is not None else {}
@@ -205,8 +213,11 @@ class SetupMixin:
             if not consumer.data:
                 raise RunFailed(self.where(consumer.name, "its CONFIGURED has no data address, but it consumes data"))
             e["address"] = consumer.data
+            e["token"] = self.link_token(p.name, e["to"])
             if keys:
                 e["key"] = keys.get(consumer.name, "")
+        for e in receive:
+            e["token"] = self.link_token(e["from"], p.name)
         self.send(p, T.PREPARE, {"outputs": [s.as_wire() for s in self.plan.outputs[p.name]],
                                  "inputs": [s.as_wire() for s in self.plan.inputs[p.name]],
                                  "steps_per_window": self.W, "n_windows": self.K, "connectome": self.connectome,

@@ -42,17 +42,27 @@ class StatusMixin:
         return {"windows_done": k + 1, "windows": self.K, "window_ms": self.W * self.tvb_dt_ms, "t_ms": sim_ms,
                 "wall_s": elapsed, "timing": {"window_wall_s": self._last_wall_s, "nodes": nodes}, "rates": rates}
 
-    def where(self, name: str, why: str) -> str:
+    def where(self, name: str, why: str, window: int | None = None) -> str:
         """The one-line reason: node, the window it was in, the last window every node completed."""
         if self.state == "SETUP":
             return f"node '{name}' failed during setup: {why}"
         done = self.window - 1
         t = (done + 1) * self.W * self.tvb_dt_ms
         peer = self.peers.get(name)
-        k = peer.done + 1 if peer is not None else self.window
+        k = window if window is not None else peer.done + 1 if peer is not None else self.window
         during = f"during the checkpoint of window {self.ckpt['window']}" if self.ckpt is not None else f"in window {k}"
         return (f"node '{name}' failed {during} (last completed window {done}, "
                 f"t = {t:.1f} ms): {why}")
+
+    def stall_reason(self, name: str) -> str:
+        """The one-line reason when nodes left during this coordinator's own stall (§8): it names the coordinator."""
+        _, gap = self.stalled
+        where = ("during setup" if self.state == "SETUP" else
+                 f"in window {self.window} (last completed window {self.window - 1}, "
+                 f"t = {self.window * self.W * self.tvb_dt_ms:.1f} ms)")
+        return (f"the coordinator stalled for {gap:.1f} s {where} (the process was stopped or starved: SIGSTOP, "
+                f"swapping, a debugger); node '{name}' gave up on it after its heartbeat timeout "
+                f"({self.cc.heartbeat_timeout_ms} ms)")
 
     def _flushed(self, windows: int) -> None:
         """Status marker after every flush of coordinator.h5: it says how many windows the file holds."""
@@ -106,6 +116,10 @@ class StatusMixin:
              "real_time_factor": wall / (sim_ms / 1000), "results_dir": str(self.results_dir),
              "nodes": {n: p.info for n, p in self.peers.items()},
              "timing": self.record.timing_summary() if self.record else {}}
+        rejected = {n: p.info["summary"]["rejected_data"] for n, p in self.peers.items()
+                    if isinstance((p.info.get("summary") or {}).get("rejected_data"), dict)}
+        if rejected:            # DATA the nodes dropped (forged, strangers'; §4.1)
+            s["rejected_data"] = rejected
         if self.resume:
             s["resumed_from_window"] = self.resume["window"]
         if self.ckpt_costs:

@@ -470,16 +470,17 @@ class NestAdapter(NodeAdapter):
         """One ``nest.Run`` over the window. Not sliced: with several random sources NEST's draws
         interleave by update slice, so slicing a window changes the spikes (measured), and slices
         sized from the wall clock would make runs irreproducible. NEST holds the GIL meanwhile, so
-        a window much longer than the heartbeat timeout looks like a dead node: warn once."""
+        no Python heartbeat leaves; the node's echo socket, answered inside libzmq, keeps it alive
+        (PROTOCOL.md §8): say so once, with the one limit left (the window timeout)."""
         t = time.perf_counter()
         self.nest.Run(n_steps * self.h_per_tvb * self.h)
         took = time.perf_counter() - t
         limit = SLOW_WINDOW_SHARE * self.hb_timeout_s
         if took > limit and not self._warned_slow:
             self._warned_slow = True
-            log.warning("%s: one window took %.1f s in nest.Run, during which no heartbeat can be sent "
-                        "(NEST holds the GIL); raise coordinator.heartbeat_timeout_ms well above %.0f ms "
-                        "or shorten run.window_ms", self.ctx.node_name, took, took * 1000)
+            log.info("%s: one window took %.1f s in nest.Run, which holds the GIL: no Python heartbeat leaves "
+                     "meanwhile, the node's echo answers for it (PROTOCOL.md §8); coordinator.window_timeout_ms "
+                     "must stay above the longest window (adaptive by default)", self.ctx.node_name, took)
 
     # ---- end -----------------------------------------------------------------------------
     def finish(self, aborted: str | None = None) -> dict:

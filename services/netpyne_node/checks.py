@@ -115,30 +115,3 @@ def build(entry, cfg, source: str = "<config>", progress=None) -> Path | None:
     """Plugin hook for `cosim build`: compile this node entry's mechanisms into the cache."""
     return build_node(entry.params, progress)
 
-
-def validate(entry, cfg, source: str = "<config>", progress=None) -> None:
-    """Plugin hook for `cosim validate` only: a user model's network is built as the node builds it
-    (NetPyNE creates the cells, connections and stimuli, cosim its drive, recording and the NEURON
-    initialisation), in this process, and nothing is simulated: a model NetPyNE or NEURON cannot
-    build (tut_artif's VecStim without its mechanism, netClamp) is refused here, not at run time."""
-    p = NetpyneParams.model_validate(entry.params or {})
-    if p.model_file is None:
-        return                          # the default network: cosim's own builder (tested)
-    import tempfile
-    from .adapter import NetpyneAdapter
-    from .drive import make_context, synthetic_connectome
-    regions = [int(r) for r in entry.regions]
-    n = max(connectome_regions(cfg.tvb.connectivity) or 76, max(regions) + 1)
-    with tempfile.TemporaryDirectory(prefix="cosim-validate-") as work:
-        ad = NetpyneAdapter(entry.params or {})
-        ctx = make_context(regions, entry.params or {}, cfg.run.duration_ms, tvb_dt_ms=cfg.tvb.dt_ms, W=1,
-                           seed=cfg.run.seed, results_dir=work, node_name=entry.name or "spiking",
-                           connectome=synthetic_connectome(n, 1))
-        ad.requires(ctx)
-        import contextlib
-        chatter = io.StringIO()            # NetPyNE's progress bars: the one line of a refusal stays alone
-        try:
-            with contextlib.redirect_stderr(chatter):
-                ad.configure(ctx)
-        finally:
-            ad.finish(None)

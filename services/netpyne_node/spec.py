@@ -15,7 +15,7 @@ SPEC = BackendSpec(
     dockerfile="services/netpyne_node/Dockerfile",
     check="cosim.services.netpyne_node.checks:check",
     build="cosim.services.netpyne_node.checks:build",
-    validate="cosim.services.netpyne_node.checks:validate",
+    validate="cosim.services.netpyne_node.validate:validate",
     # NEURON SaveState (incl. the relays' queued events) + Poisson generators, input history, rate
     # proxy (PROTOCOL.md §10.1); not with MPI, a user model or traces (NetpyneParams.cannot_checkpoint)
     checkpoint=True,

@@ -24,6 +24,9 @@ class NullParams(BaseModel):
     bad_output: Literal["nan", "inf", "huge", "float32"] | None = Field(
         None, description="send this kind of bad value in window bad_output_at_window (blame tests)")
     bad_output_at_window: int = 0
+    hang_at_window: int | None = Field(None, description="hang in this window with the GIL released (liveness tests)")
+    gil_hold_ms: float = Field(0.0, ge=0, description="hold Python's GIL this long per window, in one C call "
+                               "(as NEST's Run does; liveness tests)")
 
 
 class _Null(NodeAdapter):
@@ -44,6 +47,14 @@ class _Null(NodeAdapter):
         p = self.params
         if p.fail_at_window is not None and window == p.fail_at_window:
             raise RuntimeError(f"null node told to fail at window {window}")
+        if p.hang_at_window is not None and window == p.hang_at_window:
+            import time
+            while True:             # like an MPI wait on a dead rank: the GIL is released, nothing ends it
+                time.sleep(3600)
+        if p.gil_hold_ms:
+            import ctypes
+            # a PyDLL call keeps the GIL for its whole duration: every other Python thread stands still
+            ctypes.PyDLL(None).usleep(ctypes.c_uint(int(p.gil_hold_ms * 1000)))
         if p.step_sleep_ms:
             import time
             time.sleep(p.step_sleep_ms / 1000)

@@ -1,0 +1,133 @@
+"""Liveness that no simulator can fool (issue 23, PROTOCOL.md §8 "Three signals"), with real
+processes and sockets: a window that hangs while its heartbeats go on; a step that holds the GIL
+for several heartbeat timeouts; a node SIGKILLed under `cosim run`; a coordinator SIGSTOPped for
+several heartbeat timeouts. Heartbeats of 100 ms here, so each test takes seconds."""
+import json
+import os
+import signal
+import threading
+import time
+
+import h5py
+import pytest
+
+from conftest import noop_config
+from harness import Services, log_time, noop_cfg, record_fault
+from psutil_free import cosim_processes
+
+pytestmark = [pytest.mark.system]
+
+
+def _fails(text: str) -> list[str]:
+    return [l for l in text.splitlines() if "run failed" in l]
+
+
+def _kill_when_running(out, sig, got: dict, delay: float = 0.5, name: str = "spiking") -> None:
+    """Signal this run's node `name` (the machine is shared: the one pointed at this run's ROUTER)."""
+    import yaml
+    deadline = time.time() + 60
+    while time.time() < deadline and not got:
+        if (out / "coordinator.h5").exists() and (out / "config.yaml").exists():
+            router = yaml.safe_load((out / "config.yaml").read_text())["coordinator"]["router"]
+            for pid, cmd in cosim_processes(f"--coordinator {router} "):
+                if f"--name {name}" in cmd:
+                    time.sleep(delay)
+                    os.kill(pid, sig)
+                    got.update(pid=pid, t=time.time())
+                    return
+        time.sleep(0.05)
+
+
+def test_hung_window_with_live_heartbeats_ends_the_run(cosim):
+    """Signal 3: the step sleeps forever with the GIL released (an MPI wait on a dead rank): its
+    heartbeats go on, and the window deadline ends the run naming node and window."""
+    cfg = noop_config(duration_ms=400, hang_at_window=5)
+    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 500, "window_timeout_ms": 1500}
+    t0 = time.monotonic()
+    r = cosim(cfg, "--no-plots", timeout=40)      # without the deadline: a hang, i.e. TimeoutExpired here
+    wall = time.monotonic() - t0
+    assert r.code == 1, r.stderr
+    line = _fails(r.stderr)[0]
+    assert "node 'spiking' failed in window 5" in line and "window 5 did not complete within 1500 ms" in line, line
+    assert "coordinator.window_timeout_ms" in line and "no heartbeat" not in line, line
+    status = json.loads((r.out / "status_coordinator.json").read_text())
+    n = status["windows_completed"]
+    assert n == 5, status                      # results kept up to the last completed window
+    with h5py.File(r.out / "coordinator.h5", "r") as f:
+        assert f["signals/tvb/coupling/R_e"].shape[0] == n * 16
+    record_fault("hung window", window_timeout_ms=1500, cosim_run_wall_s=round(wall, 1))
+    assert wall < 25, wall
+    assert not cosim_processes(str(r.out))
+
+
+@pytest.mark.parametrize("curve", [False, True], ids=["plain", "curve"])
+def test_gil_holding_steps_longer_than_the_heartbeat_timeout_complete(cosim, tmp_path, curve):
+    """Signal 1: each window holds the GIL for 1.5 s in one C call (as NEST's Run), 3 x the heartbeat
+    timeout, so the node's Python heartbeat thread is starved; its echo, answered inside libzmq,
+    keeps it alive and the run completes (under CURVE too: the echo admits the coordinator's key)."""
+    cfg = noop_config(duration_ms=4.8, gil_hold_ms=1500)        # 3 windows of 1.6 ms
+    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 500}
+    if curve:
+        from cosim.runtime import security
+        security.generate(tmp_path / "keys", ["coordinator", "tvb", "spiking"])
+        cfg["coordinator"].update(curve=True, keys_dir=str(tmp_path / "keys"))
+    t0 = time.monotonic()
+    r = cosim(cfg, "--no-plots", timeout=120)
+    wall = time.monotonic() - t0
+    assert r.code == 0, r.stderr
+    coord = (r.out / "logs" / "coordinator.log").read_text()
+    assert "no heartbeat" not in coord and "timeout" not in r.stderr.lower(), coord
+    spiking = (r.out / "logs" / "spiking.log").read_text()
+    assert "stopped answering" not in spiking
+    assert "refused CURVE key" not in spiking
+    assert "but its echo answers: alive, busy" in coord     # the Python heartbeats were starved indeed
+    record_fault("GIL held 1.5 s per window", curve=curve, heartbeat_timeout_ms=500, windows=3,
+                 cosim_run_wall_s=round(wall, 1))
+    assert wall > 4.5       # the GIL really was held: 3 windows of 1.5 s
+
+
+def test_sigkill_of_a_node_is_reported_within_a_second(cosim, tmp_path):
+    """Signal 2: under `cosim run` (and for any node whose echo the coordinator reaches) a SIGKILLed
+    node's process is gone: its echo connection closes and the reconnect is refused. Reported in
+    well under the 5 s heartbeat timeout."""
+    got: dict = {}
+    cfg = noop_config(duration_ms=6000, step_sleep_ms=2.0)
+    cfg["coordinator"] = {"heartbeat_interval_ms": 500, "heartbeat_timeout_ms": 5000}
+    t = threading.Thread(target=_kill_when_running, args=(tmp_path / "out", signal.SIGKILL, got))
+    t.start()
+    try:
+        r = cosim(cfg, "--no-plots", timeout=120)
+    finally:
+        t.join()
+    assert got, "the spiking node was never seen"
+    assert r.code == 1, r.stderr
+    line = _fails(r.stderr)[0]
+    assert "node 'spiking' failed in window" in line and "its process is gone" in line, line
+    t_det = log_time((r.out / "logs" / "coordinator.log").read_text(), "aborting run")
+    detect_ms = round((t_det - got["t"]) * 1000)
+    record_fault("node SIGKILL (echo)", detect_ms=detect_ms, heartbeat_timeout_ms=5000)
+    assert detect_ms < 1000, detect_ms
+    assert "run aborted by the coordinator" in (r.out / "logs" / "tvb.log").read_text()
+    assert not cosim_processes(str(r.out))
+
+
+@pytest.mark.parametrize("stop_s", [3.0])
+def test_stopped_coordinator_blames_no_node(tmp_path, stop_s):
+    """A coordinator SIGSTOPped for 3 heartbeat timeouts: the nodes give up on it (and say so), and
+    when it runs again it names itself, not a node."""
+    with Services(noop_cfg(duration_ms=8000, hb_timeout_ms=1000, step_sleep_ms=2.0), tmp_path).start_all() as s:
+        s.wait_running()
+        time.sleep(0.3)
+        os.kill(s.pid("coordinator"), signal.SIGSTOP)
+        time.sleep(stop_s)
+        os.kill(s.pid("coordinator"), signal.SIGCONT)
+        codes = s.wait_exit(timeout=30)
+        assert codes == {"coordinator": 1, "tvb": 1, "spiking": 1}, (codes, s.logs_text())
+        coord = s.log("coordinator")
+        line = _fails(coord)[0]
+        assert line.startswith("cosim: run failed: the coordinator stalled for"), line
+        assert "node 'tvb' failed" not in line and "node 'spiking' failed" not in line, line
+        assert "this process did not run for" in coord
+        for n in ("tvb", "spiking"):
+            assert "stopped answering heartbeats" in s.log(n), s.log(n)
+    record_fault("coordinator SIGSTOP", stop_s=stop_s, heartbeat_timeout_ms=1000)
