@@ -8,6 +8,7 @@ before a run starts.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cosim.config import ConfigError, RunConfig, address_problem, check_files
 
@@ -118,3 +119,45 @@ def writable_dir(path: Path, what: str) -> None:
         os.unlink(probe)
     except OSError as e:
         raise ConfigError(f"{what}: cannot write to {str(path)!r}: {e.strerror or e}") from None
+
+
+#: the lock file a run holds in its results folder for its whole life (fcntl.flock)
+LOCK_NAME = ".cosim.lock"
+
+
+def claim_dir(path: Path, what: str, auto: bool = False) -> tuple[Path, Any]:
+    """Create (if needed) and lock results folder `path` for one run: the open lock file is
+    returned with the folder and must stay open for the run's life (the lock goes with it, also
+    when the process dies). Another run holding it: ConfigError naming the folder, and nothing
+    in the folder is touched. `auto`: `path` is an automatic name; a folder that exists already
+    (a run started in the same second) is never reused: `-2`, `-3`, ... is appended instead."""
+    import fcntl
+    import os
+    if auto:
+        base, i = path, 1
+        while True:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.mkdir()
+                break
+            except FileExistsError:
+                i += 1
+                path = base.with_name(f"{base.name}-{i}")
+            except OSError as e:
+                raise ConfigError(f"{what}: cannot write to {str(path)!r}: {e.strerror or e}") from None
+    writable_dir(path, what)
+    f = open(path / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip()
+        f.close()
+        by = f" (launcher pid {holder})" if holder.isdigit() else ""
+        raise ConfigError(f"{what}: {str(path)!r} is in use by another run{by}; "
+                          f"choose another results folder") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return path, f
