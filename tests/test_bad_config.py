@@ -95,6 +95,12 @@ STATIC = [
     # checks that need the connectome or files (noop: its synthetic connectome, delays 16 steps)
     ("window_longer_than_min_delay", _set("run.window_ms", 3.2), ["run.window_ms", "longer than the smallest delay"]),
     ("region_out_of_range", _set("spiking_nodes.0.regions", [3, 500]), ["spiking_nodes[0].regions", "500"]),
+    # issue 23: refused by the coordinator only after every service had started, `cosim validate` said ok
+    ("window_times_lookahead_beyond_min_delay", lambda c: c["run"].update(window_ms=1.6, lookahead=2),
+     ["run.window_ms", "run.lookahead 2", "need 32 steps", "16 steps", "use at most 0.8 ms"]),
+    ("lookahead_beyond_min_delay", _set("run.lookahead", 40), ["run.lookahead", "40 windows", "use at most 16 windows"]),
+    ("watch_region_out_of_range", _set("coordinator.watch_regions", [900]), ["coordinator.watch_regions", "900"]),
+    ("connectivity_not_a_zip", _set("tvb.connectivity", __file__), ["tvb.connectivity", "not a zip file"]),
     ("neuron_dt_does_not_divide", _set("spiking_nodes", [{"name": "spiking", "backend": "netpyne", "regions": [3],
                                                           "params": {"dt_ms": 0.03}}]),
      ["spiking_nodes[0].params.dt_ms", "does not divide"]),

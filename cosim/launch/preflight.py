@@ -49,8 +49,10 @@ def whole_brain_side(cfg: RunConfig) -> str:
 
 
 def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) -> None:
-    """Spiking regions exist, and an explicit run.window_ms is within the causal limit
-    (W <= the smallest integer delay between differently simulated regions, PROTOCOL.md §3)."""
+    """Spiking regions and coordinator.watch_regions exist, and run.lookahead windows of an explicit
+    run.window_ms fit in the smallest integer delay between differently simulated regions
+    (m·W <= D, PROTOCOL.md §3): what the coordinator would otherwise refuse only once every
+    service has started."""
     from cosim.config.timing import crossing_min_delay_steps
     con = connectome if connectome is not None else connectome_of(cfg)
     n = con["weights"].shape[0]
@@ -59,16 +61,27 @@ def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) ->
         if bad:
             raise ConfigError(f"{source}: spiking_nodes[{i}].regions: region(s) {bad} do not exist "
                               f"(the connectivity has {n} regions, 0..{n - 1})")
-    if cfg.run.window_ms is None:
+    bad = [r for r in cfg.coordinator.watch_regions if not 0 <= r < n]
+    if bad:
+        raise ConfigError(f"{source}: coordinator.watch_regions: region(s) {bad} do not exist "
+                          f"(the connectivity has {n} regions, 0..{n - 1})")
+    lag = 1 if cfg.run.lookahead == "auto" else int(cfg.run.lookahead)   # auto picks one that fits
+    if cfg.run.window_ms is None and lag == 1:
         return
     groups = [set(nd.regions) for nd in cfg.spiking_nodes]
     d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
     if d is None:
         return
-    from cosim.config.timing import window_limit_text
-    W = round(cfg.run.window_ms / cfg.tvb.dt_ms)
-    if W > max(int(d), 1):
-        raise ConfigError(f"{source}: run.window_ms: {window_limit_text(cfg.run.window_ms, int(d), cfg.tvb.dt_ms)}")
+    from cosim.config.timing import lag_window_problem
+    why = lag_window_problem(cfg.run.window_ms, lag, int(d), cfg.tvb.dt_ms)
+    if why:
+        raise ConfigError(f"{source}: {why[0]}: {why[1]}")
+
+
+def needs_connectome(cfg: RunConfig) -> bool:
+    """Whether `cosim run` loads the connectome before it starts anything (~2 s with TVB's): when
+    an explicit window or lookahead could be refused by it (the defaults are causal by construction)."""
+    return cfg.run.window_ms is not None or cfg.run.lookahead not in ("auto", 1)
 
 
 #: backends whose default network couples this node's spiking regions E->E (params.inter_region)

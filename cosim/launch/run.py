@@ -119,8 +119,9 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
     from cosim.runtime.progress import compile_progress
     source = a.config or "<default>"
     # everything that can be refused is refused before the results folder exists (the connectome
-    # is loaded only to check an explicit window: the default window is causal by construction)
-    check_run(cfg, source, connectome=cfg.run.window_ms is not None)
+    # is loaded only to check an explicit window or lookahead: the defaults are causal by construction)
+    from cosim.launch.preflight import needs_connectome
+    check_run(cfg, source, connectome=needs_connectome(cfg))
     from cosim.launch.preflight import split_coupling_note
     note = split_coupling_note(cfg)
     if note:
