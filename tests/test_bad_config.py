@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -94,6 +95,12 @@ STATIC = [
     # checks that need the connectome or files (noop: its synthetic connectome, delays 16 steps)
     ("window_longer_than_min_delay", _set("run.window_ms", 3.2), ["run.window_ms", "longer than the smallest delay"]),
     ("region_out_of_range", _set("spiking_nodes.0.regions", [3, 500]), ["spiking_nodes[0].regions", "500"]),
+    # issue 23: refused by the coordinator only after every service had started, `cosim validate` said ok
+    ("window_times_lookahead_beyond_min_delay", lambda c: c["run"].update(window_ms=1.6, lookahead=2),
+     ["run.window_ms", "run.lookahead 2", "need 32 steps", "16 steps", "use at most 0.8 ms"]),
+    ("lookahead_beyond_min_delay", _set("run.lookahead", 40), ["run.lookahead", "40 windows", "use at most 16 windows"]),
+    ("watch_region_out_of_range", _set("coordinator.watch_regions", [900]), ["coordinator.watch_regions", "900"]),
+    ("connectivity_not_a_zip", _set("tvb.connectivity", __file__), ["tvb.connectivity", "not a zip file"]),
     ("neuron_dt_does_not_divide", _set("spiking_nodes", [{"name": "spiking", "backend": "netpyne", "regions": [3],
                                                           "params": {"dt_ms": 0.03}}]),
      ["spiking_nodes[0].params.dt_ms", "does not divide"]),
@@ -266,3 +273,55 @@ def test_read_only_out_is_one_line_exit_2(tmp_path):
         p = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o ro,size=100k tmpfs {ro} && exec {argv}"],
                            capture_output=True, text=True, timeout=120)
         _check_refusal(p, ["--out", "Read-only file system"])
+
+
+def test_second_run_into_a_live_runs_folder_is_refused_and_the_first_is_untouched(tmp_path):
+    """A results folder is owned by one run (a lock held by the launcher for the run's life): a
+    second `cosim run --out` into it refuses in one line, exit 2, before writing anything; the first
+    run's config.yaml and logs stay as they were and it completes."""
+    out = tmp_path / "out"
+    cfg = _write(tmp_path, lambda c: c["spiking_nodes"][0].update(params={"step_sleep_ms": 200}))
+    first = subprocess.Popen(PY + ["run", cfg, "--out", str(out), "--no-plots"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):                       # until the first run's services log
+            if (out / "logs" / "coordinator.log").exists():
+                break
+            time.sleep(0.1)
+        assert first.poll() is None
+        before = (out / "config.yaml").read_text()
+        logs = sorted(p.name for p in (out / "logs").iterdir())
+        p = subprocess.run(PY + ["run", cfg, "--out", str(out), "--no-plots"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        line = _check_refusal(p, ["--out", str(out), "in use by another run"])
+        assert str(first.pid) in line
+        assert first.poll() is None, "the refusal must not disturb the live run"
+        assert (out / "config.yaml").read_text() == before
+        assert sorted(p.name for p in (out / "logs").iterdir()) == logs
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+        assert (out / "coordinator.h5").exists() and (out / "config.yaml").read_text() == before
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    # the run has ended: the folder is free for the next one (here: refused only as a finished run would be)
+    assert not cosim_processes(str(out))
+
+
+def test_auto_named_runs_in_the_same_second_never_share_a_folder(tmp_path):
+    """Two auto-named folders for the same name and second: the second gets its own (-2)."""
+    from cosim.launch.preflight import claim_dir
+    from cosim.errors import ConfigError
+    name = tmp_path / "res" / "bad_20260101-000000"
+    a, lock_a = claim_dir(name, "run.results_dir", auto=True)
+    b, lock_b = claim_dir(name, "run.results_dir", auto=True)
+    try:
+        assert a == name and b == name.with_name(name.name + "-2")
+        with pytest.raises(ConfigError, match="in use by another run"):
+            claim_dir(a, "--out")                  # an explicit --out onto a live run's folder
+    finally:
+        lock_a.close()
+        lock_b.close()
+    _, again = claim_dir(a, "--out")               # free once its run let go
+    again.close()

@@ -130,6 +130,50 @@ def test_second_process_with_a_name_in_use_is_refused(tmp_path):
             p.wait()
 
 
+def test_nodes_started_before_the_coordinator_wait_for_it_by_their_register_timeout(tmp_path):
+    """Start order is free within the register timeout (docs/deployment.md): nodes started 6.5 s
+    before the coordinator (longer than the 5 s heartbeat timeout a node uses before CONFIGURE)
+    wait for it and the run completes; a node whose coordinator never comes exits after its
+    --register-timeout-ms, naming the wait. Before the fix both nodes exited after 5 s with
+    "stopped answering heartbeats", whatever the register timeout."""
+    import yaml
+    cfg = noop_config(duration_ms=20)
+    cfg["run"]["results_dir"] = str(tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    router, pub = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
+    py = [sys.executable, "-m", "cosim.cli"]
+    wait = ["--register-timeout-ms", "15000"]
+    nodes = [subprocess.Popen(py + ["tvb-node", "--coordinator", router, "--backend", "noop"] + wait,
+                              stderr=subprocess.PIPE, text=True),
+             subprocess.Popen(py + ["spiking-node", "--coordinator", router] + wait, stderr=subprocess.PIPE, text=True)]
+    coord = None
+    try:
+        time.sleep(6.5)
+        assert [n.poll() for n in nodes] == [None, None], [n.communicate()[1][-2000:] for n in nodes]
+        coord = subprocess.Popen(py + ["coordinator", str(path), "--out", str(tmp_path / "o"), "--router", router,
+                                       "--pub", pub, "--no-plots"], stderr=subprocess.PIPE, text=True)
+        _, err = coord.communicate(timeout=120)
+        assert coord.returncode == 0, err
+        for n in nodes:
+            _, nerr = n.communicate(timeout=60)
+            assert n.returncode == 0, nerr
+            assert "heartbeat" not in nerr, nerr
+    finally:
+        for p in nodes + ([coord] if coord else []):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    # no coordinator at all: the register timeout (here 2 s) ends the wait, and says what was awaited
+    t0 = time.monotonic()
+    alone = subprocess.run(py + ["spiking-node", "--coordinator", f"tcp://127.0.0.1:{_port()}",
+                                 "--register-timeout-ms", "2000"], capture_output=True, text=True, timeout=60)
+    assert alone.returncode != 0
+    assert "within 2000 ms" in alone.stderr and "is the coordinator running?" in alone.stderr, alone.stderr
+    assert "Traceback" not in alone.stderr
+    assert time.monotonic() - t0 < 20
+
+
 def _port():
     from cosim.launch.run import free_port
     return free_port()

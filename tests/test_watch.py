@@ -210,3 +210,29 @@ def test_a_watch_region_that_does_not_exist_is_one_line(tmp_path):
     p = subprocess.run(PY + ["run", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "out"), "--no-plots"],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 2 and "coordinator.watch_regions: region(s) [500] do not exist" in p.stderr, p.stderr
+
+
+@pytest.mark.unit
+def test_view_survives_nan_rates_wrong_types_and_escape_codes():
+    """A PROGRESS with NaN rates, numbers of the wrong type or missing, names and an abort reason
+    carrying terminal escape codes: drawn without a crash, the escape codes shown escaped, never raw.
+    Before: ValueError (int(nan) in the sparkline), TypeError/KeyError on the numbers, and the escape
+    codes reached the terminal."""
+    from cosim.results.watch import View
+    v = View()
+    evil = "spi\x1b[2J\x1b]0;pwned\x07king"
+    for k, hz in enumerate([np.array([np.nan, 2.0]), np.array([3.0, np.inf]), np.array([np.nan, np.nan])]):
+        v.add(Message(T.PROGRESS, {"windows_done": k + 1, "windows": "many" if k else None, "window_ms": 4.9,
+                                   "t_ms": float("nan"), "wall_s": [0.1] if k else 0.2,
+                                   "timing": {"window_wall_s": 0.01, "nodes": {evil: {"compute_s": 0.001}, 7: {}}},
+                                   "rates": [{"node": evil, "name": "state/R_e", "regions": [33, 71], "hz": hz},
+                                             {"node": "s", "name": "x", "regions": [1], "hz": np.array(["a"])}]},
+                      window=k))
+        text = v.render()
+        assert "\x1b" not in text and "\x07" not in text, repr(text)
+    assert "spi\\x1b[2J\\x1b]0;pwned\\x07king" in text, text
+    assert re.search(r"state/R_e\s+33\s+nan", text), text
+    v.add(Message(T.PROGRESS, ["not", "a", "mapping"], window=3))           # an unexpected type altogether
+    v.add(Message(T.EVENT, {"event": "aborted", "reason": "\x1b[31mred\x1b[0m"}))
+    text = v.render(width=400)
+    assert "\x1b" not in text and "run aborted: \\x1b[31mred\\x1b[0m" in text, repr(text)

@@ -121,6 +121,11 @@ def check_files(cfg: RunConfig, source: str = "<config>") -> None:
     c = cfg.tvb.connectivity
     if c != "default" and not Path(c).expanduser().is_file():
         raise ConfigError(f"{source}: tvb.connectivity: file not found: {c!r} (use 'default' or a TVB connectivity zip)")
+    if c != "default":
+        import zipfile
+        if not zipfile.is_zipfile(Path(c).expanduser()):    # cheap (`cosim run` refuses it before any service starts)
+            raise ConfigError(f"{source}: tvb.connectivity: {c!r} is not a zip file (use 'default' or a TVB "
+                              f"connectivity zip)")
 
 
 def check_nodes(cfg: RunConfig, source: str = "<config>", build_only: bool = False, progress=None,

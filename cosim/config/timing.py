@@ -89,3 +89,23 @@ def crossing_min_delay_steps(weights: np.ndarray, idelays: np.ndarray,
     if dmin < 0:
         raise ValueError(f"negative delay {dmin} on a crossing connection")
     return dmin
+
+
+def lag_window_problem(window_ms: float | None, lag: int, d: int, dt_ms: float) -> tuple[str, str] | None:
+    """``(field, why)`` when ``lag`` windows (run.lookahead m) of ``window_ms`` (None: the largest
+    that fits) do not fit in the smallest crossing delay of ``d`` steps (PROTOCOL.md §3: m·W <= D,
+    W >= 1 step), else None. One text for `cosim validate`, `cosim run` and the coordinator."""
+    max_w = max(int(d), 1)          # a delay of 0 steps still allows a window of 1 (D + 1)
+    if lag > max_w:
+        return ("run.lookahead", f"{lag} windows of at least one step do not fit in the smallest delay between "
+                f"differently simulated regions ({d} steps = {d * dt_ms:g} ms); use at most {max_w} windows")
+    if window_ms is None:
+        return None
+    w = round(window_ms / dt_ms)
+    if w * lag <= max_w:
+        return None
+    if lag == 1:
+        return "run.window_ms", window_limit_text(window_ms, int(d), dt_ms)
+    return ("run.window_ms", f"{window_ms:g} ms windows with run.lookahead {lag} need {w * lag} steps of delay, but "
+            f"the smallest delay between differently simulated regions is {d} steps; use at most "
+            f"{max_w // lag * dt_ms:g} ms")

@@ -8,6 +8,7 @@ before a run starts.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cosim.config import ConfigError, RunConfig, address_problem, check_files
 
@@ -48,8 +49,10 @@ def whole_brain_side(cfg: RunConfig) -> str:
 
 
 def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) -> None:
-    """Spiking regions exist, and an explicit run.window_ms is within the causal limit
-    (W <= the smallest integer delay between differently simulated regions, PROTOCOL.md §3)."""
+    """Spiking regions and coordinator.watch_regions exist, and run.lookahead windows of an explicit
+    run.window_ms fit in the smallest integer delay between differently simulated regions
+    (m·W <= D, PROTOCOL.md §3): what the coordinator would otherwise refuse only once every
+    service has started."""
     from cosim.config.timing import crossing_min_delay_steps
     con = connectome if connectome is not None else connectome_of(cfg)
     n = con["weights"].shape[0]
@@ -58,16 +61,27 @@ def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) ->
         if bad:
             raise ConfigError(f"{source}: spiking_nodes[{i}].regions: region(s) {bad} do not exist "
                               f"(the connectivity has {n} regions, 0..{n - 1})")
-    if cfg.run.window_ms is None:
+    bad = [r for r in cfg.coordinator.watch_regions if not 0 <= r < n]
+    if bad:
+        raise ConfigError(f"{source}: coordinator.watch_regions: region(s) {bad} do not exist "
+                          f"(the connectivity has {n} regions, 0..{n - 1})")
+    lag = 1 if cfg.run.lookahead == "auto" else int(cfg.run.lookahead)   # auto picks one that fits
+    if cfg.run.window_ms is None and lag == 1:
         return
     groups = [set(nd.regions) for nd in cfg.spiking_nodes]
     d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
     if d is None:
         return
-    from cosim.config.timing import window_limit_text
-    W = round(cfg.run.window_ms / cfg.tvb.dt_ms)
-    if W > max(int(d), 1):
-        raise ConfigError(f"{source}: run.window_ms: {window_limit_text(cfg.run.window_ms, int(d), cfg.tvb.dt_ms)}")
+    from cosim.config.timing import lag_window_problem
+    why = lag_window_problem(cfg.run.window_ms, lag, int(d), cfg.tvb.dt_ms)
+    if why:
+        raise ConfigError(f"{source}: {why[0]}: {why[1]}")
+
+
+def needs_connectome(cfg: RunConfig) -> bool:
+    """Whether `cosim run` loads the connectome before it starts anything (~2 s with TVB's): when
+    an explicit window or lookahead could be refused by it (the defaults are causal by construction)."""
+    return cfg.run.window_ms is not None or cfg.run.lookahead not in ("auto", 1)
 
 
 #: backends whose default network couples this node's spiking regions E->E (params.inter_region)
@@ -118,3 +132,45 @@ def writable_dir(path: Path, what: str) -> None:
         os.unlink(probe)
     except OSError as e:
         raise ConfigError(f"{what}: cannot write to {str(path)!r}: {e.strerror or e}") from None
+
+
+#: the lock file a run holds in its results folder for its whole life (fcntl.flock)
+LOCK_NAME = ".cosim.lock"
+
+
+def claim_dir(path: Path, what: str, auto: bool = False) -> tuple[Path, Any]:
+    """Create (if needed) and lock results folder `path` for one run: the open lock file is
+    returned with the folder and must stay open for the run's life (the lock goes with it, also
+    when the process dies). Another run holding it: ConfigError naming the folder, and nothing
+    in the folder is touched. `auto`: `path` is an automatic name; a folder that exists already
+    (a run started in the same second) is never reused: `-2`, `-3`, ... is appended instead."""
+    import fcntl
+    import os
+    if auto:
+        base, i = path, 1
+        while True:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.mkdir()
+                break
+            except FileExistsError:
+                i += 1
+                path = base.with_name(f"{base.name}-{i}")
+            except OSError as e:
+                raise ConfigError(f"{what}: cannot write to {str(path)!r}: {e.strerror or e}") from None
+    writable_dir(path, what)
+    f = open(path / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip()
+        f.close()
+        by = f" (launcher pid {holder})" if holder.isdigit() else ""
+        raise ConfigError(f"{what}: {str(path)!r} is in use by another run{by}; "
+                          f"choose another results folder") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return path, f

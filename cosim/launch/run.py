@@ -119,8 +119,9 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
     from cosim.runtime.progress import compile_progress
     source = a.config or "<default>"
     # everything that can be refused is refused before the results folder exists (the connectome
-    # is loaded only to check an explicit window: the default window is causal by construction)
-    check_run(cfg, source, connectome=cfg.run.window_ms is not None)
+    # is loaded only to check an explicit window or lookahead: the defaults are causal by construction)
+    from cosim.launch.preflight import needs_connectome
+    check_run(cfg, source, connectome=needs_connectome(cfg))
     from cosim.launch.preflight import split_coupling_note
     note = split_coupling_note(cfg)
     if note:
@@ -128,6 +129,7 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
     _check_installed(cfg)
     # compile + load each model now: the setup clock never sees it
     check_nodes(cfg, source, progress=compile_progress)
+    auto = not a.out
     out = Path(a.out) if a.out else Path(cfg.run.results_dir) / f"{cfg.run.name}_{datetime.now():%Y%m%d-%H%M%S}"
     cc = cfg.coordinator
     explicit = cc.model_fields_set
@@ -139,16 +141,26 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
             if addr not in held.socks and addr.startswith("tcp://") and not _port_free(addr):
                 raise ConfigError(f"{what}: {addr} is already in use")
         _check_rank0_host(cfg, router)
-        return _start_new(a, cfg, out, router, pub, held, starter)
+        return _start_new(a, cfg, out, router, pub, held, starter, auto)
     finally:
         held.release()                        # the coordinator holds its own copies by now
 
 
 def _start_new(a: Any, cfg: Any, out: Path, router: str, pub: str, held: HeldPorts,
-               starter: Starter | None) -> Launch:
-    from cosim.launch.preflight import writable_dir
-    created = not out.exists()
-    writable_dir(out, "--out" if a.out else "run.results_dir")
+               starter: Starter | None, auto: bool = False) -> Launch:
+    from cosim.launch.preflight import claim_dir
+    created = auto or not out.exists()
+    # the folder is this run's (a lock held for its life) before anything in it is written
+    out, lock = claim_dir(out, "--out" if a.out else "run.results_dir", auto=auto)
+    try:
+        return _write_and_start(a, cfg, out, router, pub, held, starter, created, lock)
+    except BaseException:
+        lock.close()
+        raise
+
+
+def _write_and_start(a: Any, cfg: Any, out: Path, router: str, pub: str, held: HeldPorts,
+                     starter: Starter | None, created: bool, lock: Any) -> Launch:
     (out / "logs").mkdir(exist_ok=True)
     data = cfg.model_dump(mode="json")
     data["coordinator"].update(router=router, pub=pub)
@@ -163,6 +175,7 @@ def _start_new(a: Any, cfg: Any, out: Path, router: str, pub: str, held: HeldPor
     print(f"cosim: run '{cfg.run.name}' → {out} (logs in {out / 'logs'})", file=sys.stderr)
     job = Launch(_start_all(starter, specs), pub, cfg, out)
     job.created = created
+    job.lock = lock
     return job
 
 
@@ -178,7 +191,8 @@ def start_resume(a: Any, starter: Starter | None = None) -> Launch:
     _check_installed(cfg)
     check_nodes(cfg, cfg_path)
     k = checkpoint.select(out_dir, checkpoint.config_hash(cfg.model_dump(mode="json")))["window"]
-    out = Path(out_dir)
+    from cosim.launch.preflight import claim_dir
+    out, lock = claim_dir(Path(out_dir), "run_dir")
     held = HeldPorts()
     try:
         router, pub = held.pick(), held.pick()
@@ -190,9 +204,13 @@ def start_resume(a: Any, starter: Starter | None = None) -> Launch:
         _hand_over(held, specs[0], starter, router, pub)
         print(f"cosim: resuming run '{cfg.run.name}' in {out} from the checkpoint of window {k}", file=sys.stderr)
         job = Launch(_start_all(starter, specs), pub, cfg, out)
+    except BaseException:
+        lock.close()
+        raise
     finally:
         held.release()
     job.created = False
+    job.lock = lock
     return job
 
 
@@ -266,6 +284,7 @@ class Launch:
         self.stopped = False
         self.created = False                 # the results folder did not exist before this run
         self.summary: dict | None = None
+        self.lock: Any = None                # the results folder's lock file (preflight.claim_dir), held till reap()
 
     def stop(self) -> None:
         """SIGTERM to the coordinator: it aborts the run for every node and keeps the results."""
@@ -274,6 +293,9 @@ class Launch:
 
     def reap(self) -> None:
         _reap(self.services, grace_s=self.cfg.coordinator.heartbeat_timeout_ms / 1000 + 5)
+        if self.lock is not None:            # every service has exited: the folder is free again
+            self.lock.close()
+            self.lock = None
 
     def supervise(self, bar_cls: Any = None, err: Any = None) -> dict:
         """Until the coordinator ends: its summary, or the error that ended the run (cosim.errors,

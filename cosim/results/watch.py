@@ -23,6 +23,7 @@ import zmq
 from cosim.config import ConfigError
 from cosim.proto import codec
 from cosim.proto.messages import MessageType as T
+from cosim.runtime.transport import printable   # a peer's strings: escape codes escaped, bounded
 
 DEFAULT_PUB = "tcp://127.0.0.1:5556"
 SPARK = "▁▂▃▄▅▆▇█"
@@ -86,25 +87,33 @@ class View:
         self.received = time.monotonic()
 
     def add(self, msg) -> None:
+        """Take one broadcast. Whatever it holds (wrong types, NaN, missing keys, escape codes in
+        names) it is drawn as far as it makes sense, never a crash (tolerate, never trust, §5)."""
         self.received = time.monotonic()
+        c = msg.content if isinstance(msg.content, dict) else {}
         if msg.type == T.EVENT:
-            self.events.append(msg.content)
+            self.events.append({k: printable(v, 400) if isinstance(v, str) else v for k, v in c.items()})
             return
-        p = self.progress = msg.content
-        self.window = msg.window
+        if msg.type != T.PROGRESS:
+            return
+        p = self.progress = {**{k: _num(c.get(k)) for k in ("windows_done", "windows", "window_ms", "t_ms", "wall_s")},
+                             "timing": c.get("timing")}
+        self.window = msg.window if isinstance(msg.window, int) else None
         self.speed.append((p["wall_s"], p["windows_done"]))
-        for r in p.get("rates") or []:
-            if not _rate_ok(r):          # tolerate, but never trust, what arrives (§5)
+        rates = c.get("rates")
+        for r in rates if isinstance(rates, list) else []:
+            if not _rate_ok(r):
                 continue
             for region, hz in zip(r["regions"], r["hz"]):
-                self.history[(r["node"], r["name"], int(region))].append(float(hz))
+                self.history[(printable(r["node"]), printable(r["name"]), int(region))].append(float(hz))
 
     @property
     def ended(self) -> dict | None:
         """The end of the run: a `completed`/`aborted` EVENT, or the PROGRESS of the last window
         (the EVENT may be lost: PUB is lossy and the coordinator exits right after it)."""
         end = next((e for e in self.events if e.get("event") in ("completed", "aborted")), None)
-        if end is None and self.progress and self.progress["windows_done"] == self.progress["windows"]:
+        if end is None and self.progress and self.progress["windows_done"] == self.progress["windows"] \
+                and math.isfinite(self.progress["windows"]):
             end = {"event": "completed"}
         return end
 
@@ -112,16 +121,18 @@ class View:
         p = self.progress
         if p is None:
             end = self.ended
-            return f"cosim watch: run {end['event']}" if end else "cosim watch: waiting for progress…"
+            return f"cosim watch: run {end.get('event')}" if end else "cosim watch: waiting for progress…"
         done, total, wall, t = p["windows_done"], p["windows"], p["wall_s"], p["t_ms"]
         (w0, d0), (w1, d1) = self.speed[0], self.speed[-1]
         rate = (d1 - d0) / (w1 - w0) if w1 > w0 else (done / wall if wall else 0.0)
         rtf = wall / (t / 1000) if t else 0.0
-        lines = [f"window {self.window} ({done}/{total}, {100 * done / max(total, 1):.0f} %)  t = {t:.1f} ms  "
+        pct = 100 * done / total if total >= 1 else math.nan
+        lines = [f"window {self.window} ({_count(done)}/{_count(total)}, {pct:.0f} %)  t = {t:.1f} ms  "
                  f"wall {wall:.1f} s  speed {rate:.0f} windows/s = {rate * p['window_ms']:.0f} ms/s simulated  "
                  f"real-time factor {rtf:.2f}"]
         timing: dict = p["timing"] if isinstance(p.get("timing"), dict) else {}
-        nodes = {n: v for n, v in (timing.get("nodes") or {}).items() if isinstance(v, dict)}
+        raw = timing.get("nodes")
+        nodes = {printable(str(n)): v for n, v in (raw.items() if isinstance(raw, dict) else ()) if isinstance(v, dict)}
         if timing:
             parts = [f"window {1e3 * _num(timing.get('window_wall_s')):.2f} ms"]
             parts += [f"{n} compute {1e3 * _num(v.get('compute_s')):.2f} ms, wait {1e3 * _num(v.get('wait_s')):.2f} ms"
@@ -137,7 +148,7 @@ class View:
                 lines.append(f"… {len(rows) - 40} more regions (choose with --regions)")
         end = self.ended
         if end:
-            lines.append(f"run {end['event']}" + (f": {end['reason']}" if end.get("reason") else ""))
+            lines.append(f"run {end.get('event')}" + (f": {end['reason']}" if end.get("reason") else ""))
         return "\n".join(line[:width] if width else line for line in lines)
 
 
@@ -145,18 +156,29 @@ def _num(v) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
+def _count(v: float) -> str:
+    return str(int(v)) if math.isfinite(v) and v == int(v) else str(v)
+
+
 def _rate_ok(r) -> bool:
     return (isinstance(r, dict) and isinstance(r.get("node"), str) and isinstance(r.get("name"), str)
-            and isinstance(r.get("regions"), list) and all(isinstance(x, int) for x in r["regions"])
-            and isinstance(r.get("hz"), np.ndarray) and r["hz"].shape == (len(r["regions"]),))
+            and isinstance(r.get("regions"), list) and all(isinstance(x, int) and not isinstance(x, bool)
+                                                           for x in r["regions"])
+            and isinstance(r.get("hz"), np.ndarray) and r["hz"].dtype.kind in "fiu"
+            and r["hz"].shape == (len(r["regions"]),))
 
 
 def sparkline(values) -> str:
+    """One bar per value; a value that is not finite (NaN, Inf) is a space."""
     v = list(values)
-    lo, hi = min(v), max(v)
+    ok = [x for x in v if math.isfinite(x)]
+    if not ok:
+        return " " * len(v)
+    lo, hi = min(ok), max(ok)
     if hi - lo < 1e-12:
-        return SPARK[0] * len(v)
-    return "".join(SPARK[min(len(SPARK) - 1, int((x - lo) / (hi - lo) * len(SPARK)))] for x in v)
+        return "".join(SPARK[0] if math.isfinite(x) else " " for x in v)
+    return "".join(SPARK[min(len(SPARK) - 1, int((x - lo) / (hi - lo) * len(SPARK)))] if math.isfinite(x) else " "
+                   for x in v)
 
 
 def watch(address: str, once: bool = False, timeout_s: float = 30.0, regions: list[int] | None = None,
@@ -194,6 +216,6 @@ def watch(address: str, once: bool = False, timeout_s: float = 30.0, regions: li
                 out.flush()
                 shown_lines, last_draw = text.count("\n") + 1, now
                 if view.ended:
-                    return 0 if view.ended["event"] == "completed" else 1
+                    return 0 if view.ended.get("event") == "completed" else 1
     finally:
         sub.close()

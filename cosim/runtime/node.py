@@ -456,6 +456,8 @@ class NodeRuntime:
                 except Exception:  # keep the original error; results are flushed per window anyway
                     log.exception("%s: could not finish results after: %s", self.name, aborted)
             self.hb.stop()
+            if self.hb.is_alive():     # let it leave its poll before the sockets go (no traceback at exit)
+                self.hb.join(timeout=2)
             self.ch.close()
             self.data.close()
             if self.echo is not None:

@@ -163,7 +163,9 @@ class Channel:
 
 
 class Heartbeat(threading.Thread):
-    """Sends HEARTBEAT every interval on its own socket; sets `lost` when replies stop."""
+    """Sends HEARTBEAT every interval on its own socket; sets `lost` when replies stop. Before the
+    coordinator has answered at all, nothing is lost: the caller's register wait (a node's
+    ``--register-timeout-ms``) governs how long a node waits for a coordinator that is not up yet."""
 
     def __init__(self, ctx: zmq.Context, address: str, identity: bytes, node: str, curve=None,
                  interval_ms: int = 500, timeout_ms: int = 5000):
@@ -171,8 +173,9 @@ class Heartbeat(threading.Thread):
         self.ctx, self.address, self.identity, self.node, self.curve = ctx, address, identity, node, curve
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
         self.lost = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()   # not `_stop`: threading.Thread.join() calls its own _stop()
         self.last_reply = time.monotonic()
+        self.answered = False       # the coordinator has been heard at least once (a reply, any message)
         # the runtime's progress, sent with every heartbeat ({"done": k, "waiting": bool} while
         # running, + until/missing): lets the coordinator repeat what a reset connection lost (§8)
         self.status: dict = {}
@@ -190,6 +193,7 @@ class Heartbeat(threading.Thread):
     def heard(self) -> None:
         """Any message from the coordinator proves it alive (not only heartbeat replies)."""
         self.last_reply = time.monotonic()
+        self.answered = True
 
     def run(self) -> None:
         ch = Channel(self.ctx, self.address, self.identity + b"/hb", self.curve)
@@ -197,7 +201,7 @@ class Heartbeat(threading.Thread):
         try:
             next_send = 0.0
             last_loop = time.monotonic()
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 now = time.monotonic()
                 if now >= next_send:
                     content = dict(self.status)
@@ -211,7 +215,7 @@ class Heartbeat(threading.Thread):
                 msg = ch.recv(wait_ms)
                 now = time.monotonic()
                 if msg is not None and msg.type == MessageType.HEARTBEAT:
-                    self.last_reply = now
+                    self.last_reply, self.answered = now, True
                     ack = msg.content.get("ack")
                     if isinstance(ack, int) and ack > self.acked:
                         self.acked = ack
@@ -236,7 +240,9 @@ class Heartbeat(threading.Thread):
                     if excess > 0:
                         self.last_reply = min(now, self.last_reply + excess)
                 last_loop = now
-                if now - self.last_reply > self.timeout_ms / 1000:
+                if not self.answered:    # no coordinator yet (started later): not a loss, the register wait rules
+                    self.last_reply = now
+                elif now - self.last_reply > self.timeout_ms / 1000:
                     log.error("%s: no heartbeat from the coordinator for %d ms", self.node, self.timeout_ms)
                     self.lost.set()
                     return
@@ -244,7 +250,7 @@ class Heartbeat(threading.Thread):
             ch.close()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
 
 def host_name() -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 from cosim.runtime import checkpoint
 from cosim.runtime.adapter import SignalSpec
-from cosim.config.timing import ticks_of, window_limit_text
+from cosim.config.timing import lag_window_problem, ticks_of
 from cosim.errors import RunFailed
 from cosim.runtime.transport import printable
 from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T, error
@@ -137,19 +137,15 @@ class SetupMixin:
             max_w = max(int(d), 1)          # a delay of 0 steps still allows a window of 1 (D + 1)
             if self.cfg.run.lookahead == "auto":
                 self.choose_lag(max_w)
-            if self.lag > max_w:
-                raise RunFailed(f"run.lookahead: {self.lag} windows of at least one step do not fit in the smallest "
-                                f"delay between differently simulated regions ({d} steps = {d * self.tvb_dt_ms:g} ms); "
-                                f"use at most {max_w}", 2)
+            bad = lag_window_problem(None, self.lag, int(d), self.tvb_dt_ms)
+            if bad:
+                raise RunFailed(f"{bad[0]}: {bad[1]}", 2)
             self.W = max_w // self.lag      # m windows fit in the smallest delay (§3)
         if self.cfg.run.window_ms is not None:
             self.W = ticks_of(self.cfg.run.window_ms, self.tvb_dt_ms, "run.window_ms (whole TVB steps)")
-            if max_w is not None and self.W * self.lag > max_w:
-                if self.lag == 1:
-                    raise RunFailed(f"run.window_ms: {window_limit_text(self.cfg.run.window_ms, int(d), self.tvb_dt_ms)}", 2)
-                raise RunFailed(f"run.window_ms: {self.cfg.run.window_ms:g} ms windows with run.lookahead {self.lag} "
-                                f"need {self.W * self.lag} steps of delay, but the smallest delay between differently "
-                                f"simulated regions is {d} steps; use at most {max_w // self.lag * self.tvb_dt_ms:g} ms", 2)
+            bad = lag_window_problem(self.cfg.run.window_ms, self.lag, int(d), self.tvb_dt_ms) if d is not None else None
+            if bad:
+                raise RunFailed(f"{bad[0]}: {bad[1]}", 2)
         self.K = max(1, math.ceil(steps / self.W))
         if self.K * self.W != steps:
             # windows are whole (every node steps W at a time, exactly): the run ends at the end of
