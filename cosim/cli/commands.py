@@ -159,6 +159,8 @@ def cmd_run(a) -> int:
     """`cosim run`: every service as a local process, a progress bar, the summary."""
     from tqdm import tqdm
     from cosim.launch.run import start
+    from cosim.runtime.startup import process_start_time
+    a.launched_at = process_start_time()      # the start-up the user waits for begins with this command
     return _follow(start(a), tqdm)
 
 
@@ -218,8 +220,9 @@ def cmd_coordinator(a) -> int:
         check_nodes(cfg, a.config)       # e.g. a backend that cannot checkpoint
     bar = ProgressBar(cfg.run.progress)
     try:
+        from cosim.runtime.startup import process_start_time
         run_coordinator(cfg, out, resume=bool(a.resume), plots=not a.no_plots, keys_dir=_env("COSIM_KEYS"),
-                        progress=bar.update)
+                        progress=bar.update, started_at=process_start_time())
     except RunFailed as e:
         e.out = out
         raise
@@ -241,10 +244,11 @@ def cmd_node(a, role: str) -> int:
                               f"(followers cannot ask the coordinator)")
         plugins.adapter_class(backend)().follow()
         return EXIT_OK
+    from cosim.runtime.startup import process_start_time
     try:
         run_node(a.name, role, a.coordinator, backend=backend, keys=a.keys, results_dir=a.out or a.resume,
                  resume=bool(a.resume), register_timeout_ms=a.register_timeout_ms, data_bind=a.data_bind,
-                 data_advertise=a.data_advertise)
+                 data_advertise=a.data_advertise, started_at=process_start_time())
     finally:
         if mpi is not None:
             _mpi_release(a)
