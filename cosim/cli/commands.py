@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("config", nargs="?", help="YAML/TOML run config; default: the documented example")
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                     help="a config key and its values (YAML, like --set), e.g. --grid tvb.coupling_a=0.002,0.004")
+    sw.add_argument("--zip", action="append", default=[], metavar="KEY=V1,V2,...",
+                    help="keys that vary together (variant i sets each to its i-th value; as many values each), "
+                         "e.g. --zip tvb.model.class=A,B --zip tvb.coupling_a=0.1,0.2: 2 variants, not 4")
     sw.add_argument("--seeds", help="N (run.seed = 0..N-1) or seeds separated by commas; default: the config's")
     where = sw.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="runs at once on this machine (a Dask LocalCluster; default 1)")
@@ -167,10 +170,10 @@ def cmd_run(a) -> int:
 def cmd_sweep(a) -> int:
     """`cosim sweep`: a grid × seeds of ordinary runs (cosim.launch.sweep); exit 1 if any failed."""
     from tqdm import tqdm
-    from cosim.launch.sweep import parse_grid, parse_seeds, run_sweep, summary_line
+    from cosim.launch.sweep import parse_grid, parse_seeds, parse_zip, run_sweep, summary_line
     ds = run_sweep(a.config, parse_grid(a.grid), parse_seeds(a.seeds), a.out, sets=a.set, workers=a.workers,
                    scheduler=a.scheduler, plots=a.plots, transient_ms=a.transient_ms, log_level=a.log_level,
-                   warm=not a.cold, bar_cls=tqdm)
+                   warm=not a.cold, bar_cls=tqdm, zipped=parse_zip(a.zip))
     print(summary_line(ds))
     print(f"cosim sweep: results in {a.out}/sweep.nc (cosim.load_sweep), sweep.csv, sweep.png")
     return EXIT_OK
