@@ -111,6 +111,17 @@ def summary_rows(R: dict) -> list[tuple]:
             rows.append(("7 CURVE: overlap", f"{_f(s['overlap']['loop_s'])} s",
                          f"slower alone {_f(max(s['overlap']['tvb_alone_s'], s['overlap']['neuron_alone_s']))} s",
                          _f(s["overlap_ratio"]), "≤ 1.10", _met(s["overlap_ratio"] <= 1.10)))
+    if "startup" in R:
+        s = R["startup"]
+        r = s["run"]
+        floor = s["floor_netpyne_s"] if s.get("floor_netpyne_s") else s["floor_tvb_s"]
+        ratio = r["startup_plus_teardown_over_floor"]
+        rows.append((f"8 Start-up + tear-down ({s['backend']})", f"{_f(r['startup_s'])} + {_f(r['teardown_s'])} s",
+                     f"slowest service's bare imports {_f(floor)} s", _f(ratio), "≤ 1.5", _met(ratio <= 1.5)))
+        w = s["sweep_warm"]
+        rows.append((f"8 Sweep, warm workers, later runs ({s['backend']})", f"loop + {_f(w['later_overhead_median_s'])} s",
+                     f"cold: loop + {_f(s['sweep_cold']['later_overhead_median_s'])} s",
+                     _f(s["warm_over_cold_later_runs"]), "loop + 1 s", _met(w["later_overhead_median_s"] <= 1.0)))
     return rows
 
 
@@ -455,6 +466,24 @@ def write_report(R: dict, info: dict, docs: Path) -> Path:
             L += [f"- default example with CURVE: loop {_f(s['overlap']['loop_s'])} s, ratio to the slower simulator "
                   f"alone **{_f(s['overlap_ratio'])}**; against the plain loop: {_f(s.get('overlap_cost_vs_plain'))}×."]
         L += [""]
+    if "startup" in R:
+        from cosim.results.report import format_startup
+        s = R["startup"]
+        r = s["run"]
+        L += ["## 8. Start-up and sweeps", "",
+              f"`bench/startup.py`: the default example's regions on the {s['backend']} backend, {s['duration_ms']:g} ms. "
+              f"Floors (bare imports, same run): TVB {_f(s['floor_tvb_s'])} s, NetPyNE {_f(s.get('floor_netpyne_s'))} s, "
+              f"`cosim.cli` {_f(s['floor_cosim_cli_s'])} s.", "",
+              f"- `cosim run`: {_f(r['total_s'])} s = start-up {_f(r['startup_s'])} + loop {_f(r['loop_s'])} + "
+              f"tear-down {_f(r['teardown_s'])}; (start-up + tear-down) / the slowest floor "
+              f"**{_f(r['startup_plus_teardown_over_floor'])}** (aim ≤ 1.5)",
+              "- where the start-up went, as `cosim run` reports it (summary.json `startup`):", "", "```",
+              *format_startup(r.get("startup_reported")), "```", ""]
+        for kind, what in (("sweep_cold", "cold (every service a fresh process)"), ("sweep_warm", "warm (forked)")):
+            w = s[kind]
+            L.append(f"- sweep of {len(w['wall_s'])} runs, {what}: first run {_f(w['first_run_s'])} s, later runs "
+                     f"median {_f(w['later_runs_median_s'])} s (loop + {_f(w['later_overhead_median_s'])} s)")
+        L += [f"- warm / cold, later runs: **{_f(s['warm_over_cold_later_runs'])}**", ""]
     notes = REPO / "bench" / "notes.md"
     if notes.exists():
         L += [notes.read_text().strip(), ""]

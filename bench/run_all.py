@@ -23,12 +23,12 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import distance, longrun, overlap, protocol, scaling, security, toolbox  # noqa: E402
+from bench import distance, longrun, overlap, protocol, scaling, security, startup, toolbox  # noqa: E402
 from bench.common import REPO, load_avg  # noqa: E402
 
-ORDER = ["protocol", "overlap", "toolbox", "longrun", "scaling", "distance", "security"]
+ORDER = ["protocol", "overlap", "toolbox", "longrun", "scaling", "distance", "security", "startup"]
 NEEDS_NETPYNE = {"overlap", "toolbox", "scaling"}
-TINY_DEFAULT = ["protocol", "longrun", "distance", "security"]     # CI: no NEURON builds, < 60 s
+TINY_DEFAULT = ["protocol", "longrun", "distance", "security", "startup"]     # CI: no NEURON builds, ~90 s
 
 
 def machine() -> dict:
@@ -71,6 +71,8 @@ def run_one(name: str, size: str, work: Path, results: dict) -> dict:
     if name == "security":
         return security.run(size, out, results.get("protocol"), results.get("overlap"),
                             with_overlap=size == "full" or "overlap" in results)
+    if name == "startup":          # its own temporary folder; the JSON is written by the suite
+        return startup.run(size)
     raise ValueError(name)
 
 

@@ -4,11 +4,12 @@ and the wall time per run of a sweep with fresh (cold) and forked (warm) service
 1. **Floor**: ``python -P -c "import tvb.simulator.simulator"`` and ``python -P -c "from netpyne
    import sim"`` (NEURON with it), each twice, the faster kept: what any process that uses TVB or
    NetPyNE pays before doing anything.
-2. **One `cosim run`** (twice: services ending as before, COSIM_SLOW_EXIT=1, then as now) of the
-   default example (NetPyNE regions 33 and 71; shortened): the time
+2. **One `cosim run`** (at full size twice: services ending as before, COSIM_SLOW_EXIT=1, then as
+   now) of the default example (NetPyNE regions 33 and 71; shortened): the time
    from the command's start until the coordinator starts the windows (it creates coordinator.h5
    then), the loop (summary.json), and everything after; per service, from the logs: the
-   spiking node's imports (its warm-up), its network build, when TVB was configured.
+   spiking node's imports (its warm-up), its network build, when TVB was configured; and what
+   `cosim run` itself reports (summary.json ``startup``, measured inside each service).
    Ratio: (start-up + tear-down) / the slowest service's floor.
 3. **A sweep** of N runs (`cosim sweep --seeds N --workers 1`) cold and warm: each run's wall time
    in the worker against its own loop, the first run (which starts the warm worker's zygote) apart.
@@ -31,12 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosim.launch import command_lines  # noqa: E402
 from bench.common import PY, arg_parser, env, load_avg, median, write_config  # noqa: E402
 
-SIZES = {"tiny": {"duration_ms": 50, "backend": "reference", "runs": 3},
-         "full": {"duration_ms": 100, "backend": "netpyne", "runs": 4}}
+# tiny (the bench smoke test): the reference backend, no NetPyNE floor, no slow-exit run, 2-run sweeps
+SIZES = {"tiny": {"duration_ms": 50, "backend": "reference", "runs": 2, "slow_exit": False},
+         "full": {"duration_ms": 100, "backend": "netpyne", "runs": 4, "slow_exit": True}}
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 
 
 TEARDOWN_EXIT = "tear-down: coordinator's results → command exits (services exit, summary)"
+
+def _f(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
 
 def floor(code: str, repeats: int = 2) -> float:
     best = float("inf")
@@ -107,7 +113,9 @@ def one_run(work: Path, duration_ms: float, backend: str, slow_exit: bool = Fals
     phases["tear-down: coordinator's results → command exits (services exit, summary)"] = \
         (t0_wall + total - t_done) if t_done else None
     return {"total_s": total, "first_window_s": first, "loop_s": loop, "startup_s": first,
-            "teardown_s": total - (first or 0) - loop, "phases": phases, "windows": summary["windows"]}
+            "teardown_s": total - (first or 0) - loop, "phases": phases, "windows": summary["windows"],
+            # what `cosim run` itself measured, per service (summary.json "startup")
+            "startup_reported": summary.get("startup")}
 
 
 def sweep(work: Path, duration_ms: float, backend: str, runs: int, warm: bool) -> dict:
@@ -135,12 +143,13 @@ def run(size: str, out: Path | None = None) -> dict:
     p = SIZES[size]
     res: dict = {"size": size, **p, "load_before": load_avg()}
     res["floor_tvb_s"] = floor("import tvb.simulator.simulator")
-    res["floor_netpyne_s"] = floor("from netpyne import sim")
+    res["floor_netpyne_s"] = floor("from netpyne import sim") if p["backend"] == "netpyne" else None
     res["floor_cosim_cli_s"] = floor("import cosim.cli.commands")
     slowest = res["floor_netpyne_s"] if p["backend"] == "netpyne" else res["floor_tvb_s"]
     with tempfile.TemporaryDirectory(prefix="cosim-bench-startup-") as tmp:
         work = Path(tmp)
-        res["run_slow_exit"] = one_run(work, p["duration_ms"], p["backend"], slow_exit=True)
+        if p["slow_exit"]:
+            res["run_slow_exit"] = one_run(work, p["duration_ms"], p["backend"], slow_exit=True)
         r = one_run(work, p["duration_ms"], p["backend"])
         res["run"] = r
         res["run"]["startup_plus_teardown_over_floor"] = (r["startup_s"] + r["teardown_s"]) / max(
@@ -158,17 +167,20 @@ def main() -> None:
     a = arg_parser(__doc__, SIZES).parse_args()
     res = run(a.size, a.out)
     r = res["run"]
-    print(f"floors: tvb {res['floor_tvb_s']:.2f} s, netpyne {res['floor_netpyne_s']:.2f} s, "
+    print(f"floors: tvb {res['floor_tvb_s']:.2f} s, netpyne {_f(res['floor_netpyne_s'])} s, "
           f"cosim.cli {res['floor_cosim_cli_s']:.2f} s (load {res['load_before']:.1f})")
     print(f"cosim run ({res['backend']}, {res['duration_ms']} ms): {r['total_s']:.2f} s = start-up {r['startup_s']:.2f} "
           f"+ loop {r['loop_s']:.2f} + tear-down {r['teardown_s']:.2f}; (start-up + tear-down) / floor "
           f"{r['startup_plus_teardown_over_floor']:.2f}")
     for k, v in r["phases"].items():
         print(f"  {k}: {v:.2f} s" if v is not None else f"  {k}: -")
-    b = res["run_slow_exit"]
-    print(f"the same with the services' full interpreter teardown (COSIM_SLOW_EXIT=1, as before): {b['total_s']:.2f} s "
-          f"= start-up {b['startup_s']:.2f} + loop {b['loop_s']:.2f} + tear-down {b['teardown_s']:.2f} (coordinator's "
-          f"results → exit {b['phases'][TEARDOWN_EXIT] or float('nan'):.2f} s)")
+    from cosim.results.report import format_startup
+    print("\n".join(format_startup(r["startup_reported"])))
+    b = res.get("run_slow_exit")
+    if b:
+        print(f"the same with the services' full interpreter teardown (COSIM_SLOW_EXIT=1, as before): {b['total_s']:.2f} s "
+              f"= start-up {b['startup_s']:.2f} + loop {b['loop_s']:.2f} + tear-down {b['teardown_s']:.2f} (coordinator's "
+              f"results → exit {b['phases'][TEARDOWN_EXIT] or float('nan'):.2f} s)")
     for kind in ("sweep_cold", "sweep_warm"):
         s = res[kind]
         print(f"{kind}: {len(s['wall_s'])} runs in {s['total_s']:.1f} s; first run {s['first_run_s']:.2f} s, later runs "

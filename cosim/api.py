@@ -139,10 +139,11 @@ def run(config: str | Path | None = None, *, duration_ms: float | None = None, o
 def sweep(config: str | Path | None = None, grid: dict[str, list] | None = None, seeds: int | list[int] | None = None,
           *, out: str | Path, workers: int | None = None, scheduler: str | None = None, duration_ms: float | None = None,
           set: dict[str, Any] | None = None, transient_ms: float = 0.0, plots: bool = False, progress: bool = True,
-          log_level: str = "INFO", warm: bool = True, **overrides: Any):
+          log_level: str = "INFO", warm: bool = True, zipped: dict[str, list] | None = None, **overrides: Any):
     """Run a parameter sweep like `cosim sweep`; its xarray dataset (dimension `run`).
 
-    grid: {key: [values]} (`--set` keys), every combination run; seeds: a count (seeds 0..N-1) or
+    grid: {key: [values]} (`--set` keys), every combination run; zipped: {key: [values]}, keys that
+    vary together (variant i sets each to its i-th value, `--zip`), times the grid; seeds: a count (seeds 0..N-1) or
     a list, set as `run.seed`; workers: a LocalCluster of that many worker processes (default 1),
     or scheduler: the address of an existing Dask cluster. A rerun into the same `out` skips the
     runs that completed. Raises SweepFailed (`.failures`: folder → reason, `.results`: the
@@ -157,7 +158,7 @@ def sweep(config: str | Path | None = None, grid: dict[str, list] | None = None,
     sets = _settings(duration_ms, set, overrides)
     return run_sweep(str(config) if config is not None else None, dict(grid or {}), parse_seeds(seeds), out,
                      sets=sets, workers=workers, scheduler=scheduler, plots=plots, transient_ms=transient_ms,
-                     progress=progress, log_level=log_level, warm=warm, bar_cls=bar)
+                     progress=progress, log_level=log_level, warm=warm, bar_cls=bar, zipped=zipped)
 
 
 def load_sweep(out: str | Path):

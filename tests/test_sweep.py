@@ -68,6 +68,32 @@ def test_plan_names_each_run_by_its_config_hash_and_keeps_a_refused_value_to_its
 
 
 @pytest.mark.unit
+def test_zipped_keys_vary_together_times_the_grid_and_the_seeds(tmp_path):
+    from cosim.errors import ConfigError
+    from cosim.launch.sweep import parse_zip, plan
+    cfg = _write(tmp_path / "c.yaml", noop_cfg())
+    z = parse_zip(["run.duration_ms=20,30", "spiking_nodes.0.regions=[3, 5],[3, 5, 7]"])
+    assert z == {"run.duration_ms": [20, 30], "spiking_nodes.0.regions": [[3, 5], [3, 5, 7]]}
+    tasks = plan(cfg, {"tvb.coupling_a": [0.002, 0.004]}, [0, 1], [], tmp_path / "out", zipped=z)
+    # 2 grid values x 2 variants x 2 seeds = 8 runs, not 2 x 2 x 2 x 2 = 16 (a product of the zipped keys)
+    assert len(tasks) == 8 and not any(t["error"] for t in tasks)
+    pairs = [(t["values"]["run.duration_ms"], t["values"]["spiking_nodes.0.regions"]) for t in tasks]
+    assert pairs == [(20, [3, 5])] * 2 + [(30, [3, 5, 7])] * 2 + [(20, [3, 5])] * 2 + [(30, [3, 5, 7])] * 2
+    assert [t["values"]["tvb.coupling_a"] for t in tasks] == [0.002] * 4 + [0.004] * 4
+    assert [t["seed"] for t in tasks] == [0, 1] * 4
+    assert len({t["hash"] for t in tasks}) == 8                # each variant its own config, its own folder
+    assert all("spiking_nodes.0.regions=[3, 5, 7]" in t["sets"] for t in tasks if t["values"]["run.duration_ms"] == 30)
+    only = plan(cfg, {}, None, [], tmp_path / "out", zipped=z)   # variants alone
+    assert [t["values"]["run.duration_ms"] for t in only] == [20, 30]
+    with pytest.raises(ConfigError, match="as many values each.*run.duration_ms: 2, run.seed: 3"):
+        parse_zip(["run.duration_ms=20,30", "run.seed=1,2,3"])
+    with pytest.raises(ConfigError, match="--zip run.duration_ms: also a --grid key"):
+        plan(cfg, {"run.duration_ms": [10]}, None, [], tmp_path / "out", zipped=z)
+    with pytest.raises(ConfigError, match="--zip"):
+        parse_zip(["run.duration_ms"])
+
+
+@pytest.mark.unit
 def test_a_sweep_whose_every_run_is_refused_is_a_configuration_error_and_leaves_nothing(tmp_path):
     from cosim.errors import ConfigError
     from cosim.launch.sweep import run_sweep

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("config", nargs="?", help="YAML/TOML run config; default: the documented example")
     sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                     help="a config key and its values (YAML, like --set), e.g. --grid tvb.coupling_a=0.002,0.004")
+    sw.add_argument("--zip", action="append", default=[], metavar="KEY=V1,V2,...",
+                    help="keys that vary together (variant i sets each to its i-th value; as many values each), "
+                         "e.g. --zip tvb.model.class=A,B --zip tvb.coupling_a=0.1,0.2: 2 variants, not 4")
     sw.add_argument("--seeds", help="N (run.seed = 0..N-1) or seeds separated by commas; default: the config's")
     where = sw.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="runs at once on this machine (a Dask LocalCluster; default 1)")
@@ -159,16 +162,18 @@ def cmd_run(a) -> int:
     """`cosim run`: every service as a local process, a progress bar, the summary."""
     from tqdm import tqdm
     from cosim.launch.run import start
+    from cosim.runtime.startup import process_start_time
+    a.launched_at = process_start_time()      # the start-up the user waits for begins with this command
     return _follow(start(a), tqdm)
 
 
 def cmd_sweep(a) -> int:
     """`cosim sweep`: a grid × seeds of ordinary runs (cosim.launch.sweep); exit 1 if any failed."""
     from tqdm import tqdm
-    from cosim.launch.sweep import parse_grid, parse_seeds, run_sweep, summary_line
+    from cosim.launch.sweep import parse_grid, parse_seeds, parse_zip, run_sweep, summary_line
     ds = run_sweep(a.config, parse_grid(a.grid), parse_seeds(a.seeds), a.out, sets=a.set, workers=a.workers,
                    scheduler=a.scheduler, plots=a.plots, transient_ms=a.transient_ms, log_level=a.log_level,
-                   warm=not a.cold, bar_cls=tqdm)
+                   warm=not a.cold, bar_cls=tqdm, zipped=parse_zip(a.zip))
     print(summary_line(ds))
     print(f"cosim sweep: results in {a.out}/sweep.nc (cosim.load_sweep), sweep.csv, sweep.png")
     return EXIT_OK
@@ -218,8 +223,9 @@ def cmd_coordinator(a) -> int:
         check_nodes(cfg, a.config)       # e.g. a backend that cannot checkpoint
     bar = ProgressBar(cfg.run.progress)
     try:
+        from cosim.runtime.startup import process_start_time
         run_coordinator(cfg, out, resume=bool(a.resume), plots=not a.no_plots, keys_dir=_env("COSIM_KEYS"),
-                        progress=bar.update)
+                        progress=bar.update, started_at=process_start_time())
     except RunFailed as e:
         e.out = out
         raise
@@ -241,10 +247,11 @@ def cmd_node(a, role: str) -> int:
                               f"(followers cannot ask the coordinator)")
         plugins.adapter_class(backend)().follow()
         return EXIT_OK
+    from cosim.runtime.startup import process_start_time
     try:
         run_node(a.name, role, a.coordinator, backend=backend, keys=a.keys, results_dir=a.out or a.resume,
                  resume=bool(a.resume), register_timeout_ms=a.register_timeout_ms, data_bind=a.data_bind,
-                 data_advertise=a.data_advertise)
+                 data_advertise=a.data_advertise, started_at=process_start_time())
     finally:
         if mpi is not None:
             _mpi_release(a)

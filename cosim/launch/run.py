@@ -110,7 +110,9 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
     """Validate, write `<out>/config.yaml` and start every service; `a` holds the `cosim run`
     arguments (config, set, out, no_plots, log_level); `cfg`, if given, is the config already
     loaded with its overrides. Local processes are tied to the calling thread (PR_SET_PDEATHSIG):
-    call this from a thread that outlives the run (the main thread)."""
+    call this from a thread that outlives the run (the main thread). ``a.launched_at`` (epoch,
+    optional; default now) is when the user started the run: the origin of its start-up figure."""
+    launched_at = getattr(a, "launched_at", None) or time.time()
     if cfg is None:
         from cosim.config import apply_overrides
         cfg = apply_overrides(a.config, a.set)
@@ -141,7 +143,9 @@ def start(a: Any, cfg: Any = None, starter: Starter | None = None) -> Launch:
             if addr not in held.socks and addr.startswith("tcp://") and not _port_free(addr):
                 raise ConfigError(f"{what}: {addr} is already in use")
         _check_rank0_host(cfg, router)
-        return _start_new(a, cfg, out, router, pub, held, starter, auto)
+        job = _start_new(a, cfg, out, router, pub, held, starter, auto)
+        job.launched_at = launched_at
+        return job
     finally:
         held.release()                        # the coordinator holds its own copies by now
 
@@ -285,6 +289,7 @@ class Launch:
         self.created = False                 # the results folder did not exist before this run
         self.summary: dict | None = None
         self.lock: Any = None                # the results folder's lock file (preflight.claim_dir), held till reap()
+        self.launched_at: float | None = None   # when the run was started (epoch): see _add_launch
 
     def stop(self) -> None:
         """SIGTERM to the coordinator: it aborts the run for every node and keeps the results."""
@@ -344,6 +349,7 @@ class Launch:
                 self.summary = json.loads((out / "summary.json").read_text())
             except (OSError, ValueError):
                 self.summary = getattr(self.services[0], "result", None) or {}
+            self._add_launch(self.summary)
             return self.summary
         if code not in (1, 2, 130):
             # killed by a signal (Popen: -N) or crashed: not one of the documented exit codes. Say what
@@ -369,6 +375,26 @@ class Launch:
         if not reason or reason == "completed":
             raise RunFailed(_strip(line) or f"coordinator exited with code {code}", code, out=out)
         raise RunFailed(reason, code, out=out)
+
+
+    def _add_launch(self, summary: dict) -> None:
+        """The start-up as the user sees it: from the launch (``launched_at``) to the first window, and
+        the launcher's own part (its checks and starting the services: launch to the coordinator's
+        start), into summary.json ``startup`` (``from``: "command")."""
+        st = summary.get("startup")
+        if self.launched_at is None or not isinstance(st, dict) or not st.get("first_window_at"):
+            return
+        coord = (st.get("services") or {}).get("coordinator")
+        if not isinstance(coord, dict):
+            return
+        own = max(0.0, float(coord["started_at"]) - self.launched_at)
+        st.update(wall_s=float(st["first_window_at"]) - self.launched_at, **{"from": "command"})
+        st["services"] = {"launcher": {"started_at": self.launched_at, "total_s": own,
+                                       "phases": {"checks, services started": own}}, **st["services"]}
+        try:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        except OSError:
+            pass
 
 
 def _strip(line: str) -> str:

@@ -18,18 +18,20 @@ log = logging.getLogger(__name__)
 
 def run_coordinator(cfg: Any, out: str | Path, *, resume: bool = False, curve: Any = None, plots: bool = True,
                     keys_dir: str | None = None, progress: Callable | None = None,
-                    started: Callable[[Any], None] | None = None, echo: bool = True) -> dict:
+                    started: Callable[[Any], None] | None = None, echo: bool = True,
+                    started_at: float | None = None) -> dict:
     """Coordinate the run ``cfg`` with results in ``out``; its summary. ``started(coordinator)``
     is called once its sockets are bound (a thread starter waits for it before starting nodes);
     ``progress`` is the coordinator's progress callback (done, total, sim_ms, wall_s); ``echo``
-    prints the summary (a service's output goes to its log)."""
+    prints the summary (a service's output goes to its log); ``started_at``: when this service's
+    process started (epoch), the origin of its start-up figures (summary.json ``startup``)."""
     from cosim.results.report import write_run_outputs
     from cosim.services.coordinator.coordinator import Coordinator
     out = Path(out)
     if cfg.coordinator.curve and curve is None:
         from cosim.runtime import security
         curve = security.server_from_dir(cfg.coordinator.keys_dir or keys_dir or os.environ.get("COSIM_KEYS"))
-    coord = Coordinator(cfg, out, curve=curve, progress=progress, resume=resume)
+    coord = Coordinator(cfg, out, curve=curve, progress=progress, resume=resume, started_at=started_at)
     coord.bind()
     if started is not None:
         started(coord)
@@ -53,7 +55,7 @@ def make_adapter_factory(name: str, role: str, backend: str = "") -> Callable[[d
 def run_node(name: str, role: str, coordinator: str, *, backend: str = "", keys: str | None = None,
              results_dir: str | None = None, resume: bool = False, register_timeout_ms: int = 30_000,
              data_bind: str | None = None, data_advertise: str | None = None,
-             make_adapter: Callable[[dict], Any] | None = None) -> None:
+             make_adapter: Callable[[dict], Any] | None = None, started_at: float | None = None) -> None:
     """Node ``name`` (role "tvb" or "spiking") of the run coordinated at ``coordinator``, to its end."""
     from cosim.runtime.node import NodeRuntime
     curve = None
@@ -63,5 +65,5 @@ def run_node(name: str, role: str, coordinator: str, *, backend: str = "", keys:
     rt = NodeRuntime(name, role, coordinator, make_adapter or make_adapter_factory(name, role, backend),
                      backend=backend if role == "spiking" else "", results_dir=results_dir, curve=curve,
                      register_timeout_ms=register_timeout_ms, require_resume=resume,
-                     data_bind=data_bind, data_advertise=data_advertise)
+                     data_bind=data_bind, data_advertise=data_advertise, started_at=started_at)
     rt.run()

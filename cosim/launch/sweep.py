@@ -4,7 +4,10 @@
     cosim.sweep("my.yaml", grid={"tvb.coupling_a": [0.002, 0.004]}, seeds=2, workers=2, out="study/")
 
 The runs are the cartesian product of the grid values (each key is a `--set` key, each value a
-YAML value) and the seeds (`run.seed`). Each is an ordinary `cosim run` (cosim.launch.run.start:
+YAML value), the variants and the seeds (`run.seed`). Variants (`--zip KEY=V1,V2 --zip
+KEY2=W1,W2`, ``zipped={KEY: [...], KEY2: [...]}``) are keys that vary together, not as a
+product: variant i sets every zipped key to its i-th value (all lists equally long), e.g. a
+model and the coupling that suits it. Each is an ordinary `cosim run` (cosim.launch.run.start:
 its own coordinator and nodes as processes, free loopback ports) in its own folder,
 `OUT/runs/<hash>/`, named by the hash of everything that determines its results
 (cosim.runtime.checkpoint.config_hash): a crash stays in its run, and a second invocation skips
@@ -66,23 +69,41 @@ def split_values(text: str) -> list[str]:
     return parts
 
 
-def parse_grid(items: list[str]) -> dict[str, list]:
+def parse_grid(items: list[str], option: str = "--grid") -> dict[str, list]:
     """`--grid KEY=V1,V2,...` options → {key: [values]} (values parsed as YAML, like --set)."""
     grid: dict[str, list] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2,...")
+            raise ConfigError(f"{option} {item!r}: expected KEY=V1,V2,...")
         key, text = item.split("=", 1)
         key = key.strip()
         if not key or not text.strip():
-            raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2,...")
+            raise ConfigError(f"{option} {item!r}: expected KEY=V1,V2,...")
         if key in grid:
-            raise ConfigError(f"--grid {key}: given twice")
+            raise ConfigError(f"{option} {key}: given twice")
         try:
             grid[key] = [yaml.safe_load(v) for v in split_values(text)]
         except yaml.YAMLError as e:
-            raise ConfigError(f"--grid {key}: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"{option} {key}: {str(e).splitlines()[0]}") from None
     return grid
+
+
+def parse_zip(items: list[str]) -> dict[str, list]:
+    """`--zip KEY=V1,V2 --zip KEY2=W1,W2` → {key: [values]}, every key with as many values."""
+    zipped = parse_grid(items, "--zip")
+    check_zip(zipped)
+    return zipped
+
+
+def check_zip(zipped: dict[str, list], grid: dict[str, list] | None = None) -> None:
+    """Zipped keys vary together: as many values each, and none also a grid key."""
+    lengths = {k: len(v) for k, v in zipped.items()}
+    if len(set(lengths.values())) > 1:
+        raise ConfigError("--zip: the zipped keys vary together and need as many values each; got "
+                          + ", ".join(f"{k}: {n}" for k, n in lengths.items()))
+    both = sorted(set(zipped) & set(grid or {}))
+    if both:
+        raise ConfigError(f"--zip {both[0]}: also a --grid key (a key is zipped or in the grid, not both)")
 
 
 def parse_seeds(text: str | int | list | None) -> list[int] | None:
@@ -110,15 +131,19 @@ def _set_line(key: str, value: Any) -> str:
 
 
 def plan(config: str | None, grid: dict[str, list], seeds: list[int] | None, base_sets: list[str],
-         out: Path) -> list[dict]:
-    """One task per run, in grid order (the first key varies slowest, the seed fastest)."""
+         out: Path, zipped: dict[str, list] | None = None) -> list[dict]:
+    """One task per run, in grid order (the first key varies slowest, then the variants of the
+    zipped keys, the seed fastest)."""
     from cosim.config import apply_overrides
     from cosim.runtime.checkpoint import config_hash
+    zipped = dict(zipped or {})
+    check_zip(zipped, grid)
     apply_overrides(config, base_sets)      # the config and the sweep's own --set must load
     keys = list(grid)
+    variants = [dict(zip(zipped, vs)) for vs in zip(*zipped.values())] if zipped else [{}]
     tasks: list[Any] = []
-    for combo in itertools.product(*(grid[k] for k in keys), seeds if seeds is not None else [None]):
-        values, seed = dict(zip(keys, combo[:-1])), combo[-1]
+    for combo in itertools.product(*(grid[k] for k in keys), variants, seeds if seeds is not None else [None]):
+        values, seed = {**dict(zip(keys, combo[:-2])), **combo[-2]}, combo[-1]
         sets = list(base_sets) + [_set_line(k, v) for k, v in values.items()]
         if seed is not None:
             sets.append(_set_line("run.seed", seed))
@@ -255,8 +280,9 @@ def _done(task: dict) -> dict | None:
 def run_sweep(config: str | None, grid: dict[str, list], seeds: list[int] | None, out: str | Path, *,
               sets: list[str] | None = None, workers: int | None = None, scheduler: str | None = None,
               plots: bool = False, transient_ms: float = 0.0, progress: bool = True, log_level: str = "INFO",
-              warm: bool = True, bar_cls: Any = None, err: Any = None):
+              warm: bool = True, bar_cls: Any = None, err: Any = None, zipped: dict[str, list] | None = None):
     """The sweep (module docstring); its xarray dataset. SweepFailed if any run failed."""
+    zipped = dict(zipped or {})
     err = err or sys.stderr
     out = Path(out).resolve()
     config = str(Path(config).resolve()) if config is not None else None
@@ -264,11 +290,12 @@ def run_sweep(config: str | None, grid: dict[str, list], seeds: list[int] | None
         raise ConfigError(f"--workers {workers}: at least 1")
     if workers is not None and scheduler:
         raise ConfigError("--workers and --scheduler: give one (the cluster's workers are its own)")
-    tasks = plan(config, grid, seeds, list(sets or []), out)
+    tasks = plan(config, grid, seeds, list(sets or []), out, zipped)
     if all(t["error"] for t in tasks):      # e.g. a misspelt grid key: no run can start, nothing to keep
         raise ConfigError(f"every run of the sweep is refused: {tasks[0]['error']}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps({"config": config, "grid": grid, "seeds": seeds, "sets": sets or [],
+    (out / "sweep.json").write_text(json.dumps({"config": config, "grid": grid, "zip": zipped, "seeds": seeds,
+                                                "sets": sets or [],
                                                 "transient_ms": transient_ms, "runs": len(tasks)}, indent=1))
     records: dict[int, dict] = {}
     todo = []
@@ -298,7 +325,7 @@ def run_sweep(config: str | None, grid: dict[str, list], seeds: list[int] | None
         if bar is not None:
             bar.close()
     ordered = [records[t["index"]] for t in tasks]
-    ds = to_dataset(ordered, list(grid))
+    ds = to_dataset(ordered, list(grid) + list(zipped))
     write_outputs(ds, ordered, out)
     failed = [r for r in ordered if r["status"] != "completed"]
     if failed:

@@ -54,8 +54,27 @@ def format_summary(s: dict, with_breakdown: bool = True) -> str:
         if isinstance(counts, dict):
             what = ", ".join(f"{k} {v}" for k, v in counts.items())
             lines.append(f"  {node}: dropped data messages (PROTOCOL.md §4.1): {what}")
+    lines += format_startup(s.get("startup"))
     lines.append(f"  results: {s['results_dir']}")
     return "\n".join(lines)
+
+
+def format_startup(st) -> list[str]:
+    """summary.json ``startup`` (cosim.runtime.startup) as lines: the wall time to the first window,
+    then per service its time from its own start to its last set-up step, split in phases."""
+    if not isinstance(st, dict) or not isinstance(st.get("services"), dict) or not isinstance(st.get("wall_s"), float | int):
+        return []
+    since = "the command" if st.get("from") == "command" else "the coordinator's start"
+    lines = [f"  start-up: {st['wall_s']:.2f} s from {since} to the first window; per service, from its start (s):"]
+    for name, r in st["services"].items():
+        if not isinstance(r, dict) or not isinstance(r.get("phases"), dict):
+            continue
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in r["phases"].items()     # (under 5 ms: in summary.json only)
+                          if isinstance(v, float | int) and v >= 0.005)
+        total = r.get("total_s")
+        lines.append(f"  {str(name):>12}: {total:.2f} = {parts}" if isinstance(total, float | int)
+                     else f"  {str(name):>12}: {parts}")
+    return lines
 
 
 def report(run_dir: str | Path, as_json: bool = False, plot: bool = True) -> int:

@@ -20,7 +20,7 @@ import zmq
 
 from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec
 from cosim.errors import CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
-from cosim.runtime import transport
+from cosim.runtime import startup, transport
 from cosim.runtime.step_copies import StepCopies
 from cosim.runtime.transport import (Channel, DataPlane, Echo, Heartbeat, default_data_bind, echo_bind, new_token,
                                      routing_id)
@@ -40,7 +40,9 @@ class NodeRuntime:
     def __init__(self, name: str, role: str, address: str, make_adapter: Callable[[dict], NodeAdapter],
                  backend: str = "", results_dir: str | None = None, curve=None,
                  register_timeout_ms: int = 30_000, setup_timeout_ms: int = 600_000, require_resume: bool = False,
-                 data_bind: str | None = None, data_advertise: str | None = None):
+                 data_bind: str | None = None, data_advertise: str | None = None, started_at: float | None = None):
+        # where this node's start-up goes (READY.info.startup); started_at: the process's start
+        self.startup = startup.StartupClock(started_at)
         self.name, self.role, self.address, self.backend = name, role, address, backend
         self.make_adapter, self.results_override = make_adapter, results_dir
         self.curve = curve
@@ -113,6 +115,10 @@ class NodeRuntime:
 
     # ------------------------------------------------------------------ phases
     def register(self) -> Message:
+        with self.startup.phase("registration"):     # waiting for the coordinator and the other nodes
+            return self._register()
+
+    def _register(self) -> Message:
         self._send(T.REGISTER, {"name": self.name, "role": self.role, "backend": self.backend,
                                 "protocol": PROTOCOL_VERSION, "pid": _pid(), "host": _host(),
                                 "token": self.token})
@@ -121,6 +127,19 @@ class NodeRuntime:
         return self._wait({T.CONFIGURE}, self.register_timeout_ms, "CONFIGURE (is the coordinator running?)")
 
     def configure(self, msg: Message) -> None:
+        with self.startup.phase("configure"):
+            self._configure(msg)
+        warm_up = getattr(self.adapter, "warm_up", None)
+        if warm_up is not None:      # overlaps e.g. importing NEURON with the other nodes' setup
+            t0 = time.perf_counter()
+            try:
+                with self.startup.phase("warm-up"):
+                    warm_up()
+            except Exception as e:
+                log.warning("%s: warm-up failed (configure will retry): %s", self.name, e)
+            log.info("%s: warmed up in %.2f s", self.name, time.perf_counter() - t0)
+
+    def _configure(self, msg: Message) -> None:
         c = msg.content
         self.hb.set_timing(c["heartbeat_interval_ms"], c["heartbeat_timeout_ms"])
         # longer than the heartbeat timeout: a consumer that died is the coordinator's to report
@@ -134,7 +153,8 @@ class NodeRuntime:
         try:
             if self.require_resume and not self.ctx.resume:
                 raise ValueError("started with --resume, but the coordinator starts a new run")
-            self.adapter = self.make_adapter(c["config"])
+            with startup.phase("imports"):      # the backend's module
+                self.adapter = self.make_adapter(c["config"])
             # an adapter MAY keep a `setup_status` dict it updates during setup (e.g. {"setup": "compiling"}):
             # the heartbeat thread sends it, so the coordinator pauses the setup clock (§8)
             self.hb.status = getattr(self.adapter, "setup_status", {})
@@ -147,22 +167,24 @@ class NodeRuntime:
             if self.role == "tvb":
                 content["connectome"] = self.adapter.connectome()
             estimate = getattr(self.adapter, "estimate_step_s", None)
-            step_s = estimate() if estimate is not None else None
+            with startup.phase("cost estimate"):   # e.g. TVB's first step (numba compiles it)
+                step_s = estimate() if estimate is not None else None
             if step_s:           # an adapter MAY say what a TVB step costs it (run.lookahead: auto)
                 content["cost"] = {"step_s": float(step_s)}
         except Exception as e:
             self._fail(msg, e, "configuring")
         self._send(T.CONFIGURED, content)
-        warm_up = getattr(self.adapter, "warm_up", None)
-        if warm_up is not None:      # overlaps e.g. importing NEURON with the other nodes' setup
-            t0 = time.perf_counter()
-            try:
-                warm_up()
-            except Exception as e:
-                log.warning("%s: warm-up failed (configure will retry): %s", self.name, e)
-            log.info("%s: warmed up in %.2f s", self.name, time.perf_counter() - t0)
 
     def prepare(self, msg: Message) -> None:
+        with self.startup.phase("build"):
+            self._prepare(msg)
+        rep = self.startup.report()
+        log.info("%s: start-up %.2f s: %s", self.name, rep["total_s"],
+                 ", ".join(f"{k} {v:.2f} s" for k, v in rep["phases"].items()))
+        self._send(T.READY, {"initial": self._initial, "info": {"build_s": self._build_s,
+                                                                 "startup": rep}})
+
+    def _prepare(self, msg: Message) -> None:
         c = msg.content
         ctx = self.ctx
         ctx.outputs = [SignalSpec.from_wire(s) for s in c["outputs"]]
@@ -205,7 +227,7 @@ class NodeRuntime:
                 self._send_data(j, {n: a[rows] for n, a in initial.items()})
         log.info("%s: ready (%d windows of %d steps, lag %d; built in %.2f s)", self.name, ctx.n_windows,
                  ctx.steps_per_window, m, time.perf_counter() - t0)
-        self._send(T.READY, {"initial": initial, "info": {"build_s": time.perf_counter() - t0}})
+        self._initial, self._build_s = initial, time.perf_counter() - t0
 
     def _send_data(self, window: int, outputs: dict) -> None:
         """DATA of `window` to every consumer: the columns each needs (§4.1). Sent even when
@@ -420,8 +442,11 @@ class NodeRuntime:
         """Run the node to the end. Returns the adapter's summary; raises on failure."""
         aborted: str | None = None
         try:
-            self.configure(self.register())
-            self.prepare(self._wait({T.PREPARE}, self.setup_timeout_ms, "PREPARE"))
+            with self.startup.active():
+                self.configure(self.register())
+                with self.startup.phase("setup wait"):       # the other nodes' configure, the plan
+                    prep = self._wait({T.PREPARE}, self.setup_timeout_ms, "PREPARE")
+                self.prepare(prep)
             summary = self.windows()
             if self.data.rejects.total():     # DATA dropped (forged, strangers'): reported (§4.1)
                 summary = {**(summary or {}), "rejected_data": dict(self.data.rejects.counts)}

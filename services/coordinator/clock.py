@@ -52,6 +52,8 @@ class ClockMixin:
         # whose cycle_s is the window's wall time (complete_window)
         self.tvb_name = next((p.name for p in self.peers.values() if p.role == "tvb"), None)
         self.state, self.t_start = "RUNNING", time.monotonic()
+        self.startup.mark("results files")
+        self.startup_report, self.first_window_at = self.startup.report(), time.time()
         self._last_progress = -1.0
         self._last_ckpt_t = time.monotonic()
         self.window = first                     # the next window to complete (all before it are recorded)

@@ -45,7 +45,13 @@ _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_F
 
 
 class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
-    def __init__(self, cfg: RunConfig, results_dir: str | Path, curve=None, progress=None, resume: bool = False):
+    def __init__(self, cfg: RunConfig, results_dir: str | Path, curve=None, progress=None, resume: bool = False,
+                 started_at: float | None = None):
+        from cosim.runtime.startup import StartupClock
+        # where the start-up goes (summary.json "startup"); started_at: this process's start
+        self.startup = StartupClock(started_at)
+        self.startup_report: dict | None = None      # the coordinator's figures, at the first window
+        self.first_window_at: float | None = None    # epoch
         self.cfg = cfg
         self.cc = cfg.coordinator
         self.results_dir = Path(results_dir)
@@ -160,6 +166,7 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
     def run(self) -> dict:
         """Run to the end; returns the summary or raises RunFailed."""
         self.bind()
+        self.startup.mark("bind")
         self.t_setup = time.monotonic()
         self.t_start = None
         try:

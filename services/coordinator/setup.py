@@ -72,6 +72,8 @@ class SetupMixin:
         log.info("coordinator: registered %s (%s, pid %s on %s)", name, c["role"], printable(c.get("pid"), 20),
                  printable(c.get("host"), 80))
         self.publish("event", {"event": "registered", "node": name})
+        if "registration" not in self.startup.phases and all(p.routing_id is not None for p in self.peers.values()):
+            self.startup.mark("registration")      # every node registered
         regions = self.cfg.spiking_regions() if peer.role == "tvb" else self.cfg.node(name).regions
         self.send(peer, T.CONFIGURE, {
             "config": self.cfg.model_dump(mode="json"), "regions": list(regions), "tvb_dt_ms": self.tvb_dt_ms,
@@ -113,6 +115,7 @@ class SetupMixin:
                 raise RunFailed(self.where(peer.name, "restarted with different signal requirements"))
             self.send_prepare(peer)
         elif all(p.state == "configured" for p in self.peers.values()):
+            self.startup.mark("configuration")     # every node configured
             self.prepare_all()
 
     def prepare_all(self) -> None:
@@ -234,6 +237,7 @@ class SetupMixin:
         peer.info = msg.content.get("info") or {}
         peer.state = "ready"
         if all(p.state == "ready" for p in self.peers.values()):
+            self.startup.mark("preparation")       # every node built and ready
             self.start_run()
 
 

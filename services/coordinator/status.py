@@ -114,7 +114,7 @@ class StatusMixin:
              "simulated_ms": sim_ms, "duration_ms": self.cfg.run.duration_ms, "wall_s": wall,
             "windows_per_s": self.K / wall if wall else 0.0,
              "real_time_factor": wall / (sim_ms / 1000), "results_dir": str(self.results_dir),
-             "nodes": {n: p.info for n, p in self.peers.items()},
+             "nodes": {n: {k: v for k, v in p.info.items() if k != "startup"} for n, p in self.peers.items()},
              "timing": self.record.timing_summary() if self.record else {}}
         rejected = {n: p.info["summary"]["rejected_data"] for n, p in self.peers.items()
                     if isinstance((p.info.get("summary") or {}).get("rejected_data"), dict)}
@@ -122,6 +122,12 @@ class StatusMixin:
             s["rejected_data"] = rejected
         if self.resume:
             s["resumed_from_window"] = self.resume["window"]
+        if self.first_window_at is not None:     # where the start-up went, per service (cosim.runtime.startup)
+            s["startup"] = {"first_window_at": self.first_window_at, "from": "coordinator",
+                            "wall_s": self.first_window_at - self.startup.started_at,
+                            "services": {"coordinator": self.startup_report,
+                                         **{n: p.info["startup"] for n, p in self.peers.items()
+                                            if isinstance(p.info.get("startup"), dict)}}}
         if self.ckpt_costs:
             c = np.array(self.ckpt_costs)
             s["checkpoints"] = {"count": int(c.size), "mean_ms": float(c.mean() * 1e3), "max_ms": float(c.max() * 1e3),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cosim.runtime import startup
 from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 
 from .config import NetpyneParams
@@ -122,7 +123,7 @@ class NetpyneAdapter(NodeAdapter):
 
     def _precheck(self, ctx: RunContext) -> None:
         p = self.params_for(ctx)
-        with self._compiling(p):
+        with self._compiling(p), startup.phase("mechanisms"):
             if p.model_file is not None:
                 from .usermodel import load_user_model
                 load_user_model(p, ctx.regions, 0, self._n_brain(ctx), compile_only=True)
@@ -223,7 +224,7 @@ class NetpyneAdapter(NodeAdapter):
             self.links = [(int(d.target[l]), int(d.source[l]), float(self.link_w_uS[l])) for l in range(d.n_links)]
         results_dir = Path(ctx.results_dir).resolve() if ctx.results_dir else None
         work = (results_dir or Path.cwd()) / f".{ctx.node_name}_rxd_build"
-        with self._setup_work():                  # building grows with the network: not on the setup clock
+        with self._setup_work(), startup.phase("network build"):   # grows with the network: not on the setup clock
             built = self._build(ctx, p, tvb)
             self._budget_for(built)
             from .engine import SpikingEngine
@@ -338,7 +339,7 @@ class NetpyneAdapter(NodeAdapter):
         built.simConfig.duration = float(ctx.n_windows * ctx.steps_per_window * ctx.tvb_dt_ms)
         from .stimulus import add_stimuli
         self.stims = add_stimuli(built, p, self.regions)      # current devices (params.stimulus)
-        with self._compiling(p):
+        with self._compiling(p), startup.phase("mechanisms"):
             for d in built.mod_dirs:
                 ensure_mechanisms(d, p.model_file.build_dir if p.model_file else None)
         return built
@@ -354,9 +355,10 @@ class NetpyneAdapter(NodeAdapter):
 
     @staticmethod
     def _warm_up_local() -> None:
-        from neuron import h  # noqa: F401  (mpi4py is already imported: world() in __init__)
-        from netpyne import sim  # noqa: F401
-        from . import builder, engine  # noqa: F401
+        with startup.phase("imports"):
+            from neuron import h  # noqa: F401  (mpi4py is already imported: world() in __init__)
+            from netpyne import sim  # noqa: F401
+            from . import builder, engine  # noqa: F401
 
     def initial_outputs(self) -> Signals:
         return {}

@@ -155,11 +155,16 @@ def build_simulator(tvb: TVBSection, seed: int, region_params: dict[str, dict[in
     stream seeded with ``seed``. ``duration_ms`` sizes a stimulus' time grid as
     ``Simulator.run(simulation_length=duration_ms)`` does (WindowedTVB grows it if needed).
     """
-    from tvb.simulator import coupling, monitors, noise, simulator
+    from cosim.runtime import startup
+    with startup.phase("imports"):
+        from tvb.simulator import coupling, monitors, noise, simulator
+        from tvb.datatypes.connectivity import Connectivity  # noqa: F401
     from cosim.config import tvb_classes
     silence_tvb_random_state_warning()
-    conn = build_connectivity(tvb)
-    cls = tvb_classes.model_class(tvb.model_class)
+    with startup.phase("connectome"):
+        conn = build_connectivity(tvb)
+    with startup.phase("model import (numba)"):      # e.g. RWW's module compiles its numba gufuncs
+        cls = tvb_classes.model_class(tvb.model_class)
     name = cls.__name__
     tvb_classes.check_params(cls, tvb.model, "tvb.model.params")
     params = {k: np.atleast_1d(np.asarray(v, dtype=np.float64)) for k, v in tvb.model.items()}
@@ -251,7 +256,8 @@ class WindowedTVB:
             return h
 
         sim.model.initial_for_simulator = capture
-        with _GLOBAL_RNG:            # TVB draws its random initial history from numpy's global RNG
+        from cosim.runtime import startup
+        with _GLOBAL_RNG, startup.phase("TVB configure"):   # TVB draws its random initial history from numpy's global RNG
             np.random.seed(self.seed)
             try:
                 sim.configure()
