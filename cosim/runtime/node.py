@@ -471,6 +471,13 @@ class NodeRuntime:
                 self._send(T.ERROR, {"error": "NodeFailure", "message": f"the coordinator refused this node's "
                                      f"message ({e.kind}: {e.remote_message})"[:2000]}, window=self.window)
             raise
+        except RunAborted as e:
+            aborted = f"{type(e).__name__}: {e}".splitlines()[0]
+            try:            # §7: the copies of completed windows not sent yet (batches), for the record
+                self._send_copies()
+            except Exception:  # noqa: BLE001  (best effort: the run has ended)
+                log.debug("%s: could not send the last copies after ABORT", self.name, exc_info=True)
+            raise
         except BaseException as e:
             aborted = f"{type(e).__name__}: {e}".splitlines()[0]
             raise

@@ -40,6 +40,8 @@ _RUN_MESSAGES = {T.CONFIGURE, T.PREPARE, T.RUN, T.END}
 # at most this many queued messages are handled before timers are checked again (a flood of
 # messages must not delay the detection of a dead node)
 _MAX_BATCH = 500
+# after ABORT, the other nodes' last copies (§7): at most this long, until none came for _DRAIN_QUIET_S
+_DRAIN_S, _DRAIN_QUIET_S = 0.5, 0.1
 _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
@@ -184,9 +186,9 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                         self.handle(self.router.recv_multipart(copy=self._copy))
                 self.check_timers()
         except RunFailed as e:
-            self.failure = e
             self.abort_all(str(e))
-            raise
+            self.failure = self.drain_copies(e)
+            raise self.failure from None
         except KeyboardInterrupt:
             self.failure = RunFailed(f"coordinator interrupted in window {self.window}", EXIT_INTERRUPTED)
             self.abort_all(str(self.failure))
@@ -306,6 +308,33 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                 f"(state {self.state}, window {self.window})")
         peer.refused = f"its {text}"
         self.send(peer, T.ERROR, {"error": "UnexpectedMessage", "message": text}, parent=msg)
+
+    def drain_copies(self, e: RunFailed) -> RunFailed:
+        """After ABORT, the copies the other nodes send of windows they completed (§7: results up
+        to the last completed window, although copies travel in batches); the reason then names
+        the last window recorded."""
+        if self.state != "RUNNING" or self.plan is None:
+            return e
+        before = self.where("", "")
+        deadline = quiet = time.monotonic() + _DRAIN_S     # quiet: _DRAIN_QUIET_S after each recorded window
+        while (now := time.monotonic()) < min(deadline, quiet):
+            if not self.router.poll(max(1, int((min(deadline, quiet) - now) * 1000))):
+                break
+            frames = self.router.recv_multipart(copy=self._copy)
+            try:
+                n = self.window
+                self.handle(frames)             # STEP_DONE copies are recorded; the rest changes nothing now
+                if self.window != n:
+                    quiet = time.monotonic() + _DRAIN_QUIET_S
+            except Exception as x:  # noqa: BLE001  (the run has failed already: keep its reason)
+                log.debug("coordinator: a message after the abort: %s", x)
+        after = self.where("", "")
+        if after == before:
+            return e
+        # the progress part of the reason, "(last completed window k, t = … ms)", as it is now
+        old, new = before[before.index("(last"):before.index(")") + 1], after[after.index("(last"):after.index(")") + 1]
+        f = type(e)(str(e).replace(old, new, 1), e.exit_code, e.out)
+        return f
 
     def abort_all(self, reason: str) -> None:
         log.error("coordinator: aborting run: %s", reason)
