@@ -108,23 +108,19 @@ class Results:
                 data = np.stack([g[v][()] for v in vars_], axis=-1)
                 n = data.shape[1]
                 units = json.loads(g.attrs.get("units", f.attrs.get("units", "{}")) or "{}")
+                attrs = {"units": json.dumps(units), "time_units": "ms", "monitor": name}
                 if "channel_labels" in g.attrs:          # EEG / MEG / iEEG: sensor space
-                    ch = [_str(x) for x in g.attrs["channel_labels"]]
-                    out[name] = xr.DataArray(
-                        data, dims=("time", "channel", "variable"), name=f"tvb_{name}",
-                        coords={"time": g["time_ms"][()], "channel": np.arange(n),
-                                "label": ("channel", ch if len(ch) == n else [str(i) for i in range(n)]),
-                                "variable": vars_},
-                        attrs={"units": json.dumps(units), "time_units": "ms", "monitor": name,
-                               "sensors": _str(g.attrs.get("sensors", ""))})
-                    continue
+                    space, names = "channel", [_str(x) for x in g.attrs["channel_labels"]]
+                    attrs["sensors"] = _str(g.attrs.get("sensors", ""))
+                else:
+                    space, names = "region", labels
+                    attrs["spiking_regions"] = spiking
                 out[name] = xr.DataArray(
-                    data, dims=("time", "region", "variable"), name=f"tvb_{name}",
-                    coords={"time": g["time_ms"][()], "region": np.arange(n),
-                            "label": ("region", labels if len(labels) == n else [str(i) for i in range(n)]),
+                    data, dims=("time", space, "variable"), name=f"tvb_{name}",
+                    coords={"time": g["time_ms"][()], space: np.arange(n),
+                            "label": (space, names if len(names) == n else [str(i) for i in range(n)]),
                             "variable": vars_},
-                    attrs={"units": json.dumps(units), "time_units": "ms", "spiking_regions": spiking,
-                           "monitor": name})
+                    attrs=attrs)
         return out
 
     @property

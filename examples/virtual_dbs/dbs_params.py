@@ -1,4 +1,6 @@
 """The study's three states and its DBS protocol, shared by every backend and by examples/virtual_dbs.py."""
+import argparse
+
 FIT = {"healthy": "control", "parkinson": "patient", "parkinson_dbs": "patient"}
 T_SKIP_MS = 500.0        # transient left out of rates and spectra
 
@@ -18,3 +20,15 @@ def dbs_devices(variant: str = DEFAULT_VARIANT, amplitude_nA: float = DEFAULT_AM
     a = sign * amplitude_nA
     return [dict(label=f"dbs_{p}", population=p, frequency_hz=130.0, width_ms=0.3, amplitude_nA=a,
                  phase2_width_ms=3.0, phase2_amplitude_nA=-a / 10, onset_ms=0.0) for p in pops]
+
+
+def standalone_args(argv=None) -> argparse.Namespace:
+    """The command line of both standalone scripts (standalone_netpyne.py, standalone_brian2.py)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("state", choices=["healthy", "parkinson", "parkinson_dbs"])
+    ap.add_argument("seed", type=int)
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--duration", type=float, default=2000.0)
+    ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT)
+    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA)")
+    return ap.parse_args(argv)

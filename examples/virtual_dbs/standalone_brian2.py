@@ -10,7 +10,6 @@ Brian2 is imported through the cosim-brian2 plugin's loader (NumPy >= 2.4). Prin
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,20 +22,13 @@ sys.path.insert(0, str(HERE.parent / "plugins" / "cosim-brian2"))
 import numpy as np  # noqa: E402
 
 from analysis import beta_power, rate_hz  # noqa: E402
-from dbs_params import DEFAULT_AMPLITUDE_NA, DEFAULT_VARIANT, FIT, T_SKIP_MS, VARIANTS, dbs_devices  # noqa: E402
+from dbs_params import FIT, T_SKIP_MS, dbs_devices, standalone_args  # noqa: E402
 
 DT_MS = 0.1
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("state", choices=["healthy", "parkinson", "parkinson_dbs"])
-    ap.add_argument("seed", type=int)
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--duration", type=float, default=2000.0)
-    ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT)
-    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA)")
-    args = ap.parse_args(argv)
+    args = standalone_args(argv)
 
     from cosim_brian2._compat import import_brian2
     b2 = import_brian2()

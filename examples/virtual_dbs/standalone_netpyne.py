@@ -8,7 +8,6 @@ exactly as the NetPyNE node declares ``params.stimulus``. Prints one JSON line.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -23,7 +22,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
-from dbs_params import DEFAULT_AMPLITUDE_NA, DEFAULT_VARIANT, FIT, T_SKIP_MS, VARIANTS, dbs_devices  # noqa: E402
+from dbs_params import FIT, T_SKIP_MS, dbs_devices, standalone_args  # noqa: E402
 from analysis import beta_power, rate_hz  # noqa: E402
 
 
@@ -42,14 +41,7 @@ def mechanisms() -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("state", choices=["healthy", "parkinson", "parkinson_dbs"])
-    ap.add_argument("seed", type=int)
-    ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--duration", type=float, default=2000.0)
-    ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT)
-    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA)")
-    a = ap.parse_args(argv)
+    a = standalone_args(argv)
 
     import neuron
     neuron.load_mechanisms(str(mechanisms()))
