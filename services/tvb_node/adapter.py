@@ -175,6 +175,7 @@ class TargetCoupling:
     def compute(self, first_step: int, n_steps: int, x_target: np.ndarray) -> np.ndarray:
         """(n_steps, n_targets) coupling of the first coupled variable; ``x_target`` (n_cvar, n_targets) float32."""
         w = self.tvb
+        assert w is not None
         buf = w.sim.history.buffer
         ncv = buf.shape[1]
         out = np.zeros((n_steps, self.n_targets))
@@ -234,10 +235,10 @@ def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_
             raise ValueError(f"tvb.monitors {sm.class_}: variable {var!r} is not recorded; recorded: {list(names)}")
         _require_period(sm.period_ms, tvb.dt_ms)
         cls = getattr(monitors, sm.class_)
-        voi = np.array([names.index(var)])
+        sensor_voi = np.array([names.index(var)])
         analytic = False
         try:
-            mon = cls.from_file(period=float(sm.period_ms), variables_of_interest=voi)
+            mon = cls.from_file(period=float(sm.period_ms), variables_of_interest=sensor_voi)
         except Exception as e:
             if sm.class_ != "iEEG":
                 raise ValueError(f"tvb.monitors {sm.class_}: cannot load tvb-data's default sensors and projection: "
@@ -246,7 +247,7 @@ def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_
             # TVB's own analytic lead field (iEEG.analytic, a point dipole per region) instead
             from tvb.datatypes.region_mapping import RegionMapping
             from tvb.datatypes.sensors import SensorsInternal
-            mon = cls(period=float(sm.period_ms), variables_of_interest=voi)
+            mon = cls(period=float(sm.period_ms), variables_of_interest=sensor_voi)
             mon.sensors = SensorsInternal.from_file("seeg_588.txt")
             mon.region_mapping = RegionMapping.from_file("regionMapping_16k_76.txt")
             if connectivity is not None:
@@ -373,7 +374,7 @@ class TVBAdapter(NodeAdapter):
     def _proxy_groups(self, ctx: RunContext, proxies) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Proxies whose owner sends the full mean-field state (reference backend) and those that send
         population rates (spiking backends), from the config's spiking_nodes."""
-        full = set()
+        full: set[int] = set()
         for n in (ctx.config or self._config or {}).get("spiking_nodes") or []:
             if isinstance(n, dict) and n.get("backend") in FULL_STATE_BACKENDS:
                 full.update(int(r) for r in n.get("regions") or [])
@@ -382,6 +383,7 @@ class TVBAdapter(NodeAdapter):
     def _interface(self):
         """The model's spiking interface; one line saying what to declare if it has none."""
         w = self.tvb
+        assert w is not None
         if w.interface is None:
             from cosim.config.interfaces import find
             find(self.tvb_cfg.model_class, self.tvb_cfg.interface)      # raises the one line
@@ -465,6 +467,7 @@ class TVBAdapter(NodeAdapter):
         (:class:`TargetCoupling`), with the target's state ``x_target`` = the history's value at the
         last step received from the spiking side (step 0 before any arrived)."""
         w = self.tvb
+        assert w is not None
         self._target = None
         plan = self.plans.get("coupling/R_e")
         if plan is None or not target_dependent(w.sim.coupling, len(w.cvar)):
@@ -473,6 +476,7 @@ class TVBAdapter(NodeAdapter):
         iface = RWW_EXC_INH if w.legacy else self._interface()
         check_coupling(iface, type(w.sim.coupling).__name__, True)
         self._target = TargetCoupling(w, plan)
+        assert iface.coupling_rate is not None           # check_coupling refused an interface without one
         self._target_rate = iface.coupling_rate
         self._target_params = {k: np.asarray(v)[plan.targets] for k, v in getattr(w, "_mparams", {}).items()}
         self._x_target = np.array(w.sim.history.buffer[w.slot(0), :, :, 0], copy=True)   # (n_cvar, N) float32
@@ -481,6 +485,7 @@ class TVBAdapter(NodeAdapter):
         """Any model but ReducedWongWangExcInh: proxies owned by a full-state (reference) node get
         every state variable; proxies of spiking nodes get R_e (R_i) through the interface's transformer."""
         w = self.tvb
+        assert w is not None
         full, rates = self._proxy_groups(ctx, tuple(int(r) for r in self.proxies))
         for v in w.state_vars:
             if full and (v not in self.in_cols or set(self.in_cols[v].tolist()) != set(full)):
@@ -500,6 +505,7 @@ class TVBAdapter(NodeAdapter):
     def _apply_generic(self, blocks: dict[str, np.ndarray], first: int, rec: WindowRecord | None) -> dict:
         """Overwrite the proxies of window k-m (steps ``first ..``); returns {var: (cols, block)} to record."""
         w = self.tvb
+        assert w is not None
         put: dict[str, list] = {}
         if self._full.size and w.state_vars[0] in blocks:
             cols = self.in_cols[w.state_vars[0]]
@@ -530,6 +536,7 @@ class TVBAdapter(NodeAdapter):
 
     def _open_results(self) -> None:
         ctx, w = self.ctx, self.tvb
+        assert ctx is not None and w is not None
         if not ctx.results_dir:
             self.out = None
             return
@@ -568,6 +575,7 @@ class TVBAdapter(NodeAdapter):
 
     def _values_R_e(self, src, J):
         w = self.tvb
+        assert w is not None
         if src.size:
             w.check_in_history(int(src.min()), int(src.max()))
         return self._R_ring[w.slot(src), J]
@@ -589,6 +597,7 @@ class TVBAdapter(NodeAdapter):
     def initial_outputs(self) -> Signals:
         if self.ctx is None:
             raise RuntimeError("initial_outputs() before configure()")
+        assert self.tvb is not None
         n = self.m * self.W            # windows -m .. -1: steps -n+1 .. 0; coupling of windows 0 .. m-1
         out = self._outputs(self.tvb.initial.tail(min(n, self.tvb.n_time)), 1, n)
         if n > self.tvb.n_time:        # initial history is shorter than m windows: send no state
@@ -599,6 +608,7 @@ class TVBAdapter(NodeAdapter):
         k = int(window)
         if self.ctx is None:
             raise RuntimeError("step() before configure()")
+        assert self.tvb is not None
         m = self.m
         blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the spiking regions", m,
                                     "S_e" if self.tvb.legacy else None)
@@ -646,6 +656,7 @@ class TVBAdapter(NodeAdapter):
     def _record(self, rec: WindowRecord, from_spiking: bool) -> None:
         if self.out is None and not from_spiking:
             return
+        assert self.tvb is not None
         t_ms = rec.steps * self.tvb.dt
         X = rec.stacked()
         if self.out is not None and self.out.has_group("raw"):
@@ -679,7 +690,8 @@ class TVBAdapter(NodeAdapter):
         scalar ``pending_first_step``, ``pending_<var>`` (W, N))."""
         self.after_window()             # tvb.h5 holds every window that has its proxies' values
         from cosim.runtime.checkpoint import save_arrays
-        d = {f"tvb_{k}": v for k, v in self.tvb.get_state().items()}
+        assert self.ctx is not None and self.tvb is not None
+        d: dict[str, Any] = {f"tvb_{k}": v for k, v in self.tvb.get_state().items()}
         d["k_next"] = np.int64(self._k_next)
         d["lag_windows"] = np.int64(self.m)
         if self._pending:
@@ -687,8 +699,8 @@ class TVBAdapter(NodeAdapter):
             d["pending_first_steps"] = np.array([p.first_step for p in q], dtype=np.int64)
             for v in self.names + ("coupling",):
                 d[f"pending_{v}"] = np.stack([getattr(p, v) for p in q])
-        if getattr(self, "_transformer", None) is not None:
-            d.update({f"transformer_{k}": v for k, v in self._transformer.get_state().items()})
+        if (tf := getattr(self, "_transformer", None)) is not None:
+            d.update({f"transformer_{k}": v for k, v in tf.get_state().items()})
         if self._R_ring is not None:
             d["R_ring"] = self._R_ring
         if self._target is not None:
@@ -703,6 +715,7 @@ class TVBAdapter(NodeAdapter):
         return {"files": [name], "rows": rows}
 
     def restore(self, directory, info: dict[str, Any]) -> None:
+        assert self.tvb is not None
         d, self._k_next = restore_tvb_copy(self.tvb, directory, info, self.m)
         self._pending = deque()
         if "pending_first_steps" in d:
@@ -713,8 +726,8 @@ class TVBAdapter(NodeAdapter):
             self._pending.append(WindowRecord(int(d["pending_first_step"]),
                                               {v: np.array(d[f"pending_{v}"]) for v in self.names},
                                               np.array(d["pending_coupling"])))
-        if getattr(self, "_transformer", None) is not None:
-            self._transformer.set_state({k[12:]: v for k, v in d.items() if k.startswith("transformer_")})
+        if (tf := getattr(self, "_transformer", None)) is not None:
+            tf.set_state({k[12:]: v for k, v in d.items() if k.startswith("transformer_")})
         want = min(self._k_next, self.m)
         if len(self._pending) != want:
             raise ValueError(f"checkpoint holds {len(self._pending)} window(s) waiting to be recorded, "
