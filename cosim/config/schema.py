@@ -199,13 +199,17 @@ class TVBSection(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _model_class(cls, data):
-        """``model: {class: X, params: {...}}`` is ``model_class: X`` and ``model: {...}``."""
-        if isinstance(data, dict) and isinstance(data.get("model"), dict) and "class" in data["model"]:
+        """``model: {class: X, params: {...}}`` is ``model_class: X`` and ``model: {...}``; ``model:
+        {params: {...}}`` (no class, e.g. ``--set tvb.model.params.J_N=0.2``) is the default model's."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict) and (
+                "class" in data["model"] or isinstance(data["model"].get("params"), dict)):
             m = dict(data["model"])
             extra = sorted(set(m) - {"class", "params"})
             if extra:
                 raise ValueError(f"tvb.model: unknown key(s) {extra}; write {{class: ..., params: {{...}}}}")
-            data = {**data, "model_class": m["class"], "model": m.get("params") or {}}
+            data = {**data, "model": m.get("params") or {}}
+            if "class" in m:
+                data["model_class"] = m["class"]
         return data
 
     @model_validator(mode="before")
