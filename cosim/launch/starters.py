@@ -290,17 +290,18 @@ class Warm(LocalProcess):
 
 
 def run_preloads(specs: list[ServiceSpec], modules: list[str]) -> list[str]:
-    """What a zygote imports for this run beyond its backends: the run's TVB model class
-    (``module:Class``; tvb-library imports a model's module, and compiles its numba functions,
-    only when the class is first used)."""
+    """What a zygote imports for this run beyond its backends: the run's TVB model class, if it
+    is one of tvb-library's (``tvb.simulator.models:Class``: tvb-library imports a model's module,
+    and compiles its numba functions, only when the class is first used). A user's own model
+    module is left to the service that uses it: its import runs the user's code, once per run as
+    in a fresh process."""
     if HEAVY["tvb"] not in modules:
         return []
     cfg = next((s.options.get("cfg") for s in specs if s.role == "coordinator"), None)
     name = getattr(getattr(cfg, "tvb", None), "model_class", None)
-    if not name:
+    if not name or "." in name:
         return []
-    mod, _, attr = name.rpartition(".")
-    return [f"{mod}:{attr}" if mod else f"tvb.simulator.models:{name}"]
+    return [f"tvb.simulator.models:{name}"]
 
 
 def _thread_values() -> tuple:

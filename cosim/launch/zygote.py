@@ -46,8 +46,8 @@ LISTEN_FDS_ENV = "COSIM_LISTEN_FDS"     # (cosim.runtime.transport; not imported
 def _import(modules: list[str]) -> tuple[float, list[str]]:
     """Import `modules` (``module`` or ``module:attribute``, for a lazily imported attribute such
     as ``tvb.simulator.models:ReducedWongWangExcInh``; those that fail are named, not raised: a
-    child imports them again and reports it properly); the seconds it took. What they allocated is frozen out of the
-    children's garbage collections (and stays in shared pages)."""
+    child imports them again and reports it properly); the seconds it took. What they allocated
+    is frozen out of the children's garbage collections (and stays in shared pages)."""
     import gc
     import importlib
     import logging
