@@ -321,7 +321,7 @@ class Launch:
         grace = cfg.coordinator.heartbeat_timeout_ms / 1000 + 3
         try:
             while coord.poll() is None:
-                if sub.poll(200):
+                if sub.poll(50):        # also how soon the coordinator's exit is seen (a warm sweep pays it per run)
                     try:
                         msg = codec.decode_published(sub.recv_multipart())
                     except codec.ProtocolError:    # PUB carries nothing the run needs: skip it
