@@ -194,7 +194,11 @@ def start_resume(a: Any, starter: Starter | None = None) -> Launch:
     check_run(cfg, cfg_path, connectome=False)
     _check_installed(cfg)
     check_nodes(cfg, cfg_path)
-    k = checkpoint.select(out_dir, checkpoint.config_hash(cfg.model_dump(mode="json")))["window"]
+    dumped = cfg.model_dump(mode="json")
+    inputs = checkpoint.input_hashes(dumped)
+    manifest = checkpoint.select(out_dir, checkpoint.config_hash(dumped, inputs), inputs)
+    checkpoint.check_resume(out_dir, manifest, cfg.coordinator.watch_regions)
+    k = manifest["window"]
     from cosim.launch.preflight import claim_dir
     out, lock = claim_dir(Path(out_dir), "run_dir")
     held = HeldPorts()

@@ -86,7 +86,9 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         self._next_id = 0
         self.ckpt: dict | None = None            # the checkpoint being written (§10.1)
         self.ckpt_costs: list[float] = []        # seconds per checkpoint (the run waits for it)
-        self.config_sha256 = checkpoint.config_hash(cfg.model_dump(mode="json"))
+        dumped = cfg.model_dump(mode="json")
+        self.input_hashes = checkpoint.input_hashes(dumped)   # connectome, model and mechanism files
+        self.config_sha256 = checkpoint.config_hash(dumped, self.input_hashes)
         self.resume: dict | None = None          # the manifest of the checkpoint this run resumes from
         self._stop_requested = False
         self.longest_window_s = 0.0              # the longest window cycle reported (adaptive window timeout, §8)
@@ -95,7 +97,8 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         self._loop_t = time.monotonic()
         if resume:
             try:
-                self.resume = checkpoint.select(self.results_dir, self.config_sha256)
+                self.resume = checkpoint.select(self.results_dir, self.config_sha256, self.input_hashes)
+                checkpoint.check_resume(self.results_dir, self.resume, self.cc.watch_regions, nodes=False)
             except checkpoint.CheckpointError as e:
                 raise ConfigError(str(e)) from None
             log.info("coordinator: resuming %s from the checkpoint of window %d", self.results_dir,
