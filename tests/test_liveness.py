@@ -131,3 +131,58 @@ def test_stopped_coordinator_blames_no_node(tmp_path, stop_s):
         for n in ("tvb", "spiking"):
             assert "stopped answering heartbeats" in s.log(n), s.log(n)
     record_fault("coordinator SIGSTOP", stop_s=stop_s, heartbeat_timeout_ms=1000)
+
+
+# ---- a coordinator started first, across machines (issue 23, What to build 3) ---------------
+def _lone_coordinator(tmp_path, setup_timeout_ms: int):
+    """`cosim coordinator` bound to every interface (as docs/deployment.md starts it), no node."""
+    import socket
+    import subprocess
+    import yaml
+    from cosim.launch import command_lines
+    from cosim.launch.run import free_port
+    cfg = noop_cfg()
+    cfg["coordinator"]["setup_timeout_ms"] = setup_timeout_ms
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    port = free_port()
+    p = subprocess.Popen(command_lines.cosim_cmd() + ["coordinator", str(path), "--router", f"tcp://0.0.0.0:{port}",
+                                                     "--pub", f"tcp://127.0.0.1:{free_port()}", "--out",
+                                                     str(tmp_path / "out"), "--no-plots"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=command_lines.service_env())
+    return p, f"tcp://{socket.getfqdn() or socket.gethostname()}:{port}"
+
+
+def test_a_waiting_coordinator_says_whom_it_waits_for_and_where_and_ctrl_c_says_so_too(tmp_path):
+    """Every setup_timeout/4 (here 2 s) a line names the missing nodes and the address nodes use
+    (this machine's name, not tcp://0.0.0.0); SIGTERM while waiting says "interrupted while waiting
+    for nodes", and no "results up to the last completed window" (before: silent for 120 s, then
+    "interrupted in window 0" and results claimed)."""
+    p, addr = _lone_coordinator(tmp_path, 8000)
+    lines: list[str] = []
+    t = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)
+    t.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and sum("waiting for nodes" in l for l in lines) < 2:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(30) == 130
+    t.join(10)
+    text = "".join(lines)
+    waiting = [l for l in lines if "coordinator: waiting for nodes:" in l]
+    assert len(waiting) >= 2, text
+    assert f"waiting for nodes: tvb (not registered), spiking (not registered); they connect to {addr}" in waiting[0]
+    assert "0.0.0.0" not in "".join(waiting)
+    assert "coordinator interrupted while waiting for nodes: tvb (not registered), spiking (not registered)" in text
+    assert "interrupted in window 0" not in text and "results up to the last completed window" not in text, text
+    assert "no window completed: no results" in text, text
+
+
+def test_a_setup_timeout_names_the_address_nodes_use_and_claims_no_results(tmp_path):
+    p, addr = _lone_coordinator(tmp_path, 2000)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 1, out
+    fail = [l for l in out.splitlines() if "run failed" in l]
+    assert len(fail) == 1 and "setup timed out after 2000 ms" in fail[0] and f"pointed at {addr}?" in fail[0], out
+    assert "0.0.0.0" not in fail[0]
+    assert "results up to the last completed window" not in out and "no window completed: no results" in out, out

@@ -407,11 +407,16 @@ def report_error(e: BaseException, a) -> int:
             say(f"{who}:   {folder}: {reason}")
         say(f"{who}: run the same command again to rerun the {n} failed run{'s' if n > 1 else ''} only")
     elif isinstance(e, (RunInterrupted, Interrupted)):
-        say(f"{who}: interrupted" + (f"; results up to the last completed window are in {out}" if out else ""))
+        if getattr(e, "no_window_ran", False):
+            say(f"{who}: interrupted ({e}); no window completed" + (f": no results (its folder: {out})" if out else ""))
+        else:
+            say(f"{who}: interrupted" + (f"; results up to the last completed window are in {out}" if out else ""))
     elif isinstance(e, RunFailed):
         say(f"{who}: run failed: {e}")
-        if out is not None:
-            logs = " and logs" if a.cmd in ("run", "resume") else ""
+        logs = " and logs" if a.cmd in ("run", "resume") else ""
+        if out is not None and e.no_window_ran:
+            say(f"{who}: no window completed: no results (config{logs} in {out})")
+        elif out is not None:
             say(f"{who}: results up to the last completed window{logs} are in {out}")
     elif isinstance(e, RunAborted):
         say(f"{who}: run aborted by the coordinator: {e}")

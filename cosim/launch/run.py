@@ -362,12 +362,17 @@ class Launch:
             raise RunFailed(_death(code, out), EXIT_FAILED, out=out)
         status = out / "status_coordinator.json"
         try:
-            reason = json.loads(status.read_text()).get("reason") if status.exists() else None
+            st = json.loads(status.read_text()) if status.exists() else {}
         except (OSError, ValueError):
-            reason = None
+            st = {}
+        reason = st.get("reason") if isinstance(st, dict) else None
+        # the coordinator's last word: it ended before its first window (and is no resumed run)
+        none_ran = (isinstance(st, dict) and st.get("windows_completed") == 0 and st.get("running") is not True
+                    and "resumed_from_window" not in st)
         line = self.services[0].last_error_line()
         if code == EXIT_INTERRUPTED or self.stopped:
-            raise RunInterrupted(reason if reason and reason != "completed" else "interrupted", EXIT_INTERRUPTED, out=out)
+            raise RunInterrupted(reason if reason and reason != "completed" else "interrupted", EXIT_INTERRUPTED, out=out,
+                                 no_window_ran=none_ran)
         if code == EXIT_CONFIG:    # a node or the coordinator refused the configuration during setup
             told = reason if reason and reason != "completed" and not reason.startswith("running") else _strip(line)
             e = RunRefused(told or "the run was refused during setup", out=out)
@@ -378,7 +383,7 @@ class Launch:
             raise e
         if not reason or reason == "completed":
             raise RunFailed(_strip(line) or f"coordinator exited with code {code}", code, out=out)
-        raise RunFailed(reason, code, out=out)
+        raise RunFailed(reason, code, out=out, no_window_ran=none_ran)
 
 
     def _add_launch(self, summary: dict) -> None:
