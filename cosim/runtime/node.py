@@ -19,11 +19,11 @@ import numpy as np
 import zmq
 
 from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec
-from cosim.errors import CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
+from cosim.errors import ConfigError, CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
 from cosim.runtime import startup, transport
 from cosim.runtime.step_copies import StepCopies
-from cosim.runtime.transport import (Channel, DataPlane, Echo, Heartbeat, default_data_bind, echo_bind, new_token,
-                                     routing_id)
+from cosim.runtime.transport import (Channel, DataPlane, Echo, HandshakeWatch, Heartbeat, default_data_bind, echo_bind,
+                                     new_token, routing_id)
 from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T
 from cosim.proto.signals import SIGNAL_BOUND, check_outputs, values_ok
 
@@ -52,6 +52,7 @@ class NodeRuntime:
         self.zctx = zmq.Context.instance()
         ident = routing_id(name, self.token)
         self.ch = Channel(self.zctx, address, ident, curve)
+        self.handshake = HandshakeWatch(self.ch.sock, address, curve)    # wrong keys, said as such
         self.hb = Heartbeat(self.zctx, address, ident, name, curve)
         # the data inbox is bound before REGISTER, so its address travels in CONFIGURED (§4.1)
         bind = data_bind or default_data_bind(address, name, self.token)
@@ -82,6 +83,9 @@ class NodeRuntime:
         while True:
             if self.hb.lost.is_set():
                 raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats")
+            bad = self.handshake.problem()
+            if bad:
+                raise ConfigError(bad)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise PeerTimeout(f"no {what} from the coordinator at {self.address} within {timeout_ms} ms")
@@ -490,6 +494,7 @@ class NodeRuntime:
             self.hb.stop()
             if self.hb.is_alive():     # let it leave its poll before the sockets go (no traceback at exit)
                 self.hb.join(timeout=2)
+            self.handshake.close()
             self.ch.close()
             self.data.close()
             if self.echo is not None:

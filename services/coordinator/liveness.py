@@ -212,7 +212,8 @@ class LivenessMixin:
                                         f"{ev['endpoint'].decode(errors='replace')}: refused in the handshake", "?")
                 else:
                     self.rejects.reject("HandshakeFailed", f"{what} handshake failed: event "
-                                        f"{zmq.Event(ev['event']).name}, code {ev['value']}", "?")
+                                        f"{zmq.Event(ev['event']).name}, code {ev['value']} (a node whose "
+                                        f"coordinator.key is not this coordinator's public key?)", "?")
 
     def note_setup_work(self, peer: Peer, hb: dict) -> None:
         """§8: while any node's heartbeats say ``setup: "compiling"``, the setup clock stands still
