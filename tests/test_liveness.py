@@ -186,3 +186,30 @@ def test_a_setup_timeout_names_the_address_nodes_use_and_claims_no_results(tmp_p
     assert len(fail) == 1 and "setup timed out after 2000 ms" in fail[0] and f"pointed at {addr}?" in fail[0], out
     assert "0.0.0.0" not in fail[0]
     assert "results up to the last completed window" not in out and "no window completed: no results" in out, out
+
+
+@pytest.mark.slow         # ~20 s (TVB imports in two nodes)
+@pytest.mark.tvb
+def test_nodes_that_import_tvb_log_their_finish_and_keep_one_format(tmp_path):
+    """tvb-library's own logging configuration (run when it is first imported) set the root logger
+    to WARNING in its own format: the TVB node (and the reference node) lost every INFO line after
+    the import, their finish line included, and wrote `- WARNING - tvb…` lines (issue 23). Every
+    node now ends its log with where its results are, and every line keeps the service format."""
+    import re
+    import subprocess
+    import yaml
+    from cosim.launch import command_lines
+    cfg = {"run": {"name": "fin", "duration_ms": 30, "progress": False},
+           "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": [33, 71]}]}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    p = subprocess.run(command_lines.cosim_cmd() + ["run", str(path), "--out", str(out), "--no-plots"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path, env=command_lines.service_env())
+    assert p.returncode == 0, p.stderr[-3000:]
+    for name, file in (("tvb", "tvb.h5"), ("spiking", "spiking.h5")):
+        text = (out / "logs" / f"{name}.log").read_text()
+        assert re.search(rf"{name} INFO cosim.runtime.node: {name}: finished \d+ windows; results in \S*{file}", text), text
+        stamped = [l for l in text.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ", l)]
+        assert stamped and all(re.match(rf"\S+ \S+ {name} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ", l) for l in stamped), text
+    assert not (tmp_path / "library.log").exists()

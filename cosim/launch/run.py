@@ -91,7 +91,8 @@ def services_of(cfg: Any, cfg_path: str, out: Path, router: str, pub: str, *, pl
     resume = "--resume" in again
     specs = [ServiceSpec("coordinator", "coordinator",
                          command_lines.coordinator_args(cfg_path, str(out), router=router if resume else None,
-                                                        pub=pub if resume else None, plots=plots, extra=again),
+                                                        pub=pub if resume else None, plots=plots,
+                                                        extra=again + ["--launched-by", str(os.getpid())]),
                          log=logs / "coordinator.log", append_log=append_logs,
                          options={"cfg": cfg, "out": out, "resume": resume, "plots": plots}),
              ServiceSpec("tvb", "tvb", command_lines.tvb_args(router, side=side, keys=keys) + again, backend=side,

@@ -455,7 +455,9 @@ class NodeRuntime:
             if self.data.rejects.total():     # DATA dropped (forged, strangers'): reported (§4.1)
                 summary = {**(summary or {}), "rejected_data": dict(self.data.rejects.counts)}
             self._finish(_plain(summary))
-            log.info("%s: finished", self.name)
+            where = (summary or {}).get("results") if isinstance(summary, dict) else None
+            log.info("%s: finished %d windows; results in %s", self.name, self.window + 1,
+                     where or (self.ctx.results_dir if self.ctx is not None else None) or "(none written)")
             return summary
         except CoordinatorLost as e:
             aborted = f"{type(e).__name__}: {e}".splitlines()[0]
