@@ -213,3 +213,38 @@ def test_nodes_that_import_tvb_log_their_finish_and_keep_one_format(tmp_path):
         stamped = [l for l in text.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ", l)]
         assert stamped and all(re.match(rf"\S+ \S+ {name} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ", l) for l in stamped), text
     assert not (tmp_path / "library.log").exists()
+
+
+@pytest.mark.parametrize("shared", [True, pytest.param(False, marks=[pytest.mark.slow, pytest.mark.tvb])],
+                         ids=["coordinator's folder", "node's own folder"])
+def test_a_node_started_after_its_run_ended_says_so(tmp_path, shared):
+    """A node restarted after its run completed (the coordinator is gone) says that the run in its
+    results folder has ended, from the coordinator's status marker when the folder is shared, else
+    from its own file's completion mark; and claims no "partial results" (issue 23; before: a wait,
+    then `no CONFIGURE … (is the coordinator running?)` … `partial results kept`)."""
+    import subprocess
+    import yaml
+    from cosim.launch import command_lines
+    from cosim.launch.run import free_port
+    path = tmp_path / "c.yaml"
+    from harness import ref_config
+    # the node's own file: a backend that writes one (the reference node; noop writes none)
+    path.write_text(yaml.safe_dump(noop_cfg() if shared else ref_config(duration_ms=30)))
+    out = tmp_path / "out"
+    p = subprocess.run(command_lines.cosim_cmd() + ["run", str(path), "--out", str(out), "--no-plots"],
+                       capture_output=True, text=True, timeout=300, env=command_lines.service_env())
+    assert p.returncode == 0, p.stderr[-3000:]
+    if not shared:      # the node's machine: its own file, no coordinator status
+        (out / "status_coordinator.json").unlink()
+    t0 = time.monotonic()
+    p = subprocess.run(command_lines.cosim_cmd() + ["spiking-node", "--coordinator", f"tcp://127.0.0.1:{free_port()}",
+                                                   "--out", str(out), "--register-timeout-ms", "1500"],
+                       capture_output=True, text=True, timeout=120, env=command_lines.service_env())
+    assert p.returncode == 1 and time.monotonic() - t0 < 60, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert "no CONFIGURE" in last and "partial results kept" not in last, last
+    if shared:
+        assert f"the run in {out} has already ended (completed; status_coordinator.json)" in last, last
+    else:
+        assert f"{out / 'spiking.h5'} holds the results of a run that completed" in last, last
+    assert "this node was started after" in last

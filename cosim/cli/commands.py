@@ -476,7 +476,7 @@ def report_error(e: BaseException, a) -> int:
     elif isinstance(e, RemoteError):
         say(f"{who}: refused by the coordinator: {e}")
     elif isinstance(e, PeerTimeout):       # CoordinatorLost included
-        say(f"{who}: {e}; partial results kept")
+        say(f"{who}: {e}" + ("" if getattr(e, "nothing_written", False) else "; partial results kept"))
     else:
         say(f"{who}: {e}")
     return e.exit_code

@@ -128,7 +128,44 @@ class NodeRuntime:
                                 "token": self.token})
         self.hb.start()
         log.info("%s: registering with %s", self.name, self.address)
-        return self._wait({T.CONFIGURE}, self.register_timeout_ms, "CONFIGURE (is the coordinator running?)")
+        try:
+            return self._wait({T.CONFIGURE}, self.register_timeout_ms, "CONFIGURE (is the coordinator running?)")
+        except PeerTimeout as e:
+            ended = self._ended_run()
+            if ended:
+                e = type(e)(f"{e}; {ended}")
+            e.nothing_written = True        # type: ignore[attr-defined]  # no results of this node: none to keep
+            raise e from None
+
+    def _ended_run(self) -> str:
+        """Why no coordinator answers, when this node's results folder (--out / --resume) says: the
+        run there has ended (a node restarted after the end of its run); else ""."""
+        from pathlib import Path
+        import json
+        if not self.results_override:
+            return ""
+        d = Path(self.results_override)
+        try:
+            st = json.loads((d / "status_coordinator.json").read_text())
+        except (OSError, ValueError):
+            st = None
+        if isinstance(st, dict) and st.get("running") is not True and "completed" in st:
+            how = ("completed" if st.get("completed") is True
+                   else f"failed: {transport.printable(st.get('reason'), 300)}")
+            return (f"the run in {d} has already ended ({how}; status_coordinator.json): this node was started "
+                    f"after its end; a new run needs a new coordinator (and another results folder)")
+        try:
+            import h5py
+            with h5py.File(d / f"{self.name}.h5", "r") as f:
+                mark = f.attrs.get("status")
+        except (OSError, ImportError):
+            return ""
+        if isinstance(mark, bytes):
+            mark = mark.decode(errors="replace")
+        if mark == "completed":
+            return (f"{d / (self.name + '.h5')} holds the results of a run that completed: this node was started "
+                    f"after the end of its run; a new run needs a new coordinator (and another results folder)")
+        return ""
 
     def configure(self, msg: Message) -> None:
         with self.startup.phase("configure"):
