@@ -103,6 +103,18 @@ def test_a_sweep_whose_every_run_is_refused_is_a_configuration_error_and_leaves_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.unit
+def test_a_sweep_folder_that_cannot_be_written_is_one_line_before_any_run(tmp_path):
+    # before: a bare OSError traceback from mkdir (found with a read-only mount; a file in the
+    # way fails the same call here without one)
+    from cosim.errors import ConfigError
+    from cosim.launch.sweep import run_sweep
+    cfg = _write(tmp_path / "c.yaml", noop_cfg())
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match=r"--out: cannot write to .*afile/out"):
+        run_sweep(cfg, {"run.seed": [1, 2]}, None, tmp_path / "afile" / "out", progress=False)
+
+
 # ---- a sweep on a LocalCluster (real services) ----------------------------------------------
 @pytest.mark.system
 @pytest.mark.dask

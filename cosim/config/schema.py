@@ -419,9 +419,21 @@ class RunConfig(_Strict):
                 if r in seen:
                     raise ValueError(f"spiking_nodes: region {r} is claimed by both {seen[r]!r} and {n.name!r}")
                 seen[r] = n.name
-        if self.tvb.model_class != DEFAULT_MODEL and any(n.backend not in ("reference", "noop") for n in self.spiking_nodes):
+        spiking = any(n.backend not in ("reference", "noop") for n in self.spiking_nodes)
+        if self.tvb.model_class != DEFAULT_MODEL and spiking:
             from cosim.config.interfaces import find     # spiking regions need the model's interface
             find(self.tvb.model_class, self.tvb.interface)
+        if spiking and self.tvb.coupling is not None:    # Difference, Kuramoto: the interface's coupling_rate
+            from cosim.config.interfaces import RWW_EXC_INH, TARGET_DEPENDENT_COUPLINGS, check_coupling, find
+            iface = RWW_EXC_INH if self.tvb.model_class == DEFAULT_MODEL else find(self.tvb.model_class, self.tvb.interface)
+            check_coupling(iface, self.tvb.coupling.class_)
+            if self.tvb.coupling.class_ in TARGET_DEPENDENT_COUPLINGS:
+                for n in self.spiking_nodes:
+                    inp = n.params.get("input") if isinstance(n.params, dict) else None
+                    if isinstance(inp, dict) and inp.get("mode") == "per_source":
+                        raise ValueError(f"spiking_nodes {n.name!r}: input.mode per_source sums source rates itself; "
+                                         f"tvb.coupling {self.tvb.coupling.class_} depends on the target's own state "
+                                         "and needs input.mode summed (TVB's coupling per region)")
         for n in self.spiking_nodes:       # the reference backend's per-region overrides name tvb.model's parameters
             model = n.params.get("model") if n.backend == "reference" and isinstance(n.params, dict) else None
             if isinstance(model, dict) and model:

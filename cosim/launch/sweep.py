@@ -293,7 +293,8 @@ def run_sweep(config: str | None, grid: dict[str, list], seeds: list[int] | None
     tasks = plan(config, grid, seeds, list(sets or []), out, zipped)
     if all(t["error"] for t in tasks):      # e.g. a misspelt grid key: no run can start, nothing to keep
         raise ConfigError(f"every run of the sweep is refused: {tasks[0]['error']}")
-    out.mkdir(parents=True, exist_ok=True)
+    from cosim.launch.preflight import writable_dir
+    writable_dir(out, "--out")              # a read-only or missing place: one line, before any run
     (out / "sweep.json").write_text(json.dumps({"config": config, "grid": grid, "zip": zipped, "seeds": seeds,
                                                 "sets": sets or [],
                                                 "transient_ms": transient_ms, "runs": len(tasks)}, indent=1))
