@@ -67,9 +67,12 @@ class RunFailed(CosimError):
     """The run ended early; the message names node, window and time. `out` is the results folder
     (results up to the last completed window are kept there), when known."""
 
-    def __init__(self, message: str = "", exit_code: int | None = None, out: str | Path | None = None):
+    def __init__(self, message: str = "", exit_code: int | None = None, out: str | Path | None = None,
+                 no_window_ran: bool = False):
         super().__init__(message, exit_code)
         self.out = Path(out) if out is not None else None
+        # it ended before its first window (and is no resumed run): no results to speak of
+        self.no_window_ran = no_window_ran
 
 
 class RunRefused(RunFailed, ConfigError):

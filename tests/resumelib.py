@@ -47,12 +47,12 @@ def _manifests(out: Path) -> list[int]:
     return [k for k in checkpoint.windows_on_disk(out) if (checkpoint.folder(out, k) / checkpoint.MANIFEST).exists()]
 
 
-def kill_and_resume(cfg: dict, out: Path, victim: str, rng: random.Random, *, after_checkpoints: int | None = None,
-                    kill_within_s: float = 0.1, corrupt_newest: bool = False) -> dict:
-    """Start the run's services one by one, SIGKILL `victim` at a random moment (uniform in
+def killed_run(cfg: dict, out: Path, victim: str, rng: random.Random, *, after_checkpoints: int | None = None,
+               kill_within_s: float = 0.1) -> dict:
+    """Start the run's services one by one and SIGKILL `victim` at a random moment (uniform in
     `kill_within_s`) after the `after_checkpoints`-th checkpoint (default: random, in the first
     two thirds of the run, so that the kill lands before the end even on a quiet machine where a
-    300 ms reference run takes 0.6 s), then `cosim resume` the folder. Returns what happened."""
+    300 ms reference run takes 0.6 s); the others end. Returns the coordinator's status at the kill."""
     if after_checkpoints is None:
         n_ckpt = int(cfg["run"]["duration_ms"] / 4.9) // cfg["run"]["checkpoint"]["every_windows"]
         after_checkpoints = rng.randint(1, max(1, (2 * n_ckpt) // 3))
@@ -66,6 +66,19 @@ def kill_and_resume(cfg: dict, out: Path, victim: str, rng: random.Random, *, af
         status = json.loads((out / "status_coordinator.json").read_text())
         os.kill(s.pid(victim), signal.SIGKILL)
         s.wait_exit([n for n in s.procs if n != victim], timeout=cfg["coordinator"]["heartbeat_timeout_ms"] / 1000 + 30)
+    return status
+
+
+def resume(out: Path) -> subprocess.CompletedProcess:
+    """`cosim resume OUT --no-plots`, as a user types it."""
+    return subprocess.run(command_lines.cosim_cmd() + ["resume", str(out), "--no-plots"], capture_output=True, text=True,
+                          timeout=300, env=command_lines.service_env())
+
+
+def kill_and_resume(cfg: dict, out: Path, victim: str, rng: random.Random, *, after_checkpoints: int | None = None,
+                    kill_within_s: float = 0.1, corrupt_newest: bool = False) -> dict:
+    """`killed_run`, then `cosim resume` the folder. Returns what happened."""
+    status = killed_run(cfg, out, victim, rng, after_checkpoints=after_checkpoints, kill_within_s=kill_within_s)
     ready = _manifests(out)
     corrupted = None
     if corrupt_newest:
@@ -77,8 +90,7 @@ def kill_and_resume(cfg: dict, out: Path, victim: str, rng: random.Random, *, af
         corrupted = ready[0]
     expect = ready[1] if corrupt_newest else ready[0]
     t0 = time.monotonic()
-    p = subprocess.run(command_lines.cosim_cmd() + ["resume", str(out), "--no-plots"], capture_output=True, text=True,
-                       timeout=300, env=command_lines.service_env())
+    p = resume(out)
     resume_s = time.monotonic() - t0
     assert p.returncode == 0, f"cosim resume exited {p.returncode}\n{p.stderr[-3000:]}"
     summary = json.loads((out / "summary.json").read_text())

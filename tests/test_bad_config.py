@@ -284,8 +284,8 @@ def test_second_run_into_a_live_runs_folder_is_refused_and_the_first_is_untouche
     first = subprocess.Popen(PY + ["run", cfg, "--out", str(out), "--no-plots"], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(600):                       # until the first run's services log
-            if (out / "logs" / "coordinator.log").exists():
+        for _ in range(600):                       # until the first run's services log (all three: they start in turn)
+            if all((out / "logs" / f"{n}.log").exists() for n in ("coordinator", "tvb", "spiking")):
                 break
             time.sleep(0.1)
         assert first.poll() is None
@@ -307,6 +307,39 @@ def test_second_run_into_a_live_runs_folder_is_refused_and_the_first_is_untouche
             first.wait()
     # the run has ended: the folder is free for the next one (here: refused only as a finished run would be)
     assert not cosim_processes(str(out))
+
+
+def test_a_hand_started_coordinator_takes_the_results_folder_lock(tmp_path):
+    """`cosim coordinator --out` owns its folder as `cosim run` does (issue 23): a `cosim run` into
+    a waiting hand-started coordinator's folder, and a second hand-started coordinator into it, are
+    refused in one line, exit 2, and the first is untouched; a coordinator started by `cosim run`
+    (which holds the lock itself) runs. Before: both were accepted and wrote into the live folder."""
+    from cosim.launch.run import free_port
+    out = tmp_path / "out"
+
+    def coordinator():
+        return PY + ["coordinator", cfg, "--out", str(out), "--router", f"tcp://127.0.0.1:{free_port()}",
+                     "--pub", f"tcp://127.0.0.1:{free_port()}", "--no-plots"]
+    cfg = _write(tmp_path, lambda c: c["coordinator"].update(setup_timeout_ms=60000))
+    first = subprocess.Popen(coordinator(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):
+            if (out / "config.yaml").exists():
+                break
+            time.sleep(0.1)
+        assert first.poll() is None
+        before = (out / "config.yaml").read_text()
+        for argv in (coordinator(), PY + ["run", cfg, "--out", str(out), "--no-plots"]):
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+            line = _check_refusal(p, ["--out", str(out), "in use by another run", str(first.pid)])
+            assert "configuration error" in line
+            assert first.poll() is None and (out / "config.yaml").read_text() == before
+    finally:
+        first.terminate()
+        first.wait(30)
+    p = subprocess.run(PY + ["run", cfg, "--out", str(out), "--no-plots"], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]          # the launcher's coordinator shares its launcher's lock
 
 
 def test_auto_named_runs_in_the_same_second_never_share_a_folder(tmp_path):

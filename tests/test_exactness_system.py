@@ -72,6 +72,31 @@ def test_reference_cosimulation_equals_tvb_alone(cosim, regions, iext):
             assert np.array_equal(got[:m], ref[:m, i][:, regions]), f"spiking.h5 raw/{v} differs from TVB alone"
 
 
+@pytest.mark.slow         # ~30 s: 76 regions in both nodes
+def test_a_reference_node_owning_every_region_equals_tvb_alone(cosim):
+    """An all-spiking run (issue 23 regression): the reference node owns all 76 regions, needs no
+    one's state, and its file equals TVB alone bit for bit, as does tvb.h5 (every column a proxy
+    fed from it). Before: `window 1: missing state/S_e of the other regions`, exit 1."""
+    regions = list(range(76))
+    cfg = {"run": {"name": "allspiking", "duration_ms": 200.0, "seed": 3},
+           "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": regions}]}
+    r = cosim(cfg, "--no-plots")
+    assert r.code == 0, r.stderr[-2000:]
+    t, ref = tvb_alone(cfg)
+    with h5py.File(r.out / "spiking.h5", "r") as f:
+        got = {v: f["raw"][v][:] for v in ("S_e", "S_i")}
+        got_t = f["raw"]["time_ms"][:]
+    n = len(got_t)
+    assert n >= 200 / 0.1 - 1 and np.allclose(got_t, t[:n])
+    for i, v in enumerate(("S_e", "S_i")):
+        assert np.array_equal(got[v], ref[:n, i]), f"spiking.h5 raw/{v} differs from TVB alone"
+    with h5py.File(r.out / "tvb.h5", "r") as f:
+        S_e, rows = f["raw"]["S_e"][:], f["raw"]["proxy_from_spiking"][:].astype(bool)
+    m = min(len(S_e), n)
+    assert rows[:m].sum() >= m - 100           # all but the last window's rows came from the node
+    assert np.array_equal(S_e[:m][rows[:m]], ref[:m, 0][rows[:m]]), "tvb.h5 S_e differs from TVB alone"
+
+
 @pytest.mark.slow
 def test_exact_over_the_latency_proxy_with_lookahead(tmp_path):
     """Protocol 3 with lookahead m = 2 and EVERY link of both nodes (coordinator links and the

@@ -131,3 +131,120 @@ def test_stopped_coordinator_blames_no_node(tmp_path, stop_s):
         for n in ("tvb", "spiking"):
             assert "stopped answering heartbeats" in s.log(n), s.log(n)
     record_fault("coordinator SIGSTOP", stop_s=stop_s, heartbeat_timeout_ms=1000)
+
+
+# ---- a coordinator started first, across machines (issue 23, What to build 3) ---------------
+def _lone_coordinator(tmp_path, setup_timeout_ms: int):
+    """`cosim coordinator` bound to every interface (as docs/deployment.md starts it), no node."""
+    import socket
+    import subprocess
+    import yaml
+    from cosim.launch import command_lines
+    from cosim.launch.run import free_port
+    cfg = noop_cfg()
+    cfg["coordinator"]["setup_timeout_ms"] = setup_timeout_ms
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    port = free_port()
+    p = subprocess.Popen(command_lines.cosim_cmd() + ["coordinator", str(path), "--router", f"tcp://0.0.0.0:{port}",
+                                                     "--pub", f"tcp://127.0.0.1:{free_port()}", "--out",
+                                                     str(tmp_path / "out"), "--no-plots"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=command_lines.service_env())
+    return p, f"tcp://{socket.getfqdn() or socket.gethostname()}:{port}"
+
+
+def test_a_waiting_coordinator_says_whom_it_waits_for_and_where_and_ctrl_c_says_so_too(tmp_path):
+    """Every setup_timeout/4 (here 2 s) a line names the missing nodes and the address nodes use
+    (this machine's name, not tcp://0.0.0.0); SIGTERM while waiting says "interrupted while waiting
+    for nodes", and no "results up to the last completed window" (before: silent for 120 s, then
+    "interrupted in window 0" and results claimed)."""
+    p, addr = _lone_coordinator(tmp_path, 8000)
+    lines: list[str] = []
+    t = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)
+    t.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and sum("waiting for nodes" in l for l in lines) < 2:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(30) == 130
+    t.join(10)
+    text = "".join(lines)
+    waiting = [l for l in lines if "coordinator: waiting for nodes:" in l]
+    assert len(waiting) >= 2, text
+    assert f"waiting for nodes: tvb (not registered), spiking (not registered); they connect to {addr}" in waiting[0]
+    assert "0.0.0.0" not in "".join(waiting)
+    assert "coordinator interrupted while waiting for nodes: tvb (not registered), spiking (not registered)" in text
+    assert "interrupted in window 0" not in text and "results up to the last completed window" not in text, text
+    assert "no window completed: no results" in text, text
+
+
+def test_a_setup_timeout_names_the_address_nodes_use_and_claims_no_results(tmp_path):
+    p, addr = _lone_coordinator(tmp_path, 2000)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode == 1, out
+    fail = [l for l in out.splitlines() if "run failed" in l]
+    assert len(fail) == 1 and "setup timed out after 2000 ms" in fail[0] and f"pointed at {addr}?" in fail[0], out
+    assert "0.0.0.0" not in fail[0]
+    assert "results up to the last completed window" not in out and "no window completed: no results" in out, out
+
+
+@pytest.mark.slow         # ~20 s (TVB imports in two nodes)
+@pytest.mark.tvb
+def test_nodes_that_import_tvb_log_their_finish_and_keep_one_format(tmp_path):
+    """tvb-library's own logging configuration (run when it is first imported) set the root logger
+    to WARNING in its own format: the TVB node (and the reference node) lost every INFO line after
+    the import, their finish line included, and wrote `- WARNING - tvb…` lines (issue 23). Every
+    node now ends its log with where its results are, and every line keeps the service format."""
+    import re
+    import subprocess
+    import yaml
+    from cosim.launch import command_lines
+    cfg = {"run": {"name": "fin", "duration_ms": 30, "progress": False},
+           "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": [33, 71]}]}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    p = subprocess.run(command_lines.cosim_cmd() + ["run", str(path), "--out", str(out), "--no-plots"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path, env=command_lines.service_env())
+    assert p.returncode == 0, p.stderr[-3000:]
+    for name, file in (("tvb", "tvb.h5"), ("spiking", "spiking.h5")):
+        text = (out / "logs" / f"{name}.log").read_text()
+        assert re.search(rf"{name} INFO cosim.runtime.node: {name}: finished \d+ windows; results in \S*{file}", text), text
+        stamped = [l for l in text.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ", l)]
+        assert stamped and all(re.match(rf"\S+ \S+ {name} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ", l) for l in stamped), text
+    assert not (tmp_path / "library.log").exists()
+
+
+@pytest.mark.parametrize("shared", [True, pytest.param(False, marks=[pytest.mark.slow, pytest.mark.tvb])],
+                         ids=["coordinator's folder", "node's own folder"])
+def test_a_node_started_after_its_run_ended_says_so(tmp_path, shared):
+    """A node restarted after its run completed (the coordinator is gone) says that the run in its
+    results folder has ended, from the coordinator's status marker when the folder is shared, else
+    from its own file's completion mark; and claims no "partial results" (issue 23; before: a wait,
+    then `no CONFIGURE … (is the coordinator running?)` … `partial results kept`)."""
+    import subprocess
+    import yaml
+    from cosim.launch import command_lines
+    from cosim.launch.run import free_port
+    path = tmp_path / "c.yaml"
+    from harness import ref_config
+    # the node's own file: a backend that writes one (the reference node; noop writes none)
+    path.write_text(yaml.safe_dump(noop_cfg() if shared else ref_config(duration_ms=30)))
+    out = tmp_path / "out"
+    p = subprocess.run(command_lines.cosim_cmd() + ["run", str(path), "--out", str(out), "--no-plots"],
+                       capture_output=True, text=True, timeout=300, env=command_lines.service_env())
+    assert p.returncode == 0, p.stderr[-3000:]
+    if not shared:      # the node's machine: its own file, no coordinator status
+        (out / "status_coordinator.json").unlink()
+    t0 = time.monotonic()
+    p = subprocess.run(command_lines.cosim_cmd() + ["spiking-node", "--coordinator", f"tcp://127.0.0.1:{free_port()}",
+                                                   "--out", str(out), "--register-timeout-ms", "1500"],
+                       capture_output=True, text=True, timeout=120, env=command_lines.service_env())
+    assert p.returncode == 1 and time.monotonic() - t0 < 60, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert "no CONFIGURE" in last and "partial results kept" not in last, last
+    if shared:
+        assert f"the run in {out} has already ended (completed; status_coordinator.json)" in last, last
+    else:
+        assert f"{out / 'spiking.h5'} holds the results of a run that completed" in last, last
+    assert "this node was started after" in last

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 import yaml
+from pathlib import Path
 
 from harness import read_results
 from resumelib import assert_equal_results, kill_and_resume, netpyne_config, resume_config, uninterrupted
@@ -167,3 +168,104 @@ def test_a_node_started_with_resume_refuses_a_fresh_run(tmp_path):
         codes = s.wait_exit(timeout=120)
     assert codes["coordinator"] == 2 and codes["spiking"] != 0, (codes, s.logs_text())
     assert "started with --resume, but the coordinator starts a new run" in s.log("coordinator")
+
+
+# ---- what a resume depends on besides the config's text (issue 23, What to build 5) ----------
+@pytest.fixture(scope="module")
+def broken_run(tmp_path_factory):
+    """A reference run on a connectivity zip of its own, its spiking node SIGKILLed after the
+    second checkpoint: the folder each test below copies and resumes."""
+    import shutil
+    import tvb_data
+    from resumelib import killed_run
+    d = tmp_path_factory.mktemp("broken")
+    conn = d / "connectome.zip"
+    shutil.copy(Path(tvb_data.__file__).parent / "connectivity" / "connectivity_76.zip", conn)
+    cfg = {**resume_config(), "tvb": {"connectivity": str(conn)}}
+    killed_run(cfg, d / "run", "spiking", random.Random(3), after_checkpoints=2, kill_within_s=0.05)
+    return d / "run", conn
+
+
+def _copy_run(broken_run, dest: Path, **coordinator) -> Path:
+    """The broken run in `dest` (config.yaml pointing at it), `coordinator` keys changed."""
+    import shutil
+    src, _ = broken_run
+    shutil.copytree(src, dest)
+    c = yaml.safe_load((dest / "config.yaml").read_text())
+    c["run"]["results_dir"] = str(dest)
+    c["coordinator"].update(coordinator)
+    (dest / "config.yaml").write_text(yaml.safe_dump(c))
+    return dest
+
+
+@pytest.mark.tvb
+def test_resume_refuses_a_connectome_whose_content_changed_under_the_same_path(tmp_path, broken_run):
+    """The config names the connectivity by path: its content is part of the config hash, and the
+    refusal says which file changed (before: resumed silently, with other results)."""
+    import zipfile
+    run = _copy_run(broken_run, tmp_path / "run")
+    _, conn = broken_run
+    edited = tmp_path / "edited.zip"
+    with zipfile.ZipFile(conn) as zi, zipfile.ZipFile(edited, "w") as zo:
+        for n in zi.namelist():
+            data = zi.read(n)
+            zo.writestr(n, data.replace(b"1", b"2", 50) if n == "weights.txt" else data)
+    original = conn.read_bytes()
+    try:
+        conn.write_bytes(edited.read_bytes())          # same path, other weights
+        p = _cosim("resume", str(run))
+    finally:
+        conn.write_bytes(original)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr
+    assert f"tvb.connectivity: the content of {conn} changed" in lines[0], lines[0]
+    assert "written by another configuration" in lines[0]
+
+
+@pytest.mark.tvb
+def test_resume_refuses_changed_watch_regions_in_one_line(tmp_path, broken_run):
+    """coordinator.watch_regions decides which signals coordinator.h5 records from window 0: a
+    list edited before the resume is refused in one line (before: a dataset shorter than the
+    others, or a KeyError blamed on tvb)."""
+    run = _copy_run(broken_run, tmp_path / "run", watch_regions=[0, 1])
+    p = _cosim("resume", str(run))
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        "cosim: configuration error: cannot resume: coordinator.watch_regions is [0, 1], the run watched [] "
+        "(coordinator.h5 records them from window 0); set it back to [] to resume"], p.stderr
+
+
+@pytest.mark.tvb
+@pytest.mark.parametrize("lost", ["tvb.h5", "coordinator.h5"])
+def test_resume_names_a_missing_results_file(tmp_path, broken_run, lost):
+    run = _copy_run(broken_run, tmp_path / "run")
+    (run / lost).unlink()
+    p = _cosim("resume", str(run))
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr
+    assert lines[0].startswith(f"cosim: configuration error: cannot resume: results file {run / lost} is missing"), lines
+
+
+def test_truncate_names_a_missing_results_file(tmp_path):
+    """A node resuming on another machine (no launcher to check first) names the file too."""
+    from cosim.runtime import checkpoint
+    with pytest.raises(checkpoint.CheckpointError, match=f"results file {tmp_path / 'spiking.h5'} is missing"):
+        checkpoint.truncate_h5(tmp_path / "spiking.h5", {"raw/S_e": 3})
+
+
+@pytest.mark.tvb
+def test_a_resumed_summary_counts_only_the_windows_it_ran(tmp_path, broken_run):
+    """The speed figures of a resumed run divide the windows the resumed part ran (not all of the
+    run's) by its wall time, and the summary says so (before: real-time factor 2.27 printed, 12.6 true)."""
+    from resumelib import resume
+    run = _copy_run(broken_run, tmp_path / "run")
+    p = resume(run)
+    assert p.returncode == 0, p.stderr[-3000:]
+    s = json.loads((run / "summary.json").read_text())
+    first = s["resumed_from_window"] + 1
+    ran = s["windows"] - first
+    assert 0 < ran < s["windows"]
+    assert s["speed_counts"]["windows"] == ran and s["speed_counts"]["first_window"] == first
+    assert s["windows_per_s"] == pytest.approx(ran / s["wall_s"], rel=1e-9)
+    assert s["real_time_factor"] == pytest.approx(s["wall_s"] / (ran * s["window_ms"] / 1000), rel=1e-9)
+    assert (f"resumed from window {first}: {ran} windows" in p.stdout + p.stderr
+            and "counting only the windows the resumed part ran" in p.stdout + p.stderr), p.stdout + p.stderr

@@ -126,9 +126,9 @@ def test_foreign_key_is_refused_and_run_proceeds(tmp_path, procs):
     refusals = [line for line in log.splitlines() if "refused CURVE client key" in line]
     assert refusals and all(rogue_pub in line for line in refusals), log
     assert "registered spiking" in log and log.count("registered spiking") == 1
-    # the intruder never got an answer: it gives up by itself, and fails
-    assert intruder.wait(timeout=30) != 0
-    assert "no CONFIGURE" in (tmp_path / "rogue.log").read_text()
+    # the intruder never got an answer: it gives up by itself, and fails, saying its key was refused
+    assert intruder.wait(timeout=30) == 2
+    assert "refused this node's CURVE key" in (tmp_path / "rogue.log").read_text()
     with h5py.File(out / "coordinator.h5") as f:
         assert f.attrs["n_windows"] > 0 and f["signals/spiking/state/S_e"].shape[0] > 0
 
@@ -282,3 +282,37 @@ def test_data_inbox_accepts_a_producer_that_connects_before_prepare(tmp_path):
         push.close(0)
         inbox.close(0)
         ctx.term()
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("case", ["wrong coordinator.key", "no keys"])
+def test_a_node_with_a_wrong_coordinator_key_says_so(tmp_path, procs, case):
+    """A node whose coordinator.key is not the coordinator's public key (or that has no keys while
+    the coordinator runs CURVE) fails within seconds naming the keys, exit 2; before: 5 s, then
+    `stopped answering heartbeats`, or `no CONFIGURE` after the register timeout, nothing on keys."""
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    security.generate(keys, ["coordinator", "tvb", "spiking"])
+    security.generate(other, ["coordinator"])
+    node_keys = tmp_path / "node_keys"
+    node_keys.mkdir()
+    for f in ("spiking.key", "spiking.key_secret"):
+        (node_keys / f).write_bytes((keys / f).read_bytes())
+    (node_keys / "coordinator.key").write_bytes((other / "coordinator.key").read_bytes())   # another run's
+    cfg, out = _config(tmp_path, keys), tmp_path / "out"
+    router = f"tcp://127.0.0.1:{free_port()}"
+    coord = procs(PY + ["coordinator", str(cfg), "--router", router, "--pub", f"tcp://127.0.0.1:{free_port()}",
+                        "--out", str(out), "--no-plots"], tmp_path / "coordinator.log")
+    t0 = time.monotonic()
+    node = procs(PY + ["spiking-node", "--coordinator", router, "--register-timeout-ms", "60000"]
+                 + (["--keys", str(node_keys)] if case != "no keys" else []), tmp_path / "node.log")
+    assert node.wait(timeout=60) == 2, (tmp_path / "node.log").read_text()
+    took = time.monotonic() - t0
+    text = (tmp_path / "node.log").read_text()
+    last = [l for l in text.splitlines() if l.startswith("cosim spiking:")]
+    assert len(last) == 1, text
+    if case == "no keys":
+        assert "runs CURVE (coordinator.curve: true) and this node has no keys" in last[0], last
+    else:
+        assert f"{node_keys}/coordinator.key) is not the coordinator's" in last[0], last
+    assert took < 30, took           # not the register timeout (60 s)
+    assert coord.poll() is None      # the coordinator still waits for real nodes

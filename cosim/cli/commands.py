@@ -43,6 +43,28 @@ def setup_logging(level: str, who: str) -> None:
                         format=f"%(asctime)s {who} %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("tvb", "numba", "matplotlib", "h5py", "PIL", "numexpr", "distributed", "tornado", "bokeh"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    keep_tvb_off_logging()
+
+
+def keep_tvb_off_logging() -> None:
+    """tvb-library configures logging when first imported (``logging.config.fileConfig`` of its
+    ``library_logger.conf``): the root logger goes to WARNING on stdout in TVB's own format and into a
+    ``library.log`` in the working folder, so a service that imports TVB lost its own INFO lines
+    (the TVB node's finish line) and switched format (``- ERROR - cosim.transport -``). A service
+    process owns its logging: TVB's configuration file is skipped, its loggers log through ours."""
+    import logging.config
+    from pathlib import Path
+    original = logging.config.fileConfig
+    if getattr(original, "_cosim_keeps_tvb_off", False):
+        return
+
+    def file_config(fname, *args, **kwargs):
+        parts = Path(str(fname)).parts
+        if "tvb" in parts and Path(str(fname)).name.startswith("library_logger"):
+            return None
+        return original(fname, *args, **kwargs)
+    file_config._cosim_keeps_tvb_off = True        # type: ignore[attr-defined]
+    logging.config.fileConfig = file_config
 
 
 def _int_list(text: str) -> list[int]:
@@ -97,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=_env("COSIM_RESULTS"), help="results directory")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     c.add_argument("--no-plots", action="store_true")
+    # `cosim run`/`resume` pass their pid: the results folder's lock (.cosim.lock) is theirs already
+    c.add_argument("--launched-by", type=int, default=None, help=argparse.SUPPRESS)
 
     for name, role in (("tvb-node", "tvb"), ("spiking-node", "spiking")):
         n = sub.add_parser(name, help=f"run a {role} node alone")
@@ -201,6 +225,27 @@ def _follow(job, bar_cls) -> int:
     return EXIT_OK
 
 
+def held_by_launcher(out, pid: int | None) -> bool:
+    """The results folder's lock is held by launcher `pid` (`cosim run` / `cosim resume`, which
+    start this coordinator): its lock file names that pid and cannot be taken now."""
+    import fcntl
+    from cosim.launch.preflight import LOCK_NAME
+    if pid is None:
+        return False
+    try:
+        with open(out / LOCK_NAME) as f:
+            if f.read().strip() != str(pid):
+                return False
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True             # held, by the launcher that named itself
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            return False                # the launcher is gone: take it ourselves
+    except OSError:
+        return False
+
+
 def cmd_coordinator(a) -> int:
     from pathlib import Path
     from cosim.launch.preflight import check_address, writable_dir
@@ -216,7 +261,13 @@ def cmd_coordinator(a) -> int:
     if updates:
         cfg.coordinator = cfg.coordinator.model_copy(update=updates)
     out = Path(a.out or Path(cfg.run.results_dir) / cfg.run.name)
-    writable_dir(out, "--out" if a.out else "run.results_dir")
+    what = "--out" if a.out else "run.results_dir"
+    writable_dir(out, what)
+    lock = None
+    if not held_by_launcher(out, a.launched_by):
+        # a hand-started coordinator owns its results folder as `cosim run` does: one run per folder
+        from cosim.launch.preflight import claim_dir
+        out, lock = claim_dir(out, what)
     if not a.resume:       # a resumed run keeps the config it started with
         (out / "config.yaml").write_text(dump_yaml(cfg))
     else:
@@ -232,6 +283,8 @@ def cmd_coordinator(a) -> int:
         raise
     finally:
         bar.close()
+        if lock is not None:
+            lock.close()
     return EXIT_OK
 
 
@@ -412,18 +465,23 @@ def report_error(e: BaseException, a) -> int:
             say(f"{who}:   {folder}: {reason}")
         say(f"{who}: run the same command again to rerun the {n} failed run{'s' if n > 1 else ''} only")
     elif isinstance(e, (RunInterrupted, Interrupted)):
-        say(f"{who}: interrupted" + (f"; results up to the last completed window are in {out}" if out else ""))
+        if getattr(e, "no_window_ran", False):
+            say(f"{who}: interrupted ({e}); no window completed" + (f": no results (its folder: {out})" if out else ""))
+        else:
+            say(f"{who}: interrupted" + (f"; results up to the last completed window are in {out}" if out else ""))
     elif isinstance(e, RunFailed):
         say(f"{who}: run failed: {e}")
-        if out is not None:
-            logs = " and logs" if a.cmd in ("run", "resume") else ""
+        logs = " and logs" if a.cmd in ("run", "resume") else ""
+        if out is not None and e.no_window_ran:
+            say(f"{who}: no window completed: no results (config{logs} in {out})")
+        elif out is not None:
             say(f"{who}: results up to the last completed window{logs} are in {out}")
     elif isinstance(e, RunAborted):
         say(f"{who}: run aborted by the coordinator: {e}")
     elif isinstance(e, RemoteError):
         say(f"{who}: refused by the coordinator: {e}")
     elif isinstance(e, PeerTimeout):       # CoordinatorLost included
-        say(f"{who}: {e}; partial results kept")
+        say(f"{who}: {e}" + ("" if getattr(e, "nothing_written", False) else "; partial results kept"))
     else:
         say(f"{who}: {e}")
     return e.exit_code

@@ -91,7 +91,8 @@ def services_of(cfg: Any, cfg_path: str, out: Path, router: str, pub: str, *, pl
     resume = "--resume" in again
     specs = [ServiceSpec("coordinator", "coordinator",
                          command_lines.coordinator_args(cfg_path, str(out), router=router if resume else None,
-                                                        pub=pub if resume else None, plots=plots, extra=again),
+                                                        pub=pub if resume else None, plots=plots,
+                                                        extra=again + ["--launched-by", str(os.getpid())]),
                          log=logs / "coordinator.log", append_log=append_logs,
                          options={"cfg": cfg, "out": out, "resume": resume, "plots": plots}),
              ServiceSpec("tvb", "tvb", command_lines.tvb_args(router, side=side, keys=keys) + again, backend=side,
@@ -194,7 +195,11 @@ def start_resume(a: Any, starter: Starter | None = None) -> Launch:
     check_run(cfg, cfg_path, connectome=False)
     _check_installed(cfg)
     check_nodes(cfg, cfg_path)
-    k = checkpoint.select(out_dir, checkpoint.config_hash(cfg.model_dump(mode="json")))["window"]
+    dumped = cfg.model_dump(mode="json")
+    inputs = checkpoint.input_hashes(dumped)
+    manifest = checkpoint.select(out_dir, checkpoint.config_hash(dumped, inputs), inputs)
+    checkpoint.check_resume(out_dir, manifest, cfg.coordinator.watch_regions)
+    k = manifest["window"]
     from cosim.launch.preflight import claim_dir
     out, lock = claim_dir(Path(out_dir), "run_dir")
     held = HeldPorts()
@@ -358,12 +363,17 @@ class Launch:
             raise RunFailed(_death(code, out), EXIT_FAILED, out=out)
         status = out / "status_coordinator.json"
         try:
-            reason = json.loads(status.read_text()).get("reason") if status.exists() else None
+            st = json.loads(status.read_text()) if status.exists() else {}
         except (OSError, ValueError):
-            reason = None
+            st = {}
+        reason = st.get("reason") if isinstance(st, dict) else None
+        # the coordinator's last word: it ended before its first window (and is no resumed run)
+        none_ran = (isinstance(st, dict) and st.get("windows_completed") == 0 and st.get("running") is not True
+                    and "resumed_from_window" not in st)
         line = self.services[0].last_error_line()
         if code == EXIT_INTERRUPTED or self.stopped:
-            raise RunInterrupted(reason if reason and reason != "completed" else "interrupted", EXIT_INTERRUPTED, out=out)
+            raise RunInterrupted(reason if reason and reason != "completed" else "interrupted", EXIT_INTERRUPTED, out=out,
+                                 no_window_ran=none_ran)
         if code == EXIT_CONFIG:    # a node or the coordinator refused the configuration during setup
             told = reason if reason and reason != "completed" and not reason.startswith("running") else _strip(line)
             e = RunRefused(told or "the run was refused during setup", out=out)
@@ -374,7 +384,7 @@ class Launch:
             raise e
         if not reason or reason == "completed":
             raise RunFailed(_strip(line) or f"coordinator exited with code {code}", code, out=out)
-        raise RunFailed(reason, code, out=out)
+        raise RunFailed(reason, code, out=out, no_window_ran=none_ran)
 
 
     def _add_launch(self, summary: dict) -> None:

@@ -34,8 +34,15 @@ def write_run_outputs(out: Path, summary: dict, plots: bool = True, echo: bool =
 
 
 def format_summary(s: dict, with_breakdown: bool = True) -> str:
-    lines = [f"cosim: completed {s['windows']} windows of {s['window_ms']:g} ms = {s['simulated_ms']:g} ms simulated "
-             f"in {s['wall_s']:.2f} s ({s['windows_per_s']:.0f} windows/s, real-time factor {s['real_time_factor']:.2f})"]
+    part = s.get("speed_counts")
+    if isinstance(part, dict):         # a resumed run: the speed is that of the part that ran now
+        lines = [f"cosim: completed {s['windows']} windows of {s['window_ms']:g} ms = {s['simulated_ms']:g} ms simulated; "
+                 f"resumed from window {part['first_window']}: {part['windows']} windows = {part['simulated_ms']:g} ms "
+                 f"in {s['wall_s']:.2f} s ({s['windows_per_s']:.0f} windows/s, real-time factor "
+                 f"{s['real_time_factor']:.2f}, counting only the windows the resumed part ran)"]
+    else:
+        lines = [f"cosim: completed {s['windows']} windows of {s['window_ms']:g} ms = {s['simulated_ms']:g} ms simulated "
+                 f"in {s['wall_s']:.2f} s ({s['windows_per_s']:.0f} windows/s, real-time factor {s['real_time_factor']:.2f})"]
     dur = s.get("duration_ms")
     if dur is not None and abs(s["simulated_ms"] - dur) > 1e-9 * max(dur, 1):
         lines.append(f"  run.duration_ms {dur:g} ms is not a whole number of windows: the run ends with its last "

@@ -92,10 +92,95 @@ def set_rng_state(rs: np.random.RandomState, d: dict[str, np.ndarray], prefix: s
 _NOT_RESULTS = {"run": ("progress", "checkpoint", "results_dir", "name")}
 
 
-def config_hash(config: dict) -> str:
+def _hash_path(p: Path) -> str:
+    """sha256 of a file's content, or of a folder's top-level files (names and contents; hidden
+    files and sub-folders, such as compiled mechanisms, left out); "missing" if neither."""
+    try:
+        if p.is_file():
+            return sha256_file(p)
+        if p.is_dir():
+            h = hashlib.sha256()
+            for f in sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")):
+                h.update(f.name.encode() + b"\0" + sha256_file(f).encode())
+            return h.hexdigest()
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    return "missing"
+
+
+def input_files(config: dict) -> dict[str, Path]:
+    """The files a run reads that the config names by path only, by config key: the connectome
+    (``tvb.connectivity``), a user's TVB model module (``tvb.model_class`` as a dotted path), each
+    backend's ``path_params`` (model files, mechanism folders) and the ``.mod`` files beside a
+    model file (NEURON mechanisms). Their contents go into the config hash (`config_hash`)."""
+    out: dict[str, Path] = {}
+    tvb = config.get("tvb") or {}
+    c = tvb.get("connectivity")
+    if isinstance(c, str) and c != "default":
+        out["tvb.connectivity"] = Path(c).expanduser()
+    m = tvb.get("model_class")
+    if isinstance(m, str) and "." in m and not m.startswith("tvb."):
+        import importlib.util
+        try:
+            spec = importlib.util.find_spec(m.rpartition(".")[0])
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin and Path(spec.origin).is_file():
+            out["tvb.model_class"] = Path(spec.origin)
+    from cosim import plugins
+    for i, node in enumerate(config.get("spiking_nodes") or []):
+        if not isinstance(node, dict):
+            continue
+        try:
+            spec_b = plugins.get(node.get("backend") or "reference")
+        except plugins.UnknownBackend:
+            continue
+        for dotted in spec_b.path_params:
+            v = plugins._get(node.get("params") or {}, dotted)
+            if isinstance(v, str) and v:
+                p = Path(v).expanduser()
+                out[f"spiking_nodes[{i}].params.{dotted}"] = p
+                if p.is_file():
+                    for mod in sorted(p.parent.glob("*.mod")):
+                        out[f"spiking_nodes[{i}].params.{dotted} (beside it: {mod.name})"] = mod
+    return out
+
+
+def input_hashes(config: dict) -> dict[str, str]:
+    """{config key: "<path> <sha256>"} of `input_files` (a missing file hashes as "missing")."""
+    return {k: f"{p} {_hash_path(p)}" for k, p in input_files(config).items()}
+
+
+def inputs_changed(old: dict[str, str] | None, new: dict[str, str]) -> str:
+    """Which input files differ between a checkpoint's manifest and now, in words ("" if none)."""
+    if not isinstance(old, dict):
+        return ""
+    diff = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        path = (b or a or "").rpartition(" ")[0]
+        if b is None or a is None:
+            diff.append(f"{k} {'added' if a is None else 'removed'}")
+        elif b.endswith(" missing"):
+            diff.append(f"{k}: {path} is missing")
+        elif a.rpartition(" ")[0] != path:
+            diff.append(f"{k}: now {path}, was {a.rpartition(' ')[0]}")
+        else:
+            diff.append(f"{k}: the content of {path} changed")
+    return "; ".join(diff)
+
+
+def config_hash(config: dict, inputs: dict[str, str] | None = None) -> str:
     """sha256 of what determines the results (not addresses, heartbeats, names, checkpointing or
-    the machines a node's MPI ranks run on)."""
+    the machines a node's MPI ranks run on), with the content of the files the config names
+    (`input_hashes`: connectome, model and mechanism files; a changed file under the same path
+    changes the results)."""
     data = json.loads(json.dumps(config, default=str))
+    inputs = input_hashes(config) if inputs is None else inputs
+    if inputs:                  # (none: the hash of a checkpoint written before files were hashed)
+        data["__inputs__"] = inputs
     data.pop("coordinator", None)
     for k in _NOT_RESULTS["run"]:
         (data.get("run") or {}).pop(k, None)
@@ -158,7 +243,8 @@ def drop_newer(run_dir: str | Path, k: int) -> None:
             shutil.rmtree(folder(run_dir, w), ignore_errors=True)
 
 
-def verify(run_dir: str | Path, k: int, cfg_hash: str | None = None) -> tuple[dict | None, str]:
+def verify(run_dir: str | Path, k: int, cfg_hash: str | None = None,
+           inputs: dict[str, str] | None = None) -> tuple[dict | None, str]:
     """(manifest, "") if checkpoint k verifies, else (None, why)."""
     d = folder(run_dir, k)
     try:
@@ -170,7 +256,9 @@ def verify(run_dir: str | Path, k: int, cfg_hash: str | None = None) -> tuple[di
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("window") != k:
         return None, "manifest of another format or window"
     if cfg_hash is not None and manifest.get("config_sha256") != cfg_hash:
-        return None, "written by another configuration (config hash differs)"
+        changed = inputs_changed(manifest.get("inputs"), inputs or {}) if inputs is not None else ""
+        return None, ("written by another configuration (config hash differs"
+                      + (f": {changed})" if changed else ")"))
     for rel, digest in (manifest.get("files") or {}).items():
         p = Path(run_dir) / rel
         if not p.is_file():
@@ -180,7 +268,7 @@ def verify(run_dir: str | Path, k: int, cfg_hash: str | None = None) -> tuple[di
     return manifest, ""
 
 
-def select(run_dir: str | Path, cfg_hash: str) -> dict:
+def select(run_dir: str | Path, cfg_hash: str, inputs: dict[str, str] | None = None) -> dict:
     """The manifest of the newest checkpoint that verifies (falling back to older ones); raises
     CheckpointError naming why none does."""
     found = windows_on_disk(run_dir)
@@ -188,13 +276,34 @@ def select(run_dir: str | Path, cfg_hash: str) -> dict:
         raise CheckpointError(f"{run_dir}: no checkpoint to resume from (was run.checkpoint set?)")
     why: list[str] = []
     for k in found:
-        manifest, bad = verify(run_dir, k, cfg_hash)
+        manifest, bad = verify(run_dir, k, cfg_hash, inputs)
         if manifest is not None:
             if why:
                 log.warning("checkpoint: skipping %s; resuming from window %d", "; ".join(why), k)
             return manifest
         why.append(f"checkpoint {k}: {bad}")
     raise CheckpointError(f"{run_dir}: no usable checkpoint ({'; '.join(why)})")
+
+
+def check_resume(run_dir: str | Path, manifest: dict, watch_regions: list[int], nodes: bool = True) -> None:
+    """What a resume from `manifest` needs beyond the checkpoint's own files, in one line each
+    (CheckpointError): the same ``coordinator.watch_regions`` (coordinator.h5 records the watched
+    regions' signals from window 0: a changed list would leave a dataset short or one that stops
+    at the cut) and the results files to continue (coordinator.h5; with `nodes`, the nodes' files
+    too, when they are written in this folder, as under `cosim resume`)."""
+    k = manifest.get("window")
+    had = manifest.get("watch_regions")
+    if had is not None and sorted(had) != sorted(watch_regions):
+        raise CheckpointError(f"cannot resume: coordinator.watch_regions is {sorted(watch_regions)}, the run "
+                              f"watched {sorted(had)} (coordinator.h5 records them from window 0); set it back "
+                              f"to {sorted(had)} to resume")
+    files = ["coordinator.h5"] if (manifest.get("coordinator") or {}).get("rows") else []
+    if nodes:
+        files += [rel for node in (manifest.get("nodes") or {}).values() for rel in (node.get("rows") or {})]
+    for rel in files:
+        if not (Path(run_dir) / rel).is_file():
+            raise CheckpointError(f"cannot resume: results file {Path(run_dir) / rel} is missing (the checkpoint "
+                                  f"of window {k} continues it)")
 
 
 # ---------------------------------------------------------------------------- results files
@@ -221,6 +330,8 @@ def truncate_h5(path: str | Path, rows: dict[str, int], libver: str | None = Non
     import h5py
     from cosim.runtime.store import open_h5
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"results file {path} is missing (the checkpoint continues it)")
     tmp = path.with_name(f".{path.name}.resume")
     with open_h5(path) as src, h5py.File(tmp, "w", **({"libver": libver} if libver else {})) as dst:
         for k, v in src.attrs.items():

@@ -19,11 +19,11 @@ import numpy as np
 import zmq
 
 from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec
-from cosim.errors import CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
+from cosim.errors import ConfigError, CoordinatorLost, NodeFailed, PeerTimeout, RemoteError, RunAborted  # noqa: F401
 from cosim.runtime import startup, transport
 from cosim.runtime.step_copies import StepCopies
-from cosim.runtime.transport import (Channel, DataPlane, Echo, Heartbeat, default_data_bind, echo_bind, new_token,
-                                     routing_id)
+from cosim.runtime.transport import (Channel, DataPlane, Echo, HandshakeWatch, Heartbeat, default_data_bind, echo_bind,
+                                     new_token, routing_id)
 from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T
 from cosim.proto.signals import SIGNAL_BOUND, check_outputs, values_ok
 
@@ -52,6 +52,7 @@ class NodeRuntime:
         self.zctx = zmq.Context.instance()
         ident = routing_id(name, self.token)
         self.ch = Channel(self.zctx, address, ident, curve)
+        self.handshake = HandshakeWatch(self.ch.sock, address, curve)    # wrong keys, said as such
         self.hb = Heartbeat(self.zctx, address, ident, name, curve)
         # the data inbox is bound before REGISTER, so its address travels in CONFIGURED (§4.1)
         bind = data_bind or default_data_bind(address, name, self.token)
@@ -82,6 +83,9 @@ class NodeRuntime:
         while True:
             if self.hb.lost.is_set():
                 raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats")
+            bad = self.handshake.problem()
+            if bad:
+                raise ConfigError(bad)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise PeerTimeout(f"no {what} from the coordinator at {self.address} within {timeout_ms} ms")
@@ -124,7 +128,44 @@ class NodeRuntime:
                                 "token": self.token})
         self.hb.start()
         log.info("%s: registering with %s", self.name, self.address)
-        return self._wait({T.CONFIGURE}, self.register_timeout_ms, "CONFIGURE (is the coordinator running?)")
+        try:
+            return self._wait({T.CONFIGURE}, self.register_timeout_ms, "CONFIGURE (is the coordinator running?)")
+        except PeerTimeout as e:
+            ended = self._ended_run()
+            if ended:
+                e = type(e)(f"{e}; {ended}")
+            e.nothing_written = True        # type: ignore[attr-defined]  # no results of this node: none to keep
+            raise e from None
+
+    def _ended_run(self) -> str:
+        """Why no coordinator answers, when this node's results folder (--out / --resume) says: the
+        run there has ended (a node restarted after the end of its run); else ""."""
+        from pathlib import Path
+        import json
+        if not self.results_override:
+            return ""
+        d = Path(self.results_override)
+        try:
+            st = json.loads((d / "status_coordinator.json").read_text())
+        except (OSError, ValueError):
+            st = None
+        if isinstance(st, dict) and st.get("running") is not True and "completed" in st:
+            how = ("completed" if st.get("completed") is True
+                   else f"failed: {transport.printable(st.get('reason'), 300)}")
+            return (f"the run in {d} has already ended ({how}; status_coordinator.json): this node was started "
+                    f"after its end; a new run needs a new coordinator (and another results folder)")
+        try:
+            import h5py
+            with h5py.File(d / f"{self.name}.h5", "r") as f:
+                mark = f.attrs.get("status")
+        except (OSError, ImportError):
+            return ""
+        if isinstance(mark, bytes):
+            mark = mark.decode(errors="replace")
+        if mark == "completed":
+            return (f"{d / (self.name + '.h5')} holds the results of a run that completed: this node was started "
+                    f"after the end of its run; a new run needs a new coordinator (and another results folder)")
+        return ""
 
     def configure(self, msg: Message) -> None:
         with self.startup.phase("configure"):
@@ -451,7 +492,9 @@ class NodeRuntime:
             if self.data.rejects.total():     # DATA dropped (forged, strangers'): reported (§4.1)
                 summary = {**(summary or {}), "rejected_data": dict(self.data.rejects.counts)}
             self._finish(_plain(summary))
-            log.info("%s: finished", self.name)
+            where = (summary or {}).get("results") if isinstance(summary, dict) else None
+            log.info("%s: finished %d windows; results in %s", self.name, self.window + 1,
+                     where or (self.ctx.results_dir if self.ctx is not None else None) or "(none written)")
             return summary
         except CoordinatorLost as e:
             aborted = f"{type(e).__name__}: {e}".splitlines()[0]
@@ -490,6 +533,7 @@ class NodeRuntime:
             self.hb.stop()
             if self.hb.is_alive():     # let it leave its poll before the sockets go (no traceback at exit)
                 self.hb.join(timeout=2)
+            self.handshake.close()
             self.ch.close()
             self.data.close()
             if self.echo is not None:

@@ -162,6 +162,62 @@ class Channel:
         self.sock.close(linger=200)
 
 
+class HandshakeWatch:
+    """Watches a node's connection to the coordinator until its first ZMTP handshake succeeds:
+    a TCP connection that the handshake keeps failing is a key or mechanism problem, not a missing
+    coordinator, and `problem()` says which, in words (libzmq reports it only as socket events)."""
+
+    _EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+               | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+    FAILURES = 3        # consecutive failed handshakes (they repeat every reconnect interval, ~0.1 s)
+
+    def __init__(self, sock: zmq.Socket, address: str, curve=None):
+        self.sock, self.address, self.curve = sock, address, curve
+        self.mon: zmq.Socket | None = sock.get_monitor_socket(self._EVENTS)
+        self.failed: list[tuple[int, int]] = []      # (event, value) of each failure since the last success
+
+    def problem(self) -> str | None:
+        """None while nothing is wrong (or once a handshake succeeded); else the one-line cause."""
+        from zmq.utils.monitor import recv_monitor_message
+        if self.mon is None:
+            return None
+        while self.mon.poll(0):
+            ev = recv_monitor_message(self.mon)
+            if ev["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.close()
+                return None
+            self.failed.append((ev["event"], ev["value"]))
+        where = f"the coordinator at {self.address}"
+        auth = [v for e, v in self.failed if e == zmq.EVENT_HANDSHAKE_FAILED_AUTH]
+        if auth:            # the coordinator said so (ZAP): decisive at once
+            return (f"{where} refused this node's CURVE key (ZAP status {auth[-1]}): its public key is not in the "
+                    f"coordinator's keys folder (copy the node's .key file there, or use the keys made by `cosim keys`)")
+        mismatch = getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1)
+        if not any(v == mismatch for _, v in self.failed) and len(self.failed) < self.FAILURES:
+            return None
+        value = self.failed[-1][1]
+        if any(v == mismatch for _, v in self.failed) or self.curve is None:
+            return (f"{where} uses another security mechanism: " +
+                    ("this node has CURVE keys and the coordinator runs without (coordinator.curve: false)"
+                     if self.curve is not None else
+                     "it runs CURVE (coordinator.curve: true) and this node has no keys (--keys / COSIM_KEYS)"))
+        if self.curve is not None:
+            key = getattr(self.curve, "dir", None)
+            return (f"the CURVE handshake with {where} fails ({self.FAILURES} times): the coordinator's public key "
+                    f"this node has ({key}/coordinator.key) is not the coordinator's, or the coordinator runs "
+                    f"without CURVE; copy coordinator.key from the coordinator's keys folder")
+        return f"the ZMTP handshake with {where} fails ({self.FAILURES} times, code {value}): is it a cosim coordinator?"
+
+    def close(self) -> None:
+        if self.mon is not None:
+            try:
+                self.sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self.mon.close(linger=0)
+            self.mon = None
+
+
 class Heartbeat(threading.Thread):
     """Sends HEARTBEAT every interval on its own socket; sets `lost` when replies stop. Before the
     coordinator has answered at all, nothing is lost: the caller's register wait (a node's

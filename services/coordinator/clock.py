@@ -264,6 +264,7 @@ class ClockMixin(CoordinatorState):
             cost = time.perf_counter() - ck["t0"]
             checkpoint.write_manifest(self.results_dir, k, {
                 "format": checkpoint.FORMAT, "window": k, "config_sha256": self.config_sha256,
+                "inputs": self.input_hashes, "watch_regions": list(self.cc.watch_regions),
                 "steps_per_window": self.W, "n_windows": self.K, "lag": self.lag, "files": files,
                 "nodes": ck["nodes"],
                 "coordinator": {"rows": {n: int(d.shape[0]) for n, d in rec.rec.ds.items()},

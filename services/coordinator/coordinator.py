@@ -87,7 +87,9 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         self._next_id = 0
         self.ckpt: dict | None = None            # the checkpoint being written (§10.1)
         self.ckpt_costs: list[float] = []        # seconds per checkpoint (the run waits for it)
-        self.config_sha256 = checkpoint.config_hash(cfg.model_dump(mode="json"))
+        dumped = cfg.model_dump(mode="json")
+        self.input_hashes = checkpoint.input_hashes(dumped)   # connectome, model and mechanism files
+        self.config_sha256 = checkpoint.config_hash(dumped, self.input_hashes)
         self.resume: dict | None = None          # the manifest of the checkpoint this run resumes from
         self._stop_requested = False
         self.longest_window_s = 0.0              # the longest window cycle reported (adaptive window timeout, §8)
@@ -96,7 +98,8 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         self._loop_t = time.monotonic()
         if resume:
             try:
-                self.resume = checkpoint.select(self.results_dir, self.config_sha256)
+                self.resume = checkpoint.select(self.results_dir, self.config_sha256, self.input_hashes)
+                checkpoint.check_resume(self.results_dir, self.resume, self.cc.watch_regions, nodes=False)
             except checkpoint.CheckpointError as e:
                 raise ConfigError(str(e)) from None
             log.info("coordinator: resuming %s from the checkpoint of window %d", self.results_dir,
@@ -140,8 +143,31 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
             except zmq.ZMQError as e:
                 raise ConfigError(f"{what}: cannot bind {addr}: {e}") from None
         self.router_addr = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
-        log.info("coordinator: ROUTER on %s, PUB on %s", self.router_addr,
-                 self.pub.getsockopt_string(zmq.LAST_ENDPOINT))
+        log.info("coordinator: ROUTER on %s, PUB on %s; nodes connect to %s", self.router_addr,
+                 self.pub.getsockopt_string(zmq.LAST_ENDPOINT), self.node_address())
+        self._next_waiting = time.monotonic() + self.waiting_every_s()
+
+    def node_address(self) -> str:
+        """The address nodes should use (`--coordinator`): the bound one, with a wildcard host
+        (``*``, ``0.0.0.0``, ``[::]``) replaced by this machine's name (a wildcard is not an address)."""
+        addr = getattr(self, "router_addr", None) or self.cc.router
+        proto, _, rest = addr.partition("://")
+        host, _, port = rest.rpartition(":")
+        if proto == "tcp" and host in ("*", "0.0.0.0", "[::]", "::", "[*]"):
+            import socket
+            return f"tcp://{socket.getfqdn() or socket.gethostname()}:{port}"
+        return addr
+
+    def waiting_every_s(self) -> float:
+        """How often a coordinator waiting for nodes says who it waits for: every 10 s (a quarter
+        of the setup timeout when that is shorter, at least every second)."""
+        return min(10.0, max(1.0, self.cc.setup_timeout_ms / 4000))
+
+    def waiting_for(self) -> str:
+        """The nodes setup still waits for, with what each still has to do."""
+        todo = {"expected": "not registered", "registered": "configuring", "configured": "waiting for the plan",
+                "preparing": "preparing"}
+        return ", ".join(f"{p.name} ({todo.get(p.state, p.state)})" for p in self.peers.values() if p.state != "ready")
 
     def send(self, peer: Peer, type_: T, content: dict | None = None, window: int | None = None,
              parent: Message | None = None) -> None:
@@ -193,9 +219,15 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         except RunFailed as e:
             self.abort_all(str(e))
             self.failure = self.drain_copies(e)
+            self.failure.no_window_ran = self.state == "SETUP" and not self.resume
             raise self.failure from None
         except KeyboardInterrupt:
-            self.failure = RunFailed(f"coordinator interrupted in window {self.window}", EXIT_INTERRUPTED)
+            if self.state == "SETUP":
+                why = (f"coordinator interrupted while waiting for nodes: {self.waiting_for()}"
+                       if self.waiting_for() else "coordinator interrupted during setup")
+            else:
+                why = f"coordinator interrupted in window {self.window}"
+            self.failure = RunFailed(why, EXIT_INTERRUPTED, no_window_ran=self.state == "SETUP" and not self.resume)
             self.abort_all(str(self.failure))
             raise self.failure from None
         finally:

@@ -69,7 +69,13 @@ class LivenessMixin(CoordinatorState):
         if self.state == "SETUP" and now - self.t_setup > self.cc.setup_timeout_ms / 1000:
             missing = [f"{p.name} ({p.state})" for p in self.peers.values() if p.state != "ready"]
             raise RunFailed(f"setup timed out after {self.cc.setup_timeout_ms} ms; not ready: {', '.join(missing)} "
-                            f"(are they started and pointed at {self.router_addr}?)")
+                            f"(are they started and pointed at {self.node_address()}?)")
+        if self.state == "SETUP" and now >= getattr(self, "_next_waiting", float("inf")):
+            # a coordinator started first says, now and then, whom it waits for and where they connect
+            self._next_waiting = now + self.waiting_every_s()
+            left = self.cc.setup_timeout_ms / 1000 - (now - self.t_setup)
+            log.info("coordinator: waiting for nodes: %s; they connect to %s (setup timeout in %.0f s)",
+                     self.waiting_for(), self.node_address(), max(left, 0.0))
 
     # ---------------------------------------------------------------- the three signals (§8)
     def watch_echo(self, peer: Peer, address) -> None:
@@ -208,7 +214,8 @@ class LivenessMixin(CoordinatorState):
                                         f"{ev['endpoint'].decode(errors='replace')}: refused in the handshake", "?")
                 else:
                     self.rejects.reject("HandshakeFailed", f"{what} handshake failed: event "
-                                        f"{zmq.Event(ev['event']).name}, code {ev['value']}", "?")
+                                        f"{zmq.Event(ev['event']).name}, code {ev['value']} (a node whose "
+                                        f"coordinator.key is not this coordinator's public key?)", "?")
 
     def note_setup_work(self, peer: Peer, hb: dict) -> None:
         """§8: while any node's heartbeats say ``setup: "compiling"``, the setup clock stands still

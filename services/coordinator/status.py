@@ -112,11 +112,16 @@ class StatusMixin(CoordinatorState):
         assert self.t_start is not None
         wall = self.t_end - self.t_start
         sim_ms = self.K * self.W * self.tvb_dt_ms
+        # speed figures count the windows this process ran: after a resume, those after the
+        # checkpoint (the wall time is this part's alone)
+        first = self.resume["window"] + 1 if self.resume else 0
+        ran = self.K - first
+        ran_ms = ran * self.W * self.tvb_dt_ms
         s = {"windows": self.K, "steps_per_window": self.W, "window_ms": self.W * self.tvb_dt_ms,
              "lookahead": self.lag, "lookahead_reason": self.lag_reason,
              "simulated_ms": sim_ms, "duration_ms": self.cfg.run.duration_ms, "wall_s": wall,
-            "windows_per_s": self.K / wall if wall else 0.0,
-             "real_time_factor": wall / (sim_ms / 1000), "results_dir": str(self.results_dir),
+             "windows_per_s": ran / wall if wall else 0.0,
+             "real_time_factor": wall / (ran_ms / 1000) if ran_ms else 0.0, "results_dir": str(self.results_dir),
              "nodes": {n: {k: v for k, v in p.info.items() if k != "startup"} for n, p in self.peers.items()},
              "timing": self.record.timing_summary() if self.record else {}}
         rejected = {n: p.info["summary"]["rejected_data"] for n, p in self.peers.items()
@@ -125,6 +130,9 @@ class StatusMixin(CoordinatorState):
             s["rejected_data"] = rejected
         if self.resume:
             s["resumed_from_window"] = self.resume["window"]
+            s["speed_counts"] = {"windows": ran, "first_window": first, "simulated_ms": ran_ms,
+                                 "why": "resumed: wall_s, windows_per_s and real_time_factor are those of the "
+                                        "windows this resumed part ran"}
         if self.first_window_at is not None:     # where the start-up went, per service (cosim.runtime.startup)
             s["startup"] = {"first_window_at": self.first_window_at, "from": "coordinator",
                             "wall_s": self.first_window_at - self.startup.started_at,

@@ -72,6 +72,8 @@ class ReferenceAdapter(NodeAdapter):
         mask[own] = False
         self.others = np.flatnonzero(mask)
         others = tuple(int(r) for r in self.others)
+        if not others:          # it owns every region: it needs nobody's state (an all-spiking run)
+            return []
         if self.tvb.legacy:
             return [SignalSpec("state/S_e", others)]
         return [SignalSpec(f"state/{v}", others) for v in self.tvb.state_vars]   # TVB's own model: its full state
@@ -147,8 +149,10 @@ class ReferenceAdapter(NodeAdapter):
             raise RuntimeError("step() before configure()")
         w = self.tvb
         assert w is not None
+        main = "S_e" if w.legacy else w.state_vars[0]
+        # owning every region, it consumes nothing (before: "missing state/S_e of the other regions")
         blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the other regions", self.m,
-                                    "S_e" if w.legacy else w.state_vars[0])
+                                    main if main in self.in_cols else None)
         t0 = time.perf_counter()
         if not w.legacy:
             if blocks:
