@@ -44,15 +44,19 @@ def runs(tmp_path_factory):
     from conftest import run_cosim
     out = {}
     for key, groups, run in (("one", [REGIONS], {}), ("two", [REGIONS[:2], REGIONS[2:]], {}),
-                             ("rates", [REGIONS[:2], REGIONS[2:]], {"inter_service": "rates"})):
+                             ("rates", [REGIONS[:2], REGIONS[2:]], {"inter_service": "rates"}),
+                             ("one_m3", [REGIONS], {"lookahead": 3}),
+                             ("two_m3", [REGIONS[:2], REGIONS[2:]], {"lookahead": 3})):
         r = run_cosim(config(groups, **run), tmp_path_factory.mktemp(key), "--no-plots")
         assert r.code == 0, r.stderr[-2000:]
         out[key] = (r, [f"s{i}" for i in range(len(groups))])
     return out
 
 
-def test_one_service_and_two_give_the_same_spikes(runs):
-    (one, n1), (two, n2) = runs["one"], runs["two"]
+@pytest.mark.parametrize("lag", ["", "_m3"])
+def test_one_service_and_two_give_the_same_spikes(runs, lag):
+    """lag _m3: windows a third as long, spikes replayed 3 windows late (delays 3 windows shorter)."""
+    (one, n1), (two, n2) = runs["one" + lag], runs["two" + lag]
     a, b = spikes_by_population(one.out, n1), spikes_by_population(two.out, n2)
     assert sorted(a) == sorted(b) == sorted(f"{p}_{r}" for p in "EI" for r in REGIONS)
     for lab in a:
