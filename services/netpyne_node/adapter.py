@@ -365,8 +365,9 @@ class NetpyneAdapter(NodeAdapter):
         if self.spike_in is None:
             return {}
         size = {}
+        wanted = set(self.spike_in.regions)
         for n in ctx.config.get("spiking_nodes") or []:
-            if n.get("name") == ctx.node_name:
+            if n.get("name") == ctx.node_name or not wanted & {int(r) for r in n.get("regions") or []}:
                 continue
             n_e = NetpyneParams.model_validate(n.get("params") or {}).network.sizes()[0]
             size.update({int(r): n_e for r in n.get("regions") or []})
@@ -462,7 +463,12 @@ class NetpyneAdapter(NodeAdapter):
             src = np.asarray(self.spike_in.regions)[spikes_in[:, 0].astype(np.int64)]
             for q in np.unique(src):
                 sel = src == q
-                e.deliver(int(q), t0 + spikes_in[sel, 2], spikes_in[sel, 1].astype(np.int64), remote=True)
+                cells = spikes_in[sel, 1].astype(np.int64)
+                n_q = len(e.remote.get(int(q), []))
+                if cells.max() >= n_q:
+                    raise ValueError(f"spikes/E of region {int(q)} name cell {int(cells.max())}, but its E population "
+                                     f"has {n_q} cells here (the nodes' network sizes differ)")
+                e.deliver(int(q), t0 + spikes_in[sel, 2], cells, remote=True)
         t_b = CLOCK()
         e.advance_to(start + W * self.nrn_per_tvb)
         t_c = CLOCK()
