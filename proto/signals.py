@@ -116,3 +116,26 @@ def select_events(a: np.ndarray, cols) -> np.ndarray:
     out = a[keep].copy()
     out[:, 0] = pos[keep]
     return out
+
+
+def stamp_events(a: np.ndarray, offset: int) -> np.ndarray:
+    """An event block as a STEP_DONE copy holds it (§4.2): (n, 4), the window's offset in the batch
+    (0 for its first window) before (col, cell, t_ms)."""
+    return np.concatenate([np.full((a.shape[0], 1), float(offset)), a], axis=1)
+
+
+def split_events(a, n_windows: int, n_cols: int, span_ms: float) -> tuple[list[np.ndarray] | None, str | None]:
+    """A copy's (n, 4) event block as one (n, 3) block per window of the batch, or (None, reason)."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.ndim != 2 or a.shape[1] != 4:
+        return None, f"is not a float64 (n, 4) block of events ({getattr(a, 'shape', type(a).__name__)})"
+    w = a[:, 0]
+    if a.size and (not np.isfinite(w).all() or (w != np.floor(w)).any() or w.min() < 0 or w.max() >= n_windows):
+        return None, f"has window offsets outside 0..{n_windows - 1}"
+    out = []
+    for i in range(n_windows):
+        b = np.ascontiguousarray(a[w == i, 1:])
+        why = check_events(b, n_cols, span_ms)
+        if why:
+            return None, f"(window +{i}) {why}"
+        out.append(b)
+    return out, None

@@ -9,7 +9,8 @@ import pytest
 from cosim.config import parse_config
 from cosim.config.inter_service import cannot_spike, spike_sources
 from cosim.proto.messages import Message, MessageType
-from cosim.proto.signals import check_events, check_outputs, is_event, select_events
+from cosim.proto.signals import check_events, check_outputs, is_event, select_events, split_events
+from cosim.runtime.step_copies import StepCopies
 from cosim.runtime.adapter import RunContext, SignalSpec
 from cosim.runtime.node import Inbox
 from cosim.services.coordinator import routing
@@ -57,8 +58,9 @@ def test_spikes_are_planned_only_from_regions_that_project_to_the_consumer():
     assert SignalSpec("spikes/E", (2,)) in plan.outputs["a"]
     send, _ = routing.links(plan, "a")
     assert {"name": "spikes/E", "cols": [0]} in next(e["signals"] for e in send if e["to"] == "b")
-    # the coordinator's copies hold no spikes: a resend leaves them out (the consumer says so)
-    assert "spikes/E" not in routing.data_for(plan, "a", "b", {"state/S_e": np.zeros((2, 2)), "spikes/E": ev()})
+    # the coordinator resends (§8) and replays after a resume (§10.1) each consumer's columns of its copy
+    resent = routing.data_for(plan, "a", "b", {"spikes/E": ev((0, 1, 0.2))})
+    assert np.array_equal(resent["spikes/E"], ev((0, 1, 0.2)))
     with pytest.raises(routing.PlanError, match="simulated by TVB has no spikes"):
         routing.plan({"a": [SignalSpec("spikes/E", (0,))], "tvb": []}, {0: "tvb", 1: "a"})
 
@@ -112,7 +114,23 @@ def test_which_services_exchange_spikes():
 def test_config_refuses_spikes_it_cannot_honour_in_one_line():
     with pytest.raises(Exception, match=r"run.inter_service: 'spikes' but spiking_nodes\[1\] \('b'\) cannot"):
         _nodes(("a", "netpyne", [1], {}), ("b", "nest", [3], {}), inter_service="spikes")
-    with pytest.raises(Exception, match="checkpoints cannot hold yet"):
-        _nodes(("a", "netpyne", [1], {}), ("b", "netpyne", [3], {}), checkpoint={"every_windows": 10})
-    _nodes(("a", "netpyne", [1], {}), ("b", "netpyne", [3], {}), checkpoint={"every_windows": 10},
-           inter_service="rates")
+    _nodes(("a", "netpyne", [1], {}), ("b", "netpyne", [3], {}), checkpoint={"every_windows": 10})
+
+
+def test_copies_carry_spikes_window_by_window():
+    """STEP_DONE copies (§4.2): a batch's event blocks travel as one (n, 4) block, each row stamped
+    with its window's offset in the batch, and the coordinator splits them back."""
+    c = StepCopies("a", max_windows=3)
+    blocks = [ev((0, 1, 0.5)), ev(), ev((1, 2, 0.1), (0, 3, 1.6))]
+    for k, b in enumerate(blocks):
+        c.add(k, {"spikes/E": b, "state/R_e": np.full((4, 2), float(k))}, {})
+    msg = c.take()
+    got = msg.content["outputs"]["spikes/E"]
+    assert got.shape == (3, 4) and got[:, 0].tolist() == [0, 2, 2]
+    per, why = split_events(got, 3, 2, 1.6)
+    assert why is None and all(np.array_equal(p, b) for p, b in zip(per, blocks))
+    assert "window offsets" in split_events(got, 2, 2, 1.6)[1]
+    assert "outside 0..0" in split_events(got, 3, 1, 1.6)[1]
+    one = StepCopies("a")
+    one.add(5, {"spikes/E": blocks[0]}, {})
+    assert one.take().content["outputs"]["spikes/E"].shape == (1, 4)

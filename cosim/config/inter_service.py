@@ -64,7 +64,7 @@ def spike_sources(config: dict[str, Any], node_name: str) -> list[int]:
 
 def problem(config: dict[str, Any]) -> tuple[str, str] | None:
     """(field, reason) when the config cannot run its inter-service coupling: ``spikes`` asked for a
-    node that cannot exchange spikes, or spikes between services together with ``run.checkpoint``."""
+    node that cannot exchange spikes."""
     nodes = config.get("spiking_nodes") or []
     if len(nodes) < 2:
         return None
@@ -75,9 +75,4 @@ def problem(config: dict[str, Any]) -> tuple[str, str] | None:
             if why:
                 return ("run.inter_service", f"'spikes' but spiking_nodes[{i}] ({n.get('name')!r}) cannot exchange "
                                              f"spikes: {why}; use 'rates' or 'auto'")
-    if m != "rates" and (config.get("run") or {}).get("checkpoint"):
-        if sum(cannot_spike(n) is None for n in nodes) >= 2:
-            return ("run.inter_service", f"{m!r} couples services by spikes, which checkpoints cannot hold yet "
-                                         f"(the coordinator keeps no copy of spikes in flight); set "
-                                         f"run.inter_service: rates to checkpoint")
     return None

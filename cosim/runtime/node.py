@@ -387,8 +387,8 @@ class NodeRuntime:
             # window wall time, now that copies arrive in batches)
             timing["cycle_s"] = t_wait - (t_end if t_end is not None else t0)
             t_end = t_wait
-            with self._copies_lock:     # spikes go to their consumers only (§4.2): no copy
-                self.copies.add(k, {n: a for n, a in outputs.items() if not is_event(n)}, timing)
+            with self._copies_lock:
+                self.copies.add(k, outputs, timing)
             k += 1
             if self.copies.due() or k >= K or k > until:
                 self._send_copies()

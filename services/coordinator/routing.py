@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cosim.proto.signals import is_event
+from cosim.proto.signals import is_event, select_events
 from cosim.runtime.adapter import SignalSpec
 
 
@@ -181,8 +181,9 @@ def data_for(plan_: Plan, producer: str, consumer: str, outputs: dict[str, np.nd
         for p in parts:
             if p.producer == producer:
                 any_part = True
-                if name in outputs and not is_event(name):     # (the coordinator keeps no spikes, §4.2)
-                    sigs[name] = np.ascontiguousarray(outputs[name][:, p.src_cols])
+                if name in outputs:
+                    sigs[name] = select_events(outputs[name], p.src_cols) if is_event(name) else \
+                        np.ascontiguousarray(outputs[name][:, p.src_cols])
     return sigs if any_part else None
 
 
