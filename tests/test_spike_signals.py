@@ -91,7 +91,7 @@ def test_a_resend_without_spikes_is_named_as_lost_spikes():
     box.put(Message(MessageType.DATA, {"signals": {}}, node="p", window=0), trusted=True)
     box.put(Message(MessageType.DATA, {"signals": {"spikes/E": ev()}, "token": "t2"}, node="q", window=0))
     _, bad = box.take(1)
-    assert bad[0] == "p" and "keeps no spikes" in bad[1]
+    assert bad[0] == "p" and "resend lacks 'spikes/E'" in bad[1]
 
 
 def _nodes(*nodes, **run):

@@ -590,8 +590,8 @@ class Inbox:
                 if b is None:
                     if j >= 0:            # only initial windows may leave a signal out (keep your own)
                         if is_event(name) and producer in resent:
-                            return out, (producer, f"the DATA of window {j} was lost and the coordinator's copy has "
-                                                   f"no {name!r} (it keeps no spikes: PROTOCOL.md §4.2)")
+                            return out, (producer, f"the DATA of window {j} was lost and the coordinator's resend "
+                                                   f"lacks {name!r} (its copy had none: PROTOCOL.md §4.2)")
                         return out, (producer, f"DATA of window {j} lacks {name!r}")
                     continue
                 if is_event(name):                         # (n, 3) events of this producer's columns (§4.2)
