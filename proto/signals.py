@@ -10,8 +10,10 @@ import numpy as np
 
 class SignalSpec(Protocol):
     """What a check needs of a signal's spec (cosim.runtime.adapter.SignalSpec has it)."""
-    name: str
-    regions: Sequence[int]
+    @property
+    def name(self) -> str: ...
+    @property
+    def regions(self) -> Sequence[int]: ...
 
 # The largest magnitude a signal may carry. Far above any physical value (S in [0, 1], rates
 # below 1e4 Hz) and far below float32's 3.4e38: TVB keeps the coupling variable in a float32
@@ -25,7 +27,7 @@ def values_ok(a: np.ndarray) -> bool:
     return a.size == 0 or bool(np.abs(a).max() <= SIGNAL_BOUND)
 
 
-def check_outputs(specs: list[SignalSpec], produced: dict[str, np.ndarray], steps: int,
+def check_outputs(specs: Sequence[SignalSpec], produced: dict[str, np.ndarray], steps: int,
                   allow_missing: bool = False) -> str | None:
     """None if `produced` holds every spec as a float64 array of shape (steps, n_regions) with
     finite values of magnitude <= SIGNAL_BOUND, else the reason (naming step and region). Event

@@ -35,6 +35,24 @@ def test_errors_name_the_field(data, field):
         parse_config(data)
 
 
+def test_a_value_every_union_member_refuses_is_named_by_its_field_once():
+    # before: "tvb.model.J_N.float: Input should be a finite number (and 1 more)" (one error per
+    # member of float | list[float], named by type)
+    with pytest.raises(ConfigError) as e:
+        parse_config({"tvb": {"model": {"J_N": float("nan")}}})
+    assert str(e.value) == "<config>: tvb.model.J_N: Input should be a finite number"
+    with pytest.raises(ConfigError, match=r"tvb.integrator.dt: .* \(and 1 more\)$"):   # siblings stay two
+        parse_config({"tvb": {"integrator": {"dt": "x", "bogus": "x"}}})
+
+
+def test_model_params_without_a_class_are_the_default_models():
+    # --set tvb.model.params.J_N=0.2 on the default config; before: a parameter named "params"
+    cfg = parse_config({"tvb": {"model": {"params": {"J_N": 0.2}}}})
+    assert cfg.tvb.model == {"J_N": 0.2} and cfg.tvb.model_class == parse_config({}).tvb.model_class
+    with pytest.raises(ConfigError, match="tvb.model.J_N: Input should be a finite number"):
+        parse_config({"tvb": {"model": {"params": {"J_N": float("inf")}}}})
+
+
 def test_set_overrides_keep_unset_fields_unset(tmp_path):
     from cosim.config import apply_overrides
     p = tmp_path / "c.yaml"

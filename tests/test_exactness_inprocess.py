@@ -186,9 +186,11 @@ def test_rates_are_the_dfun_rates(case_33_71):
 
 
 def test_results_file_and_plot(case_33_71):
-    from cosim.services.tvb_node.figure import plot
+    from cosim.services.tvb_node.figure import incomplete_note, plot
     tmp = case_33_71[0]
     with h5py.File(tmp / "tvb.h5", "r") as f:
+        assert incomplete_note(f.attrs) == ""          # a completed run's plot says nothing more
+        assert "did not complete (stopped: x)" in incomplete_note({"status": "stopped: x"})
         assert list(f.attrs["spiking_regions"]) == [33, 71]
         assert len(f.attrs["region_labels"]) == 76
         assert f["tavg"]["S_e"].shape[1] == 76 and f["tavg"]["time_ms"].shape[0] > 0

@@ -136,14 +136,19 @@ def _rival_takes(addr: str) -> bool:
 
 
 @pytest.mark.system
-def test_picked_ports_stay_held_from_the_pick_to_the_coordinators_bind(tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["local", "warm"])
+def test_picked_ports_stay_held_from_the_pick_to_the_coordinators_bind(tmp_path, monkeypatch, how):
     """Issue 25: `cosim run` picks the coordinator's free loopback ports and keeps them bound and
     listening; the coordinator inherits the sockets and binds its ZeroMQ sockets on them
     (ZMQ_USE_FD). A rival trying to take them before the coordinator starts, or just after (while
     it is still importing, long before its bind), fails, and the run completes; picking a port
-    and releasing it (the old way) let the rival in and the run end as a configuration error."""
+    and releasing it (the old way) let the rival in and the run end as a configuration error.
+    The same with the coordinator forked from a zygote (warm: the sockets reach it through the
+    zygote, SCM_RIGHTS), which must fork it rather than start a fresh process."""
     from conftest import noop_config
     from cosim.launch import run as run_mod
+    from cosim.launch.starters import Warm
+    starter = Warm("INFO") if how == "warm" else None
     seen = {}
     real = run_mod._start_all
 
@@ -155,11 +160,13 @@ def test_picked_ports_stay_held_from_the_pick_to_the_coordinators_bind(tmp_path,
         seen["after_start"] = [_rival_takes(a) for a in addrs]
         return started
     monkeypatch.setattr(run_mod, "_start_all", racing)
-    job = start(_args(tmp_path / "run"), parse_config(noop_config(duration_ms=16)))
+    job = start(_args(tmp_path / "run"), parse_config(noop_config(duration_ms=16)), starter=starter)
     try:
         summary = job.supervise()
     finally:
         job.reap()
+    if starter is not None:
+        assert starter.forked == {"coordinator": True, "tvb": True, "spiking": True}, starter.forked
     assert len(seen["addrs"]) == 2 and seen["before"] == [False, False] and seen["after_start"] == [False, False]
     assert summary["windows"] == 10
     cc = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["coordinator"]

@@ -4,7 +4,8 @@
   a run made to fail by its grid value fails alone, named with its reason; exit 1; a second
   invocation skips the completed runs and reruns only the failed ones (noop services, 2 workers)
   a sweep killed half-way (SIGTERM) and run again completes only the missing runs
-  each run of a sweep equals a single `cosim run` of the same config bit for bit (reference backend)
+  each run of a sweep equals a single `cosim run` of the same config bit for bit (reference backend),
+  every service of it (the coordinator too) forked from the worker's zygote
   a sweep sent to a real Dask cluster (scheduler and two workers on network-namespace hosts) equals
   the local pool's bit for bit
 """
@@ -103,6 +104,18 @@ def test_a_sweep_whose_every_run_is_refused_is_a_configuration_error_and_leaves_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.unit
+def test_a_sweep_folder_that_cannot_be_written_is_one_line_before_any_run(tmp_path):
+    # before: a bare OSError traceback from mkdir (found with a read-only mount; a file in the
+    # way fails the same call here without one)
+    from cosim.errors import ConfigError
+    from cosim.launch.sweep import run_sweep
+    cfg = _write(tmp_path / "c.yaml", noop_cfg())
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match=r"--out: cannot write to .*afile/out"):
+        run_sweep(cfg, {"run.seed": [1, 2]}, None, tmp_path / "afile" / "out", progress=False)
+
+
 # ---- a sweep on a LocalCluster (real services) ----------------------------------------------
 @pytest.mark.system
 @pytest.mark.dask
@@ -197,6 +210,10 @@ def test_each_run_of_a_sweep_equals_a_single_cosim_run_of_its_config(local_sweep
     assert p.returncode == 0, p.stderr
     swept = Path(str(ds["folder"].values[3]))
     _assert_same_run(swept, single)
+    # every service of every run, the coordinator included, was forked from its worker's zygote
+    for f in ds["folder"].values:
+        forked = json.loads((Path(str(f)) / "sweep_run.json").read_text())["forked"]
+        assert forked == {"coordinator": True, "tvb": True, "spiking": True}, forked
     # and the dataset's measures are the single run's
     from cosim.launch.sweep import run_metrics
     m = run_metrics(single)
@@ -276,6 +293,9 @@ def test_netpyne_services_forked_from_a_warm_zygote_equal_fresh_processes_spike_
                                                            "params": params}]})
     ds = cosim.sweep(cfg, seeds=[3, 4], workers=1, out=tmp_path / "sweep", progress=False)
     assert list(ds["status"].values) == ["completed"] * 2
+    for f in ds["folder"].values:       # the coordinator too (the held ports passed through the zygote)
+        forked = json.loads((Path(str(f)) / "sweep_run.json").read_text())["forked"]
+        assert forked == {"coordinator": True, "tvb": True, "spiking": True}, forked
     spikes = []
     for i, seed in enumerate((3, 4)):
         single = tmp_path / f"single{seed}"

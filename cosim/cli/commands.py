@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from cosim.config import apply_overrides, dump_yaml
 from cosim.errors import (EXIT_FAILED, EXIT_OK, ConfigError, CosimError, Interrupted, PeerTimeout, RemoteError,
@@ -318,14 +319,18 @@ def cmd_backends(a) -> int:
 def cmd_models(a) -> int:
     import json
     from cosim.config import interfaces
-    rows = [{"model": name, "rate_hz": i.rate_doc, "proxy_vars": list(i.proxy_vars), "transformer": i.transformer_doc,
-             "coupling": i.coupling_hint, "citation": i.citation} for name, i in sorted(interfaces.installed().items())]
+    rows: list[dict[str, Any]] = [
+        {"model": name, "rate_hz": i.rate_doc, "proxy_vars": list(i.proxy_vars), "transformer": i.transformer_doc,
+         "coupling": i.coupling_hint, "coupling_rate": i.coupling_rate_doc or None, "citation": i.citation}
+        for name, i in sorted(interfaces.installed().items())]
     if a.json:
         print(json.dumps(rows, indent=1))
         return EXIT_OK
     for r in rows:
         print(f"{r['model']:<22} to spiking: {r['rate_hz']}")
         print(f"{'':<22} from spiking: {', '.join(r['proxy_vars'])} <- {r['transformer']}")
+        print(f"{'':<22} Difference/Kuramoto: coupling/R_e = "
+              + (f"{r['coupling_rate']} (Hz*weight; c: TVB's coupling)" if r["coupling_rate"] else "not declared"))
     print("any other tvb-library model: declare tvb.interface in the config (docs/models.md)")
     return EXIT_OK
 

@@ -8,7 +8,13 @@ For each tvb-library model class an interface states
 - ``proxy_vars``: the state variables of a proxy region that the spiking side writes (the others
   keep TVB's own integration of the proxy);
 - ``transformer``: how population spike rates (``R_e``, ``R_i`` in Hz per TVB step, what every
-  spiking backend sends) become those state variables.
+  spiking backend sends) become those state variables;
+- ``coupling_rate``: for couplings that cannot be pre-summed because they depend on the target's
+  own state (Difference, Kuramoto), how TVB's coupling value ``c`` of a spiking region (its own
+  ``pre``/``post``, computed by the TVB node) becomes ``coupling/R_e`` in Hz*weight, the unit the
+  spiking side's input transformer already divides by the region's incoming weight. For the
+  shipped interfaces it is the slope of the rate map times ``c``: with Difference,
+  ``slope * c = a * sum_j w[p, j] * (R_j - R_p)`` (the offset of an affine map cancels).
 
 Interfaces are found the way backends are: the entry-point group ``cosim.models`` (name -> a
 :class:`ModelInterface`, or a callable returning one), listed by ``cosim models``. A config may
@@ -35,6 +41,13 @@ GROUP = "cosim.models"
 #: rate(states, coupling, params) -> Hz; states: {state var: (T, N)}, coupling: TVB's node
 #: coupling of the first coupled variable (T, N) (a*sum + b already applied), params: {name: (N,)}
 RateFn = Callable[[dict, np.ndarray, dict], np.ndarray]
+#: coupling_rate(c, params) -> Hz*weight; c: TVB's coupling (post(sum_j w pre(x_p, x_j))) of the
+#: first coupled variable for spiking targets (T, n), params: {name: (n,)} at those targets
+CouplingRateFn = Callable[[np.ndarray, dict], np.ndarray]
+
+#: tvb-library couplings whose ``pre`` reads the target's own state (x_i): not pre-summable. The TVB
+#: node also finds a user's coupling of this kind by probing its ``pre`` (adapter.target_dependent)
+TARGET_DEPENDENT_COUPLINGS = ("Difference", "Kuramoto")
 
 
 class Transformer:
@@ -79,6 +92,8 @@ class ModelInterface:
     needs_R_i: bool = False                      # the transformer also reads the inhibitory rate
     legacy: bool = False
     coupling_hint: str = "Linear"                # the coupling its example uses
+    coupling_rate: CouplingRateFn | None = None  # TVB coupling -> coupling/R_e (Hz*weight), module docstring
+    coupling_rate_doc: str = ""
     citation: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -172,6 +187,7 @@ def _shipped() -> dict[str, ModelInterface]:
             "MontbrioPazoRoxin", "R = 1000 r (r in kHz: tau is in ms)", lambda s, c, p: 1000.0 * s["r"], ("r",),
             lambda n, dt, p: Affine(n, dt, p, {"r": ("R_e", 1e-3, 0.0, 0.0, np.inf)}),
             "r = R_e / 1000; V keeps TVB's integration of the proxy",
+            coupling_rate=lambda c, p: 1000.0 * c, coupling_rate_doc="1000 c",
             citation="Montbrió, Pazó & Roxin 2015, Phys Rev X 5:021028"),
         "WilsonCowan": ModelInterface(
             "WilsonCowan", f"R = {WC_RATE_MAX_HZ:g} E (E: fraction of active excitatory cells)",
@@ -179,7 +195,8 @@ def _shipped() -> dict[str, ModelInterface]:
             lambda n, dt, p: Affine(n, dt, p, {"E": ("R_e", 1 / WC_RATE_MAX_HZ, 0.0, 0.0, 1.0),
                                                 "I": ("R_i", 1 / WC_RATE_MAX_HZ, 0.0, 0.0, 1.0)}),
             f"E = R_e / {WC_RATE_MAX_HZ:g} Hz, I = R_i / {WC_RATE_MAX_HZ:g} Hz (normalised rates, clipped to [0, 1])",
-            needs_R_i=True, citation="Wilson & Cowan 1972, Biophys J 12:1"),
+            needs_R_i=True, coupling_rate=lambda c, p: WC_RATE_MAX_HZ * c,
+            coupling_rate_doc=f"{WC_RATE_MAX_HZ:g} c", citation="Wilson & Cowan 1972, Biophys J 12:1"),
         "JansenRit": ModelInterface(
             "JansenRit", f"R = {JR_RATE_MAX_HZ:g} / (1 + exp(r (v0 - (y1 - y2)))) Hz: the pyramidal sigmoid's "
                          f"fraction of its maximum, times {JR_RATE_MAX_HZ:g} Hz",
@@ -192,7 +209,8 @@ def _shipped() -> dict[str, ModelInterface]:
             lambda s, c, p: np.maximum(0.0, G2D_HZ_PER_V * (s["V"] - G2D_V0)), ("V",),
             lambda n, dt, p: Affine(n, dt, p, {"V": ("R_e", 1 / G2D_HZ_PER_V, G2D_V0, -np.inf, np.inf)}),
             f"V = R_e / {G2D_HZ_PER_V:g} + ({G2D_V0:g}); W keeps TVB's integration",
-            coupling_hint="Difference", citation="Sanz-Leon et al. 2015, NeuroImage 111:385"),
+            coupling_hint="Difference", coupling_rate=lambda c, p: G2D_HZ_PER_V * c,
+            coupling_rate_doc=f"{G2D_HZ_PER_V:g} c", citation="Sanz-Leon et al. 2015, NeuroImage 111:385"),
     }
 
 
@@ -250,7 +268,9 @@ def from_config(model_class: str, d: dict) -> ModelInterface:
     """A user's interface declared in the config (``tvb.interface``):
 
     ``rate: {var: r, scale: 1000, offset: 0}`` (R = max(0, scale var + offset) Hz) and
-    ``proxy: {r: {from: R_e, scale: 0.001, offset: 0, min: 0, max: .inf}, ...}``."""
+    ``proxy: {r: {from: R_e, scale: 0.001, offset: 0, min: 0, max: .inf}, ...}``; optionally
+    ``coupling_rate: {scale: 1000}`` (Hz*weight per unit of TVB's coupling; default: the rate's
+    scale), used with couplings that depend on the target's own state (Difference, Kuramoto)."""
     rate = d.get("rate") or {}
     var = rate.get("var")
     if not isinstance(var, str):
@@ -265,11 +285,16 @@ def from_config(model_class: str, d: dict) -> ModelInterface:
                    float(m.get("min", -np.inf)), float(m.get("max", np.inf)))
     if not maps:
         raise ValueError("tvb.interface.proxy: name at least one state variable the spiking side writes")
+    cr = d.get("coupling_rate") or {}
+    if not isinstance(cr, dict) or set(cr) - {"scale"}:
+        raise ValueError("tvb.interface.coupling_rate: give {scale: <Hz*weight per unit of TVB's coupling>}")
+    cscale = float(cr.get("scale", scale))
     return ModelInterface(model_class, f"R = max(0, {scale:g} {var} + {off:g}) Hz (declared in the config)",
                           lambda s, c, p: np.maximum(0.0, scale * s[var] + off), tuple(maps),
                           lambda n, dt, p: Affine(n, dt, p, maps),
                           "declared: " + ", ".join(f"{v} = {s:g} {src} + {o:g}" for v, (src, s, o, _, _) in maps.items()),
                           needs_R_i=any(m[0] == "R_i" for m in maps.values()),
+                          coupling_rate=lambda c, p: cscale * c, coupling_rate_doc=f"{cscale:g} c (declared)",
                           extra={"declared": {"rate_var": var}})
 
 
@@ -281,3 +306,17 @@ def check_declared_vars(iface: ModelInterface, state_vars: tuple[str, ...]) -> N
             close = difflib.get_close_matches(v, state_vars, n=3)
             raise ValueError(f"tvb.interface: {v!r} is not a state variable of {iface.model}; "
                              f"it has {list(state_vars)}" + (f" (close: {close})" if close else ""))
+
+
+def check_coupling(iface: ModelInterface, coupling_class: str, target_dependent: bool | None = None) -> None:
+    """A coupling that depends on the target's own state (``target_dependent``; None: one of
+    TARGET_DEPENDENT_COUPLINGS by name) needs the interface's ``coupling_rate`` (one line saying
+    what to do otherwise)."""
+    short = coupling_class.rsplit(".", 1)[-1]
+    if target_dependent is None:
+        target_dependent = short in TARGET_DEPENDENT_COUPLINGS
+    if target_dependent and iface.coupling_rate is None:
+        raise ValueError(f"tvb.coupling {short} depends on the target's own state; the {iface.model} interface "
+                         "declares no coupling_rate for spiking regions: use a pre-summable coupling (Linear, "
+                         "Sigmoidal, ...) or the reference backend"
+                         + ("" if iface.legacy else ", or declare tvb.interface with coupling_rate"))

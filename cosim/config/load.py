@@ -3,6 +3,7 @@ each backend's own model (``cosim.plugins``), and each backend's deeper checks (
 Every error is one ConfigError line naming the file and the field."""
 from __future__ import annotations
 
+import re
 import tomllib
 from typing import Any
 from pathlib import Path
@@ -21,13 +22,35 @@ def _fmt_loc(loc: tuple) -> str:
     return out or "<root>"
 
 
+# how pydantic names a union member in an error's location: a type (float, list[float], ClassSpec)
+_UNION_TAG = re.compile(r"(float|int|str|bool|none|list\[.*\]|dict\[.*\]|tuple\[.*\]|[A-Z]\w*)")
+
+
+def _one_per_field(errors: list) -> list:
+    """A value refused by every member of a union (``float | list[float]``) is one error at the
+    field, not one per member named by type (``tvb.model.J_N.float``, ``... .list[float]``)."""
+    out, seen = [], set()
+    for err in errors:
+        loc = tuple(err["loc"])
+        if loc and _UNION_TAG.fullmatch(str(loc[-1])) and any(
+                tuple(o["loc"])[:-1] == loc[:-1] and tuple(o["loc"]) != loc and o.get("input") is err.get("input")
+                for o in errors):
+            loc = loc[:-1]                  # a union member's tag (same input, a type's name): the field itself
+        if loc in seen:
+            continue
+        seen.add(loc)
+        out.append({**err, "loc": loc})
+    return out
+
+
 def parse_config(data: dict | None, source: str = "<config>") -> RunConfig:
     """Validate plain data; raise ConfigError naming the first bad field."""
     try:
         cfg = RunConfig.model_validate(data or {})
     except ValidationError as e:
-        err = e.errors()[0]
-        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        errors = _one_per_field(e.errors())
+        err = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         msg = err["msg"].removeprefix("Value error, ")
         loc = f"{_fmt_loc(err['loc'])}: " if err["loc"] else ""     # whole-config checks name their fields
         raise ConfigError(f"{source}: {loc}{msg}{more}") from None

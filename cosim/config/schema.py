@@ -204,13 +204,17 @@ class TVBSection(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _model_class(cls, data):
-        """``model: {class: X, params: {...}}`` is ``model_class: X`` and ``model: {...}``."""
-        if isinstance(data, dict) and isinstance(data.get("model"), dict) and "class" in data["model"]:
+        """``model: {class: X, params: {...}}`` is ``model_class: X`` and ``model: {...}``; ``model:
+        {params: {...}}`` (no class, e.g. ``--set tvb.model.params.J_N=0.2``) is the default model's."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict) and (
+                "class" in data["model"] or isinstance(data["model"].get("params"), dict)):
             m = dict(data["model"])
             extra = sorted(set(m) - {"class", "params"})
             if extra:
                 raise ValueError(f"tvb.model: unknown key(s) {extra}; write {{class: ..., params: {{...}}}}")
-            data = {**data, "model_class": m["class"], "model": m.get("params") or {}}
+            data = {**data, "model": m.get("params") or {}}
+            if "class" in m:
+                data["model_class"] = m["class"]
         return data
 
     @model_validator(mode="before")
@@ -424,9 +428,21 @@ class RunConfig(_Strict):
                 if r in seen:
                     raise ValueError(f"spiking_nodes: region {r} is claimed by both {seen[r]!r} and {n.name!r}")
                 seen[r] = n.name
-        if self.tvb.model_class != DEFAULT_MODEL and any(n.backend not in ("reference", "noop") for n in self.spiking_nodes):
+        spiking = any(n.backend not in ("reference", "noop") for n in self.spiking_nodes)
+        if self.tvb.model_class != DEFAULT_MODEL and spiking:
             from cosim.config.interfaces import find     # spiking regions need the model's interface
             find(self.tvb.model_class, self.tvb.interface)
+        if spiking and self.tvb.coupling is not None:    # Difference, Kuramoto: the interface's coupling_rate
+            from cosim.config.interfaces import RWW_EXC_INH, TARGET_DEPENDENT_COUPLINGS, check_coupling, find
+            iface = RWW_EXC_INH if self.tvb.model_class == DEFAULT_MODEL else find(self.tvb.model_class, self.tvb.interface)
+            check_coupling(iface, self.tvb.coupling.class_)
+            if self.tvb.coupling.class_ in TARGET_DEPENDENT_COUPLINGS:
+                for n in self.spiking_nodes:
+                    inp = n.params.get("input") if isinstance(n.params, dict) else None
+                    if isinstance(inp, dict) and inp.get("mode") == "per_source":
+                        raise ValueError(f"spiking_nodes {n.name!r}: input.mode per_source sums source rates itself; "
+                                         f"tvb.coupling {self.tvb.coupling.class_} depends on the target's own state "
+                                         "and needs input.mode summed (TVB's coupling per region)")
         for n in self.spiking_nodes:       # the reference backend's per-region overrides name tvb.model's parameters
             model = n.params.get("model") if n.backend == "reference" and isinstance(n.params, dict) else None
             if isinstance(model, dict) and model:

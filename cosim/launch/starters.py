@@ -193,7 +193,8 @@ _zygotes_lock = threading.Lock()
 def preload_modules(backends: set[str], whole_brain: set[str]) -> list[str]:
     """cosim's command line, and each backend's adapter and simulator (cosim.plugins specs)."""
     from cosim import plugins
-    mods = ["cosim.cli.commands", "cosim.launch.service", "h5py", "zmq"]
+    mods = ["cosim.cli.commands", "cosim.launch.service", "cosim.launch.preflight", "cosim.runtime.node",
+            "cosim.runtime.progress", "cosim.services.coordinator.coordinator", "cosim.results.report", "h5py", "zmq"]
     specs = [plugins.whole_brain(b) for b in sorted(whole_brain)] + [plugins.get(b) for b in sorted(backends)]
     for spec in specs:
         if spec.missing():
@@ -246,32 +247,61 @@ class Forked(Started):
 
 
 class Warm(LocalProcess):
-    """Like LocalProcess, but every service (except one under mpiexec, one whose thread settings
-    differ, or the coordinator, which takes the held ports from this process) is forked from a
-    zygote that has imported cosim and the run's simulators once: the second run of a sweep worker
-    starts without paying the imports again."""
+    """Like LocalProcess, but every service (except one under mpiexec or one whose thread settings
+    differ) is forked from a zygote that has imported cosim and the run's simulators once: the
+    second run of a sweep worker starts without paying the imports again. The coordinator gets
+    the ports the launcher holds through the zygote (cosim.launch.zygote: SCM_RIGHTS); before the
+    run's services are forked, the zygote imports the run's TVB model too (its module compiles
+    numba functions on import). A forked spiking node that is not under mpiexec is one rank:
+    it is told so (COSIM_NO_MPI) instead of starting MPI to find out (0.5 s per run)."""
 
     def prepare(self, specs: list[ServiceSpec]) -> None:
         self.modules = preload_modules({s.backend for s in specs if s.role == "spiking"},
                                        {s.backend for s in specs if s.role == "tvb"})
+        self.extra = run_preloads(specs, self.modules)
+        self.forked: dict[str, bool] = {}
 
     def start(self, spec: ServiceSpec) -> Started:
+        started = self._start(spec)
+        getattr(self, "forked", {})[spec.name] = isinstance(started, Forked)
+        return started
+
+    def _start(self, spec: ServiceSpec) -> Started:
         if spec.role == "spiking" and spec.entry is not None and command_lines.mpi_prefix(spec.entry):
-            return super().start(spec)
-        if spec.listen_fds:     # held ports reach only a child of this process (the coordinator imports no simulator)
             return super().start(spec)
         env = command_lines.spiking_env(spec.entry) if spec.role == "spiking" and spec.entry is not None \
             else command_lines.service_env()
         assert spec.log is not None, "a warm process writes its output to a log file"
         try:
             zyg = zygote(getattr(self, "modules", None) or preload_modules(set(), set()), command_lines.service_env())
+            extra = [m for m in getattr(self, "extra", []) if m not in zyg.preloaded]
+            if extra:
+                zyg.preload(extra)
         except OSError:                          # no zygote (it died importing): a fresh process, as cold
             return super().start(spec)
         if any(env.get(v) != zyg_env for v, zyg_env in zip(command_lines.THREAD_VARS, _thread_values())):
             return super().start(spec)          # e.g. NEST threads: its own process, its own settings
+        if spec.role == "spiking":
+            env = {**env, "COSIM_NO_MPI": "1"}   # one rank (not under mpiexec): no MPI_Init to learn that
         argv = (["--log-level", self.log_level] if self.log_level else []) + list(spec.args)
-        pid = zyg.fork(argv, {**env, "COSIM_LOG_FILE": str(spec.log)}, spec.log, append=spec.append_log)
+        pid = zyg.fork(argv, {**env, "COSIM_LOG_FILE": str(spec.log)}, spec.log, append=spec.append_log,
+                       listen_fds=spec.listen_fds)
         return Forked(spec.name, zyg, pid, spec.log)
+
+
+def run_preloads(specs: list[ServiceSpec], modules: list[str]) -> list[str]:
+    """What a zygote imports for this run beyond its backends: the run's TVB model class, if it
+    is one of tvb-library's (``tvb.simulator.models:Class``: tvb-library imports a model's module,
+    and compiles its numba functions, only when the class is first used). A user's own model
+    module is left to the service that uses it: its import runs the user's code, once per run as
+    in a fresh process."""
+    if HEAVY["tvb"] not in modules:
+        return []
+    cfg = next((s.options.get("cfg") for s in specs if s.role == "coordinator"), None)
+    name = getattr(getattr(cfg, "tvb", None), "model_class", None)
+    if not name or "." in name:
+        return []
+    return [f"tvb.simulator.models:{name}"]
 
 
 def _thread_values() -> tuple:

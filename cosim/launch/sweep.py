@@ -17,7 +17,9 @@ processes, or an existing cluster at `--scheduler tcp://HOST:PORT`, whose worker
 run's services on their own host (OUT and CONFIG at the same path there: a shared filesystem).
 A worker process is the run's launcher and stays up between runs; it forks each run's services
 from a zygote that imported cosim and the simulators once (cosim.launch.zygote; `warm=False`,
-`--cold`: fresh processes), so the imports are paid once per worker, not once per run.
+`--cold`: fresh processes), so the imports are paid once per worker, not once per run. A run's
+record (`runs/<hash>/sweep_run.json`) says which of its services were forked (`forked`) and where
+the worker's time went (`times`: launch, the coordinator's life, the services' exit, the measures).
 
 The per-run summary measures (run_metrics) are gathered into one xarray dataset with a `run`
 dimension and a coordinate per grid key and for the seed, written to `OUT/sweep.nc` (netCDF4 via
@@ -179,21 +181,37 @@ def execute(task: dict, plots: bool = False, transient_ms: float = 0.0, log_leve
                   worker=_worker_address(), transient_ms=transient_ms)
     t0 = time.perf_counter()
     said = io.StringIO()
+    # where the run's time went in this worker (s): checks and services started, the coordinator's
+    # life (start-up, loop, results), the services' exit, the run's measures
+    times = record["times"] = {}
+
+    since = [t0]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        times[name], since[0] = now - since[0], now
     try:
         with contextlib.redirect_stderr(said):
             cfg = apply_overrides(task["config"], task["sets"])
             a = argparse.Namespace(config=task["config"], set=task["sets"], out=str(folder), no_plots=not plots,
                                    log_level=log_level)
-            launch = start(a, cfg, starter=(Warm if warm else LocalProcess)(log_level))
+            starter = (Warm if warm else LocalProcess)(log_level)
+            launch = start(a, cfg, starter=starter)
+            # which services were forked from the worker's zygote (warm), not started afresh
+            record["forked"] = dict(getattr(starter, "forked", {}))
+            lap("launch")
             try:
                 summary = launch.supervise(bar_cls=None, err=said)
+                lap("coordinator")
             finally:
                 launch.reap()
+                lap("services exit")
         record.update(loop_s=summary.get("wall_s"), windows=summary.get("windows"))
         try:
             record["metrics"] = run_metrics(folder, transient_ms)
         except Exception as e:  # noqa: BLE001
             raise CosimError(f"the run completed but its measures failed: {type(e).__name__}: {e}") from e
+        lap("measures")
         record.update(status="completed", exit_code=0)
     except CosimError as e:
         record.update(reason=str(e), exit_code=e.exit_code)
@@ -293,7 +311,8 @@ def run_sweep(config: str | None, grid: dict[str, list], seeds: list[int] | None
     tasks = plan(config, grid, seeds, list(sets or []), out, zipped)
     if all(t["error"] for t in tasks):      # e.g. a misspelt grid key: no run can start, nothing to keep
         raise ConfigError(f"every run of the sweep is refused: {tasks[0]['error']}")
-    out.mkdir(parents=True, exist_ok=True)
+    from cosim.launch.preflight import writable_dir
+    writable_dir(out, "--out")              # a read-only or missing place: one line, before any run
     (out / "sweep.json").write_text(json.dumps({"config": config, "grid": grid, "zip": zipped, "seeds": seeds,
                                                 "sets": sets or [],
                                                 "transient_ms": transient_ms, "runs": len(tasks)}, indent=1))

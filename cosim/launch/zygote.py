@@ -11,9 +11,18 @@ run in the zygote but imports, so a forked service computes what a fresh process
 bit for bit, cosim.launch.starters.Warm).
 
 Requests and answers are JSON lines on the zygote's stdin/stdout:
-``{"op": "fork", "argv": [...], "env": {...}, "log": PATH, "append": false}`` → ``{"pid": N}``;
-``{"op": "poll", "pid": N}`` → ``{"code": null | int}`` (negative: killed by that signal, as
-subprocess says). The first line the zygote writes is ``{"ready": true, "import_s": ..., "failed": [...]}``.
+``{"op": "fork", "argv": [...], "env": {...}, "log": PATH, "append": false, "listen": [ADDRESS, ...]}``
+→ ``{"pid": N}``; ``{"op": "poll", "pid": N}`` → ``{"code": null | int}`` (negative: killed by that
+signal, as subprocess says); ``{"op": "import", "modules": [...]}`` → ``{"import_s": ..., "failed":
+[...]}`` (more modules, e.g. the run's TVB model, whose module compiles its numba functions when
+imported). The first line the zygote writes is ``{"ready": true, "import_s": ..., "failed": [...]}``.
+
+Listening sockets (the coordinator's ports, held by the launcher from the pick on: cosim.launch.run.
+HeldPorts) reach a forked service over a Unix socket the zygote inherits (its descriptor in
+``COSIM_ZYGOTE_FDS``): the launcher sends the descriptors of a fork's ``listen`` addresses with
+SCM_RIGHTS just before the request, the child finds them in ``COSIM_LISTEN_FDS`` as a child of
+`cosim run` does, and the zygote closes its copies once it has forked. So the coordinator, too, is
+forked warm and binds on the very sockets the launcher picked.
 A zygote ends when its standard input closes (the launcher ended): its children, tied to it, get
 SIGTERM, the signal that makes a service abort its run and keep its results.
 """
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -28,9 +38,38 @@ import time
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+#: the descriptor of the zygote's end of the Unix socket that carries listening sockets to it
+CHANNEL_ENV = "COSIM_ZYGOTE_FDS"
+LISTEN_FDS_ENV = "COSIM_LISTEN_FDS"     # (cosim.runtime.transport; not imported here: the zygote imports only what it is told)
 
 
-def _child(req: dict) -> int:
+def _import(modules: list[str]) -> tuple[float, list[str]]:
+    """Import `modules` (``module`` or ``module:attribute``, for a lazily imported attribute such
+    as ``tvb.simulator.models:ReducedWongWangExcInh``; those that fail are named, not raised: a
+    child imports them again and reports it properly); the seconds it took. What they allocated
+    is frozen out of the children's garbage collections (and stays in shared pages)."""
+    import gc
+    import importlib
+    import logging
+    t0 = time.perf_counter()
+    failed = []
+    root_handlers, root_level = list(logging.root.handlers), logging.root.level
+    for m in modules:
+        try:
+            mod, _, attr = m.partition(":")
+            obj = importlib.import_module(mod)
+            if attr:
+                getattr(obj, attr)
+        except Exception as e:  # noqa: BLE001
+            failed.append(f"{m}: {type(e).__name__}: {e}")
+    # an import that configured the root logger (TVB does) must not change how a service logs
+    logging.root.handlers[:], logging.root.level = root_handlers, root_level
+    gc.collect()
+    gc.freeze()
+    return time.perf_counter() - t0, failed
+
+
+def _child(req: dict, fds: dict[str, int], chan: socket.socket | None) -> int:
     """In the forked child: become the service; its exit code. The caller then ends the child the
     way any Python process ends (SystemExit: atexit, garbage collection, ZeroMQ's context
     terminated, so a message the service sent last still leaves), never with os._exit."""
@@ -50,8 +89,12 @@ def _child(req: dict) -> int:
         os.dup2(fd, 2)
         os.close(fd)
         os.close(null)
+        if chan is not None:
+            chan.close()
         os.environ.clear()
         os.environ.update(req["env"])
+        if fds:                        # the launcher's listening sockets: bound on by the service (ZMQ_USE_FD)
+            os.environ[LISTEN_FDS_ENV] = json.dumps(fds)
         import faulthandler
         import signal as _signal
         faulthandler.register(_signal.SIGUSR1, all_threads=True)   # `kill -USR1 PID`: its stacks in its log
@@ -73,33 +116,33 @@ def main(modules: list[str]) -> int:
     forked child it returns the service's exit code, which the `__main__` guard exits with."""
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)                      # whatever an import prints goes to stderr, not into the answers
-    t0 = time.perf_counter()
-    failed = []
-    import importlib
-    import logging
-    root_handlers, root_level = list(logging.root.handlers), logging.root.level
-    for m in modules:
-        try:
-            importlib.import_module(m)
-        except Exception as e:  # noqa: BLE001  a child imports it again and reports it properly
-            failed.append(f"{m}: {type(e).__name__}: {e}")
-    # an import that configured the root logger (TVB does) must not change how a service logs
-    logging.root.handlers[:], logging.root.level = root_handlers, root_level
-    import gc
-    gc.collect()
-    gc.freeze()        # what the imports made stays out of the children's collections (and shared pages)
-    out.write(json.dumps({"ready": True, "import_s": time.perf_counter() - t0, "failed": failed}) + "\n")
+    chan = os.environ.pop(CHANNEL_ENV, "")
+    sock = socket.socket(fileno=int(chan)) if chan else None
+    import_s, failed = _import(modules)
+    out.write(json.dumps({"ready": True, "import_s": import_s, "failed": failed}) + "\n")
     codes: dict[int, int] = {}
     for line in sys.stdin:
         req = json.loads(line)
         if req["op"] == "fork":
+            listen = list(req.get("listen") or [])
+            fds: list[int] = []
+            if listen:
+                if sock is None:
+                    raise RuntimeError("listening sockets asked for, but the zygote has no channel for them")
+                _, fds, _, _ = socket.recv_fds(sock, 1, len(listen))
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:
                 out.close()
-                return _child(req)            # leaves the zygote's loop: the child ends as a process does
+                # leaves the zygote's loop: the child ends as a process does
+                return _child(req, dict(zip(listen, fds)), sock)
+            for fd in fds:
+                os.close(fd)
             out.write(json.dumps({"pid": pid}) + "\n")
+        elif req["op"] == "import":
+            import_s, failed = _import(list(req["modules"]))
+            out.write(json.dumps({"import_s": import_s, "failed": failed}) + "\n")
         elif req["op"] == "poll":
             pid = int(req["pid"])
             if pid not in codes:
@@ -118,10 +161,16 @@ class Zygote:
 
     def __init__(self, modules: list[str], env: dict[str, str], argv_prefix: list[str]):
         self.modules = list(modules)
+        self.preloaded = set(self.modules)      # and what preload() imported since
         self.lock = threading.Lock()
-        self.proc = subprocess.Popen([*argv_prefix, sys.executable, "-P", "-m", "cosim.launch.zygote", *self.modules],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env=env, text=True, bufsize=1)
+        self.chan, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = subprocess.Popen([*argv_prefix, sys.executable, "-P", "-m", "cosim.launch.zygote", *self.modules],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                         env={**env, CHANNEL_ENV: str(theirs.fileno())}, text=True, bufsize=1,
+                                         pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
         assert self.proc.stdin is not None and self.proc.stdout is not None      # both are PIPEs
         self.stdin, self.stdout = self.proc.stdin, self.proc.stdout
         hello = self.stdout.readline()
@@ -132,8 +181,10 @@ class Zygote:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def _ask(self, req: dict) -> dict:
+    def _ask(self, req: dict, fds: list[int] | None = None) -> dict:
         with self.lock:
+            if fds:
+                socket.send_fds(self.chan, [b"f"], fds)
             self.stdin.write(json.dumps(req) + "\n")
             self.stdin.flush()
             line = self.stdout.readline()
@@ -141,9 +192,19 @@ class Zygote:
             raise OSError("the zygote has ended")
         return json.loads(line)
 
-    def fork(self, argv: list[str], env: dict[str, str], log: Path, append: bool = False) -> int:
+    def fork(self, argv: list[str], env: dict[str, str], log: Path, append: bool = False,
+             listen_fds: dict[str, int] | None = None) -> int:
+        """Fork a service; `listen_fds` ({address: descriptor}) are listening sockets it gets as
+        COSIM_LISTEN_FDS (the zygote receives copies; the caller keeps and closes its own)."""
+        listen = dict(listen_fds or {})
         return int(self._ask({"op": "fork", "argv": list(argv), "env": dict(env), "log": str(log),
-                              "append": append})["pid"])
+                              "append": append, "listen": list(listen)}, list(listen.values()))["pid"])
+
+    def preload(self, modules: list[str]) -> dict:
+        """Import more modules in the zygote (before the next fork): {"import_s", "failed"}."""
+        got = self._ask({"op": "import", "modules": list(modules)})
+        self.preloaded.update(modules)
+        return got
 
     def poll(self, pid: int) -> int | None:
         return self._ask({"op": "poll", "pid": pid})["code"]
@@ -153,6 +214,7 @@ class Zygote:
             self.stdin.close()
         except OSError:
             pass
+        self.chan.close()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:

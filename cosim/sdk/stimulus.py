@@ -21,6 +21,7 @@ exactly these samples; what was delivered is written to the node's results (:fun
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import ClassVar, Literal
 
@@ -188,7 +189,7 @@ def on_grid(dev: _Device, dt_ms: float, where: str = "stimulus") -> GridStimulus
     return GridStimulus(dt_ms, dev.UNIT, n_on, n_off, ps, w1, w2, dev.amplitude(), dev.amplitude2() or 0.0)
 
 
-def targets(dev: _Device, pops: dict[str, tuple[int, str]], regions: list[int], where: str) -> list[str]:
+def targets(dev: _Device, pops: Mapping[str, tuple[int, str]], regions: list[int], where: str) -> list[str]:
     """The backend's labels of the populations a device reaches. ``pops``: label -> (region, role) of
     every population of the node. ``dev.population`` is a label itself (a model file's population;
     ``regions`` then left out or its own region) or a default-network name, whose label in region r
@@ -211,7 +212,7 @@ def targets(dev: _Device, pops: dict[str, tuple[int, str]], regions: list[int], 
     return found
 
 
-def check_devices(devices: list[_Device], pops: dict[str, tuple[int, str]], regions: list[int], dt_ms: float,
+def check_devices(devices: Sequence[_Device], pops: Mapping[str, tuple[int, str]], regions: list[int], dt_ms: float,
                   where: str = "params.stimulus") -> None:
     """What a node's configure would refuse, checked before any service starts (``cosim validate``):
     every device on the grid and its populations among ``pops`` (label -> (region, role)). ValueError."""
@@ -226,7 +227,7 @@ def default_pops(regions: list[int]) -> dict[str, tuple[int, str]]:
     return {f"{name}_{r}": (int(r), role) for r in regions for name, role in (("E", "exc"), ("I", "inh"))}
 
 
-def labels(devices: list[_Device]) -> list[str]:
+def labels(devices: Sequence[_Device]) -> list[str]:
     """Each device's name in the results: its label, or stim<index>; ValueError on a repeated name."""
     names = [d.label or f"stim{i}" for i, d in enumerate(devices)]
     if len(set(names)) != len(names):

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 RWW_DEFAULTS = {"gamma_e": 0.641e-3, "tau_e": 100.0, "gamma_i": 1e-3, "tau_i": 10.0}
 
 
-def rates_from_signal(signal: np.ndarray, scale: float, offset: float) -> np.ndarray:
+def rates_from_signal(signal: np.ndarray, scale: float | np.ndarray, offset: float) -> np.ndarray:
     """The input transformer's linear map, clipped at 0 Hz."""
     return np.maximum(scale * np.asarray(signal, dtype=np.float64) + offset, 0.0)
 

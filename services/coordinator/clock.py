@@ -19,6 +19,7 @@ from cosim.proto.messages import Message, MessageType as T
 from cosim.proto.signals import is_event, split_events
 from cosim.services.coordinator import routing
 from cosim.services.coordinator.record import RunRecord
+from cosim.services.coordinator.state import CoordinatorState
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 GRANT_CHUNK = 64
 
 
-class ClockMixin:
+class ClockMixin(CoordinatorState):
     """Windows: RUN grants, STEP_DONE copies, recording, checkpoints, END."""
 
     @contextlib.contextmanager
@@ -73,6 +74,7 @@ class ClockMixin:
         """Resume (§10.1): coordinator.h5 cut back to window k, the data in flight at the checkpoint
         (outputs of windows k-m+1..k) restored; returns k + 1, the first window to run."""
         m = self.resume
+        assert m is not None
         k = m["window"]
         checkpoint.drop_newer(self.results_dir, k)
         c = m["coordinator"]
@@ -131,6 +133,7 @@ class ClockMixin:
     def on_step_done(self, peer, msg: Message) -> None:
         """A node's copies of windows `first`..k (one, or a batch: §4.1), in order."""
         k = msg.window
+        assert k is not None                    # STEP_DONE carries its window (checked by the codec)
         c = msg.content
         first = c.get("first", k)
         if self.state in ("RUNNING", "FINISHING") and k <= peer.done:
@@ -185,7 +188,7 @@ class ClockMixin:
         wall, self.t_window = now - self.t_window, now
         produced = {n: c[k] for n, c in self.copies.items() if k in c}
         timing = self.timing.pop(k, {})
-        cycle = (timing.get(self.tvb_name) or {}).get("cycle_s")
+        cycle = (timing.get(self.tvb_name or "") or {}).get("cycle_s")
         if isinstance(cycle, (int, float)) and 0 <= cycle < 1e9:
             # copies arrive in batches (§4.1), so the window's wall time is the TVB node's cycle
             # (end of its window k-1 to end of window k; in lockstep every node's averages the same)
@@ -195,6 +198,7 @@ class ClockMixin:
         for c in self.copies.values():          # keep what a consumer may still need (lag) or a resume
             for j in [j for j in c if j <= k - self.lag]:
                 del c[j]
+        assert self.record is not None and self.t_start is not None
         with self._writing():
             self.record.append(k, produced, timing, wall, float("nan"))
         if k + 1 == self.K:
@@ -230,6 +234,7 @@ class ClockMixin:
         the data in flight (outputs of windows k-m+1..k) is held by the consumers and by the
         coordinator; every node writes its state."""
         t0 = time.perf_counter()
+        assert self.record is not None
         with self._writing():
             self.record.rec.flush()         # coordinator.h5 holds windows 0..k
         try:
@@ -253,7 +258,9 @@ class ClockMixin:
             self.finish_checkpoint()
 
     def finish_checkpoint(self) -> None:
-        ck, k = self.ckpt, self.ckpt["window"]
+        ck = self.ckpt
+        assert ck is not None and self.record is not None and self.cfg.run.checkpoint is not None
+        k = ck["window"]
         rel = checkpoint.rel_folder(k)
         try:
             in_flight = {f"{node}|{j}|{name}": arr for node, c in self.copies.items() for j, sigs in c.items()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         self.tvb_dt_ms = cfg.tvb.dt_ms
         self.tick_ms = min([cfg.tvb.dt_ms] + [d for d in self._spiking_dts() if d])
         self.dt_ticks = ticks_of(cfg.tvb.dt_ms, self.tick_ms, "tvb.dt_ms")
-        self.handlers = {T.REGISTER: self.on_register, T.CONFIGURED: self.on_configured,
+        self.handlers: dict[T, Callable[..., None]] = {T.REGISTER: self.on_register, T.CONFIGURED: self.on_configured,
                          T.READY: self.on_ready, T.STEP_DONE: self.on_step_done,
                          T.FINISHED: self.on_finished, T.ERROR: self.on_error, T.ABORT: self.on_error,
                          T.CHECKPOINTED: self.on_checkpointed}
@@ -100,6 +101,10 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                 raise ConfigError(str(e)) from None
             log.info("coordinator: resuming %s from the checkpoint of window %d", self.results_dir,
                      self.resume["window"])
+
+    def _recv(self) -> list:
+        """One message's frames from the ROUTER (zero-copy frames when self._copy is False)."""
+        return self.router.recv_multipart(copy=self._copy)  # type: ignore[call-overload]
 
     def request_stop(self) -> None:
         """Abort the run as Ctrl-C would (every node is told; results are kept), from any thread."""
@@ -134,9 +139,9 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                 sock.bind(addr)
             except zmq.ZMQError as e:
                 raise ConfigError(f"{what}: cannot bind {addr}: {e}") from None
-        self.router_addr = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.router_addr = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
         log.info("coordinator: ROUTER on %s, PUB on %s", self.router_addr,
-                 self.pub.getsockopt(zmq.LAST_ENDPOINT).decode())
+                 self.pub.getsockopt_string(zmq.LAST_ENDPOINT))
 
     def send(self, peer: Peer, type_: T, content: dict | None = None, window: int | None = None,
              parent: Message | None = None) -> None:
@@ -178,12 +183,12 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                 ready = self.router.poll(min(100, self.cc.heartbeat_interval_ms))
                 self.check_stall()          # before any message: a stall is nobody's fault (§8)
                 if ready:
-                    self.handle(self.router.recv_multipart(copy=self._copy))
+                    self.handle(self._recv())
                     for _ in range(_MAX_BATCH):
                         if not self.router.poll(0):
                             break
                         self.check_stall()
-                        self.handle(self.router.recv_multipart(copy=self._copy))
+                        self.handle(self._recv())
                 self.check_timers()
         except RunFailed as e:
             self.abort_all(str(e))
@@ -227,7 +232,7 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
                 self._send_to(rid, error(None, e.kind, str(e)))
             return
         if transport.trace is not None:
-            transport.trace("coordinator", "recv", msg.type, msg.window, f"{name}/hb" if is_hb else name,
+            transport.trace("coordinator", "recv", msg.type, msg.window, f"{name}/hb" if is_hb else str(name),
                             sum(len(f) for f in frames[1:]))
         if is_hb and not (msg.type == T.STEP_DONE and name is not None):
             # (a STEP_DONE batch MAY come on the heartbeat connection while the node's main thread is
@@ -320,7 +325,7 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         while (now := time.monotonic()) < min(deadline, quiet):
             if not self.router.poll(max(1, int((min(deadline, quiet) - now) * 1000))):
                 break
-            frames = self.router.recv_multipart(copy=self._copy)
+            frames = self._recv()
             try:
                 n = self.window
                 self.handle(frames)             # STEP_DONE copies are recorded; the rest changes nothing now

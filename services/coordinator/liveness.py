@@ -11,6 +11,7 @@ from cosim.errors import RunFailed
 from cosim.runtime.transport import printable
 from cosim.proto.messages import MessageType as T
 from cosim.services.coordinator.peers import Peer
+from cosim.services.coordinator.state import CoordinatorState
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ _ECHO_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
                 | zmq.EVENT_HANDSHAKE_SUCCEEDED)
 
 
-class LivenessMixin:
+class LivenessMixin(CoordinatorState):
     """Heartbeat expiry, the setup timeout, CURVE handshake failures, resends."""
 
     def check_timers(self) -> None:
@@ -102,7 +103,8 @@ class LivenessMixin:
     def close_echo(self, peer: Peer) -> None:
         if peer.echo_sock is not None:
             peer.echo_sock.disable_monitor()
-            peer.echo_mon.close(linger=0)
+            if peer.echo_mon is not None:
+                peer.echo_mon.close(linger=0)
             peer.echo_sock.close(linger=0)
             peer.echo_sock = peer.echo_mon = None
 
@@ -113,18 +115,18 @@ class LivenessMixin:
         if ping:
             self._next_ping = now + self.cc.heartbeat_interval_ms / 1000
         for p in self.peers.values():
-            s = p.echo_sock
-            if s is None:
+            s, mon = p.echo_sock, p.echo_mon
+            if s is None or mon is None:
                 continue
             for _ in range(64):
-                if not s.get(zmq.EVENTS) & zmq.POLLIN:
+                if not s.poll(0, zmq.POLLIN):
                     break
                 s.recv(zmq.NOBLOCK)
                 p.echo_seen = now
             for _ in range(64):
-                if not p.echo_mon.poll(0):
+                if not mon.poll(0):
                     break
-                ev = recv_monitor_message(p.echo_mon)["event"]
+                ev = recv_monitor_message(mon)["event"]
                 if ev == zmq.EVENT_DISCONNECTED:
                     if p.echo_down_at is None:
                         p.echo_down_at = now
@@ -265,6 +267,7 @@ class LivenessMixin:
             self.send(peer, T.END, {"reason": "completed"})
         elif action == "CHECKPOINT":
             from cosim.runtime import checkpoint
+            assert self.ckpt is not None
             k = self.ckpt["window"]
             self.send(peer, T.CHECKPOINT, {"window": k, "dir": checkpoint.rel_folder(k)})
         elif action.startswith("RUN"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import zmq
+
 from cosim.runtime.adapter import SignalSpec
 
 # the pseudo-consumer of `coordinator.watch_regions` (never a node name: names are [A-Za-z0-9_.-])
@@ -31,8 +33,8 @@ class Peer:
     refused: str | None = None          # the last of its messages the coordinator answered with ERROR
     # liveness (§8, "Three signals")
     echo: str | None = None             # its echo socket's address (CONFIGURED.echo)
-    echo_sock: object = None            # the coordinator's DEALER to it, and that socket's monitor
-    echo_mon: object = None
+    echo_sock: zmq.Socket | None = None            # the coordinator's DEALER to it, and that socket's monitor
+    echo_mon: zmq.Socket | None = None
     echo_seen: float = 0.0              # the last echo reply
     echo_down_at: float | None = None   # its echo connection closed (and not reconnected since)
     echo_refused: bool = False          # ... and a reconnect failed: nothing listens there any more

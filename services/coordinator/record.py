@@ -25,6 +25,7 @@ every flush while running, so after a kill `windows_completed` is what coordinat
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,8 @@ class RunRecord:
 
     def timing_summary(self) -> dict:
         k = max(self.k, 1)
-        out = {n: {f: float(v) / k * 1e3 for f, v in zip(("compute_ms", "wait_ms"), s)} for n, s in self.sums.items()}
+        out: dict[str, Any] = {n: {f: float(v) / k * 1e3 for f, v in zip(("compute_ms", "wait_ms"), s)}
+                               for n, s in self.sums.items()}
         out["window_wall_ms"] = self.wall_sum / k * 1e3
         return out
 

@@ -135,8 +135,9 @@ def route(plan_: Plan, consumer: str, produced: dict[str, dict[str, np.ndarray]]
     out: dict[str, np.ndarray] = {}
     for spec in plan_.inputs[consumer]:
         parts = plan_.table[consumer][spec.name]
-        blocks = [produced.get(p.producer, {}).get(p.name) for p in parts]
-        if any(b is None for b in blocks):
+        got = [produced.get(p.producer, {}).get(p.name) for p in parts]
+        blocks = [b for b in got if b is not None]
+        if len(blocks) < len(got):
             continue
         if len(parts) == 1 and len(parts[0].src_cols) == blocks[0].shape[1] and \
                 np.array_equal(parts[0].src_cols, parts[0].dst_cols):

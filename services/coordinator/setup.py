@@ -16,6 +16,7 @@ from cosim.runtime.transport import printable
 from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T, error
 from cosim.services.coordinator import routing
 from cosim.services.coordinator.peers import WATCH, Peer
+from cosim.services.coordinator.state import CoordinatorState
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,12 @@ log = logging.getLogger(__name__)
 NO_CROSSING_WINDOW_MS = 10.0
 
 
-class SetupMixin:
+class SetupMixin(CoordinatorState):
     """Registration, configuration, the routing plan and PREPARE."""
 
-    def _spiking_dts(self) -> list[float]:
+    def _spiking_dts(self) -> list[float | None]:
         from cosim import plugins
-        out = []
+        out: list[float | None] = []
         for i, n in enumerate(self.cfg.spiking_nodes):
             spec = plugins.get(n.backend)
             dt = spec.dt_ms(spec.params_model().model_validate(n.params or {}))
@@ -88,6 +89,7 @@ class SetupMixin:
 
     def resume_for(self, name: str) -> dict:
         """CONFIGURE.resume (§10.1): the checkpoint's window and folder and this node's CHECKPOINTED."""
+        assert self.resume is not None
         k = self.resume["window"]
         return {"window": k, "dir": checkpoint.rel_folder(k), "info": self.resume["nodes"][name]}
 
@@ -140,15 +142,15 @@ class SetupMixin:
             max_w = max(int(d), 1)          # a delay of 0 steps still allows a window of 1 (D + 1)
             if self.cfg.run.lookahead == "auto":
                 self.choose_lag(max_w)
-            bad = lag_window_problem(None, self.lag, int(d), self.tvb_dt_ms)
-            if bad:
-                raise RunFailed(f"{bad[0]}: {bad[1]}", 2)
+            lag_bad = lag_window_problem(None, self.lag, int(d), self.tvb_dt_ms)
+            if lag_bad:
+                raise RunFailed(f"{lag_bad[0]}: {lag_bad[1]}", 2)
             self.W = max_w // self.lag      # m windows fit in the smallest delay (§3)
         if self.cfg.run.window_ms is not None:
             self.W = ticks_of(self.cfg.run.window_ms, self.tvb_dt_ms, "run.window_ms (whole TVB steps)")
-            bad = lag_window_problem(self.cfg.run.window_ms, self.lag, int(d), self.tvb_dt_ms) if d is not None else None
-            if bad:
-                raise RunFailed(f"{bad[0]}: {bad[1]}", 2)
+            lag_bad = lag_window_problem(self.cfg.run.window_ms, self.lag, int(d), self.tvb_dt_ms) if d is not None else None
+            if lag_bad:
+                raise RunFailed(f"{lag_bad[0]}: {lag_bad[1]}", 2)
         self.K = max(1, math.ceil(steps / self.W))
         if self.K * self.W != steps:
             # windows are whole (every node steps W at a time, exactly): the run ends at the end of

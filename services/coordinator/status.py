@@ -11,11 +11,12 @@ from cosim.errors import RunFailed
 from cosim.runtime.store import ResultsWriteError, os_reason
 from cosim.proto import codec
 from cosim.proto.messages import Message, MessageType as T
+from cosim.services.coordinator.state import CoordinatorState
 
 log = logging.getLogger(__name__)
 
 
-class StatusMixin:
+class StatusMixin(CoordinatorState):
     """Broadcasts, failure text, status marker, summary."""
 
     def publish(self, topic: str, data: dict, window: int | None = None) -> None:
@@ -56,6 +57,7 @@ class StatusMixin:
 
     def stall_reason(self, name: str) -> str:
         """The one-line reason when nodes left during this coordinator's own stall (§8): it names the coordinator."""
+        assert self.stalled is not None
         _, gap = self.stalled
         where = ("during setup" if self.state == "SETUP" else
                  f"in window {self.window} (last completed window {self.window - 1}, "
@@ -107,6 +109,7 @@ class StatusMixin:
             log.error("coordinator: cannot write the status marker: %s", os_reason(e))
 
     def summary(self) -> dict:
+        assert self.t_start is not None
         wall = self.t_end - self.t_start
         sim_ms = self.K * self.W * self.tvb_dt_ms
         s = {"windows": self.K, "steps_per_window": self.W, "window_ms": self.W * self.tvb_dt_ms,

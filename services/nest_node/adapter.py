@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from cosim.sdk.spiking_input import CouplingInput, PerSourceInput
 from cosim.sdk.transformers import RateProxy, rates_from_signal
 
 from .config import NestParams
+
+if TYPE_CHECKING:
+    from cosim.sdk.spiking_file import ResultsWriter
 from .network import (ModelError, Population, build_default, drive_receptor, drive_targets, drive_weight,
                       load_user_model)
 
@@ -129,11 +133,13 @@ class NestAdapter(NodeAdapter):
 
     def __init__(self, params: NestParams | dict | None = None):
         self._params_override = params
-        self.nest = None
-        self.writer = None
-        self.reader = None
-        self.in_reader = None
-        self.in_recorder = None
+        self.nest: Any = None                          # the nest module, once configured
+        self.writer: ResultsWriter | None = None
+        self.reader: SpikeFilesReader | None = None
+        self.in_reader: SpikeFilesReader | None = None
+        self.in_recorder: Any = None
+        self.drive: CouplingInput | PerSourceInput
+        self.src_gens: Any = None
         self.prepared = False
         self.stims: list = []
         self.stim_gens: list = []
@@ -225,6 +231,7 @@ class NestAdapter(NodeAdapter):
                      "input_receptor_json": json.dumps(self.in_receptor), "params_json": p.model_dump_json()}
             if self.per_source:
                 d = self.drive
+                assert isinstance(d, PerSourceInput)
                 attrs.update({"input_mode": "per_source",
                               "input_links": np.stack([d.target, d.source, d.dly], axis=1).astype(np.int64)
                               if d.n_links else np.zeros((0, 3), np.int64),
@@ -283,6 +290,7 @@ class NestAdapter(NodeAdapter):
         per region at ``offset_hz`` if set. ``record.input_spikes``: each generator also drives one
         parrot neuron (same delay), recorded: its spikes are the train one target cell receives."""
         d = self.drive
+        assert isinstance(d, PerSourceInput)
         scale = d.scale(p.input.scale)
         self._plan_drive(nest, p, pops)
         delay = p.input.delay_ms - p.dt_ms                 # the rate schedule is one step late (module doc)
@@ -404,6 +412,7 @@ class NestAdapter(NodeAdapter):
         times = (start + 1 + np.arange(W) * self.h_per_tvb) * self.h
         src_rates = None
         if self.per_source:
+            assert isinstance(self.drive, PerSourceInput)
             src_rates = np.maximum(self.drive.rates(window, inputs, self.ctx.inputs), 0.0)
             if not np.isfinite(src_rates).all():
                 raise ValueError("input rates are not finite (NaN/Inf in the state/R_e received)")
@@ -412,9 +421,11 @@ class NestAdapter(NodeAdapter):
                                    for l in range(src_rates.shape[1])])
             for g in self.offset_gens:
                 g.set(rate_times=times, rate_values=np.full(W, self.p.input.offset_hz))
+            assert isinstance(self.drive, PerSourceInput)
             coupling = self.drive.coupling(src_rates)           # the summed equivalent, for records
             rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
         else:
+            assert isinstance(self.drive, CouplingInput)
             coupling = self.drive.signal(window, inputs, self.ctx.inputs)
             rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
             if not np.isfinite(rates).all():
@@ -424,6 +435,7 @@ class NestAdapter(NodeAdapter):
         self._run_steps(W)
         t_c = CLOCK()
         T["integrate_cpu_s"] += time.process_time() - cpu_b     # benchmarks on a shared machine
+        assert self.reader is not None
         gid, t = self.reader.read()
         t0 = start * self.h
         pop = self.pop_of_gid[gid]
@@ -447,8 +459,10 @@ class NestAdapter(NodeAdapter):
                           "region": self._pop_region[pop[order]]}
             in_spikes = None
             if self.in_reader is not None:
+                assert self.in_reader is not None
                 pg, pt = self.in_reader.read()
                 link = pg - self.parrot0
+                assert isinstance(self.drive, PerSourceInput)   # input spikes are recorded per link
                 order = np.lexsort((link, pt))
                 in_spikes = {"t_ms": pt[order], "region": self.drive.target[link[order]].astype(np.int32),
                              "index": link[order].astype(np.int64)}
@@ -495,7 +509,7 @@ class NestAdapter(NodeAdapter):
             self.reader.close()
             self.reader = None
         if getattr(self, "in_reader", None) is not None:
-            self.in_reader.close()
+            self.in_reader.close()  # type: ignore[union-attr]
             self.in_reader = None
         if self.writer is not None:
             self.writer.f.attrs["timing_json"] = json.dumps(summary["timing"])

@@ -14,9 +14,9 @@ def check_node(entry, cfg, source: str = "<config>", progress=None) -> None:
     regions = [int(r) for r in entry.regions]
     if p.stimulus:                       # the current devices: on NEST's grid, onto populations that exist
         from cosim.sdk.stimulus import check_devices, default_pops
-        pops = ({k: (m.region, m.role) for k, m in p.model_file.populations.items()} if p.model_file is not None
+        popmap = ({k: (m.region, m.role) for k, m in p.model_file.populations.items()} if p.model_file is not None
                 else default_pops(regions))
-        check_devices(p.stimulus, pops, regions, p.dt_ms)
+        check_devices(p.stimulus, popmap, regions, p.dt_ms)
     if p.model_file is None:
         return
     if not Path(p.model_file.path).expanduser().is_file():

@@ -259,7 +259,7 @@ def _compile(path: Path, sets: dict[str, Any], folder: Path):
                     call = ast.parse(f"{key} = __cosim_values__[{key!r}]").body[0]
                 for node in ast.walk(call):
                     ast.copy_location(node, stmt)
-                    node.end_lineno = getattr(stmt, "end_lineno", stmt.lineno)
+                    node.end_lineno = getattr(stmt, "end_lineno", stmt.lineno)  # type: ignore[attr-defined]
                 body.append(call)
                 done.add(key)
     missing = [k for k in script if k not in done]
@@ -386,6 +386,7 @@ def load_user_model(nest, p: NestParams, regions: list[int], seed: int) -> list[
     (NEST_RUNS, NEST_PLOTS); kernel settings it changes are checked (resolution) or put back
     (data_path, print_time) afterwards. Its errors name the file and line."""
     um = p.model_file
+    assert um is not None                    # called only for a node with a model file
     path = Path(um.path).expanduser().resolve()
     if not path.is_file():
         raise ModelError(f"model_file.path: file not found: {um.path}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,8 @@ def _relay_pop(netParams, popmap: dict, label: str, region: int, tgt: str, n_in:
 @dataclass
 class BuiltNetwork:
     """What the adapter needs: NetPyNE specs plus the pop -> (region, role) map."""
-    netParams: object
-    simConfig: object
+    netParams: Any                              # netpyne.specs.NetParams
+    simConfig: Any                              # netpyne.specs.SimConfig
     popmap: dict[str, tuple[int, str]]          # NetPyNE pop label -> (region, "input"|"exc"|"inh"|"other")
     mod_dirs: list[Path] = field(default_factory=list)   # mechanisms to compile/load before creating cells
     uses_rxd: bool = False

@@ -115,12 +115,12 @@ def _first_error(text: str, sources: list[Path]) -> str:
             stem, msg = Path(m.group(1)).name, m.group(3).strip()
             code = next((lines[j].split("|", 1)[1].strip() for j in range(i + 1, min(i + 3, len(lines)))
                          if "|" in lines[j] and lines[j].split("|", 1)[0].strip().isdigit()), "")
-            for src in sources:
-                if src.stem != stem and src.suffix == ".mod":
+            for source in sources:
+                if source.stem != stem and source.suffix == ".mod":
                     continue
-                for n, text_line in enumerate(src.read_text(errors="replace").splitlines(), 1):
+                for n, text_line in enumerate(source.read_text(errors="replace").splitlines(), 1):
                     if code and code in text_line:
-                        return f"{src.name} line {n}: {msg}"
+                        return f"{source.name} line {n}: {msg}"
             return f"{stem}.mod (generated C++ line {m.group(2)}): {msg}"
     hits = [ln.strip() for ln in lines if ln.strip() and ("error" in ln.lower() or "illegal" in ln.lower())
             and not ln.lstrip().startswith(("make:", "NOTE", "subprocess.", "raise ", "Traceback"))]
@@ -162,6 +162,7 @@ def compile_mods(mod_dir: str | Path, build_root: str | Path | None = None, excl
         log.info("compiling %d mechanism(s) from %s (once; cached in %s)", len(mods), mod_dir, root)
         proc = subprocess.Popen([nrnivmodl], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out, done = [], 0
+        assert proc.stdout is not None
         for line in proc.stdout:          # nrnivmodl prints "Translating X.mod" per file
             out.append(line)
             if line.startswith("Translating ") and progress is not None:

@@ -33,6 +33,7 @@ import os
 import runpy
 import sys
 import traceback
+from typing import Any
 import zlib
 from pathlib import Path
 
@@ -206,7 +207,7 @@ def _where(path: Path, tb) -> str:
     return f" (at {Path(frames[-1].filename).name} line {frames[-1].lineno})" if frames else ""
 
 
-def _read(path: Path, modifications: list | None = None) -> tuple[object, object | None]:
+def _read(path: Path, modifications: list | None = None) -> tuple[Any, Any]:
     if path.suffix == ".npjson":        # NetPyNE's model index: its own loader (mechanisms are ours)
         from netpyne import sim
         try:
@@ -342,6 +343,7 @@ def attach_drive(net, um: UserModel, seed: int) -> dict[str, tuple[int, str]]:
         if m.role not in d.roles or m.region in fed:
             continue
         pp = net.popParams[pop]
+        n: int | None
         if "numCells" in pp:
             n = int(scale * pp["numCells"])
         elif "cellsList" in pp:
@@ -414,7 +416,7 @@ def load_user_model(p: NetpyneParams, regions: list[int] | tuple[int, ...], seed
     if isinstance(net, dict):
         with model_folder(path):        # a saved network may name cell files relative to itself
             net = specs.NetParams(net)
-    popmap = {pop: (m.region, m.role) for pop, m in um.populations.items()}
+    popmap: dict[str, tuple[int, str]] = {pop: (m.region, m.role) for pop, m in um.populations.items()}
     if any(m.region not in {n.region for n in um.populations.values() if n.role == "input"}
            for m in um.populations.values()):
         own = list(net.popParams)

@@ -58,6 +58,7 @@ class _Null(NodeAdapter):
         if p.step_sleep_ms:
             import time
             time.sleep(p.step_sleep_ms / 1000)
+        assert self.ctx is not None
         W = self.ctx.steps_per_window
         out = {s.name: np.full((W, len(s.regions)), float(window)) for s in self.ctx.outputs}
         if p.bad_output is not None and window == p.bad_output_at_window:

@@ -40,7 +40,7 @@ class ReferenceAdapter(NodeAdapter):
 
     def __init__(self, params: ReferenceParams | dict | None = None, *, flush_every: int = 50):
         self.params = params if isinstance(params, ReferenceParams) or params is None \
-            else ReferenceParams.model_validate(params)
+            else ReferenceParams.model_validate(params)      # None: from the run config (requires())
         self.flush_every = flush_every
         self.tvb: WindowedTVB | None = None
         self.ctx: RunContext | None = None
@@ -77,6 +77,7 @@ class ReferenceAdapter(NodeAdapter):
         return [SignalSpec(f"state/{v}", others) for v in self.tvb.state_vars]   # TVB's own model: its full state
 
     def _region_params(self, regions) -> dict[str, dict[int, float]] | None:
+        assert self.params is not None       # set by requires()
         if not self.params.model:
             return None
         return {k: {int(r): float(v) for r in regions} for k, v in self.params.model.items()}
@@ -85,6 +86,7 @@ class ReferenceAdapter(NodeAdapter):
         if self.tvb is None:
             self.requires(ctx)
         self.ctx, w = ctx, self.tvb
+        assert w is not None                  # requires() built it
         W = self.W = int(ctx.steps_per_window)
         if W < 1:
             raise ValueError(f"steps_per_window must be >= 1, got {W}")
@@ -115,6 +117,7 @@ class ReferenceAdapter(NodeAdapter):
                 raise ValueError(f"output {s.name} asks for regions {r[~np.isin(r, self.own)].tolist()} "
                                  f"not owned by {ctx.node_name!r}")
             self.out_specs.append((s, var, r))
+        assert self.params is not None
         if ctx.results_dir and self.params.record:
             self.out = H5Appender(Path(ctx.results_dir) / f"{ctx.node_name}.h5", flush_every=self.flush_every,
                                   resume_windows=None if ctx.resume is None else ctx.resume["window"] + 1, attrs={
@@ -133,6 +136,7 @@ class ReferenceAdapter(NodeAdapter):
         if self.ctx is None:
             raise RuntimeError("initial_outputs() before configure()")
         n = self.m * self.W            # windows -m .. -1: steps -n+1 .. 0
+        assert self.tvb is not None
         if n > self.tvb.n_time:        # initial history is shorter than m windows: keep your own
             return {}
         return self._outputs(self.tvb.initial.tail(n))
@@ -142,6 +146,7 @@ class ReferenceAdapter(NodeAdapter):
         if self.ctx is None:
             raise RuntimeError("step() before configure()")
         w = self.tvb
+        assert w is not None
         blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the other regions", self.m,
                                     "S_e" if w.legacy else w.state_vars[0])
         t0 = time.perf_counter()
@@ -172,6 +177,7 @@ class ReferenceAdapter(NodeAdapter):
     def checkpoint(self, directory) -> dict[str, Any]:
         """Its TVB copy's state (history, current state, noise position) and window counter."""
         from cosim.runtime.checkpoint import save_arrays
+        assert self.ctx is not None and self.tvb is not None
         name = f"{self.ctx.node_name}.npz"
         save_arrays(Path(directory) / name, {**{f"tvb_{k}": v for k, v in self.tvb.get_state().items()},
                                              "k_next": np.int64(self._k_next), "lag_windows": np.int64(self.m)})
@@ -179,6 +185,7 @@ class ReferenceAdapter(NodeAdapter):
         return {"files": [name], "rows": rows}
 
     def restore(self, directory, info: dict[str, Any]) -> None:
+        assert self.tvb is not None
         _, self._k_next = restore_tvb_copy(self.tvb, directory, info, self.m)
 
     def finish(self, aborted: str | None = None) -> dict[str, Any]:

@@ -124,6 +124,90 @@ class CouplingPlan:
         return acc
 
 
+def target_dependent(coup, n_cvar: int) -> bool:
+    """Whether a tvb-library coupling's ``pre`` reads the target's own state ``x_i`` (Difference,
+    Kuramoto, a user's coupling of that kind), so that it cannot be pre-summed per target: its
+    ``pre`` is probed with two different ``x_i`` and the same ``x_j`` (TVB's sparse shapes)."""
+    from cosim.config.interfaces import TARGET_DEPENDENT_COUPLINGS
+    if type(coup).__name__ in TARGET_DEPENDENT_COUPLINGS and type(coup).__module__.startswith("tvb."):
+        return True
+    rng = np.random.default_rng(0)
+    x_j = rng.uniform(-1, 1, (n_cvar, 7, 1)).astype(np.float32)
+    try:
+        a = np.asarray(coup.pre(rng.uniform(-1, 1, (n_cvar, 7, 1)).astype(np.float32), x_j))
+        b = np.asarray(coup.pre(rng.uniform(-1, 1, (n_cvar, 7, 1)).astype(np.float32), x_j))
+    except Exception:            # a pre that needs other shapes (SigmoidalJansenRit: 2 cvars) reads x_j only
+        return False
+    return a.shape != b.shape or not np.array_equal(a, b)
+
+
+class TargetCoupling:
+    """TVB's own coupling of targets p over the TVB node's regions, for couplings that depend on
+    the target's state: ``post(sum_j w[p, j] * pre(x_p, x_j(n - 1 - idelay[p, j])))``.
+
+    It repeats ``SparseCoupling.__call__`` on the terms of a :class:`CouplingPlan` (TVB's own
+    regions j, self-connections and spiking regions excluded): the delayed ``x_j`` are the float32
+    history, weights are cast to float32 as ``SparseHistory.nnz_weights``, ``pre`` and ``post`` are
+    the configured coupling's methods, terms are summed per target with ``np.add.reduceat`` in
+    ascending j, ``post`` gets (n_cvar, n_targets, 1) as TVB passes it. So it equals TVB's own
+    coupling on a history whose weights keep only those sources, bit for bit.
+
+    ``x_p`` is not TVB's state at ``n - 1`` (a spiking region's state of the coming window is not
+    known yet) but ``x_target``: what the history holds for p at the last step whose values came
+    from the spiking side (set by the TVB node, PROTOCOL.md §4), the same for every step of the window.
+    """
+
+    def __init__(self, tvb: WindowedTVB, plan: CouplingPlan):
+        self.tvb, self.coup = tvb, tvb.sim.coupling
+        rows = [np.flatnonzero(v) for v in plan.valid]
+        self.row = np.concatenate([np.full(len(r), i) for i, r in enumerate(rows)] + [np.zeros(0, int)]).astype(np.int64)
+        self.J = np.concatenate([plan.J[i, r] for i, r in enumerate(rows)] + [np.zeros(0, int)]).astype(np.int64)
+        self.D = np.concatenate([plan.D[i, r] for i, r in enumerate(rows)] + [np.zeros(0, int)]).astype(np.int64)
+        w = np.concatenate([plan.W[i, r] for i, r in enumerate(rows)] + [np.zeros(0)])
+        self.w_col = w.astype(np.float32).reshape((-1, 1))           # SparseHistory.nnz_weights is 'f'
+        counts = np.array([len(r) for r in rows], dtype=np.int64)
+        self.nzr = np.flatnonzero(counts)                               # targets with any source
+        self.lri = np.r_[0, np.cumsum(counts)[:-1]][self.nzr] if len(counts) else np.zeros(0, np.int64)
+        self.n_targets = len(plan.targets)
+        c = type(self.coup)
+        self.elementwise = c.__name__ in ("Difference", "Kuramoto") and c.__module__ == "tvb.simulator.coupling"
+
+    def compute(self, first_step: int, n_steps: int, x_target: np.ndarray) -> np.ndarray:
+        """(n_steps, n_targets) coupling of the first coupled variable; ``x_target`` (n_cvar, n_targets) float32."""
+        w = self.tvb
+        assert w is not None
+        buf = w.sim.history.buffer
+        ncv = buf.shape[1]
+        out = np.zeros((n_steps, self.n_targets))
+        if not self.J.size:
+            zero = np.zeros((ncv, self.n_targets, 1), dtype=buf.dtype)
+            out[:] = np.asarray(self.coup.post(zero))[0, :, 0]
+            return out
+        src = np.arange(first_step, first_step + n_steps)[:, None] - 1 - self.D[None, :]
+        w.check_in_history(int(src.min()), int(src.max()))
+        slots = w.slot(src)
+        x_i = np.asarray(x_target, dtype=buf.dtype)[:, self.row]                # (ncv, nnz)
+        if not self.elementwise:        # a user's pre/post: one TVB-shaped call per step
+            for t in range(n_steps):
+                x_j = buf[slots[t], :, self.J, 0].T[:, :, None]                 # (ncv, nnz, 1)
+                pre = self.coup.pre(x_i[:, :, None], x_j)
+                acc = np.zeros((ncv, self.n_targets, 1), dtype=buf.dtype)
+                acc[:, self.nzr] = np.add.reduceat(self.w_col * pre, self.lri, axis=1)
+                out[t] = np.asarray(self.coup.post(acc))[0, :, 0]
+            return out
+        # tvb-library's Difference / Kuramoto: elementwise pre and post, so every step of the window
+        # in one call; each target's terms stay one contiguous reduceat segment, as in TVB's call
+        nnz, nt = self.J.size, self.n_targets
+        x_j = np.ascontiguousarray(buf[slots, :, self.J[None, :], 0].transpose(2, 0, 1)).reshape((ncv, n_steps * nnz, 1))
+        x_ii = np.broadcast_to(x_i[:, None, :], (ncv, n_steps, nnz)).reshape((ncv, n_steps * nnz, 1))
+        terms = np.tile(self.w_col, (n_steps, 1)) * self.coup.pre(x_ii, x_j)
+        lri = (self.lri[None, :] + nnz * np.arange(n_steps)[:, None]).ravel()
+        acc = np.zeros((ncv, n_steps * nt, 1), dtype=buf.dtype)
+        acc[:, (self.nzr[None, :] + nt * np.arange(n_steps)[:, None]).ravel()] = np.add.reduceat(terms, lri, axis=1)
+        out[:] = np.asarray(self.coup.post(acc))[0, :, 0].reshape((n_steps, nt))
+        return out
+
+
 def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_VARS, connectivity=None):
     """tvb-library TemporalAverage / Bold configured for the recorded variables ``names`` (RWW: the
     4-variable state S_e, S_i, R_e, R_i; Bold on S_e and R_e). Other models: TemporalAverage of
@@ -151,10 +235,10 @@ def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_
             raise ValueError(f"tvb.monitors {sm.class_}: variable {var!r} is not recorded; recorded: {list(names)}")
         _require_period(sm.period_ms, tvb.dt_ms)
         cls = getattr(monitors, sm.class_)
-        voi = np.array([names.index(var)])
+        sensor_voi = np.array([names.index(var)])
         analytic = False
         try:
-            mon = cls.from_file(period=float(sm.period_ms), variables_of_interest=voi)
+            mon = cls.from_file(period=float(sm.period_ms), variables_of_interest=sensor_voi)
         except Exception as e:
             if sm.class_ != "iEEG":
                 raise ValueError(f"tvb.monitors {sm.class_}: cannot load tvb-data's default sensors and projection: "
@@ -163,7 +247,7 @@ def make_monitors(tvb: TVBSection, n_regions: int, names: Sequence[str] = STATE_
             # TVB's own analytic lead field (iEEG.analytic, a point dipole per region) instead
             from tvb.datatypes.region_mapping import RegionMapping
             from tvb.datatypes.sensors import SensorsInternal
-            mon = cls(period=float(sm.period_ms), variables_of_interest=voi)
+            mon = cls(period=float(sm.period_ms), variables_of_interest=sensor_voi)
             mon.sensors = SensorsInternal.from_file("seeg_588.txt")
             mon.region_mapping = RegionMapping.from_file("regionMapping_16k_76.txt")
             if connectivity is not None:
@@ -261,6 +345,7 @@ class TVBAdapter(NodeAdapter):
         self._complete: list[WindowRecord] = []         # with the proxies' values, not yet written
         self._k_next = 0
         self._timing = {"integrate_s": 0.0, "outputs_s": 0.0, "record_s": 0.0}
+        self._target: TargetCoupling | None = None    # coupling/R_e of a target-dependent coupling
 
     # ---- setup ---------------------------------------------------------------------------
     def _build(self, config: dict, tvb_dt_ms: float | None = None) -> WindowedTVB:
@@ -289,7 +374,7 @@ class TVBAdapter(NodeAdapter):
     def _proxy_groups(self, ctx: RunContext, proxies) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Proxies whose owner sends the full mean-field state (reference backend) and those that send
         population rates (spiking backends), from the config's spiking_nodes."""
-        full = set()
+        full: set[int] = set()
         for n in (ctx.config or self._config or {}).get("spiking_nodes") or []:
             if isinstance(n, dict) and n.get("backend") in FULL_STATE_BACKENDS:
                 full.update(int(r) for r in n.get("regions") or [])
@@ -298,6 +383,7 @@ class TVBAdapter(NodeAdapter):
     def _interface(self):
         """The model's spiking interface; one line saying what to declare if it has none."""
         w = self.tvb
+        assert w is not None
         if w.interface is None:
             from cosim.config.interfaces import find
             find(self.tvb_cfg.model_class, self.tvb_cfg.interface)      # raises the one line
@@ -364,8 +450,9 @@ class TVBAdapter(NodeAdapter):
             else:
                 raise ValueError(f"tvb node cannot produce {s.name!r}")
             self.out_specs.append((s, r))
+        self._configure_target_coupling()
         self._R_ring = None
-        if "coupling/R_e" in self.plans:
+        if "coupling/R_e" in self.plans and self._target is None:
             self._R_ring = np.empty((w.n_time, n))
             self._R_ring[w.slot(w.initial.steps)] = w.initial.R_e
         self.monitors = make_monitors(self.tvb_cfg, n, self.names, w.sim.connectivity)
@@ -374,10 +461,31 @@ class TVBAdapter(NodeAdapter):
                  n, len(self.proxies), self.proxies.tolist(), W, W * w.dt, m, ctx.n_windows,
                  [s.name for s, _ in self.out_specs])
 
+    def _configure_target_coupling(self) -> None:
+        """A coupling that depends on the target's own state (Difference, Kuramoto): ``coupling/R_e``
+        becomes the interface's ``coupling_rate`` of TVB's own pre/post coupling of each target
+        (:class:`TargetCoupling`), with the target's state ``x_target`` = the history's value at the
+        last step received from the spiking side (step 0 before any arrived)."""
+        w = self.tvb
+        assert w is not None
+        self._target = None
+        plan = self.plans.get("coupling/R_e")
+        if plan is None or not target_dependent(w.sim.coupling, len(w.cvar)):
+            return
+        from cosim.config.interfaces import RWW_EXC_INH, check_coupling
+        iface = RWW_EXC_INH if w.legacy else self._interface()
+        check_coupling(iface, type(w.sim.coupling).__name__, True)
+        self._target = TargetCoupling(w, plan)
+        assert iface.coupling_rate is not None           # check_coupling refused an interface without one
+        self._target_rate = iface.coupling_rate
+        self._target_params = {k: np.asarray(v)[plan.targets] for k, v in getattr(w, "_mparams", {}).items()}
+        self._x_target = np.array(w.sim.history.buffer[w.slot(0), :, :, 0], copy=True)   # (n_cvar, N) float32
+
     def _configure_generic(self, ctx: RunContext) -> None:
         """Any model but ReducedWongWangExcInh: proxies owned by a full-state (reference) node get
         every state variable; proxies of spiking nodes get R_e (R_i) through the interface's transformer."""
         w = self.tvb
+        assert w is not None
         full, rates = self._proxy_groups(ctx, tuple(int(r) for r in self.proxies))
         for v in w.state_vars:
             if full and (v not in self.in_cols or set(self.in_cols[v].tolist()) != set(full)):
@@ -397,6 +505,7 @@ class TVBAdapter(NodeAdapter):
     def _apply_generic(self, blocks: dict[str, np.ndarray], first: int, rec: WindowRecord | None) -> dict:
         """Overwrite the proxies of window k-m (steps ``first ..``); returns {var: (cols, block)} to record."""
         w = self.tvb
+        assert w is not None
         put: dict[str, list] = {}
         if self._full.size and w.state_vars[0] in blocks:
             cols = self.in_cols[w.state_vars[0]]
@@ -427,6 +536,7 @@ class TVBAdapter(NodeAdapter):
 
     def _open_results(self) -> None:
         ctx, w = self.ctx, self.tvb
+        assert ctx is not None and w is not None
         if not ctx.results_dir:
             self.out = None
             return
@@ -465,6 +575,7 @@ class TVBAdapter(NodeAdapter):
 
     def _values_R_e(self, src, J):
         w = self.tvb
+        assert w is not None
         if src.size:
             w.check_in_history(int(src.min()), int(src.max()))
         return self._R_ring[w.slot(src), J]
@@ -475,6 +586,9 @@ class TVBAdapter(NodeAdapter):
             kind, _, var = s.name.partition("/")
             if kind == "state":
                 out[s.name] = np.ascontiguousarray(getattr(rec, var)[:, r])
+            elif var == "R_e" and self._target is not None:
+                c = self._target.compute(coupling_first_step, coupling_steps, self._x_target[:, r])
+                out[s.name] = np.asarray(self._target_rate(c, self._target_params), dtype=np.float64)
             else:
                 vals = self._values_S_e if var == "S_e" else self._values_R_e
                 out[s.name] = self.plans[s.name].compute(coupling_first_step, coupling_steps, vals)
@@ -483,6 +597,7 @@ class TVBAdapter(NodeAdapter):
     def initial_outputs(self) -> Signals:
         if self.ctx is None:
             raise RuntimeError("initial_outputs() before configure()")
+        assert self.tvb is not None
         n = self.m * self.W            # windows -m .. -1: steps -n+1 .. 0; coupling of windows 0 .. m-1
         out = self._outputs(self.tvb.initial.tail(min(n, self.tvb.n_time)), 1, n)
         if n > self.tvb.n_time:        # initial history is shorter than m windows: send no state
@@ -493,6 +608,7 @@ class TVBAdapter(NodeAdapter):
         k = int(window)
         if self.ctx is None:
             raise RuntimeError("step() before configure()")
+        assert self.tvb is not None
         m = self.m
         blocks = state_input_blocks(inputs, self.in_cols, self.W, k, self._k_next, "the spiking regions", m,
                                     "S_e" if self.tvb.legacy else None)
@@ -503,6 +619,8 @@ class TVBAdapter(NodeAdapter):
         elif "S_e" in blocks:            # window k-m's rows: steps (k-m)W+1 .. (k-m+1)W
             s_i = blocks["S_i"][:, self._si_order] if "S_i" in blocks else None
             w.overwrite(self.in_cols["S_e"], blocks["S_e"], s_i, (k - m) * W + 1)
+        if k >= m and self._target is not None:   # the targets' state for coupling/R_e of window k+m
+            self._x_target[...] = w.sim.history.buffer[w.slot((k - m + 1) * W), :, :, 0]
         if k >= m:                     # window k-m gets the proxies' true values and is recorded
             rec = self._pending.popleft()
             if rec.first_step != (k - m) * W + 1:
@@ -538,6 +656,7 @@ class TVBAdapter(NodeAdapter):
     def _record(self, rec: WindowRecord, from_spiking: bool) -> None:
         if self.out is None and not from_spiking:
             return
+        assert self.tvb is not None
         t_ms = rec.steps * self.tvb.dt
         X = rec.stacked()
         if self.out is not None and self.out.has_group("raw"):
@@ -571,7 +690,8 @@ class TVBAdapter(NodeAdapter):
         scalar ``pending_first_step``, ``pending_<var>`` (W, N))."""
         self.after_window()             # tvb.h5 holds every window that has its proxies' values
         from cosim.runtime.checkpoint import save_arrays
-        d = {f"tvb_{k}": v for k, v in self.tvb.get_state().items()}
+        assert self.ctx is not None and self.tvb is not None
+        d: dict[str, Any] = {f"tvb_{k}": v for k, v in self.tvb.get_state().items()}
         d["k_next"] = np.int64(self._k_next)
         d["lag_windows"] = np.int64(self.m)
         if self._pending:
@@ -579,10 +699,12 @@ class TVBAdapter(NodeAdapter):
             d["pending_first_steps"] = np.array([p.first_step for p in q], dtype=np.int64)
             for v in self.names + ("coupling",):
                 d[f"pending_{v}"] = np.stack([getattr(p, v) for p in q])
-        if getattr(self, "_transformer", None) is not None:
-            d.update({f"transformer_{k}": v for k, v in self._transformer.get_state().items()})
+        if (tf := getattr(self, "_transformer", None)) is not None:
+            d.update({f"transformer_{k}": v for k, v in tf.get_state().items()})
         if self._R_ring is not None:
             d["R_ring"] = self._R_ring
+        if self._target is not None:
+            d["x_target"] = self._x_target
         for name, (mon, _) in self.monitors.items():
             for attr, v in vars(mon).items():
                 if attr.startswith("_") and isinstance(v, np.ndarray):
@@ -593,6 +715,7 @@ class TVBAdapter(NodeAdapter):
         return {"files": [name], "rows": rows}
 
     def restore(self, directory, info: dict[str, Any]) -> None:
+        assert self.tvb is not None
         d, self._k_next = restore_tvb_copy(self.tvb, directory, info, self.m)
         self._pending = deque()
         if "pending_first_steps" in d:
@@ -603,14 +726,18 @@ class TVBAdapter(NodeAdapter):
             self._pending.append(WindowRecord(int(d["pending_first_step"]),
                                               {v: np.array(d[f"pending_{v}"]) for v in self.names},
                                               np.array(d["pending_coupling"])))
-        if getattr(self, "_transformer", None) is not None:
-            self._transformer.set_state({k[12:]: v for k, v in d.items() if k.startswith("transformer_")})
+        if (tf := getattr(self, "_transformer", None)) is not None:
+            tf.set_state({k[12:]: v for k, v in d.items() if k.startswith("transformer_")})
         want = min(self._k_next, self.m)
         if len(self._pending) != want:
             raise ValueError(f"checkpoint holds {len(self._pending)} window(s) waiting to be recorded, "
                              f"expected {want} after {self._k_next} window(s) with a lag of {self.m}")
         if self._R_ring is not None:
             self._R_ring[...] = d["R_ring"]
+        if self._target is not None:
+            if "x_target" not in d or d["x_target"].shape != self._x_target.shape:
+                raise ValueError("checkpoint: the targets' coupling state (x_target) is missing or of another shape")
+            self._x_target[...] = d["x_target"]
         for name, (mon, _) in self.monitors.items():
             for attr, v in vars(mon).items():
                 key = f"mon_{name}_{attr}"

@@ -15,6 +15,14 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def incomplete_note(attrs) -> str:
+    """The title's note for a tvb.h5 whose run did not complete ("" when its status is completed)."""
+    from cosim.runtime.store import COMPLETED
+    status = attrs.get("status", "")
+    status = status.decode() if isinstance(status, bytes) else str(status)
+    return "" if status == COMPLETED else f" — run did not complete ({status or 'no status'})"
+
+
 def plot(results_dir: str | Path, var: str = "R_e", max_columns: int = 2000,
          name: str = "tvb_activity.png") -> Path:
     import matplotlib
@@ -35,7 +43,7 @@ def plot(results_dir: str | Path, var: str = "R_e", max_columns: int = 2000,
         x = f[group][var][::step]
         spiking = [int(r) for r in np.atleast_1d(f.attrs.get("spiking_regions", []))]
         labels = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs.get("region_labels", [])]
-        completed = bool(f.attrs.get("completed", False))
+        note = incomplete_note(f.attrs)
     n = x.shape[1]
     unit = "Hz" if var.startswith("R") else ""
     fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(11, 8), sharex=True,
@@ -49,7 +57,7 @@ def plot(results_dir: str | Path, var: str = "R_e", max_columns: int = 2000,
         ax0.set_yticks(spiking)
         ax0.set_yticklabels([f"{r} {labels[r]}" if r < len(labels) else str(r) for r in spiking], fontsize=7)
     ax0.set_ylabel("region (spiking marked)")
-    ax0.set_title(f"TVB {var} ({group}){'' if completed else ' — run did not complete'}", fontsize=10)
+    ax0.set_title(f"TVB {var} ({group}){note}", fontsize=10)
     for r in spiking:
         ax1.plot(t, x[:, r], lw=0.8, label=f"{r} {labels[r]}" if r < len(labels) else str(r))
     if not spiking:

@@ -288,7 +288,7 @@ class WindowedTVB:
         if self.legacy:
             self._params = [np.ascontiguousarray(np.broadcast_to(np.asarray(getattr(model, k), np.float64).ravel(), (n,)))
                             for k in _RATE_PARAMS]
-            self.names = ("S_e", "S_i", "R_e", "R_i")
+            self.names: tuple[str, ...] = ("S_e", "S_i", "R_e", "R_i")
         else:
             self._mparams = {k: np.broadcast_to(np.asarray(getattr(model, k), np.float64).ravel(), (n,))
                              for k in tvb_classes.params_of(type(model))
@@ -336,7 +336,7 @@ class WindowedTVB:
         si = np.ascontiguousarray(S_i, np.float64).ravel()
         cc = np.ascontiguousarray(c, np.float64).ravel()
         re, ri = np.empty_like(se), np.empty_like(se)
-        _rates(se, si, cc, *self._params, re, ri)
+        _rates(se, si, cc, *self._params, re, ri)  # type: ignore[call-arg]
         return re.reshape(shape), ri.reshape(shape)
 
     def _record_vars(self, S: np.ndarray, c: np.ndarray) -> dict[str, np.ndarray]:
@@ -364,7 +364,7 @@ class WindowedTVB:
         return WindowRecord(int(steps[0]), self._record_vars(S, c), c)
 
     # ---- history access --------------------------------------------------------------------
-    def slot(self, steps: np.ndarray | int) -> np.ndarray | int:
+    def slot(self, steps: np.ndarray | int) -> np.ndarray:
         return (np.asarray(steps) + self.offset) % self.n_time
 
     def check_in_history(self, first: int, last: int) -> None:
@@ -393,6 +393,7 @@ class WindowedTVB:
             stim.configure_time(np.r_[0.0:length:self.dt].reshape((1, -1)))
             self.sim.simulation_length = length
             self._stim_len = stim._temporal_pattern.shape[1]
+        assert self._stim is not None
         self._stim[self.sim.model.stvar, :, :] = stim(i).reshape((1, -1, 1))
         return self._stim
 
@@ -447,7 +448,7 @@ class WindowedTVB:
                 sim._loop_compute_node_coupling(self.offset + self.step + 1)     # reads the history only
             return (time.perf_counter() - t0) / n
         finally:
-            if saved is not None:
+            if rs is not None and saved is not None:
                 rs.set_state(saved)
 
     # ---- checkpoint -------------------------------------------------------------------------
@@ -523,9 +524,9 @@ class WindowedTVB:
         slots = self.slot(np.arange(first_step, last + 1))
         buf = self.sim.history.buffer
         for ci, sv in enumerate(self.cvar):
-            a = arrs.get(self.state_vars[sv])
-            if a is not None:
-                buf[slots[:, None], ci, regions[None, :], 0] = a
+            block = arrs.get(self.state_vars[sv])
+            if block is not None:
+                buf[slots[:, None], ci, regions[None, :], 0] = block
         if last == self.step:
             for v, a in arrs.items():
                 self._state[self.state_vars.index(v), regions, 0] = a[-1]
