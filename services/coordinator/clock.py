@@ -165,7 +165,7 @@ class ClockMixin(CoordinatorState):
         for spec in self.plan.outputs[peer.name]:
             if is_event(spec.name):
                 per, why = split_events(outputs.get(spec.name), n, len(spec.regions), W * self.tvb_dt_ms)
-                if why:
+                if why or per is None:
                     raise RunFailed(self.where(peer.name, f"bad outputs: output {spec.name!r} {why}"))
                 events[spec.name] = per
         for j in range(peer.done + 1, k + 1):      # windows already in (a resent batch) are skipped
