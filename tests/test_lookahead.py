@@ -249,8 +249,11 @@ def _feed(m, W, K, R, initial_rows=None):
 
 
 def test_coupling_input_same_drive_at_lag_2(tmp_path):
-    """CouplingInput: other services' rates arrive m windows late; the drive per step is the same."""
-    config = {"spiking_nodes": [{"name": "me", "regions": [0, 1]}, {"name": "other", "regions": [2, 3]}]}
+    """CouplingInput: other services' rates arrive m windows late; the drive per step is the same
+    (services coupled by rates: two NetPyNE services would exchange spikes under the default
+    run.inter_service)."""
+    config = {"run": {"inter_service": "rates"},
+              "spiking_nodes": [{"name": "me", "regions": [0, 1]}, {"name": "other", "regions": [2, 3]}]}
     W, K = 4, 12
     rng = np.random.default_rng(7)
     table = rng.uniform(0, 50, (K * W + 1, 2))          # R_e of regions 2, 3 at steps 1 .. K*W

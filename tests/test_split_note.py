@@ -11,8 +11,9 @@ from cosim.launch.preflight import split_coupling_note
 pytestmark = [pytest.mark.unit]
 
 
-def _cfg(nodes):
-    return parse_config({"spiking_nodes": [{"name": n, "backend": b, "regions": r, **({"params": p} if p else {})}
+def _cfg(nodes, inter_service="auto"):
+    return parse_config({"run": {"inter_service": inter_service},
+                         "spiking_nodes": [{"name": n, "backend": b, "regions": r, **({"params": p} if p else {})}
                                            for n, b, r, p in nodes]})
 
 
@@ -31,3 +32,8 @@ def test_connected_regions_on_two_services_are_named():
     assert split_coupling_note(off, con) is None                    # rate coupling chosen explicitly
     ref = _cfg([("a", "reference", [33], None), ("b", "netpyne", [71], None)])
     assert split_coupling_note(ref, con) is None                    # the mean-field side has no E->E
+    spikes = _cfg([("a", "netpyne", [33], None), ("b", "netpyne", [71], None)])
+    assert split_coupling_note(spikes, con) is None                 # auto: spikes travel, the same network
+    rates = _cfg([("a", "netpyne", [33], None), ("b", "netpyne", [71], None)], "rates")
+    note = split_coupling_note(rates, con)
+    assert note is not None and "a/b (1 region pair(s))" in note and "'rates'" in note

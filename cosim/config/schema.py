@@ -60,6 +60,11 @@ class RunSection(_Strict):
     seed: int = Field(42, ge=0, le=SEED_MAX, description="seeds TVB's initial history, noise and every Poisson train")
     progress: bool = True
     checkpoint: CheckpointSection | None = Field(None, description="checkpoints for `cosim resume`; off if null")
+    inter_service: Literal["auto", "spikes", "rates"] = Field(
+        "auto", description="how spiking regions on different spiking services are coupled: spikes = E->E synapses "
+                            "as within one service (spikes travel between the services, the same network however "
+                            "regions are grouped); rates = population rates only (a different network); auto = "
+                            "spikes wherever both services can (cosim/config/inter_service.py), else rates")
 
 
 class ClassSpec(_Strict):
@@ -454,6 +459,10 @@ class RunConfig(_Strict):
                             tvb_classes.check_params(cls, model, "params.model")
                 except ValueError as e:
                     raise ValueError(f"spiking_nodes[{n.name}].params.model: {e}") from None
+        from cosim.config.inter_service import problem
+        why = problem(self.model_dump(mode="json"))
+        if why:
+            raise ValueError(f"{why[0]}: {why[1]}")
         steps = self.run.duration_ms / self.tvb.dt_ms
         if steps > MAX_STEPS:
             raise ValueError(f"run.duration_ms: {self.run.duration_ms:g} ms is {steps:.3g} TVB steps of "

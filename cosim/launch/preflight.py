@@ -90,26 +90,32 @@ INTER_REGION_BACKENDS = ("netpyne", "nest")
 
 def split_coupling_note(cfg: RunConfig, connectome: dict | None = None) -> str | None:
     """One line naming the connected spiking regions that sit on *different* spiking services while
-    their default networks would couple them E->E within one service (``inter_region``): across
-    services they are coupled only through rates (issue 25: 20 regions on one service gave 3,999
-    spikes, on four services 1,232). None when nothing is split so."""
-    nets = [(n.name, set(n.regions)) for n in cfg.spiking_nodes
+    their default networks would couple them E->E within one service (``inter_region``) and that
+    are coupled only through rates across services: ``run.inter_service: rates``, or a service that
+    cannot exchange spikes (cosim/config/inter_service.py; issue 25: 20 regions on one service gave
+    3,999 spikes, on four services coupled by rates 1,232). None when nothing is split so."""
+    from cosim.config.inter_service import cannot_spike
+    mode = cfg.run.inter_service
+    nets = [(n.name, set(n.regions), cannot_spike(n.model_dump(mode="json")) is None) for n in cfg.spiking_nodes
             if n.backend in INTER_REGION_BACKENDS and not (n.params or {}).get("model_file")
             and ((n.params or {}).get("inter_region") or {}).get("enabled", True)]
     if len(nets) < 2:
         return None
     w = (connectome if connectome is not None else connectome_of(cfg))["weights"]
     split = []
-    for a, (na, ra) in enumerate(nets):
-        for nb, rb in nets[a + 1:]:
+    for a, (na, ra, sa) in enumerate(nets):
+        for nb, rb, sb in nets[a + 1:]:
+            if mode != "rates" and sa and sb:
+                continue                    # spikes travel between these two: the same network
             links = sum(1 for i in ra for j in rb if w[i, j] != 0 or w[j, i] != 0)
             if links:
                 split.append(f"{na}/{nb} ({links} region pair(s))")
     if not split:
         return None
+    why = "run.inter_service is 'rates'" if mode == "rates" else "one of each pair cannot exchange spikes"
     return ("spiking regions on different services are coupled through their rates only, not E->E as "
-            "within one service (inter_region): " + ", ".join(split) + "; the same regions on one service "
-            "form a different network")
+            f"within one service (inter_region; {why}): " + ", ".join(split) + "; the same regions on one "
+            "service form a different network")
 
 
 def check_run(cfg: RunConfig, source: str, connectome: bool = True) -> None:

@@ -25,7 +25,7 @@ from cosim.runtime.step_copies import StepCopies
 from cosim.runtime.transport import (Channel, DataPlane, Echo, HandshakeWatch, Heartbeat, default_data_bind, echo_bind,
                                      new_token, routing_id)
 from cosim.proto.messages import PROTOCOL_VERSION, Message, MessageType as T
-from cosim.proto.signals import SIGNAL_BOUND, check_outputs, values_ok
+from cosim.proto.signals import SIGNAL_BOUND, check_events, check_outputs, is_event, select_events, values_ok
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,9 @@ class NodeRuntime:
         """DATA of `window` to every consumer: the columns each needs (§4.1). Sent even when
         empty (an initial window without state), so the consumer knows the window is complete."""
         for consumer, sigs in self.links:
-            self.data.send(consumer, window, {n: outputs[n] if cols is None else np.ascontiguousarray(outputs[n][:, cols])
+            self.data.send(consumer, window, {n: outputs[n] if cols is None else
+                                              select_events(outputs[n], cols) if is_event(n) else
+                                              np.ascontiguousarray(outputs[n][:, cols])
                                               for n, cols in sigs if n in outputs}, while_blocked=self._check_dialog)
 
     def _check_dialog(self) -> None:
@@ -399,7 +401,7 @@ class NodeRuntime:
             t0 = time.perf_counter()
             try:
                 outputs = self.adapter.step(k, inputs)
-                why = check_outputs(ctx.outputs, outputs, W)
+                why = check_outputs(ctx.outputs, outputs, W) or self._check_events(outputs)
                 if why:
                     raise ValueError(f"bad outputs: {why}")
             except Exception as e:
@@ -433,6 +435,18 @@ class NodeRuntime:
                 self._send_copies()
                 while sent and sent[0].window <= self.hb.acked:    # acknowledged: never asked for again
                     sent.popleft()
+
+    def _check_events(self, outputs: dict) -> str | None:
+        """Event outputs (``spikes/*``, §4.2): each present, a valid (n, 3) block of its regions."""
+        span = self.ctx.steps_per_window * self.ctx.tvb_dt_ms
+        for spec in self.ctx.outputs:
+            if is_event(spec.name):
+                if spec.name not in outputs:
+                    return f"missing output {spec.name!r}"
+                why = check_events(outputs[spec.name], len(spec.regions), span)
+                if why:
+                    return f"output {spec.name!r} {why}"
+        return None
 
     def _send_copies(self) -> None:
         """The STEP_DONE copies of the windows completed since the last batch (§4.1)."""
@@ -558,6 +572,7 @@ class Inbox:
         import hmac
         self._same = hmac.compare_digest
         self.lag, self.W, self.K = lag, ctx.steps_per_window, ctx.n_windows
+        self.span_ms = ctx.steps_per_window * ctx.tvb_dt_ms        # a window's length: event times lie in it
         self.rejects = rejects if rejects is not None else transport.RejectCounter(f"{ctx.node_name} data")
         self.tokens = {e["from"]: str(e.get("token") or "") for e in receive}
         self.specs = {s.name: s for s in ctx.inputs}
@@ -568,6 +583,7 @@ class Inbox:
                       for e in receive}
         self.got: dict[int, dict[str, dict]] = {}
         self.taken = -10**9             # DATA of windows below this was consumed: a late copy is a duplicate
+        self.resent: set[tuple[int, str]] = set()     # (window, producer) DATA that came from the coordinator
 
     def put(self, msg: Message, key: str | None = None, trusted: bool = False) -> None:
         """Keep a DATA for its window (§4.1). From the inbox it must name a producer, carry that
@@ -592,6 +608,8 @@ class Inbox:
         if j < self.taken or msg.node in self.got.get(j, {}):
             return                        # a copy the coordinator resent, or a repeat: keep the first
         self.got.setdefault(j, {})[msg.node] = msg.content["signals"]
+        if trusted:
+            self.resent.add((j, msg.node))
 
     def complete(self, k: int) -> bool:
         have = self.got.get(k - self.lag, {})
@@ -605,6 +623,8 @@ class Inbox:
         """Inputs of window k, or (partial, (producer, reason)) when a producer sent a bad block."""
         j = k - self.lag
         have = self.got.pop(j, {})
+        resent = {p for i, p in self.resent if i == j}
+        self.resent = {x for x in self.resent if x[0] > j}
         self.taken = k + 1 - self.lag
         W, out = self.W, {}
         for producer, sigs in self.parts.items():
@@ -613,7 +633,19 @@ class Inbox:
                 b = blocks.get(name)
                 if b is None:
                     if j >= 0:            # only initial windows may leave a signal out (keep your own)
+                        if is_event(name) and producer in resent:
+                            return out, (producer, f"the DATA of window {j} was lost and the coordinator's resend "
+                                                   f"lacks {name!r} (its copy had none: PROTOCOL.md §4.2)")
                         return out, (producer, f"DATA of window {j} lacks {name!r}")
+                    continue
+                if is_event(name):                         # (n, 3) events of this producer's columns (§4.2)
+                    why = check_events(b, len(cols), self.span_ms)
+                    if why:
+                        return out, (producer, f"{name!r} of window {j} {why}")
+                    if not whole:
+                        b = b.copy()
+                        b[:, 0] = cols[b[:, 0].astype(np.int64)]
+                    out[name] = b if name not in out else np.concatenate([out[name], b])
                     continue
                 if getattr(b, "dtype", None) != np.float64:      # the same rule as STEP_DONE's (§4.1, §7)
                     return out, (producer, f"{name!r} of window {j} is {getattr(b, 'dtype', type(b).__name__)}, "

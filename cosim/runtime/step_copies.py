@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cosim.proto.messages import Message, MessageType as T
+from cosim.proto.signals import is_event, stamp_events
 
 # a batch leaves at 16 windows (far below the 32-window margin of time-based checkpoint grants,
 # services/coordinator/clock.GRANT_CHUNK // 2) or 20 ms after its first window (progress is
@@ -62,11 +63,13 @@ class StepCopies:
         if not self.windows:
             return None
         first, last = self.windows[0], self.windows[-1]
+        names = self.outputs[0].keys()
         if len(self.windows) == 1:
-            content: dict[str, Any] = {"outputs": self.outputs[0], "timing": self.timings[0]}
+            content: dict[str, Any] = {"outputs": {n: stamp_events(a, 0) if is_event(n) else a
+                                                   for n, a in self.outputs[0].items()}, "timing": self.timings[0]}
         else:
-            names = self.outputs[0].keys()
             content = {"first": first, "timing": self.timings,
-                       "outputs": {n: np.concatenate([o[n] for o in self.outputs]) for n in names}}
+                       "outputs": {n: np.concatenate([stamp_events(o[n], i) for i, o in enumerate(self.outputs)])
+                                   if is_event(n) else np.concatenate([o[n] for o in self.outputs]) for n in names}}
         self.windows, self.outputs, self.timings = [], [], []
         return Message(T.STEP_DONE, content, node=self.node, window=last)

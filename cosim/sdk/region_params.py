@@ -3,7 +3,8 @@
 - :class:`ConnSpec`: a random within-region connection rule (probability, weight, delay).
 - :class:`InputTransformer`: TVB coupling -> Poisson trains (``rate_hz = scale*signal + offset``).
 - :class:`OutputTransformer`: spikes -> rates -> the proxy state TVB sees.
-- :class:`InterRegion`: E->E between spiking regions of one node (weight from G*C, delay from the connectome).
+- :class:`InterRegion`: E->E between spiking regions of one node (weight from G*C, delay from the connectome),
+  and from other services' regions whose spikes reach the node (``run.inter_service``, PROTOCOL.md §4.2).
 - :class:`PopMap`: where a user-model population sits in the brain and what it does.
 
 Weights are in µS (NEURON's unit); a backend with other units converts (NEST: nS = 1000 µS).
@@ -115,7 +116,9 @@ class OutputTransformer(_S):
 
 
 class InterRegion(_S):
-    """E->E connections between spiking regions of this node (weight = factor * G * C_kj)."""
+    """E->E connections between spiking regions of this node (weight = factor * G * C_kj); with spikes
+    between services (``run.inter_service``), the receiving node's block also wires the other services'
+    regions, so every region's incoming E->E synapses follow its own node's block."""
     enabled: bool = True
     prob: float = Field(0.01, ge=0, le=1)
     weight_factor_uS: float = Field(0.01, ge=0, description="uS per unit of G*C_kj")

@@ -36,9 +36,13 @@ class CouplingInput:
         self.regions = [int(r) for r in regions]
         own = set(self.regions)
         mine = ctx.node_name
-        # regions simulated by other spiking services (known from the config alone)
+        # regions simulated by other spiking services (known from the config alone); those whose E
+        # spikes reach this node (run.inter_service, PROTOCOL.md §4.2) couple through synapses, as
+        # regions of this node do, not through their rates
+        from cosim.config.inter_service import spike_sources
+        self.spiking = set(spike_sources(ctx.config, mine))
         self.others = sorted(int(r) for n in ctx.config.get("spiking_nodes", []) if n.get("name") != mine
-                             for r in n.get("regions", []) if int(r) not in own)
+                             for r in n.get("regions", []) if int(r) not in own and int(r) not in self.spiking)
         self.W = 0
         self.m = 1
 
@@ -67,6 +71,7 @@ class CouplingInput:
             raise ValueError(f"region(s) {bad} do not exist (the connectivity has {n} regions)")
         own = np.zeros(n, dtype=bool)
         own[self.regions] = True
+        own[[q for q in self.spiking if 0 <= q < n]] = True      # coupled by spikes: as if here
         # incoming weight from everything this node does not simulate (TVB + other services)
         self.row_weight = np.array([w[p, ~own].sum() for p in self.regions])
         # other services' regions that actually project here: (target col, source col, weight, delay)

@@ -16,6 +16,7 @@ from cosim.runtime import checkpoint
 from cosim.errors import RunFailed
 from cosim.runtime.store import ResultsWriteError, os_reason
 from cosim.proto.messages import Message, MessageType as T
+from cosim.proto.signals import is_event, split_events
 from cosim.services.coordinator import routing
 from cosim.services.coordinator.record import RunRecord
 from cosim.services.coordinator.state import CoordinatorState
@@ -160,9 +161,17 @@ class ClockMixin(CoordinatorState):
         timings = timing if isinstance(timing, list) and len(timing) == n else [timing] * n
         copies = self.copies.setdefault(peer.name, {})
         W = self.W
+        events = {}                     # spikes (§4.2): a (n, 4) block per batch, split per window
+        for spec in self.plan.outputs[peer.name]:
+            if is_event(spec.name):
+                per, why = split_events(outputs.get(spec.name), n, len(spec.regions), W * self.tvb_dt_ms)
+                if why or per is None:
+                    raise RunFailed(self.where(peer.name, f"bad outputs: output {spec.name!r} {why}"))
+                events[spec.name] = per
         for j in range(peer.done + 1, k + 1):      # windows already in (a resent batch) are skipped
             i = j - first
-            copies[j] = outputs if n == 1 else {name: a[i * W:(i + 1) * W] for name, a in outputs.items()}
+            copies[j] = {name: events[name][i] if name in events else (a if n == 1 else a[i * W:(i + 1) * W])
+                         for name, a in outputs.items() if name in events or not is_event(name)}
             t = timings[i]
             self.timing.setdefault(j, {})[peer.name] = t if isinstance(t, dict) else {}
             if isinstance(t, dict):       # the adaptive window timeout follows the longest window (§8)

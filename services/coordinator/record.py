@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from cosim.proto.signals import is_event
 from cosim.runtime.store import Appender, Column, write_status
 
 TIMING_FIELDS = ("compute_s", "wait_s", "simulate_s", "decode_s", "encode_s")
@@ -43,6 +44,8 @@ class RunRecord:
         self.signals = []
         for producer, specs in plan.outputs.items():
             for s in specs:
+                if is_event(s.name):      # spikes go node to node only (PROTOCOL.md §4.2)
+                    continue
                 key = f"signals/{producer}/{s.name}"
                 layout[key] = Column(len(s.regions), W, attrs={
                     "regions": list(s.regions), "window_offset": 1 if s.name.startswith("coupling/") else 0})

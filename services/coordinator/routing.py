@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cosim.proto.signals import is_event, select_events
 from cosim.runtime.adapter import SignalSpec
 
 
@@ -39,7 +40,32 @@ def provider(name: str, region: int, owner: dict[int, str], tvb: str) -> str:
         return owner[region]
     if kind == "coupling":
         return tvb
-    raise PlanError(f"unknown signal kind in {name!r}; expected state/… or coupling/…")
+    if kind == "spikes":
+        if owner[region] == tvb:
+            raise PlanError(f"{name} of region {region}: a region simulated by TVB has no spikes")
+        return owner[region]
+    raise PlanError(f"unknown signal kind in {name!r}; expected state/…, coupling/… or spikes/…")
+
+
+def prune_spikes(consumer: str, specs: list[SignalSpec], owner: dict[int, str], weights) -> list[SignalSpec]:
+    """``spikes/<pop>`` of regions Q (PROTOCOL.md §4.2) keeps only the regions q that project to one of
+    ``consumer``'s own regions (``weights[p, q] != 0``): a node names every region it could take
+    spikes from before the connectome reaches it; spikes nobody wires to are not sent."""
+    if weights is None or not any(s.name.startswith("spikes/") for s in specs):
+        return specs
+    w = np.asarray(weights)
+    mine = [r for r, o in owner.items() if o == consumer]
+    out = []
+    for s in specs:
+        if s.name.startswith("spikes/"):
+            bad = [q for q in s.regions if not 0 <= q < w.shape[0]]
+            if bad:
+                raise PlanError(f"node {consumer!r} requires {s.name} of region {bad[0]}, which does not exist")
+            s = SignalSpec(s.name, tuple(q for q in s.regions if mine and np.any(w[mine, q] != 0)))
+            if not s.regions:
+                continue
+        out.append(s)
+    return out
 
 
 def expand_sources(consumer: str, specs: list[SignalSpec], owner: dict[int, str], weights) -> list[SignalSpec]:
@@ -72,7 +98,7 @@ def expand_sources(consumer: str, specs: list[SignalSpec], owner: dict[int, str]
 def plan(requires: dict[str, list[SignalSpec]], owner: dict[int, str], tvb: str = "tvb", weights=None) -> Plan:
     """`requires[node]` = what the node consumes; `owner[region]` = node that simulates it;
     `weights` (the connectome) expands `sources/*` requirements (:func:`expand_sources`)."""
-    requires = {n: expand_sources(n, ss, owner, weights) for n, ss in requires.items()}
+    requires = {n: prune_spikes(n, expand_sources(n, ss, owner, weights), owner, weights) for n, ss in requires.items()}
     wanted: dict[str, dict[str, set[int]]] = {}
     for consumer, specs in requires.items():
         for s in specs:
@@ -157,7 +183,8 @@ def data_for(plan_: Plan, producer: str, consumer: str, outputs: dict[str, np.nd
             if p.producer == producer:
                 any_part = True
                 if name in outputs:
-                    sigs[name] = np.ascontiguousarray(outputs[name][:, p.src_cols])
+                    sigs[name] = select_events(outputs[name], p.src_cols) if is_event(name) else \
+                        np.ascontiguousarray(outputs[name][:, p.src_cols])
     return sigs if any_part else None
 
 

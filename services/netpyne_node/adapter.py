@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cosim.runtime import startup
+from cosim.proto.signals import is_event
 from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 
 from .config import NetpyneParams
@@ -107,9 +108,13 @@ class NetpyneAdapter(NodeAdapter):
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
         # TVB's coupling, plus the rates of other spiking services' regions (mixed runs);
         # per-source mode: the rates of every region that projects here (cosim.sdk.spiking_input)
+        # spikes between services (run.inter_service): E spikes of other services' regions (§4.2)
         if self.params_for(ctx).input.mode == "per_source":
             return PerSourceInput(ctx, list(ctx.regions)).requires()
-        return CouplingInput(ctx, list(ctx.regions)).requires()
+        from cosim.config.inter_service import spike_sources
+        remote = spike_sources(ctx.config, ctx.node_name)
+        return CouplingInput(ctx, list(ctx.regions)).requires() + \
+            ([SignalSpec("spikes/E", tuple(remote))] if remote else [])
 
     def configure(self, ctx: RunContext) -> None:
         if self.comm is not None:
@@ -206,9 +211,17 @@ class NetpyneAdapter(NodeAdapter):
         self.W = int(ctx.steps_per_window)
         if self.W < 1:
             raise ModelError("steps_per_window must be >= 1 (configure is called after PREPARE)")
+        self.spike_out = next((s for s in ctx.outputs if is_event(s.name)), None)
+        self.value_outputs = [s for s in ctx.outputs if not is_event(s.name)]
+        self.spike_in = next((s for s in ctx.inputs if is_event(s.name)), None)
         try:
             self.nrn_per_tvb = sim_steps_per_tvb(p.dt_ms, ctx)
-            check_outputs(ctx.outputs, self.regions)
+            check_outputs(self.value_outputs, self.regions)
+            for spec in (self.spike_out, self.spike_in):
+                if spec is not None and spec.name != "spikes/E":
+                    raise ValueError(f"cannot exchange {spec.name!r}; this node exchanges 'spikes/E'")
+            if self.spike_out is not None and p.model_file is not None:
+                raise ValueError("spikes/E between services come from the default network, not a model_file")
         except ValueError as e:
             raise ModelError(str(e)) from None
         self.tvb_dt = ctx.tvb_dt_ms
@@ -328,7 +341,9 @@ class NetpyneAdapter(NodeAdapter):
         else:
             from .builder import NetpyneNetworkBuilder
             b = NetpyneNetworkBuilder(p, self.regions, ctx.connectome, G=float((tvb.get("model") or {}).get("G", 2.0)),
-                                      tvb_dt_ms=ctx.tvb_dt_ms, seed=self.seed, input_links=self.links)
+                                      tvb_dt_ms=ctx.tvb_dt_ms, seed=self.seed, input_links=self.links,
+                                      remote=self._remote_sizes(ctx),
+                                      remote_shift_ms=ctx.lag_windows * ctx.steps_per_window * ctx.tvb_dt_ms)
             built = b.set_default().build()
             if b.rxd_params is not None:
                 built.simConfig.recordTraces.setdefault("cai", {"sec": "soma", "loc": 0.5, "var": "cai"})
@@ -343,6 +358,41 @@ class NetpyneAdapter(NodeAdapter):
             for d in built.mod_dirs:
                 ensure_mechanisms(d, p.model_file.build_dir if p.model_file else None)
         return built
+
+    def _remote_sizes(self, ctx: RunContext) -> dict[int, int]:
+        """Source region on another service -> the size of its E population (from that node's params:
+        the same network as if it were here; PROTOCOL.md §4.2)."""
+        if self.spike_in is None:
+            return {}
+        size = {}
+        wanted = set(self.spike_in.regions)
+        for n in ctx.config.get("spiking_nodes") or []:
+            if n.get("name") == ctx.node_name or not wanted & {int(r) for r in n.get("regions") or []}:
+                continue
+            n_e = NetpyneParams.model_validate(n.get("params") or {}).network.sizes()[0]
+            size.update({int(r): n_e for r in n.get("regions") or []})
+        missing = [q for q in self.spike_in.regions if q not in size]
+        if missing:
+            raise ModelError(f"spikes/E of region(s) {missing}: no spiking node of the config simulates them")
+        return {int(q): size[int(q)] for q in self.spike_in.regions}
+
+    def _spike_table(self, t: np.ndarray, g: np.ndarray, t0: float) -> np.ndarray:
+        """This window's E spikes of the regions in ``spikes/E`` as events (col, cell, t_ms from the
+        window's start), sorted by time, column, cell (PROTOCOL.md §4.2)."""
+        e = self.engine
+        if not hasattr(self, "_spk_col"):
+            where = {r: j for j, r in enumerate(self.spike_out.regions)}
+            self._spk_col = np.array([where.get(reg, -1) if lab == f"E_{reg}" else -1
+                                      for lab, reg, _, _, _ in e.pops], dtype=np.int64)
+            self._spk_first = np.array([first for _, _, _, first, _ in e.pops], dtype=np.int64)
+        pop = e.pop_of_gid[g]
+        col = self._spk_col[pop]
+        keep = col >= 0
+        out = np.stack([col[keep].astype(np.float64), (g[keep] - self._spk_first[pop[keep]]).astype(np.float64),
+                        t[keep] - t0], axis=1) if keep.any() else np.zeros((0, 3))
+        if out.shape[0] > 1:
+            out = out[np.lexsort((out[:, 1], out[:, 0], out[:, 2]))]
+        return np.clip(out, 0.0, None) if out.size else out
 
     def warm_up(self) -> None:
         """Import NEURON and NetPyNE while the TVB node builds (saves their ~3 s from PREPARE on).
@@ -373,9 +423,9 @@ class NetpyneAdapter(NodeAdapter):
             c = self.drive.signal(window, inputs, self.ctx.inputs)
         if self.comm is not None:
             self.comm.bcast(("step", window, c), root=0)
-        return self._step_local(window, c)
+        return self._step_local(window, c, inputs.get("spikes/E") if self.spike_in is not None else None)
 
-    def _step_local(self, k: int, coupling: np.ndarray | None) -> Signals:
+    def _step_local(self, k: int, coupling: np.ndarray | None, spikes_in: np.ndarray | None = None) -> Signals:
         e, W, T = self.engine, self.W, self.timing
         if k != self.windows_done:
             raise RuntimeError(f"window {k} out of order: expected window {self.windows_done}")
@@ -407,10 +457,23 @@ class NetpyneAdapter(NodeAdapter):
                 e.deliver(r, times, idx)
                 if self.p.record.input_spikes:
                     in_spk.append((times, np.full(times.size, r), idx))
+        if spikes_in is not None and spikes_in.shape[0]:
+            # other services' E spikes of window k - m (times from that window's start): each stand-in
+            # fires m windows after its cell did, at t0 + t; its synapses' delays are m windows shorter
+            src = np.asarray(self.spike_in.regions)[spikes_in[:, 0].astype(np.int64)]
+            for q in np.unique(src):
+                sel = src == q
+                cells = spikes_in[sel, 1].astype(np.int64)
+                n_q = len(e.remote.get(int(q), []))
+                if cells.max() >= n_q:
+                    raise ValueError(f"spikes/E of region {int(q)} name cell {int(cells.max())}, but its E population "
+                                     f"has {n_q} cells here (the nodes' network sizes differ)")
+                e.deliver(int(q), t0 + spikes_in[sel, 2], cells, remote=True)
         t_b = CLOCK()
         e.advance_to(start + W * self.nrn_per_tvb)
         t_c = CLOCK()
         t, g = e.read_spikes()
+        spike_table = self._spike_table(t, g, t0) if self.spike_out is not None and self.rank == 0 else None
         counts, spikes = self._collect(t, g, t0)
         t_d = CLOCK()
         T["input_s"] += t_b - t_a
@@ -426,7 +489,9 @@ class NetpyneAdapter(NodeAdapter):
             prox = self.proxy.advance(window_kernel_rates(r_e), window_kernel_rates(r_i) if self.want_inh else None)
         else:
             prox = self.proxy.advance(r_e, r_i if self.want_inh else None)
-        out = proxy_outputs(prox, self.ctx.outputs, self.col)
+        out = proxy_outputs(prox, self.value_outputs, self.col)
+        if spike_table is not None:
+            out[self.spike_out.name] = spike_table
         t_e = CLOCK()
         T["rates_s"] += t_e - t_d
         if self.writer is not None:

@@ -63,13 +63,24 @@ def pop_label(label: str, region: int) -> str:
     return f"{label}_{region}"
 
 
+def remote_label(region: int) -> str:
+    """The population standing in for the E cells of ``region``, simulated by another service."""
+    return f"remoteE_{region}"
+
+
 class NetpyneNetworkBuilder:
     """Default excitatory/inhibitory region network with TVB input (poster's DefaultExcIOInh)."""
 
     def __init__(self, params: NetpyneParams, regions: list[int] | tuple[int, ...],
                  connectome: dict | None = None, G: float = 2.0, tvb_dt_ms: float = 0.1, seed: int = 42,
-                 input_links: list[tuple[int, int, float]] | None = None):
+                 input_links: list[tuple[int, int, float]] | None = None,
+                 remote: dict[int, int] | None = None, remote_shift_ms: float = 0.0):
         self.p = params
+        # spikes between services (run.inter_service, PROTOCOL.md §4.2): source region on another
+        # service -> the size of its E population; its spikes of window k - m are replayed here
+        # remote_shift_ms (m windows) late, so its synapses' delays are that much shorter
+        self.remote = {int(q): int(n) for q, n in (remote or {}).items()}
+        self.remote_shift_ms = float(remote_shift_ms)
         self.input_links = input_links      # per-source mode: (target region, source region, weight_uS)
         self.regions = [int(r) for r in regions]
         self.connectome = connectome
@@ -128,18 +139,26 @@ class NetpyneNetworkBuilder:
         """E->E between this node's regions: p, weight = factor*G*C[target, source], delay from idelays."""
         ir = self.p.inter_region
         self.node_connections = []
-        if not ir.enabled or self.connectome is None or len(self.regions) < 2:
+        if not ir.enabled or self.connectome is None or len(self.regions) + len(self.remote) < 2:
             return
         w = np.asarray(self.connectome["weights"], dtype=float)
         idel = np.asarray(self.connectome["idelays"])
         for tgt in self.regions:
-            for src in self.regions:
+            for src in self.regions + sorted(self.remote):
                 if src == tgt or w[tgt, src] == 0:
                     continue
+                delay = max(float(idel[tgt, src]) * self.tvb_dt_ms, ir.min_delay_ms)
+                remote = src in self.remote
+                if remote:
+                    # the stand-in fires remote_shift_ms after the real cell did: the rest of the delay
+                    if delay < self.remote_shift_ms - 1e-9:
+                        raise ValueError(f"E->E delay {delay:g} ms from region {src} (another service) to {tgt} is "
+                                         f"shorter than the window times the lag ({self.remote_shift_ms:g} ms)")
+                    delay = max(delay - self.remote_shift_ms, 0.0)
                 self.node_connections.append({
                     "source": "E", "target": "E", "source_node": src, "target_node": tgt, "prob": self._prob(ir.prob),
                     "weight": ir.weight_factor_uS * self.G * float(w[tgt, src]),
-                    "delay": max(float(idel[tgt, src]) * self.tvb_dt_ms, ir.min_delay_ms), "receptor": "exc"})
+                    "delay": delay, "receptor": "exc", "remote": remote})
 
     def set_input_devices(self) -> None:
         """One NetStim relay per input neuron, one-to-one onto the E cells."""
@@ -192,9 +211,14 @@ class NetpyneNetworkBuilder:
         netpyne`` or the toolbox's fixed wiring (NetPyNE's own draw of every pair) asks otherwise."""
         return self.p.network.wiring == "numpy" and not self.p.toolbox.fixed_wiring
 
-    def _add_rule(self, netParams, sizes: dict[str, int], src: str, tgt: str, c: dict, sd_frac: float) -> None:
+    def _add_rule(self, netParams, sizes: dict[str, int], src: str, tgt: str, c: dict, sd_frac: float,
+                  drawn_as: str | None = None) -> None:
+        """``drawn_as``: the rule this one stands in for (``E_q->E_p`` for stand-ins of region q's cells):
+        its connections are drawn from that rule's seed, as the single-service network draws them."""
         label = f"{src}->{tgt}"
         if not self.numpy_wiring:
+            if drawn_as is not None:
+                raise ValueError("spikes between services need network.wiring: numpy")
             netParams.connParams[label] = {
                 "preConds": {"pop": src}, "postConds": {"pop": tgt}, "probability": c["prob"],
                 "weight": self._weight(c["weight"], sd_frac), "delay": c["delay"], "synMech": c["receptor"]}
@@ -202,7 +226,7 @@ class NetpyneNetworkBuilder:
         from .wiring import conn_list_rule, weight_sd
         sd = weight_sd(c["weight"], sd_frac, self.p.toolbox.weight_sd_as_variance)
         rule = conn_list_rule(src, tgt, sizes[src], sizes[tgt], c["prob"], c["weight"], sd, c["delay"],
-                              c["receptor"], self.seed)
+                              c["receptor"], self.seed, drawn_as=drawn_as)
         if rule is not None:
             netParams.connParams[label] = rule
 
@@ -243,6 +267,15 @@ class NetpyneNetworkBuilder:
                 self._add_rule(netParams, sizes, src, tgt, c, c.get("weight_sd_frac", 0.0))
         for c in self.node_connections:
             src, tgt = pop_label(c["source"], c["source_node"]), pop_label(c["target"], c["target_node"])
+            if c.get("remote"):       # stand-ins of another service's E cells (PROTOCOL.md §4.2)
+                stand_in = remote_label(c["source_node"])
+                if stand_in not in netParams.popParams:
+                    netParams.popParams[stand_in] = {"cellModel": "NetStim", "numCells": self.remote[c["source_node"]],
+                                                     "number": 1, "start": -1, "noise": 0, "interval": 1e9}
+                    popmap[stand_in] = (c["source_node"], "remote")
+                    sizes[stand_in] = self.remote[c["source_node"]]
+                self._add_rule(netParams, sizes, stand_in, tgt, c, 0.0, drawn_as=f"{src}->{tgt}")
+                continue
             self._add_rule(netParams, sizes, src, tgt, c, 0.0)
         inp = self.input_devices
         for r in self.regions:

@@ -58,7 +58,7 @@ class SpikingEngine:
         self.spk_t, self.spk_id = h.Vector(), h.Vector()
         silent: dict[str, int] = {}
         for cell in sim.net.cells:
-            if self.popmap.get(cell.tags["pop"], (None, "other"))[1] != "input":   # every population, role other too
+            if self.popmap.get(cell.tags["pop"], (None, "other"))[1] not in ("input", "remote"):   # role other too
                 if not self.pc.gid_exists(cell.gid):
                     # no spike source registered for this gid (e.g. NetPyNE's tut_artif makes its VecStim
                     # population with `pulses` section-less CompartCells): NEURON asserts in spike_record
@@ -113,10 +113,11 @@ class SpikingEngine:
         """Per region: list over input cells (global index) of a NetCon into the relay, or None."""
         h = self.h
         self.inputs: dict[int, list] = {}
+        self.remote: dict[int, list] = {}    # stand-ins of other services' E cells, by source region (§4.2)
         for label, region, role, first, n in self.pops:
-            if role != "input":
+            if role not in ("input", "remote"):
                 continue
-            lst = self.inputs.setdefault(region, [])
+            lst = (self.inputs if role == "input" else self.remote).setdefault(region, [])
             for i in range(n):
                 cell = self.local_cells[label].get(first + i)
                 nc = None
@@ -133,9 +134,10 @@ class SpikingEngine:
         return sum(n for _, r, ro, _, n in self.pops if r == region and ro == role)
 
     # ---- per window ----------------------------------------------------------------------
-    def deliver(self, region: int, times_ms: np.ndarray, idx: np.ndarray) -> int:
-        """Queue input spikes (times >= now) on this rank's relays; returns how many were local."""
-        ncs = self.inputs.get(region, [])
+    def deliver(self, region: int, times_ms: np.ndarray, idx: np.ndarray, remote: bool = False) -> int:
+        """Queue input spikes (times >= now) on this rank's relays; returns how many were local.
+        ``remote``: on the stand-ins of ``region``'s E cells (another service's; PROTOCOL.md §4.2)."""
+        ncs = (self.remote if remote else self.inputs).get(region, [])
         now = self.h.t
         n = 0
         for t, i in zip(np.maximum(times_ms, now).tolist(), idx.tolist()):
@@ -216,6 +218,7 @@ class SpikingEngine:
     def close(self) -> None:
         """Release this network's NEURON objects (collective under MPI)."""
         self.inputs = {}
+        self.remote = {}
         self.local_cells = {}
         self.spk_t = self.spk_id = None
         self.sim.clearAll()

@@ -68,11 +68,14 @@ def weight_sd(w: float, sd_frac: float, as_variance: bool) -> float:
 
 
 def conn_list_rule(src: str, tgt: str, n_pre: int, n_post: int, p: float, w: float, sd: float, delay: float,
-                   receptor: str, seed: int) -> dict | None:
-    """A NetPyNE ``connList`` rule drawing ``src -> tgt`` at probability ``p`` (None: no connection)."""
-    label = f"{src}->{tgt}"
+                   receptor: str, seed: int, drawn_as: str | None = None) -> dict | None:
+    """A NetPyNE ``connList`` rule drawing ``src -> tgt`` at probability ``p`` (None: no connection).
+    ``drawn_as``: the rule label whose seed draws it (stand-ins of another service's cells draw
+    exactly the connections of the rule they stand in for; default ``src->tgt``)."""
+    label = drawn_as or f"{src}->{tgt}"
     rng = rule_rng(seed, label)
-    pre, post = fixed_probability(n_pre, n_post, p, rng, same_pop=src == tgt)
+    pre_pop, _, post_pop = label.partition("->")
+    pre, post = fixed_probability(n_pre, n_post, p, rng, same_pop=pre_pop == post_pop)
     if pre.size == 0:
         return None
     weights = clipped_normal(w, sd, pre.size, rng)

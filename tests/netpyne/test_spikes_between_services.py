@@ -1,0 +1,76 @@
+"""Spikes between spiking services (issue 25, PROTOCOL.md §4.2), through the real system: the same
+four connected regions on one NetPyNE service and split over two give the same network, so the same
+spikes, cell for cell and time for time; coupling the two services by rates instead
+(``run.inter_service: rates``) is a different network, and ``cosim run`` says so.
+
+Seeding: ``run.seed`` seeds each connection rule by its populations' labels (``E_59->E_71``: the
+region pair, whichever service draws it; services/netpyne_node/wiring.py) and each region's Poisson
+input by its region index, so nothing random depends on how regions are grouped. The regions
+(71, 38, 59, 39 of tvb-data's 76) are all connected to each other, 6.6-24.7 ms apart.
+"""
+import h5py
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.system, pytest.mark.netpyne, pytest.mark.tvb, pytest.mark.slow]
+
+REGIONS = [71, 38, 59, 39]
+
+
+def config(groups, **run):
+    return {"run": {"name": "split", "duration_ms": 100.0, "seed": 7, **run},
+            "spiking_nodes": [{"name": f"s{i}", "backend": "netpyne", "regions": g,
+                               "params": {"record": {"plot": False}}} for i, g in enumerate(groups)]}
+
+
+def spikes_by_population(out, names):
+    """population label (E_71, I_38, ...) -> sorted (t_ms, cell index within the population)."""
+    res = {}
+    for name in names:
+        with h5py.File(out / f"{name}.h5", "r") as f:
+            labels = [x.decode() if isinstance(x, bytes) else str(x) for x in f["pops/label"][:]]
+            first = np.concatenate([[0], np.cumsum(f["pops/n_cells"][:])[:-1]])    # NetPyNE numbers pops in order
+            t, gid, pop = f["spikes/t_ms"][:], f["spikes/gid"][:], f["spikes/pop"][:]
+        for i, lab in enumerate(labels):
+            if lab.split("_")[0] in ("E", "I"):
+                sel = pop == i
+                res[lab] = sorted(zip(t[sel].tolist(), (gid[sel] - first[i]).tolist()))
+    return res
+
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from conftest import run_cosim
+    out = {}
+    for key, groups, run in (("one", [REGIONS], {}), ("two", [REGIONS[:2], REGIONS[2:]], {}),
+                             ("rates", [REGIONS[:2], REGIONS[2:]], {"inter_service": "rates"}),
+                             ("one_m3", [REGIONS], {"lookahead": 3}),
+                             ("two_m3", [REGIONS[:2], REGIONS[2:]], {"lookahead": 3})):
+        r = run_cosim(config(groups, **run), tmp_path_factory.mktemp(key), "--no-plots")
+        assert r.code == 0, r.stderr[-2000:]
+        out[key] = (r, [f"s{i}" for i in range(len(groups))])
+    return out
+
+
+@pytest.mark.parametrize("lag", ["", "_m3"])
+def test_one_service_and_two_give_the_same_spikes(runs, lag):
+    """lag _m3: windows a third as long, spikes replayed 3 windows late (delays 3 windows shorter)."""
+    (one, n1), (two, n2) = runs["one" + lag], runs["two" + lag]
+    a, b = spikes_by_population(one.out, n1), spikes_by_population(two.out, n2)
+    assert sorted(a) == sorted(b) == sorted(f"{p}_{r}" for p in "EI" for r in REGIONS)
+    for lab in a:
+        assert len(a[lab]) > 10, f"{lab} nearly silent: {len(a[lab])} spikes"
+        assert a[lab] == b[lab], f"{lab}: {len(a[lab])} spikes on one service, {len(b[lab])} on two"
+    assert "coupled through their rates only" not in two.stderr
+    # and TVB, which sees the spiking regions through their proxies, computes the same brain
+    with h5py.File(one.out / "coordinator.h5", "r") as f1, h5py.File(two.out / "coordinator.h5", "r") as f2:
+        assert np.array_equal(f1["signals/tvb/coupling/R_e"][:], f2["signals/tvb/coupling/R_e"][:])
+
+
+def test_rates_between_services_is_another_network_and_is_named(runs):
+    (one, n1), (rates, n3) = runs["one"], runs["rates"]
+    a, c = spikes_by_population(one.out, n1), spikes_by_population(rates.out, n3)
+    total_a, total_c = sum(map(len, a.values())), sum(map(len, c.values()))
+    assert total_a != total_c and any(a[lab] != c[lab] for lab in a)
+    assert "coupled through their rates only" in rates.stderr and "'rates'" in rates.stderr
