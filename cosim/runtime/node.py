@@ -13,6 +13,7 @@ import collections
 import logging
 import threading
 import time
+from typing import Any
 from collections.abc import Callable
 
 import numpy as np
@@ -49,7 +50,7 @@ class NodeRuntime:
         self.register_timeout_ms, self.setup_timeout_ms = register_timeout_ms, setup_timeout_ms
         self.require_resume = require_resume     # `--resume`: refuse a coordinator that starts afresh
         self.token = new_token()
-        self.zctx = zmq.Context.instance()
+        self.zctx: zmq.Context = zmq.Context.instance()
         ident = routing_id(name, self.token)
         self.ch = Channel(self.zctx, address, ident, curve)
         self.handshake = HandshakeWatch(self.ch.sock, address, curve)    # wrong keys, said as such
@@ -202,7 +203,7 @@ class NodeRuntime:
             if self.ctx.resume and not self.adapter.can_checkpoint:
                 raise ValueError(f"{type(self.adapter).__name__} cannot restore a checkpoint")
             requires = self.adapter.requires(self.ctx)
-            content = {"requires": [s.as_wire() for s in requires], "data": self.data.address}
+            content: dict[str, Any] = {"requires": [s.as_wire() for s in requires], "data": self.data.address}
             if self.echo is not None:
                 content["echo"] = self.echo.address
             if self.role == "tvb":
@@ -228,6 +229,7 @@ class NodeRuntime:
     def _prepare(self, msg: Message) -> None:
         c = msg.content
         ctx = self.ctx
+        assert ctx is not None and self.adapter is not None    # CONFIGURE came first (§2)
         ctx.outputs = [SignalSpec.from_wire(s) for s in c["outputs"]]
         ctx.inputs = [SignalSpec.from_wire(s) for s in c["inputs"]]
         ctx.steps_per_window, ctx.n_windows = c["steps_per_window"], c["n_windows"]
@@ -247,7 +249,7 @@ class NodeRuntime:
                 ckdir = self._resume_files(ctx)
                 self.adapter.configure(ctx)
                 self.adapter.restore(ckdir, ctx.resume["info"])
-                initial = {}          # the coordinator sends the checkpoint's data in flight (§10.1)
+                initial: dict = {}    # the coordinator sends the checkpoint's data in flight (§10.1)
                 log.info("%s: resumed from the checkpoint of window %d", self.name, ctx.resume["window"])
             else:
                 self.adapter.configure(ctx)
@@ -296,6 +298,7 @@ class NodeRuntime:
         """Verify this node's checkpoint files and cut its results files back to the checkpoint."""
         from pathlib import Path
         from cosim.runtime import checkpoint as ck
+        assert ctx.resume is not None
         if not ctx.results_dir:
             raise ValueError("a resumed node needs its results folder (--out)")
         base = Path(ctx.results_dir)
@@ -311,6 +314,7 @@ class NodeRuntime:
     def checkpoint(self, msg: Message) -> None:
         """CHECKPOINT (§10.1): between windows; the adapter writes its state, we answer with the
         files' checksums and the rows of its results files."""
+        assert self.ctx is not None and self.adapter is not None
         from pathlib import Path
         from cosim.runtime import checkpoint as ck
         k = msg.content["window"]
@@ -332,8 +336,10 @@ class NodeRuntime:
     def windows(self) -> dict:
         """Windows as granted (RUN) and as their data arrives (§7): window k starts as soon as RUN
         covers it and DATA of window k - m came from every producer."""
-        ctx, inbox = self.ctx, self.inbox
+        ctx, inbox, adapter = self.ctx, self.inbox, self.adapter
+        assert ctx is not None and inbox is not None and adapter is not None    # after PREPARE
         K, W = ctx.n_windows, ctx.steps_per_window
+        assert K is not None
         k = int(ctx.resume["window"]) + 1 if ctx.resume else 0
         until = -1
         sent = self.sent                # STEP_DONEs the coordinator has not acknowledged (resent if asked, §8)
@@ -361,9 +367,10 @@ class NodeRuntime:
                 if self.held:                   # read while a send waited (_check_dialog)
                     msg = self.held.popleft()
                 elif self.ch.sock in ready:
-                    msg = self.ch.recv(0)
-                    if msg is None:
+                    got = self.ch.recv(0)
+                    if got is None:
                         continue
+                    msg = got
                     self.hb.heard()
                 else:
                     continue
@@ -376,7 +383,7 @@ class NodeRuntime:
                 elif msg.type == T.DATA:          # on the dialog: the coordinator's copy (§8)
                     inbox.put(msg, trusted=True)
                 elif msg.type == T.END:
-                    return self.adapter.finish(None)
+                    return adapter.finish(None)
                 elif msg.type == T.CHECKPOINT:
                     self.hb.status = {"done": k - 1, "waiting": False}
                     self.checkpoint(msg)
@@ -400,10 +407,10 @@ class NodeRuntime:
                 transport.trace(self.name, "begin", "step", k)
             t0 = time.perf_counter()
             try:
-                outputs = self.adapter.step(k, inputs)
-                why = check_outputs(ctx.outputs, outputs, W) or self._check_events(outputs)
-                if why:
-                    raise ValueError(f"bad outputs: {why}")
+                outputs = adapter.step(k, inputs)
+                bad_out = check_outputs(ctx.outputs, outputs, W) or self._check_events(outputs)
+                if bad_out:
+                    raise ValueError(f"bad outputs: {bad_out}")
             except Exception as e:
                 self._fail(Message(T.RUN, {}, window=k), e, f"window {k}")
             compute_s = time.perf_counter() - t0
@@ -420,7 +427,7 @@ class NodeRuntime:
             if part is not None:
                 timing.update(part())
             try:
-                self.adapter.after_window()     # e.g. recording: off the critical path (§4.1)
+                adapter.after_window()     # e.g. recording: off the critical path (§4.1)
             except Exception as e:
                 self._fail(Message(T.RUN, {}, window=k), e, f"window {k} (after it)")
             t_wait = time.perf_counter()
@@ -433,11 +440,12 @@ class NodeRuntime:
             k += 1
             if self.copies.due() or k >= K or k > until:
                 self._send_copies()
-                while sent and sent[0].window <= self.hb.acked:    # acknowledged: never asked for again
+                while sent and (j := sent[0].window) is not None and j <= self.hb.acked:   # acknowledged: never asked for again
                     sent.popleft()
 
     def _check_events(self, outputs: dict) -> str | None:
         """Event outputs (``spikes/*``, §4.2): each present, a valid (n, 3) block of its regions."""
+        assert self.ctx is not None
         span = self.ctx.steps_per_window * self.ctx.tvb_dt_ms
         for spec in self.ctx.outputs:
             if is_event(spec.name):
@@ -592,19 +600,23 @@ class Inbox:
         coordinator's copy, on the dialog."""
         j = msg.window
         if msg.node not in self.parts:
-            return self.rejects.reject("DataNotAProducer", f"DATA for window {j} names {msg.node!r}, not a producer "
-                                       f"of this node", "a data connection")
+            self.rejects.reject("DataNotAProducer", f"DATA for window {j} names {msg.node!r}, not a producer "
+                                f"of this node", "a data connection")
+            return
         if not trusted:
             token = msg.content.get("token")
             if not isinstance(token, str) or not self._same(token.encode(), self.tokens[msg.node].encode()):
-                return self.rejects.reject("DataBadToken", f"DATA for window {j} under the name {msg.node!r} without "
-                                           f"that link's token (forged, or a stale process)", "a data connection")
+                self.rejects.reject("DataBadToken", f"DATA for window {j} under the name {msg.node!r} without "
+                                    f"that link's token (forged, or a stale process)", "a data connection")
+                return
             if key is not None and key != msg.node:
-                return self.rejects.reject("DataWrongKey", f"DATA under the name {msg.node!r} from the CURVE key of "
-                                           f"{key!r}", key)
+                self.rejects.reject("DataWrongKey", f"DATA under the name {msg.node!r} from the CURVE key of "
+                                    f"{key!r}", key)
+                return
         if not isinstance(j, int) or not -self.lag <= j < self.K:
-            return self.rejects.reject("DataWindowOutOfRange", f"DATA from {msg.node!r} for window {j}: the run has "
-                                       f"windows {-self.lag}..{self.K - 1}", msg.node)
+            self.rejects.reject("DataWindowOutOfRange", f"DATA from {msg.node!r} for window {j}: the run has "
+                                f"windows {-self.lag}..{self.K - 1}", msg.node)
+            return
         if j < self.taken or msg.node in self.got.get(j, {}):
             return                        # a copy the coordinator resent, or a repeat: keep the first
         self.got.setdefault(j, {})[msg.node] = msg.content["signals"]
@@ -626,7 +638,8 @@ class Inbox:
         resent = {p for i, p in self.resent if i == j}
         self.resent = {x for x in self.resent if x[0] > j}
         self.taken = k + 1 - self.lag
-        W, out = self.W, {}
+        W = self.W
+        out: dict[str, np.ndarray] = {}
         for producer, sigs in self.parts.items():
             blocks = have.get(producer, {})
             for name, cols, whole in sigs:
@@ -679,7 +692,7 @@ def traceback_note() -> str:
 
 def _plain(d: dict) -> dict:
     """Summaries travel as plain msgpack data."""
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in (d or {}).items():
         if isinstance(v, (int, float, str, bool)) or v is None:
             out[str(k)] = v

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 import logging
 import os
 import socket
@@ -240,7 +241,7 @@ class Heartbeat(threading.Thread):
         self.rtts: collections.deque = collections.deque(maxlen=9)   # seconds, the last heartbeat round trips
         # the runtime's hook (ch) -> None: sends a due STEP_DONE batch on this connection while the main
         # thread is busy in a window (§4.1)
-        self.late_copies = None
+        self.late_copies: Callable[[Channel], None] | None = None
 
     def set_timing(self, interval_ms: int, timeout_ms: int) -> None:
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
