@@ -42,6 +42,7 @@ def test_dbs_protocol_is_the_studys_and_fibre_sets_are_checked():
 
 
 @pytest.mark.system
+@pytest.mark.slow
 @pytest.mark.brian2
 @pytest.mark.netpyne
 def test_dbs_fibre_activation_reaches_its_targets():
