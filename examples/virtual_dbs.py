@@ -1,18 +1,20 @@
 """Virtual deep brain stimulation (Meier et al. 2022) as co-simulations: TVB + the spiking basal ganglia.
 
     python examples/virtual_dbs.py [--small] [--out OUT] [--backends netpyne,brian2] [--seeds 5]
-                                   [--n 100] [--duration 1000] [--dbs stn] [--amp 100] [--tvb KEY=VALUE ...]
+                                   [--n 100] [--duration 1000] [--dbs stn] [--amp 160] [--fibres SETS]
+                                   [--whole-brain excio|excinh] [--tvb KEY=VALUE ...]
 
 Three states -- healthy, parkinson, parkinson_dbs -- over several seeds, each one co-simulation:
-TVB (the tvb section of main's config: Reduced Wong-Wang ExcInh) on the AAL + basal-ganglia
+TVB (the study's one-population Reduced Wong-Wang, "ExcIO", with its parameters; --whole-brain excinh:
+main's default Reduced Wong-Wang ExcInh) on the AAL + basal-ganglia
 connectome of the study (examples/data/basal_ganglia, with the study's edits: AAL thalami removed,
 GPe/GPi/striatum -> cortex and cortex -> GPe/GPi removed, 4 mm/ms), whose left basal ganglia and
 thalamus (GPe_Left, GPi_Left, STN_Left, Striatum_Left, Thal_Left) are proxies of the spiking network
 of Maith et al. 2021, on NetPyNE (examples/virtual_dbs/, our Izhikevich-Hamker mechanism) and on
 Brian2 (the same equations, through this repository's cosim-brian2 plugin and its model files). DBS is
-cosim's stimulation device (params.stimulus) on STN (examples/virtual_dbs/dbs_params.py).
-``--tvb KEY=VALUE`` is passed as ``--set tvb.KEY=VALUE``: the whole-brain model stays a config
-choice (e.g. ReducedWongWangExcIO once the TVB side takes a model by class).
+cosim's stimulation device (params.stimulus) on STN, as the study's (examples/virtual_dbs/dbs_params.py),
+plus, with --fibres, DBS-evoked axon spikes on chosen projections (the parkinson_dbs model files).
+``--tvb KEY=VALUE`` is passed as ``--set tvb.KEY=VALUE``.
 
 Writes OUT/dbs_results.json ({BACKEND: {STATE: {NUCLEUS: {rate_hz: [per seed], beta_power: [per
 seed]}}}}, plus "cortex_dbs_change" per region and "meta") and OUT/dbs_results.png; each run's
@@ -37,7 +39,8 @@ DBS_DIR = HERE / "virtual_dbs"
 sys.path.insert(0, str(DBS_DIR))
 
 from analysis import beta_power, rate_hz  # noqa: E402
-from dbs_params import DEFAULT_AMPLITUDE_NA, DEFAULT_VARIANT, VARIANTS, dbs_devices  # noqa: E402
+from dbs_params import (DEFAULT_AMPLITUDE_NA, DEFAULT_VARIANT, FIBRES, FIBRES_ENV, VARIANTS,  # noqa: E402
+                        dbs_devices, fibre_projections)
 
 CONN = HERE / "data" / "basal_ganglia" / "conn"
 STATES = ["healthy", "parkinson", "parkinson_dbs"]
@@ -78,9 +81,22 @@ def connectome(out: Path) -> tuple[Path, list[str]]:
     return path, [str(x) for x in labels]
 
 
-def config(state: str, seed: int, conn: Path, duration: float, dbs: list[dict], backend: str = "netpyne") -> dict:
+#: The study's whole-brain model (tvb-multiscale docs/notebooks/TVB-ANNarchy_DBS_BasalGanglia.ipynb, commit
+#: 79a06c22, cell 14): ReducedWongWangExcIO with w = 0.9, I_o = 0.3 (its class defaults, tvb-multiscale
+#: tvb_multiscale/core/tvb/cosimulator/models/reduced_wong_wang_exc_io.py), G = 15 / scaleBGoptTOtvb on weights
+#: multiplied by scaleBGoptTOtvb (cells 12-13): 15 on the p99-normalised weights, times TVB's default Linear
+#: coupling a = 1/256 (the notebook keeps the simulator's default coupling); HeunStochastic, dt 0.1, nsig 1e-4.
+#: tvb-library's ReducedWongWang is the same model (x = w J_N S + I_o + J_N c) with c = a * sum(w S).
+EXCIO = {"model": {"class": "ReducedWongWang", "params": {"w": 0.9, "I_o": 0.3}},
+         "coupling": {"class": "Linear", "params": {"a": 15.0 / 256}},
+         "integrator": {"class": "HeunStochastic", "dt": 0.1, "noise": {"class": "Additive", "nsig": 1e-4}}}
+
+
+def config(state: str, seed: int, conn: Path, duration: float, dbs: list[dict], backend: str = "netpyne",
+           whole_brain: str = "excio") -> dict:
     pops = {p: {"region": r, "role": "exc"} for p, r in POPULATIONS.items()}
-    file_state = "healthy" if state == "healthy" else "parkinson"
+    # parkinson_dbs: the parkinson network plus the fibres DBS activates (env BG_DBS_FIBRES, set by main)
+    file_state = {"healthy": "healthy", "parkinson": "parkinson", "parkinson_dbs": "parkinson_dbs"}[state]
     if backend == "netpyne":
         params = {"dt_ms": 0.1,
                   "model_file": {"path": str(DBS_DIR / f"bg_{file_state}.py"), "populations": pops,
@@ -88,14 +104,14 @@ def config(state: str, seed: int, conn: Path, duration: float, dbs: list[dict], 
                                  # the region's TVB sources, onto Hamker's AMPA conductance
                                  "drive": {"roles": ["exc"], "synapse": "AMPA", "weight_uS": 0.005,
                                            "sources_per_cell": 1}}}
-        if state == "parkinson_dbs":
+        if state == "parkinson_dbs" and dbs:
             params["stimulus"] = dbs
     elif backend == "brian2":
         # the same network in Brian2 (examples/virtual_dbs/bg_brian2.py), TVB's drive the same: one
         # train per cell of the mapped populations, Hamker's AMPA conductance += 0.005
         params = {"dt_ms": 0.1, "model_file": {"path": str(DBS_DIR / f"bg_brian2_{file_state}.py"), "populations": pops},
                   "input": {"weight_uS": 0.005, "delay_ms": 1.0}, "record": {"plot": False}}
-        if state == "parkinson_dbs":   # the devices in pA (1 nA in NEURON = 1000 pA: the same mV/ms here)
+        if state == "parkinson_dbs" and dbs:   # the devices in pA (1 nA in NEURON = 1000 pA: the same mV/ms here)
             params["stimulus"] = [{k.replace("_nA", "_pA"): (1000 * v if k.endswith("_nA") else v) for k, v in d.items()}
                                   for d in dbs]
     else:
@@ -105,7 +121,8 @@ def config(state: str, seed: int, conn: Path, duration: float, dbs: list[dict], 
             "coordinator": {"heartbeat_timeout_ms": 60_000},
             # the streamline counts (up to 6058) divided by their 99th percentile, as tvb-multiscale does:
             # raw, they drive Reduced Wong-Wang regions to thousands of Hz
-            "tvb": {"connectivity": str(conn), "conduction_speed_mm_per_ms": 4.0, "weights_scaling": "p99"},
+            "tvb": {"connectivity": str(conn), "conduction_speed_mm_per_ms": 4.0, "weights_scaling": "p99",
+                    **(EXCIO if whole_brain == "excio" else {})},
             "spiking_nodes": [{"name": "bg", "backend": backend, "regions": sorted(set(POPULATIONS.values())),
                                "params": params}]}
 
@@ -114,7 +131,7 @@ def one_run(state, seed, conn, a, runs: Path, backend: str) -> dict:
     import yaml
 
     import cosim
-    cfg = config(state, seed, conn, a.duration, dbs_devices(a.dbs, a.amp), backend)
+    cfg = config(state, seed, conn, a.duration, dbs_devices(a.dbs, a.amp), backend, a.whole_brain)
     cpath = runs / f"{backend}_{state}_s{seed}.yaml"
     cpath.write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.perf_counter()
@@ -130,7 +147,7 @@ def one_run(state, seed, conn, a, runs: Path, backend: str) -> dict:
         t = sp.loc[sp["population"].astype(str) == p, "time_ms"].to_numpy()
         nuclei[p] = {"rate_hz": rate_hz(t, pops[p], t_skip, a.duration), "beta_power": beta_power(t, t_skip, a.duration)}
     tv = res.tvb
-    var = "R_e" if "R_e" in list(tv["variable"].values) else str(tv["variable"].values[0])
+    var = "R_e" if "R_e" in list(tv["variable"].values) else str(tv["variable"].values[0])   # ExcIO: S
     x = tv.sel(variable=var)
     cortex = x.where(x["time"] >= t_skip, drop=True).mean("time").to_numpy()
     return {"nuclei": nuclei, "cortex_mean": cortex.tolist(), "cortex_var": var, "wall_s": wall}
@@ -218,7 +235,12 @@ def main(argv=None) -> int:
                     help="the spiking side of the co-simulations, comma-separated: netpyne, brian2 (this "
                          "repository's cosim-brian2 plugin)")
     ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT, help="where the DBS pulses go")
-    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA)")
+    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA,
+                    help="DBS first-phase amplitude (nA); 0: no current (fibres only)")
+    ap.add_argument("--fibres", default="", metavar="SETS",
+                    help=f"fibres DBS also activates, comma-separated: {', '.join(sorted(FIBRES))} (dbs_params.FIBRES)")
+    ap.add_argument("--whole-brain", choices=["excio", "excinh"], default="excio",
+                    help="TVB's model: the study's Reduced Wong-Wang ExcIO (default) or main's ExcInh")
     ap.add_argument("--standalone", default="", metavar="BACKENDS",
                     help="also the spiking network alone on these backends (netpyne,brian2), same seeds, "
                          "as '<backend>_standalone' in dbs_results.json")
@@ -229,6 +251,12 @@ def main(argv=None) -> int:
     if any("=" not in s for s in a.tvb):
         print(f"virtual_dbs: --tvb takes KEY=VALUE, not {[s for s in a.tvb if '=' not in s][0]!r}", file=sys.stderr)
         return 2
+    try:
+        fibre_projections(a.fibres)
+    except ValueError as e:
+        print(f"virtual_dbs: --fibres: {e}", file=sys.stderr)
+        return 2
+    os.environ[FIBRES_ENV] = a.fibres          # read by the parkinson_dbs model files in the node
     out = Path(a.out)
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -268,12 +296,15 @@ def main(argv=None) -> int:
         from standalone_sweep import sweep
         try:
             res.update(sweep([b.strip() for b in a.standalone.split(",") if b.strip()],
-                             argparse.Namespace(seeds=a.seeds, n=a.n, duration=a.duration, dbs=a.dbs, amp=a.amp)))
+                             argparse.Namespace(seeds=a.seeds, n=a.n, duration=a.duration, dbs=a.dbs, amp=a.amp,
+                                                fibres=a.fibres)))
         except RuntimeError as e:
             print(f"virtual_dbs: {e}", file=sys.stderr)
             return 1
     res["meta"] = {"seeds": seeds, "cells_per_nucleus": a.n, "duration_ms": a.duration, "small": a.small,
-                   "tvb_sets": a.tvb, "dbs": dbs_devices(a.dbs, a.amp), "wall_s_total": time.perf_counter() - t0,
+                   "tvb_sets": a.tvb, "whole_brain": a.whole_brain,
+                   "dbs": dbs_devices(a.dbs, a.amp), "dbs_fibres": fibre_projections(a.fibres),
+                   "wall_s_total": time.perf_counter() - t0,
                    "wall_s_per_run": walls, "backends": backends,
                    "beta_power": "share of the population spike-count PSD (Welch) in 13-30 Hz of 2-100 Hz"}
     (out / "dbs_results.json").write_text(json.dumps(res, indent=1))

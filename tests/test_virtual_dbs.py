@@ -15,6 +15,52 @@ NUCLEI = ["GPe", "GPi", "STN", "dSN", "iSN", "Thal"]
 STATES = ["healthy", "parkinson", "parkinson_dbs"]
 
 
+def _standalone(backend: str, *args: str) -> dict:
+    p = subprocess.run([sys.executable, str(REPO / f"examples/virtual_dbs/standalone_{backend}.py"), *args],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return {k: v["rate_hz"] for k, v in json.loads(p.stdout.strip().splitlines()[-1])["nuclei"].items()}
+
+
+@pytest.mark.unit
+def test_dbs_protocol_is_the_studys_and_fibre_sets_are_checked():
+    """The default DBS is Meier et al.'s (tvb-multiscale's DBS notebook: 130 Hz, 0.3 ms, 20 x kappa 8 =
+    160 mV/ms into STN, then -16 for 3 ms); fibre sets expand to projections of the network, and an
+    unknown set is one error naming it."""
+    sys.path.insert(0, str(REPO / "examples/virtual_dbs"))
+    from bg_network import PROJECTIONS
+    from dbs_params import FIBRES, dbs_devices, fibre_projections
+    (d,) = dbs_devices()
+    assert (d["population"], d["frequency_hz"], d["width_ms"], d["amplitude_nA"]) == ("STN", 130.0, 0.3, 160.0)
+    assert d["phase2_amplitude_nA"] * d["phase2_width_ms"] == pytest.approx(-d["amplitude_nA"] * d["width_ms"])
+    assert dbs_devices(amplitude_nA=0.0) == []
+    assert fibre_projections("afferent,gpe_stn") == ["GPe-STN", "CxE-STN"]
+    assert fibre_projections("") == []
+    assert all(p in PROJECTIONS for ps in FIBRES.values() for p in ps)
+    with pytest.raises(ValueError, match="'afferents'"):
+        fibre_projections("afferents")
+
+
+@pytest.mark.system
+@pytest.mark.slow
+@pytest.mark.brian2
+@pytest.mark.netpyne
+def test_dbs_fibre_activation_reaches_its_targets():
+    """DBS-evoked axon spikes arrive where they should, on both backends (same seed, parkinson vs
+    parkinson + fibres only, no somatic current): GPe->STN fibres inhibit STN, pallidothalamic
+    (passing) fibres silence the thalamus far more than anything else does."""
+    common = ["--n", "40", "--duration", "800"]
+    for backend in ("brian2", "netpyne"):
+        pd = _standalone(backend, "parkinson", "3", *common)
+        aff = _standalone(backend, "parkinson_dbs", "3", *common, "--amp", "0", "--fibres", "gpe_stn")
+        assert aff["STN"] < pd["STN"] - 4.0, (backend, pd["STN"], aff["STN"])
+        assert abs(aff["CxE"] - pd["CxE"]) < 0.5          # the model's cortex hears none of it
+        if backend == "brian2":
+            pas = _standalone(backend, "parkinson_dbs", "3", *common, "--amp", "0", "--fibres", "passing")
+            assert pas["Thal"] < 0.5 * pd["Thal"], (pd["Thal"], pas["Thal"])
+            assert abs(pas["STN"] - pd["STN"]) < 3.0      # STN is upstream of GPi-Thal: barely moved
+
+
 @pytest.mark.system
 @pytest.mark.slow
 @pytest.mark.netpyne
@@ -79,5 +125,16 @@ def test_virtual_dbs_small(tmp_path):
         for lab, v in ch["per_region"].items():
             assert (lab in ch["unreached"]) == all(x == 0 for x in v), lab
         assert "Calcarine_L" in ch["unreached"]             # no incoming connection in this connectome
+        assert ch["variable"] == "R_e"
         assert set(res["criteria"][backend]) == {"GPi", "STN", "Thal"}
     assert res["meta"]["wall_s_total"] > 0 and (out / "dbs_results.png").stat().st_size > 10_000
+    assert res["meta"]["whole_brain"] == "excio" and res["meta"]["dbs"][0]["amplitude_nA"] == 160.0
+
+
+@pytest.mark.system
+def test_virtual_dbs_refuses_an_unknown_fibre_set(tmp_path):
+    p = subprocess.run([sys.executable, str(REPO / "examples/virtual_dbs.py"), "--fibres", "axons", "--out",
+                        str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == ["virtual_dbs: --fibres: DBS fibre set 'axons': one of afferent, "
+                                             "efferent, gpe_stn, passing"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dbs_params import FREQUENCY_HZ
 from bg_network import CELLS, EXCITATORY, N_REF, NOISE_SD, NUCLEI, POP_CELL, REFRACTORY_MS, TAU_SYN_MS, fitted, pop_sizes
 
 DELAY_MS = 0.1
@@ -42,8 +43,12 @@ def layout(n: int) -> dict[str, int]:
     return {p: sizes[p] for p in ORDER}
 
 
-def network(b2, clock, fit: str, n: int, seed: int, stim_ta=None, stim_col=None):
-    """(NeuronGroup, [Synapses], input on_pre) of the network with n cells per nucleus."""
+def network(b2, clock, fit: str, n: int, seed: int, stim_ta=None, stim_col=None, fibres=None):
+    """(NeuronGroup, [Synapses and DBS fibre groups], input on_pre) of the network with n cells per nucleus.
+
+    ``fibres``: projections whose axons DBS activates (as bg_network.build): per projection, one spike
+    source per presynaptic cell firing at 0.1 ms + k/130 Hz (the step nearest), onto a copy of the
+    projection (its own draw of synapses)."""
     rng = np.random.default_rng([seed, 0xB6])
     sizes = layout(n)
     start = np.cumsum([0] + list(sizes.values()))
@@ -79,4 +84,18 @@ def network(b2, clock, fit: str, n: int, seed: int, stim_ta=None, stim_col=None)
     S.connect(i=np.concatenate(pre_all), j=np.concatenate(post_all))
     S.w = np.concatenate(w_all)
     S.delay = DELAY_MS * b2.ms
-    return G, [S], ON_INPUT
+    objects = [S]
+    period_ms = 1000.0 / FREQUENCY_HZ
+    for proj in fibres or []:
+        pre, post = proj.split("-")
+        prob, weight = fitted(fit)[proj]
+        F = b2.NeuronGroup(sizes[pre], "fibre_x : 1", clock=clock, namespace={"Tp": period_ms},
+                           threshold="abs(t/ms - 0.1 - Tp*floor((t/ms - 0.1)/Tp + 0.5)) < 0.05")
+        src, trg = np.nonzero(rng.random((sizes[pre], sizes[post])) < prob)
+        syn = "g_ampa_post += w" if pre in EXCITATORY else "g_gaba_post += w"
+        SF = b2.Synapses(F, G, "w : 1 (constant)", on_pre=syn, clock=clock, namespace={})
+        SF.connect(i=src, j=trg + first[post])
+        SF.w = weight * scale
+        SF.delay = DELAY_MS * b2.ms
+        objects += [F, SF]
+    return G, objects, ON_INPUT

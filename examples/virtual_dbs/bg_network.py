@@ -63,11 +63,18 @@ def pop_sizes(n: int) -> dict[str, int]:
     return {**{p: n for p in NUCLEI}, "CxE": 3 * n, "CxI": max(1, round(0.75 * n))}
 
 
-def build(fit: str = "control", n: int | None = None, delay_ms: float = 0.1):
+def fibre_pop(proj: str) -> str:
+    """The population of DBS-evoked axon spikes of one projection (``dbs_ax_GPe_STN``)."""
+    return "dbs_ax_" + proj.replace("-", "_")
+
+
+def build(fit: str = "control", n: int | None = None, delay_ms: float = 0.1, fibres: list[str] | None = None):
     """NetPyNE (netParams, simConfig) of the network with ``n`` cells per nucleus (env BG_N, default 200).
 
     With fewer cells than the fits' 200, weights are scaled by 200/n so each cell gets the same
-    mean synaptic input (the probabilities are kept)."""
+    mean synaptic input (the probabilities are kept). ``fibres``: projections (``"GPe-STN"``) whose axons
+    DBS activates (dbs_params.FIBRES): one NetStim per presynaptic cell firing once per pulse
+    (130 Hz, from the first pulse's first step), onto a copy of the projection."""
     from netpyne import specs
     n = int(n or os.environ.get("BG_N", N_REF))
     net = specs.NetParams()
@@ -90,6 +97,16 @@ def build(fit: str = "control", n: int | None = None, delay_ms: float = 0.1):
         net.connParams[proj] = {"preConds": {"pop": pre}, "postConds": {"pop": post}, "probability": p,
                                 "weight": (w if pre in EXCITATORY else -w) * scale, "delay": delay_ms,
                                 "synMech": "AMPA" if pre in EXCITATORY else "GABA"}
+    from dbs_params import FREQUENCY_HZ
+    fits = fitted(fit)
+    for proj in fibres or []:
+        pre, post = proj.split("-")
+        p, w = fits[proj]
+        net.popParams[fibre_pop(proj)] = {"cellModel": "NetStim", "numCells": pop_sizes(n)[pre],
+                                          "rate": FREQUENCY_HZ, "noise": 0.0, "start": 0.1, "number": 1e9}
+        net.connParams[fibre_pop(proj)] = {"preConds": {"pop": fibre_pop(proj)}, "postConds": {"pop": post},
+                                           "probability": p, "weight": (w if pre in EXCITATORY else -w) * scale,
+                                           "delay": delay_ms, "synMech": "AMPA" if pre in EXCITATORY else "GABA"}
     cfg = specs.SimConfig()
     cfg.dt = 0.1
     cfg.allowSelfConns = True            # as Maith et al.'s fits (ANNarchy's fixed_probability allows them)

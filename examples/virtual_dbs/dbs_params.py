@@ -4,22 +4,55 @@ import argparse
 FIT = {"healthy": "control", "parkinson": "patient", "parkinson_dbs": "patient"}
 T_SKIP_MS = 500.0        # transient left out of rates and spectra
 
-#: STN-DBS: 130 Hz, charge-balanced biphasic pulses (first phase A for 0.3 ms, then -A/10 for 3 ms).
-#: A in nA == mV/ms on the Izhikevich-Hamker cell (mod/izhi_hamker.mod). Variants (where the pulses go):
-#:   stn      every STN cell (somatic activation)
+#: STN-DBS as Meier et al. 2022 ran it (tvb-multiscale, docs/notebooks/TVB-ANNarchy_DBS_BasalGanglia.ipynb,
+#: the version of commit 79a06c22: cell 6 "bi | STN | 130.0 | 20.0 | 0.3", cell 19 the "bi" DBSInput):
+#: a current injected into every STN cell, 130 Hz, charge-balanced biphasic pulses: amplitude*kappa =
+#: 20*8 = 160 (mV/ms on the C = 1 STN cell; ANNarchy adds g_dbs to dv/dt) for 0.3 ms, then -16 for 3 ms.
+#: Here A in nA == mV/ms on the Izhikevich-Hamker cell (mod/izhi_hamker.mod), first phase A for 0.3 ms,
+#: then -A/10 for 3 ms: the same waveform. Somatic variants (where the current goes):
+#:   stn      every STN cell (Meier et al. 2022)
 #:   stn_gpe  STN and GPe (GPe's axons to STN activated antidromically)
 #:   stn_inh  every STN cell with the first phase negative (somatic inhibition, a "functional lesion")
 VARIANTS = {"stn": (["STN"], 1.0), "stn_gpe": (["STN", "GPe"], 1.0), "stn_inh": (["STN"], -1.0)}
 DEFAULT_VARIANT = "stn"
-DEFAULT_AMPLITUDE_NA = 100.0
+DEFAULT_AMPLITUDE_NA = 160.0
+FREQUENCY_HZ = 130.0
+WIDTH_MS = 0.3
+
+#: Fibre activation (not in Meier et al. 2022; the DBS mechanisms of the same group's later model, CompNeuroPy's
+#: DBSstimulator, Olimaol/CompNeuroPy src/CompNeuroPy/dbs.py: ``orthodromic`` axon spikes on the ``efferents``,
+#: ``afferents`` or ``passing_fibres`` of the stimulated population, on average ``axon_spikes_per_pulse`` = 1
+#: per pulse, carried only by the activated projections, the soma untouched). Here: one spike per pulse and
+#: fibre, at the pulse's first step, on a copy of the fitted projection (same probability and weight, its own
+#: draw of synapses), so each target cell receives the projection's axons firing at 130 Hz in addition to their
+#: somatic spikes. The sets, in this network's projections:
+#:   efferent  STN's outputs: STN-GPe, STN-GPi
+#:   afferent  STN's inputs: GPe-STN (inhibitory), CxE-STN (hyperdirect, excitatory)
+#:   gpe_stn   the inhibitory afferents alone (GPe-STN)
+#:   passing   fibres passing the STN region: the pallidothalamic GPi-Thal (lenticular fasciculus, Forel's H2)
+FIBRES = {"efferent": ["STN-GPe", "STN-GPi"], "afferent": ["GPe-STN", "CxE-STN"], "gpe_stn": ["GPe-STN"],
+          "passing": ["GPi-Thal"]}
+FIBRES_ENV = "BG_DBS_FIBRES"     # read by the parkinson_dbs model files (cosim runs them in their own process)
+
+
+def fibre_projections(spec: str) -> list[str]:
+    """'afferent,efferent' -> the projections whose axons DBS activates (ValueError names an unknown set)."""
+    out: list[str] = []
+    for name in (s.strip() for s in (spec or "").split(",")):
+        if not name:
+            continue
+        if name not in FIBRES:
+            raise ValueError(f"DBS fibre set {name!r}: one of {', '.join(sorted(FIBRES))}")
+        out += [p for p in FIBRES[name] if p not in out]
+    return out
 
 
 def dbs_devices(variant: str = DEFAULT_VARIANT, amplitude_nA: float = DEFAULT_AMPLITUDE_NA) -> list[dict]:
     """The devices of one DBS variant, as ``params.stimulus`` entries (one per population)."""
     pops, sign = VARIANTS[variant]
     a = sign * amplitude_nA
-    return [dict(label=f"dbs_{p}", population=p, frequency_hz=130.0, width_ms=0.3, amplitude_nA=a,
-                 phase2_width_ms=3.0, phase2_amplitude_nA=-a / 10, onset_ms=0.0) for p in pops]
+    return [dict(label=f"dbs_{p}", population=p, frequency_hz=FREQUENCY_HZ, width_ms=WIDTH_MS, amplitude_nA=a,
+                 phase2_width_ms=3.0, phase2_amplitude_nA=-a / 10, onset_ms=0.0) for p in pops if a != 0]
 
 
 def standalone_args(argv=None) -> argparse.Namespace:
@@ -30,5 +63,11 @@ def standalone_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--duration", type=float, default=2000.0)
     ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT)
-    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA)")
-    return ap.parse_args(argv)
+    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA); 0: none")
+    ap.add_argument("--fibres", default="", help=f"fibre sets DBS activates, comma-separated: {', '.join(sorted(FIBRES))}")
+    a = ap.parse_args(argv)
+    try:
+        fibre_projections(a.fibres)
+    except ValueError as e:
+        ap.error(str(e))
+    return a

@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE.parent / "plugins" / "cosim-brian2"))
 import numpy as np  # noqa: E402
 
 from analysis import beta_power, rate_hz  # noqa: E402
-from dbs_params import FIT, T_SKIP_MS, dbs_devices, standalone_args  # noqa: E402
+from dbs_params import FIT, T_SKIP_MS, dbs_devices, fibre_projections, standalone_args  # noqa: E402
 
 DT_MS = 0.1
 
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     first = dict(zip(sizes, start[:-1]))
     nsteps = int(round(args.duration / DT_MS))
     stim_ta = stim_col = None
-    if args.state == "parkinson_dbs":
+    if args.state == "parkinson_dbs" and dbs_devices(args.dbs, args.amp):
         # the same devices; on Brian2 cosim's unit is pA (the model takes pA/1000 = nA = mV/ms), one
         # TimedArray column per set of devices (column 0: none), as the cosim-brian2 plugin does
         devs = dbs_devices(args.dbs, args.amp)
@@ -57,7 +57,8 @@ def main(argv=None) -> int:
             stim_col[first[d["population"]]:first[d["population"]] + sizes[d["population"]]] = 1
         stim_ta = b2.TimedArray(values, dt=DT_MS * ms)
     clock = b2.Clock(dt=DT_MS * ms)
-    G, syn, _ = network(b2, clock, FIT[args.state], args.n, args.seed, stim_ta, stim_col)
+    fibres = fibre_projections(args.fibres) if args.state == "parkinson_dbs" else []
+    G, syn, _ = network(b2, clock, FIT[args.state], args.n, args.seed, stim_ta, stim_col, fibres=fibres)
     order = list(sizes)
     M = b2.SpikeMonitor(G)
     net = b2.Network(G, *syn, M)
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t0
     t = np.asarray(M.t / ms)
     idx = np.asarray(M.i)
-    out = {"backend": "brian2", "state": args.state, "seed": args.seed, "dbs": [args.dbs, args.amp], "n": args.n,
+    out = {"backend": "brian2", "state": args.state, "seed": args.seed, "dbs": [args.dbs, args.amp, args.fibres], "n": args.n,
         "duration_ms": args.duration,
            "wall_s": wall, "nuclei": {}}
     for p in order:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
-from dbs_params import FIT, T_SKIP_MS, dbs_devices, standalone_args  # noqa: E402
+from dbs_params import FIT, T_SKIP_MS, dbs_devices, fibre_projections, standalone_args  # noqa: E402
 from analysis import beta_power, rate_hz  # noqa: E402
 
 
@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     from bg_network import NUCLEI, build, pop_sizes
     from cosim.sdk.stimulus import CurrentNA, on_grid
 
-    net, cfg = build(FIT[a.state], a.n)
+    fibres = fibre_projections(a.fibres) if a.state == "parkinson_dbs" else []
+    net, cfg = build(FIT[a.state], a.n, fibres=fibres)
     cfg.duration = a.duration
     cfg.verbose = False
     cfg.printRunTime = False
@@ -73,7 +74,8 @@ def main(argv=None) -> int:
     spkt = np.asarray(sim.allSimData["spkt"])
     spkid = np.asarray(sim.allSimData["spkid"]).astype(int)
     sizes = pop_sizes(a.n)
-    out = {"backend": "netpyne", "state": a.state, "seed": a.seed, "dbs": [a.dbs, a.amp], "n": a.n, "duration_ms": a.duration,
+    out = {"backend": "netpyne", "state": a.state, "seed": a.seed, "dbs": [a.dbs, a.amp, a.fibres],
+           "n": a.n, "duration_ms": a.duration,
            "wall_s": wall, "nuclei": {}}
     for pop in list(NUCLEI) + ["CxE", "CxI"]:
         gids = np.asarray(sim.net.allPops[pop]["cellGids"])

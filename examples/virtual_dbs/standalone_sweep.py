@@ -1,7 +1,8 @@
 """The spiking basal ganglia alone, three states over seeds, on NetPyNE and/or Brian2.
 
     python examples/virtual_dbs/standalone_sweep.py [--backends netpyne,brian2] [--seeds 5] [--n 100]
-                                                    [--duration 1500] [--dbs stn] [--amp 100] [--out FILE]
+                                                    [--duration 1500] [--dbs stn] [--amp 160] [--fibres SETS]
+                                                    [--out FILE]
 
 Each (backend, state, seed) runs in its own process (standalone_netpyne.py / standalone_brian2.py).
 Writes {"<backend>_standalone": {STATE: {NUCLEUS: {"rate_hz": [per seed], "beta_power": [...]}}}}
@@ -19,13 +20,15 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from dbs_params import DEFAULT_AMPLITUDE_NA  # noqa: E402
 STATES = ["healthy", "parkinson", "parkinson_dbs"]
 SCRIPT = {"netpyne": HERE / "standalone_netpyne.py", "brian2": HERE / "standalone_brian2.py"}
 
 
 def one(backend: str, state: str, seed: int, a) -> dict:
     cmd = [sys.executable, str(SCRIPT[backend]), state, str(seed), "--n", str(a.n), "--duration", str(a.duration),
-           "--dbs", a.dbs, "--amp", str(a.amp)]
+           "--dbs", a.dbs, "--amp", str(a.amp), "--fibres", getattr(a, "fibres", "")]
     p = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
@@ -65,7 +68,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--duration", type=float, default=1500.0)
     ap.add_argument("--dbs", default="stn")
-    ap.add_argument("--amp", type=float, default=100.0)
+    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA)
+    ap.add_argument("--fibres", default="", help="fibre sets DBS activates (dbs_params.FIBRES)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     try:
