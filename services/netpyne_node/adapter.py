@@ -19,6 +19,7 @@ import contextlib
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,11 @@ from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 from .config import NetpyneParams
 from .mechanisms import ModelError, ensure_mechanisms
 from .parallel import world
+
+if TYPE_CHECKING:
+    from cosim.sdk.spiking_file import ResultsWriter
+
+    from .engine import SpikingEngine
 from cosim.sdk.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb, step_of
 from cosim.sdk.spiking_input import CouplingInput, PerSourceInput
 from cosim.sdk.transformers import PoissonInput, RateProxy, RegularInput, rates_from_signal
@@ -69,7 +75,7 @@ class NetpyneAdapter(NodeAdapter):
     role = "spiking"
 
     @property
-    def can_checkpoint(self) -> bool:
+    def can_checkpoint(self) -> bool:  # type: ignore[override]
         return self.cannot_checkpoint() is None
 
     def cannot_checkpoint(self) -> str | None:
@@ -90,8 +96,8 @@ class NetpyneAdapter(NodeAdapter):
         self._params_override = params
         self.comm = comm if comm is not None else world()   # imports mpi4py before neuron
         self.rank = self.comm.Get_rank() if self.comm is not None else 0
-        self.engine = None
-        self.writer = None
+        self.engine: SpikingEngine | None = None
+        self.writer: ResultsWriter | None = None
         self._to_write: list = []       # windows stepped, not yet written (after_window)
         self.timing = dict.fromkeys(TIMERS, 0.0)
         self.windows_done = 0
@@ -222,8 +228,8 @@ class NetpyneAdapter(NodeAdapter):
                     raise ValueError(f"cannot exchange {spec.name!r}; this node exchanges 'spikes/E'")
             if self.spike_out is not None and p.model_file is not None:
                 raise ValueError("spikes/E between services come from the default network, not a model_file")
-        except ValueError as e:
-            raise ModelError(str(e)) from None
+        except ValueError as err:
+            raise ModelError(str(err)) from None
         self.tvb_dt = ctx.tvb_dt_ms
         self.per_source = p.input.mode == "per_source"
         self.links = None
@@ -338,6 +344,7 @@ class NetpyneAdapter(NodeAdapter):
             from .usermodel import load_user_model
             with self._compiling(p):
                 built = load_user_model(p, self.regions, self.seed, self._n_brain(ctx))
+            assert built is not None                 # None only with compile_only
         else:
             from .builder import NetpyneNetworkBuilder
             b = NetpyneNetworkBuilder(p, self.regions, ctx.connectome, G=float((tvb.get("model") or {}).get("G", 2.0)),
@@ -380,6 +387,7 @@ class NetpyneAdapter(NodeAdapter):
         """This window's E spikes of the regions in ``spikes/E`` as events (col, cell, t_ms from the
         window's start), sorted by time, column, cell (PROTOCOL.md §4.2)."""
         e = self.engine
+        assert e is not None and self.spike_out is not None     # spikes/E is an output (configure)
         if not hasattr(self, "_spk_col"):
             where = {r: j for j, r in enumerate(self.spike_out.regions)}
             self._spk_col = np.array([where.get(reg, -1) if lab == f"E_{reg}" else -1
@@ -420,6 +428,7 @@ class NetpyneAdapter(NodeAdapter):
             if not np.isfinite(c).all():
                 raise ValueError("input rates are not finite (NaN/Inf in the state/R_e received)")
         else:
+            assert isinstance(self.drive, CouplingInput)
             c = self.drive.signal(window, inputs, self.ctx.inputs)
         if self.comm is not None:
             self.comm.bcast(("step", window, c), root=0)
@@ -427,6 +436,7 @@ class NetpyneAdapter(NodeAdapter):
 
     def _step_local(self, k: int, coupling: np.ndarray | None, spikes_in: np.ndarray | None = None) -> Signals:
         e, W, T = self.engine, self.W, self.timing
+        assert e is not None                     # configured
         if k != self.windows_done:
             raise RuntimeError(f"window {k} out of order: expected window {self.windows_done}")
         t_a = CLOCK()
@@ -460,6 +470,7 @@ class NetpyneAdapter(NodeAdapter):
         if spikes_in is not None and spikes_in.shape[0]:
             # other services' E spikes of window k - m (times from that window's start): each stand-in
             # fires m windows after its cell did, at t0 + t; its synapses' delays are m windows shorter
+            assert self.spike_in is not None
             src = np.asarray(self.spike_in.regions)[spikes_in[:, 0].astype(np.int64)]
             for q in np.unique(src):
                 sel = src == q
@@ -490,7 +501,7 @@ class NetpyneAdapter(NodeAdapter):
         else:
             prox = self.proxy.advance(r_e, r_i if self.want_inh else None)
         out = proxy_outputs(prox, self.value_outputs, self.col)
-        if spike_table is not None:
+        if spike_table is not None and self.spike_out is not None:
             out[self.spike_out.name] = spike_table
         t_e = CLOCK()
         T["rates_s"] += t_e - t_d
@@ -518,6 +529,7 @@ class NetpyneAdapter(NodeAdapter):
         if not self._to_write:
             return
         t0 = CLOCK()
+        assert self.writer is not None            # windows are queued only when there is a file
         for args in self._to_write:
             self.writer.window(*args)
         self._to_write.clear()
@@ -526,6 +538,7 @@ class NetpyneAdapter(NodeAdapter):
     def _collect(self, t: np.ndarray, g: np.ndarray, t0: float):
         """Counts (2, W, n_regions) for exc/inh on rank 0, plus the spike table when recorded."""
         e = self.engine
+        assert e is not None
         if self.need_spikes and self.comm is not None:
             parts = self.comm.gather((t, g), root=0)
             if self.rank != 0:
@@ -560,6 +573,7 @@ class NetpyneAdapter(NodeAdapter):
         if why:
             raise ValueError(f"netpyne node cannot checkpoint: {why}")
         name = self.ctx.node_name
+        assert self.engine is not None
         self.engine.save_state(Path(directory) / f"{name}.neuron")
         d = {"windows_done": np.int64(self.windows_done), "step_count": np.int64(self.engine.step_count),
              "poisson": np.array(json.dumps({str(r): g.rng.bit_generator.state for r, g in self.gens.items()})),
@@ -578,6 +592,7 @@ class NetpyneAdapter(NodeAdapter):
         if why:
             raise ValueError(f"netpyne node cannot restore a checkpoint: {why}")
         d = load_arrays(Path(directory) / info["files"][1])
+        assert self.engine is not None
         self.engine.restore_state(Path(directory) / info["files"][0], int(d["step_count"]))
         for r, st in json.loads(str(d["poisson"])).items():
             self.gens[int(r)].rng.bit_generator.state = st

@@ -162,7 +162,7 @@ class NetpyneNetworkBuilder:
 
     def set_input_devices(self) -> None:
         """One NetStim relay per input neuron, one-to-one onto the E cells."""
-        self.input_devices = {"target": "E", "n": self.p.input.n_input, "weight": self.p.input.weight_uS,
+        self.input_devices: dict[str, Any] = {"target": "E", "n": self.p.input.n_input, "weight": self.p.input.weight_uS,
                               "delay": self.p.input.delay_ms, "receptor": "exc",
                               "divergence": self.p.toolbox.input_random_divergence}
         if self.input_links is not None:

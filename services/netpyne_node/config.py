@@ -82,7 +82,7 @@ class ModelDrive(_S):
     so a cell receives ``sources_per_cell * rate_hz`` input spikes/s, each of weight ``weight_uS``
     on ``synapse`` (see docs/user_models.md for the arithmetic).
     """
-    roles: list[Literal["exc", "inh"]] = Field(default_factory=lambda: ["exc"], min_length=1,
+    roles: list[Literal["exc", "inh"]] = Field(default_factory=lambda: ["exc"], min_length=1,  # type: ignore[arg-type]
                                                description="roles of the populations driven")
     synapse: str | None = Field(None, description="a synMechParams label of the model; default: an Exp2Syn "
                                                   "(tau1 0.8, tau2 5.3 ms, e 0 mV) added as 'cosim_drive_syn'")
@@ -126,7 +126,7 @@ class RxdExample(_S):
     """Intracellular calcium via NetPyNE rxdParams gating a Ca-activated K current."""
     enabled: bool = False
     region: int | None = Field(None, description="spiking region carrying calcium; None = the first one")
-    pops: list[Literal["E", "I"]] = Field(default_factory=lambda: ["E"])
+    pops: list[Literal["E", "I"]] = Field(default_factory=lambda: ["E"])  # type: ignore[arg-type]
     gcabar: float = Field(2e-4, ge=0, description="Ca channel conductance (S/cm2)")
     gkcabar: float = Field(0.01, ge=0, description="Ca-activated K conductance (S/cm2)")
     kd_mM: float = Field(1e-3, gt=0, description="KCa half-activation [Ca]i")
@@ -139,7 +139,7 @@ class RecordOptions(_S):
     spikes: bool = True
     input_spikes: bool = False
     traces: dict[str, dict] = Field(default_factory=dict, description="NetPyNE recordTraces entries")
-    trace_cells: list[str | int] = Field(default_factory=lambda: [0], description="NetPyNE recordCells")
+    trace_cells: list[str | int] = Field(default_factory=lambda: [0], description="NetPyNE recordCells")  # type: ignore[arg-type]
     trace_step_ms: float = Field(0.1, gt=0)
     flush_every: int = Field(20, ge=1, description="flush the HDF5 file every N windows")
     plot: bool = True

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import time
+from typing import Any
 
 from . import parallel  # noqa: F401  (imports mpi4py before neuron when available)
 
@@ -71,7 +72,7 @@ def run_fake_lockstep(adapter, ctx, level: float = 200.0, depth: float = 0.0, fi
             outs.setdefault(name, []).append(arr)
     wall = time.perf_counter() - wall
     summary = adapter.finish(None)
-    res = {name: np.concatenate(v) for name, v in outs.items()}
+    res: dict[str, Any] = {name: np.concatenate(v) for name, v in outs.items()}
     res["summary"] = summary
     res["wall_s"] = wall
     return res
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
         ad.follow()
         return 0
     res = run_fake_lockstep(ad, ctx, a.level, a.depth)
-    R = res.get("state/R_e")
+    R = res["state/R_e"]
     print(f"windows {ctx.n_windows}  wall {res['wall_s']:.3f}s  mean R_e {np.round(R.mean(0), 2).tolist()} Hz  "
           f"timing {res['summary'].get('timing')}")
     if a.dump:

@@ -93,7 +93,7 @@ class SpikingEngine:
         allg = self.pc.py_allgather(local) if self.nhost > 1 else [local]
         self.popmap = dict(popmap)
         self.pops: list[tuple[str, int, str, int, int]] = []   # label, region, role, first gid, n
-        self.local_cells = {label: {} for label in sim.net.pops}
+        self.local_cells: dict[str, dict] = {label: {} for label in sim.net.pops}
         for cell in sim.net.cells:
             self.local_cells[cell.tags["pop"]][int(cell.gid)] = cell
         n_gid = 0
