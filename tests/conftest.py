@@ -110,6 +110,8 @@ class _Durations:
     def pytest_runtest_logreport(self, report):
         row = self.rows.setdefault(report.nodeid, [0.0, 0.0, "passed"])
         row[0] += report.duration
+        if report.when == "teardown":     # under pytest-xdist the worker measured it: it comes with the report
+            row[1] = next((float(v) for k, v in report.user_properties if k == "cpu_s"), row[1])
         if report.outcome != "passed" and row[2] == "passed":
             row[2] = report.outcome
 

@@ -284,7 +284,9 @@ def test_second_run_into_a_live_runs_folder_is_refused_and_the_first_is_untouche
     first = subprocess.Popen(PY + ["run", cfg, "--out", str(out), "--no-plots"], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(600):                       # until the first run's services log (all three: they start in turn)
+        # until every service of the first run logs (the launcher starts them one after another: on a
+        # busy machine the others' logs appeared after a snapshot taken at the coordinator's)
+        for _ in range(600):
             if all((out / "logs" / f"{n}.log").exists() for n in ("coordinator", "tvb", "spiking")):
                 break
             time.sleep(0.1)

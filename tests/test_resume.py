@@ -60,7 +60,8 @@ def _cosim(*args, cwd=None):
 
 
 @pytest.mark.tvb         # it ends by validating resume_config(), a reference-backend config
-@pytest.mark.parametrize("backend", ["noop", pytest.param("nest", marks=pytest.mark.nest)])
+# -m "not slow": noop; NEST (the same refusal from its spec, with NEST imported) is a repeat: slow
+@pytest.mark.parametrize("backend", ["noop", pytest.param("nest", marks=[pytest.mark.nest, pytest.mark.slow])])
 def test_validate_refuses_checkpoints_for_a_backend_that_cannot(tmp_path, backend):
     """NEST has no state save: its spec says checkpoint=False (noop: nothing to save, not worth it)."""
     cfg = resume_config(backend=backend, regions=(3, 5))

@@ -80,6 +80,7 @@ def test_a_bad_device_is_one_line(tmp_path):
 
 
 @pytest.mark.mpi
+@pytest.mark.slow    # -m "not slow" keeps one MPI check (tests/netpyne/test_mpi.py: one vs two ranks, same spikes)
 def test_stimulus_under_two_ranks_gives_the_same_spikes(tmp_path):
     from test_mpi import _drive
     stim = ["--set", "stimulus=" + json.dumps([{**DBS, "onset_ms": 20.0}])]

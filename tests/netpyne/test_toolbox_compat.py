@@ -118,6 +118,7 @@ def _toolbox_network(sim):
 
 
 @pytest.mark.netpyne
+@pytest.mark.slow        # builds the toolbox's network and ours three times; a check of the compat preset alone
 def test_fixed_wiring_with_variance_weights_is_the_toolboxs_own_network():
     """Every within-region connection (pre, post, weight, delay) equals the toolbox's, for any run
     seed; without fixed_wiring the network changes with the seed."""

@@ -119,6 +119,7 @@ def _in_degrees(params: dict, seed: int) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.netpyne
+@pytest.mark.slow        # 400 cells wired three times; the quick loop keeps the numpy wiring's own unit tests above
 def test_numpy_wiring_matches_netpynes_probability_rule_in_distribution():
     """300 E + 100 I cells, probabilities raised for statistical power: per rule, both wirings'
     in-degree mean and variance within binomial error of n_candidates·p and n_candidates·p(1−p),
