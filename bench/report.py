@@ -72,12 +72,13 @@ def summary_rows(R: dict) -> list[tuple]:
                           and lr.get("input_delivered", True))))
     if "scaling" in R:
         s = R["scaling"]
-        bg = s.get("bytes_growth")
-        w = [x for x in s["wire"] if x.get("bytes_per_window")]
-        rows.append(("5 Scaling: bytes/window vs cells",
-                     ", ".join(f"{x['cells']}: {x['bytes_per_window']:.0f} B" for x in w), "smallest network",
-                     f"+{_f(100 * bg, 1)} %" if bg is not None else "–", "no growth",
-                     _met(bg is not None and bg < 0.05)))
+        c = [r for r in s["cells"] if "error" not in r and r["backend"] == "netpyne"]
+        if len(c) > 1:
+            q = c[-1]["ratio"]["us_per_sim_ms_per_cell"]
+            rows.append((f"5 Scaling: NetPyNE µs per simulated ms per cell, {c[0]['cells_per_region']:,} → "
+                         f"{c[-1]['cells_per_region']:,} cells per region",
+                         f"{c[0]['us_per_sim_ms_per_cell']:.1f} → {c[-1]['us_per_sim_ms_per_cell']:.1f}",
+                         "160 cells per region", f"× {q:.2f}", "flat", _met(q < 1.5)))
     if "distance" in R:
         d = R["distance"]
         for r in d["rows"]:
@@ -159,36 +160,6 @@ def _plots(R: dict, docs: Path) -> list[str]:
         ax.legend(fontsize=7)
         ax.invert_yaxis()
         save(fig, "perf_protocol.png")
-    if "scaling" in R:
-        s = R["scaling"]
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-        c = [r for r in s["cells"] if "error" not in r]
-        ax = axes[0]
-        x = [r["cells"] for r in c]
-        ax.loglog(x, [r["loop_ms_per_window"] for r in c], "ko-", label="loop")
-        ax.loglog(x, [r["simulate_ms"].get("spiking") for r in c], "s-", label="NEURON simulate")
-        ax.loglog(x, [r["simulate_ms"].get("tvb") for r in c], "^-", label="TVB simulate")
-        ax.loglog(x, [max(r["overhead_ms_per_window"], 1e-3) for r in c], "x--", label="beyond slowest simulator")
-        ax.set_xlabel("cells in the spiking region")
-        ax.set_ylabel("ms per 1.6 ms window")
-        ax.legend(fontsize=7)
-        ax = axes[1]
-        rg = [r for r in s["regions"] if r["services"] == 1 and "error" not in r]
-        ax.plot([r["regions"] for r in rg], [r["loop_ms_per_window"] for r in rg], "ko-", label="loop, one service")
-        ax.plot([r["regions"] for r in rg], [r["simulate_ms"].get("spiking") for r in rg], "s-", label="NEURON simulate")
-        two = [r for r in s["regions"] if r["services"] == 2 and "error" not in r]
-        if two:
-            ax.plot([8], [two[0]["loop_ms_per_window"]], "r*", ms=10, label="loop, two services (4+4)")
-        ax.set_xlabel("spiking regions (160 cells each)")
-        ax.set_ylabel("ms per window")
-        ax.legend(fontsize=7)
-        ax = axes[2]
-        w = [r for r in s["wire"] if r.get("bytes_per_window")]
-        ax.semilogx([r["cells"] for r in w], [r["bytes_per_window"] for r in w], "ko-")
-        ax.set_ylim(0, max([r["bytes_per_window"] for r in w] + [1]) * 1.3)
-        ax.set_xlabel("cells in the spiking region")
-        ax.set_ylabel("bytes on the wire per window")
-        save(fig, "perf_scaling.png")
     if "distance" in R:
         d = R["distance"]["rows"]
         fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -381,39 +352,8 @@ def write_report(R: dict, info: dict, docs: Path) -> Path:
         if "perf_longrun.png" in plots:
             L += ["![long run memory](perf_longrun.png)", ""]
     if "scaling" in R:
-        s = R["scaling"]
-        L += ["## 5. Scaling", "", "Window 1.6 ms (16 TVB steps), NEURON dt 0.05 ms, real TVB (76 regions). "
-              "ms per window (means of windows 1..K−1).", "",
-              "| spiking side | windows | loop | NEURON simulate | TVB simulate | spiking transform | beyond slowest simulator | build (s) |",
-              "|---|---|---|---|---|---|---|---|"]
-        for r in [r for r in s["cells"] + s["regions"] + s["mpi"] if "error" in r]:
-            L.append(f"| {r.get('cells')} cells, {r.get('regions', 1)} region(s), {r.get('ranks', 1)} rank(s): "
-                     f"**failed**: {r['error'][:200]} | | | | | | | |")
-        for r in [r for r in s["cells"] if "error" not in r]:
-            L.append(f"| 1 region, {r['cells']} cells | {r['windows']} | {_f(r['loop_ms_per_window'])} | "
-                     f"{_f(r['simulate_ms'].get('spiking'))} | {_f(r['simulate_ms'].get('tvb'))} | "
-                     f"{_f(r['transform_ms'].get('spiking'))} | {_f(r['overhead_ms_per_window'])} | "
-                     f"{_f(r['build_s'].get('spiking'), 1)} |")
-        for r in [r for r in s["regions"] if "error" not in r]:
-            sim = max((v or 0) for k, v in r["simulate_ms"].items() if k != "tvb")
-            L.append(f"| {r['regions']} regions × 160 cells, {r['services']} service(s) | {r['windows']} | "
-                     f"{_f(r['loop_ms_per_window'])} | {_f(sim)} | {_f(r['simulate_ms'].get('tvb'))} | "
-                     f"{_f(max((v or 0) for k, v in r['transform_ms'].items() if k != 'tvb'))} | "
-                     f"{_f(r['overhead_ms_per_window'])} | "
-                     f"{_f(max((v or 0) for k, v in r['build_s'].items() if k != 'tvb'), 1)} |")
-        for r in [r for r in s["mpi"] if "error" not in r]:
-            L.append(f"| 1 region, 2000 cells, {r['ranks']} MPI rank(s) | {r['windows']} | {_f(r['loop_ms_per_window'])} | "
-                     f"{_f(r['simulate_ms'].get('spiking'))} | {_f(r['simulate_ms'].get('tvb'))} | "
-                     f"{_f(r['transform_ms'].get('spiking'))} | {_f(r['overhead_ms_per_window'])} | "
-                     f"{_f(r['build_s'].get('spiking'), 1)} |")
-        L += ["", "Bytes on the wire per window (both directions, all nodes, counted by a zero-delay proxy):", "",
-              "| cells | bytes/window | to coordinator | from coordinator |", "|---|---|---|---|"]
-        for w in s["wire"]:
-            L.append(f"| {w['cells']} | {_f(w.get('bytes_per_window'), 0)} | {_f(w.get('to_coordinator_per_window'), 0)} | "
-                     f"{_f(w.get('from_coordinator_per_window'), 0)} |")
-        L += [""]
-        if "perf_scaling.png" in plots:
-            L += ["![scaling](perf_scaling.png)", ""]
+        from bench.scaling import table as scaling_table
+        L += ["## 5. Scaling", ""] + scaling_table(R["scaling"]) + [""]
     if "distance" in R and "aim_ms" in R["distance"]["rows"][0]:       # protocol 3
         d = R["distance"]
         M = d["lookahead"]

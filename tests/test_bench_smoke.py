@@ -1,7 +1,9 @@
 """The benchmark suite runs end to end at tiny sizes and writes a sane report (~90 s).
 
 Tiny sizes skip the benchmarks that build NEURON networks (overlap, toolbox, scaling): they
-take ~30 s each just to start. Those run in the full suite (`python bench/run_all.py`).
+take ~30 s each just to start. Those run in the full suite (`python bench/run_all.py`); the
+scaling benchmark's tiny size (~1 min: 160 cells on NetPyNE and NEST, 4 regions on 1 and 2
+services) has its own test below.
 """
 from __future__ import annotations
 
@@ -52,3 +54,28 @@ def test_bench_suite_tiny_writes_a_sane_report(tmp_path):
         assert len(st[kind]["wall_s"]) == 2 and all(w >= lp > 0 for w, lp in zip(st[kind]["wall_s"], st[kind]["loop_s"]))
     suite = json.loads((results / "suite.json").read_text())
     assert not suite["errors"]
+
+
+@pytest.mark.netpyne
+@pytest.mark.nest
+def test_scaling_tiny_measures_both_backends_and_the_split(tmp_path):
+    out = tmp_path / "scaling.json"
+    p = subprocess.run([sys.executable, "bench/scaling.py", "--size", "tiny", "--out", str(out)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())
+    cells = {r["backend"]: r for r in res["cells"]}
+    assert set(cells) == {"netpyne", "nest"}
+    for r in cells.values():
+        assert "error" not in r, r.get("error")
+        # the baseline row is its own baseline; the figures are positive and the memory was sampled
+        assert r["ratio"]["us_per_sim_ms_per_cell"] == 1.0 and r["us_per_sim_ms_per_cell"] > 0
+        assert r["build_s"]["s0"] > 0 and r["peak_rss_mb"]["s0"] > 50
+    assert [r["regions"] for r in res["regions"]] == [2, 4] and res["regions"][0]["ratio"] == 1.0
+    one, split, rates = res["services"]
+    assert (one["services"], split["inter_service"], rates["inter_service"]) == (1, "spikes", "rates")
+    # spikes between services: the split network is the one-service network, spike for spike
+    assert one["spikes_total"] > 0
+    assert split["populations_identical"] == split["populations"] == 8
+    assert split["spikes_per_population"] == one["spikes_per_population"]
+    assert "| services |" in p.stderr          # the table is printed
