@@ -62,11 +62,14 @@ def test_hung_window_with_live_heartbeats_ends_the_run(cosim):
 
 @pytest.mark.parametrize("curve", [False, True], ids=["plain", "curve"])
 def test_gil_holding_steps_longer_than_the_heartbeat_timeout_complete(cosim, tmp_path, curve):
-    """Signal 1: each window holds the GIL for 1.5 s in one C call (as NEST's Run), 3 x the heartbeat
+    """Signal 1: each window holds the GIL for 1.5 s in one C call (as NEST's Run), about 2 x the heartbeat
     timeout, so the node's Python heartbeat thread is starved; its echo, answered inside libzmq,
     keeps it alive and the run completes (under CURVE too: the echo admits the coordinator's key)."""
     cfg = noop_config(duration_ms=4.8, gil_hold_ms=1500)        # 3 windows of 1.6 ms
-    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 500}
+    # 1.5 s held is ~2x the timeout. 800 ms, not 500: once (CI, 2026-12-07) the TVB node's own
+    # heartbeat thread, stalled ~0.55 s by its main thread in window 0, gave up on the coordinator
+    # at 500 ms (noted in issue 23); this test is about the spiking node's GIL hold
+    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 800}
     if curve:
         from cosim.runtime import security
         security.generate(tmp_path / "keys", ["coordinator", "tvb", "spiking"])
@@ -81,7 +84,7 @@ def test_gil_holding_steps_longer_than_the_heartbeat_timeout_complete(cosim, tmp
     assert "stopped answering" not in spiking
     assert "refused CURVE key" not in spiking
     assert "but its echo answers: alive, busy" in coord     # the Python heartbeats were starved indeed
-    record_fault("GIL held 1.5 s per window", curve=curve, heartbeat_timeout_ms=500, windows=3,
+    record_fault("GIL held 1.5 s per window", curve=curve, heartbeat_timeout_ms=800, windows=3,
                  cosim_run_wall_s=round(wall, 1))
     assert wall > 4.5       # the GIL really was held: 3 windows of 1.5 s
 
