@@ -19,9 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import h5py
-import numpy as np
 import yaml
+
+from cosim.sdk.spiking_file import population_spikes
 
 REGIONS = [2, 5, 9, 13, 17, 21, 25, 29, 33, 37, 42, 45, 49, 53, 57, 60, 64, 67, 71, 74]
 
@@ -33,18 +33,8 @@ def config(name: str, groups: list[list[int]], duration: float, seed: int, **run
 
 
 def spikes(out: Path, names: list[str]) -> dict[str, list[tuple[float, int]]]:
-    """population label -> sorted (t_ms, cell index within the population)."""
-    res = {}
-    for name in names:
-        with h5py.File(out / f"{name}.h5", "r") as f:
-            labels = [x.decode() if isinstance(x, bytes) else str(x) for x in f["pops/label"][:]]
-            first = np.concatenate([[0], np.cumsum(f["pops/n_cells"][:])[:-1]])
-            t, gid, pop = f["spikes/t_ms"][:], f["spikes/gid"][:], f["spikes/pop"][:]
-        for i, lab in enumerate(labels):
-            if lab.split("_")[0] in ("E", "I"):
-                sel = pop == i
-                res[lab] = sorted(zip(t[sel].tolist(), (gid[sel] - first[i]).tolist()))
-    return res
+    """population label -> sorted (t_ms, cell index within the population), over the nodes `names`."""
+    return {lab: sp for n in names for lab, sp in population_spikes(out / f"{n}.h5").items()}
 
 
 def run(cfg: dict, where: Path) -> tuple[Path, str]:

@@ -28,6 +28,23 @@ import numpy as np
 from cosim.runtime.store import Appender
 
 
+def population_spikes(path: str | Path, prefixes: tuple[str, ...] = ("E", "I")) -> dict[str, list[tuple[float, int]]]:
+    """The spikes of a results file's populations whose label starts with one of ``prefixes``
+    (``E_71``, ``I_38``; not a node's relays or stand-ins): label -> sorted (t_ms, cell), with cell
+    the index within its population. Gids are taken as numbered from 0 in population order, as
+    NetPyNE numbers them (a NEST file's gids are NEST's node ids: use ``spikes/gid`` there)."""
+    out: dict[str, list[tuple[float, int]]] = {}
+    with h5py.File(path, "r") as f:
+        labels = [x.decode() if isinstance(x, bytes) else str(x) for x in f["pops/label"][:]]
+        first = np.concatenate([[0], np.cumsum(f["pops/n_cells"][:])[:-1]])
+        t, gid, pop = f["spikes/t_ms"][:], f["spikes/gid"][:], f["spikes/pop"][:]
+    for i, lab in enumerate(labels):
+        if lab.split("_")[0] in prefixes:
+            sel = pop == i
+            out[lab] = sorted(zip(t[sel].tolist(), (gid[sel] - first[i]).tolist()))
+    return out
+
+
 class ResultsWriter:
     def __init__(self, path: str | Path, attrs: dict, pops: list[tuple[str, int, str, int]],
                  n_regions: int, flush_every: int = 20, flush_s: float = 1.0, resume_windows: int | None = None):

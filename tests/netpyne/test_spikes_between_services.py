@@ -25,18 +25,8 @@ def config(groups, **run):
 
 def spikes_by_population(out, names):
     """population label (E_71, I_38, ...) -> sorted (t_ms, cell index within the population)."""
-    res = {}
-    for name in names:
-        with h5py.File(out / f"{name}.h5", "r") as f:
-            labels = [x.decode() if isinstance(x, bytes) else str(x) for x in f["pops/label"][:]]
-            first = np.concatenate([[0], np.cumsum(f["pops/n_cells"][:])[:-1]])    # NetPyNE numbers pops in order
-            t, gid, pop = f["spikes/t_ms"][:], f["spikes/gid"][:], f["spikes/pop"][:]
-        for i, lab in enumerate(labels):
-            if lab.split("_")[0] in ("E", "I"):
-                sel = pop == i
-                res[lab] = sorted(zip(t[sel].tolist(), (gid[sel] - first[i]).tolist()))
-    return res
-
+    from cosim.sdk.spiking_file import population_spikes
+    return {lab: sp for n in names for lab, sp in population_spikes(out / f"{n}.h5").items()}
 
 
 @pytest.fixture(scope="module")
