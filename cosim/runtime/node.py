@@ -245,6 +245,12 @@ class NodeRuntime:
             for e in c["send"]:
                 self.data.connect(e["to"], e["address"], e.get("key"), e.get("token") or "")
             self.inbox = Inbox(ctx, c["receive"], m, self.data.rejects)
+            # the inbox binds now, admitting messages no larger than this run's DATA (§4.1 "Bounded inbox")
+            limit = transport.inbox_limit(c["receive"], ctx.steps_per_window,
+                                          int((ctx.config.get("coordinator") or {}).get("max_message_bytes")
+                                              or self.data.max_bytes))
+            self.data.open(limit)
+            log.info("%s: data inbox %s open (messages up to %d bytes)", self.name, self.data.address, limit)
             if ctx.resume:
                 ckdir = self._resume_files(ctx)
                 self.adapter.configure(ctx)

@@ -415,32 +415,67 @@ def echo_bind(data_bind: str) -> str | None:
 INBOX_RCVHWM = 64      # unread messages per connection to a data inbox (§4.1)
 
 
+def _reserve_port(bind: str) -> tuple[socket.socket, str] | None:
+    """A listening OS socket on ``bind`` (``tcp://HOST:PORT``, ``*`` for any port), holding the port
+    until ZeroMQ binds on it (``zmq.USE_FD``); None when ``bind`` is not a TCP address it can parse
+    (an interface name, ``ipc://``, ``inproc://``: those are bound by ZeroMQ at once)."""
+    if not bind.startswith("tcp://"):
+        return None
+    host, _, port = bind[len("tcp://"):].rpartition(":")
+    host = host.strip("[]")
+    host = "0.0.0.0" if host == "*" else host
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        socket.inet_pton(family, host)                 # a literal address only (no names, no interfaces)
+        s = socket.socket(family, socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return None
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # as libzmq's own listeners
+        s.bind((host, 0 if port in ("*", "0", "") else int(port)))
+        s.listen(64)
+    except (OSError, ValueError) as e:
+        s.close()
+        from cosim.errors import ConfigError
+        raise ConfigError(f"--data-bind: cannot bind {bind}: {e}") from None
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    return s, f"tcp://{shown}:{s.getsockname()[1]}"
+
+
 class DataPlane:
     """A node's direct data links (protocol 3, PROTOCOL.md §4.1): the inbox it binds (PULL), where
     producers push DATA, and one PUSH per consumer. Under CURVE the inbox is a CURVE server with
     the node's own key pair that accepts only the keys of its producers (``allow``), and every
-    PUSH is a client that knows its consumer's public key."""
+    PUSH is a client that knows its consumer's public key.
+
+    Bounded inbox (§4.1): a TCP inbox's port is held by a plain listening socket from the start (its
+    address travels in CONFIGURED), and ZeroMQ binds on it (``open``) only once PREPARE told the
+    node its windows, with ``MAXMSGSIZE`` from this run's largest legitimate DATA: libzmq takes
+    that option at bind, and no connection is accepted before (a flood during setup waits in the
+    kernel's accept queue, not in this process)."""
 
     def __init__(self, ctx: zmq.Context, bind: str, advertise: str | None, coordinator: str, node: str,
                  curve=None, max_bytes: int = codec.DEFAULT_MAX_BYTES):
         self.ctx, self.node, self.curve, self.max_bytes = ctx, node, curve, max_bytes
         self.inbox = ctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.LINGER, 0)
-        self.inbox.setsockopt(zmq.MAXMSGSIZE, max_bytes)
         # bounded (§4.1): at most 64 unread messages per connection; a PULL never drops, a producer that
         # far ahead keeps its DATA in its own queue (SNDHWM 0) until this node reads
         self.inbox.setsockopt(zmq.RCVHWM, INBOX_RCVHWM)
         if curve is not None:
             curve.apply_data_server(ctx, self.inbox)
-        try:
-            self.inbox.bind(bind)
-        except zmq.ZMQError as e:
-            from cosim.errors import ConfigError
-            raise ConfigError(f"--data-bind: cannot bind {bind}: {e}") from None
-        bound = self.inbox.getsockopt(zmq.LAST_ENDPOINT).decode()
+        held = _reserve_port(bind)
+        self._held: socket.socket | None = held[0] if held else None
+        self._bind = held[1] if held else bind
+        self.limit: int | None = None          # the inbox's MAXMSGSIZE once open() bound it
+        if held is None:               # not a literal TCP address: ZeroMQ binds now, with the message limit
+            self.open(max_bytes)
+            bound = self.inbox.getsockopt(zmq.LAST_ENDPOINT).decode()
+        else:
+            bound = self._bind
         if advertise:
             self.address = advertise
-        elif bound.startswith("tcp://0.0.0.0:"):
+        elif bound.startswith(("tcp://0.0.0.0:", "tcp://[::]:")):
             self.address = f"tcp://{local_address_towards(coordinator)}:{bound.rsplit(':', 1)[1]}"
         else:
             self.address = bound
@@ -451,6 +486,24 @@ class DataPlane:
         self.send_timeout_ms = 5000         # a consumer that takes nothing for this long is unreachable
         self.addresses: dict[str, str] = {}
         self.tokens: dict[str, str] = {}        # the secret of each link this node sends on (§4.1)
+
+    def open(self, max_bytes: int) -> None:
+        """Bind the inbox with ``MAXMSGSIZE`` = ``max_bytes`` (at PREPARE; once: a repeated PREPARE
+        keeps the first bind). On the held port when there is one."""
+        if self.limit is not None:
+            return
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        try:
+            if self._held is not None:
+                self.inbox.setsockopt(zmq.USE_FD, self._held.fileno())
+            self.inbox.bind(self._bind)
+        except zmq.ZMQError as e:
+            from cosim.errors import ConfigError
+            raise ConfigError(f"--data-bind: cannot bind {self._bind}: {e}") from None
+        if self._held is not None:
+            self._held.detach()             # the descriptor is libzmq's listener now (it closes it)
+            self._held = None
+        self.limit = max_bytes
 
     def connect(self, consumer: str, address: str, server_key: str | None = None, token: str = "") -> None:
         s = self.ctx.socket(zmq.PUSH)
@@ -530,3 +583,19 @@ class DataPlane:
         for s in self.out.values():
             s.close()
         self.inbox.close(linger=0)
+        if self._held is not None:         # never bound (no PREPARE came)
+            self._held.close()
+            self._held = None
+
+
+def inbox_limit(receive: list[dict], steps_per_window: int, fallback: int) -> int:
+    """The inbox's message size limit for a run (§4.1): 4 x the largest legitimate DATA (one
+    window of one producer's float64 blocks) + 64 KiB; ``fallback`` (the run's message limit) when
+    a producer sends event signals (``spikes/*``: their size is not known in advance)."""
+    from cosim.proto.signals import is_event
+    largest = 0
+    for e in receive:
+        if any(is_event(s["name"]) for s in e["signals"]):
+            return fallback
+        largest = max(largest, sum(steps_per_window * len(s["cols"]) * 8 for s in e["signals"]))
+    return min(fallback, 4 * largest + 64 * 1024)
