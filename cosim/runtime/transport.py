@@ -230,6 +230,7 @@ class Heartbeat(threading.Thread):
         self.ctx, self.address, self.identity, self.node, self.curve = ctx, address, identity, node, curve
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
         self.lost = threading.Event()
+        self.why = ""               # set with `lost`: what a TCP probe of the coordinator's address found (network cut?)
         self._halt = threading.Event()   # not `_stop`: threading.Thread.join() calls its own _stop()
         self.last_reply = time.monotonic()
         self.answered = False       # the coordinator has been heard at least once (a reply, any message)
@@ -300,7 +301,8 @@ class Heartbeat(threading.Thread):
                 if not self.answered:    # no coordinator yet (started later): not a loss, the register wait rules
                     self.last_reply = now
                 elif now - self.last_reply > self.timeout_ms / 1000:
-                    log.error("%s: no heartbeat from the coordinator for %d ms", self.node, self.timeout_ms)
+                    self.why = network_note(self.address, "the coordinator")
+                    log.error("%s: no heartbeat from the coordinator for %d ms%s", self.node, self.timeout_ms, self.why)
                     self.lost.set()
                     return
         finally:
@@ -308,6 +310,52 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+
+PROBE_S = 1.0       # how long a TCP probe of a silent peer's address waits for an answer
+
+
+def tcp_probe(address: str, timeout_s: float = PROBE_S) -> str:
+    """Whether the host of ``address`` (``tcp://HOST:PORT``) answers on TCP, as a liveness timeout's
+    second opinion (§8): "answers" (a connection opened: the host and the network to it are up; a
+    stopped process's kernel still accepts), "refused" (the host answers, nothing listens),
+    "silent" (no answer within ``timeout_s``: the network to it is cut, or its machine is down),
+    "unreachable" (this machine has no route to it), or "unknown" (not TCP, a wildcard)."""
+    import errno
+    if not address.startswith("tcp://"):
+        return "unknown"
+    host, _, port = address[len("tcp://"):].rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "*", "0.0.0.0", "::"):
+        return "unknown"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return "answers"
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:            # (socket.timeout)
+        return "silent"
+    except OSError as e:
+        if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN):
+            return "unreachable"
+        return "unknown"
+    except ValueError:
+        return "unknown"
+
+
+def network_note(address: str | None, who: str, timeout_s: float = PROBE_S) -> str:
+    """"" unless a TCP probe of a silent peer's ``address`` finds the network to it down; then the
+    words for a reason line, naming the address: ``; the network to <who> at HOST:PORT is cut …``."""
+    if not address:
+        return ""
+    what = tcp_probe(address, timeout_s)
+    where = address[len("tcp://"):] if address.startswith("tcp://") else address
+    if what == "silent":
+        return (f"; the network to {who} at {where} is cut or its machine is down (a TCP connection "
+                f"got no answer within {timeout_s:.0f} s): a network loss, not a failure of the process")
+    if what == "unreachable":
+        return f"; this machine has no route to {who} at {where}: a network loss, not a failure of the process"
+    return ""
 
 
 def host_name() -> str:
