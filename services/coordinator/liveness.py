@@ -59,7 +59,8 @@ class LivenessMixin(CoordinatorState):
                     continue
                 after = f" (after {p.refused})" if p.refused else ""
                 # a second opinion (§8): does its machine still answer on TCP? (a frozen process's kernel does)
-                net = network_note(p.echo or p.data, f"node {p.name!r}")
+                # (only an echo that has answered before: one a firewall hides would always look cut)
+                net = network_note(p.echo, f"node {p.name!r}") if p.echo_seen > 0 else ""
                 raise RunFailed(self.where(p.name, f"no heartbeat for {now - p.last_seen:.1f} s "
                                                    f"(timeout {self.cc.heartbeat_timeout_ms} ms)"
                                                    f"{net or ': node died or hung'}{after}"))
