@@ -243,9 +243,14 @@ class Heartbeat(threading.Thread):
         # the runtime's hook (ch) -> None: sends a due STEP_DONE batch on this connection while the main
         # thread is busy in a window (§4.1)
         self.late_copies: Callable[[Channel], None] | None = None
+        self._send_now = False      # set_timing: send the next heartbeat at once
 
     def set_timing(self, interval_ms: int, timeout_ms: int) -> None:
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
+        # the next heartbeat leaves now, not one old interval after the last: with the default 500 ms
+        # before CONFIGURE and a run's timeout of 500 ms or less, the first reply under the new timeout
+        # could come too late (a node gave up on a live coordinator right after CONFIGURE)
+        self._send_now = True
         self.heard()      # called on CONFIGURE: the coordinator has just been heard
 
     def heard(self) -> None:
@@ -261,7 +266,8 @@ class Heartbeat(threading.Thread):
             last_loop = time.monotonic()
             while not self._halt.is_set():
                 now = time.monotonic()
-                if now >= next_send:
+                if now >= next_send or self._send_now:
+                    self._send_now = False
                     content = dict(self.status)
                     if self.rtts:       # the round trip to the coordinator (run.lookahead: auto uses it)
                         content["rtt_ms"] = min(self.rtts) * 1e3    # queueing and a busy GIL only add
