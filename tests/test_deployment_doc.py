@@ -67,6 +67,7 @@ def lab():
     if why:
         (pytest.fail if os.environ.get("CI") else pytest.skip)(why)
     lab = Lab(3)
+    made_root = not Path("/etc/netns").exists()
     hosts_files = []
     for h in lab.hosts:              # `machine-a` (and b, c) as a lab's DNS would give them
         d = Path("/etc/netns") / h.ns
@@ -78,6 +79,11 @@ def lab():
     lab.close()
     for d in hosts_files:
         shutil.rmtree(d, ignore_errors=True)
+    if made_root:
+        try:
+            Path("/etc/netns").rmdir()
+        except OSError:          # another lab's files are there now
+            pass
     assert not [ns for ns in leftovers() if lab.id in ns], "namespaces left behind"
 
 
