@@ -13,8 +13,9 @@ T_SKIP_MS = 500.0        # transient left out of rates and spectra
 #:   stn      every STN cell (Meier et al. 2022)
 #:   stn_gpe  STN and GPe (GPe's axons to STN activated antidromically)
 #:   stn_inh  every STN cell with the first phase negative (somatic inhibition, a "functional lesion")
-#: The notebook's two other modes (cell 6's table, whose target comment puts "STN" under "bi"/"mono" and
-#: "GPi" under "simple"; cell 19 "mono" DBSInput; cell 33 "simple" adds stim_ampl to the target's I):
+#: The notebook's two other modes (cell 6's table, whose target comment has "STN" between the "bi" and
+#: "mono" columns and "GPi" over "simple": our reading, mono -> STN, simple -> GPi; cell 19 "mono"
+#: DBSInput; cell 33 "simple" adds stim_ampl to the target's I):
 #:   mono     every STN cell, 120 Hz, monophasic -35*8 = -280 for 0.3 ms
 #:   simple   every GPi cell, a constant -10 (the notebook's stim_target "GPi", stim_mode "simple",
 #:            stim_ampl -10 as cell 6 sets them)
