@@ -235,8 +235,9 @@ def main(argv=None) -> int:
                     help="the spiking side of the co-simulations, comma-separated: netpyne, brian2 (this "
                          "repository's cosim-brian2 plugin)")
     ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT, help="where the DBS pulses go")
-    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA,
-                    help="DBS first-phase amplitude (nA); 0: no current (fibres only)")
+    ap.add_argument("--amp", type=float, default=None,
+                    help=f"DBS first-phase amplitude (nA; its sign is the variant's); default: the variant's own "
+                         f"({DEFAULT_AMPLITUDE_NA:g} for stn); 0: no current (fibres only)")
     ap.add_argument("--fibres", default="", metavar="SETS",
                     help=f"fibres DBS also activates, comma-separated: {', '.join(sorted(FIBRES))} (dbs_params.FIBRES)")
     ap.add_argument("--whole-brain", choices=["excio", "excinh"], default="excio",
