@@ -155,9 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate a config file")
     v.add_argument("config")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="validate with this override, as `cosim run --set` would apply it")
 
     b = sub.add_parser("build", help="compile the spiking nodes' mechanisms ahead (cached by content)")
     b.add_argument("config")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
     rp = sub.add_parser("report", help="a run's summary and where its time went (per service); draws breakdown.png")
     rp.add_argument("run_dir")
@@ -336,7 +339,7 @@ def _mpi_release(a) -> None:
 def cmd_validate(a) -> int:
     from cosim.launch.preflight import check_run
     from cosim.config import check_nodes
-    cfg = apply_overrides(a.config, [])
+    cfg = apply_overrides(a.config, a.set)
     check_run(cfg, a.config)
     check_nodes(cfg, a.config, deep=True)     # builds each node's network as the run would, simulates nothing
     print(f"{a.config}: ok ({len(cfg.spiking_nodes)} spiking node(s), regions {cfg.spiking_regions()})")
@@ -345,7 +348,7 @@ def cmd_validate(a) -> int:
 
 def cmd_build(a) -> int:
     from cosim.config import check_nodes
-    cfg = apply_overrides(a.config, [])
+    cfg = apply_overrides(a.config, a.set)
     check_nodes(cfg, a.config, build_only=True, progress=compile_progress)
     print(f"{a.config}: mechanisms built (cache: $COSIM_NRNMECH_CACHE or ~/.cache/cosim/nrnmech)")
     return EXIT_OK
