@@ -29,6 +29,7 @@ from typing import Any
 from cosim.config import apply_overrides, dump_yaml
 from cosim.errors import (EXIT_FAILED, EXIT_OK, ConfigError, CosimError, Interrupted, PeerTimeout, RemoteError,
                           RunAborted, RunFailed, RunInterrupted, RunRefused, SweepFailed, UnknownBackend)
+from cosim.runtime.logs import keep_tvb_off_logging
 from cosim.runtime.progress import compile_progress
 
 log = logging.getLogger("cosim")
@@ -45,26 +46,6 @@ def setup_logging(level: str, who: str) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     keep_tvb_off_logging()
 
-
-def keep_tvb_off_logging() -> None:
-    """tvb-library configures logging when first imported (``logging.config.fileConfig`` of its
-    ``library_logger.conf``): the root logger goes to WARNING on stdout in TVB's own format and into a
-    ``library.log`` in the working folder, so a service that imports TVB lost its own INFO lines
-    (the TVB node's finish line) and switched format (``- ERROR - cosim.transport -``). A service
-    process owns its logging: TVB's configuration file is skipped, its loggers log through ours."""
-    import logging.config
-    from pathlib import Path
-    original = logging.config.fileConfig
-    if getattr(original, "_cosim_keeps_tvb_off", False):
-        return
-
-    def file_config(fname, *args, **kwargs):
-        parts = Path(str(fname)).parts
-        if "tvb" in parts and Path(str(fname)).name.startswith("library_logger"):
-            return None
-        return original(fname, *args, **kwargs)
-    file_config._cosim_keeps_tvb_off = True        # type: ignore[attr-defined]
-    logging.config.fileConfig = file_config
 
 
 def _int_list(text: str) -> list[int]:
