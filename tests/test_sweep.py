@@ -302,6 +302,8 @@ def test_netpyne_services_forked_from_a_warm_zygote_equal_fresh_processes_spike_
         p = _cli("run", cfg, "--set", f"run.seed={seed}", "--out", str(single), "--no-plots")
         assert p.returncode == 0, p.stderr
         swept = Path(str(ds["folder"].values[i]))
+        # the zygote imported TVB: its logging set-up (root at WARNING) must not reach the forked node
+        assert "tvb: finished" in (swept / "logs" / "tvb.log").read_text()
         a, b = cosim.load(swept).spikes, cosim.load(single).spikes
         assert len(a) > 0 and a.equals(b), seed
         with h5py.File(swept / "tvb.h5") as x, h5py.File(single / "tvb.h5") as y:
