@@ -317,7 +317,7 @@ def test_a_hand_started_coordinator_takes_the_results_folder_lock(tmp_path):
     a waiting hand-started coordinator's folder, and a second hand-started coordinator into it, are
     refused in one line, exit 2, and the first is untouched; a coordinator started by `cosim run`
     (which holds the lock itself) runs. Before: both were accepted and wrote into the live folder."""
-    from cosim.launch.run import free_port
+    from harness import free_port
     out = tmp_path / "out"
 
     def coordinator():
