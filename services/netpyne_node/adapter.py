@@ -576,7 +576,7 @@ class NetpyneAdapter(NodeAdapter):
         assert self.engine is not None
         self.engine.save_state(Path(directory) / f"{name}.neuron")
         d = {"windows_done": np.int64(self.windows_done), "step_count": np.int64(self.engine.step_count),
-             "poisson": np.array(json.dumps({str(r): g.rng.bit_generator.state for r, g in self.gens.items()})),
+             "poisson": np.array(json.dumps({str(r): g.state for r, g in self.gens.items()})),
              **{f"proxy_{v}": getattr(self.proxy, v) for v in ("R_e", "R_i", "S_e", "S_i")}}
         if getattr(self.drive, "hist", None) is not None:
             d["drive_hist"] = self.drive.hist
@@ -595,7 +595,7 @@ class NetpyneAdapter(NodeAdapter):
         assert self.engine is not None
         self.engine.restore_state(Path(directory) / info["files"][0], int(d["step_count"]))
         for r, st in json.loads(str(d["poisson"])).items():
-            self.gens[int(r)].rng.bit_generator.state = st
+            self.gens[int(r)].state = st
         for v in ("R_e", "R_i", "S_e", "S_i"):
             setattr(self.proxy, v, np.array(d[f"proxy_{v}"]))
         if "drive_hist" in d:
