@@ -371,12 +371,13 @@ class NetpyneAdapter(NodeAdapter):
         the same network as if it were here; PROTOCOL.md §4.2)."""
         if self.spike_in is None:
             return {}
+        from cosim.config.inter_service import e_size
         size = {}
         wanted = set(self.spike_in.regions)
         for n in ctx.config.get("spiking_nodes") or []:
             if n.get("name") == ctx.node_name or not wanted & {int(r) for r in n.get("regions") or []}:
                 continue
-            n_e = NetpyneParams.model_validate(n.get("params") or {}).network.sizes()[0]
+            n_e = e_size(n)             # whichever backend simulates it (a NEST node's params are its own)
             size.update({int(r): n_e for r in n.get("regions") or []})
         missing = [q for q in self.spike_in.regions if q not in size]
         if missing:
