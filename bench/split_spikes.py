@@ -1,4 +1,4 @@
-"""The same NetPyNE regions on one service and split over several (issue 25, PROTOCOL.md §4.2).
+"""The same NetPyNE or NEST regions on one service and split over several (issue 25, PROTOCOL.md §4.2).
 
 Runs `cosim run` three times with the same seed: every region on one service; the regions dealt
 round-robin over N services with `run.inter_service: spikes`; and the same split with `rates`.
@@ -7,6 +7,10 @@ one-service run's (time and cell index within the population), then the totals a
 
     python bench/split_spikes.py                              # 20 regions, 4 services, 200 ms
     python bench/split_spikes.py --regions 71 38 59 39 --services 2 --duration 100
+    python bench/split_spikes.py --backend nest --nest-generator numpy     # NEST, trains drawn per region
+
+On NEST the split gives identical spikes only with ``--nest-generator numpy``: NEST's own Poisson
+generators draw from the kernel's RNG, whose stream depends on what else the process simulates.
 
 Loop times come from each run's summary line and are noisy on a shared machine.
 """
@@ -26,10 +30,11 @@ from cosim.sdk.spiking_file import population_spikes
 REGIONS = [2, 5, 9, 13, 17, 21, 25, 29, 33, 37, 42, 45, 49, 53, 57, 60, 64, 67, 71, 74]
 
 
-def config(name: str, groups: list[list[int]], duration: float, seed: int, **run) -> dict:
+def config(name: str, groups: list[list[int]], duration: float, seed: int, backend: str = "netpyne",
+           params: dict | None = None, **run) -> dict:
     return {"run": {"name": name, "duration_ms": duration, "seed": seed, "progress": False, **run},
-            "spiking_nodes": [{"name": f"s{i}", "backend": "netpyne", "regions": g,
-                               "params": {"record": {"plot": False}}} for i, g in enumerate(groups)]}
+            "spiking_nodes": [{"name": f"s{i}", "backend": backend, "regions": g,
+                               "params": {"record": {"plot": False}, **(params or {})}} for i, g in enumerate(groups)]}
 
 
 def spikes(out: Path, names: list[str]) -> dict[str, list[tuple[float, int]]]:
@@ -56,13 +61,17 @@ def main(argv=None) -> int:
     ap.add_argument("--services", type=int, default=4)
     ap.add_argument("--duration", type=float, default=200.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--backend", choices=["netpyne", "nest"], default="netpyne")
+    ap.add_argument("--nest-generator", choices=["nest", "numpy"], default="nest",
+                    help="NEST only: input.generator (numpy: the same trains however regions are grouped)")
     a = ap.parse_args(argv)
+    kw = {"backend": a.backend, "params": {"input": {"generator": a.nest_generator}} if a.backend == "nest" else None}
     groups = [a.regions[i::a.services] for i in range(a.services)]
     names = [f"s{i}" for i in range(a.services)]
     with tempfile.TemporaryDirectory() as tmp:
-        one, t1 = run(config("one", [a.regions], a.duration, a.seed), Path(tmp) / "one")
-        split, t2 = run(config("split", groups, a.duration, a.seed, inter_service="spikes"), Path(tmp) / "spikes")
-        rates, t3 = run(config("rates", groups, a.duration, a.seed, inter_service="rates"), Path(tmp) / "rates")
+        one, t1 = run(config("one", [a.regions], a.duration, a.seed, **kw), Path(tmp) / "one")
+        split, t2 = run(config("split", groups, a.duration, a.seed, inter_service="spikes", **kw), Path(tmp) / "spikes")
+        rates, t3 = run(config("rates", groups, a.duration, a.seed, inter_service="rates", **kw), Path(tmp) / "rates")
         s1, s2, s3 = spikes(one, ["s0"]), spikes(split, names), spikes(rates, names)
     same = 0
     print(f"{'population':>10} {'one':>6} {'spikes':>7} {'rates':>6}  split by spikes equals one service")

@@ -18,7 +18,8 @@ plus, with --fibres, DBS-evoked axon spikes on chosen projections (the parkinson
 
 Writes OUT/dbs_results.json ({BACKEND: {STATE: {NUCLEUS: {rate_hz: [per seed], beta_power: [per
 seed]}}}}, plus "cortex_dbs_change" per region and "meta") and OUT/dbs_results.png; each run's
-results stay in OUT/runs/. --small: 2 seeds, 20 cells per nucleus, 400 ms (a CI check of the chain).
+results stay in OUT/runs/BACKEND/ (a cosim sweep per backend: OUT/runs/BACKEND/sweep.nc lists them).
+--small: 2 seeds, 20 cells per nucleus, 400 ms (a CI check of the chain).
 --standalone netpyne,brian2 adds the spiking network alone on those backends (same seeds and sizes).
 """
 from __future__ import annotations
@@ -127,18 +128,35 @@ def config(state: str, seed: int, conn: Path, duration: float, dbs: list[dict], 
                                "params": params}]}
 
 
-def one_run(state, seed, conn, a, runs: Path, backend: str) -> dict:
+def run_backend(backend: str, seeds: list[int], conn: Path, a, runs: Path) -> dict:
+    """Every state x seed of one backend as one warm sweep (cosim.sweep: the services of every run
+    after the first are forked from a process that imported TVB and the simulator once, instead of
+    paying those imports in each of the 3 x seeds runs); {(state, seed): measures of that run}.
+    The states differ only in the spiking node's params (model file, DBS devices): zipped keys."""
+    import itertools
+
     import yaml
 
     import cosim
-    cfg = config(state, seed, conn, a.duration, dbs_devices(a.dbs, a.amp), backend, a.whole_brain)
-    cpath = runs / f"{backend}_{state}_s{seed}.yaml"
-    cpath.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    t0 = time.perf_counter()
-    res = cosim.run(cpath, out=runs / f"{backend}_{state}_s{seed}",
-                    set={f"tvb.{k}": v for k, v in (s.split("=", 1) for s in a.tvb)},
-                    progress=False, log_level="WARNING")
-    wall = time.perf_counter() - t0
+    dbs = dbs_devices(a.dbs, a.amp)
+    cfgs = {s: config(s, seeds[0], conn, a.duration, dbs, backend, a.whole_brain) for s in STATES}
+    base = cfgs["healthy"]
+    base["run"]["name"] = f"dbs_{backend}"
+    cpath = runs / f"{backend}.yaml"
+    cpath.write_text(yaml.safe_dump(base, sort_keys=False))
+    ds = cosim.sweep(cpath, out=runs / backend, seeds=seeds, workers=1, progress=False, log_level="WARNING",
+                     zipped={"spiking_nodes.0.params": [cfgs[s]["spiking_nodes"][0]["params"] for s in STATES]},
+                     set={f"tvb.{k}": v for k, v in (s.split("=", 1) for s in a.tvb)})
+    per = {}
+    for i, (state, seed) in enumerate(itertools.product(STATES, seeds)):   # the sweep's order: seed fastest
+        assert int(ds["seed"].values[i]) == seed
+        per[(state, seed)] = measure(cosim.load(str(ds["folder"].values[i])), a)
+        per[(state, seed)]["wall_s"] = float(ds["wall_s"].values[i])
+    return per
+
+
+def measure(res, a) -> dict:
+    """One run's rates and beta power per nucleus, and the mean activity of every TVB region."""
     sp = res.spikes
     pops = res.populations.set_index("population")["n_cells"].to_dict()
     t_skip = min(500.0, a.duration / 4)
@@ -150,7 +168,7 @@ def one_run(state, seed, conn, a, runs: Path, backend: str) -> dict:
     var = "R_e" if "R_e" in list(tv["variable"].values) else str(tv["variable"].values[0])   # ExcIO: S
     x = tv.sel(variable=var)
     cortex = x.where(x["time"] >= t_skip, drop=True).mean("time").to_numpy()
-    return {"nuclei": nuclei, "cortex_mean": cortex.tolist(), "cortex_var": var, "wall_s": wall}
+    return {"nuclei": nuclei, "cortex_mean": cortex.tolist(), "cortex_var": var}
 
 
 def frontal(label: str) -> bool:
@@ -235,8 +253,9 @@ def main(argv=None) -> int:
                     help="the spiking side of the co-simulations, comma-separated: netpyne, brian2 (this "
                          "repository's cosim-brian2 plugin)")
     ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT, help="where the DBS pulses go")
-    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA,
-                    help="DBS first-phase amplitude (nA); 0: no current (fibres only)")
+    ap.add_argument("--amp", type=float, default=None,
+                    help=f"DBS first-phase amplitude (nA; its sign is the variant's); default: the variant's own "
+                         f"({DEFAULT_AMPLITUDE_NA:g} for stn); 0: no current (fibres only)")
     ap.add_argument("--fibres", default="", metavar="SETS",
                     help=f"fibres DBS also activates, comma-separated: {', '.join(sorted(FIBRES))} (dbs_params.FIBRES)")
     ap.add_argument("--whole-brain", choices=["excio", "excinh"], default="excio",
@@ -276,18 +295,17 @@ def main(argv=None) -> int:
     res, walls = {"cortex_dbs_change": {}, "criteria": {}}, {}
     from cosim.errors import CosimError
     for backend in backends:
-        per = {}
+        print(f"{backend}: {len(STATES) * len(seeds)} co-simulations ({len(STATES)} states x {len(seeds)} seeds) "
+              f"into {runs / backend} ...", flush=True)
         try:
-            for sd in seeds:
-                for s in STATES:
-                    per[(s, sd)] = r = one_run(s, sd, conn, a, runs, backend)
-                    walls[f"{backend}_{s}_s{sd}"] = r["wall_s"]
-                    rates = " ".join(f"{p} {v['rate_hz']:.1f}" for p, v in r["nuclei"].items())
-                    print(f"{backend:8s} {s:14s} seed {sd}: " + rates
-                          + f"  ({r['wall_s']:.0f} s)", flush=True)
+            per = run_backend(backend, seeds, conn, a, runs)
         except CosimError as e:
             print(f"virtual_dbs: {e}", file=sys.stderr)
             return getattr(e, "exit_code", 1)
+        for (s, sd), r in per.items():
+            walls[f"{backend}_{s}_s{sd}"] = r["wall_s"]
+            rates = " ".join(f"{p} {v['rate_hz']:.1f}" for p, v in r["nuclei"].items())
+            print(f"{backend:8s} {s:14s} seed {sd}: " + rates + f"  ({r['wall_s']:.0f} s)", flush=True)
         one = summarise(per, labels, seeds, backend)
         res[backend] = one[backend]
         res["cortex_dbs_change"][backend] = one["cortex_dbs_change"][backend]

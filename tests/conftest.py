@@ -130,6 +130,10 @@ class _Durations:
 def pytest_addoption(parser):
     parser.addoption("--slowest", type=int, default=0, metavar="N",
                      help="print the N slowest tests with their wall and CPU seconds")
+    parser.addoption("--alone", choices=("with-others", "skip", "only"), default="with-others",
+                     help="tests marked `alone` (timing-sensitive): run them with the others (default), leave "
+                          "them out, or run only them. .ci/run runs the others two test files at a time "
+                          "(pytest-xdist) with --alone=skip, then --alone=only in one process")
 
 
 def pytest_configure(config):
@@ -138,6 +142,12 @@ def pytest_configure(config):
 
 @pytest.hookimpl(trylast=True)      # after -m/-k deselection: probe only what the selected tests need
 def pytest_collection_modifyitems(config, items):
+    alone = config.getoption("alone")
+    if alone != "with-others":       # deselected, as -m does: they are not skipped, they run in the other call
+        keep = [i for i in items if (i.get_closest_marker("alone") is not None) == (alone == "only")]
+        if len(keep) < len(items):
+            config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+            items[:] = keep
     if os.environ.get("CI"):
         return
     why: dict[str, str | None] = {}

@@ -20,10 +20,29 @@ import numpy as np
 import yaml
 
 from cosim.launch import command_lines
-from cosim.launch.run import free_port
 from cosim.runtime.store import open_h5
 
 PY = command_lines.cosim_cmd()
+
+
+def free_port() -> int:
+    """A loopback port free now, below the kernel's ephemeral range (32768-60999 on Linux). Tests
+    hand the port to a process that binds it seconds later; a port from the ephemeral range (what
+    cosim.launch.run.free_port's bind(0) gives) can be taken meanwhile by any process's connect or
+    bind(0): seen with pytest-xdist and other test runs on the machine ("Address already in use",
+    or nodes that reached another test's coordinator through the port)."""
+    import random
+    import socket
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free loopback port in 20000-32767")
 
 
 def ref_config(duration_ms: float = 200, hb_interval_ms: int = 100, hb_timeout_ms: int = 1000) -> dict:

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cosim.launch.run import free_port
+from harness import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO.parent / "shared" / "tools" / "compose"

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cosim.launch.run import free_port
+from harness import free_port
 from cosim.runtime.store import open_h5
 
 pytestmark = [pytest.mark.system,

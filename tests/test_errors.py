@@ -39,7 +39,7 @@ def test_a_refused_node_exits_with_the_errors_code(tmp_path):
     import threading
 
     from cosim.config import parse_config
-    from cosim.launch.run import free_port
+    from harness import free_port
     from cosim.services.coordinator.coordinator import Coordinator
     port = free_port()
     cfg = parse_config({"run": {"duration_ms": 10}, "coordinator": {"router": f"tcp://127.0.0.1:{port}",
@@ -51,4 +51,6 @@ def test_a_refused_node_exits_with_the_errors_code(tmp_path):
     p = subprocess.run([sys.executable, "-m", "cosim.cli", "spiking-node", "--coordinator", f"tcp://127.0.0.1:{port}",
                         "--name", "nobody"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "UnknownNode" in p.stderr, p.stderr[-1000:]
+    coord.request_stop()            # not its 8 s setup timeout: the coordinator ends as on Ctrl-C
     t.join(15)
+    assert not t.is_alive()

@@ -102,7 +102,7 @@ def test_exact_over_the_latency_proxy_with_lookahead(tmp_path):
     """Protocol 3 with lookahead m = 2 and EVERY link of both nodes (coordinator links and the
     direct data links) through a delay proxy with jitter: still TVB alone, bit for bit (the
     reference node has its own I_ext, so a timing error cannot hide)."""
-    from cosim.launch.run import free_port
+    from harness import free_port
     from harness import Services
     from tcp_proxy import TcpProxy
     regions, iext = [3, 41, 40], 0.1

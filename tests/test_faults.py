@@ -117,6 +117,7 @@ def _stop_when_running(out, marker: str, sig: int, got: dict, delay: float = 0.3
         time.sleep(0.05)
 
 
+@pytest.mark.alone         # a 1 s heartbeat timeout and a detection time
 def test_frozen_node_is_detected_and_cosim_run_leaves_nothing(cosim, tmp_path):
     """SIGSTOP: the node is alive for the kernel but silent; the launcher must still clean up."""
     got: dict = {}
@@ -150,6 +151,7 @@ def test_frozen_node_is_detected_and_cosim_run_leaves_nothing(cosim, tmp_path):
     assert wall < 60
 
 
+@pytest.mark.alone         # a 1 s heartbeat timeout and a detection time
 def test_slow_node_is_not_killed(cosim):
     """A window of 3 s with a 1 s heartbeat timeout: the heartbeat thread keeps the node alive."""
     cfg = noop_config(duration_ms=3.2, step_sleep_ms=3000)     # 2 windows of 16 steps
@@ -180,6 +182,7 @@ def test_node_restarted_during_setup_replaces_its_registration(tmp_path, clean):
     assert got["coordinator.h5"] == clean["coordinator.h5"]["time_ms"].shape[0] // W
 
 
+@pytest.mark.alone         # a 1 s heartbeat timeout and a detection time
 def test_node_restarted_after_the_heartbeat_timeout_during_setup(tmp_path):
     """Silent for longer than the heartbeat timeout during setup: not a failed run;
     the restarted node replaces the stale registration before the setup timeout."""
@@ -198,6 +201,7 @@ def test_node_restarted_after_the_heartbeat_timeout_during_setup(tmp_path):
         assert codes == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
 
 
+@pytest.mark.alone         # a 1 s heartbeat timeout and a detection time
 def test_node_stopped_longer_than_the_timeout_during_setup_carries_on(tmp_path):
     """A node frozen (SIGSTOP) for 2.5 × the heartbeat timeout while it waits for PREPARE: its own
     heartbeat thread did not run either, so that is no evidence against the coordinator (the

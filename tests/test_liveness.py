@@ -38,6 +38,7 @@ def _kill_when_running(out, sig, got: dict, delay: float = 0.5, name: str = "spi
         time.sleep(0.05)
 
 
+@pytest.mark.alone         # heartbeat timeouts of 0.8-1 s, detection times
 def test_hung_window_with_live_heartbeats_ends_the_run(cosim):
     """Signal 3: the step sleeps forever with the GIL released (an MPI wait on a dead rank): its
     heartbeats go on, and the window deadline ends the run naming node and window."""
@@ -60,6 +61,7 @@ def test_hung_window_with_live_heartbeats_ends_the_run(cosim):
     assert not cosim_processes(str(r.out))
 
 
+@pytest.mark.alone         # heartbeat timeouts of 0.8-1 s, detection times
 @pytest.mark.parametrize("curve", [False, True], ids=["plain", "curve"])
 def test_gil_holding_steps_longer_than_the_heartbeat_timeout_complete(cosim, tmp_path, curve):
     """Signal 1: each window holds the GIL for 1.5 s in one C call (as NEST's Run), about 2 x the heartbeat
@@ -89,6 +91,7 @@ def test_gil_holding_steps_longer_than_the_heartbeat_timeout_complete(cosim, tmp
     assert wall > 4.5       # the GIL really was held: 3 windows of 1.5 s
 
 
+@pytest.mark.alone         # heartbeat timeouts of 0.8-1 s, detection times
 def test_sigkill_of_a_node_is_reported_within_a_second(cosim, tmp_path):
     """Signal 2: under `cosim run` (and for any node whose echo the coordinator reaches) a SIGKILLed
     node's process is gone: its echo connection closes and the reconnect is refused. Reported in
@@ -114,6 +117,7 @@ def test_sigkill_of_a_node_is_reported_within_a_second(cosim, tmp_path):
     assert not cosim_processes(str(r.out))
 
 
+@pytest.mark.alone         # heartbeat timeouts of 0.8-1 s, detection times
 @pytest.mark.parametrize("stop_s", [3.0])
 def test_stopped_coordinator_blames_no_node(tmp_path, stop_s):
     """A coordinator SIGSTOPped for 3 heartbeat timeouts: the nodes give up on it (and say so), and
@@ -143,7 +147,7 @@ def _lone_coordinator(tmp_path, setup_timeout_ms: int):
     import subprocess
     import yaml
     from cosim.launch import command_lines
-    from cosim.launch.run import free_port
+    from harness import free_port
     cfg = noop_cfg()
     cfg["coordinator"]["setup_timeout_ms"] = setup_timeout_ms
     path = tmp_path / "run.yaml"
@@ -228,7 +232,7 @@ def test_a_node_started_after_its_run_ended_says_so(tmp_path, shared):
     import subprocess
     import yaml
     from cosim.launch import command_lines
-    from cosim.launch.run import free_port
+    from harness import free_port
     path = tmp_path / "c.yaml"
     from harness import ref_config
     # the node's own file: a backend that writes one (the reference node; noop writes none)

@@ -64,15 +64,15 @@ def _tests_and_marks(path: Path) -> dict[str, set[str]]:
 
 
 def test_every_test_is_marked_unit_system_or_with_its_simulators():
-    simulators = registered() - CATEGORY - {"slow"}
+    simulators = registered() - CATEGORY - {"slow", "alone"}
     bad = []
     for path in _test_files():
         for name, marks in _tests_and_marks(path).items():
             where = f"{path.relative_to(REPO)}::{name}"
             if not marks & (CATEGORY | simulators):
                 bad.append(f"{where}: no unit/system/simulator marker")
-            if "unit" in marks and marks & (simulators | {"system", "slow"}):
-                bad.append(f"{where}: unit, yet {sorted(marks & (simulators | {'system', 'slow'}))}")
+            if "unit" in marks and marks & (simulators | {"system", "slow", "alone"}):
+                bad.append(f"{where}: unit, yet {sorted(marks & (simulators | {'system', 'slow', 'alone'}))}")
     assert len(_test_files()) > 40
     assert not bad, "\n".join(bad)
 

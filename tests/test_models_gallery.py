@@ -9,32 +9,24 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import require
-
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "examples" / "models").glob("*.yaml"))
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.tvb]
 
 
-def _cases():
-    return [pytest.param(p, b, id=f"{p.stem}-{b}", marks=getattr(pytest.mark, b))
-            for p in EXAMPLES for b in ("netpyne", "nest")]
-
-
-def test_every_shipped_interface_has_an_example():
-    import yaml
-    from cosim.config.interfaces import SHIPPED
-    classes = {yaml.safe_load(p.read_text())["tvb"]["model"]["class"] for p in EXAMPLES}
-    assert classes == set(SHIPPED)
-
-
-@pytest.mark.parametrize("path,backend", _cases())
-def test_model_example_runs(cosim, path, backend):
-    require(backend)
+@pytest.mark.netpyne
+@pytest.mark.nest
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_model_example_runs(cosim, path):
+    """One run per model with both backends: region 33 on NetPyNE, region 71 on NEST (two spiking
+    services, the example's own node settings on each), so every model is coupled to each backend
+    while TVB and the coordinator start once per model, not once per backend."""
     import yaml
     cfg = yaml.safe_load(path.read_text())
     cfg["run"]["duration_ms"] = 30.0
-    cfg["spiking_nodes"][0]["backend"] = backend
+    node = cfg["spiking_nodes"][0]
+    regions = {"netpyne": 33, "nest": 71}
+    cfg["spiking_nodes"] = [{**node, "name": b, "backend": b, "regions": [r]} for b, r in regions.items()]
     # a machine shared by several test runs can starve a process for seconds during set-up
     cfg["coordinator"] = {"heartbeat_interval_ms": 1000, "heartbeat_timeout_ms": 20000}
     r = cosim(cfg)
@@ -52,6 +44,14 @@ def test_model_example_runs(cosim, path, backend):
         assert R[:, [i for i in range(76) if i not in (33, 71)]].max() > 0    # TVB's regions active
         if "eeg" in f:
             assert f["eeg"][next(k for k in f["eeg"] if k != "time_ms")].shape[1] == 65
+    with h5py.File(r.out / "coordinator.h5", "r") as f:       # each region's rate came from its own backend
+        for b, region in regions.items():
+            sent = f[f"signals/{b}/state/R_e"]
+            assert list(sent.attrs["regions"]) == [region] and np.isfinite(sent[...]).all(), b
+    for b in regions:
+        with h5py.File(r.out / f"{b}.h5", "r") as f:
+            assert f.attrs["status"] == "completed", b
+            assert ("neuron_dt_ms" in f.attrs) == (b == "netpyne") and (f.attrs.get("backend") == "nest") == (b == "nest")
     assert (r.out / "tvb_activity.png").is_file()
     if "EEG" in path.read_text():
         assert (r.out / "tvb_eeg.png").is_file()

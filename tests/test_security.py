@@ -20,7 +20,7 @@ import zmq
 
 from cosim.runtime import security
 from cosim.config import ConfigError
-from cosim.launch.run import free_port
+from harness import free_port
 
 
 PY = [sys.executable, "-m", "cosim.cli"]
@@ -180,6 +180,7 @@ def test_an_authorized_key_cannot_register_under_another_nodes_name(tmp_path, pr
     assert coord.wait(timeout=60) == 0, (tmp_path / "coordinator.log").read_text()[-3000:]
 
 
+@pytest.mark.alone         # 30 connections within one rate-limit interval
 @pytest.mark.system
 def test_plaintext_attempts_under_curve_are_logged_rate_limited_and_counted(tmp_path, procs):
     """Clients without CURVE never reach the protocol (libzmq refuses them in the handshake); the

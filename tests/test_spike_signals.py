@@ -105,16 +105,57 @@ def test_which_services_exchange_spikes():
     rates = _nodes(("a", "netpyne", [1, 2], {}), ("b", "netpyne", [3], {}), inter_service="rates")
     assert spike_sources(rates, "a") == []
     mixed = _nodes(("a", "netpyne", [1], {}), ("b", "nest", [3], {}), ("c", "netpyne", [4], {}))
-    assert spike_sources(mixed, "a") == [4]                           # NEST's region: by rates
-    assert "backend 'nest'" in cannot_spike(mixed["spiking_nodes"][1])
+    assert spike_sources(mixed, "a") == [3, 4] and spike_sources(mixed, "b") == [1, 4]   # across backends too
+    other = _nodes(("a", "netpyne", [1], {}), ("b", "reference", [3], {}))
+    assert spike_sources(other, "a") == [] and "backend 'reference'" in cannot_spike(other["spiking_nodes"][1])
+    assert "model_file" in cannot_spike({"backend": "nest", "params": {"model_file": {"path": "m.py"}}})
+    assert "per_source" in cannot_spike({"backend": "nest", "params": {"input": {"mode": "per_source"}}})
     assert "wiring" in cannot_spike({"backend": "netpyne", "params": {"network": {"wiring": "netpyne"}}})
     assert "per_source" in cannot_spike({"backend": "netpyne", "params": {"input": {"mode": "per_source"}}})
 
 
 def test_config_refuses_spikes_it_cannot_honour_in_one_line():
     with pytest.raises(Exception, match=r"run.inter_service: 'spikes' but spiking_nodes\[1\] \('b'\) cannot"):
-        _nodes(("a", "netpyne", [1], {}), ("b", "nest", [3], {}), inter_service="spikes")
+        _nodes(("a", "netpyne", [1], {}), ("b", "reference", [3], {}), inter_service="spikes")
+    _nodes(("a", "netpyne", [1], {}), ("b", "nest", [3], {}), inter_service="spikes")      # both can
     _nodes(("a", "netpyne", [1], {}), ("b", "netpyne", [3], {}), checkpoint={"every_windows": 10})
+
+
+def test_spikes_into_nest_need_one_step_beyond_the_lag():
+    """NEST cannot deliver a stand-in's spike through a synapse of delay 0 (PROTOCOL.md §4.2): the
+    smallest delay of a connection carrying spikes into a NEST service, which the window must stay
+    one step below; None when no spikes go into NEST."""
+    from cosim.config.inter_service import slack_delay_steps
+    w, d = np.zeros((6, 6)), np.full((6, 6), 40)
+    w[1, 3], d[1, 3] = 1.0, 17             # 3 -> 1: into the NEST node
+    w[3, 1], d[3, 1] = 1.0, 9              # 1 -> 3: into the NetPyNE node (it takes delay 0)
+    w[2, 5], d[2, 5] = 1.0, 5              # 5 (TVB) -> 2: rates, no spikes
+    mixed = _nodes(("a", "nest", [1, 2], {}), ("b", "netpyne", [3], {}))
+    assert slack_delay_steps(mixed, w, d) == 17
+    assert slack_delay_steps(_nodes(("a", "nest", [1, 2], {}), ("b", "netpyne", [3], {}), inter_service="rates"),
+                             w, d) is None
+    assert slack_delay_steps(_nodes(("a", "netpyne", [1, 2], {}), ("b", "netpyne", [3], {})), w, d) is None
+    assert slack_delay_steps(_nodes(("a", "nest", [1, 2], {}), ("b", "nest", [3], {})), w, d) == 9
+
+
+def test_validate_refuses_a_window_without_the_slack_in_one_line():
+    from cosim.errors import ConfigError
+    from cosim.launch.preflight import check_window
+    w, d = np.zeros((6, 6)), np.full((6, 6), 40)
+    w[1, 3] = w[3, 1] = 1.0
+    d[1, 3] = d[3, 1] = 16
+    con = {"weights": w, "idelays": d}
+
+    def cfg(backend_b, window_ms):
+        return parse_config({"run": {"window_ms": window_ms}, "spiking_nodes": [
+            {"name": "a", "backend": "nest", "regions": [1]}, {"name": "b", "backend": backend_b, "regions": [3]}]})
+    check_window(cfg("nest", 1.5), "c.yaml", con)
+    check_window(cfg("netpyne", 1.5), "c.yaml", con)
+    with pytest.raises(ConfigError, match=r"use at most 1.5 ms \(spikes into a NEST service cross a delay of 16"):
+        check_window(cfg("nest", 1.6), "c.yaml", con)
+    check_window(parse_config({"run": {"window_ms": 1.6}, "spiking_nodes": [
+        {"name": "a", "backend": "netpyne", "regions": [1]}, {"name": "b", "backend": "netpyne", "regions": [3]}]}),
+        "c.yaml", con)                                   # NetPyNE takes delay 0: no slack
 
 
 def test_copies_carry_spikes_window_by_window():

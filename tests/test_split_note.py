@@ -24,7 +24,9 @@ def test_connected_regions_on_two_services_are_named():
     one = _cfg([("s", "netpyne", [33, 71], None)])
     assert split_coupling_note(one, con) is None
     two = _cfg([("a", "netpyne", [33], None), ("b", "nest", [71], None)])
-    note = split_coupling_note(two, con)
+    assert split_coupling_note(two, con) is None                    # auto: NetPyNE and NEST exchange spikes
+    two_np = _cfg([("a", "netpyne", [33], {"input": {"mode": "per_source"}}), ("b", "nest", [71], None)])
+    note = split_coupling_note(two_np, con)
     assert note is not None and "a/b (1 region pair(s))" in note and "rates only" in note
     unlinked = _cfg([("a", "netpyne", [33], None), ("b", "netpyne", [10], None)])
     assert split_coupling_note(unlinked, con) is None

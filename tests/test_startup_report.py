@@ -59,14 +59,20 @@ def test_run_reports_startup_phases_per_service(tmp_path):
 @pytest.mark.unit
 def test_nested_phases_do_not_overlap():
     c = StartupClock()
+    t0 = time.perf_counter()
     with c.phase("outer"):
         time.sleep(0.02)
         with c.phase("inner"):
             time.sleep(0.03)
         with c.phase("outer"):         # the same name again: added up
             time.sleep(0.01)
+    inside = time.perf_counter() - t0
     rep = c.report()
-    assert rep["phases"]["inner"] >= 0.03 and 0.03 <= rep["phases"]["outer"] < rep["phases"]["inner"] + 0.02
+    assert rep["phases"]["inner"] >= 0.03 and rep["phases"]["outer"] >= 0.03
+    # outer leaves inner out: the two add up to no more than the time spent in outer (measured here on
+    # the same clock; counting inner in outer would exceed it by >= 0.03 s). Not outer < inner + 0.02:
+    # a loaded machine oversleeps by more than that (seen under pytest-xdist beside other runs)
+    assert rep["phases"]["outer"] + rep["phases"]["inner"] <= inside + 1e-6
     assert sum(rep["phases"].values()) <= rep["total_s"]
     c.mark("after")
     assert sum(c.report()["phases"].values()) <= c.report()["total_s"]

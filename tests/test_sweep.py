@@ -95,6 +95,17 @@ def test_zipped_keys_vary_together_times_the_grid_and_the_seeds(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_run_label_shows_a_long_zipped_value_shortened():
+    """A zipped value can be a whole mapping (examples/virtual_dbs.py zips the spiking node's params):
+    its run line shows the start of it, not kilobytes."""
+    from cosim.launch.sweep import _label
+    params = {"model_file": {"path": "/x/" + "bg_" * 100}, "stimulus": [{"label": "dbs_STN"}]}
+    label = _label({"values": {"spiking_nodes.0.params": params, "run.seed_offset": 3}, "seed": 2})
+    assert label.startswith('spiking_nodes.0.params={"model_file": ') and label.endswith("run.seed_offset=3, seed=2")
+    assert len(label) < 120 and "…" in label
+
+
+@pytest.mark.unit
 def test_a_sweep_whose_every_run_is_refused_is_a_configuration_error_and_leaves_nothing(tmp_path):
     from cosim.errors import ConfigError
     from cosim.launch.sweep import run_sweep
@@ -302,6 +313,8 @@ def test_netpyne_services_forked_from_a_warm_zygote_equal_fresh_processes_spike_
         p = _cli("run", cfg, "--set", f"run.seed={seed}", "--out", str(single), "--no-plots")
         assert p.returncode == 0, p.stderr
         swept = Path(str(ds["folder"].values[i]))
+        # the zygote imported TVB: its logging set-up (root at WARNING) must not reach the forked node
+        assert "tvb: finished" in (swept / "logs" / "tvb.log").read_text()
         a, b = cosim.load(swept).spikes, cosim.load(single).spikes
         assert len(a) > 0 and a.equals(b), seed
         with h5py.File(swept / "tvb.h5") as x, h5py.File(single / "tvb.h5") as y:

@@ -176,19 +176,5 @@ def test_nodes_started_before_the_coordinator_wait_for_it_by_their_register_time
 
 
 def _port():
-    """A loopback port free now, below the kernel's ephemeral range (32768-60999 on Linux): these
-    tests hand the port to a process that binds it seconds later, and a port from the ephemeral
-    range can be taken meanwhile by any process's connect or bind(0) (seen with pytest-xdist and
-    other test runs on the machine: "Address already in use")."""
-    import random
-    import socket
-    rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(20000, 32768)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free loopback port in 20000-32767")
+    from harness import free_port         # below the ephemeral range: see there
+    return free_port()

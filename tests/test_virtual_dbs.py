@@ -34,11 +34,38 @@ def test_dbs_protocol_is_the_studys_and_fibre_sets_are_checked():
     assert (d["population"], d["frequency_hz"], d["width_ms"], d["amplitude_nA"]) == ("STN", 130.0, 0.3, 160.0)
     assert d["phase2_amplitude_nA"] * d["phase2_width_ms"] == pytest.approx(-d["amplitude_nA"] * d["width_ms"])
     assert dbs_devices(amplitude_nA=0.0) == []
+    # the notebook's two other modes: "mono" 120 Hz, -35 x kappa 8 for 0.3 ms into STN, no second phase;
+    # "simple" a constant -10 into GPi; --amp sets the size, the sign stays the variant's
+    (m,) = dbs_devices("mono")
+    assert (m["population"], m["frequency_hz"], m["width_ms"], m["amplitude_nA"]) == ("STN", 120.0, 0.3, -280.0)
+    assert "phase2_amplitude_nA" not in m
+    (s,) = dbs_devices("simple")
+    assert (s["population"], s["kind"], s["amplitude_nA"]) == ("GPi", "constant", -10.0)
+    assert dbs_devices("mono", 100.0)[0]["amplitude_nA"] == -100.0
+    from cosim.sdk.stimulus import CurrentNA, on_grid
+    for dev in (d, m, s):
+        on_grid(CurrentNA(**dev), 0.1)          # every variant is a valid device on the backends' grid
     assert fibre_projections("afferent,gpe_stn") == ["GPe-STN", "CxE-STN"]
     assert fibre_projections("") == []
     assert all(p in PROJECTIONS for ps in FIBRES.values() for p in ps)
     with pytest.raises(ValueError, match="'afferents'"):
         fibre_projections("afferents")
+
+
+@pytest.mark.system
+@pytest.mark.slow
+@pytest.mark.brian2
+def test_no_noise_runs_the_model_as_the_toolbox_does():
+    """--no-noise switches the per-cell noise currents off, as tvb-multiscale's 'exact Maith' notebook
+    runs the model (its noise lines are commented out; its healthy cortex fires at 15.99 Hz, STN at
+    30.6 Hz): noise off, the model's cortex (identical cells, constant drive 7) fires at 16 Hz and
+    STN some 4 Hz above its rate with the noise (docs/science.md, 'The study's own spiking model')."""
+    common = ["healthy", "3", "--n", "100", "--duration", "1500"]
+    on = _standalone("brian2", *common)
+    off = _standalone("brian2", *common, "--no-noise")
+    assert abs(off["CxE"] - 16.0) < 0.5, off["CxE"]
+    assert abs(on["CxE"] - 16.0) > 2.0, on["CxE"]        # the noise (sd 10 in the cortex) moves it
+    assert off["STN"] > on["STN"] + 2.0, (on["STN"], off["STN"])
 
 
 @pytest.mark.system

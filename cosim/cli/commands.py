@@ -29,6 +29,7 @@ from typing import Any
 from cosim.config import apply_overrides, dump_yaml
 from cosim.errors import (EXIT_FAILED, EXIT_OK, ConfigError, CosimError, Interrupted, PeerTimeout, RemoteError,
                           RunAborted, RunFailed, RunInterrupted, RunRefused, SweepFailed, UnknownBackend)
+from cosim.runtime.logs import keep_tvb_off_logging
 from cosim.runtime.progress import compile_progress
 
 log = logging.getLogger("cosim")
@@ -45,26 +46,6 @@ def setup_logging(level: str, who: str) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     keep_tvb_off_logging()
 
-
-def keep_tvb_off_logging() -> None:
-    """tvb-library configures logging when first imported (``logging.config.fileConfig`` of its
-    ``library_logger.conf``): the root logger goes to WARNING on stdout in TVB's own format and into a
-    ``library.log`` in the working folder, so a service that imports TVB lost its own INFO lines
-    (the TVB node's finish line) and switched format (``- ERROR - cosim.transport -``). A service
-    process owns its logging: TVB's configuration file is skipped, its loggers log through ours."""
-    import logging.config
-    from pathlib import Path
-    original = logging.config.fileConfig
-    if getattr(original, "_cosim_keeps_tvb_off", False):
-        return
-
-    def file_config(fname, *args, **kwargs):
-        parts = Path(str(fname)).parts
-        if "tvb" in parts and Path(str(fname)).name.startswith("library_logger"):
-            return None
-        return original(fname, *args, **kwargs)
-    file_config._cosim_keeps_tvb_off = True        # type: ignore[attr-defined]
-    logging.config.fileConfig = file_config
 
 
 def _int_list(text: str) -> list[int]:
@@ -155,9 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate a config file")
     v.add_argument("config")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="validate with this override, as `cosim run --set` would apply it")
 
     b = sub.add_parser("build", help="compile the spiking nodes' mechanisms ahead (cached by content)")
     b.add_argument("config")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
     rp = sub.add_parser("report", help="a run's summary and where its time went (per service); draws breakdown.png")
     rp.add_argument("run_dir")
@@ -336,7 +320,7 @@ def _mpi_release(a) -> None:
 def cmd_validate(a) -> int:
     from cosim.launch.preflight import check_run
     from cosim.config import check_nodes
-    cfg = apply_overrides(a.config, [])
+    cfg = apply_overrides(a.config, a.set)
     check_run(cfg, a.config)
     check_nodes(cfg, a.config, deep=True)     # builds each node's network as the run would, simulates nothing
     print(f"{a.config}: ok ({len(cfg.spiking_nodes)} spiking node(s), regions {cfg.spiking_regions()})")
@@ -345,7 +329,7 @@ def cmd_validate(a) -> int:
 
 def cmd_build(a) -> int:
     from cosim.config import check_nodes
-    cfg = apply_overrides(a.config, [])
+    cfg = apply_overrides(a.config, a.set)
     check_nodes(cfg, a.config, build_only=True, progress=compile_progress)
     print(f"{a.config}: mechanisms built (cache: $COSIM_NRNMECH_CACHE or ~/.cache/cosim/nrnmech)")
     return EXIT_OK

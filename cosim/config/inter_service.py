@@ -10,7 +10,10 @@ Within one service, the default networks couple connected spiking regions E->E t
 - ``rates``: the population rates only (``state/R_e`` → Poisson input), as before: a different
   network, chosen explicitly.
 - ``auto`` (default): ``spikes`` between every two services that can exchange spikes
-  (:func:`cannot_spike`), ``rates`` otherwise (``cosim run`` names the pairs coupled by rates).
+  (:func:`cannot_spike`: NetPyNE's and NEST's default networks, across the two backends too),
+  ``rates`` otherwise (``cosim run`` names the pairs coupled by rates).
+
+Spikes into a NEST service need one TVB step beyond the lag (:func:`slack_delay_steps`).
 
 Pure: plain config data (``RunConfig.model_dump()`` or CONFIGURE's ``config``), no simulator.
 """
@@ -18,8 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
-#: backends whose nodes send and receive ``spikes/E`` (their default network)
-SPIKE_BACKENDS = ("netpyne",)
+#: backends whose nodes send and receive ``spikes/E`` (their default network); the signal is
+#: backend-neutral, so a NetPyNE service and a NEST service exchange spikes too
+SPIKE_BACKENDS = ("netpyne", "nest")
+#: backends whose stand-ins cannot take a synapse shorter than one simulator step (NEST: a
+#: connection's delay is at least its resolution), so spikes into them need one TVB step of slack
+#: beyond the lag: crossing delay >= m*W + 1 step (:func:`slack_delay_steps`, PROTOCOL.md §4.2)
+NEEDS_STEP_SLACK = ("nest",)
 
 
 def cannot_spike(node: dict[str, Any]) -> str | None:
@@ -31,7 +39,7 @@ def cannot_spike(node: dict[str, Any]) -> str | None:
         return f"backend {backend!r} has no spike channel (only {', '.join(SPIKE_BACKENDS)})"
     if p.get("model_file"):
         return "it runs a model_file (spikes between services wire the default network)"
-    if ((p.get("network") or {}).get("wiring") or "numpy") != "numpy":
+    if backend == "netpyne" and ((p.get("network") or {}).get("wiring") or "numpy") != "numpy":
         return "network.wiring is 'netpyne' (NetPyNE's own draw depends on how regions are grouped)"
     if (p.get("toolbox") or {}).get("fixed_wiring"):
         return "toolbox.fixed_wiring draws the network with NetPyNE's own rule"
@@ -42,6 +50,36 @@ def cannot_spike(node: dict[str, Any]) -> str | None:
     if not ((p.get("inter_region") or {}).get("enabled", True)):
         return "inter_region.enabled is false (no E->E between its regions)"
     return None
+
+
+def e_size(node: dict[str, Any]) -> int:
+    """The size of each E population of spiking node ``node``'s default network (its backend's params)."""
+    from cosim.plugins import validate_params
+    return int(validate_params(node.get("backend") or "netpyne", node.get("params") or {}).network.sizes()[0])
+
+
+def slack_delay_steps(config: dict[str, Any], weights, idelays) -> int | None:
+    """The smallest delay (TVB steps) of a connection that carries spikes into a node of a
+    NEEDS_STEP_SLACK backend from another service, or None: such delays must be >= m*W + 1 step
+    (the coordinator and ``cosim validate`` shorten the window so; NEST cannot deliver a stand-in's
+    spike through a synapse of delay 0)."""
+    import numpy as np
+    nodes = config.get("spiking_nodes") or []
+    w, d = np.asarray(weights), np.asarray(idelays)
+    best = None
+    for n in nodes:
+        if (n.get("backend") or "netpyne") not in NEEDS_STEP_SLACK:
+            continue
+        src = spike_sources(config, str(n.get("name")))
+        tgt = [int(r) for r in n.get("regions") or [] if 0 <= int(r) < w.shape[0]]
+        src = [q for q in src if 0 <= q < w.shape[0]]
+        if not src or not tgt:
+            continue
+        sub_w, sub_d = w[np.ix_(tgt, src)], d[np.ix_(tgt, src)]
+        if (sub_w != 0).any():
+            m = int(sub_d[sub_w != 0].min())
+            best = m if best is None else min(best, m)
+    return best
 
 
 def mode(config: dict[str, Any]) -> str:

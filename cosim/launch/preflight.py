@@ -72,10 +72,17 @@ def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) ->
     d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
     if d is None:
         return
+    from cosim.config.inter_service import slack_delay_steps
+    ds = slack_delay_steps(cfg.model_dump(mode="json"), con["weights"], con["idelays"])
+    slack = ""
+    if ds is not None and ds - 1 < d:
+        d = max(ds - 1, 0)             # spikes into NEST: one step of slack (PROTOCOL.md §4.2)
+        slack = (f" (spikes into a NEST service cross a delay of {ds} steps, and NEST needs one step beyond "
+                 "the lag: counted as one step shorter, PROTOCOL.md §4.2)")
     from cosim.config.timing import lag_window_problem
     why = lag_window_problem(cfg.run.window_ms, lag, int(d), cfg.tvb.dt_ms)
     if why:
-        raise ConfigError(f"{source}: {why[0]}: {why[1]}")
+        raise ConfigError(f"{source}: {why[0]}: {why[1]}{slack}")
 
 
 def needs_connectome(cfg: RunConfig) -> bool:

@@ -354,8 +354,13 @@ def run_sweep(config: str | None, grid: dict[str, list], seeds: list[int] | None
     return ds
 
 
+def _short(text: str, most: int = 60) -> str:
+    """A value as a label shows it: whole up to `most` characters (a zipped mapping can be kilobytes)."""
+    return text if len(text) <= most else text[:most - 1] + "…"
+
+
 def _label(rec: dict) -> str:
-    parts = [f"{k}={json.dumps(v)}" for k, v in rec["values"].items()]
+    parts = [f"{k}={_short(json.dumps(v))}" for k, v in rec["values"].items()]
     if rec.get("seed") is not None:
         parts.append(f"seed={rec['seed']}")
     return ", ".join(parts) or "base"
@@ -542,7 +547,7 @@ def plot_sweep(ds, path: Path) -> Path:
         sd = [np.nanstd(y[x == lv]) if np.isfinite(y[x == lv]).any() else np.nan for lv in levels]
         ax.errorbar(pos, mean, yerr=sd, marker="o", capsize=3, label=label)
     if not numeric:
-        ax.set_xticks(pos, [str(v) for v in levels], rotation=20)
+        ax.set_xticks(pos, [_short(str(v), 30) for v in levels], rotation=20)
     ax.set_xlabel(xkey)
     ax.set_ylabel("mean rate (Hz), mean ± sd over the other keys and seeds")
     if series:

@@ -51,8 +51,11 @@ def _import(modules: list[str]) -> tuple[float, list[str]]:
     import gc
     import importlib
     import logging
+
+    from cosim.runtime.logs import keep_tvb_off_logging
     t0 = time.perf_counter()
     failed = []
+    keep_tvb_off_logging()          # as every service process does: TVB's import leaves logging alone
     root_handlers, root_level = list(logging.root.handlers), logging.root.level
     for m in modules:
         try:
@@ -62,7 +65,7 @@ def _import(modules: list[str]) -> tuple[float, list[str]]:
                 getattr(obj, attr)
         except Exception as e:  # noqa: BLE001
             failed.append(f"{m}: {type(e).__name__}: {e}")
-    # an import that configured the root logger (TVB does) must not change how a service logs
+    # any other import that configured the root logger must not change how a service logs either
     logging.root.handlers[:], logging.root.level = root_handlers, root_level
     gc.collect()
     gc.freeze()

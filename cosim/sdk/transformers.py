@@ -4,9 +4,9 @@ Three pieces, each stepping on the TVB dt (DOMAIN.md, "Transformers"):
 
 - :class:`PoissonInput` -- rates -> spikes. Each input neuron of a region fires its own Poisson
   train at ``rate_hz = scale * signal + offset`` (clipped at 0), piecewise constant per TVB
-  step. Trains are generated window by window from one seeded ``numpy.random.Generator`` per
-  region (seed = (run seed, region)), so a run with the same seed and window length gives the
-  same trains (the draws are made per window block).
+  step. Trains are generated window by window from seeded ``numpy.random.Generator`` streams per
+  region (seed = (run seed, region)), each read in model-time order, so the trains depend on the
+  seed and the rates only, never on how the run is cut into windows (lookahead, window_ms).
 - :func:`bin_rates` -- spikes -> rates: spikes of a population of N cells counted per TVB step
   and divided by ``N * dt`` -> Hz per neuron.
 - :class:`RateProxy` -- the proxy state sent to TVB: ``dR/dt = (r - R) / tau_r`` (exact
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,26 @@ class PoissonInput:
             raise ValueError(f"dt_ms must be > 0, got {dt_ms}")
         self.n = int(n)
         self.dt_ms = float(dt_ms)
-        self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(region), 0x5EED])))
+        # three streams, one per kind of draw (counts per step, times within the step, neuron), each
+        # consumed element by element in model-time order: the trains of steps 0..K-1 are the same
+        # whether they are drawn in one window or in many (one stream interleaving the three kinds
+        # window by window made them depend on the window length: lookahead changed the spikes,
+        # docs/performance.md "Windows and the Poisson drive")
+        seq = np.random.SeedSequence([int(seed), int(region), 0x5EED])
+        self.streams = [np.random.Generator(np.random.PCG64(s)) for s in seq.spawn(3)]
+
+    @property
+    def state(self) -> list[dict[str, Any]]:
+        """The streams' states (checkpoints)."""
+        return [dict(g.bit_generator.state) for g in self.streams]
+
+    @state.setter
+    def state(self, states: list[dict[str, Any]]) -> None:
+        if not isinstance(states, list) or len(states) != len(self.streams):
+            raise ValueError("a Poisson input state is a list of 3 generator states (a checkpoint of an "
+                             "older cosim, whose trains depended on the window length, cannot be resumed)")
+        for g, st in zip(self.streams, states):
+            g.bit_generator.state = st
 
     def window(self, rates_hz: np.ndarray, t0_ms: float) -> tuple[np.ndarray, np.ndarray]:
         rates_hz = np.asarray(rates_hz, dtype=np.float64)
@@ -59,13 +79,16 @@ class PoissonInput:
             raise ValueError("input rates must be finite and >= 0 Hz")
         # n independent Poisson trains at the same rate == one Poisson count per step for the
         # whole population, each spike given to a uniformly drawn neuron (superposition)
-        counts = self.rng.poisson(rates_hz * (self.dt_ms * 1e-3 * self.n))
+        g_count, g_time, g_cell = self.streams
+        counts = g_count.poisson(rates_hz * (self.dt_ms * 1e-3 * self.n))   # element by element, in order
         total = int(counts.sum())
         if total == 0:
             return np.empty(0), np.empty(0, dtype=np.int64)
-        step = np.repeat(np.arange(rates_hz.size), counts)
-        times = t0_ms + (step + self.rng.random(total)) * self.dt_ms
-        idx = self.rng.integers(0, self.n, total)
+        # times from the absolute step (t0 is on the step grid), so they are the same floats whatever the window
+        step = round(t0_ms / self.dt_ms) + np.repeat(np.arange(rates_hz.size), counts)
+        times = (step + g_time.random(total)) * self.dt_ms
+        # a uniform double per spike (Generator.integers buffers 32-bit halves per call: not window-free)
+        idx = np.minimum((g_cell.random(total) * self.n).astype(np.int64), self.n - 1)
         order = np.argsort(times, kind="stable")
         return times[order], idx[order]
 

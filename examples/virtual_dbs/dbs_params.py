@@ -13,10 +13,20 @@ T_SKIP_MS = 500.0        # transient left out of rates and spectra
 #:   stn      every STN cell (Meier et al. 2022)
 #:   stn_gpe  STN and GPe (GPe's axons to STN activated antidromically)
 #:   stn_inh  every STN cell with the first phase negative (somatic inhibition, a "functional lesion")
-VARIANTS = {"stn": (["STN"], 1.0), "stn_gpe": (["STN", "GPe"], 1.0), "stn_inh": (["STN"], -1.0)}
+#: The notebook's two other modes (cell 6's table, whose target comment has "STN" between the "bi" and
+#: "mono" columns and "GPi" over "simple": our reading, mono -> STN, simple -> GPi; cell 19 "mono"
+#: DBSInput; cell 33 "simple" adds stim_ampl to the target's I):
+#:   mono     every STN cell, 120 Hz, monophasic -35*8 = -280 for 0.3 ms
+#:   simple   every GPi cell, a constant -10 (the notebook's stim_target "GPi", stim_mode "simple",
+#:            stim_ampl -10 as cell 6 sets them)
+#: Each: (populations, sign of the first phase, default |amplitude|, shape: bi / mono at Hz / dc).
+VARIANTS = {"stn": (["STN"], 1.0, 160.0, "bi"), "stn_gpe": (["STN", "GPe"], 1.0, 160.0, "bi"),
+            "stn_inh": (["STN"], -1.0, 160.0, "bi"), "mono": (["STN"], -1.0, 280.0, "mono"),
+            "simple": (["GPi"], -1.0, 10.0, "dc")}
 DEFAULT_VARIANT = "stn"
 DEFAULT_AMPLITUDE_NA = 160.0
 FREQUENCY_HZ = 130.0
+MONO_FREQUENCY_HZ = 120.0
 WIDTH_MS = 0.3
 
 #: Fibre activation (not in Meier et al. 2022; the DBS mechanisms of the same group's later model, CompNeuroPy's
@@ -47,12 +57,26 @@ def fibre_projections(spec: str) -> list[str]:
     return out
 
 
-def dbs_devices(variant: str = DEFAULT_VARIANT, amplitude_nA: float = DEFAULT_AMPLITUDE_NA) -> list[dict]:
-    """The devices of one DBS variant, as ``params.stimulus`` entries (one per population)."""
-    pops, sign = VARIANTS[variant]
-    a = sign * amplitude_nA
+def dbs_devices(variant: str = DEFAULT_VARIANT, amplitude_nA: float | None = None) -> list[dict]:
+    """The devices of one DBS variant, as ``params.stimulus`` entries (one per population).
+    ``amplitude_nA``: the first phase's size (its sign is the variant's); None: the variant's own."""
+    pops, sign, default, shape = VARIANTS[variant]
+    a = sign * (default if amplitude_nA is None else amplitude_nA)
+    if a == 0:
+        return []
+    if shape == "dc":
+        return [dict(label=f"dbs_{p}", population=p, kind="constant", amplitude_nA=a, onset_ms=0.0) for p in pops]
+    if shape == "mono":
+        return [dict(label=f"dbs_{p}", population=p, frequency_hz=MONO_FREQUENCY_HZ, width_ms=WIDTH_MS,
+                     amplitude_nA=a, onset_ms=0.0) for p in pops]
     return [dict(label=f"dbs_{p}", population=p, frequency_hz=FREQUENCY_HZ, width_ms=WIDTH_MS, amplitude_nA=a,
-                 phase2_width_ms=3.0, phase2_amplitude_nA=-a / 10, onset_ms=0.0) for p in pops if a != 0]
+                 phase2_width_ms=3.0, phase2_amplitude_nA=-a / 10, onset_ms=0.0) for p in pops]
+
+
+def no_noise() -> None:
+    """Switch the per-cell noise currents off (bg_network.NOISE_SD to 0) for the networks built after."""
+    from bg_network import NOISE_SD
+    NOISE_SD.update(dict.fromkeys(NOISE_SD, 0.0))
 
 
 def standalone_args(argv=None) -> argparse.Namespace:
@@ -63,8 +87,11 @@ def standalone_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--duration", type=float, default=2000.0)
     ap.add_argument("--dbs", choices=sorted(VARIANTS), default=DEFAULT_VARIANT)
-    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA, help="DBS first-phase amplitude (nA); 0: none")
+    ap.add_argument("--amp", type=float, default=None,
+                    help="DBS first-phase amplitude (nA; its sign is the variant's); default: the variant's own; 0: none")
     ap.add_argument("--fibres", default="", help=f"fibre sets DBS activates, comma-separated: {', '.join(sorted(FIBRES))}")
+    ap.add_argument("--no-noise", action="store_true",
+                    help="no per-cell noise current (tvb-multiscale's 'exact Maith' notebook runs the model so)")
     a = ap.parse_args(argv)
     try:
         fibre_projections(a.fibres)

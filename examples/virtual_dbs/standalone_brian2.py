@@ -22,13 +22,15 @@ sys.path.insert(0, str(HERE.parent / "plugins" / "cosim-brian2"))
 import numpy as np  # noqa: E402
 
 from analysis import beta_power, rate_hz  # noqa: E402
-from dbs_params import FIT, T_SKIP_MS, dbs_devices, fibre_projections, standalone_args  # noqa: E402
+from dbs_params import FIT, T_SKIP_MS, dbs_devices, fibre_projections, no_noise, standalone_args  # noqa: E402
 
 DT_MS = 0.1
 
 
 def main(argv=None) -> int:
     args = standalone_args(argv)
+    if args.no_noise:
+        no_noise()
 
     from cosim_brian2._compat import import_brian2
     b2 = import_brian2()
@@ -49,10 +51,7 @@ def main(argv=None) -> int:
         values = np.zeros((nsteps, 2))
         stim_col = np.zeros(int(start[-1]), dtype=np.int64)
         for k_dev, d in enumerate(devs):
-            dev = CurrentPA(label=d["label"], population=d["population"], frequency_hz=d["frequency_hz"],
-                            width_ms=d["width_ms"], amplitude_pA=1000 * d["amplitude_nA"],
-                            phase2_width_ms=d["phase2_width_ms"], phase2_amplitude_pA=1000 * d["phase2_amplitude_nA"],
-                            onset_ms=d["onset_ms"])
+            dev = CurrentPA(**{k.replace("_nA", "_pA"): (1000 * v if k.endswith("_nA") else v) for k, v in d.items()})
             values[:, 1] = on_grid(dev, DT_MS, f"DBS[{k_dev}]").samples(0, nsteps)   # same waveform for each
             stim_col[first[d["population"]]:first[d["population"]] + sizes[d["population"]]] = 1
         stim_ta = b2.TimedArray(values, dt=DT_MS * ms)
@@ -67,9 +66,8 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t0
     t = np.asarray(M.t / ms)
     idx = np.asarray(M.i)
-    out = {"backend": "brian2", "state": args.state, "seed": args.seed, "dbs": [args.dbs, args.amp, args.fibres], "n": args.n,
-        "duration_ms": args.duration,
-           "wall_s": wall, "nuclei": {}}
+    out = {"backend": "brian2", "state": args.state, "seed": args.seed, "dbs": [args.dbs, args.amp, args.fibres],
+           "no_noise": args.no_noise, "n": args.n, "duration_ms": args.duration, "wall_s": wall, "nuclei": {}}
     for p in order:
         sel = (idx >= first[p]) & (idx < first[p] + sizes[p])
         out["nuclei"][p] = {"rate_hz": rate_hz(t[sel], sizes[p], T_SKIP_MS, args.duration),

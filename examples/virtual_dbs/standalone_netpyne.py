@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
-from dbs_params import FIT, T_SKIP_MS, dbs_devices, fibre_projections, standalone_args  # noqa: E402
+from dbs_params import FIT, T_SKIP_MS, dbs_devices, fibre_projections, no_noise, standalone_args  # noqa: E402
 from analysis import beta_power, rate_hz  # noqa: E402
 
 
@@ -42,6 +42,8 @@ def mechanisms() -> Path:
 
 def main(argv=None) -> int:
     a = standalone_args(argv)
+    if a.no_noise:
+        no_noise()
 
     import neuron
     neuron.load_mechanisms(str(mechanisms()))
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
     spkt = np.asarray(sim.allSimData["spkt"])
     spkid = np.asarray(sim.allSimData["spkid"]).astype(int)
     sizes = pop_sizes(a.n)
-    out = {"backend": "netpyne", "state": a.state, "seed": a.seed, "dbs": [a.dbs, a.amp, a.fibres],
+    out = {"backend": "netpyne", "state": a.state, "seed": a.seed, "dbs": [a.dbs, a.amp, a.fibres], "no_noise": a.no_noise,
            "n": a.n, "duration_ms": a.duration,
            "wall_s": wall, "nuclei": {}}
     for pop in list(NUCLEI) + ["CxE", "CxI"]:

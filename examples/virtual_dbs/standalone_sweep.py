@@ -2,7 +2,7 @@
 
     python examples/virtual_dbs/standalone_sweep.py [--backends netpyne,brian2] [--seeds 5] [--n 100]
                                                     [--duration 1500] [--dbs stn] [--amp 160] [--fibres SETS]
-                                                    [--out FILE]
+                                                    [--no-noise] [--out FILE]
 
 Each (backend, state, seed) runs in its own process (standalone_netpyne.py / standalone_brian2.py).
 Writes {"<backend>_standalone": {STATE: {NUCLEUS: {"rate_hz": [per seed], "beta_power": [...]}}}}
@@ -28,7 +28,8 @@ SCRIPT = {"netpyne": HERE / "standalone_netpyne.py", "brian2": HERE / "standalon
 
 def one(backend: str, state: str, seed: int, a) -> dict:
     cmd = [sys.executable, str(SCRIPT[backend]), state, str(seed), "--n", str(a.n), "--duration", str(a.duration),
-           "--dbs", a.dbs, "--amp", str(a.amp), "--fibres", getattr(a, "fibres", "")]
+           "--dbs", a.dbs, "--fibres", getattr(a, "fibres", "")] + ([] if a.amp is None else ["--amp", str(a.amp)]) \
+        + (["--no-noise"] if getattr(a, "no_noise", False) else [])
     p = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
@@ -68,8 +69,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--duration", type=float, default=1500.0)
     ap.add_argument("--dbs", default="stn")
-    ap.add_argument("--amp", type=float, default=DEFAULT_AMPLITUDE_NA)
+    ap.add_argument("--amp", type=float, default=None, help=f"default: the variant's own ({DEFAULT_AMPLITUDE_NA:g} for stn)")
     ap.add_argument("--fibres", default="", help="fibre sets DBS activates (dbs_params.FIBRES)")
+    ap.add_argument("--no-noise", action="store_true", help="no per-cell noise current (standalone_*.py --no-noise)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     try:

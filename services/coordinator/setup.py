@@ -132,6 +132,15 @@ class SetupMixin(CoordinatorState):
         groups = [set(nd.regions) for nd in self.cfg.spiking_nodes]
         groups.insert(0, set(range(n)) - set().union(*groups))
         d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
+        from cosim.config.inter_service import slack_delay_steps
+        ds = slack_delay_steps(self.cfg.model_dump(mode="json"), con["weights"], con["idelays"])
+        if d is not None and ds is not None and ds - 1 < d:
+            # spikes into a NEST service need one step of slack (PROTOCOL.md §4.2): windows as if the
+            # smallest crossing delay were one step shorter
+            log.info("coordinator: spikes into a NEST service cross a delay of %d steps: windows fit in %d", ds, ds - 1)
+            d = max(ds - 1, 0)
+        slack = "" if ds is None or d is None or d != max(ds - 1, 0) else \
+            f" (spikes into a NEST service cross a delay of {ds} steps: counted one step shorter, PROTOCOL.md §4.2)"
         steps = max(1, round(self.cfg.run.duration_ms / self.tvb_dt_ms))
         if d is None:
             # nothing crosses: any window is causal; ordinary windows keep progress, recording and
@@ -150,7 +159,7 @@ class SetupMixin(CoordinatorState):
             self.W = ticks_of(self.cfg.run.window_ms, self.tvb_dt_ms, "run.window_ms (whole TVB steps)")
             lag_bad = lag_window_problem(self.cfg.run.window_ms, self.lag, int(d), self.tvb_dt_ms) if d is not None else None
             if lag_bad:
-                raise RunFailed(f"{lag_bad[0]}: {lag_bad[1]}", 2)
+                raise RunFailed(f"{lag_bad[0]}: {lag_bad[1]}{slack}", 2)
         self.K = max(1, math.ceil(steps / self.W))
         if self.K * self.W != steps:
             # windows are whole (every node steps W at a time, exactly): the run ends at the end of

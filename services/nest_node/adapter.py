@@ -10,6 +10,12 @@ services' regions in mixed runs, :mod:`cosim.sdk.spiking_input`); produces the p
     spike_recorder (ASCII, read from where the last window stopped) --count per TVB step / (N dt)-->
         r --dR/dt=(r-R)/tau_r, RWW S eq.--> R, S            (cosim.sdk.transformers, as NetPyNE)
 
+Spikes between services (``run.inter_service``, PROTOCOL.md §4.2): the node also sends the E
+spikes of its regions (``spikes/E``, one event block per window) and replays other services' E
+spikes on ``spike_generator`` stand-ins wired as one service would wire those cells
+(network.build_default); ``input.generator: numpy`` draws TVB's trains per region from the run
+seed (NetPyNE's transformer), so nothing random depends on how regions are grouped.
+
 Timing. A generator's rate change must lie strictly in the future, so rates are set one NEST
 step late (rate i of the window holds on ``[t0 + i*dt + h, t0 + (i+1)*dt + h)``) and the input
 synapses are ``h`` shorter than ``input.delay_ms``: trains arrive exactly as NetPyNE's relays'
@@ -30,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cosim.proto.signals import is_event
 from cosim.runtime.adapter import NodeAdapter, RunContext, SignalSpec, Signals
 from cosim.sdk.spiking_node import check_outputs, exc_inh_counts, proxy_outputs, sim_steps_per_tvb, step_of
 from cosim.sdk.spiking_input import CouplingInput, PerSourceInput
@@ -140,6 +147,7 @@ class NestAdapter(NodeAdapter):
         self.in_recorder: Any = None
         self.drive: CouplingInput | PerSourceInput
         self.src_gens: Any = None
+        self.np_drive: dict | None = None       # input.generator numpy: region -> (generator ids, PoissonInput)
         self.prepared = False
         self.stims: list = []
         self.stim_gens: list = []
@@ -155,9 +163,14 @@ class NestAdapter(NodeAdapter):
         return ctx.node_params(NestParams)
 
     def requires(self, ctx: RunContext) -> list[SignalSpec]:
+        # TVB's coupling (and other services' rates, mixed runs); spikes between services
+        # (run.inter_service): the E spikes of other services' regions (PROTOCOL.md §4.2)
         if self.params_for(ctx).input.mode == "per_source":
             return PerSourceInput(ctx, list(ctx.regions)).requires()
-        return CouplingInput(ctx, list(ctx.regions)).requires()
+        from cosim.config.inter_service import spike_sources
+        remote = spike_sources(ctx.config, ctx.node_name)
+        return CouplingInput(ctx, list(ctx.regions)).requires() + \
+            ([SignalSpec("spikes/E", tuple(remote))] if remote else [])
 
     def warm_up(self) -> None:
         import_nest()
@@ -172,9 +185,17 @@ class NestAdapter(NodeAdapter):
         self.W = int(ctx.steps_per_window)
         if self.W < 1:
             raise ModelError("steps_per_window must be >= 1 (configure is called after PREPARE)")
+        self.spike_out = next((s for s in ctx.outputs if is_event(s.name)), None)
+        self.value_outputs = [s for s in ctx.outputs if not is_event(s.name)]
+        self.spike_in = next((s for s in ctx.inputs if is_event(s.name)), None)
         try:
             self.h_per_tvb = sim_steps_per_tvb(p.dt_ms, ctx)
-            check_outputs(ctx.outputs, self.regions)
+            check_outputs(self.value_outputs, self.regions)
+            for spec in (self.spike_out, self.spike_in):
+                if spec is not None and spec.name != "spikes/E":
+                    raise ValueError(f"cannot exchange {spec.name!r}; this node exchanges 'spikes/E'")
+            if (self.spike_out or self.spike_in) is not None and p.model_file is not None:
+                raise ValueError("spikes/E between services come from the default network, not a model_file")
         except ValueError as e:
             raise ModelError(str(e)) from None
         self.h = p.dt_ms
@@ -190,10 +211,15 @@ class NestAdapter(NodeAdapter):
                               "overwrite_files": True, "print_time": False,
                               "use_wfr": False})
         G = float((tvb.get("model") or {}).get("G", 2.0))
+        self.stand_ins: dict[int, Any] = {}     # other services' E cells: spike_generators (PROTOCOL.md §4.2)
         if p.model_file is not None:
             pops = load_user_model(nest, p, self.regions, self.seed)
         else:
-            pops = build_default(nest, p, self.regions, ctx.connectome, G, ctx.tvb_dt_ms, self.seed)
+            pops = build_default(nest, p, self.regions, ctx.connectome, G, ctx.tvb_dt_ms, self.seed,
+                                 remote=self._remote_sizes(ctx),
+                                 remote_shift_ms=ctx.lag_windows * ctx.steps_per_window * ctx.tvb_dt_ms,
+                                 stand_ins=self.stand_ins)
+        self.stand_in_ids = {q: np.asarray(g.tolist(), dtype=np.int64) for q, g in self.stand_ins.items()}
         self.pops: list[Population] = pops
         self.rec_prefix = self._place_files(nest, work)
         # the kernel's own count: a user model may set local_num_threads itself (params.local_num_threads
@@ -256,9 +282,70 @@ class NestAdapter(NodeAdapter):
         log.info("%s: NEST %s configured %d region(s) %s, E=%s I=%s cells, W=%d steps, h=%g ms, %d thread(s)",
                  ctx.node_name, nest.__version__, len(self.regions), self.regions, self.n_exc.tolist(),
                  self.n_inh.tolist(), self.W, p.dt_ms, self.n_threads)
+        if self.spike_in is not None or self.spike_out is not None:
+            log.info("%s: spikes between services (PROTOCOL.md §4.2): E spikes of region(s) %s in on stand-ins, "
+                     "of region(s) %s out", ctx.node_name, sorted(self.stand_ins),
+                     list(self.spike_out.regions) if self.spike_out is not None else [])
         if self.n_threads != p.local_num_threads:
             log.info("%s: the model file set local_num_threads to %d (params.local_num_threads: %d)",
                      ctx.node_name, self.n_threads, p.local_num_threads)
+
+    def _remote_sizes(self, ctx: RunContext) -> dict[int, int]:
+        """Source region on another service -> the size of its E population (that node's params, of
+        whichever backend: the same network as if it were here; PROTOCOL.md §4.2)."""
+        if self.spike_in is None:
+            return {}
+        from cosim.config.inter_service import e_size
+        wanted, size = set(self.spike_in.regions), {}
+        for n in ctx.config.get("spiking_nodes") or []:
+            if n.get("name") != ctx.node_name and wanted & {int(r) for r in n.get("regions") or []}:
+                size.update({int(r): e_size(n) for r in n.get("regions") or []})
+        missing = [q for q in self.spike_in.regions if q not in size]
+        if missing:
+            raise ModelError(f"spikes/E of region(s) {missing}: no spiking node of the config simulates them")
+        return {int(q): size[int(q)] for q in self.spike_in.regions}
+
+    def _deliver_remote(self, spikes_in: np.ndarray, t0: float) -> None:
+        """Other services' E spikes of window k - m (times from that window's start) on their
+        stand-ins, m windows late: at ``t0 + t``, never before the window's first step (a spike
+        stamped at the window's start belongs to the step before; a NetPyNE source's times off NEST's
+        grid are rounded up to it: allow_offgrid_times)."""
+        assert self.spike_in is not None
+        src = np.asarray(self.spike_in.regions)[spikes_in[:, 0].astype(np.int64)]
+        cells = spikes_in[:, 1].astype(np.int64)
+        times = np.maximum(t0 + spikes_in[:, 2], t0 + self.h)
+        ids, when = [], []
+        for q in np.unique(src):
+            sel = src == q
+            gids = self.stand_in_ids.get(int(q))
+            if gids is None:
+                continue                   # (no synapse of ours from it: nothing to replay)
+            c = cells[sel]
+            if c.size and c.max() >= gids.size:
+                raise ValueError(f"spikes/E of region {int(q)} name cell {int(c.max())}, but its E population "
+                                 f"has {gids.size} cells here")
+            ids.append(gids[c])
+            when.append(times[sel])
+        if ids:
+            self._set_spike_times(np.concatenate(ids), np.concatenate(when))
+
+    def _spike_table(self, gid: np.ndarray, t: np.ndarray, pop: np.ndarray, t0: float) -> np.ndarray:
+        """This window's E spikes of the regions in ``spikes/E`` as events (col, cell, t_ms from the
+        window's start), sorted by time, column, cell (PROTOCOL.md §4.2)."""
+        assert self.spike_out is not None
+        if not hasattr(self, "_spk_col"):
+            where = {r: j for j, r in enumerate(self.spike_out.regions)}
+            self._spk_col = np.array([where.get(q.region, -1) if q.label == f"E_{q.region}" else -1
+                                      for q in self.pops], dtype=np.int64)
+            self._spk_first = np.array([int(q.nodes.tolist()[0]) for q in self.pops], dtype=np.int64)
+        col = self._spk_col[pop] if pop.size else np.zeros(0, dtype=np.int64)
+        keep = col >= 0
+        if not keep.any():
+            return np.zeros((0, 3))
+        out = np.stack([col[keep].astype(np.float64), (gid[keep] - self._spk_first[pop[keep]]).astype(np.float64),
+                        t[keep] - t0], axis=1)
+        out = out[np.lexsort((out[:, 1], out[:, 0], out[:, 2]))]
+        return np.clip(out, 0.0, None)
 
     def _plan_drive(self, nest, p: NestParams, pops: list[Population]) -> None:
         """Targets per region, one weight in the unit their synapses take, a receptor per population
@@ -277,12 +364,54 @@ class NestAdapter(NodeAdapter):
         """One inhomogeneous Poisson generator per region; it sends an independent train to each
         target: the region's ``input`` population if the model has one, else its E (and I) cells."""
         self._plan_drive(nest, p, pops)
+        self.np_drive = None
+        if p.input.generator == "numpy":
+            self._wire_numpy_drive(nest, p)
+            return
         delay = p.input.delay_ms - p.dt_ms                 # the rate schedule is one step late (module doc)
         # all at once: one NodeCollection gets every region's rates in one set() per window
         self.gen_nc = nest.Create("inhomogeneous_poisson_generator", len(self.regions))
         self.gens = [self.gen_nc[j] for j in range(len(self.regions))]
         for r, g in zip(self.regions, self.gens):
             self._connect_drive(nest, g, r, self.in_w, delay)
+
+    def _wire_numpy_drive(self, nest, p: NestParams) -> None:
+        """input.generator numpy: per region, one spike_generator per target cell, one-to-one, delay
+        input.delay_ms, fed each window with the trains of a PoissonInput seeded by (run seed, region)
+        as NetPyNE's relays are (a train's time off NEST's grid is rounded up to it)."""
+        from cosim.sdk.transformers import PoissonInput
+        self.np_drive = {}
+        for r in self.regions:
+            cells = [q for q in self.in_targets[r]]
+            n = sum(q.size for q in cells)
+            gens = nest.Create("spike_generator", n, params={"allow_offgrid_times": True})
+            k = 0
+            for q in cells:
+                nest.Connect(gens[k:k + q.size], q.nodes, "one_to_one",
+                             {"synapse_model": "static_synapse", "weight": self.in_w, "delay": p.input.delay_ms,
+                              "receptor_type": self.in_receptor[q.label]})
+                k += q.size
+            self.np_drive[r] = (np.asarray(gens.tolist(), dtype=np.int64), PoissonInput(n, self.tvb_dt, self.seed, r))
+
+    def _feed_numpy_drive(self, rates: np.ndarray, t0: float) -> None:
+        assert self.np_drive is not None
+        ids, when = [], []
+        for j, r in enumerate(self.regions):
+            gids, train = self.np_drive[r]
+            times, idx = train.window(rates[:, j], t0)
+            ids.append(gids[idx])
+            when.append(times)
+        self._set_spike_times(np.concatenate(ids), np.maximum(np.concatenate(when), t0 + self.h))
+
+    def _set_spike_times(self, gid: np.ndarray, t: np.ndarray) -> None:
+        """Give each spike_generator ``gid[i]`` its spikes ``t`` of this window (sorted per generator)."""
+        if gid.size == 0:
+            return
+        order = np.lexsort((t, gid))
+        gid, t = gid[order], t[order]
+        cut = np.flatnonzero(np.diff(gid)) + 1
+        firsts = gid[np.r_[0, cut]]
+        self.nest.NodeCollection(firsts.tolist()).set([{"spike_times": x.tolist()} for x in np.split(np.round(t, 9), cut)])
 
     def _wire_per_source(self, nest, p: NestParams, pops: list[Population]) -> None:
         """One inhomogeneous Poisson generator per (target region, source region) link, sending an
@@ -430,7 +559,13 @@ class NestAdapter(NodeAdapter):
             rates = rates_from_signal(coupling, self.in_scale, self.p.input.offset_hz)
             if not np.isfinite(rates).all():
                 raise ValueError("input rates are not finite (NaN/Inf in the coupling received)")
-            self.gen_nc.set([{"rate_times": times, "rate_values": rates[:, j]} for j in range(len(self.gens))])
+            if self.np_drive is not None:
+                self._feed_numpy_drive(rates, start * self.h)
+            else:
+                self.gen_nc.set([{"rate_times": times, "rate_values": rates[:, j]} for j in range(len(self.gens))])
+        spikes_in = inputs.get("spikes/E") if self.spike_in is not None else None
+        if spikes_in is not None and spikes_in.shape[0]:
+            self._deliver_remote(spikes_in, start * self.h)
         t_b, cpu_b = CLOCK(), time.process_time()
         self._run_steps(W)
         t_c = CLOCK()
@@ -445,7 +580,9 @@ class NestAdapter(NodeAdapter):
         r_e = counts[0] / (np.maximum(self.n_exc, 1) * self.tvb_dt * 1e-3)
         r_i = counts[1] / (np.maximum(self.n_inh, 1) * self.tvb_dt * 1e-3)
         prox = self.proxy.advance(r_e, r_i)
-        out = proxy_outputs(prox, self.ctx.outputs, self.col)
+        out = proxy_outputs(prox, self.value_outputs, self.col)
+        if self.spike_out is not None:
+            out[self.spike_out.name] = self._spike_table(gid, t, pop, t0)
         t_e = CLOCK()
         if self.writer is not None:
             blocks = {"rates/exc": r_e, "rates/inh": r_i, "input/coupling": coupling, "input/rate_hz": rates,

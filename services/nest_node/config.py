@@ -94,6 +94,13 @@ class NestInput(InputTransformer):
     weight_nS: float | None = Field(None, ge=0, description="per input spike, conductance-based targets (nS)")
     weight_pA: float | None = Field(None, ge=0, description="per input spike, current-based targets (pA)")
     weight_mV: float | None = Field(None, ge=0, description="per input spike, delta-synapse targets (mV jump)")
+    generator: Literal["nest", "numpy"] = Field(
+        "nest", description="who draws TVB's trains: nest = NEST's inhomogeneous_poisson_generator (the kernel's "
+                            "RNG, whose draws depend on everything else the process simulates); numpy = the NetPyNE "
+                            "backend's seeded per-region trains (cosim.sdk.transformers.PoissonInput) replayed by one "
+                            "spike_generator per target cell: the draws depend on the seed and the region only, so the "
+                            "same regions give the same spikes however they are grouped into services "
+                            "(PROTOCOL.md §4.2)")
     receptor: int | str | dict[str, int | str] | None = Field(
         None, description="the target's receptor port for TVB's drive: a number, a name from the neuron's "
                           "receptor_types, or {population: port}; default: chosen from the neuron's receptors")
@@ -162,6 +169,8 @@ class NestParams(_S):
 
     @model_validator(mode="after")
     def _input_delay(self) -> NestParams:
+        if self.input.generator == "numpy" and self.input.mode == "per_source":
+            raise ValueError("input.generator: numpy draws summed trains only (input.mode: summed)")
         # generator rates change one resolution step late; the input delay absorbs it (adapter.py)
         if self.input.delay_ms <= self.dt_ms:
             raise ValueError(f"input.delay_ms ({self.input.delay_ms}) must exceed dt_ms ({self.dt_ms})")

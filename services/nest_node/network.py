@@ -73,8 +73,16 @@ def _connect_random(nest, pre, post, prob: float, w_nS: float, sd_frac: float, d
 
 
 def build_default(nest, p: NestParams, regions: list[int], connectome: dict | None, G: float,
-                  tvb_dt_ms: float, seed: int) -> list[Population]:
-    """E and I populations per region, within-region rules, E->E between this node's regions."""
+                  tvb_dt_ms: float, seed: int, remote: dict[int, int] | None = None, remote_shift_ms: float = 0.0,
+                  stand_ins: dict[int, Any] | None = None) -> list[Population]:
+    """E and I populations per region, within-region rules, E->E between this node's regions.
+
+    ``remote`` (spikes between services, PROTOCOL.md §4.2): source region on another service -> the
+    size of its E population. Each gets one ``spike_generator`` per E cell (put in ``stand_ins``),
+    which replays the cell's spikes ``remote_shift_ms`` (m windows) late, wired onto this node's E
+    cells by the draw one service would make (the same generator, ``_rng(seed, tgt, src, 0xEE)``,
+    over the same number of cells) with delays ``remote_shift_ms`` shorter: each spike arrives at
+    ``t_spike + d`` as within one service."""
     net = p.network
     n_e, n_i = net.sizes()
     cell = {**net.cell.nest_params(),
@@ -100,15 +108,29 @@ def build_default(nest, p: NestParams, regions: list[int], connectome: dict | No
             n_syn += _connect_random(nest, pre, post, prob(c.prob), sign * c.weight_uS * US_TO_NS, c.weight_sd_frac,
                                      c.delay_ms, _rng(seed, r, ord(key[0]), ord(key[1])))
     ir = p.inter_region
-    if ir.enabled and connectome is not None and len(regions) > 1:
+    remote = {int(q): int(n) for q, n in (remote or {}).items()}
+    if ir.enabled and connectome is not None and len(regions) + len(remote) > 1:
         w = np.asarray(connectome["weights"], dtype=float)
         idel = np.asarray(connectome["idelays"])
         for tgt in regions:
-            for src in regions:
+            for src in list(regions) + sorted(remote):
                 if src == tgt or w[tgt, src] == 0:
                     continue
                 delay = max(float(idel[tgt, src]) * tvb_dt_ms, ir.min_delay_ms)
-                n_syn += _connect_random(nest, by[src]["E"], by[tgt]["E"], prob(ir.prob),
+                pre = by[src]["E"] if src in by else None
+                if pre is None:            # another service's region: its stand-ins (PROTOCOL.md §4.2)
+                    delay -= remote_shift_ms
+                    if delay < p.dt_ms - 1e-9:
+                        raise ModelError(f"E->E delay from region {src} (another service) to {tgt} is "
+                                         f"{delay + remote_shift_ms:g} ms: NEST needs it at least the lag "
+                                         f"({remote_shift_ms:g} ms) plus one step ({p.dt_ms:g} ms); shorten run.window_ms")
+                    if stand_ins is None:
+                        raise ModelError("stand-ins of other services' cells need a place to go (stand_ins)")
+                    if src not in stand_ins:
+                        stand_ins[src] = nest.Create("spike_generator", remote[src],
+                                                     params={"allow_offgrid_times": True})
+                    pre = stand_ins[src]
+                n_syn += _connect_random(nest, pre, by[tgt]["E"], prob(ir.prob),
                                          ir.weight_factor_uS * G * float(w[tgt, src]) * US_TO_NS, 0.0, delay,
                                          _rng(seed, tgt, src, 0xEE))
     log.info("built default NEST network: regions %s, %d E + %d I per region, %d synapses", regions, n_e, n_i, n_syn)

@@ -371,12 +371,13 @@ class NetpyneAdapter(NodeAdapter):
         the same network as if it were here; PROTOCOL.md §4.2)."""
         if self.spike_in is None:
             return {}
+        from cosim.config.inter_service import e_size
         size = {}
         wanted = set(self.spike_in.regions)
         for n in ctx.config.get("spiking_nodes") or []:
             if n.get("name") == ctx.node_name or not wanted & {int(r) for r in n.get("regions") or []}:
                 continue
-            n_e = NetpyneParams.model_validate(n.get("params") or {}).network.sizes()[0]
+            n_e = e_size(n)             # whichever backend simulates it (a NEST node's params are its own)
             size.update({int(r): n_e for r in n.get("regions") or []})
         missing = [q for q in self.spike_in.regions if q not in size]
         if missing:
@@ -576,7 +577,7 @@ class NetpyneAdapter(NodeAdapter):
         assert self.engine is not None
         self.engine.save_state(Path(directory) / f"{name}.neuron")
         d = {"windows_done": np.int64(self.windows_done), "step_count": np.int64(self.engine.step_count),
-             "poisson": np.array(json.dumps({str(r): g.rng.bit_generator.state for r, g in self.gens.items()})),
+             "poisson": np.array(json.dumps({str(r): g.state for r, g in self.gens.items()})),
              **{f"proxy_{v}": getattr(self.proxy, v) for v in ("R_e", "R_i", "S_e", "S_i")}}
         if getattr(self.drive, "hist", None) is not None:
             d["drive_hist"] = self.drive.hist
@@ -595,7 +596,7 @@ class NetpyneAdapter(NodeAdapter):
         assert self.engine is not None
         self.engine.restore_state(Path(directory) / info["files"][0], int(d["step_count"]))
         for r, st in json.loads(str(d["poisson"])).items():
-            self.gens[int(r)].rng.bit_generator.state = st
+            self.gens[int(r)].state = st
         for v in ("R_e", "R_i", "S_e", "S_i"):
             setattr(self.proxy, v, np.array(d[f"proxy_{v}"]))
         if "drive_hist" in d:

@@ -77,11 +77,14 @@ def test_each_window_reads_exactly_its_own_spikes(tmp_path, monkeypatch):
         assert f["spikes/t_ms"].shape[0] == n and f.attrs["status"] == "completed"
 
 
-def test_window_length_does_not_change_the_spikes(tmp_path):
-    """Run() in 16-step windows and in 4-step windows: the same NEST steps, the same spikes."""
+@pytest.mark.parametrize("generator", ["nest", "numpy"])
+def test_window_length_does_not_change_the_spikes(tmp_path, generator):
+    """Run() in 16-step windows and in 4-step windows: the same NEST steps, the same spikes (with
+    NEST's generators and with input.generator numpy, whose trains follow model time too)."""
     spikes = {}
     for W in (16, 4):
-        a, ctx = make(tmp_path, W=W, K=int(48 / W) * 10, tag=f"w{W}")
+        a, ctx = make(tmp_path, W=W, K=int(48 / W) * 10, tag=f"w{W}",
+                      params={"input": {"scale": 1.0, "generator": generator}})
         drive(a, ctx, rate_hz=60.0)
         a.finish(None)
         import h5py
@@ -89,6 +92,25 @@ def test_window_length_does_not_change_the_spikes(tmp_path):
             spikes[W] = (f["spikes/t_ms"][...], f["spikes/gid"][...])
     assert spikes[16][0].size > 20
     assert np.array_equal(spikes[16][0], spikes[4][0]) and np.array_equal(spikes[16][1], spikes[4][1])
+
+
+def test_numpy_drive_does_not_depend_on_the_other_regions_of_the_node(tmp_path):
+    """input.generator numpy: region 33's trains come from (seed, 33) alone, so with no synapse
+    between the regions it fires the same spikes whether the node also simulates region 34 or not
+    (what makes a NEST split spike for spike the same, PROTOCOL.md §4.2)."""
+    out = {}
+    for regions in ((33,), (34, 33)):
+        tag = "r" + "_".join(map(str, regions))
+        a, ctx = make(tmp_path, regions=regions, K=30, tag=tag, params={"input": {"scale": 1.0, "generator": "numpy"}})
+        drive(a, ctx, rate_hz=60.0)
+        a.finish(None)
+        import h5py
+        with h5py.File(tmp_path / tag / "s.h5") as f:
+            keep = f["spikes/region"][...] == 33
+            shift = 52 if regions[0] == 34 else 0          # region 34's 40 E + 12 I cells come first
+            out[regions] = (f["spikes/t_ms"][...][keep], f["spikes/gid"][...][keep] - shift)
+    assert out[(33,)][0].size > 20
+    assert np.array_equal(out[(33,)][0], out[(34, 33)][0]) and np.array_equal(out[(33,)][1], out[(34, 33)][1])
 
 
 def test_input_drives_the_region(tmp_path):

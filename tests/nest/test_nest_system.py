@@ -75,6 +75,7 @@ def test_missing_population_is_one_line(cosim, tmp_path):
 def _mixed(cosim, tmp_path, tag, silence=None):
     cfg = yaml.safe_load(yaml.safe_dump(MIXED))
     cfg["run"]["duration_ms"] = 120
+    cfg["run"]["inter_service"] = "rates"      # the rate coupling checked below (auto: spikes, NetPyNE <-> NEST)
     for n in cfg["spiking_nodes"]:
         n.setdefault("params", {})["record"] = {"plot": False}
         if n["name"] == silence:

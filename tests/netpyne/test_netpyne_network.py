@@ -19,7 +19,9 @@ def test_stronger_drive_raises_rate():
 def test_silencing_the_input_lowers_R_e():
     _, _, on = run(tiny(), level=400.0)
     _, _, off = run(tiny(input__weight_uS=0.0), level=400.0)
-    assert on["state/R_e"].mean() > 2.0
+    # the tiny region's rate at this drive spreads widely over seeds (26 seeds: 0-4.0 Hz, mean 1.7;
+    # the old window-wise Poisson draw gave 7.6 Hz for seed 42, 2.1 on average): clearly above zero
+    assert on["state/R_e"].mean() > 0.5
     assert off["state/R_e"].mean() < 0.2 * on["state/R_e"].mean()
     assert off["state/S_e"][-1].max() < on["state/S_e"][-1].min()
 
