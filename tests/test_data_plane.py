@@ -139,3 +139,86 @@ def test_inbox_checks_each_rule():
     inbox.take(1)
     _, bad = inbox.take(2)
     assert bad[0] == "tvb" and "float32" in bad[1], bad
+
+
+def _vm(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of `pid`, in MB."""
+    out = {}
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            out[line.split(":")[0]] = int(line.split()[1]) // 1024
+    return out
+
+
+def _flood(out, got: dict, size: int, count: int) -> None:
+    """Push `count` DATA of `size` bytes (each well-formed but far larger than this run's windows)
+    to every port the running spiking node listens on; note its memory before and after."""
+    import yaml
+    from cosim.proto import codec
+    from cosim.proto.messages import Message, MessageType as T
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (out / "config.yaml").exists():
+            router = yaml.safe_load((out / "config.yaml").read_text())["coordinator"]["router"]
+            pids = [pid for pid, cmd in cosim_processes(f"--coordinator {router} ") if "--name spiking" in cmd]
+            if pids and (out / "coordinator.h5").exists():
+                break
+        time.sleep(0.05)
+    else:
+        return
+    pid = pids[0]
+    time.sleep(0.3)
+    got["before"] = _vm(pid)
+    big = {"coupling/R_e": np.zeros((size // (8 * REGIONS), REGIONS))}
+    frames = codec.encode(Message(T.DATA, {"signals": big, "token": "x" * 32}, node="tvb", window=5, msg_id=1))
+    ctx = zmq.Context()
+    socks = []
+    for port in listening_ports(pid):
+        s = ctx.socket(zmq.PUSH)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDHWM, 0)
+        s.connect(f"tcp://127.0.0.1:{port}")
+        socks.append(s)
+    for _ in range(count):
+        for s in socks:
+            try:
+                s.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                pass
+    time.sleep(2.0)             # every byte has gone out (loopback: ~1 GB/s), or was refused
+    try:
+        got["after"] = _vm(pid)
+    except OSError:
+        pass
+    got["ports"] = len(socks)
+    for s in socks:
+        s.close(linger=0)
+    ctx.term()
+
+
+@pytest.mark.system
+def test_an_inbox_flood_of_large_messages_keeps_the_node_small(cosim, tmp_path):
+    """Bounded inbox (§4.1): from PREPARE on, a node's inbox admits messages no larger than 4 x its
+    largest legitimate DATA + 64 KiB (here 16 steps x 2 regions: 67 KB). A local process pushes
+    5 x 60 MB DATA to every port of the spiking node: each connection is dropped at the first frame
+    header, nothing is read, and the node's peak memory does not move. Before (the limit was the
+    64 MiB default, taken at bind before the node knew its windows): all were read and decoded, a
+    transient +300 MB peak."""
+    cfg = noop_config(duration_ms=6000, step_sleep_ms=2.0)      # 3750 windows of 1.6 ms: ~10 s
+    cfg["coordinator"] = {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 2000}
+    got: dict = {}
+    t = threading.Thread(target=_flood, args=(tmp_path / "out", got, 60 * 2**20, 5))
+    t.start()
+    try:
+        r = cosim(cfg, "--no-plots", timeout=180)
+    finally:
+        t.join(60)
+    assert "after" in got, f"the node ended before the flood was measured: {got}"
+    assert r.code == 0, r.stderr
+    log = (r.out / "logs" / "spiking.log").read_text()
+    assert "data inbox" in log and "open (messages up to 66560 bytes)" in log, log[-2000:]
+    grew = got["after"]["VmHWM"] - got["before"]["VmRSS"]
+    from harness import record_fault
+    record_fault("inbox flood 5 x 60 MB", ports=got["ports"], rss_before_mb=got["before"]["VmRSS"],
+                 rss_after_mb=got["after"]["VmRSS"], peak_after_mb=got["after"]["VmHWM"])
+    assert grew < 40, got          # 60 MB read even once would show

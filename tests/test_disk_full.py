@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.system,
 PY = [sys.executable, "-m", "cosim.cli"]
 
 
-def _run_on_small_disk(tmp_path, cfg: dict, size: str, tvb_backend: list[str]) -> tuple[dict, dict, object]:
+def _run_on_small_disk(tmp_path, cfg: dict, size: str, tvb_backend: list[str], free_kb: int | None = None
+                       ) -> tuple[dict, dict, object]:
     """Coordinator and nodes in one private mount namespace whose results folder is a tmpfs of
     `size`; logs outside it; the results are copied out before the namespace goes."""
     data, logs, copy = tmp_path / "data", tmp_path / "logs", tmp_path / "copy"
@@ -39,12 +40,16 @@ def _run_on_small_disk(tmp_path, cfg: dict, size: str, tvb_backend: list[str]) -
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     router, pub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     q = shlex.quote
+    # a disk already nearly full: a filler leaves free_kb kB (tmpfs counts whole 4 kB pages)
+    fill = "" if free_kb is None else (f"head -c $(( $(df -k --output=avail {q(str(data))} | tail -1) * 1024 - "
+                                       f"{free_kb} * 1024 )) /dev/zero > {q(str(data))}/.filler")
     coord = PY + ["coordinator", str(tmp_path / "cfg.yaml"), "--out", str(data), "--router", router, "--pub", pub,
                   "--no-plots"]
     tvb = PY + ["tvb-node", "--coordinator", router, "--name", "tvb"] + tvb_backend
     spk = PY + ["spiking-node", "--coordinator", router, "--name", "spiking"]
     script = f"""
 mount -t tmpfs -o size={size} tmpfs {q(str(data))} || exit 99
+{fill}
 {' '.join(map(q, coord))} > {q(str(logs / 'coordinator.log'))} 2>&1 &
 C=$!
 {' '.join(map(q, tvb))} > {q(str(logs / 'tvb.log'))} 2>&1 &
@@ -143,3 +148,22 @@ def test_disk_full_under_cosim_run_is_one_line_exit_1(tmp_path):
     assert "Traceback" not in p.stderr
     fails = [l for l in p.stderr.splitlines() if l.startswith("cosim: run failed")]
     assert len(fails) == 1 and "No space left on device" in fails[0] and "holds the first" in fails[0], p.stderr
+
+
+@pytest.mark.parametrize("free_kb", [8, 12])
+def test_a_disk_full_before_the_first_window_is_one_line_naming_the_file(tmp_path, free_kb):
+    """The disk has room for the run's folder but not for coordinator.h5's first flush (a sweep's
+    disk filled by the runs before). Before: h5py's RuntimeError (`Unable to synchronously flush
+    file …`) escaped the results file's creation while the coordinator handled the last READY, was
+    taken for a bad message, and the run failed blaming that node: `node 'tvb' failed during setup:
+    NodeFailure: the coordinator refused this node's message (MalformedMessage: RuntimeError: …)`."""
+    cfg = {"run": {"name": "df0", "duration_ms": 160, "progress": False},
+           "spiking_nodes": [{"name": "spiking", "backend": "noop", "regions": [3, 5]}],
+           "coordinator": {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 1000}}
+    codes, log, copy = _run_on_small_disk(tmp_path, cfg, "1m", ["--backend", "noop"], free_kb=free_kb)
+    fails = [l for l in log["coordinator"].splitlines() if l.startswith("cosim: run failed")]
+    assert codes["coordinator"] == "1" and len(fails) == 1, (codes, log["coordinator"][-3000:])
+    assert "cannot write results: cannot write" in fails[0] and "coordinator.h5: No space left on device" in fails[0], fails
+    assert "refused this node's message" not in log["coordinator"] and "Traceback" not in log["coordinator"]
+    for n in ("tvb", "spiking"):
+        assert "run aborted by the coordinator: cannot write results" in log[n], log[n][-2000:]

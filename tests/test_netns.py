@@ -116,3 +116,54 @@ def test_three_namespaces_match_loopback(lab, tmp_path, backend, curve):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     if backend == "reference":       # each machine wrote its own results
         assert (out[1] / "tvb.h5").is_file() and (out[2] / "spiking.h5").is_file()
+
+
+def test_a_10_s_link_cut_is_reported_as_a_network_loss(lab, tmp_path):
+    """Issue 23: the spiking node's cable is unplugged for 10 s (10 heartbeat timeouts) mid-run. Both
+    sides see silence; each asks the other's machine for a TCP connection (a frozen process's kernel
+    still accepts one, a cut network does not answer) and says it is the network, naming the
+    address: the coordinator in the run's failure line, the node in its own. Before: `no heartbeat
+    for 1.0 s …: node died or hung` and `coordinator at … stopped answering heartbeats`."""
+    import re
+    import time
+    cfg = {"run": {"name": "netns_cut", "duration_ms": 60000, "results_dir": str(tmp_path), "progress": False},
+           "spiking_nodes": [{"name": "spiking", "backend": "noop", "regions": [3, 5], "params": {"step_sleep_ms": 2.0}}],
+           "coordinator": {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 1000}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    h0, h1, h2 = lab.hosts
+    port = free_port()
+    router, pub = f"tcp://{h0.ip}:{port}", f"tcp://{h0.ip}:{free_port()}"
+    coord = h0.popen(PY + ["coordinator", str(path), "--router", router, "--pub", pub, "--out", str(tmp_path / "m0"),
+                           "--no-plots"], tmp_path / "coordinator.log")
+    tvb = h1.popen(PY + ["tvb-node", "--coordinator", router, "--out", str(tmp_path / "m1"), "--backend", "noop"],
+                   tmp_path / "tvb.log")
+    spiking = h2.popen(PY + ["spiking-node", "--coordinator", router, "--out", str(tmp_path / "m2"), "--backend", "noop"],
+                       tmp_path / "spiking.log")
+    logs = lambda: "\n".join(f"--- {n}\n" + (tmp_path / f"{n}.log").read_text()[-2500:]  # noqa: E731
+                             for n in ("coordinator", "tvb", "spiking"))
+    deadline = time.monotonic() + 120
+    while "all 2 nodes ready" not in (tmp_path / "coordinator.log").read_text():
+        assert time.monotonic() < deadline and coord.poll() is None, logs()
+        time.sleep(0.1)
+    time.sleep(1.0)
+    lab.link_down(2)
+    t_cut = time.monotonic()
+    try:
+        assert coord.wait(timeout=10) == 1, logs()       # the coordinator ends the run while the cable is out
+        t_coord = time.monotonic() - t_cut
+        assert spiking.wait(timeout=max(0.5, 10 - (time.monotonic() - t_cut))) == 1, logs()
+    finally:
+        time.sleep(max(0.0, 10 - (time.monotonic() - t_cut)))
+        lab.link_up(2)
+    assert tvb.wait(timeout=30) == 1, logs()
+    line = next((l for l in (tmp_path / "coordinator.log").read_text().splitlines() if "run failed" in l), "")
+    assert "node 'spiking' failed in window" in line, logs()
+    assert re.search(rf"the network to node 'spiking' at {re.escape(h2.ip)}:\d+ is cut", line) and "network loss" in line, line
+    assert "died or hung" not in line, line
+    node = (tmp_path / "spiking.log").read_text()
+    assert f"the network to the coordinator at {h0.ip}:{port} is cut" in node, node[-2500:]
+    assert "stopped answering heartbeats" in node and "network loss" in node, node[-2500:]
+    from harness import record_fault
+    record_fault("10 s link cut (netns)", coordinator_detect_s=round(t_coord, 2), heartbeat_timeout_ms=1000)
+    assert t_coord < 6, t_coord           # 1 s timeout + 1 s probe, with room for a loaded machine

@@ -174,3 +174,17 @@ def test_picked_ports_stay_held_from_the_pick_to_the_coordinators_bind(tmp_path,
     # the old way, for contrast: a port picked and released is anybody's
     assert _rival_takes(f"tcp://127.0.0.1:{run_mod.free_port()}")
     assert not cosim_processes(str(tmp_path))
+
+
+@pytest.mark.unit
+def test_a_services_reason_is_its_failure_line_not_the_no_results_line_after_it(tmp_path):
+    """A coordinator that could not write its status marker (a full disk) leaves the launcher only its
+    log: the reason is `run failed: …`, not the `no window completed: no results` line printed after
+    it (a warm sweep on a full disk reported that line as the run's reason)."""
+    from cosim.launch.starters import last_error_line
+    log = tmp_path / "coordinator.log"
+    log.write_text("2026-12-08 01:16:16,410 coordinator ERROR cosim.services.coordinator.coordinator: aborting run: X\n"
+                   "cosim: run failed: cannot write results: cannot write /r/coordinator.h5: No space left on device\n"
+                   "cosim: no window completed: no results (config in /r)\n")
+    assert last_error_line(log) == ("cosim: run failed: cannot write results: cannot write /r/coordinator.h5: "
+                                    "No space left on device")

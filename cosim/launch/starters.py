@@ -110,8 +110,12 @@ def last_error_line(log_path: Path) -> str:
         lines = log_path.read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    for line in reversed(lines):       # the service's own one-line reason, not where its results are
-        if line.startswith("cosim") and not line.split(": ", 1)[-1].startswith(("results ", "run '")):
+    # the service's own one-line reason, not where its results are nor that there are none (a line
+    # printed after the reason: when the status marker could not be written, e.g. a full disk, this
+    # line is the reason a launcher reports)
+    for line in reversed(lines):
+        if line.startswith("cosim") and not line.split(": ", 1)[-1].startswith(("results ", "run '",
+                                                                               "no window completed")):
             return line
     # no line of ours: the last error, never an arbitrary INFO line
     for line in reversed(lines):

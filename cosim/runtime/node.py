@@ -83,7 +83,7 @@ class NodeRuntime:
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             if self.hb.lost.is_set():
-                raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats")
+                raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats{self.hb.why}")
             bad = self.handshake.problem()
             if bad:
                 raise ConfigError(bad)
@@ -245,6 +245,12 @@ class NodeRuntime:
             for e in c["send"]:
                 self.data.connect(e["to"], e["address"], e.get("key"), e.get("token") or "")
             self.inbox = Inbox(ctx, c["receive"], m, self.data.rejects)
+            # the inbox binds now, admitting messages no larger than this run's DATA (§4.1 "Bounded inbox")
+            limit = transport.inbox_limit(c["receive"], ctx.steps_per_window,
+                                          int((ctx.config.get("coordinator") or {}).get("max_message_bytes")
+                                              or self.data.max_bytes))
+            self.data.open(limit)
+            log.info("%s: data inbox %s open (messages up to %d bytes)", self.name, self.data.address, limit)
             if ctx.resume:
                 ckdir = self._resume_files(ctx)
                 self.adapter.configure(ctx)
@@ -285,7 +291,7 @@ class NodeRuntime:
         """While a send waits for a consumer's connection: an ABORT (the consumer died, and the
         coordinator says so) or a lost coordinator ends the wait; anything else is kept for later."""
         if self.hb.lost.is_set():
-            raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats")
+            raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats{self.hb.why}")
         while self.ch.sock.poll(0):
             msg = self.ch.recv(0)
             if msg is None:
@@ -352,7 +358,7 @@ class NodeRuntime:
             # ---- wait: for the grant and the inputs of window k, or END/CHECKPOINT when not granted
             while not (k < K and k <= until and inbox.complete(k)):
                 if self.hb.lost.is_set():
-                    raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats")
+                    raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats{self.hb.why}")
                 if self.copies and (k >= K or k > until or self.copies.due()):
                     self._send_copies()         # the coordinator needs them to grant, checkpoint or end
                 if (self.data.drain(inbox.put) and k <= until and inbox.complete(k) and not self.held

@@ -119,8 +119,30 @@ class Appender:
         # resume_windows: continue a file already cut back to that many windows (cosim.runtime.checkpoint)
         resume = resume_windows is not None and self.path.exists()
         self.swmr = swmr
+        self.f: Any = None
+        try:
+            self._open(resume, resume_windows, attrs, flush_s, flush_every, on_flush)
+        except Exception as e:      # a full disk at creation: h5py raises OSError, or RuntimeError from a flush
+            self._created_failed(e)
+
+    def _created_failed(self, e: BaseException) -> None:
+        """Creating (or declaring) the file failed: one ResultsWriteError naming it and why (not
+        HDF5's multi-line RuntimeError, which a caller would take for a bug)."""
+        self.failed = os_reason(e)
+        try:
+            if self.f is not None:
+                self.f.close()
+        except Exception:  # noqa: BLE001  (closing a file on a full disk may fail again)
+            pass
+        self.f = None
+        self._release_reserve()
+        held = getattr(self, "flushed", 0)
+        raise ResultsWriteError(f"cannot write {self.path}: {self.failed}; it holds the first {held} windows", held) from None
+
+    def _open(self, resume: bool, resume_windows: int | None, attrs: dict[str, Any] | None, flush_s: float,
+              flush_every: int | None, on_flush: Callable[[int], None] | None) -> None:
         # an h5py.File; None once closed
-        self.f: Any = h5py.File(self.path, "a" if resume else "w", **({"libver": "latest"} if swmr else {}))
+        self.f = h5py.File(self.path, "a" if resume else "w", **({"libver": "latest"} if self.swmr else {}))
         for k, v in (attrs or {}).items():
             self.f.attrs[k] = _attr(v)
         self.f.attrs["status"] = RUNNING
@@ -142,6 +164,12 @@ class Appender:
     # ---- layout ---------------------------------------------------------------------------
     def declare(self, layout: dict[str, Column]) -> None:
         """Datasets known up front (a resumed file keeps its own); then SWMR starts if asked."""
+        try:
+            self._declare(layout)
+        except Exception as e:      # a full disk: as at creation
+            self._created_failed(e)
+
+    def _declare(self, layout: dict[str, Column]) -> None:
         for name, c in layout.items():
             if name not in self.ds:
                 shape = (c.cols,) if c.cols else ()

@@ -230,6 +230,7 @@ class Heartbeat(threading.Thread):
         self.ctx, self.address, self.identity, self.node, self.curve = ctx, address, identity, node, curve
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
         self.lost = threading.Event()
+        self.why = ""               # set with `lost`: what a TCP probe of the coordinator's address found (network cut?)
         self._halt = threading.Event()   # not `_stop`: threading.Thread.join() calls its own _stop()
         self.last_reply = time.monotonic()
         self.answered = False       # the coordinator has been heard at least once (a reply, any message)
@@ -242,9 +243,14 @@ class Heartbeat(threading.Thread):
         # the runtime's hook (ch) -> None: sends a due STEP_DONE batch on this connection while the main
         # thread is busy in a window (§4.1)
         self.late_copies: Callable[[Channel], None] | None = None
+        self._send_now = False      # set_timing: send the next heartbeat at once
 
     def set_timing(self, interval_ms: int, timeout_ms: int) -> None:
         self.interval_ms, self.timeout_ms = interval_ms, timeout_ms
+        # the next heartbeat leaves now, not one old interval after the last: with the default 500 ms
+        # before CONFIGURE and a run's timeout of 500 ms or less, the first reply under the new timeout
+        # could come too late (a node gave up on a live coordinator right after CONFIGURE)
+        self._send_now = True
         self.heard()      # called on CONFIGURE: the coordinator has just been heard
 
     def heard(self) -> None:
@@ -260,7 +266,8 @@ class Heartbeat(threading.Thread):
             last_loop = time.monotonic()
             while not self._halt.is_set():
                 now = time.monotonic()
-                if now >= next_send:
+                if now >= next_send or self._send_now:
+                    self._send_now = False
                     content = dict(self.status)
                     if self.rtts:       # the round trip to the coordinator (run.lookahead: auto uses it)
                         content["rtt_ms"] = min(self.rtts) * 1e3    # queueing and a busy GIL only add
@@ -300,7 +307,8 @@ class Heartbeat(threading.Thread):
                 if not self.answered:    # no coordinator yet (started later): not a loss, the register wait rules
                     self.last_reply = now
                 elif now - self.last_reply > self.timeout_ms / 1000:
-                    log.error("%s: no heartbeat from the coordinator for %d ms", self.node, self.timeout_ms)
+                    self.why = network_note(self.address, "the coordinator")
+                    log.error("%s: no heartbeat from the coordinator for %d ms%s", self.node, self.timeout_ms, self.why)
                     self.lost.set()
                     return
         finally:
@@ -308,6 +316,52 @@ class Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+
+PROBE_S = 1.0       # how long a TCP probe of a silent peer's address waits for an answer
+
+
+def tcp_probe(address: str, timeout_s: float = PROBE_S) -> str:
+    """Whether the host of ``address`` (``tcp://HOST:PORT``) answers on TCP, as a liveness timeout's
+    second opinion (§8): "answers" (a connection opened: the host and the network to it are up; a
+    stopped process's kernel still accepts), "refused" (the host answers, nothing listens),
+    "silent" (no answer within ``timeout_s``: the network to it is cut, or its machine is down),
+    "unreachable" (this machine has no route to it), or "unknown" (not TCP, a wildcard)."""
+    import errno
+    if not address.startswith("tcp://"):
+        return "unknown"
+    host, _, port = address[len("tcp://"):].rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "*", "0.0.0.0", "::"):
+        return "unknown"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return "answers"
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:            # (socket.timeout)
+        return "silent"
+    except OSError as e:
+        if e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN):
+            return "unreachable"
+        return "unknown"
+    except ValueError:
+        return "unknown"
+
+
+def network_note(address: str | None, who: str, timeout_s: float = PROBE_S) -> str:
+    """"" unless a TCP probe of a silent peer's ``address`` finds the network to it down; then the
+    words for a reason line, naming the address: ``; the network to <who> at HOST:PORT is cut …``."""
+    if not address:
+        return ""
+    what = tcp_probe(address, timeout_s)
+    where = address[len("tcp://"):] if address.startswith("tcp://") else address
+    if what == "silent":
+        return (f"; the network to {who} at {where} is cut or its machine is down (a TCP connection "
+                f"got no answer within {timeout_s:.0f} s): a network loss, not a failure of the process")
+    if what == "unreachable":
+        return f"; this machine has no route to {who} at {where}: a network loss, not a failure of the process"
+    return ""
 
 
 def host_name() -> str:
@@ -415,32 +469,67 @@ def echo_bind(data_bind: str) -> str | None:
 INBOX_RCVHWM = 64      # unread messages per connection to a data inbox (§4.1)
 
 
+def _reserve_port(bind: str) -> tuple[socket.socket, str] | None:
+    """A listening OS socket on ``bind`` (``tcp://HOST:PORT``, ``*`` for any port), holding the port
+    until ZeroMQ binds on it (``zmq.USE_FD``); None when ``bind`` is not a TCP address it can parse
+    (an interface name, ``ipc://``, ``inproc://``: those are bound by ZeroMQ at once)."""
+    if not bind.startswith("tcp://"):
+        return None
+    host, _, port = bind[len("tcp://"):].rpartition(":")
+    host = host.strip("[]")
+    host = "0.0.0.0" if host == "*" else host
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        socket.inet_pton(family, host)                 # a literal address only (no names, no interfaces)
+        s = socket.socket(family, socket.SOCK_STREAM)
+    except (OSError, ValueError):
+        return None
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # as libzmq's own listeners
+        s.bind((host, 0 if port in ("*", "0", "") else int(port)))
+        s.listen(64)
+    except (OSError, ValueError) as e:
+        s.close()
+        from cosim.errors import ConfigError
+        raise ConfigError(f"--data-bind: cannot bind {bind}: {e}") from None
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    return s, f"tcp://{shown}:{s.getsockname()[1]}"
+
+
 class DataPlane:
     """A node's direct data links (protocol 3, PROTOCOL.md §4.1): the inbox it binds (PULL), where
     producers push DATA, and one PUSH per consumer. Under CURVE the inbox is a CURVE server with
     the node's own key pair that accepts only the keys of its producers (``allow``), and every
-    PUSH is a client that knows its consumer's public key."""
+    PUSH is a client that knows its consumer's public key.
+
+    Bounded inbox (§4.1): a TCP inbox's port is held by a plain listening socket from the start (its
+    address travels in CONFIGURED), and ZeroMQ binds on it (``open``) only once PREPARE told the
+    node its windows, with ``MAXMSGSIZE`` from this run's largest legitimate DATA: libzmq takes
+    that option at bind, and no connection is accepted before (a flood during setup waits in the
+    kernel's accept queue, not in this process)."""
 
     def __init__(self, ctx: zmq.Context, bind: str, advertise: str | None, coordinator: str, node: str,
                  curve=None, max_bytes: int = codec.DEFAULT_MAX_BYTES):
         self.ctx, self.node, self.curve, self.max_bytes = ctx, node, curve, max_bytes
         self.inbox = ctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.LINGER, 0)
-        self.inbox.setsockopt(zmq.MAXMSGSIZE, max_bytes)
         # bounded (§4.1): at most 64 unread messages per connection; a PULL never drops, a producer that
         # far ahead keeps its DATA in its own queue (SNDHWM 0) until this node reads
         self.inbox.setsockopt(zmq.RCVHWM, INBOX_RCVHWM)
         if curve is not None:
             curve.apply_data_server(ctx, self.inbox)
-        try:
-            self.inbox.bind(bind)
-        except zmq.ZMQError as e:
-            from cosim.errors import ConfigError
-            raise ConfigError(f"--data-bind: cannot bind {bind}: {e}") from None
-        bound = self.inbox.getsockopt(zmq.LAST_ENDPOINT).decode()
+        held = _reserve_port(bind)
+        self._held: socket.socket | None = held[0] if held else None
+        self._bind = held[1] if held else bind
+        self.limit: int | None = None          # the inbox's MAXMSGSIZE once open() bound it
+        if held is None:               # not a literal TCP address: ZeroMQ binds now, with the message limit
+            self.open(max_bytes)
+            bound = self.inbox.getsockopt(zmq.LAST_ENDPOINT).decode()
+        else:
+            bound = self._bind
         if advertise:
             self.address = advertise
-        elif bound.startswith("tcp://0.0.0.0:"):
+        elif bound.startswith(("tcp://0.0.0.0:", "tcp://[::]:")):
             self.address = f"tcp://{local_address_towards(coordinator)}:{bound.rsplit(':', 1)[1]}"
         else:
             self.address = bound
@@ -451,6 +540,24 @@ class DataPlane:
         self.send_timeout_ms = 5000         # a consumer that takes nothing for this long is unreachable
         self.addresses: dict[str, str] = {}
         self.tokens: dict[str, str] = {}        # the secret of each link this node sends on (§4.1)
+
+    def open(self, max_bytes: int) -> None:
+        """Bind the inbox with ``MAXMSGSIZE`` = ``max_bytes`` (at PREPARE; once: a repeated PREPARE
+        keeps the first bind). On the held port when there is one."""
+        if self.limit is not None:
+            return
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        try:
+            if self._held is not None:
+                self.inbox.setsockopt(zmq.USE_FD, self._held.fileno())
+            self.inbox.bind(self._bind)
+        except zmq.ZMQError as e:
+            from cosim.errors import ConfigError
+            raise ConfigError(f"--data-bind: cannot bind {self._bind}: {e}") from None
+        if self._held is not None:
+            self._held.detach()             # the descriptor is libzmq's listener now (it closes it)
+            self._held = None
+        self.limit = max_bytes
 
     def connect(self, consumer: str, address: str, server_key: str | None = None, token: str = "") -> None:
         s = self.ctx.socket(zmq.PUSH)
@@ -530,3 +637,19 @@ class DataPlane:
         for s in self.out.values():
             s.close()
         self.inbox.close(linger=0)
+        if self._held is not None:         # never bound (no PREPARE came)
+            self._held.close()
+            self._held = None
+
+
+def inbox_limit(receive: list[dict], steps_per_window: int, fallback: int) -> int:
+    """The inbox's message size limit for a run (§4.1): 4 x the largest legitimate DATA (one
+    window of one producer's float64 blocks) + 64 KiB; ``fallback`` (the run's message limit) when
+    a producer sends event signals (``spikes/*``: their size is not known in advance)."""
+    from cosim.proto.signals import is_event
+    largest = 0
+    for e in receive:
+        if any(is_event(s["name"]) for s in e["signals"]):
+            return fallback
+        largest = max(largest, sum(steps_per_window * len(s["cols"]) * 8 for s in e["signals"]))
+    return min(fallback, 4 * largest + 64 * 1024)

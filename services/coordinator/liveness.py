@@ -8,7 +8,7 @@ import time
 import zmq
 
 from cosim.errors import RunFailed
-from cosim.runtime.transport import printable
+from cosim.runtime.transport import network_note, printable
 from cosim.proto.messages import MessageType as T
 from cosim.services.coordinator.peers import Peer
 from cosim.services.coordinator.state import CoordinatorState
@@ -58,8 +58,12 @@ class LivenessMixin(CoordinatorState):
                         p.silent_warned = True
                     continue
                 after = f" (after {p.refused})" if p.refused else ""
+                # a second opinion (§8): does its machine still answer on TCP? (a frozen process's kernel does)
+                # (only an echo that has answered before: one a firewall hides would always look cut)
+                net = network_note(p.echo, f"node {p.name!r}") if p.echo_seen > 0 else ""
                 raise RunFailed(self.where(p.name, f"no heartbeat for {now - p.last_seen:.1f} s "
-                                                   f"(timeout {self.cc.heartbeat_timeout_ms} ms): node died or hung{after}"))
+                                                   f"(timeout {self.cc.heartbeat_timeout_ms} ms)"
+                                                   f"{net or ': node died or hung'}{after}"))
         if running:
             self.check_progress(now)
         self.check_handshakes()

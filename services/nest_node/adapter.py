@@ -652,6 +652,8 @@ class NestAdapter(NodeAdapter):
             self.writer.f.attrs["timing_json"] = json.dumps(summary["timing"])
             self.writer.close(aborted)
             self.writer = None
+            if self.results_path is not None:     # the node's finish line names its file (docs/deployment.md)
+                summary["results"] = str(self.results_path)
             if self.p.record.plot and self.results_path is not None:
                 try:
                     from cosim.sdk.spiking_figure import plot_results

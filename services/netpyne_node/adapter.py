@@ -628,6 +628,8 @@ class NetpyneAdapter(NodeAdapter):
                 self.writer.traces(traces, self.p.record.trace_step_ms)
             self.writer.close(aborted)
             self.writer = None
+            if self.results_path is not None:     # the node's finish line names its file (docs/deployment.md)
+                summary["results"] = str(self.results_path)
             if self.p.record.plot and self.results_path is not None:
                 try:
                     from cosim.sdk.spiking_figure import plot_results

@@ -131,3 +131,22 @@ def test_mixed_run_couples_nest_and_netpyne_both_ways(cosim, tmp_path):
         assert con.weights[col, other] > 0 and direct.max() > 0
         # window 0's TVB coupling comes from TVB's initial history (sent with READY, not recorded)
         np.testing.assert_allclose(c[W:], tvb_part[W:] + direct[W:], rtol=1e-12, atol=1e-12, err_msg=me)
+
+
+@pytest.mark.slow          # ~20 s: a NEST network of 2 x 9600 neurons
+def test_a_nest_network_whose_windows_outlast_the_heartbeat_timeout_runs_to_the_end(cosim):
+    """Issue 23: NEST's Run holds the GIL, so a window longer than the heartbeat timeout starves the
+    node's Python heartbeats; its echo (answered inside libzmq) keeps it alive and the run ends
+    normally. Heartbeat timeout 300 ms, 2 x 9600 neurons (scale 60). Before (2 of 2 runs): the node
+    gave up on the coordinator during setup (`no heartbeat from the coordinator for 300 ms`: its
+    first heartbeat after CONFIGURE left one old 500 ms interval late, while importing NEST)."""
+    cfg = {"run": {"name": "nest_gil", "duration_ms": 20},
+           "spiking_nodes": [{"name": "spiking", "backend": "nest", "regions": [33, 71],
+                              "params": {"network": {"scale": 60}}}],
+           "coordinator": {"heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 300}}
+    r = cosim(cfg, "--no-plots", timeout=300)
+    _ok(r)
+    logs = _logs(r.out)
+    assert "no heartbeat" not in logs and "timeout" not in r.stderr.lower(), logs
+    coord = (r.out / "logs" / "coordinator.log").read_text()
+    assert "but its echo answers: alive, busy" in coord, coord[-2000:]    # its heartbeats were starved indeed
