@@ -133,8 +133,10 @@ def test_a_sweep_folder_that_cannot_be_written_is_one_line_before_any_run(tmp_pa
 def test_a_failing_run_fails_alone_with_its_reason_and_a_rerun_skips_the_completed(tmp_path):
     cfg = _write(tmp_path / "noop.yaml", noop_cfg(duration_ms=30))
     out = tmp_path / "sweep"
+    # one worker (one zygote importing TVB per call, not two): the failed runs share it with the
+    # completed ones, so a failure must not spoil the worker either; 2 workers: tests below
     args = ["sweep", cfg, "--grid", "spiking_nodes.0.params.fail_at_window=null,2", "--seeds", "2",
-            "--workers", "2", "--out", str(out)]
+            "--workers", "1", "--out", str(out)]
     p = _cli(*args)
     assert p.returncode == 1, p.stderr
     assert "2 of 4 runs failed" in p.stderr
