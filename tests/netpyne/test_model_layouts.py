@@ -43,7 +43,7 @@ SHARED_REGIONS = {"tutorial": 33, "srclayout": 71, "rxd_json": 45, "saved": 29, 
 @pytest.fixture(scope="module")
 def shared_run(tmp_path_factory, mech_cache):
     """One run of the slow layouts: each layout's own cosim.yaml node (model path made absolute,
-    its populations moved to its region), named after the layout. Returns (out, before, after,
+    its populations moved to its region, no plot), named after the layout. Returns (out, before, after,
     working folder, completed process): the layouts' folder trees around the run."""
     work = tmp_path_factory.mktemp("layouts")
     before = {lay: tree(MODELS / lay) for lay in SHARED_REGIONS}
@@ -54,6 +54,7 @@ def shared_run(tmp_path_factory, mech_cache):
         mf["path"] = str(MODELS / lay / mf["path"])
         for pop in mf["populations"].values():
             pop["region"] = region
+        node["params"]["record"] = {"plot": False}     # --no-plots is the coordinator's: no raster per node
         nodes.append({**node, "name": lay, "regions": [region]})
     cfg = work / "cfg" / "layouts.yaml"
     cfg.parent.mkdir()
