@@ -47,10 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import free_port, launch_services, load_avg, median, timing, arg_parser  # noqa: E402
 from bench.delay_proxy import DelayProxy  # noqa: E402
 
+# tiny (the bench smoke test): no run without proxies at L = 0 (the "direct" figure, a report line only)
 SIZES = {"tiny": {"latencies_ms": [0, 5], "compute_ms": 2.0, "budget_s": 1.0, "repeats": 1, "lookahead": 4,
-                  "example": False},
+                  "example": False, "direct": False},
          "full": {"latencies_ms": [0, 1, 5, 20, 50], "compute_ms": 2.0, "budget_s": 3.0, "repeats": 3, "lookahead": 4,
-                  "example": True, "example_L": 5.0, "example_ms": 500.0, "example_repeats": 2}}
+                  "example": True, "example_L": 5.0, "example_ms": 500.0, "example_repeats": 2, "direct": True}}
 NOOP_DELAY_STEPS = 16       # the noop connectome's delay: one window of 1.6 ms at m = 1
 
 
@@ -111,7 +112,7 @@ def run(size: str = "full", out: Path | None = None, lookahead: int | None = Non
         for i in range(sz["repeats"]):      # m = 1 and m = M interleaved
             reps.append(remote(noop_config(windows, C), L, out / f"L{L:g}_m1_{i}"))
             reps_m.append(remote(noop_config(windows * M, C, M), L, out / f"L{L:g}_m{M}_{i}"))
-            if L == 0:
+            if L == 0 and sz["direct"]:
                 reps_direct.append(remote(noop_config(windows, C), 0, out / f"direct_{i}", proxies=False))
         per = median(r["per_window_ms"] for r in reps)
         per_m = median(r["per_window_ms"] for r in reps_m)

@@ -96,7 +96,7 @@ def kill_and_resume(cfg: dict, out: Path, victim: str, rng: random.Random, *, af
     summary = json.loads((out / "summary.json").read_text())
     return {"victim": victim, "windows_at_kill": status.get("windows_completed"), "checkpoints": ready,
             "expected_from": expect, "resumed_from": summary.get("resumed_from_window"), "corrupted": corrupted,
-            "resume_s": resume_s, "stderr": p.stderr, "summary": summary}
+            "resume_s": resume_s, "stdout": p.stdout, "stderr": p.stderr, "summary": summary}
 
 
 def assert_equal_results(got: dict, ref: dict) -> None:

@@ -31,8 +31,14 @@ def _drive(n: int, tmp: Path, tag: str, *extra: str) -> dict:
     return dict(np.load(dump))
 
 
-def test_one_vs_two_ranks_identical_spikes(tmp_path):
-    a = _drive(1, tmp_path, "n1")
+@pytest.fixture(scope="module")
+def one_rank(tmp_path_factory) -> dict:
+    """The one-rank run with spikes recorded: the reference of both tests below."""
+    return _drive(1, tmp_path_factory.mktemp("one_rank"), "n1")
+
+
+def test_one_vs_two_ranks_identical_spikes(tmp_path, one_rank):
+    a = one_rank
     b = _drive(2, tmp_path, "n2")
     assert int(a["n_ranks"]) == 1 and int(b["n_ranks"]) == 2      # MPI really started
     assert a["t_ms"].size > 10
@@ -41,9 +47,10 @@ def test_one_vs_two_ranks_identical_spikes(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_ranks_counts_only_matches(tmp_path):
-    """Without spike recording only per-step counts are reduced to rank 0: same rates."""
-    a = _drive(1, tmp_path, "c1", "--set", "record.spikes=false")
+def test_two_ranks_counts_only_matches(tmp_path, one_rank):
+    """Without spike recording only per-step counts are reduced to rank 0: the rates of one rank
+    (which records the spikes: recording does not change the network, and its rates are the same)."""
+    a = one_rank
     b = _drive(2, tmp_path, "c2", "--set", "record.spikes=false")
     assert "t_ms" not in b and a["R_e"].max() > 0
     assert np.array_equal(a["R_e"], b["R_e"])
