@@ -37,10 +37,9 @@ def clean(tmp_path_factory):
 
 class _ProxiedServices(Services):
     def start_all(self) -> Services:
-        """The coordinator first, the nodes once it has bound its ROUTER. Behind the proxy, a node
-        that connects before that sees the proxy accept and close three times (its upstream refuses)
-        and exits with a wrong diagnosis ("the coordinator runs CURVE"; HandshakeWatch, noted for
-        issue 23): seen when a loaded machine started the coordinator seconds after the nodes."""
+        """The coordinator first, the nodes once it has bound its ROUTER (a node that connects
+        before sees the proxy accept and close: it waits, by its register timeout; that it is not
+        taken for a key problem is tests/test_security.py's proxy test)."""
         self.start_coordinator()
         wait_for(lambda: "ROUTER on" in self.log("coordinator") or self.any_exited(), 120, "the coordinator to bind")
         self.start_node("tvb")

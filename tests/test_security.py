@@ -317,3 +317,58 @@ def test_a_node_with_a_wrong_coordinator_key_says_so(tmp_path, procs, case):
         assert f"{node_keys}/coordinator.key) is not the coordinator's" in last[0], last
     assert took < 30, took           # not the register timeout (60 s)
     assert coord.poll() is None      # the coordinator still waits for real nodes
+
+
+@pytest.mark.unit
+def test_a_proxy_that_closes_handshakes_is_not_taken_for_a_key_problem(monkeypatch):
+    """A proxy or port forward whose coordinator is not up accepts and closes every connection:
+    libzmq reports the same closed handshakes as for a wrong coordinator key. Without keys that is
+    never a CURVE problem (the node keeps waiting: start order is free), and the register timeout's
+    message says what was seen; with keys it is blamed on the key only after KEY_SECONDS."""
+    import socket
+    import threading
+    from cosim.runtime.transport import HandshakeWatch
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(50)
+    stop = threading.Event()
+
+    def accept_and_close():
+        ls.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                ls.accept()[0].close()
+            except OSError:
+                pass
+    th = threading.Thread(target=accept_and_close, daemon=True)
+    th.start()
+    ctx = zmq.Context()
+    monkeypatch.setattr(HandshakeWatch, "KEY_SECONDS", 1.5)
+    plain, keyed = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    watches = {}
+    try:
+        address = f"tcp://127.0.0.1:{ls.getsockname()[1]}"
+        pub, sec = zmq.curve_keypair()
+        keyed.curve_publickey, keyed.curve_secretkey, keyed.curve_serverkey = pub, sec, zmq.curve_keypair()[0]
+        watches = {"plain": HandshakeWatch(plain, address), "keyed": HandshakeWatch(keyed, address, curve=object())}
+        plain.connect(address)
+        keyed.connect(address)
+        t0, said = time.monotonic(), {}
+        while time.monotonic() - t0 < 3.0:
+            for name, w in watches.items():
+                if name not in said and (bad := w.problem()):
+                    said[name] = (time.monotonic() - t0, bad)
+            time.sleep(0.05)
+        assert "plain" not in said, said["plain"]
+        assert len(watches["plain"].failed) >= 3 and "closed during the ZMTP handshake" in watches["plain"].hint()
+        took, bad = said["keyed"]
+        assert 1.5 <= took < 3.0 and "coordinator.key) is not the coordinator's" in bad, said
+    finally:
+        for w in watches.values():
+            w.close()
+        plain.close(linger=0)
+        keyed.close(linger=0)
+        stop.set()
+        th.join()
+        ls.close()
+        ctx.term()

@@ -82,6 +82,22 @@ def slack_delay_steps(config: dict[str, Any], weights, idelays) -> int | None:
     return best
 
 
+def window_limit_steps(config: dict[str, Any], weights, idelays) -> tuple[int | None, str]:
+    """The delay (TVB steps) the lag's windows must fit in (PROTOCOL.md §3): the smallest delay
+    crossing between services, or one step less than the smallest delay carrying spikes into a
+    NEEDS_STEP_SLACK service (§4.2) when that is shorter; None when nothing crosses. With it, a note
+    for error messages that says why when the slack set it ('' otherwise). `cosim validate` and the
+    coordinator both ask this function, so they cannot disagree on a window."""
+    from cosim.config.timing import crossing_min_delay_steps
+    groups = [set(int(r) for r in n.get("regions") or []) for n in config.get("spiking_nodes") or []]
+    d = crossing_min_delay_steps(weights, idelays, groups)
+    ds = slack_delay_steps(config, weights, idelays)
+    if d is None or ds is None or ds - 1 >= d:
+        return d, ""
+    return max(ds - 1, 0), (f" (spikes into a NEST service cross a delay of {ds} steps, and NEST needs one step "
+                            "beyond the lag: counted as one step shorter, PROTOCOL.md §4.2)")
+
+
 def mode(config: dict[str, Any]) -> str:
     return str((config.get("run") or {}).get("inter_service") or "auto")
 

@@ -53,7 +53,6 @@ def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) ->
     run.window_ms fit in the smallest integer delay between differently simulated regions
     (m·W <= D, PROTOCOL.md §3): what the coordinator would otherwise refuse only once every
     service has started."""
-    from cosim.config.timing import crossing_min_delay_steps
     con = connectome if connectome is not None else connectome_of(cfg)
     n = con["weights"].shape[0]
     for i, node in enumerate(cfg.spiking_nodes):
@@ -68,17 +67,10 @@ def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) ->
     lag = 1 if cfg.run.lookahead == "auto" else int(cfg.run.lookahead)   # auto picks one that fits
     if cfg.run.window_ms is None and lag == 1:
         return
-    groups = [set(nd.regions) for nd in cfg.spiking_nodes]
-    d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
+    from cosim.config.inter_service import window_limit_steps
+    d, slack = window_limit_steps(cfg.model_dump(mode="json"), con["weights"], con["idelays"])
     if d is None:
         return
-    from cosim.config.inter_service import slack_delay_steps
-    ds = slack_delay_steps(cfg.model_dump(mode="json"), con["weights"], con["idelays"])
-    slack = ""
-    if ds is not None and ds - 1 < d:
-        d = max(ds - 1, 0)             # spikes into NEST: one step of slack (PROTOCOL.md §4.2)
-        slack = (f" (spikes into a NEST service cross a delay of {ds} steps, and NEST needs one step beyond "
-                 "the lag: counted as one step shorter, PROTOCOL.md §4.2)")
     from cosim.config.timing import lag_window_problem
     why = lag_window_problem(cfg.run.window_ms, lag, int(d), cfg.tvb.dt_ms)
     if why:

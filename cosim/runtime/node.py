@@ -89,7 +89,8 @@ class NodeRuntime:
                 raise ConfigError(bad)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise PeerTimeout(f"no {what} from the coordinator at {self.address} within {timeout_ms} ms")
+                raise PeerTimeout(f"no {what} from the coordinator at {self.address} within {timeout_ms} ms"
+                                  + self.handshake.hint())
             msg = self.ch.recv(int(min(left, 0.2) * 1000))
             if msg is None:
                 continue

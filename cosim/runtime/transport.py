@@ -166,16 +166,26 @@ class Channel:
 class HandshakeWatch:
     """Watches a node's connection to the coordinator until its first ZMTP handshake succeeds:
     a TCP connection that the handshake keeps failing is a key or mechanism problem, not a missing
-    coordinator, and `problem()` says which, in words (libzmq reports it only as socket events)."""
+    coordinator, and `problem()` says which, in words (libzmq reports it only as socket events).
+
+    What the events can tell apart (measured, libzmq 4.3): a node without keys facing a CURVE
+    coordinator gets ``PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH`` (decisive); a ZAP refusal is
+    decisive too. A connection closed during the handshake (``HANDSHAKE_FAILED_NO_DETAIL``) is what
+    a wrong coordinator key gives, but also a proxy or port forward whose coordinator is not up yet
+    (it accepts, then closes): without keys that is never a key problem, and with keys it is taken
+    for one only after it has lasted KEY_SECONDS; before, the register timeout governs (start order
+    is free, PROTOCOL.md §8)."""
 
     _EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
     FAILURES = 3        # consecutive failed handshakes (they repeat every reconnect interval, ~0.1 s)
+    KEY_SECONDS = 5.0   # closed handshakes this long, with keys: the coordinator's key is not this one
 
     def __init__(self, sock: zmq.Socket, address: str, curve=None):
         self.sock, self.address, self.curve = sock, address, curve
         self.mon: zmq.Socket | None = sock.get_monitor_socket(self._EVENTS)
         self.failed: list[tuple[int, int]] = []      # (event, value) of each failure since the last success
+        self.first_failure: float | None = None
 
     def problem(self) -> str | None:
         """None while nothing is wrong (or once a handshake succeeded); else the one-line cause."""
@@ -185,29 +195,41 @@ class HandshakeWatch:
         while self.mon.poll(0):
             ev = recv_monitor_message(self.mon)
             if ev["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.failed.clear()
                 self.close()
                 return None
             self.failed.append((ev["event"], ev["value"]))
+            if self.first_failure is None:
+                self.first_failure = time.monotonic()
         where = f"the coordinator at {self.address}"
         auth = [v for e, v in self.failed if e == zmq.EVENT_HANDSHAKE_FAILED_AUTH]
         if auth:            # the coordinator said so (ZAP): decisive at once
             return (f"{where} refused this node's CURVE key (ZAP status {auth[-1]}): its public key is not in the "
                     f"coordinator's keys folder (copy the node's .key file there, or use the keys made by `cosim keys`)")
         mismatch = getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", -1)
-        if not any(v == mismatch for _, v in self.failed) and len(self.failed) < self.FAILURES:
-            return None
-        value = self.failed[-1][1]
-        if any(v == mismatch for _, v in self.failed) or self.curve is None:
+        if any(v == mismatch for _, v in self.failed):
             return (f"{where} uses another security mechanism: " +
                     ("this node has CURVE keys and the coordinator runs without (coordinator.curve: false)"
                      if self.curve is not None else
                      "it runs CURVE (coordinator.curve: true) and this node has no keys (--keys / COSIM_KEYS)"))
-        if self.curve is not None:
+        protocol = [v for e, v in self.failed if e == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL]
+        if len(protocol) >= self.FAILURES:
+            return (f"the ZMTP handshake with {where} fails ({len(protocol)} times, code {protocol[-1]}): "
+                    f"is it a cosim coordinator?")
+        lasted = time.monotonic() - self.first_failure if self.first_failure is not None else 0.0
+        if self.curve is not None and len(self.failed) >= self.FAILURES and lasted >= self.KEY_SECONDS:
             key = getattr(self.curve, "dir", None)
-            return (f"the CURVE handshake with {where} fails ({self.FAILURES} times): the coordinator's public key "
-                    f"this node has ({key}/coordinator.key) is not the coordinator's, or the coordinator runs "
-                    f"without CURVE; copy coordinator.key from the coordinator's keys folder")
-        return f"the ZMTP handshake with {where} fails ({self.FAILURES} times, code {value}): is it a cosim coordinator?"
+            return (f"the CURVE handshake with {where} fails ({len(self.failed)} times in {lasted:.0f} s): the "
+                    f"coordinator's public key this node has ({key}/coordinator.key) is not the coordinator's, or "
+                    f"the coordinator runs without CURVE; copy coordinator.key from the coordinator's keys folder")
+        return None
+
+    def hint(self) -> str:
+        """For a register timeout: what the handshakes showed ('' if nothing failed)."""
+        if not self.failed:
+            return ""
+        return (f"; connections to it were closed during the ZMTP handshake {len(self.failed)} times (a proxy or "
+                f"port forward whose coordinator is not up, or something that is not a cosim coordinator)")
 
     def close(self) -> None:
         if self.mon is not None:

@@ -121,7 +121,6 @@ class SetupMixin(CoordinatorState):
             self.prepare_all()
 
     def prepare_all(self) -> None:
-        from cosim.config.timing import crossing_min_delay_steps
         con = self.connectome
         n = con["weights"].shape[0]
         for i, node in enumerate(self.cfg.spiking_nodes):
@@ -129,18 +128,10 @@ class SetupMixin(CoordinatorState):
             if bad:
                 raise RunFailed(f"spiking_nodes[{i}].regions: region(s) {bad} do not exist "
                                 f"(the connectivity has {n} regions, 0..{n - 1})", 2)
-        groups = [set(nd.regions) for nd in self.cfg.spiking_nodes]
-        groups.insert(0, set(range(n)) - set().union(*groups))
-        d = crossing_min_delay_steps(con["weights"], con["idelays"], groups)
-        from cosim.config.inter_service import slack_delay_steps
-        ds = slack_delay_steps(self.cfg.model_dump(mode="json"), con["weights"], con["idelays"])
-        if d is not None and ds is not None and ds - 1 < d:
-            # spikes into a NEST service need one step of slack (PROTOCOL.md §4.2): windows as if the
-            # smallest crossing delay were one step shorter
-            log.info("coordinator: spikes into a NEST service cross a delay of %d steps: windows fit in %d", ds, ds - 1)
-            d = max(ds - 1, 0)
-        slack = "" if ds is None or d is None or d != max(ds - 1, 0) else \
-            f" (spikes into a NEST service cross a delay of {ds} steps: counted one step shorter, PROTOCOL.md §4.2)"
+        from cosim.config.inter_service import window_limit_steps
+        d, slack = window_limit_steps(self.cfg.model_dump(mode="json"), con["weights"], con["idelays"])
+        if slack:
+            log.info("coordinator: windows fit in %d steps%s", d, slack)
         steps = max(1, round(self.cfg.run.duration_ms / self.tvb_dt_ms))
         if d is None:
             # nothing crosses: any window is causal; ordinary windows keep progress, recording and
