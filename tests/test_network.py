@@ -137,3 +137,38 @@ def test_long_cut_aborts_cleanly(tmp_path):
         assert t_abort - t_cut < HB_MS / 1000 + 1.0
     status = json.loads((tmp_path / "status_coordinator.json").read_text())
     assert not status["completed"]
+
+
+def test_zmtp_heartbeats_close_a_link_that_went_silent(monkeypatch):
+    """Every TCP link of a run carries ZMTP heartbeats (libzmq's PING/PONG): a link cut without a
+    close (the proxy blackholes both ways, as an unplugged cable does) is closed by libzmq after the
+    ZMTP timeout, and the socket reconnects, instead of staying half open for ever (TCP alone never
+    notices). The node's Channel (DEALER) against a ROUTER as the coordinator binds it."""
+    import zmq
+    from zmq.utils.monitor import recv_monitor_message
+    from cosim.runtime import transport
+    monkeypatch.setattr(transport, "ZMTP_IVL_MS", 100)
+    monkeypatch.setattr(transport, "ZMTP_TIMEOUT_MS", 500)
+    ctx = zmq.Context()
+    router = transport.zmtp_heartbeats(ctx.socket(zmq.ROUTER))
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    px = TcpProxy("127.0.0.1", port)
+    px.start()
+    ch = transport.Channel(ctx, f"tcp://127.0.0.1:{px.port}", b"node#1")
+    mon = ch.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
+    try:
+        def next_event(timeout_s):
+            if not mon.poll(int(timeout_s * 1000)):
+                return None
+            return recv_monitor_message(mon)["event"]
+        assert next_event(5) == zmq.EVENT_HANDSHAKE_SUCCEEDED
+        px.cut()
+        t0 = time.monotonic()
+        assert next_event(5) == zmq.EVENT_DISCONNECTED, "the silent link stayed open"
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        px.close()
+        mon.close(linger=0)
+        ch.sock.close(linger=0)
+        router.close(linger=0)
+        ctx.term()

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from typing import TypeVar
 
 import zmq
 
@@ -108,6 +109,24 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
+#: ZMTP heartbeats (ZMTP 3.1 PING/PONG, sent and answered by libzmq's I/O thread, never by Python):
+#: every TCP link of a run carries them, and a link silent this long after a PING is closed, so a
+#: half-open connection (the peer's machine gone, a cut that outlasts the run's own liveness) ends
+#: and reconnects instead of queueing into nothing. The run's liveness is decided above this layer
+#: (heartbeats, echo, window deadline: PROTOCOL.md §8), with timeouts well below ZMTP_TIMEOUT_MS.
+ZMTP_IVL_MS = 1000
+ZMTP_TIMEOUT_MS = 30_000
+_S = TypeVar("_S", bound=zmq.Socket)
+
+
+def zmtp_heartbeats(sock: _S) -> _S:
+    """Turn ZMTP heartbeats on for ``sock`` (before it binds or connects); the socket."""
+    sock.setsockopt(zmq.HEARTBEAT_IVL, ZMTP_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ZMTP_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, ZMTP_TIMEOUT_MS)      # the peer closes too when this side goes silent
+    return sock
+
+
 def routing_id(name: str, token: str) -> bytes:
     """Unique per process, so two processes claiming one name are told apart (§7)."""
     return f"{name}#{token[:12]}".encode()
@@ -118,7 +137,7 @@ class Channel:
 
     def __init__(self, ctx: zmq.Context, address: str, identity: bytes, curve=None,
                  max_bytes: int = codec.DEFAULT_MAX_BYTES):
-        self.sock = ctx.socket(zmq.DEALER)
+        self.sock = zmtp_heartbeats(ctx.socket(zmq.DEALER))
         self.sock.setsockopt(zmq.IDENTITY, identity)
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
@@ -444,7 +463,7 @@ class Echo:
     admits the run's nodes and the coordinator)."""
 
     def __init__(self, ctx: zmq.Context, bind: str, coordinator: str, curve=None):
-        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock = zmtp_heartbeats(ctx.socket(zmq.ROUTER))
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, 4096)       # pings are one empty frame (CURVE handshakes need more)
         self.sock.setsockopt(zmq.RCVHWM, 64)
@@ -533,7 +552,7 @@ class DataPlane:
     def __init__(self, ctx: zmq.Context, bind: str, advertise: str | None, coordinator: str, node: str,
                  curve=None, max_bytes: int = codec.DEFAULT_MAX_BYTES):
         self.ctx, self.node, self.curve, self.max_bytes = ctx, node, curve, max_bytes
-        self.inbox = ctx.socket(zmq.PULL)
+        self.inbox = zmtp_heartbeats(ctx.socket(zmq.PULL))
         self.inbox.setsockopt(zmq.LINGER, 0)
         # bounded (§4.1): at most 64 unread messages per connection; a PULL never drops, a producer that
         # far ahead keeps its DATA in its own queue (SNDHWM 0) until this node reads
@@ -582,7 +601,7 @@ class DataPlane:
         self.limit = max_bytes
 
     def connect(self, consumer: str, address: str, server_key: str | None = None, token: str = "") -> None:
-        s = self.ctx.socket(zmq.PUSH)
+        s = zmtp_heartbeats(self.ctx.socket(zmq.PUSH))
         s.setsockopt(zmq.LINGER, 2000)               # the last window's DATA must leave before exit
         s.setsockopt(zmq.SNDHWM, 0)
         s.setsockopt(zmq.IMMEDIATE, 0)

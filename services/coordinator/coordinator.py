@@ -23,7 +23,7 @@ from cosim.runtime import checkpoint
 from cosim.config import RunConfig, ticks_of
 from cosim.errors import EXIT_INTERRUPTED, ConfigError, RunFailed  # noqa: F401  (RunFailed re-exported)
 from cosim.runtime import transport
-from cosim.runtime.transport import RejectCounter, printable
+from cosim.runtime.transport import RejectCounter, printable, zmtp_heartbeats
 from cosim.proto import codec
 from cosim.proto.messages import Message, MessageType as T, error
 from cosim.services.coordinator.clock import ClockMixin
@@ -117,14 +117,14 @@ class Coordinator(SetupMixin, ClockMixin, LivenessMixin, StatusMixin):
         if getattr(self, "router", None) is not None:    # bound already (cosim.launch.inprocess binds first)
             return
         self.zctx = zmq.Context.instance()
-        self.router = self.zctx.socket(zmq.ROUTER)
+        self.router = zmtp_heartbeats(self.zctx.socket(zmq.ROUTER))
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         # a node reconnecting after a reset connection takes its routing id over at once, even
         # before the coordinator has noticed the old connection is dead (ids carry a per-process token)
         self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.router.setsockopt(zmq.LINGER, 500)
         self.router.setsockopt(zmq.MAXMSGSIZE, self.cc.max_message_bytes)
-        self.pub = self.zctx.socket(zmq.PUB)
+        self.pub = zmtp_heartbeats(self.zctx.socket(zmq.PUB))
         self.pub.setsockopt(zmq.LINGER, 0)
         self.monitors: list[tuple[zmq.Socket, zmq.Socket, str]] = []
         if self.curve is not None:

@@ -8,7 +8,7 @@ import time
 import zmq
 
 from cosim.errors import RunFailed
-from cosim.runtime.transport import network_note, printable
+from cosim.runtime.transport import network_note, printable, zmtp_heartbeats
 from cosim.proto.messages import MessageType as T
 from cosim.services.coordinator.peers import Peer
 from cosim.services.coordinator.state import CoordinatorState
@@ -87,7 +87,7 @@ class LivenessMixin(CoordinatorState):
         self.close_echo(peer)
         if not isinstance(address, str) or not address.startswith(("tcp://", "ipc://")) or len(address) > 256:
             return
-        s = self.zctx.socket(zmq.DEALER)
+        s = zmtp_heartbeats(self.zctx.socket(zmq.DEALER))
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_MS)
         s.setsockopt(zmq.SNDHWM, 4)

@@ -32,11 +32,13 @@ def _run(tmp: Path, tau: float, seed: int) -> tuple[float, float]:
 
 def test_calcium_extrusion_changes_region_rate(tmp_path):
     # two seeds (network and input draws): one 200 ms run of ~100 spiking cells is noisy. Measured
-    # per seed (seeds 1-3): rate 1.29-1.84x and [Ca]i 1.6-2.2x higher with fast extrusion
+    # per seed with the input drawn in model-time order (issue 25; seeds 1-5): rate 1.14-1.93x
+    # higher with fast extrusion, [Ca]i 1.26-1.84x higher with slow; the seeds 2-3 means 1.3x and
+    # 1.4x. Each pair shares its seed, so without an effect of tau both ratios are exactly 1
     fast = [_run(tmp_path, 20.0, seed) for seed in (2, 3)]
     slow = [_run(tmp_path, 400.0, seed) for seed in (2, 3)]
     fast_rate, fast_cai = np.mean(fast, axis=0)
     slow_rate, slow_cai = np.mean(slow, axis=0)
     print(fast, slow)
-    assert slow_cai > 1.5 * fast_cai                 # slower extrusion -> more [Ca]i (recorded, saved)
-    assert fast_rate > 1.25 * slow_rate, (fast, slow)   # -> more KCa -> lower rate
+    assert slow_cai > 1.2 * fast_cai, (fast, slow)     # slower extrusion -> more [Ca]i (recorded, saved)
+    assert fast_rate > 1.1 * slow_rate, (fast, slow)    # -> more KCa -> lower rate
