@@ -250,3 +250,27 @@ def record_fault(kind: str, **data) -> None:
         import json
         with open(path, "a") as f:
             f.write(json.dumps({"fault": kind, **data}) + "\n")
+
+
+def spikes_by_population(out: Path, names) -> dict:
+    """population label (E_71, I_38, ...) -> sorted (t_ms, cell index within the population), over
+    the results files of the spiking nodes `names` of the run in `out`."""
+    from cosim.sdk.spiking_file import population_spikes
+    return {lab: sp for n in names for lab, sp in population_spikes(out / f"{n}.h5").items()}
+
+
+def assert_same_network(one, names_one, two, names_two, regions) -> dict:
+    """Two runs of one config whose regions are grouped into services differently (issue 25):
+    every E and I population fires (> 10 spikes), cell for cell the same spikes, spikes (not rates)
+    between the services, and TVB, which sees the spiking regions through their proxies, computes
+    the same brain. `one`/`two`: run_cosim results; returns the first run's spikes by population."""
+    import h5py
+    a, b = spikes_by_population(one.out, names_one), spikes_by_population(two.out, names_two)
+    assert sorted(a) == sorted(b) == sorted(f"{p}_{r}" for p in "EI" for r in regions)
+    for lab in a:
+        assert len(a[lab]) > 10, f"{lab} nearly silent: {len(a[lab])} spikes"
+        assert a[lab] == b[lab], f"{lab}: {len(a[lab])} spikes on one grouping, {len(b[lab])} on the other"
+    assert "coupled through their rates only" not in two.stderr
+    with h5py.File(one.out / "coordinator.h5", "r") as f1, h5py.File(two.out / "coordinator.h5", "r") as f2:
+        assert np.array_equal(f1["signals/tvb/coupling/R_e"][:], f2["signals/tvb/coupling/R_e"][:])
+    return a

@@ -35,9 +35,9 @@ def listening_ports(pid: int) -> list[int]:
     return ports
 
 
-def _attack(out, got: dict, n_windows: int, curve_keys=None) -> None:
-    from cosim.proto import codec
-    from cosim.proto.messages import Message, MessageType as T
+def _running_spiking_node(out) -> int | None:
+    """The pid of the spiking node of the run writing `out`, once its windows run (coordinator.h5
+    exists); None if that does not happen within 60 s."""
     import yaml
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -45,13 +45,20 @@ def _attack(out, got: dict, n_windows: int, curve_keys=None) -> None:
             router = yaml.safe_load((out / "config.yaml").read_text())["coordinator"]["router"]
             pids = [pid for pid, cmd in cosim_processes(f"--coordinator {router} ") if "--name spiking" in cmd]
             if pids and (out / "coordinator.h5").exists():
-                break
+                return pids[0]
         time.sleep(0.05)
-    else:
+    return None
+
+
+def _attack(out, got: dict, n_windows: int, curve_keys=None) -> None:
+    from cosim.proto import codec
+    from cosim.proto.messages import Message, MessageType as T
+    pid = _running_spiking_node(out)
+    if pid is None:
         return
     ctx = zmq.Context.instance()
     socks = []
-    for port in listening_ports(pids[0]):
+    for port in listening_ports(pid):
         s = ctx.socket(zmq.PUSH)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.SNDHWM, 0)
@@ -153,20 +160,11 @@ def _vm(pid: int) -> dict[str, int]:
 def _flood(out, got: dict, size: int, count: int) -> None:
     """Push `count` DATA of `size` bytes (each well-formed but far larger than this run's windows)
     to every port the running spiking node listens on; note its memory before and after."""
-    import yaml
     from cosim.proto import codec
     from cosim.proto.messages import Message, MessageType as T
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if (out / "config.yaml").exists():
-            router = yaml.safe_load((out / "config.yaml").read_text())["coordinator"]["router"]
-            pids = [pid for pid, cmd in cosim_processes(f"--coordinator {router} ") if "--name spiking" in cmd]
-            if pids and (out / "coordinator.h5").exists():
-                break
-        time.sleep(0.05)
-    else:
+    pid = _running_spiking_node(out)
+    if pid is None:
         return
-    pid = pids[0]
     time.sleep(0.3)
     got["before"] = _vm(pid)
     big = {"coupling/R_e": np.zeros((size // (8 * REGIONS), REGIONS))}

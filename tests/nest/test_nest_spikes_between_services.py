@@ -11,8 +11,9 @@
 The regions (71, 38, 59, 39 of tvb-data's 76) are all connected to each other, 6.6-24.7 ms apart.
 """
 import h5py
-import numpy as np
 import pytest
+
+from harness import assert_same_network, spikes_by_population
 
 pytestmark = [pytest.mark.system, pytest.mark.nest, pytest.mark.netpyne, pytest.mark.tvb, pytest.mark.slow]
 
@@ -29,11 +30,6 @@ def config(groups, backends=None, params=NUMPY, **run):
             "spiking_nodes": [{"name": f"s{i}", "backend": b, "regions": g,
                                "params": {"record": {"plot": False}, **(params if b == "nest" else {})}}
                               for i, (g, b) in enumerate(zip(groups, backends))]}
-
-
-def spikes_by_population(out, names):
-    from cosim.sdk.spiking_file import population_spikes
-    return {lab: sp for n in names for lab, sp in population_spikes(out / f"{n}.h5").items()}
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +55,8 @@ def _log(r, name):
 
 def test_one_nest_service_and_two_give_the_same_spikes(runs):
     (one, n1), (two, n2) = runs["one"], runs["two"]
-    a, b = spikes_by_population(one.out, n1), spikes_by_population(two.out, n2)
-    assert sorted(a) == sorted(b) == sorted(f"{p}_{r}" for p in "EI" for r in REGIONS)
-    for lab in a:
-        assert len(a[lab]) > 10, f"{lab} nearly silent: {len(a[lab])} spikes"
-        assert a[lab] == b[lab], f"{lab}: {len(a[lab])} spikes on one service, {len(b[lab])} on two"
-    assert "coupled through their rates only" not in two.stderr
+    assert_same_network(one, n1, two, n2, REGIONS)
     assert "in on stand-ins" in _log(two, "s0") and "in on stand-ins" in _log(two, "s1")
-    with h5py.File(one.out / "coordinator.h5", "r") as f1, h5py.File(two.out / "coordinator.h5", "r") as f2:
-        assert np.array_equal(f1["signals/tvb/coupling/R_e"][:], f2["signals/tvb/coupling/R_e"][:])
 
 
 def test_rates_between_nest_services_is_another_network_and_is_named(runs):

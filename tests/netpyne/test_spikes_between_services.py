@@ -9,8 +9,9 @@ input by its region index, so nothing random depends on how regions are grouped.
 (71, 38, 59, 39 of tvb-data's 76) are all connected to each other, 6.6-24.7 ms apart.
 """
 import h5py
-import numpy as np
 import pytest
+
+from harness import assert_same_network, spikes_by_population
 
 pytestmark = [pytest.mark.system, pytest.mark.netpyne, pytest.mark.tvb, pytest.mark.slow]
 
@@ -21,12 +22,6 @@ def config(groups, **run):
     return {"run": {"name": "split", "duration_ms": 100.0, "seed": 7, **run},
             "spiking_nodes": [{"name": f"s{i}", "backend": "netpyne", "regions": g,
                                "params": {"record": {"plot": False}}} for i, g in enumerate(groups)]}
-
-
-def spikes_by_population(out, names):
-    """population label (E_71, I_38, ...) -> sorted (t_ms, cell index within the population)."""
-    from cosim.sdk.spiking_file import population_spikes
-    return {lab: sp for n in names for lab, sp in population_spikes(out / f"{n}.h5").items()}
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +42,7 @@ def runs(tmp_path_factory):
 def test_one_service_and_two_give_the_same_spikes(runs, lag):
     """lag _m3: windows a third as long, spikes replayed 3 windows late (delays 3 windows shorter)."""
     (one, n1), (two, n2) = runs["one" + lag], runs["two" + lag]
-    a, b = spikes_by_population(one.out, n1), spikes_by_population(two.out, n2)
-    assert sorted(a) == sorted(b) == sorted(f"{p}_{r}" for p in "EI" for r in REGIONS)
-    for lab in a:
-        assert len(a[lab]) > 10, f"{lab} nearly silent: {len(a[lab])} spikes"
-        assert a[lab] == b[lab], f"{lab}: {len(a[lab])} spikes on one service, {len(b[lab])} on two"
-    assert "coupled through their rates only" not in two.stderr
-    # and TVB, which sees the spiking regions through their proxies, computes the same brain
-    with h5py.File(one.out / "coordinator.h5", "r") as f1, h5py.File(two.out / "coordinator.h5", "r") as f2:
-        assert np.array_equal(f1["signals/tvb/coupling/R_e"][:], f2["signals/tvb/coupling/R_e"][:])
+    assert_same_network(one, n1, two, n2, REGIONS)      # and TVB computes the same brain
 
 
 def test_rates_between_services_is_another_network_and_is_named(runs):
