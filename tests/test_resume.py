@@ -18,14 +18,24 @@ import yaml
 from pathlib import Path
 
 from harness import read_results
-from resumelib import assert_equal_results, kill_and_resume, netpyne_config, resume_config, uninterrupted
+from resumelib import assert_equal_results, kill_and_resume, netpyne_config, resume_config
 
 pytestmark = [pytest.mark.system]
 
 
+def _uninterrupted_warm(cfg: dict, tmp: Path) -> dict:
+    """The uninterrupted run, its services forked from one zygote (conftest.run_warm: TVB, NEURON
+    imported once, not in each service; a forked service computes what a fresh one does): the
+    killed and resumed runs below are fresh processes, compared with it bit for bit."""
+    from conftest import run_warm
+    r = run_warm({"run": cfg}, tmp, "--no-plots")["run"]
+    assert r.code == 0, r.stderr[-3000:]
+    return read_results(r.out)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    return uninterrupted(resume_config(), tmp_path_factory.mktemp("uninterrupted"))
+    return _uninterrupted_warm(resume_config(), tmp_path_factory.mktemp("uninterrupted"))
 
 
 @pytest.mark.tvb
@@ -153,7 +163,7 @@ def test_a_protocol_1_node_is_refused_with_a_clear_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def netpyne_reference(tmp_path_factory):
-    return uninterrupted(netpyne_config(), tmp_path_factory.mktemp("np_uninterrupted"))
+    return _uninterrupted_warm(netpyne_config(), tmp_path_factory.mktemp("np_uninterrupted"))
 
 
 @pytest.mark.slow
