@@ -73,10 +73,10 @@ from cosim.runtime import step_copies
 step_copies.StepCopies.__init__.__defaults__ = (1, 0.0)
 from cosim.proto.messages import MessageType as T
 orig_send = node.Channel.send
-def send(self, msg):
+def send(self, msg, *args, **kwargs):
     if msg.type == T.STEP_DONE and msg.window == 3:
         msg.window = 1000
-    return orig_send(self, msg)
+    return orig_send(self, msg, *args, **kwargs)
 node.Channel.send = send
 from cosim.cli import main
 sys.exit(main(sys.argv[1:]))
