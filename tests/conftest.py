@@ -180,17 +180,19 @@ def run_cosim(cfg: dict, tmp: Path, *args: str, timeout: float = 300, env: dict 
     return Result(p.returncode, p.stdout, p.stderr, out)
 
 
-def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str) -> dict[str, Result]:
+def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300) -> dict[str, Result]:
     """Several `cosim run`s made as `run_cosim` makes one (results in tmp/KEY/out), but in this
     process with every service forked from one zygote (cosim.launch.starters.Warm, what a warm
     sweep uses), so TVB, NEURON and cosim are imported once for all the runs instead of once per
     service per run. The runs are the ordinary ones (cosim.launch.run.start, as `cosim run`; a
     forked service computes what a fresh process computes: tests/test_starters.py); the test CPU
     goes to the simulations. Only `--no-plots` of `cosim run`'s options is understood. Runs one
-    after the other; the zygotes they started are closed (and waited for) before returning."""
+    after the other; the zygotes they started are closed (and waited for) before returning. A run
+    still going after `timeout` s is stopped (SIGTERM to its coordinator: it aborts, exit non-zero)."""
     import argparse
     import contextlib
     import io
+    import threading
 
     from cosim.errors import CosimError
     from cosim.launch import starters
@@ -211,9 +213,12 @@ def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str) -> dict[str, Result]:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:
                     job = start(a, starter=starters.Warm("INFO"))
+                    watchdog = threading.Timer(timeout, job.stop)
+                    watchdog.start()
                     try:
                         print(format_summary(job.supervise()))
                     finally:
+                        watchdog.cancel()
                         job.reap()
                 except CosimError as e:
                     print(f"cosim: {e}", file=sys.stderr)
