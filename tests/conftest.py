@@ -199,6 +199,10 @@ def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300)
     from cosim.launch.run import start
     from cosim.results.report import format_summary
     assert set(args) <= {"--no-plots"}, args
+    # `cosim run` checks a node's model file before any service starts, by loading it in the launcher:
+    # here that would be this process (NEURON, the model's mechanisms): those runs go through run_cosim
+    assert not any("model_file" in (n.get("params") or {}) for c in cfgs.values() for n in c.get("spiking_nodes", [])), \
+        "run_warm: a model_file node is loaded by the launcher (this process); use run_cosim"
     results = {}
     try:
         for key, cfg in cfgs.items():
