@@ -28,7 +28,7 @@ from bench.common import REPO, load_avg  # noqa: E402
 
 ORDER = ["protocol", "overlap", "toolbox", "longrun", "scaling", "distance", "security", "startup"]
 NEEDS_NETPYNE = {"overlap", "toolbox", "scaling"}
-TINY_DEFAULT = ["protocol", "longrun", "distance", "security", "startup"]     # CI: no NEURON builds, ~90 s
+TINY_DEFAULT = ["protocol", "longrun", "distance", "security", "startup"]     # CI: no NEURON builds, ~25 s
 
 
 def machine() -> dict:

@@ -19,7 +19,8 @@ plus, with --fibres, DBS-evoked axon spikes on chosen projections (the parkinson
 Writes OUT/dbs_results.json ({BACKEND: {STATE: {NUCLEUS: {rate_hz: [per seed], beta_power: [per
 seed]}}}}, plus "cortex_dbs_change" per region and "meta") and OUT/dbs_results.png; each run's
 results stay in OUT/runs/BACKEND/ (a cosim sweep per backend: OUT/runs/BACKEND/sweep.nc lists them).
---small: 2 seeds, 20 cells per nucleus, 400 ms (a CI check of the chain).
+--small: 2 seeds, 20 cells per nucleus, 400 ms (a CI check of the chain); --seeds, --n and --duration
+given explicitly win over it (tests/test_virtual_dbs.py: --small --duration 200).
 --standalone netpyne,brian2 adds the spiking network alone on those backends (same seeds and sizes).
 """
 from __future__ import annotations
@@ -244,11 +245,12 @@ def figure(res: dict, labels: list[str], path: Path, backends: list[str]) -> Non
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--small", action="store_true", help="2 seeds, 20 cells per nucleus, 400 ms")
+    ap.add_argument("--small", action="store_true",
+                    help="2 seeds, 20 cells per nucleus, 400 ms (--seeds, --n, --duration given win over it)")
     ap.add_argument("--out", default="results/virtual_dbs")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--n", type=int, default=100, help="cells per nucleus (the fits: 200)")
-    ap.add_argument("--duration", type=float, default=1000.0)
+    ap.add_argument("--seeds", type=int, default=None, help="seeds 1..N (default 5; --small: 2)")
+    ap.add_argument("--n", type=int, default=None, help="cells per nucleus (default 100, the fits: 200; --small: 20)")
+    ap.add_argument("--duration", type=float, default=None, help="ms per run (default 1000; --small: 400)")
     ap.add_argument("--backends", default="netpyne,brian2",
                     help="the spiking side of the co-simulations, comma-separated: netpyne, brian2 (this "
                          "repository's cosim-brian2 plugin)")
@@ -265,8 +267,9 @@ def main(argv=None) -> int:
                          "as '<backend>_standalone' in dbs_results.json")
     ap.add_argument("--tvb", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args(argv)
-    if a.small:
-        a.seeds, a.n, a.duration = 2, 20, 400.0
+    for key, full, small in (("seeds", 5, 2), ("n", 100, 20), ("duration", 1000.0, 400.0)):
+        if getattr(a, key) is None:
+            setattr(a, key, small if a.small else full)
     if any("=" not in s for s in a.tvb):
         print(f"virtual_dbs: --tvb takes KEY=VALUE, not {[s for s in a.tvb if '=' not in s][0]!r}", file=sys.stderr)
         return 2

@@ -180,23 +180,29 @@ def run_cosim(cfg: dict, tmp: Path, *args: str, timeout: float = 300, env: dict 
     return Result(p.returncode, p.stdout, p.stderr, out)
 
 
-def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str) -> dict[str, Result]:
+def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300) -> dict[str, Result]:
     """Several `cosim run`s made as `run_cosim` makes one (results in tmp/KEY/out), but in this
     process with every service forked from one zygote (cosim.launch.starters.Warm, what a warm
     sweep uses), so TVB, NEURON and cosim are imported once for all the runs instead of once per
     service per run. The runs are the ordinary ones (cosim.launch.run.start, as `cosim run`; a
     forked service computes what a fresh process computes: tests/test_starters.py); the test CPU
     goes to the simulations. Only `--no-plots` of `cosim run`'s options is understood. Runs one
-    after the other; the zygotes they started are closed (and waited for) before returning."""
+    after the other; the zygotes they started are closed (and waited for) before returning. A run
+    still going after `timeout` s is stopped (SIGTERM to its coordinator: it aborts, exit non-zero)."""
     import argparse
     import contextlib
     import io
+    import threading
 
     from cosim.errors import CosimError
     from cosim.launch import starters
     from cosim.launch.run import start
     from cosim.results.report import format_summary
     assert set(args) <= {"--no-plots"}, args
+    # `cosim run` checks a node's model file before any service starts, by loading it in the launcher:
+    # here that would be this process (NEURON, the model's mechanisms): those runs go through run_cosim
+    assert not any("model_file" in (n.get("params") or {}) for c in cfgs.values() for n in c.get("spiking_nodes", [])), \
+        "run_warm: a model_file node is loaded by the launcher (this process); use run_cosim"
     results = {}
     try:
         for key, cfg in cfgs.items():
@@ -211,9 +217,12 @@ def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str) -> dict[str, Result]:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:
                     job = start(a, starter=starters.Warm("INFO"))
+                    watchdog = threading.Timer(timeout, job.stop)
+                    watchdog.start()
                     try:
                         print(format_summary(job.supervise()))
                     finally:
+                        watchdog.cancel()
                         job.reap()
                 except CosimError as e:
                     print(f"cosim: {e}", file=sys.stderr)

@@ -73,10 +73,10 @@ from cosim.runtime import step_copies
 step_copies.StepCopies.__init__.__defaults__ = (1, 0.0)
 from cosim.proto.messages import MessageType as T
 orig_send = node.Channel.send
-def send(self, msg):
+def send(self, msg, *args, **kwargs):
     if msg.type == T.STEP_DONE and msg.window == 3:
         msg.window = 1000
-    return orig_send(self, msg)
+    return orig_send(self, msg, *args, **kwargs)
 node.Channel.send = send
 from cosim.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -105,3 +105,25 @@ def test_refused_message_of_a_registered_node_is_named_at_once(tmp_path):
                      timeout_ms=HB_MS)
         print(f"refusal -> abort: {(t_abort - t_refused) * 1000:.0f} ms")
         assert t_abort - t_refused < 1.0, (t_refused, t_abort)     # at once, not after the heartbeat timeout
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("field", ["spiking_nodes[0].regions", "coordinator.watch_regions"])
+def test_services_started_by_hand_refuse_a_region_that_does_not_exist_as_validate_does(tmp_path, field):
+    """Without `cosim run`'s preflight (services started one by one, as on several machines) the
+    coordinator refuses the region once TVB has told it the connectome's size: exit 2, the same
+    words as `cosim validate` (one check, cosim.config.regions)."""
+    cfg = noop_cfg()
+    if field == "coordinator.watch_regions":
+        cfg["coordinator"]["watch_regions"] = [1, 500]
+    else:
+        cfg["spiking_nodes"][0]["regions"] = [3, 500]
+    with Services(cfg, tmp_path) as s:
+        s.start_coordinator()
+        s.start_node("tvb")
+        s.start_node("spiking")
+        codes = s.wait_exit(names=["coordinator"], timeout=60)
+        assert codes["coordinator"] == 2, (codes, s.logs_text())
+        fails = [l for l in s.log("coordinator").splitlines() if l.startswith("cosim: run failed")]
+        assert len(fails) == 1, s.log("coordinator")
+        assert f"{field}: region(s) [500] do not exist (the connectivity has 76 regions, 0..75)" in fails[0], fails

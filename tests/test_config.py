@@ -97,3 +97,19 @@ def test_mpi_placement_does_not_change_the_checkpoint_identity():
     a = parse_config({"spiking_nodes": [node]}).model_dump(mode="json")
     b = parse_config({"spiking_nodes": [{**node, "mpi": {"hosts": ["x", "y"]}}]}).model_dump(mode="json")
     assert config_hash(a) == config_hash(b)
+
+
+@pytest.mark.unit
+def test_region_problem_names_the_field_and_the_regions_that_do_not_exist():
+    """One check for `cosim validate` and the coordinator (a deployment without preflight): the
+    same field and words from both."""
+    from cosim.config.regions import region_problem
+    cfg = parse_config({"spiking_nodes": [{"backend": "noop", "regions": [1, 2]}]}).model_dump(mode="json")
+    assert region_problem(cfg, 76) is None
+    assert region_problem(cfg, 2) == ("spiking_nodes[0].regions", "region(s) [2] do not exist (the connectivity "
+                                                                  "has 2 regions, 0..1)")
+    cfg["coordinator"]["watch_regions"] = [0, 76]
+    assert region_problem(cfg, 76) == ("coordinator.watch_regions", "region(s) [76] do not exist (the connectivity "
+                                                                    "has 76 regions, 0..75)")
+    cfg["coordinator"]["watch_regions"] = [-1]
+    assert region_problem(cfg, 76)[0] == "coordinator.watch_regions"

@@ -14,10 +14,10 @@ EXAMPLES = sorted((REPO / "examples" / "models").glob("*.yaml"))
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.tvb]
 
 
-@pytest.mark.netpyne
-@pytest.mark.nest
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_model_example_runs(cosim, path):
+REGIONS = {"netpyne": 33, "nest": 71}
+
+
+def gallery_config(path: Path) -> dict:
     """One run per model with both backends: region 33 on NetPyNE, region 71 on NEST (two spiking
     services, the example's own node settings on each), so every model is coupled to each backend
     while TVB and the coordinator start once per model, not once per backend."""
@@ -25,11 +25,26 @@ def test_model_example_runs(cosim, path):
     cfg = yaml.safe_load(path.read_text())
     cfg["run"]["duration_ms"] = 30.0
     node = cfg["spiking_nodes"][0]
-    regions = {"netpyne": 33, "nest": 71}
-    cfg["spiking_nodes"] = [{**node, "name": b, "backend": b, "regions": [r]} for b, r in regions.items()]
+    cfg["spiking_nodes"] = [{**node, "name": b, "backend": b, "regions": [r]} for b, r in REGIONS.items()]
     # a machine shared by several test runs can starve a process for seconds during set-up
     cfg["coordinator"] = {"heartbeat_interval_ms": 1000, "heartbeat_timeout_ms": 20000}
-    r = cosim(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    """Every example's run, the services forked from one zygote (conftest.run_warm: TVB, NEURON and
+    cosim imported once for the six runs, not in each service of each run)."""
+    from conftest import run_warm
+    return run_warm({p.stem: gallery_config(p) for p in EXAMPLES}, tmp_path_factory.mktemp("gallery"))
+
+
+@pytest.mark.netpyne
+@pytest.mark.nest
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_model_example_runs(gallery, path):
+    regions = REGIONS
+    r = gallery[path.stem]
     assert r.code == 0, r.stderr[-2000:]
     with h5py.File(r.out / "tvb.h5", "r") as f:
         raw = f["raw"]

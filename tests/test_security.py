@@ -324,6 +324,73 @@ def test_a_node_with_a_wrong_coordinator_key_says_so(tmp_path, procs, case):
 
 
 @pytest.mark.unit
+def test_a_node_refused_in_its_handshake_never_blocks_in_a_send():
+    """A node without keys facing a CURVE coordinator: libzmq ends the connection for good after
+    the mechanism mismatch, and when the DEALER had already taken that connection in, it then has
+    nowhere to put a message. Before: the node hung in its REGISTER send for ever, or its heartbeat
+    thread was still stuck in a send at exit and libzmq aborted the process (`Bad file descriptor
+    (src/signaler.cpp:318)`, exit -6 instead of 2). The order is forced here with a peer that
+    answers with a CURVE server's ZMTP greeting only once the node's socket holds the connection."""
+    import socket
+    import threading
+    from cosim.errors import ConfigError as RuntimeConfigError
+    from cosim.runtime.node import NodeRuntime
+    from cosim.runtime.transport import Heartbeat
+    curve_greeting = (b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\x00")
+                      + b"\x01" + b"\x00" * 31)            # ZMTP 3.0 (RFC 23), as a CURVE server
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    ls.settimeout(10)
+    address = f"tcp://127.0.0.1:{ls.getsockname()[1]}"
+    ctx = zmq.Context()
+    rt = hb = None
+    conns = []
+    try:
+        rt = NodeRuntime("spiking", "spiking", address, make_adapter=lambda cfg: None, register_timeout_ms=60_000)
+        conns.append(ls.accept()[0])
+        assert rt.ch.sock.poll(2000, zmq.POLLOUT)       # the DEALER holds the connection (its pipe)
+        conns[-1].sendall(curve_greeting)
+        t0 = time.monotonic()
+        while not (bad := rt.handshake.problem()):
+            assert time.monotonic() - t0 < 10, "no mechanism mismatch reported"
+            time.sleep(0.01)
+        assert "runs CURVE" in bad
+        outcome: list = []
+        th = threading.Thread(target=lambda: outcome.append(_raised(rt.run)), daemon=True)
+        th.start()
+        th.join(5)
+        assert not th.is_alive(), "the node is stuck in a send"
+        assert isinstance(outcome[0], RuntimeConfigError) and "runs CURVE" in str(outcome[0]), outcome
+        rt = None                       # run() closed its sockets
+        # its heartbeat thread, on a connection ended the same way: stops at once
+        hb = Heartbeat(ctx, address, b"spiking#hb", "spiking", interval_ms=50)
+        hb.start()
+        conns.append(ls.accept()[0])
+        time.sleep(0.3)                 # it has sent heartbeats: its socket holds the connection
+        conns[-1].sendall(curve_greeting)
+        time.sleep(0.5)                 # heartbeats due every 50 ms meanwhile
+        hb.stop()
+        hb.join(2)
+        assert not hb.is_alive(), "the heartbeat thread is stuck in a send"
+        hb = None
+    finally:
+        for c in conns:
+            c.close()
+        ls.close()
+        if rt is None and hb is None:   # else a thread may still be in libzmq: leave the context
+            ctx.term()
+
+
+def _raised(call):
+    try:
+        call()
+    except BaseException as e:  # noqa: BLE001  (the test looks at what it was)
+        return e
+    return None
+
+
+@pytest.mark.unit
 def test_a_proxy_that_closes_handshakes_is_not_taken_for_a_key_problem(monkeypatch):
     """A proxy or port forward whose coordinator is not up accepts and closes every connection:
     libzmq reports the same closed handshakes as for a wrong coordinator key. Without keys that is

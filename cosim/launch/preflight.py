@@ -54,16 +54,10 @@ def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) ->
     (m·W <= D, PROTOCOL.md §3): what the coordinator would otherwise refuse only once every
     service has started."""
     con = connectome if connectome is not None else connectome_of(cfg)
-    n = con["weights"].shape[0]
-    for i, node in enumerate(cfg.spiking_nodes):
-        bad = [r for r in node.regions if r >= n]
-        if bad:
-            raise ConfigError(f"{source}: spiking_nodes[{i}].regions: region(s) {bad} do not exist "
-                              f"(the connectivity has {n} regions, 0..{n - 1})")
-    bad = [r for r in cfg.coordinator.watch_regions if not 0 <= r < n]
-    if bad:
-        raise ConfigError(f"{source}: coordinator.watch_regions: region(s) {bad} do not exist "
-                          f"(the connectivity has {n} regions, 0..{n - 1})")
+    from cosim.config.regions import region_problem
+    bad_region = region_problem(cfg.model_dump(mode="json"), con["weights"].shape[0])
+    if bad_region:
+        raise ConfigError(f"{source}: {bad_region[0]}: {bad_region[1]}")
     lag = 1 if cfg.run.lookahead == "auto" else int(cfg.run.lookahead)   # auto picks one that fits
     if cfg.run.window_ms is None and lag == 1:
         return

@@ -53,6 +53,8 @@ class NodeRuntime:
         self.zctx: zmq.Context = zmq.Context.instance()
         ident = routing_id(name, self.token)
         self.ch = Channel(self.zctx, address, ident, curve)
+        self.ch.blocked = self._cannot_send     # a send that cannot leave ends with the reason why
+        self._registering_until: float | None = None    # the register wait's deadline (a REGISTER that cannot leave)
         self.handshake = HandshakeWatch(self.ch.sock, address, curve)    # wrong keys, said as such
         self.hb = Heartbeat(self.zctx, address, ident, name, curve)
         # the data inbox is bound before REGISTER, so its address travels in CONFIGURED (§4.1)
@@ -78,15 +80,35 @@ class NodeRuntime:
     def _send(self, type_: T, content: dict, window: int | None = None) -> None:
         self.ch.send(Message(type_, content, node=self.name, window=window))
 
+    def _cannot_send(self) -> None:
+        """Asked while a message to the coordinator cannot leave (Channel.SEND_SLICE_MS): raises
+        the reason once there is one (a failed handshake, a lost coordinator, the register wait over)."""
+        self._check_link()
+        if self._registering_until is not None and time.monotonic() > self._registering_until:
+            raise PeerTimeout(f"no CONFIGURE from the coordinator at {self.address} within "
+                              f"{self.register_timeout_ms} ms: REGISTER could not even leave" + self.handshake.hint())
+
+    def _check_link(self) -> None:
+        if self.hb.lost.is_set():
+            raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats{self.hb.why}")
+        bad = self.handshake.problem()
+        if bad:
+            raise ConfigError(bad)
+
+    def _send_best_effort(self, msg: Message, timeout_ms: int | None = None) -> None:
+        """A message sent on the way out (an ERROR that the coordinator also notices by itself when
+        it cannot arrive): waits at most ``timeout_ms`` (one heartbeat interval) for the link to take it."""
+        try:
+            if not self.ch.send(msg, timeout_ms=timeout_ms or self.hb.interval_ms):
+                log.debug("%s: %s could not leave (no connection takes it)", self.name, msg.type.value)
+        except zmq.ZMQError:
+            pass
+
     def _wait(self, wanted: set[T], timeout_ms: int, what: str) -> Message:
         """Next message of a wanted type; ABORT/ERROR raise; heartbeat loss raises."""
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
-            if self.hb.lost.is_set():
-                raise CoordinatorLost(f"coordinator at {self.address} stopped answering heartbeats{self.hb.why}")
-            bad = self.handshake.problem()
-            if bad:
-                raise ConfigError(bad)
+            self._check_link()
             left = deadline - time.monotonic()
             if left <= 0:
                 raise PeerTimeout(f"no {what} from the coordinator at {self.address} within {timeout_ms} ms"
@@ -125,12 +147,13 @@ class NodeRuntime:
             return self._register()
 
     def _register(self) -> Message:
-        self._send(T.REGISTER, {"name": self.name, "role": self.role, "backend": self.backend,
-                                "protocol": PROTOCOL_VERSION, "pid": _pid(), "host": _host(),
-                                "token": self.token})
-        self.hb.start()
-        log.info("%s: registering with %s", self.name, self.address)
+        self._registering_until = time.monotonic() + self.register_timeout_ms / 1000
         try:
+            self._send(T.REGISTER, {"name": self.name, "role": self.role, "backend": self.backend,
+                                    "protocol": PROTOCOL_VERSION, "pid": _pid(), "host": _host(),
+                                    "token": self.token})
+            self.hb.start()
+            log.info("%s: registering with %s", self.name, self.address)
             return self._wait({T.CONFIGURE}, self.register_timeout_ms, "CONFIGURE (is the coordinator running?)")
         except PeerTimeout as e:
             ended = self._ended_run()
@@ -138,6 +161,8 @@ class NodeRuntime:
                 e = type(e)(f"{e}; {ended}")
             e.nothing_written = True        # type: ignore[attr-defined]  # no results of this node: none to keep
             raise e from None
+        finally:
+            self._registering_until = None
 
     def _ended_run(self) -> str:
         """Why no coordinator answers, when this node's results folder (--out / --resume) says: the
@@ -404,8 +429,8 @@ class NodeRuntime:
             if bad:
                 producer, why = bad
                 self._send_copies()
-                self.ch.send(Message(T.ERROR, {"error": "BadInput", "message": why, "producer": producer},
-                                     node=self.name, window=k))
+                self._send_best_effort(Message(T.ERROR, {"error": "BadInput", "message": why, "producer": producer},
+                                               node=self.name, window=k), self.hb.timeout_ms)
                 raise NodeFailed(f"node {self.name!r}: bad input from {producer!r} for window {k}: {why}")
             # before window 0 the node waits for the slowest node's setup: that is not lockstep waiting
             wait_s = time.perf_counter() - t_wait if k > 0 else 0.0
@@ -482,8 +507,10 @@ class NodeRuntime:
         try:
             done = self.copies.take()
             if done is not None:
-                ch.send(done)
-                self.sent.append(done)
+                try:
+                    ch.send(done)
+                finally:        # sent or not: kept until acknowledged, and resent when asked (§8)
+                    self.sent.append(done)
         finally:
             self._copies_lock.release()
 
@@ -503,8 +530,8 @@ class NodeRuntime:
             reason += f" ({traceback_note()})"
         else:
             log.debug("%s: failure while %s", self.name, doing, exc_info=True)
-        self.ch.send(Message(T.ERROR, {"error": kind, "message": f"{doing}: {reason}"},
-                             node=self.name, window=parent.window, parent_id=parent.msg_id))
+        self._send_best_effort(Message(T.ERROR, {"error": kind, "message": f"{doing}: {reason}"},
+                                       node=self.name, window=parent.window, parent_id=parent.msg_id), self.hb.timeout_ms)
         raise NodeFailed(f"node {self.name!r} failed while {doing}: {reason}") from exc
 
     # ------------------------------------------------------------------ whole run
@@ -530,18 +557,17 @@ class NodeRuntime:
             if self.ctx is not None:
                 # best effort (§7): a coordinator that was only stalled reads this when it runs again, and
                 # then knows this node left because of the stall, not by a fault of its own
-                try:
-                    self._send(T.ERROR, {"error": "CoordinatorLost", "message": str(e)[:2000]}, window=self.window)
-                except zmq.ZMQError:
-                    pass
+                self._send_best_effort(Message(T.ERROR, {"error": "CoordinatorLost", "message": str(e)[:2000]},
+                                               node=self.name, window=self.window))
             raise
         except RemoteError as e:
             aborted = f"{type(e).__name__}: {e}".splitlines()[0]
             if self.ctx is not None:
                 # registered: the coordinator refused one of our messages and we stop here; say so at
                 # once, with the reason, rather than leaving it to notice a silent node seconds later
-                self._send(T.ERROR, {"error": "NodeFailure", "message": f"the coordinator refused this node's "
-                                     f"message ({e.kind}: {e.remote_message})"[:2000]}, window=self.window)
+                self._send_best_effort(Message(T.ERROR, {"error": "NodeFailure", "message": f"the coordinator refused "
+                                               f"this node's message ({e.kind}: {e.remote_message})"[:2000]},
+                                               node=self.name, window=self.window), self.hb.timeout_ms)
             raise
         except RunAborted as e:
             aborted = f"{type(e).__name__}: {e}".splitlines()[0]

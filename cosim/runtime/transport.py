@@ -149,16 +149,43 @@ class Channel:
         self.rejects = RejectCounter(identity.decode(errors="replace"))
         self._next_id = 0
         self.last_encode_s = self.last_decode_s = 0.0   # codec time of the last send / recv (timing breakdown)
+        # asked every SEND_SLICE_MS while a send cannot leave; raises to give up (the owner's reason)
+        self.blocked: Callable[[], None] | None = None
 
-    def send(self, msg: Message) -> None:
+    #: A DEALER's send blocks while no connection takes the message: after a failed ZMTP handshake
+    #: (a node without keys facing a CURVE coordinator) libzmq ends the connection for good, and the
+    #: send would block for ever (a node hung, or its heartbeat thread was left in libzmq at exit and
+    #: aborted it). So a send waits in slices, asking ``blocked`` between them.
+    SEND_SLICE_MS = 200
+
+    def send(self, msg: Message, timeout_ms: int | None = None) -> bool:
+        """Send ``msg``. With ``timeout_ms``: False if it could not leave within that time (nothing
+        sent; ``blocked`` is not asked). Without: waits until it leaves, asking ``blocked`` (if set)
+        every SEND_SLICE_MS while it cannot; whatever that raises ends the wait."""
         self._next_id += 1
         msg.msg_id = self._next_id
         t0 = time.perf_counter()
         frames = codec.encode(msg)
         self.last_encode_s = time.perf_counter() - t0
-        self.sock.send_multipart(frames)  # copying is faster than zero-copy for frames < ~64 kB
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        while True:
+            slice_ms = self.SEND_SLICE_MS
+            if deadline is not None:
+                slice_ms = int(max(0.0, min(slice_ms / 1000, deadline - time.monotonic())) * 1000)
+            if self.sock.poll(slice_ms, zmq.POLLOUT):
+                try:        # copying is faster than zero-copy for frames < ~64 kB
+                    self.sock.send_multipart(frames, zmq.NOBLOCK)
+                    break
+                except zmq.Again:
+                    pass
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    return False
+            elif self.blocked is not None:
+                self.blocked()
         if trace is not None:
             trace(self.who, "send", msg.type, msg.window, "coordinator", sum(map(len, frames)))
+        return True
 
     def recv(self, timeout_ms: int) -> Message | None:
         """Next valid message, or None after timeout_ms. Malformed messages are counted and dropped."""
@@ -260,6 +287,10 @@ class HandshakeWatch:
             self.mon = None
 
 
+class SendAbandoned(Exception):
+    """A send given up because its connection takes no messages (Heartbeat._give_up_send)."""
+
+
 class Heartbeat(threading.Thread):
     """Sends HEARTBEAT every interval on its own socket; sets `lost` when replies stop. Before the
     coordinator has answered at all, nothing is lost: the caller's register wait (a node's
@@ -301,6 +332,7 @@ class Heartbeat(threading.Thread):
 
     def run(self) -> None:
         ch = Channel(self.ctx, self.address, self.identity + b"/hb", self.curve)
+        ch.blocked = self._give_up_send     # a late STEP_DONE batch that cannot leave (§4.1)
         sent_at: dict[int, float] = {}
         try:
             next_send = 0.0
@@ -313,8 +345,8 @@ class Heartbeat(threading.Thread):
                     if self.rtts:       # the round trip to the coordinator (run.lookahead: auto uses it)
                         content["rtt_ms"] = min(self.rtts) * 1e3    # queueing and a busy GIL only add
                     m = Message(MessageType.HEARTBEAT, content, node=self.node)
-                    ch.send(m)
-                    sent_at = {m.msg_id: time.perf_counter()}      # only the latest one is timed
+                    if ch.send(m, timeout_ms=min(self.interval_ms, 100)):   # never stuck in libzmq
+                        sent_at = {m.msg_id: time.perf_counter()}      # only the latest one is timed
                     next_send = now + self.interval_ms / 1000
                 wait_ms = min(self.interval_ms, 100)
                 msg = ch.recv(wait_ms)
@@ -354,6 +386,12 @@ class Heartbeat(threading.Thread):
                     return
         finally:
             ch.close()
+
+    def _give_up_send(self) -> None:
+        """This thread must not stay in a send that cannot leave: not once stopped (its socket is
+        closed after), nor past the heartbeat timeout (it would not notice the loss)."""
+        if self._halt.is_set() or (self.answered and time.monotonic() - self.last_reply > self.timeout_ms / 1000):
+            raise SendAbandoned("the heartbeat connection takes no messages")
 
     def stop(self) -> None:
         self._halt.set()

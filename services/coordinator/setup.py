@@ -123,11 +123,10 @@ class SetupMixin(CoordinatorState):
     def prepare_all(self) -> None:
         con = self.connectome
         n = con["weights"].shape[0]
-        for i, node in enumerate(self.cfg.spiking_nodes):
-            bad = [r for r in node.regions if r >= n]
-            if bad:
-                raise RunFailed(f"spiking_nodes[{i}].regions: region(s) {bad} do not exist "
-                                f"(the connectivity has {n} regions, 0..{n - 1})", 2)
+        from cosim.config.regions import region_problem
+        bad_region = region_problem(self.cfg.model_dump(mode="json"), n)
+        if bad_region:
+            raise RunFailed(f"{bad_region[0]}: {bad_region[1]}", 2)
         from cosim.config.inter_service import window_limit_steps
         d, slack = window_limit_steps(self.cfg.model_dump(mode="json"), con["weights"], con["idelays"])
         if slack:
@@ -162,10 +161,6 @@ class SetupMixin(CoordinatorState):
         for nd in self.cfg.spiking_nodes:
             owner.update({r: nd.name for r in nd.regions})
         requires = {p.name: p.requires for p in self.peers.values()}
-        bad = [r for r in self.cc.watch_regions if r not in owner]
-        if bad:
-            raise RunFailed(f"coordinator.watch_regions: region(s) {bad} do not exist "
-                            f"(the connectivity has {n} regions, 0..{n - 1})", 2)
         watch = tuple(r for r in self.cc.watch_regions if owner.get(r) == "tvb")   # spiking ones are published anyway
         if watch:   # the coordinator itself consumes these (PUB telemetry, §6.1); recorded like any signal
             requires[WATCH] = [SignalSpec("state/R_e", watch)]

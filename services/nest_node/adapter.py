@@ -221,6 +221,11 @@ class NestAdapter(NodeAdapter):
                                  stand_ins=self.stand_ins)
         self.stand_in_ids = {q: np.asarray(g.tolist(), dtype=np.int64) for q, g in self.stand_ins.items()}
         self.pops: list[Population] = pops
+        if self.spike_out is not None:      # per population: its column in spikes/E (-1: not sent), first id
+            where = {r: j for j, r in enumerate(self.spike_out.regions)}
+            self._spk_col = np.array([where.get(q.region, -1) if q.label == f"E_{q.region}" else -1
+                                      for q in pops], dtype=np.int64)
+            self._spk_first = np.array([int(q.nodes.tolist()[0]) for q in pops], dtype=np.int64)
         self.rec_prefix = self._place_files(nest, work)
         # the kernel's own count: a user model may set local_num_threads itself (params.local_num_threads
         # is only what cosim set before the model file ran)
@@ -333,11 +338,6 @@ class NestAdapter(NodeAdapter):
         """This window's E spikes of the regions in ``spikes/E`` as events (col, cell, t_ms from the
         window's start), sorted by time, column, cell (PROTOCOL.md §4.2)."""
         assert self.spike_out is not None
-        if not hasattr(self, "_spk_col"):
-            where = {r: j for j, r in enumerate(self.spike_out.regions)}
-            self._spk_col = np.array([where.get(q.region, -1) if q.label == f"E_{q.region}" else -1
-                                      for q in self.pops], dtype=np.int64)
-            self._spk_first = np.array([int(q.nodes.tolist()[0]) for q in self.pops], dtype=np.int64)
         col = self._spk_col[pop] if pop.size else np.zeros(0, dtype=np.int64)
         keep = col >= 0
         if not keep.any():

@@ -34,16 +34,19 @@ def config(groups, backends=None, params=NUMPY, **run):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from conftest import run_cosim
+    """The seven runs, their services forked from one zygote (conftest.run_warm): the imports once."""
+    from conftest import run_warm
     halves = [REGIONS[:2], REGIONS[2:]]
+    cfgs = {"one": config([REGIONS]), "two": config(halves),
+            "rates": config(halves, inter_service="rates"),
+            "mixed": config(halves, ["netpyne", "nest"]),
+            "mixed_rates": config(halves, ["netpyne", "nest"], inter_service="rates"),
+            "near_one": config([NEAR], duration_ms=90.0),
+            "near_two": config([[NEAR[0]], [NEAR[1]]], duration_ms=90.0)}
+    done = run_warm(cfgs, tmp_path_factory.mktemp("split"), "--no-plots")
     out = {}
-    for key, cfg in (("one", config([REGIONS])), ("two", config(halves)),
-                     ("rates", config(halves, inter_service="rates")),
-                     ("mixed", config(halves, ["netpyne", "nest"])),
-                     ("mixed_rates", config(halves, ["netpyne", "nest"], inter_service="rates")),
-                     ("near_one", config([NEAR], duration_ms=90.0)),
-                     ("near_two", config([[NEAR[0]], [NEAR[1]]], duration_ms=90.0))):
-        r = run_cosim(cfg, tmp_path_factory.mktemp(key), "--no-plots")
+    for key, cfg in cfgs.items():
+        r = done[key]
         assert r.code == 0, r.stderr[-2000:]
         out[key] = (r, [n["name"] for n in cfg["spiking_nodes"]])
     return out

@@ -72,7 +72,7 @@ def test_missing_population_is_one_line(cosim, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def _mixed(cosim, tmp_path, tag, silence=None):
+def _mixed(silence=None) -> dict:
     cfg = yaml.safe_load(yaml.safe_dump(MIXED))
     cfg["run"]["duration_ms"] = 120
     cfg["run"]["inter_service"] = "rates"      # the rate coupling checked below (auto: spikes, NetPyNE <-> NEST)
@@ -80,18 +80,18 @@ def _mixed(cosim, tmp_path, tag, silence=None):
         n.setdefault("params", {})["record"] = {"plot": False}
         if n["name"] == silence:
             n["params"]["input"] = {"weight_uS": 0.0}      # no drive at all: the region stays silent
-    r = cosim(cfg, "--no-plots", "--out", str(tmp_path / tag))    # the last --out wins
-    r.out = tmp_path / tag
-    _ok(r)
-    return r.out
+    return cfg
 
 
 @pytest.mark.slow
 @pytest.mark.netpyne
-def test_mixed_run_couples_nest_and_netpyne_both_ways(cosim, tmp_path):
-    base = _mixed(cosim, tmp_path, "base")
-    quiet_nest = _mixed(cosim, tmp_path, "quiet_nest", "nest")
-    quiet_np = _mixed(cosim, tmp_path, "quiet_np", "netpyne")
+def test_mixed_run_couples_nest_and_netpyne_both_ways(tmp_path):
+    from conftest import run_warm        # the three runs' services forked from one zygote: imports once
+    runs = run_warm({"base": _mixed(), "quiet_nest": _mixed("nest"), "quiet_np": _mixed("netpyne")}, tmp_path,
+                    "--no-plots")
+    for r in runs.values():
+        _ok(r)
+    base, quiet_nest, quiet_np = (runs[k].out for k in ("base", "quiet_nest", "quiet_np"))
 
     def node(out, name, key):
         with h5py.File(out / f"{name}.h5") as f:

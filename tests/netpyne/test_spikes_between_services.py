@@ -26,13 +26,17 @@ def config(groups, **run):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from conftest import run_cosim
+    """The five runs, their services forked from one zygote (conftest.run_warm): the imports once."""
+    from conftest import run_warm
+    plan = {"one": ([REGIONS], {}), "two": ([REGIONS[:2], REGIONS[2:]], {}),
+            "rates": ([REGIONS[:2], REGIONS[2:]], {"inter_service": "rates"}),
+            "one_m3": ([REGIONS], {"lookahead": 3}),
+            "two_m3": ([REGIONS[:2], REGIONS[2:]], {"lookahead": 3})}
+    done = run_warm({k: config(g, **run) for k, (g, run) in plan.items()}, tmp_path_factory.mktemp("split"),
+                    "--no-plots")
     out = {}
-    for key, groups, run in (("one", [REGIONS], {}), ("two", [REGIONS[:2], REGIONS[2:]], {}),
-                             ("rates", [REGIONS[:2], REGIONS[2:]], {"inter_service": "rates"}),
-                             ("one_m3", [REGIONS], {"lookahead": 3}),
-                             ("two_m3", [REGIONS[:2], REGIONS[2:]], {"lookahead": 3})):
-        r = run_cosim(config(groups, **run), tmp_path_factory.mktemp(key), "--no-plots")
+    for key, (groups, _) in plan.items():
+        r = done[key]
         assert r.code == 0, r.stderr[-2000:]
         out[key] = (r, [f"s{i}" for i in range(len(groups))])
     return out
