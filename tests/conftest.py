@@ -6,6 +6,7 @@ test runs and fails on the import, so a green CI never hides a missing install s
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import resource
@@ -71,9 +72,21 @@ NEEDS = {
 
 
 def _cpu_s() -> float:
-    """CPU seconds of this process and of every child it has waited for (services, mpiexec ranks)."""
+    """CPU seconds of this process and of every child it has waited for (services, mpiexec ranks),
+    and of the live zygotes of run_cli_warm with the commands they forked and waited for (a zygote
+    is waited for only at the end of the session: its CPU goes to the tests it works for)."""
     return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
+                                                   resource.getrusage(resource.RUSAGE_CHILDREN))) \
+        + sum(_proc_cpu_s(z.proc.pid) for z in _cli_zygotes.values())   # type: ignore[attr-defined]
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """utime + stime + cutime + cstime of a live process (/proc/PID/stat), 0 if it has ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def require(marker: str) -> None:
@@ -235,6 +248,53 @@ def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300)
         for z in zygotes:
             z.close()
     return results
+
+
+_cli_zygotes: dict[tuple, object] = {}
+
+
+def run_cli_warm(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300,
+                 backends: tuple[str, ...] = ("netpyne",)) -> subprocess.CompletedProcess:
+    """`python -m cosim.cli ARGS` as a subprocess runs it (working folder `cwd`, this process's
+    environment plus `env`, stdout and stderr apart, the exit code; after `timeout` s it is killed
+    and subprocess.TimeoutExpired raised, as subprocess.run does), but forked from a zygote
+    (cosim.launch.zygote) that imported cosim's command line, TVB and the `backends`' adapters and
+    simulators once per test process: the child runs cosim.cli as `__main__` (runpy), the command
+    a user types, and nothing but imports ran before it, so it prints and exits as a fresh process
+    does. For commands that load a model file in the launcher (`cosim validate`, `build`, `run`'s
+    check): each fresh one paid 2-3 CPU-s importing NetPyNE and NEURON. `cosim run`'s services
+    are still its own child processes (LocalProcess), fresh as ever."""
+    import signal
+    import tempfile
+    import time
+
+    from cosim.launch import starters
+    from cosim.launch.zygote import Zygote
+    modules = starters.preload_modules(set(backends), {"tvb"}) + ["cosim.launch.run"]
+    key = tuple(modules)
+    z = _cli_zygotes.get(key)
+    if z is None or not z.alive():      # type: ignore[attr-defined]
+        z = _cli_zygotes[key] = Zygote(modules, dict(os.environ), starters.die_with_parent([]))
+    with tempfile.TemporaryDirectory(prefix="cosim-cli-") as d:
+        out, err = Path(d) / "stdout", Path(d) / "stderr"
+        pid = z.fork(list(args), {**os.environ, **(env or {})}, out, err=err, cwd=cwd)   # type: ignore[attr-defined]
+        end = time.monotonic() + timeout
+        while (code := z.poll(pid)) is None:     # type: ignore[attr-defined]
+            if time.monotonic() > end:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                while z.poll(pid) is None:       # type: ignore[attr-defined]
+                    time.sleep(0.05)
+                raise subprocess.TimeoutExpired(["cosim", *args], timeout, out.read_text(), err.read_text())
+            time.sleep(0.02)
+        return subprocess.CompletedProcess(["cosim", *args], code, out.read_text(errors="replace"),
+                                           err.read_text(errors="replace"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for z in _cli_zygotes.values():
+        z.close()                        # type: ignore[attr-defined]
+    _cli_zygotes.clear()
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@ but a YAML mapping (tests/netpyne/models/*/cosim.yaml); each failure kind is one
 from `cosim validate` and from `cosim run`, before any service starts."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -25,8 +22,11 @@ def mech_cache(tmp_path_factory):
 
 
 def cosim(args, cwd, cache, timeout=300):
-    return subprocess.run([sys.executable, "-m", "cosim.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COSIM_NRNMECH_CACHE": str(cache)})
+    """`cosim ARGS` in `cwd`, forked from a zygote that imported NetPyNE, NEURON and TVB once
+    (conftest.run_cli_warm: the real command, its exit code and its stdout/stderr apart): every
+    command here loads a model in the launcher, 2-3 CPU-s of imports each when fresh."""
+    from conftest import run_cli_warm
+    return run_cli_warm(args, cwd, env={"COSIM_NRNMECH_CACHE": str(cache)}, timeout=timeout)
 
 
 def tree(folder: Path) -> set[str]:
