@@ -74,7 +74,7 @@ NEEDS = {
 def _cpu_s() -> float:
     """CPU seconds of this process and of every child it has waited for (services, mpiexec ranks),
     and of the live zygotes of run_cli_warm with the commands they forked and waited for (a zygote
-    is waited for only at the end of the session: its CPU goes to the tests it works for)."""
+    is waited for only after its test module: its CPU goes to the tests it works for)."""
     return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
                                                    resource.getrusage(resource.RUSAGE_CHILDREN))) \
         + sum(_proc_cpu_s(z.proc.pid) for z in _cli_zygotes.values())   # type: ignore[attr-defined]
@@ -267,7 +267,7 @@ def run_cli_warm(args: list[str], cwd: Path, env: dict | None = None, timeout: f
     environment plus `env`, stdout and stderr apart, the exit code; after `timeout` s it is killed
     and subprocess.TimeoutExpired raised, as subprocess.run does), but forked from a zygote
     (cosim.launch.zygote) that imported cosim's command line, TVB and NetPyNE/NEURON once per test
-    process: the child runs cosim.cli as `__main__` (runpy), the command a user types, and nothing
+    module: the child runs cosim.cli as `__main__` (runpy), the command a user types, and nothing
     but imports ran before it, so it prints and exits as a fresh process does. For commands that
     load a model file in the launcher (`cosim validate`, `build`, `run`'s check): each fresh one
     paid 2-3 CPU-s importing NetPyNE and NEURON. `cosim run`'s services are still its own child
@@ -278,8 +278,8 @@ def run_cli_warm(args: list[str], cwd: Path, env: dict | None = None, timeout: f
 def _fork_warm(args: list[str], cwd: Path, env: dict | None, timeout: float,
                module: str | None = None) -> subprocess.CompletedProcess:
     """`python -m MODULE ARGS` (default cosim.cli) forked from this process's warm zygote (started
-    on first use, closed at the end of the session; tests/warmlaunch on its path, not on its
-    children's environment)."""
+    on first use, closed after the test module's last test; tests/warmlaunch on its path, not on
+    its children's environment)."""
     import signal
     import tempfile
     import time
@@ -309,10 +309,21 @@ def _fork_warm(args: list[str], cwd: Path, env: dict | None, timeout: float,
         return subprocess.CompletedProcess(argv, code, out.read_text(errors="replace"), err.read_text(errors="replace"))
 
 
-def pytest_sessionfinish(session, exitstatus):
+def _close_cli_zygotes() -> None:
     for z in _cli_zygotes.values():
         z.close()                        # type: ignore[attr-defined]
     _cli_zygotes.clear()
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """A test module's warm zygote ends with the module (a few hundred MB of TVB and NetPyNE not
+    held for the rest of the session; its CPU goes to the module's tests)."""
+    if _cli_zygotes and (nextitem is None or nextitem.module is not item.module):
+        _close_cli_zygotes()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _close_cli_zygotes()
 
 
 @pytest.fixture
