@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosim.launch import command_lines  # noqa: E402
 from bench.common import PY, arg_parser, env, load_avg, median, write_config  # noqa: E402
 
-# tiny (the bench smoke test): the noop backend (no simulator to import: what is left is cosim's own start-up
-# and TVB's), no NetPyNE floor, floors timed once (full: the best
+# tiny (the bench smoke test): the noop backend (its runs import no simulator and no TVB: what is left is
+# cosim's own start-up; the TVB floor is still timed), no NetPyNE floor, floors timed once (full: the best
 # of 2), no slow-exit run, 2-run sweeps
 SIZES = {"tiny": {"duration_ms": 50, "backend": "noop", "runs": 2, "slow_exit": False, "floor_repeats": 1},
          "full": {"duration_ms": 100, "backend": "netpyne", "runs": 4, "slow_exit": True, "floor_repeats": 2}}

@@ -6,6 +6,7 @@ test runs and fails on the import, so a green CI never hides a missing install s
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import resource
@@ -71,9 +72,21 @@ NEEDS = {
 
 
 def _cpu_s() -> float:
-    """CPU seconds of this process and of every child it has waited for (services, mpiexec ranks)."""
+    """CPU seconds of this process and of every child it has waited for (services, mpiexec ranks),
+    and of the live zygotes of run_cli_warm with the commands they forked and waited for (a zygote
+    is waited for only after its test module: its CPU goes to the tests it works for)."""
     return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
-                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
+                                                   resource.getrusage(resource.RUSAGE_CHILDREN))) \
+        + sum(_proc_cpu_s(z.proc.pid) for z in _cli_zygotes.values())   # type: ignore[attr-defined]
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """utime + stime + cutime + cstime of a live process (/proc/PID/stat), 0 if it has ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def require(marker: str) -> None:
@@ -180,17 +193,23 @@ def run_cosim(cfg: dict, tmp: Path, *args: str, timeout: float = 300, env: dict 
     return Result(p.returncode, p.stdout, p.stderr, out)
 
 
-def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300) -> dict[str, Result]:
-    """Several `cosim run`s made as `run_cosim` makes one (results in tmp/KEY/out), but in this
-    process with every service forked from one zygote (cosim.launch.starters.Warm, what a warm
-    sweep uses), so TVB, NEURON and cosim are imported once for all the runs instead of once per
-    service per run. The runs are the ordinary ones (cosim.launch.run.start, as `cosim run`; a
-    forked service computes what a fresh process computes: tests/test_starters.py); the test CPU
-    goes to the simulations. Only `--no-plots` of `cosim run`'s options is understood. Runs one
-    after the other; the zygotes they started are closed (and waited for) before returning. A run
-    still going after `timeout` s is stopped (SIGTERM to its coordinator: it aborts, exit non-zero)."""
+def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300,
+             env: dict | None = None) -> dict[str, Result]:
+    """Several `cosim run`s made as `run_cosim` makes one (results in tmp/KEY/out), but with every
+    service forked from one zygote (cosim.launch.starters.Warm, what a warm sweep uses), so TVB,
+    NEURON and cosim are imported once for all the runs instead of once per service per run. The
+    runs are the ordinary ones (cosim.launch.run.start, as `cosim run`; a forked service computes
+    what a fresh process computes: tests/test_starters.py); the test CPU goes to the simulations.
+    Only `--no-plots` of `cosim run`'s options is understood. Runs one after the other; the zygotes
+    they started are closed (and waited for) before returning. A run still going after `timeout` s
+    is stopped (SIGTERM to its coordinator: it aborts, exit non-zero).
+
+    The launcher is this process, except for a config with a `model_file` node: `cosim run` checks
+    a model file before any service starts by loading it in the launcher (NEURON, the model's
+    mechanisms), so those runs are launched by a process forked from run_cli_warm's zygote
+    (tests/warmlaunch/warm_run.py, the same launch), working folder tmp/KEY, this process's
+    environment plus `env` (`env` only there)."""
     import argparse
-    import contextlib
     import io
     import threading
 
@@ -199,10 +218,8 @@ def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300)
     from cosim.launch.run import start
     from cosim.results.report import format_summary
     assert set(args) <= {"--no-plots"}, args
-    # `cosim run` checks a node's model file before any service starts, by loading it in the launcher:
-    # here that would be this process (NEURON, the model's mechanisms): those runs go through run_cosim
-    assert not any("model_file" in (n.get("params") or {}) for c in cfgs.values() for n in c.get("spiking_nodes", [])), \
-        "run_warm: a model_file node is loaded by the launcher (this process); use run_cosim"
+    forked = any("model_file" in (n.get("params") or {}) for c in cfgs.values() for n in c.get("spiking_nodes", []))
+    assert forked or not env, "run_warm: env is for the runs launched by a forked process (model_file nodes)"
     results = {}
     try:
         for key, cfg in cfgs.items():
@@ -211,6 +228,11 @@ def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300)
             cfg = {**cfg, "run": {"results_dir": str(d), "progress": False, **cfg.get("run", {})}}
             path = d / "config.yaml"
             path.write_text(yaml.safe_dump(cfg))
+            if forked:
+                p = _fork_warm([str(timeout), str(path), str(d / "out"), *args], d, env, timeout + 60,
+                               module="warm_run")
+                results[key] = Result(p.returncode, p.stdout, p.stderr, d / "out")
+                continue
             a = argparse.Namespace(config=str(path), set=[], out=str(d / "out"), no_plots="--no-plots" in args,
                                    log_level="INFO")
             out, err, code = io.StringIO(), io.StringIO(), 0
@@ -235,6 +257,73 @@ def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300)
         for z in zygotes:
             z.close()
     return results
+
+
+_cli_zygotes: dict[tuple, object] = {}
+
+
+def run_cli_warm(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m cosim.cli ARGS` as a subprocess runs it (working folder `cwd`, this process's
+    environment plus `env`, stdout and stderr apart, the exit code; after `timeout` s it is killed
+    and subprocess.TimeoutExpired raised, as subprocess.run does), but forked from a zygote
+    (cosim.launch.zygote) that imported cosim's command line, TVB and NetPyNE/NEURON once per test
+    module: the child runs cosim.cli as `__main__` (runpy), the command a user types, and nothing
+    but imports ran before it, so it prints and exits as a fresh process does. For commands that
+    load a model file in the launcher (`cosim validate`, `build`, `run`'s check): each fresh one
+    paid 2-3 CPU-s importing NetPyNE and NEURON. `cosim run`'s services are still its own child
+    processes (LocalProcess), fresh as ever."""
+    return _fork_warm(list(args), cwd, env, timeout)
+
+
+def _fork_warm(args: list[str], cwd: Path, env: dict | None, timeout: float,
+               module: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` (default cosim.cli) forked from this process's warm zygote (started
+    on first use, closed after the test module's last test; tests/warmlaunch on its path, not on
+    its children's environment)."""
+    import signal
+    import tempfile
+    import time
+
+    from cosim.launch import starters
+    from cosim.launch.zygote import Zygote
+    modules = starters.preload_modules({"netpyne"}, {"tvb"}) + ["cosim.launch.run", "warm_run"]
+    key = tuple(modules)
+    z = _cli_zygotes.get(key)
+    if z is None or not z.alive():      # type: ignore[attr-defined]
+        path = os.pathsep.join(x for x in (str(REPO / "tests" / "warmlaunch"), os.environ.get("PYTHONPATH")) if x)
+        z = _cli_zygotes[key] = Zygote(modules, {**os.environ, "PYTHONPATH": path}, starters.die_with_parent([]))
+    argv = ["cosim", *args] if module is None else [module, *args]
+    with tempfile.TemporaryDirectory(prefix="cosim-cli-") as d:
+        out, err = Path(d) / "stdout", Path(d) / "stderr"
+        pid = z.fork(list(args), {**os.environ, **(env or {})}, out, err=err, cwd=cwd,   # type: ignore[attr-defined]
+                     module=module)
+        end = time.monotonic() + timeout
+        while (code := z.poll(pid)) is None:     # type: ignore[attr-defined]
+            if time.monotonic() > end:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                while z.poll(pid) is None:       # type: ignore[attr-defined]
+                    time.sleep(0.05)
+                raise subprocess.TimeoutExpired(argv, timeout, out.read_text(), err.read_text())
+            time.sleep(0.02)
+        return subprocess.CompletedProcess(argv, code, out.read_text(errors="replace"), err.read_text(errors="replace"))
+
+
+def _close_cli_zygotes() -> None:
+    for z in _cli_zygotes.values():
+        z.close()                        # type: ignore[attr-defined]
+    _cli_zygotes.clear()
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """A test module's warm zygote ends with the module (a few hundred MB of TVB and NetPyNE not
+    held for the rest of the session; its CPU goes to the module's tests)."""
+    if _cli_zygotes and (nextitem is None or nextitem.module is not item.module):
+        _close_cli_zygotes()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _close_cli_zygotes()
 
 
 @pytest.fixture

@@ -12,8 +12,12 @@ bit for bit, cosim.launch.starters.Warm).
 
 Requests and answers are JSON lines on the zygote's stdin/stdout:
 ``{"op": "fork", "argv": [...], "env": {...}, "log": PATH, "append": false, "listen": [ADDRESS, ...]}``
-→ ``{"pid": N}``; ``{"op": "poll", "pid": N}`` → ``{"code": null | int}`` (negative: killed by that
-signal, as subprocess says); ``{"op": "import", "modules": [...]}`` → ``{"import_s": ..., "failed":
+→ ``{"pid": N}`` (optional ``"err": PATH``: standard error to a file of its own instead of the log;
+``"cwd": DIR``: the child's working folder; so a whole `cosim` command, e.g. `cosim validate`, runs
+forked with its output as a fresh process's: tests/conftest.py run_cli_warm; ``"module": NAME``:
+``python -m NAME ARGS`` instead of ``cosim.cli``, a module the zygote can import);
+``{"op": "poll", "pid": N}`` → ``{"code": null | int}`` (negative: killed by that signal, as
+subprocess says); ``{"op": "import", "modules": [...]}`` → ``{"import_s": ..., "failed":
 [...]}`` (more modules, e.g. the run's TVB model, whose module compiles its numba functions when
 imported). The first line the zygote writes is ``{"ready": true, "import_s": ..., "failed": [...]}``.
 
@@ -86,12 +90,15 @@ def _child(req: dict, fds: dict[str, int], chan: socket.socket | None) -> int:
             pass
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if req.get("append") else os.O_TRUNC)
         fd = os.open(req["log"], flags, 0o644)
+        err = os.open(req["err"], flags, 0o644) if req.get("err") else fd
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        os.close(null)
+        os.dup2(err, 2)
+        for d in {fd, err, null}:
+            os.close(d)
+        if req.get("cwd"):
+            os.chdir(req["cwd"])
         if chan is not None:
             chan.close()
         os.environ.clear()
@@ -102,9 +109,10 @@ def _child(req: dict, fds: dict[str, int], chan: socket.socket | None) -> int:
         import signal as _signal
         faulthandler.register(_signal.SIGUSR1, all_threads=True)   # `kill -USR1 PID`: its stacks in its log
         import runpy
-        sys.argv = ["cosim", *req["argv"]]
+        module = req.get("module") or "cosim.cli"
+        sys.argv = ["cosim" if module == "cosim.cli" else module, *req["argv"]]
         try:
-            runpy.run_module("cosim.cli", run_name="__main__", alter_sys=True)
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
             return 0
         except SystemExit as e:
             return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -196,12 +204,22 @@ class Zygote:
         return json.loads(line)
 
     def fork(self, argv: list[str], env: dict[str, str], log: Path, append: bool = False,
-             listen_fds: dict[str, int] | None = None) -> int:
+             listen_fds: dict[str, int] | None = None, err: Path | None = None, cwd: Path | None = None,
+             module: str | None = None) -> int:
         """Fork a service; `listen_fds` ({address: descriptor}) are listening sockets it gets as
-        COSIM_LISTEN_FDS (the zygote receives copies; the caller keeps and closes its own)."""
+        COSIM_LISTEN_FDS (the zygote receives copies; the caller keeps and closes its own); `err`
+        takes its standard error apart from `log`; `cwd` is its working folder; `module` is run
+        instead of cosim.cli."""
         listen = dict(listen_fds or {})
-        return int(self._ask({"op": "fork", "argv": list(argv), "env": dict(env), "log": str(log),
-                              "append": append, "listen": list(listen)}, list(listen.values()))["pid"])
+        req = {"op": "fork", "argv": list(argv), "env": dict(env), "log": str(log), "append": append,
+               "listen": list(listen)}
+        if err is not None:
+            req["err"] = str(err)
+        if cwd is not None:
+            req["cwd"] = str(cwd)
+        if module is not None:
+            req["module"] = module
+        return int(self._ask(req, list(listen.values()))["pid"])
 
     def preload(self, modules: list[str]) -> dict:
         """Import more modules in the zygote (before the next fork): {"import_s", "failed"}."""

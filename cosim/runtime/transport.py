@@ -287,10 +287,6 @@ class HandshakeWatch:
             self.mon = None
 
 
-class SendAbandoned(Exception):
-    """A send given up because its connection takes no messages (Heartbeat._give_up_send)."""
-
-
 class Heartbeat(threading.Thread):
     """Sends HEARTBEAT every interval on its own socket; sets `lost` when replies stop. Before the
     coordinator has answered at all, nothing is lost: the caller's register wait (a node's
@@ -391,7 +387,8 @@ class Heartbeat(threading.Thread):
         """This thread must not stay in a send that cannot leave: not once stopped (its socket is
         closed after), nor past the heartbeat timeout (it would not notice the loss)."""
         if self._halt.is_set() or (self.answered and time.monotonic() - self.last_reply > self.timeout_ms / 1000):
-            raise SendAbandoned("the heartbeat connection takes no messages")
+            from cosim.errors import PeerLost
+            raise PeerLost(f"the heartbeat connection to the coordinator at {self.address} takes no messages")
 
     def stop(self) -> None:
         self._halt.set()

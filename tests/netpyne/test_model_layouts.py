@@ -3,9 +3,6 @@ but a YAML mapping (tests/netpyne/models/*/cosim.yaml); each failure kind is one
 from `cosim validate` and from `cosim run`, before any service starts."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -25,8 +22,11 @@ def mech_cache(tmp_path_factory):
 
 
 def cosim(args, cwd, cache, timeout=300):
-    return subprocess.run([sys.executable, "-m", "cosim.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COSIM_NRNMECH_CACHE": str(cache)})
+    """`cosim ARGS` in `cwd`, forked from a zygote that imported NetPyNE, NEURON and TVB once
+    (conftest.run_cli_warm: the real command, its exit code and its stdout/stderr apart): every
+    command here loads a model in the launcher, 2-3 CPU-s of imports each when fresh."""
+    from conftest import run_cli_warm
+    return run_cli_warm(args, cwd, env={"COSIM_NRNMECH_CACHE": str(cache)}, timeout=timeout)
 
 
 def tree(folder: Path) -> set[str]:
@@ -34,8 +34,10 @@ def tree(folder: Path) -> set[str]:
 
 
 # The slow layouts run as the services of one `cosim run` (one TVB node, coordinator and launcher
-# for all five: each run alone was ~8 of its ~10 CPU-s start-up), each on a region of its own; the
-# quick layout runs its own cosim.yaml as it is, relative paths and all.
+# for all five: each run alone was ~8 of its ~10 CPU-s start-up), each on a region of its own, every
+# service forked from one zygote (conftest.run_warm: NetPyNE, NEURON and TVB imported once, not
+# once per node); the quick layout runs its own cosim.yaml as it is with `cosim run`, relative
+# paths and all.
 # regions connected in connectivity_76 (37, say, has no links: no drive, no spikes)
 SHARED_REGIONS = {"tutorial": 33, "srclayout": 71, "rxd_json": 45, "saved": 29, "indexed": 42}
 
@@ -44,7 +46,8 @@ SHARED_REGIONS = {"tutorial": 33, "srclayout": 71, "rxd_json": 45, "saved": 29, 
 def shared_run(tmp_path_factory, mech_cache):
     """One run of the slow layouts: each layout's own cosim.yaml node (model path made absolute,
     its populations moved to its region, no plot), named after the layout. Returns (out, before, after,
-    working folder, completed process): the layouts' folder trees around the run."""
+    working folder, result): the layouts' folder trees around the run."""
+    from conftest import run_warm
     work = tmp_path_factory.mktemp("layouts")
     before = {lay: tree(MODELS / lay) for lay in SHARED_REGIONS}
     nodes = []
@@ -56,13 +59,10 @@ def shared_run(tmp_path_factory, mech_cache):
             pop["region"] = region
         node["params"]["record"] = {"plot": False}     # --no-plots is the coordinator's: no raster per node
         nodes.append({**node, "name": lay, "regions": [region]})
-    cfg = work / "cfg" / "layouts.yaml"
-    cfg.parent.mkdir()
-    cfg.write_text(yaml.safe_dump({"run": {"name": "layouts", "duration_ms": 100.0}, "spiking_nodes": nodes}))
-    run = work / "run"
-    run.mkdir()
-    p = cosim(["run", str(cfg), "--out", str(run / "out"), "--no-plots"], run, mech_cache)
-    return run / "out", before, {lay: tree(MODELS / lay) for lay in SHARED_REGIONS}, run, p
+    cfg = {"run": {"name": "layouts", "duration_ms": 100.0}, "spiking_nodes": nodes}
+    # launched from work/run (its working folder, beside its config.yaml), results in work/run/out
+    r = run_warm({"run": cfg}, work, "--no-plots", env={"COSIM_NRNMECH_CACHE": str(mech_cache)})["run"]
+    return r.out, before, {lay: tree(MODELS / lay) for lay in SHARED_REGIONS}, work / "run", r
 
 
 def check_layout(layout: str, out: Path, node: str) -> None:
@@ -87,10 +87,10 @@ def check_layout(layout: str, out: Path, node: str) -> None:
 def test_layout_runs_unchanged(layout, tmp_path, mech_cache, request):
     folder = MODELS / layout
     if layout not in QUICK:
-        out, before, after, work, p = request.getfixturevalue("shared_run")
-        assert p.returncode == 0, p.stderr[-3000:]
+        out, before, after, work, r = request.getfixturevalue("shared_run")
+        assert r.code == 0, r.stderr[-3000:]
         assert after[layout] == before[layout], "the model wrote into its own folder"
-        assert sorted(x.name for x in work.iterdir()) == ["out"], "a model wrote into the working folder"
+        assert sorted(x.name for x in work.iterdir()) == ["config.yaml", "out"], "a model wrote into the working folder"
         check_layout(layout, out, layout)
         return
     before = tree(folder)

@@ -85,12 +85,14 @@ def test_silencing_one_source_changes_only_the_trains_of_its_targets(tmp_path):
 @pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.tvb
-def test_real_run_each_link_carries_tvbs_rate_of_its_source_delayed(cosim):
-    """TVB and NetPyNE as services: every link's rate is the source's R_e as TVB sent it, delayed."""
+def test_real_run_each_link_carries_tvbs_rate_of_its_source_delayed(tmp_path):
+    """TVB and NetPyNE as services: every link's rate is the source's R_e as TVB sent it, delayed.
+    The services are forked from one zygote (conftest.run_warm): TVB and NetPyNE imported once."""
+    from conftest import run_warm
     cfg = {"run": {"duration_ms": 40},
            "spiking_nodes": [{"name": "spiking", "backend": "netpyne", "regions": [33, 71],
                               "params": tiny(input__mode="per_source", input__scale="row_mean")}]}
-    r = cosim(cfg, "--no-plots")
+    r = run_warm({"run": cfg}, tmp_path, "--no-plots")["run"]
     assert r.code == 0, r.stderr[-3000:]
     cols, sent = tvb_sent(r.out)
     with h5py.File(r.out / "spiking.h5") as f:

@@ -1,0 +1,41 @@
+"""`cosim run CONFIG --out OUT [--no-plots]` as conftest.run_warm makes it in the test process
+(cosim.launch.run.start, every service forked from one zygote: cosim.launch.starters.Warm), but in
+a process of its own: ``python -m warm_run TIMEOUT CONFIG OUT [--no-plots]``, forked from
+conftest's warm zygote (which has this folder on its path) for a config with a ``model_file`` node,
+whose check loads the model (NEURON, its mechanisms) in the launcher: here, not in the test
+process. The summary goes to stdout, ``cosim: REASON`` to stderr, the exit code is the run's; a run
+still going after TIMEOUT s is stopped (its coordinator gets SIGTERM: it aborts, exit non-zero)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+
+def main(argv: list[str]) -> int:
+    from cosim.errors import CosimError
+    from cosim.launch import starters
+    from cosim.launch.run import start
+    from cosim.results.report import format_summary
+    timeout, config, out, *rest = argv
+    a = argparse.Namespace(config=config, set=[], out=out, no_plots="--no-plots" in rest, log_level="INFO")
+    try:
+        job = start(a, starter=starters.Warm("INFO"))
+        watchdog = threading.Timer(float(timeout), job.stop)
+        watchdog.start()
+        try:
+            print(format_summary(job.supervise()))
+        finally:
+            watchdog.cancel()
+            job.reap()
+    except CosimError as e:
+        print(f"cosim: {e}", file=sys.stderr)
+        return e.exit_code
+    finally:
+        for z in list(starters._zygotes.values()):
+            z.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
