@@ -21,6 +21,7 @@ import time
 import pytest
 import yaml
 
+from cli_fork import CliZygote
 from psutil_free import cosim_processes
 
 PY = [sys.executable, "-m", "cosim.cli"]
@@ -165,9 +166,19 @@ def _check_refusal(p: subprocess.CompletedProcess, words: list[str]) -> str:
     return lines[0]
 
 
+@pytest.fixture(scope="module")
+def cli():
+    """`cosim validate` forked from a zygote that imported cosim.cli once (tests/cli_fork.py): the
+    ~55 refusals below cost ~0.4 CPU-s of imports each as processes of their own. The two tests
+    after them run `python -m cosim.cli validate` as a process, as a user does."""
+    z = CliZygote()
+    yield z
+    z.close()
+
+
 @pytest.mark.parametrize("name,case,words", _params(STATIC))
-def test_static_mistakes_are_refused_by_validate(tmp_path, name, case, words):
-    p = subprocess.run(PY + ["validate", _write(tmp_path, case)], capture_output=True, text=True, timeout=60)
+def test_static_mistakes_are_refused_by_validate(tmp_path, cli, name, case, words):
+    p = cli.run(["validate", _write(tmp_path, case)], timeout=60)
     _check_refusal(p, words)
 
 

@@ -24,20 +24,56 @@ def tvb_alone(cfg_dict: dict, region_params: dict | None = None) -> tuple[np.nda
     return t, y[:, :, :, 0]          # (T, svar, N)
 
 
+def _exact_cfg(regions: list[int], iext: float | None) -> dict:
+    return {"run": {"name": "exact", "duration_ms": DURATION_MS, "seed": 3},
+            "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": regions,
+                               "params": {"model": {"I_ext": iext}} if iext is not None else {}}]}
+
+
+def _all_spiking_cfg() -> dict:
+    return {"run": {"name": "allspiking", "duration_ms": 200.0, "seed": 3},
+            "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": list(range(76))}]}
+
+
+def _run_key(item) -> str | None:
+    """The run a test of this module reads (None: it makes its own)."""
+    if item.originalname == "test_reference_cosimulation_equals_tvb_alone":
+        return "regions_" + "_".join(map(str, item.callspec.params["regions"]))
+    if item.originalname == "test_a_reference_node_owning_every_region_equals_tvb_alone":
+        return "allspiking"
+    return None
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory):
+    """The runs of the selected tests below, made one after the other as `cosim run --no-plots`
+    makes them, the services forked from one zygote (conftest.run_warm): TVB and cosim imported
+    once for the runs, not in each of their three services (a forked service computes what a
+    fresh process does: tests/test_starters.py). Each is still coordinator + TVB node + reference
+    node as separate processes over ZeroMQ."""
+    from conftest import run_warm
+    cfgs = {}
+    for item in request.session.items:
+        key = _run_key(item) if getattr(item, "module", None) is request.module else None
+        if key == "allspiking":
+            cfgs[key] = _all_spiking_cfg()
+        elif key is not None:
+            cfgs[key] = _exact_cfg(item.callspec.params["regions"], item.callspec.params["iext"])
+    return run_warm(cfgs, tmp_path_factory.mktemp("exact"), "--no-plots")
+
+
 # (regions, the reference node's own I_ext on them or None). With an I_ext of its own the
 # reference node's dynamics differ from TVB's stand-in for those regions, so only correctly timed
 # exchange keeps TVB's regions exact (issue "Reliability II" §3; a too-long window is then a
 # mismatch: test_exactness_inprocess.py::test_too_long_window_is_a_mismatch_when_dynamics_differ)
 @pytest.mark.parametrize("regions,iext", [pytest.param([33, 71], None, marks=pytest.mark.slow), ([3, 41, 40], 0.1)])
-def test_reference_cosimulation_equals_tvb_alone(cosim, regions, iext):
+def test_reference_cosimulation_equals_tvb_alone(runs, request, regions, iext):
     """Through real processes once per kind: the default regions as TVB's stand-in has them, and
     three regions with an I_ext of their own (the strong case). Region sets [0, 1, 40] without and
     [33, 71] with an I_ext of their own were two more runs of this path; region sets and lags are
     covered in-process (test_inprocess_runtime.py, test_exactness_inprocess.py, test_lookahead.py)."""
-    cfg = {"run": {"name": "exact", "duration_ms": DURATION_MS, "seed": 3},
-           "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": regions,
-                              "params": {"model": {"I_ext": iext}} if iext is not None else {}}]}
-    r = cosim(cfg, "--no-plots")
+    cfg = _exact_cfg(regions, iext)
+    r = runs[_run_key(request.node)]
     assert r.code == 0, r.stderr[-2000:]
     region_params = {"I_ext": {rg: iext for rg in regions}} if iext is not None else None
     t, ref = tvb_alone(cfg, region_params)
@@ -73,14 +109,12 @@ def test_reference_cosimulation_equals_tvb_alone(cosim, regions, iext):
 
 
 @pytest.mark.slow         # ~30 s: 76 regions in both nodes
-def test_a_reference_node_owning_every_region_equals_tvb_alone(cosim):
+def test_a_reference_node_owning_every_region_equals_tvb_alone(runs):
     """An all-spiking run (issue 23 regression): the reference node owns all 76 regions, needs no
     one's state, and its file equals TVB alone bit for bit, as does tvb.h5 (every column a proxy
     fed from it). Before: `window 1: missing state/S_e of the other regions`, exit 1."""
-    regions = list(range(76))
-    cfg = {"run": {"name": "allspiking", "duration_ms": 200.0, "seed": 3},
-           "spiking_nodes": [{"name": "spiking", "backend": "reference", "regions": regions}]}
-    r = cosim(cfg, "--no-plots")
+    cfg = _all_spiking_cfg()
+    r = runs["allspiking"]
     assert r.code == 0, r.stderr[-2000:]
     t, ref = tvb_alone(cfg)
     with h5py.File(r.out / "spiking.h5", "r") as f:

@@ -119,7 +119,7 @@ def test_three_namespaces_match_loopback(lab, tmp_path, backend, curve):
 
 
 def test_a_10_s_link_cut_is_reported_as_a_network_loss(lab, tmp_path):
-    """Issue 23: the spiking node's cable is unplugged for 10 s (10 heartbeat timeouts) mid-run. Both
+    """Issue 23: the spiking node's cable is unplugged for up to 10 s (10 heartbeat timeouts) mid-run. Both
     sides see silence; each asks the other's machine for a TCP connection (a frozen process's kernel
     still accepts one, a cut network does not answer) and says it is the network, naming the
     address: the coordinator in the run's failure line, the node in its own. Before: `no heartbeat
@@ -154,7 +154,8 @@ def test_a_10_s_link_cut_is_reported_as_a_network_loss(lab, tmp_path):
         t_coord = time.monotonic() - t_cut
         assert spiking.wait(timeout=max(0.5, 10 - (time.monotonic() - t_cut))) == 1, logs()
     finally:
-        time.sleep(max(0.0, 10 - (time.monotonic() - t_cut)))
+        # plugged back in once both sides have given up (each must within the 10 s, the waits above);
+        # the rest of the 10 s was an idle sleep that nothing observed: both ends had exited
         lab.link_up(2)
     assert tvb.wait(timeout=30) == 1, logs()
     line = next((l for l in (tmp_path / "coordinator.log").read_text().splitlines() if "run failed" in l), "")

@@ -29,10 +29,12 @@ W = 49
 
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory):
-    out = tmp_path_factory.mktemp("clean")
-    with Services(ref_config(DURATION, hb_timeout_ms=HB_MS), out).start_all() as s:
-        assert s.wait_exit(timeout=180) == {"coordinator": 0, "tvb": 0, "spiking": 0}, s.logs_text()
-    return read_results(out)
+    """The run without a proxy, its services forked from a zygote (conftest.run_warm: TVB imported
+    once, not in each service; a forked service computes what a fresh one does)."""
+    from conftest import run_warm
+    r = run_warm({"clean": ref_config(DURATION, hb_timeout_ms=HB_MS)}, tmp_path_factory.mktemp("clean"), "--no-plots")["clean"]
+    assert r.code == 0, r.stderr[-3000:]
+    return read_results(r.out)
 
 
 class _ProxiedServices(Services):

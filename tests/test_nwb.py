@@ -26,12 +26,28 @@ def _export(run_dir, path):
     return path
 
 
+# the config of each test's run: the default example shortened; the reference backend
+RUNS = {"test_default_example_exports_valid_nwb_with_the_same_spikes": {"run": {"duration_ms": 100.0}},
+        "test_reference_run_exports_without_units": {"run": {"duration_ms": 50.0}, "spiking_nodes": [
+            {"name": "spiking", "backend": "reference", "regions": [33, 71]}]}}
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory):
+    """The runs the selected tests export, made as `cosim run --no-plots` makes them, their services
+    forked from one zygote (conftest.run_warm: TVB and NEURON imported once, not in each service of
+    each run; a forked service computes what a fresh one does). What is tested is the export."""
+    from conftest import run_warm
+    wanted = {i.originalname for i in request.session.items if getattr(i, "module", None) is request.module}
+    return run_warm({k: v for k, v in RUNS.items() if k in wanted}, tmp_path_factory.mktemp("runs"), "--no-plots")
+
+
 @pytest.mark.slow
 @pytest.mark.system
 @pytest.mark.netpyne
 @pytest.mark.tvb
-def test_default_example_exports_valid_nwb_with_the_same_spikes(cosim, tmp_path):
-    run = cosim({"run": {"duration_ms": 100.0}}, "--no-plots")      # the default example, shortened
+def test_default_example_exports_valid_nwb_with_the_same_spikes(runs, tmp_path):
+    run = runs["test_default_example_exports_valid_nwb_with_the_same_spikes"]
     assert run.code == 0, run.stderr[-2000:]
     path = _export(run.out, tmp_path / "default.nwb")
     with h5py.File(run.out / "spiking.h5", "r") as f:
@@ -59,9 +75,8 @@ def test_default_example_exports_valid_nwb_with_the_same_spikes(cosim, tmp_path)
 
 @pytest.mark.system
 @pytest.mark.tvb
-def test_reference_run_exports_without_units(cosim, tmp_path):
-    run = cosim({"run": {"duration_ms": 50.0}, "spiking_nodes": [{"name": "spiking", "backend": "reference",
-                                                                   "regions": [33, 71]}]}, "--no-plots")
+def test_reference_run_exports_without_units(runs, tmp_path):
+    run = runs["test_reference_run_exports_without_units"]
     assert run.code == 0, run.stderr[-2000:]
     path = _export(run.out, tmp_path / "ref.nwb")
     with pynwb.NWBHDF5IO(str(path), "r") as io:

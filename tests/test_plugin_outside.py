@@ -108,7 +108,11 @@ def test_mixed_run_with_nest_feeds_the_plugin_the_nest_region_rates(tmp_path):
                {"name": "b2", "backend": "brian2", "regions": [33], "params": {"network": {"n_exc": 40, "n_inh": 12}}},
                {"name": "nest", "backend": "nest", "regions": [34],
                 "params": {"network": {"n_exc": 40, "n_inh": 12}, "input": {"weight_uS": 0.01}}}]}
-    r = run_cosim(cfg, tmp_path, "--no-plots", timeout=300)
+    # made as `cosim run --no-plots` makes it, the services forked from one zygote (conftest.run_warm:
+    # TVB, Brian2 and cosim imported once; a forked service computes what a fresh one does); the
+    # plugin under `cosim run` as processes of their own: test_cosim_run_with_the_plugin
+    from conftest import run_warm
+    r = run_warm({"mixed": cfg}, tmp_path, "--no-plots")["mixed"]
     assert r.code == 0, r.stderr[-3000:]
     with h5py.File(r.out / "coordinator.h5", "r") as c:
         tvb = c["signals/tvb/coupling/R_e"]

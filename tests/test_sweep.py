@@ -169,7 +169,9 @@ def test_a_failing_run_fails_alone_with_its_reason_and_a_rerun_skips_the_complet
 @pytest.mark.dask
 @pytest.mark.slow
 def test_a_sweep_stopped_half_way_completes_only_the_missing_runs_when_run_again(tmp_path):
-    cfg = _write(tmp_path / "noop.yaml", noop_cfg(duration_ms=100, step_sleep_ms=30))
+    # 62 windows of 10 ms (~0.6 s) per run: after the first completed run the SIGTERM (polled every
+    # 20 ms) has 3 runs' time to land before the sweep ends (was 30 ms a window: 7.5 s of sleep)
+    cfg = _write(tmp_path / "noop.yaml", noop_cfg(duration_ms=100, step_sleep_ms=10))
     out = tmp_path / "sweep"
     args = [sys.executable, "-m", "cosim.cli", "sweep", cfg, "--seeds", "4", "--workers", "1", "--out", str(out)]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -35,12 +35,25 @@ def spikes(out):
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory):
+def warm(request, tmp_path_factory):
+    """The runs of cfg() without plots (and, when the silencing test is selected, of its silenced
+    config), the services forked from one zygote (conftest.run_warm: TVB, NEURON and NetPyNE
+    imported once, not in each service of each run; a forked service computes what a fresh one
+    does). The run of the reproducibility check and the MPI run stay fresh processes."""
+    from conftest import run_warm
+    cfgs = {"plain": cfg()}
+    if any(getattr(i, "module", None) is request.module and i.originalname == "test_silencing_the_input_lowers_the_proxy_rate"
+           for i in request.session.items):
+        cfgs["off"] = cfg(input={"weight_uS": 0.0})
+    return run_warm(cfgs, tmp_path_factory.mktemp("warm"), "--no-plots")
+
+
+@pytest.fixture(scope="module")
+def plain(warm):
     """One run of cfg() without plots, shared: the second run of the reproducibility check, the
     one-rank run of the MPI check and the driven run of the silencing check (the same config and
     seed each time, so one run serves all three)."""
-    from conftest import run_cosim
-    r = run_cosim(cfg(), tmp_path_factory.mktemp("plain"), "--no-plots")
+    r = warm["plain"]
     assert r.code == 0, r.stderr[-2000:]
     return r
 
@@ -76,11 +89,8 @@ def test_two_mpi_ranks_exchange_the_same_as_one(tmp_path, plain):
 
 
 @pytest.mark.slow
-def test_silencing_the_input_lowers_the_proxy_rate(tmp_path, plain):
-    from conftest import run_cosim
-    (tmp_path / "off").mkdir()
-    on = plain
-    off = run_cosim(cfg(input={"weight_uS": 0.0}), tmp_path / "off", "--no-plots")
+def test_silencing_the_input_lowers_the_proxy_rate(warm, plain):
+    on, off = plain, warm["off"]
     assert off.code == 0, off.stderr[-1500:]
     r_on, r_off = exchanged(on.out)["R_e"], exchanged(off.out)["R_e"]
     assert r_off.mean() < 0.5 * r_on.mean(), (r_on.mean(), r_off.mean())
