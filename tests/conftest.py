@@ -262,7 +262,8 @@ def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300,
 _cli_zygotes: dict[tuple, object] = {}
 
 
-def run_cli_warm(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli_warm(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300,
+                 preload: tuple[str, ...] | None = None) -> subprocess.CompletedProcess:
     """`python -m cosim.cli ARGS` as a subprocess runs it (working folder `cwd`, this process's
     environment plus `env`, stdout and stderr apart, the exit code; after `timeout` s it is killed
     and subprocess.TimeoutExpired raised, as subprocess.run does), but forked from a zygote
@@ -271,12 +272,14 @@ def run_cli_warm(args: list[str], cwd: Path, env: dict | None = None, timeout: f
     but imports ran before it, so it prints and exits as a fresh process does. For commands that
     load a model file in the launcher (`cosim validate`, `build`, `run`'s check): each fresh one
     paid 2-3 CPU-s importing NetPyNE and NEURON. `cosim run`'s services are still its own child
-    processes (LocalProcess), fresh as ever."""
-    return _fork_warm(list(args), cwd, env, timeout)
+    processes (LocalProcess), fresh as ever. `preload`: the zygote's modules instead (e.g.
+    ``("cosim.cli.commands",)`` for dozens of `cosim validate` refusals of noop configs: a lighter
+    zygote costs less than the imports it saves there)."""
+    return _fork_warm(list(args), cwd, env, timeout, preload=preload)
 
 
 def _fork_warm(args: list[str], cwd: Path, env: dict | None, timeout: float,
-               module: str | None = None) -> subprocess.CompletedProcess:
+               module: str | None = None, preload: tuple[str, ...] | None = None) -> subprocess.CompletedProcess:
     """`python -m MODULE ARGS` (default cosim.cli) forked from this process's warm zygote (started
     on first use, closed after the test module's last test; tests/warmlaunch on its path, not on
     its children's environment)."""
@@ -286,7 +289,7 @@ def _fork_warm(args: list[str], cwd: Path, env: dict | None, timeout: float,
 
     from cosim.launch import starters
     from cosim.launch.zygote import Zygote
-    modules = starters.preload_modules({"netpyne"}, {"tvb"}) + ["cosim.launch.run", "warm_run"]
+    modules = list(preload) if preload else starters.preload_modules({"netpyne"}, {"tvb"}) + ["cosim.launch.run", "warm_run"]
     key = tuple(modules)
     z = _cli_zygotes.get(key)
     if z is None or not z.alive():      # type: ignore[attr-defined]

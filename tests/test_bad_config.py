@@ -20,8 +20,8 @@ import time
 
 import pytest
 import yaml
+from pathlib import Path
 
-from cli_fork import CliZygote
 from psutil_free import cosim_processes
 
 PY = [sys.executable, "-m", "cosim.cli"]
@@ -168,17 +168,17 @@ def _check_refusal(p: subprocess.CompletedProcess, words: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def cli():
-    """`cosim validate` forked from a zygote that imported cosim.cli once (tests/cli_fork.py): the
-    ~55 refusals below cost ~0.4 CPU-s of imports each as processes of their own. The two tests
-    after them run `python -m cosim.cli validate` as a process, as a user does."""
-    z = CliZygote()
-    yield z
-    z.close()
+    """`cosim validate` forked from a zygote that imported cosim.cli once (conftest.run_cli_warm,
+    closed after the module's last test): the ~55 refusals below cost ~0.4 CPU-s of imports each as
+    processes of their own. The two tests after them run `python -m cosim.cli validate` as a
+    process, as a user does."""
+    from conftest import run_cli_warm
+    yield lambda args, timeout=120: run_cli_warm(args, Path.cwd(), timeout=timeout, preload=("cosim.cli.commands",))
 
 
 @pytest.mark.parametrize("name,case,words", _params(STATIC))
 def test_static_mistakes_are_refused_by_validate(tmp_path, cli, name, case, words):
-    p = cli.run(["validate", _write(tmp_path, case)], timeout=60)
+    p = cli(["validate", _write(tmp_path, case)], timeout=60)
     _check_refusal(p, words)
 
 

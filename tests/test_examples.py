@@ -29,12 +29,11 @@ def _examples() -> list:
 @pytest.fixture(scope="module")
 def cli():
     """`cosim validate` forked from a zygote that imported cosim.cli and TVB's connectivity once
-    (tests/cli_fork.py): ~1.5 CPU-s of imports less per example. default.yaml is validated by
+    (conftest.run_cli_warm): ~1.5 CPU-s of imports less per example. default.yaml is validated by
     `python -m cosim.cli validate` as a process of its own, as a user does."""
-    from cli_fork import CliZygote
-    z = CliZygote(("cosim.cli.commands", "tvb.datatypes.connectivity"))
-    yield z
-    z.close()
+    from conftest import run_cli_warm
+    yield lambda args, cwd, timeout=180: run_cli_warm(args, cwd, timeout=timeout,
+                                                      preload=("cosim.cli.commands", "tvb.datatypes.connectivity"))
 
 
 @pytest.mark.parametrize("path", _examples())
@@ -43,6 +42,6 @@ def test_example_validates(path, tmp_path, request):
         p = subprocess.run(command_lines.cosim_cmd() + ["validate", str(path)], capture_output=True, text=True,
                            timeout=180, cwd=tmp_path)
     else:
-        p = request.getfixturevalue("cli").run(["validate", str(path)], cwd=tmp_path, timeout=180)
+        p = request.getfixturevalue("cli")(["validate", str(path)], cwd=tmp_path, timeout=180)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip().endswith(")") and ": ok (" in p.stdout
