@@ -209,14 +209,12 @@ def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300,
     mechanisms), so those runs are launched by a process forked from run_cli_warm's zygote
     (tests/warmlaunch/warm_run.py, the same launch), working folder tmp/KEY, this process's
     environment plus `env` (`env` only there)."""
-    import argparse
     import io
-    import threading
 
-    from cosim.errors import CosimError
     from cosim.launch import starters
-    from cosim.launch.run import start
-    from cosim.results.report import format_summary
+    if str(REPO / "tests" / "warmlaunch") not in sys.path:
+        sys.path.insert(0, str(REPO / "tests" / "warmlaunch"))
+    import warm_run
     assert set(args) <= {"--no-plots"}, args
     forked = any("model_file" in (n.get("params") or {}) for c in cfgs.values() for n in c.get("spiking_nodes", []))
     assert forked or not env, "run_warm: env is for the runs launched by a forked process (model_file nodes)"
@@ -233,22 +231,9 @@ def run_warm(cfgs: dict[str, dict], tmp: Path, *args: str, timeout: float = 300,
                                module="warm_run")
                 results[key] = Result(p.returncode, p.stdout, p.stderr, d / "out")
                 continue
-            a = argparse.Namespace(config=str(path), set=[], out=str(d / "out"), no_plots="--no-plots" in args,
-                                   log_level="INFO")
-            out, err, code = io.StringIO(), io.StringIO(), 0
+            out, err = io.StringIO(), io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                try:
-                    job = start(a, starter=starters.Warm("INFO"))
-                    watchdog = threading.Timer(timeout, job.stop)
-                    watchdog.start()
-                    try:
-                        print(format_summary(job.supervise()))
-                    finally:
-                        watchdog.cancel()
-                        job.reap()
-                except CosimError as e:
-                    print(f"cosim: {e}", file=sys.stderr)
-                    code = e.exit_code
+                code = warm_run.run(str(path), str(d / "out"), "--no-plots" in args, timeout)
             results[key] = Result(code, out.getvalue(), err.getvalue(), d / "out")
     finally:
         with starters._zygotes_lock:

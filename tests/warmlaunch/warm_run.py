@@ -12,16 +12,18 @@ import sys
 import threading
 
 
-def main(argv: list[str]) -> int:
+def run(config: str, out: str, no_plots: bool, timeout: float) -> int:
+    """One run as `cosim run` makes it, services forked from this process's zygote: the summary
+    to stdout, ``cosim: REASON`` to stderr; the exit code. Also conftest.run_warm's, in the test
+    process (the zygotes it started are the caller's to close)."""
     from cosim.errors import CosimError
     from cosim.launch import starters
     from cosim.launch.run import start
     from cosim.results.report import format_summary
-    timeout, config, out, *rest = argv
-    a = argparse.Namespace(config=config, set=[], out=out, no_plots="--no-plots" in rest, log_level="INFO")
+    a = argparse.Namespace(config=config, set=[], out=out, no_plots=no_plots, log_level="INFO")
     try:
         job = start(a, starter=starters.Warm("INFO"))
-        watchdog = threading.Timer(float(timeout), job.stop)
+        watchdog = threading.Timer(timeout, job.stop)
         watchdog.start()
         try:
             print(format_summary(job.supervise()))
@@ -31,10 +33,17 @@ def main(argv: list[str]) -> int:
     except CosimError as e:
         print(f"cosim: {e}", file=sys.stderr)
         return e.exit_code
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    from cosim.launch import starters
+    timeout, config, out, *rest = argv
+    try:
+        return run(config, out, "--no-plots" in rest, float(timeout))
     finally:
         for z in list(starters._zygotes.values()):
             z.close()
-    return 0
 
 
 if __name__ == "__main__":
