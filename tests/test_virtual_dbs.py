@@ -15,11 +15,66 @@ NUCLEI = ["GPe", "GPi", "STN", "dSN", "iSN", "Thal"]
 STATES = ["healthy", "parkinson", "parkinson_dbs"]
 
 
-def _standalone(backend: str, *args: str) -> dict:
-    p = subprocess.run([sys.executable, str(REPO / f"examples/virtual_dbs/standalone_{backend}.py"), *args],
+# One process per backend for several standalone runs: it imports what the script imports (Brian2
+# through the plugin's loader, or NEURON and NetPyNE: 2-3 CPU-s a fresh process pays each time), then
+# forks one child per run that executes the script as `__main__` (runpy), so each run starts from
+# a process in which nothing but imports has run, as a fresh one does (the product's zygote,
+# cosim.launch.zygote, rests on the same; checked when this was written: a forked run's JSON is
+# a fresh process's but for wall_s, on both backends). The runs go one after the other; a child's stdout
+# goes to a file of its own, its last line (the script's JSON) is printed for it.
+_FORKED = r"""
+import json, os, runpy, sys, tempfile, traceback
+script, preload, runs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+exec(preload)
+for argv in runs:
+    with tempfile.TemporaryFile() as out:
+        sys.stdout.flush(); sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.dup2(out.fileno(), 1)
+                sys.argv = [script, *argv]
+                runpy.run_path(script, run_name="__main__")
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush(); sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"run {argv} failed: exit {os.waitstatus_to_exitcode(status)}")
+        out.seek(0)
+        print(out.read().decode().strip().splitlines()[-1], flush=True)
+"""
+_PRELOAD = {
+    "brian2": "sys.path[:0] = [HERE, HERE + '/../plugins/cosim-brian2']\n"
+              "from cosim_brian2._compat import import_brian2; import_brian2()\n"
+              "import analysis, bg_brian2, dbs_params, cosim.sdk.stimulus",
+    "netpyne": "sys.path[:0] = [HERE]\n"
+               "import neuron; from netpyne import sim; import analysis, bg_network, dbs_params, cosim.sdk.stimulus",
+}
+
+
+def _forked_json(backend: str, *runs: list[str]) -> list[dict]:
+    """standalone_BACKEND.py with each of `runs` (its arguments) forked from one warm process: the
+    JSON each run printed."""
+    here = str(REPO / "examples/virtual_dbs")
+    p = subprocess.run([sys.executable, "-c", _FORKED, f"{here}/standalone_{backend}.py",
+                        f"HERE = {here!r}\n" + _PRELOAD[backend], json.dumps([list(r) for r in runs])],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
-    return {k: v["rate_hz"] for k, v in json.loads(p.stdout.strip().splitlines()[-1])["nuclei"].items()}
+    lines = p.stdout.strip().splitlines()[-len(runs):]
+    assert len(lines) == len(runs), p.stdout[-2000:]
+    return [json.loads(ln) for ln in lines]
+
+
+def _standalone_forked(backend: str, *runs: list[str]) -> list[dict]:
+    """Each run's rate per nucleus (_forked_json)."""
+    return [{k: v["rate_hz"] for k, v in r["nuclei"].items()} for r in _forked_json(backend, *runs)]
 
 
 @pytest.mark.unit
@@ -61,8 +116,7 @@ def test_no_noise_runs_the_model_as_the_toolbox_does():
     30.6 Hz): noise off, the model's cortex (identical cells, constant drive 7) fires at 16 Hz and
     STN some 4 Hz above its rate with the noise (docs/science.md, 'The study's own spiking model')."""
     common = ["healthy", "3", "--n", "100", "--duration", "1500"]
-    on = _standalone("brian2", *common)
-    off = _standalone("brian2", *common, "--no-noise")
+    on, off = _standalone_forked("brian2", common, [*common, "--no-noise"])
     assert abs(off["CxE"] - 16.0) < 0.5, off["CxE"]
     assert abs(on["CxE"] - 16.0) > 2.0, on["CxE"]        # the noise (sd 10 in the cortex) moves it
     assert off["STN"] > on["STN"] + 2.0, (on["STN"], off["STN"])
@@ -77,13 +131,14 @@ def test_dbs_fibre_activation_reaches_its_targets():
     parkinson + fibres only, no somatic current): GPe->STN fibres inhibit STN, pallidothalamic
     (passing) fibres silence the thalamus far more than anything else does."""
     common = ["--n", "40", "--duration", "800"]
+    fibres = ["parkinson_dbs", "3", *common, "--amp", "0", "--fibres"]
     for backend in ("brian2", "netpyne"):
-        pd = _standalone(backend, "parkinson", "3", *common)
-        aff = _standalone(backend, "parkinson_dbs", "3", *common, "--amp", "0", "--fibres", "gpe_stn")
+        pd, aff, *rest = _standalone_forked(backend, ["parkinson", "3", *common], [*fibres, "gpe_stn"],
+                                            *([[*fibres, "passing"]] if backend == "brian2" else []))
         assert aff["STN"] < pd["STN"] - 4.0, (backend, pd["STN"], aff["STN"])
         assert abs(aff["CxE"] - pd["CxE"]) < 0.5          # the model's cortex hears none of it
         if backend == "brian2":
-            pas = _standalone(backend, "parkinson_dbs", "3", *common, "--amp", "0", "--fibres", "passing")
+            (pas,) = rest
             assert pas["Thal"] < 0.5 * pd["Thal"], (pd["Thal"], pas["Thal"])
             assert abs(pas["STN"] - pd["STN"]) < 3.0      # STN is upstream of GPi-Thal: barely moved
 
