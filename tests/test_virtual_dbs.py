@@ -15,66 +15,12 @@ NUCLEI = ["GPe", "GPi", "STN", "dSN", "iSN", "Thal"]
 STATES = ["healthy", "parkinson", "parkinson_dbs"]
 
 
-# One process per backend for several standalone runs: it imports what the script imports (Brian2
-# through the plugin's loader, or NEURON and NetPyNE: 2-3 CPU-s a fresh process pays each time), then
-# forks one child per run that executes the script as `__main__` (runpy), so each run starts from
-# a process in which nothing but imports has run, as a fresh one does (the product's zygote,
-# cosim.launch.zygote, rests on the same; checked when this was written: a forked run's JSON is
-# a fresh process's but for wall_s, on both backends). The runs go one after the other; a child's stdout
-# goes to a file of its own, its last line (the script's JSON) is printed for it.
-_FORKED = r"""
-import json, os, runpy, sys, tempfile, traceback
-script, preload, runs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-exec(preload)
-for argv in runs:
-    with tempfile.TemporaryFile() as out:
-        sys.stdout.flush(); sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.dup2(out.fileno(), 1)
-                sys.argv = [script, *argv]
-                runpy.run_path(script, run_name="__main__")
-                code = 0
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else 1
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush(); sys.stderr.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"run {argv} failed: exit {os.waitstatus_to_exitcode(status)}")
-        out.seek(0)
-        print(out.read().decode().strip().splitlines()[-1], flush=True)
-"""
-_PRELOAD = {
-    "brian2": "sys.path[:0] = [HERE, HERE + '/../plugins/cosim-brian2']\n"
-              "from cosim_brian2._compat import import_brian2; import_brian2()\n"
-              "import analysis, bg_brian2, dbs_params, cosim.sdk.stimulus",
-    "netpyne": "sys.path[:0] = [HERE]\n"
-               "import neuron; from netpyne import sim; import analysis, bg_network, dbs_params, cosim.sdk.stimulus",
-}
-
-
-def _forked_json(backend: str, *runs: list[str]) -> list[dict]:
-    """standalone_BACKEND.py with each of `runs` (its arguments) forked from one warm process: the
-    JSON each run printed."""
-    here = str(REPO / "examples/virtual_dbs")
-    p = subprocess.run([sys.executable, "-c", _FORKED, f"{here}/standalone_{backend}.py",
-                        f"HERE = {here!r}\n" + _PRELOAD[backend], json.dumps([list(r) for r in runs])],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-2000:]
-    lines = p.stdout.strip().splitlines()[-len(runs):]
-    assert len(lines) == len(runs), p.stdout[-2000:]
-    return [json.loads(ln) for ln in lines]
-
-
 def _standalone_forked(backend: str, *runs: list[str]) -> list[dict]:
-    """Each run's rate per nucleus (_forked_json)."""
-    return [{k: v["rate_hz"] for k, v in r["nuclei"].items()} for r in _forked_json(backend, *runs)]
+    """Each of `runs` of standalone_BACKEND.py forked from one warm process (standalone_sweep.forked:
+    the imports, 2-3 CPU-s a fresh process pays, once): its rate per nucleus."""
+    sys.path.insert(0, str(REPO / "examples/virtual_dbs"))
+    from standalone_sweep import forked
+    return [{k: v["rate_hz"] for k, v in r["nuclei"].items()} for r in forked(backend, [list(r) for r in runs])]
 
 
 @pytest.mark.unit
