@@ -37,10 +37,12 @@ from bench.common import REPO, TreeSampler, arg_parser, cosim_run, load_avg  # n
 from bench.split_spikes import REGIONS, spikes  # noqa: E402
 
 SIZES = {
-    # tiny: CI-sized (< 1 min): 160 cells on both backends, 4 regions, 4 regions on 1 and 2 services (5 runs,
-    # each ~8 CPU-s of start-up for < 1 s of loop: one size per scan)
+    # tiny: CI-sized (< 1 min): 160 cells on both backends, 4 regions, 4 regions on 1 and 2 services (4 runs,
+    # each ~8 CPU-s of start-up for < 1 s of loop: one size per scan; no `rates` split: its row is
+    # the `spikes` row's code with another config, and rates between services have their own
+    # system tests, tests/netpyne/test_spikes_between_services.py)
     "tiny": {"scales": [1], "cells_ms": 20.0, "regions": [4], "regions_ms": 60.0, "services": [1, 2],
-             "rates_services": 2},
+             "rates_services": 0},
     "full": {"scales": [1, 10, 100], "cells_ms": 50.0, "regions": [2, 5, 10, 20], "regions_ms": 100.0,
              "services": [1, 2, 4], "rates_services": 4},
 }
@@ -165,7 +167,7 @@ def run(size: str = "full", out: Path | None = None, with_netns: bool = False) -
     services = []
     regs = REGIONS[:max(sz["regions"])]
     base_row = next((r for r in regions if r["regions"] == len(regs)), None)
-    plan = [(n, "spikes") for n in sz["services"]] + [(sz["rates_services"], "rates")]
+    plan = [(n, "spikes") for n in sz["services"]] + ([(sz["rates_services"], "rates")] if sz["rates_services"] else [])
     for n, how in plan:
         if n == 1:
             row = {"services": 1, "inter_service": "–", **(base_row or {"error": "no 1-service run"})}

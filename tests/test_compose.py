@@ -63,11 +63,19 @@ def images(tmp_path_factory):
     return log
 
 
+_built: set[str] = set()
+
+
 def _build_spiking(images: Path, backend: str) -> None:
-    """The spiking image of one backend (compose picks services/<backend>_node/Dockerfile)."""
+    """The spiking image of one backend (compose picks services/<backend>_node/Dockerfile), once per
+    session (each backend's its own tag, cosim-<backend>:latest: a later build of another backend
+    leaves it as it was; a rebuild from cache costs ~2 s for nothing)."""
+    if backend in _built:
+        return
     env = {**os.environ, "COSIM_CONFIG_FILE": str(REPO / "examples" / "default.yaml"), "COSIM_BACKEND": backend}
     code = _run(["-p", "cosimbuild", "build", "spiking"], env, 1800, images)
     assert code == 0, f"building the {backend} spiking image failed:\n" + images.read_text()[-4000:]
+    _built.add(backend)
 
 
 
@@ -110,7 +118,10 @@ def test_compose_run(images, tmp_path, backend):
         # the nodes stayed until the coordinator had finished, then ended cleanly
         assert "cosim: interrupted" not in text, text[-5000:]
     finally:
-        _run(["-p", project, "down", "-t", "5"], env, 300, log)
+        # -t 0: the checks above are done; a container still up here gets SIGKILL at once, not after 5 s
+        # (a node hung in a DNS lookup of the stopped coordinator let up wait 10 s and down 5 s more, in
+        # about half the runs; compose.yaml's RES_OPTIONS for the nodes, docs/deployment.md)
+        _run(["-p", project, "down", "-t", "0"], env, 300, log)
         left = subprocess.run(["podman", "ps", "-aq", "--filter", f"label=io.podman.compose.project={project}"],
                               capture_output=True, text=True, timeout=60).stdout.split()
         if left:

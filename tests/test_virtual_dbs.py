@@ -15,11 +15,12 @@ NUCLEI = ["GPe", "GPi", "STN", "dSN", "iSN", "Thal"]
 STATES = ["healthy", "parkinson", "parkinson_dbs"]
 
 
-def _standalone(backend: str, *args: str) -> dict:
-    p = subprocess.run([sys.executable, str(REPO / f"examples/virtual_dbs/standalone_{backend}.py"), *args],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-2000:]
-    return {k: v["rate_hz"] for k, v in json.loads(p.stdout.strip().splitlines()[-1])["nuclei"].items()}
+def _standalone_forked(backend: str, *runs: list[str]) -> list[dict]:
+    """Each of `runs` of standalone_BACKEND.py forked from one warm process (standalone_sweep.forked:
+    the imports, 2-3 CPU-s a fresh process pays, once): its rate per nucleus."""
+    sys.path.insert(0, str(REPO / "examples/virtual_dbs"))
+    from standalone_sweep import forked
+    return [{k: v["rate_hz"] for k, v in r["nuclei"].items()} for r in forked(backend, [list(r) for r in runs])]
 
 
 @pytest.mark.unit
@@ -61,8 +62,7 @@ def test_no_noise_runs_the_model_as_the_toolbox_does():
     30.6 Hz): noise off, the model's cortex (identical cells, constant drive 7) fires at 16 Hz and
     STN some 4 Hz above its rate with the noise (docs/science.md, 'The study's own spiking model')."""
     common = ["healthy", "3", "--n", "100", "--duration", "1500"]
-    on = _standalone("brian2", *common)
-    off = _standalone("brian2", *common, "--no-noise")
+    on, off = _standalone_forked("brian2", common, [*common, "--no-noise"])
     assert abs(off["CxE"] - 16.0) < 0.5, off["CxE"]
     assert abs(on["CxE"] - 16.0) > 2.0, on["CxE"]        # the noise (sd 10 in the cortex) moves it
     assert off["STN"] > on["STN"] + 2.0, (on["STN"], off["STN"])
@@ -77,13 +77,14 @@ def test_dbs_fibre_activation_reaches_its_targets():
     parkinson + fibres only, no somatic current): GPe->STN fibres inhibit STN, pallidothalamic
     (passing) fibres silence the thalamus far more than anything else does."""
     common = ["--n", "40", "--duration", "800"]
+    fibres = ["parkinson_dbs", "3", *common, "--amp", "0", "--fibres"]
     for backend in ("brian2", "netpyne"):
-        pd = _standalone(backend, "parkinson", "3", *common)
-        aff = _standalone(backend, "parkinson_dbs", "3", *common, "--amp", "0", "--fibres", "gpe_stn")
+        pd, aff, *rest = _standalone_forked(backend, ["parkinson", "3", *common], [*fibres, "gpe_stn"],
+                                            *([[*fibres, "passing"]] if backend == "brian2" else []))
         assert aff["STN"] < pd["STN"] - 4.0, (backend, pd["STN"], aff["STN"])
         assert abs(aff["CxE"] - pd["CxE"]) < 0.5          # the model's cortex hears none of it
         if backend == "brian2":
-            pas = _standalone(backend, "parkinson_dbs", "3", *common, "--amp", "0", "--fibres", "passing")
+            (pas,) = rest
             assert pas["Thal"] < 0.5 * pd["Thal"], (pd["Thal"], pas["Thal"])
             assert abs(pas["STN"] - pd["STN"]) < 3.0      # STN is upstream of GPi-Thal: barely moved
 

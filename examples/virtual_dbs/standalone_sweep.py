@@ -4,7 +4,11 @@
                                                     [--duration 1500] [--dbs stn] [--amp 160] [--fibres SETS]
                                                     [--no-noise] [--out FILE]
 
-Each (backend, state, seed) runs in its own process (standalone_netpyne.py / standalone_brian2.py).
+Each (backend, state, seed) runs in its own process (standalone_netpyne.py / standalone_brian2.py),
+forked from one warm process per backend that imported what the script imports (Brian2, or NEURON
+and NetPyNE: 2-3 CPU-s a fresh process pays): the child runs the script as `__main__`, from a
+process in which nothing but imports has run, so it prints what a fresh process prints (but for
+its wall_s; checked on both backends); `forked(backend, runs)` does this for any list of runs.
 Writes {"<backend>_standalone": {STATE: {NUCLEUS: {"rate_hz": [per seed], "beta_power": [...]}}}}
 (the format of dbs_results.json) plus "wall_s" per backend; prints a table, mean ± sd over seeds.
 """
@@ -26,23 +30,81 @@ STATES = ["healthy", "parkinson", "parkinson_dbs"]
 SCRIPT = {"netpyne": HERE / "standalone_netpyne.py", "brian2": HERE / "standalone_brian2.py"}
 
 
-def one(backend: str, state: str, seed: int, a) -> dict:
-    cmd = [sys.executable, str(SCRIPT[backend]), state, str(seed), "--n", str(a.n), "--duration", str(a.duration),
-           "--dbs", a.dbs, "--fibres", getattr(a, "fibres", "")] + ([] if a.amp is None else ["--amp", str(a.amp)]) \
-        + (["--no-noise"] if getattr(a, "no_noise", False) else [])
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    if p.returncode != 0 or not lines:
+PRELOAD = {"brian2": ["cosim_brian2._compat:import_brian2()", "bg_brian2"],
+           "netpyne": ["neuron", "netpyne.sim", "bg_network"]}
+
+
+def _serve(backend: str, runs: list[list[str]]) -> int:
+    """The warm process: import what SCRIPT[backend] imports, then fork one child per run in turn,
+    its stdout to a file of its own; print each run's last line (its JSON). At the first failure:
+    its exit code (1 if killed or silent)."""
+    import importlib
+    import os
+    import runpy
+    import tempfile
+    import traceback
+    sys.path.insert(0, str(HERE.parent / "plugins" / "cosim-brian2"))
+    for m in ["analysis", "dbs_params", "cosim.sdk.stimulus", *PRELOAD[backend]]:
+        mod, _, call = m.partition(":")
+        obj = importlib.import_module(mod)
+        if call:
+            getattr(obj, call.rstrip("()"))()
+    script = str(SCRIPT[backend])
+    for argv in runs:
+        with tempfile.TemporaryFile() as out:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    os.dup2(out.fileno(), 1)
+                    sys.argv = [script, *argv]
+                    runpy.run_path(script, run_name="__main__")
+                    code = 0
+                except SystemExit as e:
+                    code = e.code if isinstance(e.code, int) else 1
+                except BaseException:
+                    traceback.print_exc()
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            out.seek(0)
+            lines = [ln for ln in out.read().decode(errors="replace").splitlines() if ln.startswith("{")]
+            if code != 0 or not lines:
+                return code if code > 0 else 1      # its own stderr (this one's) says why
+            print(lines[-1], flush=True)
+    return 0
+
+
+def forked(backend: str, runs: list[list[str]]) -> list[dict]:
+    """SCRIPT[backend] with each of `runs` (its arguments) forked from one warm process: the JSON
+    each printed. RuntimeError naming the run that failed and its last line of stderr."""
+    code = (f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import standalone_sweep as s; "
+            "sys.exit(s._serve(sys.argv[1], json.loads(sys.argv[2])))")
+    p = subprocess.run([sys.executable, "-c", code, backend, json.dumps(runs)], capture_output=True, text=True)
+    got = [json.loads(ln) for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or len(got) != len(runs):
+        failed = runs[min(len(got), len(runs) - 1)]
         tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"{backend} {state} seed {seed} failed (exit {p.returncode}): {tail}")
-    return json.loads(lines[-1])
+        raise RuntimeError(f"{backend} {failed[0]} seed {failed[1]} failed (exit {p.returncode}): {tail}")
+    return got
+
+
+def args_of(state: str, seed: int, a) -> list[str]:
+    return [state, str(seed), "--n", str(a.n), "--duration", str(a.duration), "--dbs", a.dbs,
+            "--fibres", getattr(a, "fibres", "")] + ([] if a.amp is None else ["--amp", str(a.amp)]) \
+        + (["--no-noise"] if getattr(a, "no_noise", False) else [])
 
 
 def sweep(backends: list[str], a) -> dict:
     out = {}
     for b in backends:
         t0 = time.perf_counter()
-        runs = {(s, sd): one(b, s, sd, a) for sd in range(1, a.seeds + 1) for s in STATES}
+        keys = [(s, sd) for sd in range(1, a.seeds + 1) for s in STATES]
+        runs = dict(zip(keys, forked(b, [args_of(s, sd, a) for s, sd in keys])))
         nuclei = list(runs[("healthy", 1)]["nuclei"])
         out[f"{b}_standalone"] = {s: {p: {k: [runs[(s, sd)]["nuclei"][p][k] for sd in range(1, a.seeds + 1)]
                                           for k in ("rate_hz", "beta_power")} for p in nuclei} for s in STATES}
