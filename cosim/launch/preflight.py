@@ -55,14 +55,15 @@ def check_window(cfg: RunConfig, source: str, connectome: dict | None = None) ->
     service has started."""
     con = connectome if connectome is not None else connectome_of(cfg)
     from cosim.config.regions import region_problem
-    bad_region = region_problem(cfg.model_dump(mode="json"), con["weights"].shape[0])
+    plain = cfg.model_dump(mode="json")      # what the pure checks take (as the coordinator's CONFIGURE)
+    bad_region = region_problem(plain, con["weights"].shape[0])
     if bad_region:
         raise ConfigError(f"{source}: {bad_region[0]}: {bad_region[1]}")
     lag = 1 if cfg.run.lookahead == "auto" else int(cfg.run.lookahead)   # auto picks one that fits
     if cfg.run.window_ms is None and lag == 1:
         return
     from cosim.config.inter_service import window_limit_steps
-    d, slack = window_limit_steps(cfg.model_dump(mode="json"), con["weights"], con["idelays"])
+    d, slack = window_limit_steps(plain, con["weights"], con["idelays"])
     if d is None:
         return
     from cosim.config.timing import lag_window_problem

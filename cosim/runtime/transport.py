@@ -169,19 +169,17 @@ class Channel:
         self.last_encode_s = time.perf_counter() - t0
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
-            slice_ms = self.SEND_SLICE_MS
+            try:        # the usual case, at once (copying is faster than zero-copy for frames < ~64 kB)
+                self.sock.send_multipart(frames, zmq.NOBLOCK)
+                break
+            except zmq.Again:
+                pass
             if deadline is not None:
-                slice_ms = int(max(0.0, min(slice_ms / 1000, deadline - time.monotonic())) * 1000)
-            if self.sock.poll(slice_ms, zmq.POLLOUT):
-                try:        # copying is faster than zero-copy for frames < ~64 kB
-                    self.sock.send_multipart(frames, zmq.NOBLOCK)
-                    break
-                except zmq.Again:
-                    pass
-            if deadline is not None:
-                if time.monotonic() >= deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return False
-            elif self.blocked is not None:
+                self.sock.poll(int(min(self.SEND_SLICE_MS / 1000, left) * 1000), zmq.POLLOUT)
+            elif not self.sock.poll(self.SEND_SLICE_MS, zmq.POLLOUT) and self.blocked is not None:
                 self.blocked()
         if trace is not None:
             trace(self.who, "send", msg.type, msg.window, "coordinator", sum(map(len, frames)))

@@ -124,11 +124,12 @@ class SetupMixin(CoordinatorState):
         con = self.connectome
         n = con["weights"].shape[0]
         from cosim.config.regions import region_problem
-        bad_region = region_problem(self.cfg.model_dump(mode="json"), n)
+        plain = self.cfg.model_dump(mode="json")
+        bad_region = region_problem(plain, n)
         if bad_region:
             raise RunFailed(f"{bad_region[0]}: {bad_region[1]}", 2)
         from cosim.config.inter_service import window_limit_steps
-        d, slack = window_limit_steps(self.cfg.model_dump(mode="json"), con["weights"], con["idelays"])
+        d, slack = window_limit_steps(plain, con["weights"], con["idelays"])
         if slack:
             log.info("coordinator: windows fit in %d steps%s", d, slack)
         steps = max(1, round(self.cfg.run.duration_ms / self.tvb_dt_ms))
